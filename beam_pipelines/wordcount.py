@@ -1,0 +1,154 @@
+"""Counts words in text files: the data-processing job of the CI/CD tutorial (Beam's WordCount).
+
+Semantics follow Beam's Java ``WordCount`` example exactly: a line is split on runs of characters
+that are not Unicode letters (Java's ``[^\\p{L}]+``), so digits, punctuation, apostrophes and ``_``
+separate words while accented and non-Latin letters belong to them; empty tokens are dropped;
+words are counted case-sensitively and written as ``word: count`` lines.
+
+    python -m beam_pipelines.wordcount --input 'data/*.txt' --output out/counts [--num_shards N]
+
+Any other flag is a Beam pipeline option (``--runner``, ``--direct_num_workers`` ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from importlib import resources
+from typing import Iterable, Iterator, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from beam_pipelines.runtime import progress
+
+METRICS_NAMESPACE = 'WordCount'
+EMPTY_LINES = 'emptyLines'
+LINE_LENGTHS = 'lineLenDistro'
+
+# Runs of characters that may be letters: \w minus decimal digits and '_'. This is a superset of
+# the letters (categories Lu, Ll, Lt, Lm, Lo == str.isalpha) that also holds the few non-decimal
+# numerics (e.g. '²', '½', 'Ⅻ'); those rare runs are split again character by character.
+_LETTERISH_RUN = re.compile(r'[^\W\d_]+')
+
+
+def default_input() -> str:
+  """Path of the sample text bundled with the package (the embedded default input)."""
+  return str(resources.files('beam_pipelines') / 'data' / 'sample.txt')
+
+
+def split_words(line: str) -> Iterator[str]:
+  """Yields the words of a line: maximal runs of Unicode letters (Java's ``\\p{L}``)."""
+  for run in _LETTERISH_RUN.findall(line):
+    if run.isalpha():
+      yield run
+      continue
+    word = []
+    for char in run:
+      if char.isalpha():
+        word.append(char)
+      elif word:
+        yield ''.join(word)
+        word = []
+    if word:
+      yield ''.join(word)
+
+
+def is_blank(line: str) -> bool:
+  """Java's ``line.trim().isEmpty()``: only characters <= U+0020."""
+  return all(char <= ' ' for char in line)
+
+
+class ExtractWordsFn(beam.DoFn):
+  """Splits a line into words, counting empty lines and the distribution of line lengths."""
+
+  def __init__(self):
+    super().__init__()
+    self.empty_lines = Metrics.counter(METRICS_NAMESPACE, EMPTY_LINES)
+    self.line_lengths = Metrics.distribution(METRICS_NAMESPACE, LINE_LENGTHS)
+
+  def process(self, line: str) -> Iterable[str]:
+    self.line_lengths.update(len(line))
+    if is_blank(line):
+      self.empty_lines.inc()
+    yield from split_words(line)
+
+
+def format_count(word_count: Tuple[str, int]) -> str:
+  """(word, count) -> 'word: count', the output line format."""
+  word, count = word_count
+  return f'{word}: {count}'
+
+
+class CountWords(beam.PTransform):
+  """Lines of text -> (word, count)."""
+
+  def expand(self, lines):
+    return (
+        lines
+        | 'ExtractWords' >> beam.ParDo(ExtractWordsFn())
+        | 'CountPerWord' >> beam.combiners.Count.PerElement())
+
+
+class WordCountOptions(PipelineOptions):
+  """The word count's own flags; every other flag is a Beam option."""
+
+  @classmethod
+  def _add_argparse_args(cls, parser):
+    parser.add_argument(
+        '--input', default=None, help='File or glob to read (default: the bundled sample text).')
+    parser.add_argument(
+        '--output', default='outputs/wordcount/counts', help='Output path prefix of the shards.')
+    parser.add_argument(
+        '--num_shards', type=int, default=0, help='Number of output shards (0: runner decides).')
+
+
+def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, output: str, num_shards: int = 0):
+  """Adds read -> count -> format -> write to ``pipeline``; returns the write result."""
+  lines = pipeline | 'ReadLines' >> beam.io.ReadFromText(input_pattern)
+  word_to_count = lines | 'CountWords' >> CountWords()
+  return (
+      word_to_count
+      | 'Format' >> beam.Map(format_count)
+      | 'Write' >> beam.io.WriteToText(output, num_shards=num_shards))
+
+
+def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> beam.runners.runner.PipelineResult:
+  """Runs the word count. Returns the finished pipeline result (its metrics hold the counters).
+
+  ``save_main_session`` stays False: the DoFns need no global state of ``__main__`` (Beam's default
+  cloudpickle pickles them by value, and imports resolve from the staged wheel on workers).
+  """
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  WordCountOptions._add_argparse_args(parser)  # so that --help lists our flags
+  known, _ = parser.parse_known_args(argv)
+  options = PipelineOptions(argv)
+  options.view_as(SetupOptions).save_main_session = save_main_session
+  input_pattern = known.input or default_input()
+
+  progress(f'wordcount: reading {input_pattern}')
+  pipeline = beam.Pipeline(options=options)
+  build_pipeline(pipeline, input_pattern, known.output, known.num_shards)
+  result = pipeline.run()
+  result.wait_until_finish()
+  _report(result, known.output)
+  return result
+
+
+def _report(result, output: str) -> None:
+  """Prints the run's summary: lines, empty lines, where the shards are."""
+  try:
+    metrics = result.metrics().query()
+  except NotImplementedError:  # some runners do not report metrics
+    return
+  empty = sum(c.committed or 0 for c in metrics['counters'] if c.key.metric.name == EMPTY_LINES)
+  dists = [d.committed for d in metrics['distributions'] if d.key.metric.name == LINE_LENGTHS]
+  lines = sum(d.count for d in dists if d)
+  progress(f'wordcount: done: {lines} lines read ({empty} empty); counts written to {output}-*')
+
+
+if __name__ == '__main__':
+  logging.getLogger().setLevel(logging.WARNING)
+  run()
