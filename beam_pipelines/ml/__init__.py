@@ -1,0 +1,1 @@
+"""Reusable pieces of the ML pipelines: dataset spec, CSV parsing, TFDV, models, blessing."""

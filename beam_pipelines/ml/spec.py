@@ -1,0 +1,193 @@
+"""The dataset spec: which CSV columns are the label, the key and the numeric/categorical features.
+
+A spec is a small YAML or JSON file::
+
+    name: taxi
+    label: big_tip                 # required; binary (0/1, true/false, yes/no)
+    key: trip_id                   # optional; the train/eval split hashes it (else the whole row)
+    timestamp: trip_start_timestamp  # optional; kept in the features, never used as a feature
+    numeric: [fare, trip_miles]    # a list, or "all" (= every column not named elsewhere)
+    categorical: [payment_type]    # a list, or "all"; at most one of numeric/categorical is "all"
+    ignore: [notes]                # optional columns to drop
+    eval_fraction: 0.2             # optional, default 0.2
+    thresholds:                    # optional, per feature
+      payment_type: {drift: 0.05, skew: 0.05}  # L-infinity (categorical) / Jensen-Shannon (numeric)
+
+A bad spec raises ``SpecError`` naming the field. ``resolve(header)`` checks the spec against a CSV
+header and expands "all".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+from importlib import resources
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+ALL = 'all'
+THRESHOLD_KINDS = ('drift', 'skew')
+_FIELDS = ('name', 'label', 'key', 'timestamp', 'numeric', 'categorical', 'ignore',
+           'eval_fraction', 'thresholds')
+
+
+class SpecError(ValueError):
+  """The dataset spec is invalid; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """A validated dataset spec. ``numeric``/``categorical`` may still be ``'all'`` until resolved."""
+
+  label: str
+  numeric: Union[str, Sequence[str]] = ()
+  categorical: Union[str, Sequence[str]] = ()
+  name: str = 'dataset'
+  key: Optional[str] = None
+  timestamp: Optional[str] = None
+  ignore: Sequence[str] = ()
+  eval_fraction: float = 0.2
+  thresholds: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
+
+  @property
+  def features(self) -> List[str]:
+    """Numeric then categorical feature columns (requires a resolved spec)."""
+    self._require_resolved()
+    return list(self.numeric) + list(self.categorical)
+
+  @property
+  def columns(self) -> List[str]:
+    """Every column written to the features files: key, timestamp, features, label."""
+    self._require_resolved()
+    extra = [c for c in (self.key, self.timestamp) if c]
+    return extra + self.features + [self.label]
+
+  def threshold(self, feature: str, kind: str) -> Optional[float]:
+    """The drift or skew threshold of a feature, or None."""
+    return self.thresholds.get(feature, {}).get(kind)
+
+  def resolve(self, header: Sequence[str]) -> 'DatasetSpec':
+    """Checks the spec against a CSV header and expands ``all``; raises SpecError naming the field."""
+    header = list(header)
+    duplicates = sorted({c for c in header if header.count(c) > 1})
+    if duplicates:
+      raise SpecError(f'CSV header repeats column(s) {duplicates}')
+    named = [c for c in (self.label, self.key, self.timestamp) if c] + list(self.ignore)
+    for field in ('numeric', 'categorical'):
+      value = getattr(self, field)
+      if value != ALL:
+        named += list(value)
+    rest = [c for c in header if c not in named]
+    numeric = rest if self.numeric == ALL else list(self.numeric)
+    categorical = rest if self.categorical == ALL else list(self.categorical)
+    for field, columns in (('label', [self.label]), ('key', [self.key] if self.key else []),
+                           ('timestamp', [self.timestamp] if self.timestamp else []),
+                           ('numeric', numeric), ('categorical', categorical)):
+      missing = [c for c in columns if c not in header]
+      if missing:
+        raise SpecError(f'spec field {field!r}: column(s) {missing} not in the CSV header {header}')
+    if not numeric and not categorical:
+      raise SpecError("spec fields 'numeric'/'categorical': no feature columns left")
+    return dataclasses.replace(self, numeric=tuple(numeric), categorical=tuple(categorical))
+
+  @property
+  def is_resolved(self) -> bool:
+    return ALL not in (self.numeric, self.categorical)
+
+  def _require_resolved(self):
+    if not self.is_resolved:
+      raise SpecError('spec has "all" columns: call resolve(header) first')
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {f: (list(v) if isinstance(v, tuple) else v)
+            for f, v in dataclasses.asdict(self).items()}
+
+  def fingerprint(self) -> str:
+    """sha256 of the spec's canonical JSON: part of a cache key / lineage record."""
+    return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _column_list(raw: Dict[str, Any], field: str) -> Union[str, tuple]:
+  value = raw.get(field, ())
+  if value == ALL:
+    return ALL
+  if isinstance(value, str) or not isinstance(value, (list, tuple)):
+    raise SpecError(f'spec field {field!r} must be a list of column names or "all", got {value!r}')
+  if not all(isinstance(c, str) and c for c in value):
+    raise SpecError(f'spec field {field!r} must hold non-empty column names, got {value!r}')
+  return tuple(value)
+
+
+def from_dict(raw: Any) -> DatasetSpec:
+  """Validates a parsed spec document; raises SpecError naming the offending field."""
+  if not isinstance(raw, dict):
+    raise SpecError(f'a spec is a mapping of fields, got {type(raw).__name__}')
+  unknown = sorted(set(raw) - set(_FIELDS))
+  if unknown:
+    raise SpecError(f'unknown spec field(s) {unknown}; known: {list(_FIELDS)}')
+  for field in ('label', 'name', 'key', 'timestamp'):
+    value = raw.get(field)
+    if field == 'label' and value is None:
+      raise SpecError("spec field 'label' is required")
+    if value is not None and (not isinstance(value, str) or not value):
+      raise SpecError(f'spec field {field!r} must be a non-empty string, got {value!r}')
+  numeric = _column_list(raw, 'numeric')
+  categorical = _column_list(raw, 'categorical')
+  if numeric == ALL and categorical == ALL:
+    raise SpecError("spec fields 'numeric' and 'categorical' cannot both be \"all\"")
+  if not numeric and not categorical:
+    raise SpecError("spec needs feature columns: field 'numeric' or 'categorical'")
+  ignore = _column_list(raw, 'ignore')
+  if ignore == ALL:
+    raise SpecError("spec field 'ignore' must be a list")
+  listed = [c for c in (numeric, categorical) if c != ALL for c in c] + list(ignore)
+  singles = [raw.get(f) for f in ('label', 'key', 'timestamp') if raw.get(f)]
+  clashes = sorted({c for c in listed + singles if (listed + singles).count(c) > 1})
+  if clashes:
+    raise SpecError(f'spec names column(s) {clashes} in more than one field')
+  eval_fraction = raw.get('eval_fraction', 0.2)
+  if (isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float))
+      or not 0 < eval_fraction < 1):
+    raise SpecError(f"spec field 'eval_fraction' must be a number in (0, 1), got {eval_fraction!r}")
+  thresholds = raw.get('thresholds') or {}
+  if not isinstance(thresholds, dict):
+    raise SpecError("spec field 'thresholds' must map feature -> {drift: x, skew: y}")
+  for feature, kinds in thresholds.items():
+    where = f"spec field 'thresholds.{feature}'"
+    if listed and feature not in listed and numeric != ALL and categorical != ALL:
+      raise SpecError(f'{where}: {feature!r} is not a numeric or categorical feature')
+    if not isinstance(kinds, dict) or not set(kinds) <= set(THRESHOLD_KINDS):
+      raise SpecError(f'{where} must map {list(THRESHOLD_KINDS)} to numbers, got {kinds!r}')
+    for kind, value in kinds.items():
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise SpecError(f'{where}.{kind} must be a number >= 0, got {value!r}')
+  return DatasetSpec(
+      label=raw['label'], numeric=numeric, categorical=categorical,
+      name=raw.get('name', 'dataset'), key=raw.get('key'), timestamp=raw.get('timestamp'),
+      ignore=tuple(ignore), eval_fraction=float(eval_fraction),
+      thresholds={f: {k: float(v) for k, v in kinds.items()} for f, kinds in thresholds.items()})
+
+
+def load(path: Union[str, pathlib.Path]) -> DatasetSpec:
+  """Reads a YAML or JSON spec (local path or any Beam filesystem URL)."""
+  import yaml
+  from apache_beam.io.filesystems import FileSystems
+  try:
+    with FileSystems.open(str(path)) as handle:
+      text = handle.read().decode('utf-8')
+  except Exception as error:  # noqa: BLE001 - report the path, keep the cause
+    raise SpecError(f'cannot read dataset spec {path}: {error}') from error
+  try:
+    raw = yaml.safe_load(text)  # YAML is a superset of JSON
+  except yaml.YAMLError as error:
+    raise SpecError(f'dataset spec {path} is not valid YAML/JSON: {error}') from error
+  try:
+    return from_dict(raw)
+  except SpecError as error:
+    raise SpecError(f'{path}: {error}') from None
+
+
+def default_spec_path() -> str:
+  """The spec of the bundled taxi sample (the embedded default of every ML command)."""
+  return str(resources.files('beam_pipelines') / 'data' / 'taxi_spec.yaml')
