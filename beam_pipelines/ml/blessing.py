@@ -1,0 +1,269 @@
+"""The blessing rule: TFX/TFMA model-validation semantics as pure functions over metric maps.
+
+A config maps metric names to a value threshold and/or a change threshold (YAML or JSON)::
+
+    metrics:
+      auc:
+        value_threshold: {lower_bound: 0.5}            # lower_bound <= value <= upper_bound
+        change_threshold: {direction: HIGHER_IS_BETTER, absolute: -1.0e-10}
+      log_loss:
+        change_threshold: {direction: LOWER_IS_BETTER, relative: 0.05}
+
+Semantics (TFMA's ``metrics_validator``, rule for rule):
+
+- value threshold: passes when ``lower_bound <= value <= upper_bound``; an unset bound is -inf/+inf.
+- change threshold: ``diff = candidate - baseline``, ``relative = diff / baseline`` (NaN when the
+  baseline is 0, and then the check fails, as in TFMA). HIGHER_IS_BETTER passes when
+  ``diff >= absolute and relative >= relative_bound`` (unset bounds -inf); LOWER_IS_BETTER passes
+  when ``diff <= absolute and relative <= relative_bound`` (unset bounds +inf).
+- every thresholded metric must be present (and a number) for the candidate, and for the baseline
+  when a change threshold is checked; a missing one fails with "metric not found".
+- no baseline: change thresholds are ignored and the candidate is judged ("rubber stamped") on its
+  value thresholds alone.
+- BLESSED only when every check passes; the message names each failing metric and by how much.
+
+``DEFAULT_CONFIG`` is "push only if at least as good", as in TFX's taxi template: AUC at least 0.5,
+and AUC not lower than the baseline's (absolute change >= -1e-10, i.e. ties pass).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Dict, List, Mapping, Optional
+
+from beam_pipelines.ml import artifacts
+
+HIGHER_IS_BETTER, LOWER_IS_BETTER = 'HIGHER_IS_BETTER', 'LOWER_IS_BETTER'
+DIRECTIONS = (HIGHER_IS_BETTER, LOWER_IS_BETTER)
+VALUE, CHANGE = 'value_threshold', 'change_threshold'
+
+DEFAULT_CONFIG: Dict[str, Any] = {
+    'metrics': {
+        'auc': {
+            VALUE: {'lower_bound': 0.5},
+            CHANGE: {'direction': HIGHER_IS_BETTER, 'absolute': -1e-10},
+        },
+    },
+}
+
+
+class BlessingConfigError(ValueError):
+  """The blessing config is invalid; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueThreshold:
+  lower_bound: float = -math.inf
+  upper_bound: float = math.inf
+
+
+@dataclasses.dataclass(frozen=True)
+class ChangeThreshold:
+  direction: str
+  absolute: Optional[float] = None
+  relative: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricThreshold:
+  value: Optional[ValueThreshold] = None
+  change: Optional[ChangeThreshold] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+  """One threshold checked on one metric."""
+
+  metric: str
+  kind: str  # VALUE or CHANGE
+  passed: bool
+  message: str
+  candidate: Optional[float] = None
+  baseline: Optional[float] = None
+  diff: Optional[float] = None
+  relative: Optional[float] = None
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {k: _json_number(v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Blessing:
+  """The result record: BLESSED / NOT_BLESSED, why, and every check made."""
+
+  status: str
+  message: str
+  checks: List[Check]
+  rubber_stamped: bool
+
+  @property
+  def blessed(self) -> bool:
+    return self.status == artifacts.BLESSED
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {'status': self.status, 'message': self.message, 'rubber_stamped': self.rubber_stamped,
+            'checks': [c.to_dict() for c in self.checks]}
+
+
+def _json_number(value):
+  """NaN/inf are not JSON: write them as strings."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)
+  return value
+
+
+def _number(raw: Any, where: str) -> float:
+  if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+    raise BlessingConfigError(f'{where} must be a number, got {raw!r}')
+  return float(raw)
+
+
+def parse_config(raw: Any) -> Dict[str, MetricThreshold]:
+  """Validates a config document -> {metric: MetricThreshold}; errors name the field."""
+  if not isinstance(raw, dict) or not isinstance(raw.get('metrics'), dict) or not raw['metrics']:
+    raise BlessingConfigError("blessing config needs a non-empty 'metrics' mapping")
+  unknown = sorted(set(raw) - {'metrics'})
+  if unknown:
+    raise BlessingConfigError(f'unknown blessing config field(s) {unknown}')
+  thresholds = {}
+  for metric, spec in raw['metrics'].items():
+    where = f'metrics.{metric}'
+    if not isinstance(spec, dict) or not spec or not set(spec) <= {VALUE, CHANGE}:
+      raise BlessingConfigError(f'{where} must map {VALUE!r} and/or {CHANGE!r}, got {spec!r}')
+    value = change = None
+    if VALUE in spec:
+      bounds = spec[VALUE]
+      if not isinstance(bounds, dict) or not bounds or not set(bounds) <= {'lower_bound', 'upper_bound'}:
+        raise BlessingConfigError(f'{where}.{VALUE} must set lower_bound and/or upper_bound')
+      value = ValueThreshold(
+          _number(bounds.get('lower_bound', -math.inf), f'{where}.{VALUE}.lower_bound'),
+          _number(bounds.get('upper_bound', math.inf), f'{where}.{VALUE}.upper_bound'))
+    if CHANGE in spec:
+      bounds = spec[CHANGE]
+      if not isinstance(bounds, dict) or not set(bounds) <= {'direction', 'absolute', 'relative'}:
+        raise BlessingConfigError(f'{where}.{CHANGE} fields are direction, absolute, relative')
+      if bounds.get('direction') not in DIRECTIONS:
+        raise BlessingConfigError(
+            f'{where}.{CHANGE}.direction must be one of {list(DIRECTIONS)}, got {bounds.get("direction")!r}')
+      change = ChangeThreshold(
+          bounds['direction'],
+          *(None if bounds.get(f) is None else _number(bounds[f], f'{where}.{CHANGE}.{f}')
+            for f in ('absolute', 'relative')))
+    thresholds[metric] = MetricThreshold(value, change)
+  return thresholds
+
+
+def load_config(path: Optional[str] = None) -> Dict[str, MetricThreshold]:
+  """Reads a YAML/JSON blessing config (any Beam filesystem path), or the embedded default."""
+  if path is None:
+    return parse_config(DEFAULT_CONFIG)
+  import yaml
+  from apache_beam.io.filesystems import FileSystems
+  try:
+    with FileSystems.open(path) as handle:
+      raw = yaml.safe_load(handle.read().decode('utf-8'))
+  except Exception as error:  # noqa: BLE001 - name the file, keep the cause
+    raise BlessingConfigError(f'cannot read blessing config {path}: {error}') from error
+  try:
+    return parse_config(raw)
+  except BlessingConfigError as error:
+    raise BlessingConfigError(f'{path}: {error}') from None
+
+
+def _present(metrics: Optional[Mapping[str, Any]], name: str) -> Optional[float]:
+  """The metric as a float, or None when missing or not a number."""
+  if metrics is None or name not in metrics:
+    return None
+  value = metrics[name]
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return None
+  return float(value)
+
+
+def check_value(metric: str, value: float, threshold: ValueThreshold) -> Check:
+  """TFMA GenericValueThreshold: lower_bound <= value <= upper_bound."""
+  passed = threshold.lower_bound <= value <= threshold.upper_bound
+  if passed:
+    message = f'{metric} = {value:.6g} within [{threshold.lower_bound:g}, {threshold.upper_bound:g}]'
+  elif not value >= threshold.lower_bound:
+    message = (f'{metric} = {value:.6g} is below lower_bound {threshold.lower_bound:g} '
+               f'by {threshold.lower_bound - value:.6g}')
+  else:
+    message = (f'{metric} = {value:.6g} is above upper_bound {threshold.upper_bound:g} '
+               f'by {value - threshold.upper_bound:.6g}')
+  return Check(metric, VALUE, passed, message, candidate=value)
+
+
+def check_change(metric: str, candidate: float, baseline: float,
+                 threshold: ChangeThreshold) -> Check:
+  """TFMA GenericChangeThreshold: diff = candidate - baseline, relative = diff / baseline."""
+  diff = candidate - baseline
+  relative = math.nan if math.isclose(baseline, 0.0) else diff / baseline
+  higher = threshold.direction == HIGHER_IS_BETTER
+  default = -math.inf if higher else math.inf
+  absolute = default if threshold.absolute is None else threshold.absolute
+  relative_bound = default if threshold.relative is None else threshold.relative
+  if higher:
+    abs_ok, rel_ok = diff >= absolute, relative >= relative_bound
+  else:
+    abs_ok, rel_ok = diff <= absolute, relative <= relative_bound
+  word = '>=' if higher else '<='
+  reasons = []
+  if not abs_ok:
+    reasons.append(f'diff {diff:+.6g} is not {word} absolute {absolute:g} '
+                   f'(short by {abs(absolute - diff):.6g})')
+  if not rel_ok:
+    if math.isnan(relative):
+      reasons.append('relative change is undefined (baseline is 0), which fails as in TFMA')
+    else:
+      reasons.append(f'relative {relative:+.6g} is not {word} relative {relative_bound:g} '
+                     f'(short by {abs(relative_bound - relative):.6g})')
+  head = f'{metric}: candidate {candidate:.6g} vs baseline {baseline:.6g} ({threshold.direction})'
+  message = f'{head}: ' + ('; '.join(reasons) if reasons else f'diff {diff:+.6g} ok')
+  return Check(metric, CHANGE, abs_ok and rel_ok, message, candidate=candidate,
+               baseline=baseline, diff=diff, relative=relative)
+
+
+def bless(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
+          thresholds: Mapping[str, MetricThreshold]) -> Blessing:
+  """Judges a candidate's metrics (and a baseline's, or None for a first model) by the thresholds."""
+  checks: List[Check] = []
+  for metric in sorted(thresholds):
+    threshold = thresholds[metric]
+    value = _present(candidate, metric)
+    if value is None:
+      kinds = [k for k, t in ((VALUE, threshold.value), (CHANGE, threshold.change))
+               if t and (k == VALUE or baseline is not None)]
+      for kind in kinds:
+        checks.append(Check(metric, kind, False, f'{metric}: metric not found for the candidate'))
+      continue
+    if threshold.value is not None:
+      checks.append(check_value(metric, value, threshold.value))
+    if threshold.change is not None and baseline is not None:
+      base = _present(baseline, metric)
+      if base is None:
+        checks.append(Check(metric, CHANGE, False, f'{metric}: metric not found for the baseline',
+                            candidate=value))
+      else:
+        checks.append(check_change(metric, value, base, threshold.change))
+  failed = [c for c in checks if not c.passed]
+  rubber_stamped = baseline is None
+  if failed:
+    status = artifacts.NOT_BLESSED
+    message = 'NOT_BLESSED: ' + '; '.join(c.message for c in failed)
+  else:
+    status = artifacts.BLESSED
+    how = ('no baseline: rubber-stamped on value thresholds' if rubber_stamped
+           else 'every threshold passed against the baseline')
+    message = f'BLESSED ({how}): ' + '; '.join(c.message for c in checks)
+  return Blessing(status, message, checks, rubber_stamped)
+
+
+def config_to_json(thresholds: Mapping[str, MetricThreshold]) -> str:
+  """The thresholds as a JSON document (for reports and lineage)."""
+  def _clean(obj):
+    return {k: _json_number(v) for k, v in dataclasses.asdict(obj).items()} if obj else None
+  return json.dumps({m: {'value_threshold': _clean(t.value), 'change_threshold': _clean(t.change)}
+                     for m, t in sorted(thresholds.items())}, sort_keys=True)

@@ -1,0 +1,187 @@
+"""The blessing rule: TFMA value/change threshold semantics, one rule per test."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from beam_pipelines.ml import artifacts, blessing
+from beam_pipelines.ml.blessing import (
+  HIGHER_IS_BETTER,
+  LOWER_IS_BETTER,
+  ChangeThreshold,
+  MetricThreshold,
+  ValueThreshold,
+)
+
+
+def auc_rule(**change):
+  return {'auc': MetricThreshold(change=ChangeThreshold(HIGHER_IS_BETTER, **change))}
+
+
+def loss_rule(**change):
+  return {'log_loss': MetricThreshold(change=ChangeThreshold(LOWER_IS_BETTER, **change))}
+
+
+class TestValueThreshold:
+
+  def test_inside_bounds_passes(self):
+    check = blessing.check_value('auc', 0.7, ValueThreshold(0.5, 0.9))
+    assert check.passed
+
+  def test_bounds_are_inclusive(self):
+    assert blessing.check_value('auc', 0.5, ValueThreshold(0.5, 0.5)).passed
+
+  def test_below_lower_bound_fails_saying_by_how_much(self):
+    check = blessing.check_value('auc', 0.45, ValueThreshold(lower_bound=0.5))
+    assert not check.passed
+    assert 'below lower_bound 0.5 by 0.05' in check.message
+
+  def test_above_upper_bound_fails_saying_by_how_much(self):
+    check = blessing.check_value('log_loss', 0.75, ValueThreshold(upper_bound=0.7))
+    assert not check.passed
+    assert 'above upper_bound 0.7 by 0.05' in check.message
+
+  def test_unset_bounds_are_infinite(self):
+    assert blessing.check_value('x', -1e300, ValueThreshold(upper_bound=0)).passed
+    assert blessing.check_value('x', 1e300, ValueThreshold(lower_bound=0)).passed
+
+  def test_nan_value_fails(self):
+    assert not blessing.check_value('auc', math.nan, ValueThreshold(lower_bound=0.5)).passed
+
+
+class TestChangeThreshold:
+
+  def test_diff_is_candidate_minus_baseline_and_relative_is_diff_over_baseline(self):
+    check = blessing.check_change('auc', 0.9, 0.8, ChangeThreshold(HIGHER_IS_BETTER))
+    assert check.diff == pytest.approx(0.1)
+    assert check.relative == pytest.approx(0.125)
+
+  def test_higher_is_better_passes_when_diff_at_least_absolute(self):
+    assert blessing.check_change('auc', 0.81, 0.8, ChangeThreshold(HIGHER_IS_BETTER, absolute=0.01 - 1e-12)).passed
+
+  def test_higher_is_better_fails_when_diff_below_absolute(self):
+    check = blessing.check_change('auc', 0.79, 0.8, ChangeThreshold(HIGHER_IS_BETTER, absolute=0.0))
+    assert not check.passed
+    assert 'auc' in check.message and 'diff -0.01' in check.message and 'short by 0.01' in check.message
+
+  def test_higher_is_better_fails_when_relative_below_bound(self):
+    check = blessing.check_change('auc', 0.82, 0.8, ChangeThreshold(HIGHER_IS_BETTER, relative=0.05))
+    assert not check.passed  # relative = 0.025 < 0.05
+    assert 'relative +0.025' in check.message
+
+  def test_higher_is_better_needs_both_absolute_and_relative(self):
+    threshold = ChangeThreshold(HIGHER_IS_BETTER, absolute=0.01, relative=0.01)
+    assert blessing.check_change('auc', 0.9, 0.8, threshold).passed
+    assert not blessing.check_change('auc', 0.805, 0.8, threshold).passed
+
+  def test_lower_is_better_passes_when_diff_at_most_absolute(self):
+    assert blessing.check_change('log_loss', 0.52, 0.5, ChangeThreshold(LOWER_IS_BETTER, absolute=0.03)).passed
+
+  def test_lower_is_better_fails_when_diff_above_absolute(self):
+    check = blessing.check_change('log_loss', 0.6, 0.5, ChangeThreshold(LOWER_IS_BETTER, absolute=0.0))
+    assert not check.passed
+    assert 'is not <= absolute 0' in check.message
+
+  def test_lower_is_better_fails_when_relative_above_bound(self):
+    check = blessing.check_change('log_loss', 0.6, 0.5, ChangeThreshold(LOWER_IS_BETTER, relative=0.1))
+    assert not check.passed  # relative = 0.2 > 0.1
+
+  def test_unset_bounds_pass_any_change(self):
+    assert blessing.check_change('auc', 0.1, 0.9, ChangeThreshold(HIGHER_IS_BETTER)).passed
+    assert blessing.check_change('log_loss', 9.0, 0.1, ChangeThreshold(LOWER_IS_BETTER)).passed
+
+  def test_zero_baseline_makes_relative_nan_and_fails_as_tfma(self):
+    check = blessing.check_change('auc', 0.5, 0.0, ChangeThreshold(HIGHER_IS_BETTER, absolute=0.0))
+    assert math.isnan(check.relative)
+    assert not check.passed
+    assert 'baseline is 0' in check.message
+
+  def test_equal_model_passes_default_template(self):
+    thresholds = blessing.load_config()
+    assert blessing.bless({'auc': 0.8}, {'auc': 0.8}, thresholds).blessed
+
+
+class TestBless:
+
+  def test_worse_candidate_is_not_blessed_naming_the_metric(self):
+    result = blessing.bless({'auc': 0.7}, {'auc': 0.8}, blessing.load_config())
+    assert result.status == artifacts.NOT_BLESSED
+    assert not result.rubber_stamped
+    assert result.message.startswith('NOT_BLESSED: auc')
+    assert 'diff -0.1' in result.message
+
+  def test_better_candidate_is_blessed(self):
+    result = blessing.bless({'auc': 0.85}, {'auc': 0.8}, blessing.load_config())
+    assert result.status == artifacts.BLESSED
+    assert [c.kind for c in result.checks] == [blessing.VALUE, blessing.CHANGE]
+
+  def test_no_baseline_rubber_stamps_on_value_thresholds_alone(self):
+    result = blessing.bless({'auc': 0.6}, None, blessing.load_config())
+    assert result.status == artifacts.BLESSED
+    assert result.rubber_stamped
+    assert [c.kind for c in result.checks] == [blessing.VALUE]
+    assert 'rubber-stamped' in result.message
+
+  def test_no_baseline_still_fails_a_value_threshold(self):
+    result = blessing.bless({'auc': 0.4}, None, blessing.load_config())
+    assert result.status == artifacts.NOT_BLESSED
+    assert 'auc = 0.4 is below lower_bound 0.5 by 0.1' in result.message
+
+  def test_missing_candidate_metric_is_not_blessed_naming_it(self):
+    result = blessing.bless({'accuracy': 0.9}, None, blessing.load_config())
+    assert result.status == artifacts.NOT_BLESSED
+    assert 'auc: metric not found for the candidate' in result.message
+
+  def test_non_numeric_metric_counts_as_missing(self):
+    result = blessing.bless({'auc': 'n/a'}, None, blessing.load_config())
+    assert 'metric not found' in result.message
+
+  def test_missing_baseline_metric_is_not_blessed_naming_it(self):
+    result = blessing.bless({'auc': 0.9}, {'accuracy': 0.9}, blessing.load_config())
+    assert result.status == artifacts.NOT_BLESSED
+    assert 'auc: metric not found for the baseline' in result.message
+
+  def test_every_failing_metric_is_named(self):
+    thresholds = {**auc_rule(absolute=0.0), **loss_rule(absolute=0.0)}
+    result = blessing.bless({'auc': 0.7, 'log_loss': 0.6}, {'auc': 0.8, 'log_loss': 0.5}, thresholds)
+    assert 'auc' in result.message and 'log_loss' in result.message
+    assert sum(not c.passed for c in result.checks) == 2
+
+  def test_record_is_json_serialisable_with_nan(self):
+    result = blessing.bless({'auc': 0.5}, {'auc': 0.0}, auc_rule(absolute=0.0))
+    record = json.loads(json.dumps(result.to_dict()))
+    assert record['status'] == artifacts.NOT_BLESSED
+    assert record['checks'][0]['relative'] == 'nan'
+
+
+class TestConfig:
+
+  def test_default_is_the_tfx_taxi_template(self):
+    thresholds = blessing.load_config()
+    assert thresholds['auc'].value == ValueThreshold(lower_bound=0.5)
+    assert thresholds['auc'].change == ChangeThreshold(HIGHER_IS_BETTER, absolute=-1e-10)
+
+  def test_yaml_file_is_read(self, tmp_path):
+    path = tmp_path / 'blessing.yaml'
+    path.write_text('metrics:\n  log_loss:\n    change_threshold: {direction: LOWER_IS_BETTER, relative: 0.05}\n')
+    thresholds = blessing.load_config(str(path))
+    assert thresholds == {'log_loss': MetricThreshold(change=ChangeThreshold(LOWER_IS_BETTER, None, 0.05))}
+
+  @pytest.mark.parametrize('raw, field', [
+      ({}, "'metrics'"),
+      ({'metrics': {'auc': {'value_threshold': {'lower': 1}}}}, 'metrics.auc.value_threshold'),
+      ({'metrics': {'auc': {'value_threshold': {'lower_bound': 'x'}}}}, 'metrics.auc.value_threshold.lower_bound'),
+      ({'metrics': {'auc': {'change_threshold': {'absolute': 0}}}}, 'metrics.auc.change_threshold.direction'),
+      ({'metrics': {'auc': {'change_threshold': {'direction': 'UP'}}}}, 'metrics.auc.change_threshold.direction'),
+      ({'metrics': {'auc': {'threshold': 1}}}, 'metrics.auc'),
+  ])
+  def test_bad_config_names_the_field(self, raw, field):
+    with pytest.raises(blessing.BlessingConfigError, match=field.replace('.', r'\.')):
+      blessing.parse_config(raw)
+
+  def test_unreadable_file_names_the_path(self, tmp_path):
+    with pytest.raises(blessing.BlessingConfigError, match='nope.yaml'):
+      blessing.load_config(str(tmp_path / 'nope.yaml'))
