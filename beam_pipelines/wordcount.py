@@ -13,6 +13,27 @@ Any other flag is a Beam pipeline option (``--runner``, ``--direct_num_workers``
 from __future__ import annotations
 
 import argparse
+import sys
+
+
+def add_wordcount_arguments(parser: argparse.ArgumentParser) -> None:
+  """The word count's own flags (plain argparse, so --help needs no Beam import)."""
+  parser.add_argument(
+      '--input', default=None, help='File or glob to read (default: the bundled sample text).')
+  parser.add_argument(
+      '--output', default='outputs/wordcount/counts', help='Output path prefix of the shards.')
+  parser.add_argument(
+      '--num_shards', type=int, default=0, help='Number of output shards (0: runner decides).')
+
+
+if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
+  # Answer --help before importing Beam, which alone takes ~2 s.
+  _parser = argparse.ArgumentParser(
+      prog='python -m beam_pipelines.wordcount', description=__doc__.split('\n')[0],
+      epilog='Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).')
+  add_wordcount_arguments(_parser)
+  _parser.parse_args()
+
 import logging
 import re
 from importlib import resources
@@ -97,12 +118,7 @@ class WordCountOptions(PipelineOptions):
 
   @classmethod
   def _add_argparse_args(cls, parser):
-    parser.add_argument(
-        '--input', default=None, help='File or glob to read (default: the bundled sample text).')
-    parser.add_argument(
-        '--output', default='outputs/wordcount/counts', help='Output path prefix of the shards.')
-    parser.add_argument(
-        '--num_shards', type=int, default=0, help='Number of output shards (0: runner decides).')
+    add_wordcount_arguments(parser)
 
 
 def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, output: str, num_shards: int = 0):
@@ -121,10 +137,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   ``save_main_session`` stays False: the DoFns need no global state of ``__main__`` (Beam's default
   cloudpickle pickles them by value, and imports resolve from the staged wheel on workers).
   """
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  WordCountOptions._add_argparse_args(parser)  # so that --help lists our flags
-  known, _ = parser.parse_known_args(argv)
   options = PipelineOptions(argv)
+  known = options.view_as(WordCountOptions)
   options.view_as(SetupOptions).save_main_session = save_main_session
   input_pattern = known.input or default_input()
 
