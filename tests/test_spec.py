@@ -1,0 +1,69 @@
+"""Tests of the dataset spec: validation names the bad field; resolve() checks the CSV header."""
+
+from __future__ import annotations
+
+import pytest
+
+from beam_pipelines.ml import spec
+from beam_pipelines.ml.spec import SpecError
+
+HEADER = ['id', 'ts', 'fare', 'miles', 'payment', 'company', 'tip']
+BASE = {'label': 'tip', 'key': 'id', 'timestamp': 'ts', 'numeric': ['fare', 'miles'],
+        'categorical': ['payment', 'company']}
+
+
+def test_bundled_taxi_spec_loads_and_resolves():
+  taxi = spec.load(spec.default_spec_path())
+  assert taxi.label == 'big_tip' and taxi.key == 'trip_id'
+  assert taxi.threshold('payment_type', 'drift') == 0.05
+  assert taxi.threshold('trip_seconds', 'drift') is None
+
+
+def test_resolve_orders_columns_and_expands_all():
+  resolved = spec.from_dict({**BASE, 'numeric': 'all', 'ignore': ['company'],
+                             'categorical': ['payment']}).resolve(HEADER)
+  assert resolved.numeric == ('fare', 'miles')
+  assert resolved.columns == ['id', 'ts', 'fare', 'miles', 'payment', 'tip']
+
+
+def test_fingerprint_is_stable_and_sensitive():
+  a = spec.from_dict(BASE).resolve(HEADER)
+  assert a.fingerprint() == spec.from_dict(dict(BASE)).resolve(HEADER).fingerprint()
+  assert a.fingerprint() != spec.from_dict({**BASE, 'eval_fraction': 0.3}).resolve(HEADER).fingerprint()
+
+
+@pytest.mark.parametrize('raw, field', [
+    ({}, "'label'"),
+    ({**BASE, 'label': ''}, "'label'"),
+    ({**BASE, 'numeric': 'fare'}, "'numeric'"),
+    ({**BASE, 'numeric': 'all', 'categorical': 'all'}, "'categorical'"),
+    ({**BASE, 'eval_fraction': 1.5}, "'eval_fraction'"),
+    ({**BASE, 'thresholds': {'fare': {'drift': -1}}}, "thresholds.fare"),
+    ({**BASE, 'thresholds': {'fare': {'speed': 1}}}, "thresholds.fare"),
+    ({**BASE, 'thresholds': {'nope': {'drift': 1}}}, "thresholds.nope"),
+    ({**BASE, 'colour': 'red'}, "'colour'"),
+    ({**BASE, 'categorical': ['payment', 'fare']}, "'fare'"),
+    (['label', 'tip'], 'mapping'),
+])
+def test_bad_spec_names_the_field(raw, field):
+  with pytest.raises(SpecError, match=field):
+    spec.from_dict(raw)
+
+
+def test_resolve_names_missing_columns():
+  with pytest.raises(SpecError, match=r"'numeric'.*\['miles'\]"):
+    spec.from_dict(BASE).resolve([c for c in HEADER if c != 'miles'])
+  with pytest.raises(SpecError, match='repeats'):
+    spec.from_dict(BASE).resolve(HEADER + ['fare'])
+
+
+def test_load_reports_path_and_yaml_errors(tmp_path):
+  bad = tmp_path / 'bad.yaml'
+  bad.write_text('label: [unclosed\n')
+  with pytest.raises(SpecError, match='not valid YAML'):
+    spec.load(bad)
+  with pytest.raises(SpecError, match='cannot read'):
+    spec.load(tmp_path / 'missing.yaml')
+  good = tmp_path / 'spec.json'
+  good.write_text('{"label": "tip", "numeric": ["fare"]}')
+  assert spec.load(good).numeric == ('fare',)
