@@ -1,0 +1,309 @@
+"""Dataflow submission: a pipeline + the built wheel + a build id + the user's Beam flags -> Beam args.
+
+The same pipeline code runs on the DirectRunner and on Dataflow; only the arguments differ. On
+``DataflowRunner`` this module adds what remote workers need and what an operator wants to see:
+
+* the project's code staged on the workers: ``--extra_package <absolute wheel path>`` (the built,
+  sha256-checked wheel of the current or deployed build), or ``--setup_file <absolute setup.py>``
+  when asked (Dataflow then builds an sdist from the source tree);
+* ``--job_name <pipeline>-<build id>`` sanitised to Dataflow's rule ``[a-z]([-a-z0-9]*[a-z0-9])?``;
+* ``--labels build_id=<id>`` and ``--labels pipeline=<name>`` sanitised to GCP's label rules.
+
+Every other flag passes through untouched, and a flag the user gave explicitly wins (their
+``--job_name``, their ``--extra_package``/``--setup_file``, their ``build_id`` label).
+
+    python -m beam_pipelines.submission --pipeline wordcount --wheel dist/beam_pipelines-*.whl \\
+        --build_id 20261126T1530Z-ab12cd3 --runner DataflowRunner --project P --region R \\
+        --temp_location gs://BUCKET/tmp
+    python -m beam_pipelines.submission --pipeline wordcount --env prod --bucket gs://BUCKET \\
+        --runner DataflowRunner --project P --region R --temp_location gs://BUCKET/tmp
+
+Only the standard library is imported at module level (Beam's FileSystems only when a bucket is
+read), so the harness and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib
+import json
+import os
+import re
+import sys
+import tempfile
+from typing import List, Optional, Sequence
+
+DATAFLOW_RUNNERS = frozenset({'DataflowRunner', 'TestDataflowRunner'})
+# Flags by which a user stages code on the workers themselves; when present we add none.
+STAGING_FLAGS = ('--extra_package', '--extra_packages', '--setup_file')
+JOB_NAME_MAX = 100  # Dataflow accepts longer names; the console and `gcloud` lists do not.
+LABEL_MAX = 63  # GCP labels: keys and values at most 63 characters.
+BUILD_ID_LABEL = 'build_id'
+PIPELINE_LABEL = 'pipeline'
+VARIABLES_FILE = 'variables.json'  # <bucket>/<env>/variables.json, the harness's Composer variables
+
+_JOB_NAME_RE = re.compile(r'[a-z]([-a-z0-9]*[a-z0-9])?')
+_NOT_JOB_CHARS = re.compile(r'[^a-z0-9]+')
+_NOT_LABEL_CHARS = re.compile(r'[^a-z0-9_-]+')
+
+
+class SubmissionError(ValueError):
+  """A Dataflow submission that cannot be built as asked (message says what to do)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Names: pure functions, each with its own tests.
+
+
+def flag_values(beam_args: Sequence[str], *names: str) -> List[str]:
+  """Values of ``--name value`` / ``--name=value`` flags in ``beam_args``, in order."""
+  values = []
+  args = list(beam_args)
+  for i, arg in enumerate(args):
+    for name in names:
+      if arg == name and i + 1 < len(args):
+        values.append(args[i + 1])
+      elif arg.startswith(name + '='):
+        values.append(arg[len(name) + 1:])
+  return values
+
+
+def has_flag(beam_args: Sequence[str], *names: str) -> bool:
+  """True when any of ``names`` is given, with or without a value."""
+  return any(arg == name or arg.startswith(name + '=') for arg in beam_args for name in names)
+
+
+def runner_of(beam_args: Sequence[str]) -> Optional[str]:
+  """The ``--runner`` given (last one wins, as in argparse), or None."""
+  runners = flag_values(beam_args, '--runner')
+  return runners[-1] if runners else None
+
+
+def is_dataflow(beam_args: Sequence[str]) -> bool:
+  """True when the args select Dataflow (``DataflowRunner`` or Beam's ``TestDataflowRunner``)."""
+  runner = runner_of(beam_args) or ''
+  return runner.rsplit('.', 1)[-1] in DATAFLOW_RUNNERS
+
+
+def job_name(pipeline: str, build_id: Optional[str] = None) -> str:
+  """``<pipeline>-<build id>`` under Dataflow's job name rule ``[a-z]([-a-z0-9]*[a-z0-9])?``.
+
+  Lower-cases, turns every run of other characters into one ``-``, prefixes ``job-`` when the
+  name would not start with a letter, and keeps at most ``JOB_NAME_MAX`` characters.
+  """
+  parts = [_NOT_JOB_CHARS.sub('-', part.lower()).strip('-') for part in (pipeline, build_id or '')]
+  if not parts[0]:
+    raise SubmissionError(f'pipeline name {pipeline!r} has no letter or digit for a job name')
+  name = '-'.join(part for part in parts if part)
+  if not name[0].isalpha():
+    name = 'job-' + name
+  name = name[:JOB_NAME_MAX].rstrip('-')
+  assert _JOB_NAME_RE.fullmatch(name), name
+  return name
+
+
+def label_value(text: str) -> str:
+  """A GCP label value: lower-case letters, digits, ``_`` and ``-``, at most 63 characters."""
+  value = _NOT_LABEL_CHARS.sub('-', text.lower())
+  return value[:LABEL_MAX]
+
+
+# ---------------------------------------------------------------------------------------------
+# The args.
+
+
+def dataflow_args(
+    pipeline: str,
+    beam_args: Sequence[str],
+    *,
+    wheel: Optional[str] = None,
+    setup_file: Optional[str] = None,
+    build_id: Optional[str] = None) -> List[str]:
+  """Beam args for a Dataflow job of ``pipeline``: ``beam_args`` plus staging, job name, labels.
+
+  Give the built ``wheel`` (staged with ``--extra_package``) or the project's ``setup_file``
+  (``--setup_file``), not both; both must exist and are made absolute (Beam resolves staged files
+  at submission). If the user's args already stage code (``--extra_package``/``--setup_file``),
+  theirs are used and neither is needed.
+  """
+  if wheel and setup_file:
+    raise SubmissionError('stage either the built wheel (--extra_package) or setup.py '
+                          '(--setup_file), not both')
+  args = list(beam_args)
+  if not has_flag(args, *STAGING_FLAGS):
+    if wheel:
+      args += ['--extra_package', _existing(wheel, suffix='.whl', what='wheel')]
+    elif setup_file:
+      args += ['--setup_file', _existing(setup_file, suffix='setup.py', what='setup file')]
+    else:
+      raise SubmissionError(
+          'Dataflow workers need the project\'s code: build it (`invoke build`) and pass the wheel '
+          '(--wheel dist/beam_pipelines-*.whl), use a deployed build (--env prod), or pass '
+          '--setup_file setup.py')
+  if not has_flag(args, '--job_name'):
+    args += ['--job_name', job_name(pipeline, build_id)]
+  labels = flag_values(args, '--labels')
+  label_keys = {label.split('=', 1)[0] for label in labels}
+  if build_id and BUILD_ID_LABEL not in label_keys:
+    args += ['--labels', f'{BUILD_ID_LABEL}={label_value(build_id)}']
+  if PIPELINE_LABEL not in label_keys:
+    args += ['--labels', f'{PIPELINE_LABEL}={label_value(pipeline)}']
+  return args
+
+
+def submission_args(
+    pipeline: str,
+    beam_args: Sequence[str],
+    *,
+    wheel: Optional[str] = None,
+    setup_file: Optional[str] = None,
+    build_id: Optional[str] = None) -> List[str]:
+  """``beam_args`` for running ``pipeline``: unchanged off Dataflow, ``dataflow_args`` on it.
+
+  This is the one call ``invoke run`` and the DAGs make before handing args to a pipeline.
+  """
+  if not is_dataflow(beam_args):
+    return list(beam_args)
+  return dataflow_args(
+      pipeline, beam_args, wheel=wheel, setup_file=setup_file, build_id=build_id)
+
+
+def _existing(path: str, *, suffix: str, what: str) -> str:
+  absolute = os.path.abspath(os.path.expanduser(path))
+  if not absolute.endswith(suffix):
+    raise SubmissionError(f'{what} {path!r} must end with {suffix!r}')
+  if not os.path.isfile(absolute):
+    raise SubmissionError(f'{what} {absolute} does not exist')
+  return absolute
+
+
+# ---------------------------------------------------------------------------------------------
+# Deployed builds: <bucket>/<env>/variables.json (the harness's Composer variables).
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployedBuild:
+  """What an environment runs: its build id and the wheel in the bucket, with its sha256."""
+  env: str
+  build_id: str
+  wheel_file: str
+  sha256: str
+  variables: dict
+
+
+def variables_path(bucket: str, env: str) -> str:
+  """``<bucket>/<env>/variables.json``."""
+  if env not in ('test', 'prod'):
+    raise SubmissionError(f'unknown environment {env!r} (test or prod)')
+  return f'{bucket.rstrip("/")}/{env}/{VARIABLES_FILE}'
+
+
+def read_deployed(bucket: str, env: str = 'prod') -> DeployedBuild:
+  """Reads an environment's variables.json through Beam's FileSystems (local dir or gs://)."""
+  from apache_beam.io.filesystems import FileSystems
+
+  path = variables_path(bucket, env)
+  if not FileSystems.exists(path):
+    raise SubmissionError(f'nothing deployed to {env}: {path} does not exist (run `invoke deploy`)')
+  with FileSystems.open(path) as handle:
+    raw = handle.read()
+  try:
+    variables = json.loads(raw.decode('utf-8'))
+  except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    raise SubmissionError(f'{path} is not valid JSON: {error}') from error
+  missing = [key for key in ('build_id', 'wheel_file', 'sha256') if not variables.get(key)]
+  if not isinstance(variables, dict) or missing:
+    raise SubmissionError(f'{path} lacks {", ".join(missing) or "an object"}')
+  wheel_file = str(variables['wheel_file'])
+  if '://' not in wheel_file and not os.path.isabs(wheel_file):
+    wheel_file = f'{bucket.rstrip("/")}/{wheel_file}'  # a path relative to the bucket
+  return DeployedBuild(env, str(variables['build_id']), wheel_file, str(variables['sha256']),
+                       variables)
+
+
+def fetch_wheel(url: str, sha256: str, dest_dir: Optional[str] = None) -> str:
+  """A local, absolute copy of the wheel at ``url`` whose sha256 matches, else SubmissionError.
+
+  A local wheel is checked in place unless ``dest_dir`` is given; a remote one (gs://) is copied
+  to ``dest_dir`` (a new temporary directory by default) under its own file name, which Beam's
+  stager requires. The copy is checked while written and renamed into place only when complete.
+  """
+  from apache_beam.io.filesystems import FileSystems
+
+  if '://' not in url and dest_dir is None:
+    local = os.path.abspath(url)
+    with open(local, 'rb') as handle:
+      actual = hashlib.sha256(handle.read()).hexdigest()
+  else:
+    dest_dir = dest_dir or tempfile.mkdtemp(prefix='beam-pipelines-wheel-')
+    local = os.path.join(dest_dir, url.rsplit('/', 1)[-1])
+    digest = hashlib.sha256()
+    with FileSystems.open(url) as source, open(local + '.part', 'wb') as target:
+      for chunk in iter(lambda: source.read(1 << 20), b''):
+        digest.update(chunk)
+        target.write(chunk)
+    actual = digest.hexdigest()
+    if actual == sha256:
+      os.replace(local + '.part', local)
+    else:
+      os.remove(local + '.part')
+  if actual != sha256:
+    raise SubmissionError(f'wheel {url} has sha256 {actual}, expected {sha256}: refusing to stage it')
+  return local
+
+
+# ---------------------------------------------------------------------------------------------
+# Running.
+
+
+def run_pipeline(pipeline: str, beam_args: Sequence[str]):
+  """Runs ``beam_pipelines.<pipeline>.run(beam_args)`` in this process; returns its result."""
+  if not re.fullmatch(r'[a-z][a-z0-9_]*', pipeline):
+    raise SubmissionError(f'not a pipeline name: {pipeline!r}')
+  module = importlib.import_module(f'beam_pipelines.{pipeline}')
+  return module.run(list(beam_args))
+
+
+def parse_args(argv: Optional[Sequence[str]] = None):
+  """This module's own flags; everything else is returned as Beam args."""
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--pipeline', required=True, help='Pipeline module: wordcount, features ...')
+  staged = parser.add_mutually_exclusive_group()
+  staged.add_argument('--wheel', help='Built wheel to stage on Dataflow workers (--extra_package).')
+  staged.add_argument('--setup_file', help="Stage the source tree with this setup.py instead.")
+  staged.add_argument('--env', choices=('test', 'prod'),
+                      help='Stage the wheel deployed to this environment (needs --bucket).')
+  parser.add_argument('--bucket', default=os.environ.get('BEAM_PIPELINES_BUCKET'),
+                      help='Bucket holding <env>/variables.json (default: $BEAM_PIPELINES_BUCKET).')
+  parser.add_argument('--build_id', help='Build id for the job name and label (default: the '
+                      "deployed build's with --env).")
+  return parser.parse_known_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  known, beam_args = parse_args(argv)
+  wheel, build_id = known.wheel, known.build_id
+  try:
+    if known.env:
+      if not known.bucket:
+        raise SubmissionError('--env needs --bucket (or $BEAM_PIPELINES_BUCKET)')
+      deployed = read_deployed(known.bucket, known.env)
+      wheel = fetch_wheel(deployed.wheel_file, deployed.sha256) if is_dataflow(beam_args) else None
+      build_id = build_id or deployed.build_id
+    args = submission_args(
+        known.pipeline, beam_args, wheel=wheel, setup_file=known.setup_file, build_id=build_id)
+  except SubmissionError as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 2
+  from beam_pipelines.runtime import progress
+  if is_dataflow(args):
+    progress(f'submission: {known.pipeline} on Dataflow as job '
+             f'{flag_values(args, "--job_name")[-1]} (build {build_id or "unknown"})')
+  run_pipeline(known.pipeline, args)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,211 @@
+"""Tests of the Dataflow submission args: job names, labels, staging, pass-through, deployed builds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+import pytest
+
+from beam_pipelines import submission
+from beam_pipelines.submission import SubmissionError
+
+from conftest import REPO
+
+DATAFLOW = ['--runner', 'DataflowRunner', '--project', 'my-project', '--region', 'us-central1']
+
+
+class JobNameTest(unittest.TestCase):
+  """job_name: <pipeline>-<build id> under Dataflow's rule [a-z]([-a-z0-9]*[a-z0-9])?."""
+
+  RULE = re.compile(r'[a-z]([-a-z0-9]*[a-z0-9])?')
+  CASES = [
+      (('wordcount', '20261126T153000Z-ab12cd3'), 'wordcount-20261126t153000z-ab12cd3'),
+      (('wordcount', None), 'wordcount'),
+      (('predict', 'build_7.2+local'), 'predict-build-7-2-local'),
+      (('features', '--x--'), 'features-x'),
+      (('9lives', 'b1'), 'job-9lives-b1'),
+      (('Évaluate', 'ß'), 'valuate'),  # non-ASCII letters are not allowed in job names
+  ]
+
+  def test_cases(self):
+    for (pipeline, build_id), expected in self.CASES:
+      with self.subTest(pipeline=pipeline, build_id=build_id):
+        self.assertEqual(submission.job_name(pipeline, build_id), expected)
+
+  def test_long_names_are_cut_to_the_limit_and_still_valid(self):
+    name = submission.job_name('wordcount', 'x' * 300 + '-')
+    self.assertLessEqual(len(name), submission.JOB_NAME_MAX)
+    self.assertRegex(name, self.RULE)
+
+  def test_hostile_build_ids_give_valid_names(self):
+    for build_id in ('../x', 'a/b\\c', ' ', 'UPPER', '😀', '-'):
+      with self.subTest(build_id=build_id):
+        self.assertTrue(self.RULE.fullmatch(submission.job_name('wordcount', build_id)))
+
+  def test_pipeline_without_letters_or_digits_is_refused(self):
+    with self.assertRaisesRegex(SubmissionError, 'no letter or digit'):
+      submission.job_name('--', 'b1')
+
+
+class LabelValueTest(unittest.TestCase):
+  """label_value: GCP label values are [a-z0-9_-], at most 63 characters."""
+
+  def test_cases(self):
+    self.assertEqual(submission.label_value('20261126T153000Z-ab12cd3'), '20261126t153000z-ab12cd3')
+    self.assertEqual(submission.label_value('a.b/c d_e'), 'a-b-c-d_e')
+    self.assertEqual(len(submission.label_value('x' * 100)), 63)
+
+
+class SubmissionArgsTest(unittest.TestCase):
+  """submission_args: unchanged off Dataflow; staging, job name and labels added on it."""
+
+  @classmethod
+  def setUpClass(cls):
+    cls.setup_py = str(REPO / 'setup.py')
+
+  def test_direct_runner_args_pass_through_unchanged(self):
+    args = ['--runner', 'DirectRunner', '--direct_num_workers', '2', '--input', 'x']
+    self.assertEqual(submission.submission_args('wordcount', args, build_id='b1'), args)
+    self.assertEqual(submission.submission_args('wordcount', ['--input', 'x']), ['--input', 'x'])
+
+  def test_dataflow_gets_wheel_job_name_and_labels(self):
+    wheel = self._wheel()
+    args = submission.submission_args(
+        'wordcount', DATAFLOW + ['--num_workers', '3'], wheel=wheel, build_id='B-7')
+    self.assertEqual(args[:len(DATAFLOW) + 2], DATAFLOW + ['--num_workers', '3'])
+    self.assertEqual(submission.flag_values(args, '--extra_package'), [wheel])
+    self.assertEqual(submission.flag_values(args, '--job_name'), ['wordcount-b-7'])
+    self.assertEqual(submission.flag_values(args, '--labels'), ['build_id=b-7', 'pipeline=wordcount'])
+
+  def test_setup_file_is_staged_when_asked_with_an_absolute_path(self):
+    args = submission.submission_args(
+        'wordcount', ['--runner=DataflowRunner'], setup_file=self.setup_py)
+    self.assertEqual(submission.flag_values(args, '--setup_file'), [self.setup_py])
+    self.assertFalse(submission.has_flag(args, '--extra_package'))
+
+  def test_relative_paths_become_absolute(self):
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+      args = submission.dataflow_args('wordcount', [], setup_file='setup.py')
+    finally:
+      os.chdir(cwd)
+    self.assertEqual(submission.flag_values(args, '--setup_file'), [self.setup_py])
+
+  def test_users_explicit_flags_win(self):
+    user = DATAFLOW + ['--job_name=mine', '--extra_package', '/x/other.whl',
+                       '--labels', 'build_id=theirs', '--labels=team=data']
+    args = submission.submission_args('wordcount', user, wheel=self._wheel(), build_id='b1')
+    self.assertEqual(submission.flag_values(args, '--job_name'), ['mine'])
+    self.assertEqual(submission.flag_values(args, '--extra_package'), ['/x/other.whl'])
+    self.assertEqual(submission.flag_values(args, '--labels'),
+                     ['build_id=theirs', 'team=data', 'pipeline=wordcount'])
+
+  def test_no_code_to_stage_is_a_clear_error(self):
+    with self.assertRaisesRegex(SubmissionError, 'invoke build'):
+      submission.submission_args('wordcount', DATAFLOW)
+
+  def test_wheel_and_setup_file_together_are_refused(self):
+    with self.assertRaisesRegex(SubmissionError, 'not both'):
+      submission.dataflow_args('wordcount', DATAFLOW, wheel=self._wheel(), setup_file=self.setup_py)
+
+  def test_missing_or_misnamed_files_are_refused(self):
+    with self.assertRaisesRegex(SubmissionError, 'does not exist'):
+      submission.dataflow_args('wordcount', DATAFLOW, wheel='/nonexistent/beam_pipelines.whl')
+    with self.assertRaisesRegex(SubmissionError, "must end with '.whl'"):
+      submission.dataflow_args('wordcount', DATAFLOW, wheel=self.setup_py)
+
+  def test_runner_is_recognised_in_every_spelling(self):
+    for args in (['--runner', 'DataflowRunner'], ['--runner=TestDataflowRunner'],
+                 ['--runner', 'apache_beam.runners.dataflow.dataflow_runner.DataflowRunner']):
+      with self.subTest(args=args):
+        self.assertTrue(submission.is_dataflow(args))
+    self.assertFalse(submission.is_dataflow(['--runner', 'DirectRunner']))
+    self.assertFalse(submission.is_dataflow(['--runner=DataflowRunner', '--runner=DirectRunner']))
+
+  def _wheel(self):
+    return self.wheel_path
+
+  @pytest.fixture(autouse=True)
+  def _a_wheel(self, tmp_path):
+    wheel = tmp_path / 'beam_pipelines-0.1.0-py3-none-any.whl'
+    wheel.write_bytes(b'not really a wheel: only the name is checked here')
+    self.wheel_path = str(wheel)
+
+
+# ---------------------------------------------------------------------------------------------
+# Deployed builds: <bucket>/<env>/variables.json.
+
+
+def _deploy(bucket, env='prod', **overrides):
+  wheel = bucket / env / 'artifacts' / 'b1' / 'beam_pipelines-0.1.0-py3-none-any.whl'
+  wheel.parent.mkdir(parents=True)
+  wheel.write_bytes(b'wheel bytes')
+  variables = {'build_id': 'b1', 'wheel_file': str(wheel),
+               'sha256': hashlib.sha256(b'wheel bytes').hexdigest()}
+  variables.update(overrides)
+  (bucket / env / 'variables.json').write_text(json.dumps(variables))
+  return wheel, variables
+
+
+def test_read_deployed_gives_build_wheel_and_sha(tmp_path):
+  wheel, variables = _deploy(tmp_path)
+  deployed = submission.read_deployed(str(tmp_path), 'prod')
+  assert (deployed.build_id, deployed.wheel_file, deployed.sha256) == (
+      'b1', str(wheel), variables['sha256'])
+  assert submission.fetch_wheel(deployed.wheel_file, deployed.sha256) == str(wheel)
+
+
+def test_wheel_path_relative_to_the_bucket_is_resolved(tmp_path):
+  _deploy(tmp_path, wheel_file='prod/artifacts/b1/beam_pipelines-0.1.0-py3-none-any.whl')
+  deployed = submission.read_deployed(str(tmp_path), 'prod')
+  assert deployed.wheel_file == f'{tmp_path}/prod/artifacts/b1/beam_pipelines-0.1.0-py3-none-any.whl'
+
+
+def test_tampered_wheel_is_refused(tmp_path):
+  wheel, _ = _deploy(tmp_path)
+  wheel.write_bytes(b'wheel bytes, changed')
+  deployed = submission.read_deployed(str(tmp_path), 'prod')
+  with pytest.raises(SubmissionError, match='refusing to stage'):
+    submission.fetch_wheel(deployed.wheel_file, deployed.sha256)
+
+
+def test_copied_wheel_keeps_its_name_and_is_checked(tmp_path):
+  # The copy path that gs:// wheels take, through FileSystems, on a local bucket.
+  wheel, variables = _deploy(tmp_path / 'bucket')
+  (tmp_path / 'fetched').mkdir()
+  (tmp_path / 'other').mkdir()
+  local = submission.fetch_wheel(str(wheel), variables['sha256'], str(tmp_path / 'fetched'))
+  assert local == str(tmp_path / 'fetched' / wheel.name)
+  assert open(local, 'rb').read() == b'wheel bytes'
+  with pytest.raises(SubmissionError, match='refusing to stage'):
+    submission.fetch_wheel(str(wheel), '0' * 64, str(tmp_path / 'other'))
+  assert list((tmp_path / 'other').iterdir()) == []  # nothing half-written or unchecked left
+
+
+@pytest.mark.parametrize('content, message', [
+    (None, 'nothing deployed to prod'),
+    ('{"build_id": "b1"', 'not valid JSON'),
+    ('{"build_id": "b1"}', 'lacks wheel_file, sha256'),
+])
+def test_bad_variables_are_clear_errors(tmp_path, content, message):
+  if content is not None:
+    (tmp_path / 'prod').mkdir()
+    (tmp_path / 'prod' / 'variables.json').write_text(content)
+  with pytest.raises(SubmissionError, match=message):
+    submission.read_deployed(str(tmp_path), 'prod')
+
+
+@pytest.mark.integration
+def test_cli_refuses_dataflow_without_code_to_stage():
+  completed = subprocess.run(
+      [sys.executable, '-m', 'beam_pipelines.submission', '--pipeline', 'wordcount'] + DATAFLOW,
+      capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert completed.returncode == 2
+  assert 'invoke build' in completed.stderr
