@@ -1,0 +1,83 @@
+"""Feature splits as pandas frames: read a split's Parquet shards (hashing them) and type columns.
+
+Training reads the whole train split into memory (scikit-learn fits in memory); evaluation and
+inference never do: they stream rows through Beam and use ``rows_to_frame`` per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from typing import Any, Dict, List, Mapping, Sequence
+
+from beam_pipelines.ml import artifacts
+
+
+class FeaturesError(ValueError):
+  """The features directory is missing, empty or does not match the spec."""
+
+
+@dataclasses.dataclass
+class Split:
+  """One split read into memory, with the sha256 of every shard it came from."""
+
+  frame: Any  # pandas.DataFrame
+  shards: List[Dict[str, str]]  # [{"path", "sha256"}] sorted by path
+  fingerprint: str  # sha256 over the shards' (name, sha256) pairs
+
+
+def read_split(features_dir: str, split: str) -> Split:
+  """Reads ``features_dir/<split>/part-*.parquet`` (any Beam filesystem); raises FeaturesError."""
+  import pandas as pd
+  import pyarrow.parquet as pq
+  from apache_beam.io.filesystems import FileSystems
+  pattern = artifacts.split_pattern(features_dir, split)
+  matched = FileSystems.match([pattern])[0].metadata_list
+  if not matched:
+    raise FeaturesError(f'no {split} features: nothing matches {pattern}')
+  frames, shards = [], []
+  for path in sorted(m.path for m in matched):
+    with FileSystems.open(path) as handle:
+      data = handle.read()
+    shards.append({'path': path, 'sha256': hashlib.sha256(data).hexdigest()})
+    frames.append(pq.read_table(io.BytesIO(data)).to_pandas())
+  frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+  return Split(frame, shards, data_fingerprint(shards))
+
+
+def data_fingerprint(shards: Sequence[Mapping[str, str]]) -> str:
+  """sha256 over sorted (file name, sha256) pairs: stable whatever directory the data sits in."""
+  digest = hashlib.sha256()
+  for shard in sorted(shards, key=lambda s: s['path']):
+    name = shard['path'].replace('\\', '/').rsplit('/', 1)[-1]
+    digest.update(f'{name}\0{shard["sha256"]}\n'.encode())
+  return digest.hexdigest()
+
+
+def typed_frame(frame, numeric: Sequence[str], categorical: Sequence[str]):
+  """The feature columns in order, numeric as float64 (NaN = missing), categorical as object
+  strings with NaN for missing (SimpleImputer treats NaN, not None, as missing)."""
+  import numpy as np
+  import pandas as pd
+  missing = [c for c in list(numeric) + list(categorical) if c not in frame.columns]
+  if missing:
+    raise FeaturesError(f'feature column(s) {missing} missing; columns are {list(frame.columns)}')
+  out = pd.DataFrame(index=frame.index)
+  for column in numeric:
+    out[column] = pd.to_numeric(frame[column], errors='coerce').astype('float64')
+  for column in categorical:
+    values = frame[column].astype(object)
+    out[column] = values.where(values.notna(), np.nan).map(
+        lambda v: v if isinstance(v, str) or v is np.nan else str(v))
+  return out
+
+
+def rows_to_frame(rows: Sequence[Mapping[str, Any]], numeric: Sequence[str],
+                  categorical: Sequence[str]):
+  """A batch of row dicts (Parquet or CSV rows) -> typed feature frame; absent keys are missing."""
+  import pandas as pd
+  columns = list(numeric) + list(categorical)
+  raw = pd.DataFrame.from_records([{c: row.get(c) for c in columns} for row in rows],
+                                  columns=columns)
+  return typed_frame(raw, numeric, categorical)

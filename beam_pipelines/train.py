@@ -1,0 +1,184 @@
+"""Trains a scikit-learn classifier on the train split that feature extraction wrote (Parquet).
+
+A ``Pipeline``: a ``ColumnTransformer`` (numeric: median imputation + standard scaling;
+categorical: constant imputation + one-hot, unknown categories ignored) and a classifier
+(``logistic`` regression or ``gbt`` gradient-boosted trees), seeded so a rerun on the same data
+gives the same model. The model is saved with its metadata (see ``beam_pipelines.ml.model_io``).
+
+    python -m beam_pipelines.train --features DIR --output MDIR [--spec SPEC] \\
+        [--classifier logistic|gbt] [--C 1.0] [--max_iter 1000] [--verdict VDIR/verdict.json]
+
+With ``--verdict``, training is refused when validation said "anomalous".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any, Dict, Optional, Sequence
+
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipelines.ml import artifacts
+from beam_pipelines.ml import spec as spec_lib
+from beam_pipelines.runtime import progress
+
+CLASSIFIERS = ('logistic', 'gbt')
+
+
+class TrainingRefused(RuntimeError):
+  """Training did not start: the validation verdict, the data or the options forbid it."""
+
+
+class TrainOptions:
+  """Training flags: inputs, output and hyperparameters.
+
+  Deliberately not a ``PipelineOptions`` subclass: Beam parses the flags of every such subclass in
+  one argparse parser, so a second ``--output`` (WordCountOptions has one) breaks every pipeline
+  run in a process that imported both modules.
+  """
+
+  @classmethod
+  def _add_argparse_args(cls, parser):
+    parser.add_argument('--features', required=True, help='Feature extraction output directory.')
+    parser.add_argument('--spec', default=None, help='Dataset spec (default: the bundled taxi spec).')
+    parser.add_argument('--output', required=True, help='Model directory to write.')
+    parser.add_argument('--verdict', default=None,
+                        help='Validation verdict.json (or its directory); "anomalous" refuses training.')
+    parser.add_argument('--classifier', choices=CLASSIFIERS, default='logistic')
+    parser.add_argument('--C', type=float, default=1.0, help='logistic: inverse regularisation.')
+    parser.add_argument('--max_iter', type=int, default=1000, help='logistic/gbt: iterations.')
+    parser.add_argument('--learning_rate', type=float, default=0.1, help='gbt: learning rate.')
+    parser.add_argument('--max_depth', type=int, default=None, help='gbt: tree depth (None: no cap).')
+    parser.add_argument('--max_leaf_nodes', type=int, default=31, help='gbt: leaves per tree.')
+    parser.add_argument('--random_state', type=int, default=0, help='Seed (determinism).')
+
+
+def hyperparameters(known: argparse.Namespace) -> Dict[str, Any]:
+  """The options that shape the model, as recorded in its metadata."""
+  if known.classifier == 'logistic':
+    return {'classifier': 'logistic', 'C': known.C, 'max_iter': known.max_iter,
+            'random_state': known.random_state}
+  return {'classifier': 'gbt', 'learning_rate': known.learning_rate, 'max_iter': known.max_iter,
+          'max_depth': known.max_depth, 'max_leaf_nodes': known.max_leaf_nodes,
+          'random_state': known.random_state}
+
+
+def build_model(numeric: Sequence[str], categorical: Sequence[str], params: Dict[str, Any]):
+  """The unfitted scikit-learn Pipeline: preprocessing of both column kinds + the classifier."""
+  from sklearn.compose import ColumnTransformer
+  from sklearn.ensemble import HistGradientBoostingClassifier
+  from sklearn.impute import SimpleImputer
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.pipeline import Pipeline
+  from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+  transformers = []
+  if numeric:
+    transformers.append(('numeric', Pipeline([
+        ('impute', SimpleImputer(strategy='median')),
+        ('scale', StandardScaler())]), list(numeric)))
+  if categorical:
+    transformers.append(('categorical', Pipeline([
+        ('impute', SimpleImputer(strategy='constant', fill_value='__missing__')),
+        ('one_hot', OneHotEncoder(handle_unknown='ignore', sparse_output=False))]), list(categorical)))
+  if params['classifier'] == 'logistic':
+    classifier = LogisticRegression(C=params['C'], max_iter=params['max_iter'],
+                                    random_state=params['random_state'])
+  else:
+    classifier = HistGradientBoostingClassifier(
+        learning_rate=params['learning_rate'], max_iter=params['max_iter'],
+        max_depth=params['max_depth'], max_leaf_nodes=params['max_leaf_nodes'],
+        random_state=params['random_state'])
+  return Pipeline([('preprocess', ColumnTransformer(transformers)), ('classifier', classifier)])
+
+
+def check_verdict(path: str) -> str:
+  """Reads validation's verdict.json (a file or its directory); refuses training when anomalous."""
+  if not path.endswith('.json'):
+    path = FileSystems.join(path, artifacts.VERDICT_FILE)
+  try:
+    with FileSystems.open(path) as handle:
+      verdict = json.loads(handle.read().decode('utf-8'))
+  except Exception as error:  # noqa: BLE001 - a verdict we cannot read cannot clear training
+    raise TrainingRefused(f'cannot read validation verdict {path}: {error}') from error
+  status = verdict.get('status') if isinstance(verdict, dict) else None
+  if status == artifacts.VERDICT_ANOMALOUS:
+    detail = verdict.get('message') or verdict.get('anomalies') or ''
+    raise TrainingRefused(f'validation verdict {path} is "anomalous": not training. {detail}'.strip())
+  if status not in (artifacts.VERDICT_OK, artifacts.VERDICT_DRIFT):
+    raise TrainingRefused(f'validation verdict {path} has unknown status {status!r}')
+  return status
+
+
+def train(features_dir: str, spec: spec_lib.DatasetSpec, output: str,
+          params: Dict[str, Any]) -> Dict[str, Any]:
+  """Reads the train split, fits the model, saves it; returns the saved metadata."""
+  from beam_pipelines.ml import model_io, tabular
+
+  progress(f'train: reading the train split of {features_dir}')
+  split = tabular.read_split(features_dir, artifacts.TRAIN)
+  spec = spec.resolve(list(split.frame.columns)) if not spec.is_resolved else spec
+  if spec.label not in split.frame.columns:
+    raise tabular.FeaturesError(f'label column {spec.label!r} not in the features')
+  labels = split.frame[spec.label]
+  if labels.isna().any():
+    raise TrainingRefused(f'{int(labels.isna().sum())} train rows have no label {spec.label!r}')
+  y = labels.astype('int64').to_numpy()
+  positives = int(y.sum())
+  progress(f'train: {len(y)} rows from {len(split.shards)} shard(s), {positives} positive '
+           f'({positives / max(len(y), 1):.1%}); features {spec.features}')
+  if len(set(y.tolist())) < 2:
+    raise TrainingRefused(f'the train split has a single class ({sorted(set(y.tolist()))}): '
+                          'a classifier needs both 0 and 1 labels')
+  X = tabular.typed_frame(split.frame, spec.numeric, spec.categorical)
+  model = build_model(spec.numeric, spec.categorical, params)
+  progress(f'train: fitting {params}')
+  started = time.monotonic()
+  model.fit(X, y)
+  seconds = time.monotonic() - started
+  train_accuracy = float((model.predict(X) == y).mean())
+  progress(f'train: fitted in {seconds:.2f}s; accuracy on the train split {train_accuracy:.4f}')
+  data = {'features_dir': features_dir, 'split': artifacts.TRAIN, 'rows': int(len(y)),
+          'positives': positives, 'shards': split.shards, 'fingerprint': split.fingerprint}
+  return model_io.save_model(
+      model, output, numeric=spec.numeric, categorical=spec.categorical, label=spec.label,
+      spec_fingerprint=spec.fingerprint(), data=data, hyperparameters=params,
+      extra={'spec': spec.to_dict(), 'training': {'seconds': round(seconds, 3),
+                                                  'train_accuracy': train_accuracy}})
+
+
+def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+  """Trains and saves a model; returns its metadata. Raises TrainingRefused / SpecError."""
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  TrainOptions._add_argparse_args(parser)
+  known, _ = parser.parse_known_args(argv)
+  if known.verdict:
+    status = check_verdict(known.verdict)
+    progress(f'train: validation verdict is {status!r}: training allowed')
+  spec = spec_lib.load(known.spec or spec_lib.default_spec_path())
+  metadata = train(known.features, spec, known.output, hyperparameters(known))
+  model_path = FileSystems.join(known.output, artifacts.MODEL_FILE)
+  progress(f'train: done: {metadata["data"]["rows"]} rows; model {model_path} '
+           f'(sha256 {metadata["model_sha256"][:12]}…), metadata '
+           f'{FileSystems.join(known.output, artifacts.MODEL_METADATA_FILE)}')
+  return metadata
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """CLI entry: clear one-line errors and a non-zero exit status instead of tracebacks."""
+  from beam_pipelines.ml.tabular import FeaturesError
+  try:
+    run(argv)
+  except (TrainingRefused, spec_lib.SpecError, FeaturesError) as error:
+    progress(f'train: refused: {error}')
+    return 2
+  return 0
+
+
+if __name__ == '__main__':
+  logging.getLogger().setLevel(logging.WARNING)
+  sys.exit(main())

@@ -1,0 +1,71 @@
+"""Training: the scikit-learn Pipeline, determinism, the validation verdict gate, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from beam_pipelines import train
+from beam_pipelines.ml import artifacts
+
+pytestmark = pytest.mark.slow
+
+
+def test_model_is_a_column_transformer_plus_classifier(good_model_dir):
+  from beam_pipelines.ml import model_io
+  model = model_io.load_model(str(good_model_dir))
+  assert [name for name, _ in model.steps] == ['preprocess', 'classifier']
+  assert [name for name, _, _ in model.named_steps['preprocess'].transformers] == ['numeric', 'categorical']
+
+
+def test_training_is_deterministic(features_dir, good_model_dir, tmp_path):
+  metadata = train.run(['--features', str(features_dir), '--output', str(tmp_path)])
+  first = json.loads((good_model_dir / artifacts.MODEL_METADATA_FILE).read_text())
+  assert metadata['data_fingerprint'] == first['data_fingerprint']
+  assert metadata['model_sha256'] == first['model_sha256']
+
+
+def test_gbt_hyperparameters_are_recorded(features_dir, tmp_path):
+  metadata = train.run(['--features', str(features_dir), '--output', str(tmp_path),
+                        '--classifier', 'gbt', '--max_iter', '20', '--learning_rate', '0.2'])
+  assert metadata['hyperparameters'] == {
+      'classifier': 'gbt', 'learning_rate': 0.2, 'max_iter': 20, 'max_depth': None,
+      'max_leaf_nodes': 31, 'random_state': 0}
+
+
+@pytest.mark.parametrize('status', ['ok', 'drift'])
+def test_ok_or_drift_verdict_allows_training(features_dir, tmp_path, status):
+  (tmp_path / 'verdict.json').write_text(json.dumps({'status': status}))
+  train.run(['--features', str(features_dir), '--output', str(tmp_path / 'm'),
+             '--verdict', str(tmp_path)])
+  assert (tmp_path / 'm' / artifacts.MODEL_FILE).exists()
+
+
+def test_anomalous_verdict_refuses_training(features_dir, tmp_path):
+  verdict = tmp_path / 'verdict.json'
+  verdict.write_text(json.dumps({'status': 'anomalous', 'message': "column 'fare' is missing"}))
+  with pytest.raises(train.TrainingRefused, match="anomalous.*column 'fare' is missing"):
+    train.run(['--features', str(features_dir), '--output', str(tmp_path / 'm'),
+               '--verdict', str(verdict)])
+  assert not (tmp_path / 'm').exists()
+
+
+def test_unreadable_verdict_refuses_training(features_dir, tmp_path):
+  with pytest.raises(train.TrainingRefused, match='cannot read validation verdict'):
+    train.run(['--features', str(features_dir), '--output', str(tmp_path / 'm'),
+               '--verdict', str(tmp_path / 'missing.json')])
+
+
+def test_missing_split_is_a_clear_error(tmp_path, capsys):
+  assert train.main(['--features', str(tmp_path), '--output', str(tmp_path / 'm')]) == 2
+  assert 'no train features: nothing matches' in capsys.readouterr().err
+
+
+def test_single_class_is_refused(tmp_path):
+  import mldata
+  frame = mldata.taxi_frame(200, seed=1)
+  frame['big_tip'] = 1
+  mldata.write_shards(frame, tmp_path / 'train', 1)
+  with pytest.raises(train.TrainingRefused, match='single class'):
+    train.run(['--features', str(tmp_path), '--output', str(tmp_path / 'm')])
