@@ -1,0 +1,319 @@
+"""CSV files -> typed rows by a dataset spec, with a dead-letter output for every malformed row.
+
+A real CSV parser (Python's ``csv``): quoted fields may hold commas, quotes and newlines, so files
+are parsed whole (``MatchFiles`` -> ``ReadMatches`` -> one parse per file, in parallel across
+files), never split by line. Each file starts with its header row; columns are found by name.
+
+Typing follows ``DatasetSpec``: numeric -> float (empty cell -> None), categorical -> str (empty
+-> None), label -> int 0/1 (``1/0``, ``true/false``, ``yes/no``), key and timestamp -> str.
+An empty cell is a missing value, not a malformed row. Blank lines are not records.
+
+Dead letter, one dict per bad record: ``{source, line_number, line, reason}``; reasons are
+wrong field count, unparsable number, bad or missing label, empty key, CSV syntax, invalid UTF-8,
+or a header that lacks the label/key column (every record of that file) or repeats a column.
+A header lacking a *feature* column is not a dead letter: the column is missing (None) in every
+row and the ``files`` output names it, so validation flags the dropped column as an anomaly.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import math
+import re
+import sys
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from beam_pipelines.ml import artifacts
+from beam_pipelines.ml.spec import DatasetSpec
+
+ROWS, DEAD_LETTER, FILES = 'rows', 'dead_letter', 'files'
+METRICS_NAMESPACE = 'csv_io'
+KEY, TIMESTAMP, NUMERIC, CATEGORICAL, LABEL = 'key', 'timestamp', 'numeric', 'categorical', 'label'
+_TRUE = frozenset(('1', '1.0', 'true', 'yes', 't', 'y'))
+_FALSE = frozenset(('0', '0.0', 'false', 'no', 'f', 'n'))
+_UNDECODABLE = re.compile('[\udc80-\udcff]')  # what errors='surrogateescape' makes of bad bytes
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long quoted field is data, not an error
+
+
+class RowError(ValueError):
+  """A record cannot be typed by the spec; the message is the dead-letter reason."""
+
+
+def match_files(file_pattern: str) -> List[str]:
+  """Paths matching a pattern (local or any Beam filesystem), sorted; raises if none."""
+  metadata = FileSystems.match([file_pattern])[0].metadata_list
+  if not metadata:
+    raise FileNotFoundError(f'no file matches {file_pattern}')
+  return sorted(m.path for m in metadata)
+
+
+def _open_text(binary, chunk_size: int = 1 << 20) -> Iterator[str]:
+  """Lines (with their '\n') of a binary stream decoded as UTF-8; a byte-order mark is dropped.
+
+  Bad bytes survive as surrogates (errors='surrogateescape') and dead-letter their row.
+  """
+  decoder = codecs.getincrementaldecoder('utf-8')(errors='surrogateescape')
+  rest = ''
+  first = True
+  while True:
+    chunk = binary.read(chunk_size)
+    text = rest + decoder.decode(chunk, final=not chunk)
+    if first and text:
+      text, first = text.lstrip('\ufeff') if text.startswith('\ufeff') else text, False
+    lines = text.split('\n')
+    rest = lines.pop()
+    for line in lines:
+      yield line + '\n'
+    if not chunk:
+      break
+  if rest:
+    yield rest
+
+
+def read_header(file_pattern: str) -> List[str]:
+  """The header row of the first matching file that has one ([] if every file is empty)."""
+  for path in match_files(file_pattern):
+    with FileSystems.open(path) as handle:
+      for _, _, fields, _ in iter_records(_open_text(handle)):
+        return list(fields or [])
+  return []
+
+
+class _LineTap:
+  """Iterates physical lines for ``csv.reader`` and keeps the ones its last record consumed."""
+
+  def __init__(self, lines: Iterable[str]):
+    self._lines = iter(lines)
+    self.count = 0
+    self._taken: List[str] = []
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> str:
+    line = next(self._lines)
+    self.count += 1
+    self._taken.append(line)
+    return line
+
+  def take(self) -> str:
+    raw, self._taken = ''.join(self._taken), []
+    return raw.rstrip('\r\n')
+
+
+def iter_records(text: Iterable[str]) -> Iterator[Tuple[int, str, Optional[List[str]], Optional[str]]]:
+  """(first line number, raw text, fields, syntax error) per CSV record; blank lines skipped."""
+  tap = _LineTap(text)
+  reader = csv.reader(tap, strict=True)
+  while True:
+    start = tap.count + 1
+    try:
+      fields = next(reader)
+    except StopIteration:
+      return
+    except csv.Error as error:
+      yield start, tap.take(), None, f'CSV syntax error: {error}'
+      continue
+    raw = tap.take()
+    if fields:
+      yield start, raw, fields, None
+
+
+class RowParser:
+  """Types the fields of one file's records by a resolved spec, given that file's header."""
+
+  def __init__(self, spec: DatasetSpec, header: Sequence[str], require_label: bool = True):
+    self.columns = spec.columns
+    self.width = len(header)
+    roles = ([(spec.key, KEY)] if spec.key else []) + (
+        [(spec.timestamp, TIMESTAMP)] if spec.timestamp else []) + [
+        (c, NUMERIC) for c in spec.numeric] + [(c, CATEGORICAL) for c in spec.categorical] + [
+        (spec.label, LABEL)]
+    position = {name: i for i, name in enumerate(header)}
+    self.plan = [(name, position.get(name), role) for name, role in roles]
+    self.require_label = require_label
+    self.missing_columns = [c for c, i, role in self.plan
+                            if i is None and (role != LABEL or require_label)]
+    self.extra_columns = [c for c in header if c not in self.columns and c not in spec.ignore]
+    repeated = sorted({c for c in header if list(header).count(c) > 1})
+    required = [c for c, i, role in self.plan
+                if i is None and (role == KEY or (role == LABEL and require_label))]
+    self.header_error: Optional[str] = None
+    if repeated:
+      self.header_error = f'header mismatch: the header repeats column(s) {repeated}'
+    elif required:
+      self.header_error = (f'header mismatch: the header lacks column(s) {required} '
+                           f'required by the spec (header: {list(header)})')
+
+  def parse(self, fields: Sequence[str]) -> List[Any]:
+    """Typed values in ``spec.columns`` order; raises RowError with the reason."""
+    if self.header_error:
+      raise RowError(self.header_error)
+    if len(fields) != self.width:
+      raise RowError(f'wrong column count: expected {self.width} fields (as in the header), '
+                     f'got {len(fields)}')
+    values: List[Any] = []
+    for name, index, role in self.plan:
+      if index is None:
+        values.append(None)
+        continue
+      text = fields[index]
+      if _UNDECODABLE.search(text):
+        raise RowError(f'column {name!r}: invalid UTF-8 bytes')
+      blank = not text.strip()
+      if role == NUMERIC:
+        if blank:
+          values.append(None)
+          continue
+        try:
+          number = float(text)
+        except ValueError:
+          raise RowError(f'column {name!r}: {text!r} is not a number') from None
+        if not math.isfinite(number):
+          raise RowError(f'column {name!r}: {text!r} is not a finite number')
+        values.append(number)
+      elif role == CATEGORICAL or role == TIMESTAMP:
+        values.append(None if blank else text)
+      elif role == KEY:
+        if blank:
+          raise RowError(f'column {name!r} (the key) is empty')
+        values.append(text)
+      else:
+        values.append(self._label(name, text, blank))
+    return values
+
+  def _label(self, name: str, text: str, blank: bool) -> Optional[int]:
+    if blank:
+      if self.require_label:
+        raise RowError(f'column {name!r} (the label) is empty')
+      return None
+    folded = text.strip().lower()
+    if folded in _TRUE:
+      return 1
+    if folded in _FALSE:
+      return 0
+    if self.require_label:
+      raise RowError(f'column {name!r} (the label): {text!r} is not a binary label (0/1)')
+    return None
+
+
+def dead_letter_record(source: str, line_number: int, line: str, reason: str) -> Dict[str, Any]:
+  if _UNDECODABLE.search(line):  # keep bad bytes visible as \\xNN, and the record encodable
+    line = line.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
+  return {'source': source, 'line_number': line_number, 'line': line, 'reason': reason}
+
+
+class ParseCsvFileFn(beam.DoFn):
+  """A whole CSV file -> typed rows (dicts), dead letters and one ``files`` record per file.
+
+  Subclasses override ``emit`` (one good row) and ``flush`` (end of file) to batch rows.
+  """
+
+  def __init__(self, spec: DatasetSpec, require_label: bool = True):
+    super().__init__()
+    self.spec = spec
+    self.require_label = require_label
+    self.rows_read = Metrics.counter(METRICS_NAMESPACE, 'rows_read')
+    self.rows_dead = Metrics.counter(METRICS_NAMESPACE, 'rows_dead_lettered')
+
+  def emit(self, values: List[Any], fields: List[str]) -> Iterable[Any]:
+    yield dict(zip(self.spec.columns, values))
+
+  def flush(self) -> Iterable[Any]:
+    return ()
+
+  def process(self, readable_file) -> Iterator[Any]:
+    path = readable_file.metadata.path
+    records = dead = 0
+    parser = None
+    header: List[str] = []
+    with readable_file.open(mime_type='application/octet-stream') as handle:
+      for line_number, raw, fields, error in iter_records(_open_text(handle)):
+        if parser is None:  # the first record is the header
+          header = list(fields or [])
+          parser = RowParser(self.spec, header, self.require_label)
+          if error is None:
+            continue
+        records += 1
+        if error is None:
+          try:
+            yield from self.emit(parser.parse(fields), fields)
+            continue
+          except RowError as row_error:
+            error = str(row_error)
+        dead += 1
+        yield TaggedOutput(DEAD_LETTER, dead_letter_record(path, line_number, raw, error))
+    yield from self.flush()
+    self.rows_read.inc(records)
+    self.rows_dead.inc(dead)
+    yield TaggedOutput(FILES, {
+        'source': path, 'header': header, 'rows_read': records, 'rows_dead_lettered': dead,
+        'missing_columns': parser.missing_columns if parser else [],
+        'extra_columns': parser.extra_columns if parser else []})
+
+
+def resolve_spec(spec: DatasetSpec, file_pattern: str) -> DatasetSpec:
+  """The spec with "all" expanded against the first file's header (already-resolved specs pass)."""
+  return spec if spec.is_resolved else spec.resolve(read_header(file_pattern))
+
+
+class ReadCsvFiles(beam.PTransform):
+  """Pipeline root -> files matching a pattern, parsed by ``parse_fn`` (tagged outputs)."""
+
+  def __init__(self, file_pattern: str, parse_fn: ParseCsvFileFn, tags: Sequence[str]):
+    super().__init__()
+    self.file_pattern = file_pattern
+    self.parse_fn = parse_fn
+    self.tags = tuple(tags)
+
+  def expand(self, root):
+    return (
+        root
+        | 'MatchFiles' >> fileio.MatchFiles(self.file_pattern)
+        | 'ReadMatches' >> fileio.ReadMatches()
+        | 'Reshuffle' >> beam.Reshuffle()  # spread files over workers
+        | 'ParseFiles' >> beam.ParDo(self.parse_fn).with_outputs(*self.tags, main=ROWS))
+
+
+class ReadCsvRows(beam.PTransform):
+  """Pipeline root -> tagged ``rows`` (typed dicts), ``dead_letter`` and ``files`` (per-file info).
+
+  ``spec`` may hold "all": it is resolved against the first file's header at construction.
+  ``require_label=False`` reads data without (or with unusable) labels, e.g. for inference.
+  """
+
+  def __init__(self, file_pattern: str, spec: DatasetSpec, require_label: bool = True):
+    super().__init__()
+    self.file_pattern = file_pattern
+    self.spec = resolve_spec(spec, file_pattern)
+    self.require_label = require_label
+
+  def expand(self, root):
+    return root | 'ReadCsv' >> ReadCsvFiles(
+        self.file_pattern, ParseCsvFileFn(self.spec, self.require_label), (DEAD_LETTER, FILES))
+
+
+class WriteDeadLetter(beam.PTransform):
+  """Dead-letter dicts -> JSON lines under ``directory`` (``part-SSSSS-of-NNNNN.jsonl``)."""
+
+  def __init__(self, directory: str, num_shards: int = 0):
+    super().__init__()
+    self.directory = directory
+    self.num_shards = num_shards
+
+  def expand(self, dead_letters):
+    return (
+        dead_letters
+        | 'ToJson' >> beam.Map(json.dumps, sort_keys=True)
+        | 'WriteJsonLines' >> beam.io.WriteToText(
+            FileSystems.join(self.directory, artifacts.SHARD_PREFIX),
+            file_name_suffix=artifacts.DEAD_LETTER_SUFFIX, num_shards=self.num_shards))

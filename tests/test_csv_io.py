@@ -1,0 +1,154 @@
+"""Unit tests of the CSV reader: typing, quoting, dead letters, headers (real Beam, real files)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pathlib
+import tempfile
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_pipelines.ml import csv_io
+from beam_pipelines.ml.spec import SpecError, from_dict
+
+SPEC = from_dict({'label': 'y', 'key': 'id', 'numeric': ['x'], 'categorical': ['c']})
+HEADER = 'id,x,c,y\n'
+
+
+def _write(tmp_path, name, text, encoding='utf-8'):
+  path = tmp_path / name
+  path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+  return str(path)
+
+
+def _read(pattern, spec=SPEC, require_label=True):
+  """Runs ReadCsvRows; returns (rows, dead letters, files) as lists, read back from JSON files."""
+  out = pathlib.Path(tempfile.mkdtemp())
+  with TestPipeline() as pipeline:
+    result = pipeline | csv_io.ReadCsvRows(pattern, spec, require_label)
+    for tag in (csv_io.ROWS, csv_io.DEAD_LETTER, csv_io.FILES):
+      _ = (result[tag] | f'Json{tag}' >> beam.Map(json.dumps)
+           | f'Write{tag}' >> beam.io.WriteToText(str(out / tag)))
+  return tuple([json.loads(line) for shard in sorted(out.glob(f'{tag}-*'))
+                for line in shard.read_text().splitlines()]
+               for tag in (csv_io.ROWS, csv_io.DEAD_LETTER, csv_io.FILES))
+
+
+class TestReadCsvRows:
+  TYPED = HEADER + 'a,1.5,red,1\nb,,,0\nc,2,"blue, dark",true\n'
+  EXPECTED = [
+      {'id': 'a', 'x': 1.5, 'c': 'red', 'y': 1},
+      {'id': 'b', 'x': None, 'c': None, 'y': 0},
+      {'id': 'c', 'x': 2.0, 'c': 'blue, dark', 'y': 1},
+  ]
+
+  def test_types_values_and_empty_cells_are_missing(self, tmp_path):
+    path = _write(tmp_path, 'a.csv', self.TYPED)
+    with TestPipeline() as pipeline:
+      result = pipeline | csv_io.ReadCsvRows(path, SPEC)
+      assert_that(result.rows, equal_to(self.EXPECTED), label='Rows')
+      assert_that(result[csv_io.DEAD_LETTER], equal_to([]), label='NoDeadLetter')
+
+  def test_quoted_newline_and_line_numbers(self, tmp_path):
+    text = HEADER + 'a,1,"two\nlines, and comma",0\nb,x,red,1\n'
+    path = _write(tmp_path, 'q.csv', text)
+    rows, dead, _ = _read(path)
+    assert rows == [{'id': 'a', 'x': 1.0, 'c': 'two\nlines, and comma', 'y': 0}]
+    assert dead == [{'source': path, 'line_number': 4, 'line': 'b,x,red,1',
+                     'reason': "column 'x': 'x' is not a number"}]
+
+  def test_malformed_rows_are_dead_lettered_with_reasons(self, tmp_path):
+    text = (HEADER + 'a,1,red\n'           # line 2: too few fields
+            'b,1,red,1,extra\n'            # line 3: too many
+            'c,1,red,maybe\n'              # line 4: bad label
+            'd,1,red,\n'                   # line 5: empty label
+            ',1,red,1\n'                   # line 6: empty key
+            'e,inf,red,1\n'                # line 7: not finite
+            'f,1,"multi\nline, comma",1,1\n'  # lines 8-9: quoted comma+newline, wrong count
+            '"h"x,1,red,1\n'                # line 10: CSV syntax error
+            'g,3,ok,0\n')                  # line 11: good
+    path = _write(tmp_path, 'm.csv', text)
+    rows, dead, files = _read(path)
+    assert rows == [{'id': 'g', 'x': 3.0, 'c': 'ok', 'y': 0}]
+    reasons = {d['line_number']: d['reason'] for d in dead}
+    assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 8, 10]
+    assert 'expected 4 fields' in reasons[2] and 'got 3' in reasons[2]
+    assert 'got 5' in reasons[3]
+    assert "'maybe' is not a binary label" in reasons[4]
+    assert 'the label' in reasons[5] and 'empty' in reasons[5]
+    assert 'the key' in reasons[6]
+    assert 'not a finite number' in reasons[7]
+    assert [d['line'] for d in dead if d['line_number'] == 8] == ['f,1,"multi\nline, comma",1,1']
+    assert 'CSV syntax error' in reasons[10]
+    assert files[0]['rows_read'] == len(rows) + len(dead) == 9
+
+  def test_header_only_file_is_an_empty_dataset(self, tmp_path):
+    path = _write(tmp_path, 'h.csv', HEADER)
+    empty = _write(tmp_path, 'e.csv', '')
+    assert _read(path)[:2] == ([], [])
+    rows, dead, files = _read(str(tmp_path / '*.csv'))
+    assert (rows, dead) == ([], [])
+    assert sorted(f['rows_read'] for f in files) == [0, 0]
+    assert empty in {f['source'] for f in files}
+
+  def test_header_lacking_the_label_dead_letters_every_row(self, tmp_path):
+    path = _write(tmp_path, 'n.csv', 'id,x,c\na,1,red\nb,2,blue\n')
+    rows, dead, _ = _read(path)
+    assert rows == []
+    assert [d['line_number'] for d in dead] == [2, 3]
+    assert all("header mismatch" in d['reason'] and "'y'" in d['reason'] for d in dead)
+
+  def test_header_lacking_a_feature_keeps_rows_and_names_the_column(self, tmp_path):
+    path = _write(tmp_path, 'd.csv', 'y,x,id,new\n1,2,a,z\n')
+    rows, dead, files = _read(path)
+    assert rows == [{'id': 'a', 'x': 2.0, 'c': None, 'y': 1}]
+    assert dead == []
+    assert files[0]['missing_columns'] == ['c'] and files[0]['extra_columns'] == ['new']
+
+  def test_no_label_needed_for_inference(self, tmp_path):
+    path = _write(tmp_path, 'p.csv', 'id,x,c\na,1,red\n')
+    rows, dead, _ = _read(path, require_label=False)
+    assert rows == [{'id': 'a', 'x': 1.0, 'c': 'red', 'y': None}] and dead == []
+
+  def test_bom_crlf_gzip_and_bad_utf8(self, tmp_path):
+    text = '\ufeff' + HEADER.replace('\n', '\r\n') + 'a,1,red,1\r\n'
+    _write(tmp_path, 'w.csv', text)
+    (tmp_path / 'z.csv.gz').write_bytes(gzip.compress((HEADER + 'b,2,blue,0\n').encode()))
+    _write(tmp_path, 'u.csv', (HEADER + 'c,3,').encode() + b'\xff\xfe' + b',1\n')
+    rows, dead, _ = _read(str(tmp_path / '*'))
+    assert sorted(r['id'] for r in rows) == ['a', 'b']
+    assert len(dead) == 1 and 'invalid UTF-8' in dead[0]['reason']
+    json.dumps(dead[0])  # the raw line stays JSON-serialisable
+
+  def test_all_columns_resolved_from_the_header(self, tmp_path):
+    path = _write(tmp_path, 'a.csv', 'y,p,q\n1,2,3\n')
+    spec = from_dict({'label': 'y', 'numeric': 'all'})
+    rows, _, _ = _read(path, spec)
+    assert rows == [{'p': 2.0, 'q': 3.0, 'y': 1}]
+
+  def test_no_matching_file_is_a_clear_error(self, tmp_path):
+    with pytest.raises(FileNotFoundError, match='no file matches'):
+      csv_io.read_header(str(tmp_path / 'none-*.csv'))
+
+  def test_spec_with_a_column_missing_from_the_header_is_a_clear_error(self, tmp_path):
+    path = _write(tmp_path, 'a.csv', 'y,p\n1,2\n')
+    with pytest.raises(SpecError, match="'label'.*'nope'"):
+      csv_io.ReadCsvRows(path, from_dict({'label': 'nope', 'numeric': 'all'}))
+
+
+def test_read_header_reads_a_quoted_header(tmp_path):
+  path = _write(tmp_path, 'a.csv', '"a,b",c\n1,2\n')
+  assert csv_io.read_header(path) == ['a,b', 'c']
+
+
+def test_write_dead_letter_writes_json_lines(tmp_path):
+  records = [csv_io.dead_letter_record('s', 2, 'l', 'r')]
+  with TestPipeline() as pipeline:
+    _ = pipeline | beam.Create(records) | csv_io.WriteDeadLetter(str(tmp_path / 'dl'))
+  shards = list((tmp_path / 'dl').glob('part-*.jsonl'))
+  assert len(shards) == 1
+  assert [json.loads(line) for line in shards[0].read_text().splitlines()] == records
