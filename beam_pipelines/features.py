@@ -1,0 +1,282 @@
+"""Feature extraction: CSV -> typed, deterministically split Parquet features + a dead letter.
+
+    python -m beam_pipelines.features [--input GLOB] [--spec SPEC] [--output DIR]
+
+Reads CSV files with a real CSV parser (``ml.csv_io``), types every column by the dataset spec,
+assigns each row to train or eval by a sha256 of its key (of the whole row without a key) against
+``eval_fraction`` (stable across runs and runners), and writes, as ``ml/artifacts.py`` says,
+``DIR/{train,eval}/part-*.parquet``, ``DIR/dead_letter/part-*.jsonl`` and ``DIR/summary.json``
+(rows read = rows written + rows dead-lettered, checked). Defaults: the bundled taxi sample and
+spec, output ``outputs/features``. Any other flag is a Beam pipeline option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_features_arguments(parser: argparse.ArgumentParser) -> None:
+  """The pipeline's own flags (plain argparse, so --help needs no Beam import)."""
+  parser.add_argument('--input', default=None,
+                      help='CSV file or glob (default: the bundled taxi sample).')
+  parser.add_argument('--spec', default=None,
+                      help='Dataset spec, YAML or JSON (default: the bundled taxi spec).')
+  parser.add_argument('--output', default='outputs/features', help='Output directory.')
+  parser.add_argument('--batch_size', type=int, default=50000,
+                      help='Rows per Arrow batch handed to the Parquet writer.')
+
+
+if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
+  _parser = argparse.ArgumentParser(
+      prog='python -m beam_pipelines.features', description=__doc__.split('\n')[0],
+      epilog='Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).')
+  add_features_arguments(_parser)
+  _parser.parse_args()
+
+import hashlib
+import json
+import logging
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.pvalue import AsSingleton, TaggedOutput
+
+from beam_pipelines.ml import artifacts, csv_io
+from beam_pipelines.ml import spec as spec_lib
+from beam_pipelines.runtime import progress
+
+_HASH_SCALE = float(2 ** 64)
+
+
+class ReconciliationError(RuntimeError):
+  """Counts do not add up: rows read != rows written + rows dead-lettered."""
+
+
+def feature_schema(spec: spec_lib.DatasetSpec) -> pa.Schema:
+  """The Parquet schema of a resolved spec (see ``ml/artifacts.py``)."""
+  types = {spec.label: pa.int64()}
+  types.update({c: pa.float64() for c in spec.numeric})
+  types.update({c: pa.string() for c in spec.categorical})
+  types.update({c: pa.string() for c in (spec.key, spec.timestamp) if c})
+  return pa.schema([pa.field(c, types[c]) for c in spec.columns])
+
+
+def eval_hash(token: str) -> float:
+  """A row's stable position in [0, 1): sha256 of its key (or row), independent of process."""
+  digest = hashlib.sha256(token.encode('utf-8', 'surrogateescape')).digest()
+  return int.from_bytes(digest[:8], 'big') / _HASH_SCALE
+
+
+def assign_split(token: str, eval_fraction: float) -> str:
+  """'eval' for a stable ``eval_fraction`` of keys, else 'train'."""
+  return artifacts.EVAL if eval_hash(token) < eval_fraction else artifacts.TRAIN
+
+
+class ExtractFeaturesFn(csv_io.ParseCsvFileFn):
+  """A CSV file -> Arrow tables per split (tagged 'train'/'eval'), dead letters, file info."""
+
+  def __init__(self, spec: spec_lib.DatasetSpec, batch_size: int = 50000):
+    super().__init__(spec, require_label=True)
+    self.batch_size = batch_size
+    self.key_index = spec.columns.index(spec.key) if spec.key else None
+
+  def setup(self):
+    self.schema = feature_schema(self.spec)
+    self.buffers: Dict[str, List[List[Any]]] = {s: [] for s in artifacts.SPLITS}
+
+  def emit(self, values: List[Any], fields: List[str]) -> Iterable[Any]:
+    token = values[self.key_index] if self.key_index is not None else '\x1f'.join(fields)
+    split = assign_split(token, self.spec.eval_fraction)
+    buffer = self.buffers[split]
+    buffer.append(values)
+    if len(buffer) >= self.batch_size:
+      yield TaggedOutput(split, self._table(buffer))
+      self.buffers[split] = []
+
+  def flush(self) -> Iterable[Any]:
+    for split, buffer in self.buffers.items():
+      if buffer:
+        yield TaggedOutput(split, self._table(buffer))
+      self.buffers[split] = []
+
+  def _table(self, rows: List[List[Any]]) -> pa.Table:
+    columns = list(zip(*rows))
+    return pa.Table.from_arrays(
+        [pa.array(column, type=field.type) for column, field in zip(columns, self.schema)],
+        schema=self.schema)
+
+
+class ExtractFeatures(beam.PTransform):
+  """Pipeline root -> tagged Arrow tables 'train'/'eval', 'dead_letter' and 'files'."""
+
+  def __init__(self, file_pattern: str, spec: spec_lib.DatasetSpec, batch_size: int = 50000):
+    super().__init__()
+    self.file_pattern = file_pattern
+    self.spec = csv_io.resolve_spec(spec, file_pattern)
+    self.batch_size = batch_size
+
+  def expand(self, root):
+    return root | 'ReadCsv' >> csv_io.ReadCsvFiles(
+        self.file_pattern, ExtractFeaturesFn(self.spec, self.batch_size),
+        (csv_io.DEAD_LETTER, csv_io.FILES) + artifacts.SPLITS)
+
+
+def write_json(path: str, document: Dict[str, Any]) -> None:
+  """Writes JSON atomically: a temporary file, then a rename (any Beam filesystem)."""
+  temporary = f'{path}.tmp'
+  with FileSystems.create(temporary) as handle:
+    handle.write(json.dumps(document, indent=2, sort_keys=True).encode('utf-8'))
+  if FileSystems.exists(path):
+    FileSystems.delete([path])
+  FileSystems.rename([temporary], [path])
+
+
+def make_summary(_, files, written, dead, input_pattern, spec, output) -> Dict[str, Any]:
+  """The run's counts, per file and in total; ``reconciled`` says whether they add up."""
+  files = sorted(files, key=lambda f: f['source'])
+  rows_read = sum(f['rows_read'] for f in files)
+  rows_written = {split: int(written.get(split, 0)) for split in artifacts.SPLITS}
+  return {
+      'input': input_pattern, 'output': output, 'spec': spec.to_dict(),
+      'spec_fingerprint': spec.fingerprint(), 'files': files,
+      'rows_read': rows_read, 'rows_written': rows_written,
+      'rows_dead_lettered': int(dead),
+      'reconciled': rows_read == sum(rows_written.values()) + dead,
+      'missing_columns': sorted({c for f in files for c in f['missing_columns']}),
+      'extra_columns': sorted({c for f in files for c in f['extra_columns']}),
+  }
+
+
+class WriteSummary(beam.PTransform):
+  """(files, dead letters, train tables, eval tables) -> summary.json with the counts."""
+
+  def __init__(self, path: str, **context):
+    super().__init__()
+    self.path = path
+    self.context = context
+
+  def expand(self, inputs):
+    files, dead_letters = inputs[:2]
+    split_to_table = dict(zip(artifacts.SPLITS, inputs[2:]))
+    all_files = files | 'ListFiles' >> beam.combiners.ToList()
+    counts = [
+        split_to_table[split]
+        | f'RowsOf{split.title()}' >> beam.Map(lambda table, s=split: (s, table.num_rows))
+        for split in artifacts.SPLITS]
+    written = (
+        counts | 'FlattenCounts' >> beam.Flatten()
+        | 'SumPerSplit' >> beam.CombinePerKey(sum)
+        | 'ToDict' >> beam.combiners.ToDict())
+    dead = dead_letters | 'CountDead' >> beam.combiners.Count.Globally()
+    return (
+        files.pipeline
+        | 'Once' >> beam.Create([None])
+        | 'Summarise' >> beam.Map(make_summary, AsSingleton(all_files), AsSingleton(written),
+                                  AsSingleton(dead), **self.context)
+        | 'WriteJson' >> beam.Map(lambda summary: write_json(self.path, summary) or summary))
+
+
+def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.DatasetSpec,
+                   output: str, batch_size: int = 50000) -> spec_lib.DatasetSpec:
+  """Adds read -> split -> write Parquet/dead letter/summary; returns the resolved spec."""
+  extract = ExtractFeatures(input_pattern, spec, batch_size)
+  extracted = pipeline | 'ExtractFeatures' >> extract
+  schema = feature_schema(extract.spec)
+  for split in artifacts.SPLITS:
+    _ = extracted[split] | f'Write{split.title()}' >> beam.io.WriteToParquetBatched(
+        FileSystems.join(output, split, artifacts.SHARD_PREFIX), schema, codec='snappy',
+        file_name_suffix=artifacts.FEATURES_SUFFIX)
+  _ = extracted[csv_io.DEAD_LETTER] | 'WriteDeadLetter' >> csv_io.WriteDeadLetter(
+      FileSystems.join(output, artifacts.DEAD_LETTER_DIR))
+  _ = ((extracted[csv_io.FILES], extracted[csv_io.DEAD_LETTER])
+       + tuple(extracted[split] for split in artifacts.SPLITS)
+       | 'WriteSummary' >> WriteSummary(
+           FileSystems.join(output, artifacts.SUMMARY_FILE), input_pattern=input_pattern,
+           spec=extract.spec, output=output))
+  return extract.spec
+
+
+def clear_outputs(output: str) -> None:
+  """Deletes a previous run's shards, so a smaller shard count leaves no stale file behind."""
+  patterns = [artifacts.split_pattern(output, s) for s in artifacts.SPLITS] + [
+      FileSystems.join(output, artifacts.DEAD_LETTER_DIR, f'{artifacts.SHARD_PREFIX}-*'),
+      FileSystems.join(output, artifacts.SUMMARY_FILE)]
+  stale = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
+  if stale:
+    FileSystems.delete(stale)
+
+
+def read_summary(output: str) -> Dict[str, Any]:
+  with FileSystems.open(FileSystems.join(output, artifacts.SUMMARY_FILE)) as handle:
+    return json.loads(handle.read().decode('utf-8'))
+
+
+class FeaturesOptions(PipelineOptions):
+  """The feature extraction's own flags; every other flag is a Beam option."""
+
+  @classmethod
+  def _add_argparse_args(cls, parser):
+    add_features_arguments(parser)
+
+
+def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
+  """Runs feature extraction; returns the summary (raises ReconciliationError if counts differ)."""
+  from beam_pipelines import taxi_data
+  options = PipelineOptions(argv)
+  known = options.view_as(FeaturesOptions)
+  options.view_as(SetupOptions).save_main_session = save_main_session
+  input_pattern = known.input or taxi_data.sample_path()
+  spec_path = known.spec or spec_lib.default_spec_path()
+  spec = spec_lib.load(spec_path)
+  files = csv_io.match_files(input_pattern)
+
+  progress(f'features: reading {len(files)} file(s) matching {input_pattern} '
+           f'with spec {spec_path}')
+  clear_outputs(known.output)
+  pipeline = beam.Pipeline(options=options)
+  build_pipeline(pipeline, input_pattern, spec, known.output, known.batch_size)
+  pipeline.run().wait_until_finish()
+  summary = read_summary(known.output)
+  _report(summary, known.output)
+  if not summary['reconciled']:
+    raise ReconciliationError(
+        f"counts do not reconcile: read {summary['rows_read']} != written "
+        f"{summary['rows_written']} + dead-lettered {summary['rows_dead_lettered']}")
+  return summary
+
+
+def _report(summary: Dict[str, Any], output: str) -> None:
+  """Prints the run's summary: counts per split, dead letters, where everything is."""
+  if summary['missing_columns']:
+    progress(f"features: WARNING: column(s) {summary['missing_columns']} missing from some "
+             'file header(s): written as missing values (validation flags them)')
+  if summary['extra_columns']:
+    progress(f"features: note: column(s) {summary['extra_columns']} not in the spec: ignored")
+  written = summary['rows_written']
+  progress(
+      f"features: done: {summary['rows_read']} rows read from {len(summary['files'])} file(s) = "
+      f"{written[artifacts.TRAIN]} train + {written[artifacts.EVAL]} eval + "
+      f"{summary['rows_dead_lettered']} dead-lettered"
+      f"{'' if summary['reconciled'] else ' (DO NOT RECONCILE)'}")
+  progress(f'features: outputs: {FileSystems.join(output, "{train,eval}")}/*.parquet, '
+           f'{FileSystems.join(output, artifacts.DEAD_LETTER_DIR)}/, '
+           f'{FileSystems.join(output, artifacts.SUMMARY_FILE)}')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """CLI entry: a bad spec, a missing input or unreconciled counts exit 2 with the message."""
+  try:
+    run(argv)
+  except (spec_lib.SpecError, FileNotFoundError, ReconciliationError) as error:
+    progress(f'features: error: {error}')
+    return 2
+  return 0
+
+
+if __name__ == '__main__':
+  logging.getLogger().setLevel(logging.WARNING)
+  sys.exit(main(sys.argv[1:]))
