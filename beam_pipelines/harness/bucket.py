@@ -1,0 +1,176 @@
+"""Bucket I/O through Beam's ``FileSystems`` (local paths and ``gs://`` alike): atomic writes, sha256.
+
+Atomic writes: on a local filesystem, a temporary sibling object is written then renamed over the
+target (POSIX rename is atomic); on an object store (``gs://``) a single-object put is atomic, so
+the object is written directly. Readers therefore see the old or the new content, never half.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import secrets
+from typing import List, Optional
+
+from beam_pipelines.harness import layout
+from beam_pipelines.harness.errors import HarnessError
+
+_CHUNK = 1 << 20
+
+
+def _fs():
+  from apache_beam.io.filesystems import FileSystems  # imports apache_beam (~2 s): only when used
+  return FileSystems
+
+
+def _uncompressed():
+  from apache_beam.io.filesystem import CompressionTypes
+  return CompressionTypes.UNCOMPRESSED  # never let a '.gz' name compress/decompress our bytes
+
+
+def is_local(path: str) -> bool:
+  return '://' not in path
+
+
+def resolve_bucket(bucket: Optional[str], repo_root: pathlib.Path) -> str:
+  """``--bucket`` if given, else $BEAM_PIPELINES_BUCKET, else ``<repo>/bucket``; local dirs absolute."""
+  url = bucket or os.environ.get(layout.BUCKET_ENV_VAR) or str(repo_root / layout.DEFAULT_BUCKET_DIR)
+  if is_local(url):
+    url = str(pathlib.Path(url).expanduser().resolve())
+  return url.rstrip('/')
+
+
+def exists(path: str) -> bool:
+  return _fs().exists(path)
+
+
+def read_bytes(path: str, what: str = 'object') -> bytes:
+  if not exists(path):
+    raise HarnessError(f'{what} not found: {path}')
+  with _fs().open(path, compression_type=_uncompressed()) as handle:
+    return handle.read()
+
+
+def read_json(path: str, what: str = 'JSON object') -> dict:
+  """Reads a JSON object; a missing or invalid file is a HarnessError naming the path and the fix."""
+  data = read_bytes(path, what)
+  try:
+    value = json.loads(data.decode('utf-8'))
+  except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    raise HarnessError(
+        f'{what} at {path} is not valid JSON ({error}). The harness writes it atomically, so it was '
+        f'edited by hand or by another tool: inspect it, then restore or delete it. '
+        f'Nothing was changed.') from None
+  if not isinstance(value, dict):
+    raise HarnessError(f'{what} at {path} is not a JSON object. Nothing was changed.')
+  return value
+
+
+def write_bytes(path: str, data: bytes) -> None:
+  """Writes ``data`` to ``path`` atomically (temp + rename locally, single put on object stores)."""
+  fs = _fs()
+  target = path
+  if is_local(path):
+    target = f'{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}'
+  with fs.create(target, mime_type='application/octet-stream',
+                 compression_type=_uncompressed()) as handle:
+    handle.write(data)
+  if target != path:
+    fs.rename([target], [path])
+
+
+def write_json(path: str, value: dict) -> None:
+  write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + '\n').encode('utf-8'))
+
+
+def sha256_bytes(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
+
+
+def sha256_of(path: str) -> str:
+  """sha256 of an object, streamed."""
+  if not exists(path):
+    raise HarnessError(f'artifact missing: {path}')
+  digest = hashlib.sha256()
+  with _fs().open(path, compression_type=_uncompressed()) as handle:
+    for chunk in iter(lambda: handle.read(_CHUNK), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def verify(path: str, expected_sha256: str, what: str = 'artifact') -> None:
+  """Raises unless ``path`` exists, is not empty and has ``expected_sha256``."""
+  if not exists(path):
+    raise HarnessError(f'{what} missing: {path}')
+  if size(path) == 0:
+    raise HarnessError(f'{what} is empty (0 bytes): {path}')
+  actual = sha256_of(path)
+  if actual != expected_sha256:
+    raise HarnessError(
+        f'{what} bytes changed: {path} has sha256 {actual}, expected {expected_sha256} '
+        f'(recorded at build time). Refusing to use it.')
+
+
+def size(path: str) -> int:
+  metadata = _fs().match([path])[0].metadata_list
+  return metadata[0].size_in_bytes if metadata else 0
+
+
+def copy_verified(source: str, destination: str, expected_sha256: str, what: str) -> None:
+  """Copies ``source`` to ``destination`` atomically, checking sha256 on both sides."""
+  verify(source, expected_sha256, what)
+  data = read_bytes(source, what)
+  if sha256_bytes(data) != expected_sha256:  # changed between the check and the read
+    raise HarnessError(f'{what} changed while being copied: {source}. Refusing.')
+  write_bytes(destination, data)
+  verify(destination, expected_sha256, f'copy of {what}')
+
+
+def list_files(prefix: str) -> List[str]:
+  """Objects directly under ``prefix`` (a directory-like prefix), sorted by name."""
+  pattern = layout.join(prefix, '*')
+  result = _fs().match([pattern])[0]
+  return sorted(m.path for m in result.metadata_list
+                if '.tmp-' not in m.path.rsplit('/', 1)[-1])
+
+
+def list_tree(prefix: str) -> List[str]:
+  """Every object under ``prefix``, recursively, sorted."""
+  result = _fs().match([layout.join(prefix, '**')])[0]
+  return sorted(m.path for m in result.metadata_list)
+
+
+def delete(path: str) -> None:
+  if exists(path):
+    _fs().delete([path])
+
+
+def create_exclusive(path: str, data: bytes) -> bool:
+  """Creates ``path`` only if it does not exist. Returns False if it already exists.
+
+  Locally: ``open(O_CREAT | O_EXCL)``, atomic on POSIX. On GCS: an upload with the precondition
+  ``if_generation_match=0`` ("only if no live object"), which GCS evaluates atomically; a second
+  writer gets HTTP 412. (The GCS branch cannot be exercised offline here.)
+  """
+  if is_local(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      return False
+    with os.fdopen(fd, 'wb') as handle:
+      handle.write(data)
+    return True
+  if path.startswith('gs://'):
+    from google.api_core.exceptions import PreconditionFailed
+    from google.cloud import storage
+    bucket_name, _, name = path[len('gs://'):].partition('/')
+    blob = storage.Client().bucket(bucket_name).blob(name)
+    try:
+      blob.upload_from_string(data, if_generation_match=0)
+    except PreconditionFailed:
+      return False
+    return True
+  raise HarnessError(f'exclusive create is not implemented for {path}: use a local dir or gs://')

@@ -1,0 +1,203 @@
+"""``invoke build``: lint and unit-test gates, a reproducible wheel + sdist, and the build manifest.
+
+The build works on a snapshot of the source tree (tracked and untracked-but-not-ignored files, as
+git sees them) in a temporary directory, so the gates test exactly the bytes that are packaged and
+no stale ``build/``/``*.egg-info`` output leaks into the wheel. Timestamps inside the wheel come
+from the commit (``SOURCE_DATE_EPOCH`` = commit time, as Maven's ``outputTimestamp``), so building
+the same commit twice gives byte-identical wheels. The build id is only in the manifest and in the
+bucket path, never inside the wheel.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from email.parser import Parser
+from typing import Dict, List, Optional, Tuple
+
+from beam_pipelines.harness import layout
+from beam_pipelines.harness.bucket import sha256_bytes
+from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.runtime import progress
+
+UNIT_TEST_MARKERS = 'not integration and not slow'
+# Used when there is no git: the zip format's earliest time (1980-01-01).
+FALLBACK_EPOCH = 315532800
+_NO_GIT_EXCLUDES = {'.git', '.venv', 'dist', 'bucket', 'outputs', '.harness-cache', '__pycache__',
+                    '.setuptools-build', '.pytest_cache', '.ruff_cache', '.benchmarks'}
+
+
+def _git(repo: pathlib.Path, *args: str) -> Optional[str]:
+  try:
+    done = subprocess.run(['git', *args], cwd=repo, capture_output=True, text=True, check=True)
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return done.stdout
+
+
+def git_info(repo: pathlib.Path) -> Tuple[Optional[str], bool, int]:
+  """(commit, dirty, commit time as epoch seconds); (None, True, 1980) outside git."""
+  commit = _git(repo, 'rev-parse', 'HEAD')
+  if not commit:
+    return None, True, FALLBACK_EPOCH
+  status = _git(repo, 'status', '--porcelain', '--untracked-files=normal') or ''
+  epoch = int((_git(repo, 'log', '-1', '--format=%ct') or str(FALLBACK_EPOCH)).strip())
+  return commit.strip(), bool(status.strip()), max(epoch, FALLBACK_EPOCH)
+
+
+def source_files(repo: pathlib.Path) -> List[str]:
+  """Repository-relative files of the source tree: git's view (tracked + untracked, not ignored)."""
+  listed = _git(repo, 'ls-files', '-z', '--cached', '--others', '--exclude-standard')
+  if listed is not None:
+    names = sorted(set(n for n in listed.split('\0') if n))
+    # A virtualenv that someone forgot to ignore is never source (it has a pyvenv.cfg).
+    venvs = tuple(n[:-len('pyvenv.cfg')] for n in names if n.endswith('pyvenv.cfg'))
+    return [n for n in names
+            if not (venvs and n.startswith(venvs)) and (repo / n).is_file()]
+  names = []
+  for root, dirs, files in os.walk(repo):
+    dirs[:] = sorted(d for d in dirs if d not in _NO_GIT_EXCLUDES and not d.endswith('.egg-info'))
+    names.extend(os.path.relpath(os.path.join(root, f), repo) for f in files)
+  return sorted(names)
+
+
+def snapshot(repo: pathlib.Path, destination: pathlib.Path) -> None:
+  """Copies the source tree into ``destination`` (file modes kept)."""
+  for name in source_files(repo):
+    target = destination / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(repo / name, target)
+
+
+def _check(command: List[str], cwd: pathlib.Path, what: str, env: Optional[dict] = None) -> None:
+  done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+  if done.returncode != 0:
+    output = (done.stdout + done.stderr).strip()
+    tail = '\n'.join(output.splitlines()[-40:])
+    raise HarnessError(f'build: {what} failed ({" ".join(command[2:])}); nothing was built:\n{tail}')
+
+
+def run_gates(source: pathlib.Path) -> None:
+  """Lint (ruff) then unit tests (pytest -m 'not integration and not slow') on ``source``."""
+  env = dict(os.environ, PYTHONPATH=str(source))
+  progress('build: lint (ruff check)')
+  _check([sys.executable, '-m', 'ruff', 'check', '--no-cache', '.'], source, 'lint', env)
+  progress(f'build: unit tests (pytest -m "{UNIT_TEST_MARKERS}")')
+  _check([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-m', UNIT_TEST_MARKERS],
+         source, 'unit tests', env)
+
+
+def build_distributions(source: pathlib.Path, out_dir: pathlib.Path, epoch: int) -> None:
+  """``python -m build --no-isolation``: sdist, then the wheel from it, into ``out_dir``."""
+  env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch), PYTHONPATH=str(source))
+  _check([sys.executable, '-m', 'build', '--no-isolation', '--outdir', str(out_dir), str(source)],
+         source, 'python -m build', env)
+
+
+def wheel_metadata(wheel: pathlib.Path) -> Dict[str, str]:
+  """Name and Version from the wheel's METADATA."""
+  with zipfile.ZipFile(wheel) as archive:
+    name = next(n for n in archive.namelist() if n.endswith('.dist-info/METADATA'))
+    headers = Parser().parsestr(archive.read(name).decode('utf-8'), headersonly=True)
+  return {'name': headers['Name'], 'version': headers['Version']}
+
+
+def file_entries(out_dir: pathlib.Path) -> Dict[str, dict]:
+  entries = {}
+  for path in sorted(p for p in out_dir.rglob('*') if p.is_file()):
+    data = path.read_bytes()
+    entries[path.relative_to(out_dir).as_posix()] = {'sha256': sha256_bytes(data),
+                                                     'size': len(data)}
+  return entries
+
+
+def make_manifest(out_dir: pathlib.Path, build_id: str, commit: Optional[str], dirty: bool,
+                  epoch: int) -> dict:
+  wheels = sorted(out_dir.glob('*.whl'))
+  sdists = sorted(out_dir.glob('*.tar.gz'))
+  if len(wheels) != 1 or len(sdists) != 1:
+    raise HarnessError(f'build: expected one wheel and one sdist in {out_dir}, found '
+                       f'{[p.name for p in wheels + sdists]}')
+  meta = wheel_metadata(wheels[0])
+  return {
+      layout.M_NAME: meta['name'],
+      layout.M_VERSION: meta['version'],
+      layout.M_BUILD_ID: build_id,
+      layout.M_CREATED_AT: layout.now_utc(),
+      layout.M_GIT_COMMIT: commit,
+      layout.M_GIT_DIRTY: dirty,
+      layout.M_SOURCE_DATE_EPOCH: epoch,
+      layout.M_PYTHON: platform.python_version(),
+      layout.M_BEAM: importlib.metadata.version('apache-beam'),
+      layout.M_WHEEL: wheels[0].name,
+      layout.M_SDIST: sdists[0].name,
+      layout.M_FILES: file_entries(out_dir),
+  }
+
+
+def _replace_dir(new: pathlib.Path, target: pathlib.Path) -> None:
+  """Copies ``new`` beside ``target`` then swaps it in (renames); the old copy is then deleted."""
+  staged = target.with_name(f'{target.name}.new-{os.getpid()}')
+  old = target.with_name(f'{target.name}.old-{os.getpid()}')
+  shutil.copytree(new, staged)
+  if target.exists():
+    target.rename(old)
+  staged.rename(target)
+  shutil.rmtree(old, ignore_errors=True)
+
+
+def build(repo: pathlib.Path, checks: bool = True) -> dict:
+  """Runs the build; returns the manifest, also written to ``dist/manifest.json``."""
+  commit, dirty, epoch = git_info(repo)
+  build_id = layout.new_build_id(commit)
+  progress(f'build: {build_id} (commit {commit[:7] if commit else "none"}'
+           f'{", dirty tree" if dirty else ""}; SOURCE_DATE_EPOCH={epoch})')
+  dist = repo / layout.DIST_DIR
+  with tempfile.TemporaryDirectory(prefix='beam-pipelines-build-') as tmp:
+    source = pathlib.Path(tmp) / 'src'
+    snapshot(repo, source)
+    if checks:
+      run_gates(source)
+    else:
+      progress('build: lint and unit tests SKIPPED (--no-checks)')
+    progress('build: wheel + sdist (python -m build --no-isolation)')
+    out_dir = pathlib.Path(tmp) / 'out'
+    build_distributions(source, out_dir, epoch)
+    workflows = source / layout.WORKFLOWS_SOURCE_DIR
+    for definition in sorted(workflows.glob('*.json')):
+      json.loads(definition.read_text(encoding='utf-8'))  # must be valid JSON to be shipped
+      (out_dir / layout.WORKFLOWS).mkdir(exist_ok=True)
+      shutil.copy2(definition, out_dir / layout.WORKFLOWS / definition.name)
+    manifest = make_manifest(out_dir, build_id, commit, dirty, epoch)
+    (out_dir / layout.MANIFEST_FILE).write_text(
+        json.dumps(manifest, indent=2, sort_keys=True) + '\n', encoding='utf-8')
+    _replace_dir(out_dir, dist)
+  wheel = manifest[layout.M_WHEEL]
+  progress(f'build: done: {dist / wheel} (sha256 {manifest[layout.M_FILES][wheel]["sha256"]}), '
+           f'manifest {dist / layout.MANIFEST_FILE}')
+  return manifest
+
+
+def load_local_manifest(repo: pathlib.Path) -> dict:
+  """The manifest of the last ``invoke build`` (``dist/manifest.json``), checked against dist/."""
+  path = repo / layout.DIST_DIR / layout.MANIFEST_FILE
+  if not path.exists():
+    raise HarnessError(f'no build found ({path} missing): run `invoke build` first')
+  try:
+    manifest = json.loads(path.read_text(encoding='utf-8'))
+  except ValueError as error:
+    raise HarnessError(f'{path} is not valid JSON ({error}): run `invoke build` again') from None
+  layout.validate_build_id(manifest.get(layout.M_BUILD_ID, ''))
+  for name, entry in manifest[layout.M_FILES].items():
+    local = path.parent / name
+    if not local.is_file() or sha256_bytes(local.read_bytes()) != entry['sha256']:
+      raise HarnessError(f'{local} is missing or differs from its manifest: run `invoke build` again')
+  return manifest

@@ -1,0 +1,104 @@
+"""Runs a workflow from a *deployed* wheel: download it from the bucket, check its sha256, install it
+into an isolated directory (a local cache keyed by sha256), run the module from there.
+
+The run is a subprocess with ``PYTHONPATH=<install dir>``, started from a temporary directory
+outside the repository; a launcher checks that ``beam_pipelines`` was imported from the install
+directory (not the source tree) before running the module, and the caller checks it again.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import List
+
+from beam_pipelines.harness import bucket, layout
+from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.runtime import progress
+
+INSTALLED_MARKER = '.installed-sha256'
+ORIGIN_TAG = 'deployed-wheel-origin='
+
+LAUNCHER = '''
+import runpy, sys
+site, module = sys.argv[1], sys.argv[2]
+import beam_pipelines
+origin = beam_pipelines.__file__
+if not origin.startswith(site.rstrip("/") + "/"):
+  sys.exit(f"deployed-wheel check failed: beam_pipelines was imported from {origin}, not {site}")
+print("[beam-pipelines] %s%s" % ("''' + ORIGIN_TAG + '''", origin), file=sys.stderr, flush=True)
+sys.argv = [module] + sys.argv[3:]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+'''
+
+
+def installer_command(target: pathlib.Path, wheel: pathlib.Path) -> List[str]:
+  """``pip install --no-deps --target``; uv's pip when this interpreter has no pip (uv venvs)."""
+  if importlib.util.find_spec('pip') is not None:
+    return [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--no-index',
+            '--disable-pip-version-check', '--target', str(target), str(wheel)]
+  uv = shutil.which('uv') or str(pathlib.Path(sys.executable).with_name('uv'))
+  if not os.path.exists(uv):
+    raise HarnessError('neither pip nor uv is available to install the deployed wheel')
+  return [uv, 'pip', 'install', '--quiet', '--no-deps', '--no-index', '--python', sys.executable,
+          '--target', str(target), str(wheel)]
+
+
+def install(wheel_url: str, sha256: str, cache_root: pathlib.Path) -> pathlib.Path:
+  """Verifies the wheel in the bucket and installs it (once per sha256); returns the install dir."""
+  bucket.verify(wheel_url, sha256, 'deployed wheel')
+  data = bucket.read_bytes(wheel_url, 'deployed wheel')
+  if bucket.sha256_bytes(data) != sha256:
+    raise HarnessError(f'deployed wheel {wheel_url} changed while being downloaded. Refusing.')
+  home = cache_root / 'wheels' / sha256
+  site = home / 'site'
+  marker = site / INSTALLED_MARKER
+  if marker.is_file() and marker.read_text().strip() == sha256:
+    progress(f'install: wheel {sha256[:12]} already installed in {site}')
+    return site
+  home.mkdir(parents=True, exist_ok=True)
+  wheel = home / wheel_url.rsplit('/', 1)[-1]
+  wheel.write_bytes(data)
+  staging = pathlib.Path(tempfile.mkdtemp(prefix='site-', dir=home))
+  command = installer_command(staging, wheel)
+  progress(f'install: {" ".join(command[:3])} --no-deps --target {site} {wheel.name} '
+           f'(sha256 verified)')
+  done = subprocess.run(command, capture_output=True, text=True)
+  if done.returncode != 0:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise HarnessError(f'pip could not install {wheel}:\n{done.stderr.strip()}')
+  (staging / INSTALLED_MARKER).write_text(sha256 + '\n')
+  if site.exists():  # a half-finished earlier install (no marker): replace it
+    shutil.rmtree(site)
+  staging.rename(site)
+  return site
+
+
+def launch(site: pathlib.Path, module: str, args: List[str]) -> str:
+  """Runs ``python -m module args`` from ``site`` only; returns the file beam_pipelines came from."""
+  env = dict(os.environ, PYTHONPATH=str(site))
+  with tempfile.TemporaryDirectory(prefix='beam-pipelines-run-') as cwd:
+    done = subprocess.run([sys.executable, '-c', LAUNCHER, str(site), module, *args],
+                          cwd=cwd, env=env, capture_output=True, text=True)
+  origin = None
+  for line in done.stderr.splitlines():
+    if ORIGIN_TAG in line:
+      origin = line.split(ORIGIN_TAG, 1)[1].strip()
+    elif line.startswith('[beam-pipelines]'):
+      print(line, file=sys.stderr, flush=True)
+  if done.returncode != 0:
+    tail = '\n'.join((done.stdout + done.stderr).strip().splitlines()[-30:])
+    raise HarnessError(f'workflow {module} failed (exit {done.returncode}):\n{tail}')
+  if origin is None or not origin.startswith(str(site) + os.sep):
+    raise HarnessError(f'{module} did not run from the deployed wheel at {site} (came from {origin})')
+  progress(f'workflow: {module} ran from the deployed wheel: {origin}')
+  return origin
+
+
+def cache_root(repo: pathlib.Path) -> pathlib.Path:
+  return repo / layout.CACHE_DIR

@@ -1,0 +1,46 @@
+"""``invoke run <pipeline>``: run the deployed build's workflow of an environment (the prod DAG).
+
+Reads the environment's variables, the deployed workflow definition and the wheel they name,
+verifies and installs the wheel, then runs the pipeline from it; extra Beam options are appended
+to the workflow's arguments (a later flag wins, so ``--input``/``--output`` can be overridden).
+"""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+import secrets
+from typing import List
+
+from beam_pipelines.harness import bucket, deployed, layout, workflows
+from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.harness.integration import read_variables
+from beam_pipelines.runtime import progress
+
+
+def new_run_id() -> str:
+  stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+  return f'{stamp}-{secrets.token_hex(3)}'
+
+
+def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: str,
+                 extra_args: List[str]) -> dict:
+  """Runs ``pipeline`` as deployed in ``env_name``; returns what ran and where outputs are."""
+  env = layout.Env(bucket_url, env_name)
+  if not bucket.exists(env.variables):
+    raise HarnessError(f'nothing is deployed in {env_name} ({env.variables} missing): run '
+                       f'`invoke build test deploy` first')
+  values = read_variables(env)
+  definition = workflows.find(workflows.load_deployed(values[layout.VAR_WORKFLOWS_DIR]),
+                              pipeline, env_name)
+  run_id = new_run_id()
+  values = dict(values, run_id=run_id)
+  args = workflows.render_args(definition, values) + list(extra_args)
+  progress(f'run: {definition["name"]} of build {values[layout.VAR_BUILD_ID]} in {env_name} '
+           f'(run {run_id})')
+  site = deployed.install(values[layout.VAR_WHEEL_FILE], values[layout.VAR_SHA256],
+                          deployed.cache_root(repo))
+  origin = deployed.launch(site, definition['module'], args)
+  output = args[len(args) - 1 - args[::-1].index('--output') + 1] if '--output' in args else None
+  return {'build_id': values[layout.VAR_BUILD_ID], 'run_id': run_id, 'workflow': definition['name'],
+          'args': args, 'output': output, 'origin': origin}
