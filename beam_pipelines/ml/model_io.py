@@ -31,6 +31,20 @@ from beam_pipelines.ml import artifacts
 FORMAT_VERSION = 1
 
 
+class _BeamMemoryWarningFilter(logging.Filter):
+  """Drops Beam 2.72's "Resource module is not available" warning, logged at every model load.
+
+  Beam's RunInference sets ``resource = None`` when its optional ``model_manager`` fails to import
+  torch, although ``resource`` exists on Linux: the warning is noise, not a platform problem.
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith('Resource module is not available')
+
+
+logging.getLogger().addFilter(_BeamMemoryWarningFilter())
+
+
 class ModelIntegrityError(RuntimeError):
   """The model file is missing, unfinished or does not match its recorded sha256: not loaded."""
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import mldata
 import pytest
 
 from beam_pipelines import train
 from beam_pipelines.ml import artifacts
 
 pytestmark = pytest.mark.slow
+features_dir, good_model_dir = mldata.features_dir, mldata.good_model_dir  # session fixtures
 
 
 def test_model_is_a_column_transformer_plus_classifier(good_model_dir):

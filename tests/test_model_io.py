@@ -7,6 +7,7 @@ import json
 import shutil
 
 import apache_beam as beam
+import mldata
 import pytest
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -14,7 +15,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipelines.ml import artifacts, model_io
 
-pytestmark = pytest.mark.slow  # the session fixtures train models
+pytestmark = pytest.mark.slow
+features_dir, good_model_dir = mldata.features_dir, mldata.good_model_dir  # session fixtures (train models)
 
 ROWS = [
     {'fare': 30.0, 'trip_miles': 10.0, 'trip_seconds': 1500.0, 'trip_start_hour': 6.0,

@@ -8,12 +8,13 @@ timestamp strings; a few missing values in each feature column.
 from __future__ import annotations
 
 import pathlib
-from typing import Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 PAYMENT_TYPES = ['Credit Card', 'Cash', 'Mobile', 'No Charge']
 COMPANIES = ['Flash Cab', 'Taxi Affiliation', 'Sun Taxi', 'City Service']
@@ -67,3 +68,45 @@ def write_features(root: pathlib.Path, train_rows: int = 3000, eval_rows: int = 
   write_shards(taxi_frame(eval_rows, eval_seed if eval_seed is not None else seed + 100,
                           id_offset=train_rows), root / 'eval', 2)
   return root
+
+
+# Session-wide fixtures for the ML tests. Test modules import them (``from mldata import ...``);
+# the results are cached here, so the data is written and each model trained once per session
+# whichever module asks first (a nested conftest.py would shadow tests/conftest.py's helpers).
+_CACHE: Dict[str, pathlib.Path] = {}
+
+
+def _cached(name: str, tmp_path_factory, make: Callable[[pathlib.Path], None]) -> pathlib.Path:
+  if name not in _CACHE:
+    path = tmp_path_factory.mktemp(name)
+    make(path)
+    _CACHE[name] = path
+  return _CACHE[name]
+
+
+def _train(features: pathlib.Path, output: pathlib.Path, *extra: str) -> None:
+  from beam_pipelines import train
+  train.run(['--features', str(features), '--output', str(output), *extra])
+
+
+@pytest.fixture(scope='session')
+def features_dir(tmp_path_factory) -> pathlib.Path:
+  """Good features: the label is learnable from payment type, fare and hour."""
+  return _cached('features', tmp_path_factory, write_features)
+
+
+@pytest.fixture(scope='session')
+def shuffled_features_dir(tmp_path_factory) -> pathlib.Path:
+  """Train labels shuffled (nothing to learn); the eval split equals ``features_dir``'s."""
+  return _cached('shuffled', tmp_path_factory, lambda root: write_features(
+      root, shuffle_train_labels=True, eval_seed=107))
+
+
+@pytest.fixture(scope='session')
+def good_model_dir(tmp_path_factory, features_dir) -> pathlib.Path:
+  return _cached('good_model', tmp_path_factory, lambda out: _train(features_dir, out))
+
+
+@pytest.fixture(scope='session')
+def bad_model_dir(tmp_path_factory, shuffled_features_dir) -> pathlib.Path:
+  return _cached('bad_model', tmp_path_factory, lambda out: _train(shuffled_features_dir, out))

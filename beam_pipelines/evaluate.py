@@ -1,0 +1,239 @@
+"""Evaluates a candidate model (and a baseline) on the eval split in Beam, then blesses it or not.
+
+ReadFromParquet(eval split) -> RunInference with the sha256-checking scikit-learn handler (the
+candidate and, if given, the baseline, on the same rows) -> metric combiners per slice (overall and
+each value of one categorical feature) -> metrics.json, blessing.json, a BLESSED / NOT_BLESSED
+marker and report.html (see ``beam_pipelines.ml.artifacts`` and ``beam_pipelines.ml.blessing``).
+
+    python -m beam_pipelines.evaluate --features DIR --model MDIR --output EDIR \\
+        [--baseline_model BDIR] [--blessing_config PATH] [--slice_feature payment_type]
+
+Any other flag is a Beam pipeline option (``--runner``, ``--direct_num_workers`` ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from beam_pipelines.ml import artifacts, blessing, model_io, report
+from beam_pipelines.ml.metrics import BinaryMetricsCombineFn
+from beam_pipelines.runtime import progress
+
+METRICS_NAMESPACE = 'Evaluate'
+CANDIDATE, BASELINE = 'candidate', 'baseline'
+OVERALL = 'Overall'
+MISSING_VALUE = '<missing>'
+
+SliceKey = Tuple[str, str, str]  # (model, slice feature or 'Overall', value)
+
+
+class EvaluateOptions:
+  """evaluate's own flags (plain argparse: Beam merges every PipelineOptions subclass's flags
+  into one parser, and ``--output`` is already WordCountOptions')."""
+
+  @classmethod
+  def _add_argparse_args(cls, parser):
+    parser.add_argument('--features', required=True, help='Feature extraction output directory.')
+    parser.add_argument('--model', required=True, help='Candidate model directory.')
+    parser.add_argument('--baseline_model', default=None,
+                        help='Baseline (e.g. production) model directory; none: rubber stamp.')
+    parser.add_argument('--blessing_config', default=None,
+                        help='Blessing thresholds, YAML/JSON (default: AUC >= 0.5 and not worse).')
+    parser.add_argument('--slice_feature', default=None,
+                        help='Categorical feature to slice by (default: the first categorical one).')
+    parser.add_argument('--output', required=True, help='Evaluation output directory.')
+
+
+class ScoreBySlice(beam.PTransform):
+  """Feature rows -> ((model, slice feature, value), (label, probability)), overall and per slice."""
+
+  def __init__(self, model_name: str, model_dir: str, label: str, slice_feature: Optional[str],
+               expected_sha256: Optional[str] = None):
+    super().__init__()
+    self._name = model_name
+    self._handler = KeyedModelHandler(
+        model_io.VerifiedSklearnModelHandler(model_dir, expected_sha256))
+    self._label = label
+    self._slice = slice_feature
+
+  def expand(self, rows):
+    label, feature, name = self._label, self._slice, self._name
+
+    def key_by_label_and_slice(row):
+      value = row.get(feature) if feature else None
+      return (int(row[label]), MISSING_VALUE if value is None else str(value)), row
+
+    def to_slices(keyed_result) -> Iterable[Tuple[SliceKey, Tuple[int, float]]]:
+      (label_value, slice_value), result = keyed_result
+      score = (label_value, result.inference)
+      yield (name, OVERALL, ''), score
+      if feature:
+        yield (name, feature, slice_value), score
+
+    return (rows
+            | 'KeyByLabelAndSlice' >> beam.Map(key_by_label_and_slice)
+            | 'RunInference' >> RunInference(self._handler)
+            | 'ToSlices' >> beam.FlatMap(to_slices))
+
+
+class DropUnlabelled(beam.DoFn):
+  """Passes rows that have a label; counts the others (they cannot be scored against a label)."""
+
+  def __init__(self, label: str):
+    super().__init__()
+    self._label = label
+    self.labelled = Metrics.counter(METRICS_NAMESPACE, 'labelled_rows')
+    self.unlabelled = Metrics.counter(METRICS_NAMESPACE, 'unlabelled_rows')
+
+  def process(self, row: Dict[str, Any]):
+    if row.get(self._label) is None:
+      self.unlabelled.inc()
+      return
+    self.labelled.inc()
+    yield row
+
+
+def _clean(metrics: Dict[str, Any]) -> Dict[str, Any]:
+  """NaN (undefined) metrics become null in JSON, which the blessing treats as missing."""
+  return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+
+
+def assemble(slice_metrics: List[Tuple[SliceKey, Dict[str, Any]]],
+             models: Dict[str, Dict[str, Any]], slice_feature: Optional[str]) -> Dict[str, Any]:
+  """[(slice key, metrics)] -> the metrics.json document."""
+  document: Dict[str, Any] = {'slice_feature': slice_feature, 'models': {}}
+  for name, info in models.items():
+    document['models'][name] = {**info, 'overall': {}, 'slices': {}}
+  for (name, feature, value), metrics in sorted(slice_metrics, key=lambda kv: kv[0]):
+    entry = document['models'][name]
+    if feature == OVERALL:
+      entry['overall'] = _clean(metrics)
+    else:
+      entry['slices'][value] = _clean(metrics)
+  return document
+
+
+def write_outputs(document: Dict[str, Any], thresholds, output: str) -> Dict[str, Any]:
+  """Judges the candidate, writes metrics, report, blessing and marker (marker last)."""
+  models = document['models']
+  baseline = models.get(BASELINE, {}).get('overall') if BASELINE in models else None
+  result = blessing.bless(models[CANDIDATE]['overall'], baseline, thresholds)
+  record = {**result.to_dict(), 'candidate': models[CANDIDATE]['model_dir'],
+            'baseline': models.get(BASELINE, {}).get('model_dir'),
+            'thresholds': json.loads(blessing.config_to_json(thresholds))}
+  join = FileSystems.join
+  model_io.write_atomic(join(output, artifacts.METRICS_FILE),
+                        (json.dumps(document, indent=2, sort_keys=True) + '\n').encode())
+  model_io.write_atomic(join(output, artifacts.REPORT_FILE),
+                        report.render(document, record).encode('utf-8'))
+  model_io.write_atomic(join(output, artifacts.BLESSING_FILE),
+                        (json.dumps(record, indent=2, sort_keys=True) + '\n').encode())
+  stale = join(output, artifacts.NOT_BLESSED if result.blessed else artifacts.BLESSED)
+  if FileSystems.exists(stale):
+    FileSystems.delete([stale])
+  model_io.write_atomic(join(output, result.status), b'')
+  return record
+
+
+def build_pipeline(pipeline: beam.Pipeline, features_dir: str, models: Dict[str, Dict[str, Any]],
+                   label: str, slice_feature: Optional[str], thresholds, output: str):
+  """Adds read -> score (each model) -> combine per slice -> write to ``pipeline``."""
+  rows = (pipeline
+          | 'ReadEvalSplit' >> beam.io.ReadFromParquet(
+              artifacts.split_pattern(features_dir, artifacts.EVAL))
+          | 'DropUnlabelled' >> beam.ParDo(DropUnlabelled(label)))
+  scored = [rows | f'Score{name.title()}' >> ScoreBySlice(
+      name, info['model_dir'], label, slice_feature, info.get('expected_sha256'))
+            for name, info in models.items()]
+  slice_to_metrics = (
+      scored
+      | 'FlattenModels' >> beam.Flatten()
+      | 'MetricsPerSlice' >> beam.CombinePerKey(BinaryMetricsCombineFn()))
+  return (slice_to_metrics
+          | 'Gather' >> beam.combiners.ToList()
+          | 'Assemble' >> beam.Map(assemble, models, slice_feature)
+          | 'WriteOutputs' >> beam.Map(write_outputs, thresholds, output))
+
+
+def describe_model(model_dir: str) -> Dict[str, Any]:
+  """What metrics.json records about a model (its metadata, read without unpickling)."""
+  metadata = model_io.read_metadata(model_dir)
+  return {'model_dir': model_dir, 'model_sha256': metadata['model_sha256'],
+          'label': metadata['label'], 'features': metadata.get('features'),
+          'data_fingerprint': metadata.get('data_fingerprint'),
+          'hyperparameters': metadata.get('hyperparameters')}
+
+
+def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
+  """Evaluates and blesses; returns the blessing record (also written to EDIR/blessing.json)."""
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  EvaluateOptions._add_argparse_args(parser)
+  known, pipeline_args = parser.parse_known_args(argv)
+  options = PipelineOptions(pipeline_args)
+  options.view_as(SetupOptions).save_main_session = save_main_session
+  thresholds = blessing.load_config(known.blessing_config)
+  models = {CANDIDATE: describe_model(known.model)}
+  if known.baseline_model:
+    models[BASELINE] = describe_model(known.baseline_model)
+    if models[BASELINE]['label'] != models[CANDIDATE]['label']:
+      raise ValueError(f'baseline predicts {models[BASELINE]["label"]!r}, '
+                       f'candidate {models[CANDIDATE]["label"]!r}: not comparable')
+  label = models[CANDIDATE]['label']
+  slice_feature = known.slice_feature or next(
+      iter(model_io.read_metadata(known.model).get('categorical') or []), None)
+  progress(f'evaluate: {", ".join(models)} on {artifacts.split_pattern(known.features, artifacts.EVAL)}'
+           f', sliced by {slice_feature or "nothing"}'
+           + ('' if known.baseline_model else '; no baseline: value thresholds only (rubber stamp)'))
+  pipeline = beam.Pipeline(options=options)
+  build_pipeline(pipeline, known.features, models, label, slice_feature, thresholds, known.output)
+  result = pipeline.run()
+  result.wait_until_finish()
+  with FileSystems.open(FileSystems.join(known.output, artifacts.BLESSING_FILE)) as handle:
+    record = json.loads(handle.read().decode('utf-8'))
+  with FileSystems.open(FileSystems.join(known.output, artifacts.METRICS_FILE)) as handle:
+    document = json.loads(handle.read().decode('utf-8'))
+  _report(result, document, record, known.output)
+  return record
+
+
+def _report(result, document: Dict[str, Any], record: Dict[str, Any], output: str) -> None:
+  """Prints rows scored, the overall metrics of each model, the verdict and where outputs are."""
+  try:
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query()['counters']
+                if c.key.metric.namespace == METRICS_NAMESPACE}
+    progress(f'evaluate: {counters.get("labelled_rows", 0)} labelled eval rows scored '
+             f'({counters.get("unlabelled_rows", 0)} without a label skipped)')
+  except NotImplementedError:
+    pass
+  for name, entry in document['models'].items():
+    overall = entry['overall']
+    progress(f'evaluate: {name}: ' + ', '.join(
+        f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in overall.items()))
+  progress(f'evaluate: {record["message"]}')
+  progress(f'evaluate: done: {record["status"]}; metrics, blessing and report.html in {output}')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """CLI entry: clear one-line errors for bad models/configs; exit 0 whether blessed or not."""
+  try:
+    run(argv)
+  except (model_io.ModelIntegrityError, blessing.BlessingConfigError, ValueError) as error:
+    progress(f'evaluate: failed: {error}')
+    return 2
+  return 0
+
+
+if __name__ == '__main__':
+  logging.getLogger().setLevel(logging.WARNING)
+  sys.exit(main())

@@ -1,0 +1,173 @@
+"""Binary-classification metrics as Beam ``CombineFn``s over ``(label, probability)`` pairs.
+
+Each combiner's accumulator is small and mergeable, so the metrics are computed at any scale and
+per key (slice) with ``CombinePerKey``:
+
+- ``ExampleCountCombineFn``: examples and positives.
+- ``AccuracyCombineFn``: share of examples where ``probability >= 0.5`` equals the label.
+- ``LogLossCombineFn``: mean of ``-(y log p + (1 - y) log(1 - p))``, ``p`` clipped to
+  ``[eps, 1 - eps]`` with float64's machine epsilon, as scikit-learn's ``log_loss``.
+- ``AucCombineFn``: ROC AUC from a histogram of scores in ``num_buckets`` equal-width buckets over
+  [0, 1] (default 10,000, like TFMA's default thresholds): pairs (positive, negative) in different
+  buckets are ordered exactly; pairs sharing a bucket count as ties (1/2). The result carries
+  ``auc_error_bound`` = 1/2 x (pairs sharing a bucket) / (all pairs), an upper bound on
+  |histogram AUC - exact AUC|; on well-spread scores it is of the order of 1e-4 or less.
+- ``BinaryMetricsCombineFn``: all of the above in one pass, returning a metrics dict.
+
+A metric that is undefined (AUC with a single class, anything on no examples) is NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Tuple
+
+import apache_beam as beam
+import numpy as np
+
+LabelAndScore = Tuple[int, float]
+
+EXAMPLE_COUNT, POSITIVE_COUNT = 'example_count', 'positive_count'
+AUC, AUC_ERROR_BOUND, ACCURACY, LOG_LOSS = 'auc', 'auc_error_bound', 'accuracy', 'log_loss'
+METRIC_NAMES = (EXAMPLE_COUNT, POSITIVE_COUNT, AUC, AUC_ERROR_BOUND, ACCURACY, LOG_LOSS)
+DEFAULT_BUCKETS = 10_000
+_EPS = float(np.finfo(np.float64).eps)
+
+
+class ExampleCountCombineFn(beam.CombineFn):
+  """(label, p) -> {example_count, positive_count}."""
+
+  def create_accumulator(self):
+    return [0, 0]
+
+  def add_input(self, accumulator, element: LabelAndScore):
+    accumulator[0] += 1
+    accumulator[1] += int(element[0])
+    return accumulator
+
+  def merge_accumulators(self, accumulators):
+    return [sum(a[0] for a in accumulators), sum(a[1] for a in accumulators)]
+
+  def extract_output(self, accumulator) -> Dict[str, int]:
+    return {EXAMPLE_COUNT: accumulator[0], POSITIVE_COUNT: accumulator[1]}
+
+
+class AccuracyCombineFn(beam.CombineFn):
+  """(label, p) -> {accuracy} with the decision threshold 0.5."""
+
+  def __init__(self, threshold: float = 0.5):
+    super().__init__()
+    self._threshold = threshold
+
+  def create_accumulator(self):
+    return [0, 0]  # correct, total
+
+  def add_input(self, accumulator, element: LabelAndScore):
+    label, probability = element
+    accumulator[0] += int((probability >= self._threshold) == bool(label))
+    accumulator[1] += 1
+    return accumulator
+
+  def merge_accumulators(self, accumulators):
+    return [sum(a[0] for a in accumulators), sum(a[1] for a in accumulators)]
+
+  def extract_output(self, accumulator) -> Dict[str, float]:
+    correct, total = accumulator
+    return {ACCURACY: correct / total if total else math.nan}
+
+
+class LogLossCombineFn(beam.CombineFn):
+  """(label, p) -> {log_loss}, mean binary cross-entropy (natural log)."""
+
+  def create_accumulator(self):
+    return [0.0, 0]  # summed loss, total
+
+  def add_input(self, accumulator, element: LabelAndScore):
+    label, probability = element
+    p = min(max(float(probability), _EPS), 1 - _EPS)
+    accumulator[0] -= math.log(p) if label else math.log1p(-p)
+    accumulator[1] += 1
+    return accumulator
+
+  def merge_accumulators(self, accumulators):
+    return [math.fsum(a[0] for a in accumulators), sum(a[1] for a in accumulators)]
+
+  def extract_output(self, accumulator) -> Dict[str, float]:
+    loss, total = accumulator
+    return {LOG_LOSS: loss / total if total else math.nan}
+
+
+class AucCombineFn(beam.CombineFn):
+  """(label, p) -> {auc, auc_error_bound} from per-bucket positive/negative counts."""
+
+  def __init__(self, num_buckets: int = DEFAULT_BUCKETS):
+    super().__init__()
+    self._buckets = num_buckets
+
+  def create_accumulator(self):
+    return np.zeros((2, self._buckets), dtype=np.int64)  # row 0: negatives, row 1: positives
+
+  def _bucket(self, probability: float) -> int:
+    return min(max(int(probability * self._buckets), 0), self._buckets - 1)
+
+  def add_input(self, accumulator, element: LabelAndScore):
+    label, probability = element
+    accumulator[1 if label else 0, self._bucket(probability)] += 1
+    return accumulator
+
+  def add_inputs(self, accumulator, elements: Iterable[LabelAndScore]):
+    pairs = list(elements)
+    if pairs:
+      labels = np.fromiter((int(bool(y)) for y, _ in pairs), dtype=np.int64, count=len(pairs))
+      scores = np.fromiter((p for _, p in pairs), dtype=np.float64, count=len(pairs))
+      buckets = np.clip((scores * self._buckets).astype(np.int64), 0, self._buckets - 1)
+      np.add.at(accumulator, (labels, buckets), 1)
+    return accumulator
+
+  def merge_accumulators(self, accumulators):
+    accumulators = iter(accumulators)
+    merged = next(accumulators).copy()
+    for accumulator in accumulators:
+      merged += accumulator
+    return merged
+
+  def extract_output(self, accumulator) -> Dict[str, float]:
+    negatives, positives = accumulator[0].astype(np.float64), accumulator[1].astype(np.float64)
+    total_neg, total_pos = negatives.sum(), positives.sum()
+    if not total_neg or not total_pos:
+      return {AUC: math.nan, AUC_ERROR_BOUND: math.nan}
+    negatives_below = np.cumsum(negatives) - negatives  # negatives in strictly lower buckets
+    wins = float(np.dot(positives, negatives_below))
+    ties = float(np.dot(positives, negatives))
+    pairs = total_pos * total_neg
+    return {AUC: (wins + 0.5 * ties) / pairs, AUC_ERROR_BOUND: 0.5 * ties / pairs}
+
+
+class BinaryMetricsCombineFn(beam.CombineFn):
+  """(label, p) -> one dict with every metric of this module, in a single pass."""
+
+  def __init__(self, num_buckets: int = DEFAULT_BUCKETS):
+    super().__init__()
+    self._combiners: List[beam.CombineFn] = [
+        ExampleCountCombineFn(), AccuracyCombineFn(), LogLossCombineFn(), AucCombineFn(num_buckets)]
+
+  def create_accumulator(self):
+    return [c.create_accumulator() for c in self._combiners]
+
+  def add_input(self, accumulator, element):
+    return [c.add_input(a, element) for c, a in zip(self._combiners, accumulator)]
+
+  def add_inputs(self, accumulator, elements):
+    elements = list(elements)
+    return [c.add_inputs(a, elements) for c, a in zip(self._combiners, accumulator)]
+
+  def merge_accumulators(self, accumulators):
+    accumulators = list(accumulators)
+    return [c.merge_accumulators([a[i] for a in accumulators])
+            for i, c in enumerate(self._combiners)]
+
+  def extract_output(self, accumulator) -> Dict[str, Any]:
+    output: Dict[str, Any] = {}
+    for combiner, part in zip(self._combiners, accumulator):
+      output.update(combiner.extract_output(part))
+    return output

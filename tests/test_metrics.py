@@ -1,0 +1,103 @@
+"""Metric combiners in Beam, checked against scikit-learn's metrics on the same data."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+from beam_pipelines.ml import metrics
+
+from conftest import read_shards
+
+
+def scored_pairs(n=5000, seed=3):
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 2, n)
+  scores = 1 / (1 + np.exp(-(1.2 * labels - 0.6 + rng.normal(0, 1, n))))
+  return [(int(y), float(p)) for y, p in zip(labels, scores)]
+
+
+def combine_globally(pairs, combine_fn):
+  """Runs the combiner in a real pipeline; returns its single output (written as JSON, read back)."""
+  with tempfile.TemporaryDirectory() as directory:
+    prefix = os.path.join(directory, 'out')
+    with TestPipeline() as pipeline:
+      _ = (pipeline
+           | beam.Create(pairs)
+           | beam.CombineGlobally(combine_fn)
+           | beam.Map(json.dumps)
+           | beam.io.WriteToText(prefix))
+    (line,) = read_shards(prefix)
+  return json.loads(line)
+
+
+@pytest.fixture(scope='module')
+def combined():
+  """One pipeline run of every metric over 5,000 scored examples, checked by several tests."""
+  return combine_globally(TestAgainstSklearn.PAIRS, metrics.BinaryMetricsCombineFn())
+
+
+class TestAgainstSklearn:
+  PAIRS = scored_pairs()
+  LABELS = [y for y, _ in PAIRS]
+  SCORES = [p for _, p in PAIRS]
+
+  def test_auc_equals_sklearn_within_the_reported_bound(self, combined):
+    exact = roc_auc_score(self.LABELS, self.SCORES)
+    assert abs(combined['auc'] - exact) <= combined['auc_error_bound'] + 1e-12
+    assert combined['auc_error_bound'] < 1e-3
+    assert combined['auc'] == pytest.approx(exact, abs=1e-3)
+
+  def test_accuracy_equals_sklearn(self, combined):
+    assert combined['accuracy'] == pytest.approx(
+        accuracy_score(self.LABELS, [p >= 0.5 for p in self.SCORES]))
+
+  def test_log_loss_equals_sklearn(self, combined):
+    assert combined['log_loss'] == pytest.approx(log_loss(self.LABELS, self.SCORES), rel=1e-9)
+
+  def test_counts(self, combined):
+    assert combined['example_count'] == len(self.PAIRS)
+    assert combined['positive_count'] == sum(self.LABELS)
+
+
+def test_auc_is_exact_when_scores_fall_in_distinct_buckets():
+  pairs = [(1, 0.9), (0, 0.8), (1, 0.7), (0, 0.3), (1, 0.2), (0, 0.1)]
+  result = combine_globally(pairs, metrics.AucCombineFn())
+  assert result['auc_error_bound'] == 0.0
+  assert result['auc'] == pytest.approx(roc_auc_score(*zip(*pairs)))
+
+
+def test_tied_scores_count_half_as_sklearn():
+  pairs = [(1, 0.5), (0, 0.5), (1, 0.9), (0, 0.1)]
+  assert combine_globally(pairs, metrics.AucCombineFn())['auc'] == pytest.approx(
+      roc_auc_score(*zip(*pairs)))
+
+
+def test_auc_is_nan_with_a_single_class():
+  assert math.isnan(combine_globally([(1, 0.3), (1, 0.6)], metrics.AucCombineFn())['auc'])
+
+
+def test_log_loss_clips_certain_wrong_predictions():
+  result = combine_globally([(1, 0.0), (0, 1.0)], metrics.LogLossCombineFn())
+  assert math.isfinite(result['log_loss'])
+  assert result['log_loss'] == pytest.approx(log_loss([1, 0], [0.0, 1.0]))
+
+
+def test_metrics_per_key_in_beam_style():
+  with TestPipeline() as pipeline:
+    key_to_count = (
+        pipeline
+        | beam.Create([('a', (1, 0.9)), ('a', (0, 0.2)), ('b', (1, 0.4))])
+        | beam.CombinePerKey(metrics.ExampleCountCombineFn()))
+    assert_that(key_to_count, equal_to([
+        ('a', {'example_count': 2, 'positive_count': 1}),
+        ('b', {'example_count': 1, 'positive_count': 1})]))
