@@ -1,0 +1,173 @@
+"""Batch inference: new CSV rows -> keyed predictions, with Beam RunInference and a verified model.
+
+CSV (real parser, labels optional) -> (key, row) -> RunInference(KeyedModelHandler(sha256-checking
+scikit-learn handler)) -> ``PDIR/predictions/part-*.jsonl`` lines ``{"key", "probability",
+"prediction"}``; malformed rows -> ``PDIR/dead_letter/`` with the reason; ``PDIR/summary.json``
+with the counts (rows read = predictions + dead-lettered).
+
+    python -m beam_pipelines.predict --input 'new/*.csv' --model MDIR --output PDIR [--spec SPEC]
+
+The key is the spec's key column; without one, a sha256 of the row's values. The spec defaults to
+the one recorded with the model. Any other flag is a Beam pipeline option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.pvalue import AsSingleton
+
+from beam_pipelines.ml import artifacts, csv_io, model_io
+from beam_pipelines.ml import spec as spec_lib
+from beam_pipelines.runtime import progress
+
+DECISION_THRESHOLD = 0.5
+PREDICTIONS_SUFFIX = artifacts.DEAD_LETTER_SUFFIX  # JSON lines too
+
+
+class PredictOptions:
+  """predict's own flags (plain argparse: Beam merges every PipelineOptions subclass's flags into
+  one parser, and ``--input``/``--output`` are already WordCountOptions')."""
+
+  @classmethod
+  def _add_argparse_args(cls, parser):
+    parser.add_argument('--input', required=True, help='CSV file or glob of new rows.')
+    parser.add_argument('--model', required=True, help='Model directory (sha256-checked).')
+    parser.add_argument('--spec', default=None,
+                        help='Dataset spec (default: the spec recorded with the model).')
+    parser.add_argument('--output', required=True, help='Output directory.')
+    parser.add_argument('--num_shards', type=int, default=0, help='Prediction shards (0: runner).')
+
+
+def row_key(key_column: Optional[str]):
+  """row -> (key, row): the key column's value, or a sha256 of the row's values."""
+  def key_row(row: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+    if key_column:
+      return str(row[key_column]), row
+    canonical = json.dumps(row, sort_keys=True, default=str).encode('utf-8')
+    return hashlib.sha256(canonical).hexdigest()[:32], row
+  return key_row
+
+
+def to_prediction(keyed: Tuple[str, PredictionResult]) -> Dict[str, Any]:
+  key, result = keyed
+  probability = float(result.inference)
+  return {'key': key, 'probability': probability,
+          'prediction': int(probability >= DECISION_THRESHOLD)}
+
+
+class PredictRows(beam.PTransform):
+  """Typed rows -> prediction records, via RunInference with the verified, keyed handler."""
+
+  def __init__(self, model_dir: str, key_column: Optional[str],
+               expected_sha256: Optional[str] = None):
+    super().__init__()
+    self._handler = KeyedModelHandler(
+        model_io.VerifiedSklearnModelHandler(model_dir, expected_sha256))
+    self._key_column = key_column
+
+  def expand(self, rows):
+    return (rows
+            | 'KeyRows' >> beam.Map(row_key(self._key_column))
+            | 'RunInference' >> RunInference(self._handler)
+            | 'ToPrediction' >> beam.Map(to_prediction))
+
+
+def make_summary(_, rows_read: int, predictions: int, dead: int, context: Dict[str, Any]):
+  """The counts record; they reconcile when every row read was predicted or dead-lettered."""
+  return {**context, 'rows_read': rows_read, 'predictions_written': predictions,
+          'rows_dead_lettered': dead, 'reconciled': rows_read == predictions + dead}
+
+
+def write_summary(summary: Dict[str, Any], path: str) -> None:
+  model_io.write_atomic(path, (json.dumps(summary, indent=2, sort_keys=True) + '\n').encode())
+
+
+def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.DatasetSpec,
+                   model_dir: str, output: str, num_shards: int = 0, context=None):
+  """Adds read -> predict -> write predictions, dead letters and the summary to ``pipeline``."""
+  parsed = pipeline | 'ReadCsv' >> csv_io.ReadCsvRows(input_pattern, spec, require_label=False)
+  predictions = parsed[csv_io.ROWS] | 'Predict' >> PredictRows(model_dir, spec.key)
+  _ = (predictions
+       | 'ToJson' >> beam.Map(json.dumps, sort_keys=True)
+       | 'WritePredictions' >> beam.io.WriteToText(
+           FileSystems.join(output, artifacts.PREDICTIONS_DIR, artifacts.SHARD_PREFIX),
+           file_name_suffix=PREDICTIONS_SUFFIX, num_shards=num_shards))
+  dead_letters = parsed[csv_io.DEAD_LETTER]
+  _ = dead_letters | 'WriteDeadLetter' >> csv_io.WriteDeadLetter(
+      FileSystems.join(output, artifacts.DEAD_LETTER_DIR))
+  rows_read = (parsed[csv_io.FILES]
+               | 'RowsPerFile' >> beam.Map(lambda info: info['rows_read'])
+               | 'RowsRead' >> beam.CombineGlobally(sum))
+  predicted = predictions | 'CountPredictions' >> beam.combiners.Count.Globally()
+  dead = dead_letters | 'CountDeadLetters' >> beam.combiners.Count.Globally()
+  return (pipeline
+          | 'SummaryTrigger' >> beam.Create([None])
+          | 'MakeSummary' >> beam.Map(make_summary, AsSingleton(rows_read), AsSingleton(predicted),
+                                      AsSingleton(dead), context or {})
+          | 'WriteSummary' >> beam.Map(write_summary,
+                                       FileSystems.join(output, artifacts.SUMMARY_FILE)))
+
+
+def load_spec(spec_path: Optional[str], metadata: Dict[str, Any]) -> spec_lib.DatasetSpec:
+  """The given spec, else the one saved with the model, else the bundled taxi spec."""
+  if spec_path:
+    return spec_lib.load(spec_path)
+  if metadata.get('spec'):
+    return spec_lib.from_dict(metadata['spec'])
+  return spec_lib.load(spec_lib.default_spec_path())
+
+
+def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
+  """Runs batch inference; returns the summary (also written to PDIR/summary.json)."""
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  PredictOptions._add_argparse_args(parser)
+  known, pipeline_args = parser.parse_known_args(argv)
+  options = PipelineOptions(pipeline_args)
+  options.view_as(SetupOptions).save_main_session = save_main_session
+  metadata = model_io.read_metadata(known.model)
+  spec = csv_io.resolve_spec(load_spec(known.spec, metadata), known.input)
+  missing = [f for f in metadata['numeric'] + metadata['categorical'] if f not in spec.features]
+  if missing:
+    raise spec_lib.SpecError(f'the model needs feature(s) {missing} that the spec does not read')
+  files = csv_io.match_files(known.input)
+  progress(f'predict: {len(files)} file(s) matching {known.input} with model {known.model} '
+           f'(sha256 {metadata["model_sha256"][:12]}…), key {spec.key or "sha256 of the row"}')
+  context = {'input': known.input, 'model': known.model, 'model_sha256': metadata['model_sha256'],
+             'output': known.output}
+  pipeline = beam.Pipeline(options=options)
+  build_pipeline(pipeline, known.input, spec, known.model, known.output, known.num_shards, context)
+  pipeline.run().wait_until_finish()
+  with FileSystems.open(FileSystems.join(known.output, artifacts.SUMMARY_FILE)) as handle:
+    summary = json.loads(handle.read().decode('utf-8'))
+  progress(f'predict: done: {summary["rows_read"]} rows read = {summary["predictions_written"]} '
+           f'predictions + {summary["rows_dead_lettered"]} dead-lettered'
+           f'{"" if summary["reconciled"] else " (DO NOT RECONCILE)"}')
+  progress(f'predict: outputs: {FileSystems.join(known.output, artifacts.PREDICTIONS_DIR)}/, '
+           f'{FileSystems.join(known.output, artifacts.DEAD_LETTER_DIR)}/, '
+           f'{FileSystems.join(known.output, artifacts.SUMMARY_FILE)}')
+  return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """CLI entry: one-line errors (bad model, spec or input) and a non-zero exit status."""
+  try:
+    summary = run(argv)
+  except (model_io.ModelIntegrityError, spec_lib.SpecError, FileNotFoundError) as error:
+    progress(f'predict: failed: {error}')
+    return 2
+  return 0 if summary['reconciled'] else 1
+
+
+if __name__ == '__main__':
+  logging.getLogger().setLevel(logging.WARNING)
+  sys.exit(main())
