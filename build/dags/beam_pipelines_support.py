@@ -1,0 +1,267 @@
+"""Task callables shared by the Composer DAGs: read the harness's contract, stage the wheel, check.
+
+No Airflow import here (the DAG files do that), only the standard library and Beam's FileSystems,
+so the same code is unit-tested in the project's environment and runs on Composer workers, where
+the Apache Beam provider brings ``apache_beam``. The contract is the harness's
+(``beam_pipelines/harness/layout.py``)::
+
+    <bucket>/<env>/variables.json                     build_id, wheel_file, sha256, workflows_dir,
+                                                      input/output/reference/staging/temp locations
+    <workflows_dir>/<workflow>.json                   the deployed workflow definition: module, args
+    <bucket>/test/passed/<build_id>.json              "test passed" record (what prod deploy consumes)
+
+The DAGs run the same deployed workflow definitions as the local harness (``invoke test``/``run``),
+with the runner and the GCP project chosen by Composer's variables instead of the DirectRunner.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import hashlib
+import json
+import os
+import socket
+from typing import Dict, List, Optional, Tuple
+
+# Mirrors of beam_pipelines.harness.layout (checked equal by tests/test_dags.py).
+TEST, PROD = 'test', 'prod'
+VARIABLES_FILE = 'variables.json'
+PASSED = 'passed'
+STATUS_PASSED = 'passed'
+REQUIRED_VARIABLES = ('build_id', 'wheel_file', 'sha256', 'manifest_file', 'workflows_dir')
+
+# Composer (Airflow) variables: where the bucket is and how jobs run. Everything about the build
+# comes from the bucket's variables.json, written by `invoke test` / `invoke deploy`.
+AIRFLOW_VARIABLES = {
+    'beam_pipelines_bucket': 'gs://BUCKET (the harness bucket: test/ and prod/ prefixes)',
+    'beam_pipelines_runner': 'DataflowRunner (DirectRunner runs inside the Composer worker)',
+    'gcp_project': 'the GCP project of the Dataflow jobs',
+    'gcp_region': 'the Dataflow region, e.g. us-central1',
+    'beam_pipelines_wheel_dir': 'a folder every worker sees; default: the Composer bucket mount',
+}
+DEFAULT_WHEEL_DIR = '/home/airflow/gcs/data/beam-pipelines/wheels'  # gcsfuse, shared by workers
+SUBMISSION_MODULE = 'beam_pipelines.submission'  # run with `python -m`, from the staged wheel
+
+
+def _join(base: str, *parts: str) -> str:
+  out = base.rstrip('/')
+  for part in parts:
+    out = f'{out}/{part.strip("/")}'
+  return out
+
+
+def _read_bytes(path: str) -> bytes:
+  from apache_beam.io.filesystems import FileSystems
+  if not FileSystems.exists(path):
+    raise FileNotFoundError(f'{path} does not exist')
+  with FileSystems.open(path) as handle:
+    return handle.read()
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+  """One object put on GCS; write-then-rename locally: never half-written."""
+  from apache_beam.io.filesystems import FileSystems
+  if '://' in path:
+    with FileSystems.create(path) as handle:
+      handle.write(data)
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + '.tmp', 'wb') as handle:
+    handle.write(data)
+  os.replace(path + '.tmp', path)
+
+
+def read_variables(bucket: str, env: str) -> Dict[str, str]:
+  """``<bucket>/<env>/variables.json``, validated: the deployed build of an environment."""
+  if not bucket:
+    raise ValueError('Airflow variable beam_pipelines_bucket is not set (gs://BUCKET)')
+  if env not in (TEST, PROD):
+    raise ValueError(f'unknown environment {env!r}')
+  path = _join(bucket, env, VARIABLES_FILE)
+  try:
+    variables = json.loads(_read_bytes(path).decode('utf-8'))
+  except ValueError as error:
+    raise ValueError(f'{path} is not valid JSON: {error}') from None
+  missing = [key for key in REQUIRED_VARIABLES if not variables.get(key)]
+  if missing:
+    raise ValueError(f'{path} lacks {", ".join(missing)}')
+  return variables
+
+
+def stage_wheel(variables: Dict[str, str], wheel_dir: str) -> str:
+  """Copies the deployed wheel to ``wheel_dir/<build_id>/`` after checking its sha256.
+
+  Returns the local path, which the Beam task pip-installs and stages on Dataflow workers. An
+  existing copy with the right sha256 is reused; a wrong one is replaced; the bucket's bytes
+  must match ``sha256`` or nothing is staged.
+  """
+  wheel_file, expected = variables['wheel_file'], variables['sha256']
+  target = os.path.join(wheel_dir, variables['build_id'], wheel_file.rsplit('/', 1)[-1])
+  if os.path.isfile(target) and _sha256_file(target) == expected:
+    return target
+  data = _read_bytes(wheel_file)
+  actual = hashlib.sha256(data).hexdigest()
+  if actual != expected:
+    raise ValueError(f'wheel {wheel_file} has sha256 {actual}, variables say {expected}: '
+                     f'refusing to run it')
+  _write_bytes(target, data)
+  return target
+
+
+def _sha256_file(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as handle:
+    for chunk in iter(lambda: handle.read(1 << 20), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def read_workflow(variables: Dict[str, str], workflow: str) -> dict:
+  """The deployed definition ``<workflows_dir>/<workflow>.json`` (as the harness runs it)."""
+  path = _join(variables['workflows_dir'], f'{workflow}.json')
+  definition = json.loads(_read_bytes(path).decode('utf-8'))
+  for key in ('pipeline', 'module', 'args'):
+    if key not in definition:
+      raise ValueError(f'workflow definition {path} lacks {key}')
+  return definition
+
+
+def render(template: str, values: Dict[str, str]) -> str:
+  """Fills ``{name}`` placeholders, as the harness does; an unknown name is an error."""
+  try:
+    return template.format_map(values)
+  except KeyError as error:
+    raise ValueError(f'workflow placeholder {error} has no variable') from None
+
+
+def args_to_options(args: List[str]) -> Dict[str, Optional[str]]:
+  """``['--k', 'v', '--flag', '--k2=v2']`` -> ``{'k': 'v', 'flag': None, 'k2': 'v2'}``.
+
+  The Beam provider turns the dict back into ``--k=v`` args (None: a bare flag). ``--runner`` is
+  dropped: the operator's ``runner`` decides.
+  """
+  options: Dict[str, Optional[str]] = {}
+  i = 0
+  while i < len(args):
+    arg = args[i]
+    if not arg.startswith('--'):
+      raise ValueError(f'unexpected positional argument {arg!r} in workflow args')
+    key, sep, value = arg[2:].partition('=')
+    if not sep:
+      if i + 1 < len(args) and not args[i + 1].startswith('--'):
+        value, i = args[i + 1], i + 1
+      else:
+        value = None
+    options[key] = value
+    i += 1
+  options.pop('runner', None)
+  return options
+
+
+def job_options(variables: Dict[str, str], workflow: str, wheel: str, run_id: str,
+                project: str = '', region: str = '') -> Dict[str, object]:
+  """Options of the Beam task: the workflow's rendered args + what Dataflow needs.
+
+  The task runs ``python -m beam_pipelines.submission`` from the staged wheel: ``pipeline``,
+  ``wheel`` and ``build_id`` are its flags (it stages the wheel with ``--extra_package`` and labels
+  the job with the build id); the rest goes to the pipeline.
+  """
+  definition = read_workflow(variables, workflow)
+  values = dict(variables, run_id=run_id)
+  options: Dict[str, object] = args_to_options([render(a, values) for a in definition['args']])
+  extra = {
+      'pipeline': definition['pipeline'],
+      'wheel': wheel,
+      'build_id': variables['build_id'],
+      'temp_location': variables.get('temp_location'),
+      'staging_location': variables.get('staging_location'),
+      'project': project,
+      'region': region,
+  }
+  options.update({key: value for key, value in extra.items() if value})
+  return options
+
+
+def workflow_checks(variables: Dict[str, str], workflow: str, run_id: str) -> List[dict]:
+  """The definition's checks with their placeholders filled (e.g. golden_counts output/reference)."""
+  definition = read_workflow(variables, workflow)
+  values = dict(variables, run_id=run_id)
+  return [{k: render(v, values) if isinstance(v, str) else v for k, v in check.items()}
+          for check in definition.get('checks', [])]
+
+
+# ---------------------------------------------------------------------------------------------
+# The golden check, as the tutorial's CompareXComMapsOperator (same rules as harness/compare.py).
+
+
+def parse_counts(text: str, source: str) -> Dict[str, str]:
+  """``key: value`` lines -> map; a malformed line or a repeated key is an error."""
+  result: Dict[str, str] = {}
+  for number, line in enumerate(text.splitlines(), 1):
+    if not line.strip():
+      continue
+    key, sep, value = line.rpartition(': ')
+    if not sep:
+      raise ValueError(f'{source}:{number}: not a "key: value" line: {line!r}')
+    if key in result:
+      raise ValueError(f'{source}:{number}: key {key!r} appears twice')
+    result[key] = value.strip()
+  return result
+
+
+def compare_maps(expected: Dict[str, str], actual: Dict[str, str]) -> Tuple[bool, str]:
+  """(equal, message naming every missing, wrong and unexpected key)."""
+  missing = sorted(set(expected) - set(actual))
+  unexpected = sorted(set(actual) - set(expected))
+  wrong = sorted(k for k in set(expected) & set(actual) if expected[k] != actual[k])
+  if not (missing or unexpected or wrong):
+    return True, f'all {len(expected)} keys match'
+  parts = []
+  if missing:
+    parts.append(f'missing {len(missing)}: {", ".join(missing)}')
+  if wrong:
+    parts.append(f'wrong {len(wrong)}: ' + ', '.join(
+        f'{k} (expected {expected[k]}, got {actual[k]})' for k in wrong))
+  if unexpected:
+    parts.append(f'unexpected {len(unexpected)}: {", ".join(unexpected)}')
+  return False, '; '.join(parts)
+
+
+def golden_counts(output: str, reference: str) -> str:
+  """Every output shard ``<output>-*`` together equals the reference; raises ValueError if not."""
+  from apache_beam.io.filesystems import FileSystems
+  shards = sorted(m.path for m in FileSystems.match([f'{output}-*'])[0].metadata_list)
+  if not shards:
+    raise ValueError(f'no output shards match {output}-*')
+  actual: Dict[str, str] = {}
+  for shard in shards:
+    for key, value in parse_counts(_read_bytes(shard).decode('utf-8'), shard).items():
+      if key in actual:
+        raise ValueError(f'key {key!r} appears in two shards')
+      actual[key] = value
+  expected = parse_counts(_read_bytes(reference).decode('utf-8'), reference)
+  equal, message = compare_maps(expected, actual)
+  if not equal:
+    raise ValueError(f'output {output} differs from {reference}: {message}')
+  return f'{len(shards)} shard(s) equal {reference}: {message}'
+
+
+def record_passed(bucket: str, variables: Dict[str, str], results: List[dict],
+                  tested_by: str) -> str:
+  """Writes ``<bucket>/test/passed/<build_id>.json``, the record `invoke deploy` consumes."""
+  build_id = variables['build_id']
+  if '/' in build_id or build_id in ('', '.', '..'):
+    raise ValueError(f'invalid build id {build_id!r}')
+  record = {
+      'build_id': build_id,
+      'sha256': variables['sha256'],
+      'wheel_file': variables['wheel_file'],
+      'status': STATUS_PASSED,
+      'tested_at': datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+      'tested_by': tested_by or f'{getpass.getuser()}@{socket.gethostname()}',
+      'results': results,
+  }
+  path = _join(bucket, TEST, PASSED, f'{build_id}.json')
+  _write_bytes(path, json.dumps(record, indent=2, sort_keys=True).encode('utf-8'))
+  return path

@@ -1,0 +1,128 @@
+"""Airflow tasks of the beam-pipelines DAGs (Cloud Composer): read variables, stage, run, check.
+
+A DAG here runs the workflow definitions deployed by the harness (``invoke test``/``deploy``):
+
+    read_variables -> stage_wheel -> prepare_<workflow> -> run_<workflow> [-> check_<workflow>]
+
+``run_<workflow>`` is the Apache Beam provider's ``BeamRunPythonPipelineOperator``: it pip-installs
+the staged wheel into a fresh virtualenv and runs ``python -m beam_pipelines.submission`` from it,
+which stages the same wheel on the Dataflow workers (``--extra_package``), names and labels the job
+with the build id and runs the pipeline. The task callables live in ``beam_pipelines_support``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Dict, List
+
+from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
+
+try:  # Airflow 3 (Composer 3)
+  from airflow.providers.standard.operators.python import PythonOperator
+except ImportError:  # Airflow 2
+  from airflow.operators.python import PythonOperator
+
+import beam_pipelines_support as support
+
+OWNER = 'beam-pipelines'
+DEFAULT_ARGS = {
+    'owner': OWNER,
+    'retries': 1,
+    'retry_delay': datetime.timedelta(minutes=5),
+}
+START_DATE = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+BUCKET = "{{ var.value.get('beam_pipelines_bucket', '') }}"
+RUNNER = "{{ var.value.get('beam_pipelines_runner', 'DataflowRunner') }}"
+PROJECT = "{{ var.value.get('gcp_project', '') }}"
+REGION = "{{ var.value.get('gcp_region', 'us-central1') }}"
+WHEEL_DIR = "{{ var.value.get('beam_pipelines_wheel_dir', '%s') }}" % support.DEFAULT_WHEEL_DIR
+
+
+class BeamRunWheelOperator(BeamRunPythonPipelineOperator):
+  """``BeamRunPythonPipelineOperator`` whose ``py_requirements`` (the staged wheel) is templated."""
+
+  template_fields = (*BeamRunPythonPipelineOperator.template_fields, 'py_requirements')
+
+
+def safe_run_id(run_id: str) -> str:
+  """An Airflow run id as a path segment (``manual__2026-...+00:00`` -> ``manual__2026-...-00-00``)."""
+  return re.sub(r'[^A-Za-z0-9_.-]+', '-', run_id).strip('-') or 'run'
+
+
+def dataflow_job_name(pipeline: str, env: str, build_id: str) -> str:
+  """``<pipeline>-<env>-<build id>`` under Dataflow's rule (the provider appends a unique suffix)."""
+  name = re.sub(r'[^a-z0-9]+', '-', f'{pipeline}-{env}-{build_id}'.lower()).strip('-')
+  return name[:80].rstrip('-')
+
+
+def _prepare(variables: Dict[str, str], workflow: str, wheel: str, run_id: str, project: str,
+             region: str, env: str) -> Dict[str, object]:
+  run_id = safe_run_id(run_id)
+  options = support.job_options(variables, workflow, wheel, run_id, project, region)
+  return {
+      'options': options,
+      'job_name': dataflow_job_name(str(options['pipeline']), env, variables['build_id']),
+      'checks': support.workflow_checks(variables, workflow, run_id),
+  }
+
+
+def _check(prepared: Dict[str, object]) -> List[dict]:
+  results = []
+  for check in prepared['checks']:  # type: ignore[union-attr]
+    if check.get('check') != 'golden_counts':
+      raise ValueError(f'check {check.get("check")!r} is not implemented in the Composer DAGs')
+    message = support.golden_counts(check['output'], check['reference'])
+    results.append({'check': check['check'], 'passed': True, 'message': message})
+  return results
+
+
+def read_variables_task(env: str) -> PythonOperator:
+  return PythonOperator(
+      task_id='read_variables', python_callable=support.read_variables,
+      op_kwargs={'bucket': BUCKET, 'env': env})
+
+
+def stage_wheel_task() -> PythonOperator:
+  return PythonOperator(
+      task_id='stage_wheel', python_callable=support.stage_wheel,
+      op_kwargs={'variables': "{{ ti.xcom_pull(task_ids='read_variables') }}",
+                 'wheel_dir': WHEEL_DIR})
+
+
+def workflow_tasks(workflow: str, env: str, *, check: bool):
+  """prepare -> run (-> check) for one deployed workflow; returns (first task, last task)."""
+  prepare = PythonOperator(
+      task_id=f'prepare_{workflow}', python_callable=_prepare,
+      op_kwargs={'variables': "{{ ti.xcom_pull(task_ids='read_variables') }}",
+                 'workflow': workflow, 'wheel': "{{ ti.xcom_pull(task_ids='stage_wheel') }}",
+                 'run_id': '{{ run_id }}', 'project': PROJECT, 'region': REGION, 'env': env})
+  pulled = "{{ ti.xcom_pull(task_ids='prepare_%s')" % workflow
+  run = BeamRunWheelOperator(
+      task_id=f'run_{workflow}',
+      py_file=support.SUBMISSION_MODULE,
+      py_options=['-m'],
+      py_requirements=["{{ ti.xcom_pull(task_ids='stage_wheel') }}"],
+      py_system_site_packages=False,
+      runner=RUNNER,
+      pipeline_options=pulled + "['options'] }}",
+      dataflow_config={'job_name': pulled + "['job_name'] }}", 'project_id': PROJECT,
+                       'location': REGION, 'wait_until_finished': True},
+      execution_timeout=datetime.timedelta(hours=2))
+  prepare >> run
+  if not check:
+    return prepare, run
+  verify = PythonOperator(
+      task_id=f'check_{workflow}', python_callable=_check,
+      op_kwargs={'prepared': pulled + ' }}'})
+  run >> verify
+  return prepare, verify
+
+
+def record_passed_task(check_task_ids: List[str]) -> PythonOperator:
+  results = '{{ %s }}' % ' + '.join(f"ti.xcom_pull(task_ids='{t}')" for t in check_task_ids)
+  return PythonOperator(
+      task_id='record_passed', python_callable=support.record_passed,
+      op_kwargs={'bucket': BUCKET, 'variables': "{{ ti.xcom_pull(task_ids='read_variables') }}",
+                 'results': results, 'tested_by': 'composer:{{ dag.dag_id }}/{{ run_id }}'})

@@ -1,0 +1,275 @@
+"""Composer DAG validation (build/dags/) in a real Airflow DagBag, and the DAG tasks' logic.
+
+Airflow cannot share this environment with TFDV, so it has its own, ``.venv-airflow``
+(``scripts/install-airflow.sh``, pinned by ``requirements/airflow-lock.txt``). The DagBag is loaded
+there by ``scripts/check_dags.py``, which prints JSON this suite asserts on, in the style of the
+Composer CI repositories: no import errors, every expected DAG id, owner and retries on every task,
+each file parsed well within Airflow's import timeout.
+
+The task callables (``build/dags/beam_pipelines_support.py``) import no Airflow; they are tested
+here on a real local bucket, down to running the deployed workflow as the DAG's Beam task does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from beam_pipelines.harness import compare, layout
+
+from conftest import REPO, SUPPORT_FILES, read_shards
+
+DAGS = REPO / 'build' / 'dags'
+AIRFLOW_PYTHON = REPO / '.venv-airflow' / 'bin' / 'python'
+EXPECTED_DAGS = {
+    'beam_pipelines_test': 'test',
+    'beam_pipelines_prod': 'prod',
+}
+BEAM_OPERATOR = 'BeamRunPythonPipelineOperator'
+
+
+@pytest.fixture(scope='module')
+def dag_report() -> dict:
+  """scripts/check_dags.py's JSON report of build/dags in .venv-airflow's real DagBag."""
+  if not AIRFLOW_PYTHON.exists():
+    pytest.fail(f'{AIRFLOW_PYTHON} is missing: run scripts/install.sh (it runs '
+                f'scripts/install-airflow.sh, which creates the pinned Airflow environment)')
+  completed = subprocess.run(
+      [str(AIRFLOW_PYTHON), str(REPO / 'scripts' / 'check_dags.py'), str(DAGS)],
+      capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert completed.stdout, f'check_dags.py printed nothing: {completed.stderr[-3000:]}'
+  return json.loads(completed.stdout)
+
+
+@pytest.mark.integration
+def test_every_dag_file_imports_without_errors(dag_report):
+  assert dag_report['import_errors'] == {}
+
+
+@pytest.mark.integration
+def test_expected_dag_ids_are_present(dag_report):
+  assert set(dag_report['dags']) == set(EXPECTED_DAGS)
+
+
+@pytest.mark.integration
+def test_airflow_is_the_locked_version(dag_report):
+  lock = (REPO / 'requirements' / 'airflow-lock.txt').read_text()
+  assert f'apache-airflow=={dag_report["airflow_version"]}\n' in lock
+
+
+@pytest.mark.integration
+def test_every_task_has_an_owner_and_retries(dag_report):
+  for dag_id, dag in dag_report['dags'].items():
+    assert dag['default_args'].get('owner') not in (None, '', 'airflow'), dag_id
+    for task_id, task in dag['tasks'].items():
+      assert task['owner'] not in ('', 'airflow'), f'{dag_id}.{task_id}: owner not set'
+      assert task['retries'] >= 1, f'{dag_id}.{task_id}: retries not set'
+
+
+@pytest.mark.integration
+def test_dag_files_parse_well_within_the_import_timeout(dag_report):
+  """Composer kills a DAG file whose import exceeds dagbag_import_timeout: stay far below it."""
+  limit = dag_report['import_timeout_seconds'] / 3
+  slow = {f: s for f, s in dag_report['file_parse_seconds'].items() if s > limit}
+  assert not slow, f'DAG files parsing slower than {limit:.0f} s: {slow}'
+  assert {'beam_pipelines_test_dag.py', 'beam_pipelines_prod_dag.py'} <= set(
+      dag_report['file_parse_seconds'])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize('dag_id', sorted(EXPECTED_DAGS))
+def test_beam_tasks_run_the_submission_module_from_the_staged_wheel(dag_report, dag_id):
+  beam_tasks = {t: task for t, task in dag_report['dags'][dag_id]['tasks'].items()
+                if BEAM_OPERATOR in task['bases']}
+  assert beam_tasks, f'{dag_id} has no {BEAM_OPERATOR}'
+  for task_id, task in beam_tasks.items():
+    assert task['py_file'] == 'beam_pipelines.submission' and task['py_options'] == ['-m'], task_id
+    assert task['py_requirements'] == ["{{ ti.xcom_pull(task_ids='stage_wheel') }}"], task_id
+    assert 'py_requirements' in task['template_fields'], task_id
+    assert 'stage_wheel' in _ancestors(dag_report['dags'][dag_id]['tasks'], task_id)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize('dag_id', sorted(EXPECTED_DAGS))
+def test_dags_run_deployed_workflows_of_their_environment(dag_report, dag_id):
+  env = EXPECTED_DAGS[dag_id]
+  tasks = dag_report['dags'][dag_id]['tasks']
+  workflows = [t[len('run_'):] for t in tasks if t.startswith('run_')]
+  assert workflows
+  for workflow in workflows:
+    definition = json.loads((REPO / 'build' / 'workflows' / f'{workflow}.json').read_text())
+    assert definition['env'] == env, f'{dag_id} runs {workflow}, a {definition["env"]} workflow'
+
+
+@pytest.mark.integration
+def test_test_dag_records_passed_only_after_every_check(dag_report):
+  tasks = dag_report['dags']['beam_pipelines_test']['tasks']
+  runs = [t for t in tasks if t.startswith('run_')]
+  ancestors = _ancestors(tasks, 'record_passed')
+  for run in runs:
+    assert run in ancestors and f'check_{run[len("run_"):]}' in ancestors
+
+
+def _ancestors(tasks: dict, task_id: str) -> set:
+  seen, todo = set(), list(tasks[task_id]['upstream'])
+  while todo:
+    current = todo.pop()
+    if current not in seen:
+      seen.add(current)
+      todo.extend(tasks[current]['upstream'])
+  return seen
+
+
+def test_build_is_not_a_python_package():
+  assert not list((REPO / 'build').rglob('__init__.py'))
+
+
+# ---------------------------------------------------------------------------------------------
+# The DAG tasks' logic (no Airflow), on a real local bucket laid out as the harness does.
+
+
+@pytest.fixture(scope='module')
+def support():
+  sys.path.insert(0, str(DAGS))
+  try:
+    yield importlib.import_module('beam_pipelines_support')
+  finally:
+    sys.path.remove(str(DAGS))
+
+
+def test_support_mirrors_the_harness_contract(support):
+  assert support.REQUIRED_VARIABLES == layout.REQUIRED_VARIABLES
+  assert (support.TEST, support.PROD, support.VARIABLES_FILE, support.PASSED,
+          support.STATUS_PASSED) == (layout.TEST, layout.PROD, layout.VARIABLES_FILE,
+                                     layout.PASSED, layout.STATUS_PASSED)
+
+
+@pytest.mark.parametrize('expected, actual', [
+    ({'a': '1', 'b': '2'}, {'a': '1', 'b': '2'}),
+    ({'a': '1', 'b': '2'}, {'a': '1'}),
+    ({'a': '1'}, {'a': '2', 'c': '3'}),
+])
+def test_golden_comparison_agrees_with_the_harness(support, expected, actual):
+  equal, message = support.compare_maps(expected, actual)
+  theirs = compare.compare_maps(expected, actual)
+  assert equal == theirs.equal
+  for key in theirs.missing + theirs.unexpected + [w[0] for w in theirs.wrong]:
+    assert key in message
+
+
+def test_args_to_options(support):
+  assert support.args_to_options(
+      ['--input', 'a b', '--flag', '--k=v=w', '--runner', 'DirectRunner', '--n', '2']) == {
+          'input': 'a b', 'flag': None, 'k': 'v=w', 'n': '2'}
+  with pytest.raises(ValueError, match='positional'):
+    support.args_to_options(['stray'])
+
+
+BUILD_ID = '20261126T153000Z-5bea069-3f9a1c'
+
+
+@pytest.fixture
+def test_bucket(tmp_path, support):
+  """A test environment as `invoke test` leaves it: wheel, workflows, inputs, variables."""
+  bucket = tmp_path / 'bucket'
+  env = layout.Env(str(bucket), layout.TEST)
+  wheel = pathlib.Path(env.artifact(BUILD_ID, 'beam_pipelines-0.1.0-py3-none-any.whl'))
+  wheel.parent.mkdir(parents=True)
+  wheel.write_bytes(b'the wheel under test')
+  workflows_dir = pathlib.Path(env.workflows(BUILD_ID))
+  shutil.copytree(REPO / 'build' / 'workflows', workflows_dir)
+  for target, source in layout.TEST_FIXTURES.items():
+    pathlib.Path(env.path(target)).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / source, env.path(target))
+  variables = {
+      'build_id': BUILD_ID, 'wheel_file': str(wheel),
+      'sha256': hashlib.sha256(b'the wheel under test').hexdigest(),
+      'manifest_file': env.manifest(BUILD_ID), 'workflows_dir': str(workflows_dir),
+      **env.location_variables()}
+  pathlib.Path(env.variables).write_text(json.dumps(variables))
+  return bucket
+
+
+def test_read_variables_refuses_bad_files(support, tmp_path):
+  with pytest.raises(ValueError, match='beam_pipelines_bucket is not set'):
+    support.read_variables('', 'test')
+  (tmp_path / 'test').mkdir()
+  (tmp_path / 'test' / 'variables.json').write_text('{"build_id": ')
+  with pytest.raises(ValueError, match='not valid JSON'):
+    support.read_variables(str(tmp_path), 'test')
+  (tmp_path / 'test' / 'variables.json').write_text('{"build_id": "x"}')
+  with pytest.raises(ValueError, match='lacks wheel_file'):
+    support.read_variables(str(tmp_path), 'test')
+
+
+def test_stage_wheel_checks_sha256_and_reuses_a_good_copy(support, test_bucket, tmp_path):
+  variables = support.read_variables(str(test_bucket), 'test')
+  staged = support.stage_wheel(variables, str(tmp_path / 'wheels'))
+  assert staged == str(tmp_path / 'wheels' / BUILD_ID / 'beam_pipelines-0.1.0-py3-none-any.whl')
+  assert support.stage_wheel(variables, str(tmp_path / 'wheels')) == staged
+  with open(staged, 'wb') as handle:  # a corrupted local copy is replaced, not used
+    handle.write(b'corrupted')
+  assert open(support.stage_wheel(variables, str(tmp_path / 'wheels')), 'rb').read() == (
+      b'the wheel under test')
+  with open(variables['wheel_file'], 'wb') as handle:  # tampered in the bucket: refused
+    handle.write(b'tampered')
+  with pytest.raises(ValueError, match='refusing to run it'):
+    support.stage_wheel(variables, str(tmp_path / 'other'))
+
+
+def test_job_options_render_the_deployed_workflow(support, test_bucket):
+  variables = support.read_variables(str(test_bucket), 'test')
+  options = support.job_options(variables, 'wordcount_test', '/w/beam_pipelines.whl', 'r1',
+                                project='my-project', region='us-central1')
+  test_env = layout.Env(str(test_bucket), layout.TEST)
+  assert options == {
+      'input': f'{test_env.inputs}/wordcount/input.txt',
+      'output': f'{test_env.results}/{BUILD_ID}/wordcount/counts',
+      'pipeline': 'wordcount', 'wheel': '/w/beam_pipelines.whl', 'build_id': BUILD_ID,
+      'temp_location': test_env.temp, 'staging_location': test_env.staging,
+      'project': 'my-project', 'region': 'us-central1'}
+
+
+@pytest.mark.integration
+def test_test_dag_logic_end_to_end_on_the_direct_runner(support, test_bucket, tmp_path):
+  """read_variables -> stage_wheel -> prepare -> run (as the Beam provider's hook builds the
+  command) -> golden check -> record_passed, which the harness's deploy accepts."""
+  from beam_pipelines.harness import deploy
+
+  variables = support.read_variables(str(test_bucket), 'test')
+  wheel = support.stage_wheel(variables, str(tmp_path / 'wheels'))
+  options = support.job_options(variables, 'wordcount_test', wheel, 'manual-1')
+  # BeamHook: [python] + py_options + [py_file] + ['--key=value' | '--key' for None].
+  command = [sys.executable, '-m', support.SUBMISSION_MODULE, '--runner=DirectRunner'] + [
+      f'--{key}' if value is None else f'--{key}={value}' for key, value in options.items()]
+  completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  (check,) = support.workflow_checks(variables, 'wordcount_test', 'manual-1')
+  assert read_shards(check['output'])
+  message = support.golden_counts(check['output'], check['reference'])
+  assert re.match(r'\d+ shard\(s\) equal', message)
+  record = support.record_passed(str(test_bucket), variables,
+                                 [{'check': 'golden_counts', 'passed': True, 'message': message}],
+                                 'composer:test')
+  assert record.endswith(f'/test/passed/{BUILD_ID}.json')
+  assert deploy.read_passed(str(test_bucket), BUILD_ID)['sha256'] == variables['sha256']
+
+
+def test_golden_check_names_differences(support, tmp_path):
+  (tmp_path / 'out-00000-of-00001').write_text('a: 1\nb: 3\nz: 1\n')
+  (tmp_path / 'ref.txt').write_text('a: 1\nb: 2\nc: 5\n')
+  with pytest.raises(ValueError) as error:
+    support.golden_counts(str(tmp_path / 'out'), str(tmp_path / 'ref.txt'))
+  assert 'missing 1: c' in str(error.value)
+  assert 'wrong 1: b (expected 2, got 3)' in str(error.value)
+  assert 'unexpected 1: z' in str(error.value)
+  with pytest.raises(ValueError, match='no output shards'):
+    support.golden_counts(str(tmp_path / 'none'), str(SUPPORT_FILES / 'reference.txt'))
