@@ -146,7 +146,8 @@ def support():
 
 
 def test_support_mirrors_the_harness_contract(support):
-  assert support.REQUIRED_VARIABLES == layout.REQUIRED_VARIABLES
+  # The DAGs require nothing the harness does not guarantee to write.
+  assert set(support.REQUIRED_VARIABLES) <= set(layout.REQUIRED_VARIABLES)
   assert (support.TEST, support.PROD, support.VARIABLES_FILE, support.PASSED,
           support.STATUS_PASSED) == (layout.TEST, layout.PROD, layout.VARIABLES_FILE,
                                      layout.PASSED, layout.STATUS_PASSED)
