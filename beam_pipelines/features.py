@@ -215,19 +215,19 @@ def read_summary(output: str) -> Dict[str, Any]:
     return json.loads(handle.read().decode('utf-8'))
 
 
-class FeaturesOptions(PipelineOptions):
-  """The feature extraction's own flags; every other flag is a Beam option."""
-
-  @classmethod
-  def _add_argparse_args(cls, parser):
-    add_features_arguments(parser)
+def parse_args(argv: Optional[Sequence[str]]):
+  """(our flags, Beam pipeline options). Not a PipelineOptions subclass: Beam parses every such
+  subclass's flags in one parser, so two pipelines with ``--output`` would clash in one process."""
+  parser = argparse.ArgumentParser(prog='python -m beam_pipelines.features', allow_abbrev=False)
+  add_features_arguments(parser)
+  known, pipeline_args = parser.parse_known_args(argv)
+  return known, PipelineOptions(pipeline_args)
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Runs feature extraction; returns the summary (raises ReconciliationError if counts differ)."""
   from beam_pipelines import taxi_data
-  options = PipelineOptions(argv)
-  known = options.view_as(FeaturesOptions)
+  known, options = parse_args(argv)
   options.view_as(SetupOptions).save_main_session = save_main_session
   input_pattern = known.input or taxi_data.sample_path()
   spec_path = known.spec or spec_lib.default_spec_path()

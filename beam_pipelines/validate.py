@@ -1,0 +1,431 @@
+"""Data validation with TFDV: statistics per split, schema, anomalies, drift, skew, a verdict.
+
+    python -m beam_pipelines.validate [--features DIR] [--output VDIR] [--spec SPEC]
+        [--schema PATH] [--previous_statistics PATH] [--serving_features DIR]
+
+``tfdv.GenerateStatistics`` runs inside the Beam pipeline over the Parquet splits written by
+``beam_pipelines.features``. The schema is the curated one when ``--schema`` names an existing
+file; otherwise it is inferred from the train statistics (and stored at ``--schema`` if given,
+ready to be curated: first use). Drift is checked against ``--previous_statistics`` (a previous
+span's ``statistics/train.pb``: L-infinity for categorical, Jensen-Shannon for numeric features,
+thresholds from the spec), skew against the statistics of ``--serving_features``.
+
+Outputs (``ml/artifacts.py``): ``statistics/{train,eval[,serving]}.pb``, ``schema.pbtxt``,
+``anomalies.pbtxt``, ``verdict.json`` (``ok`` | ``drift`` | ``anomalous``, naming features and
+distances) and ``report.html``. "anomalous" blocks training (``verdict_allows_training``); drift
+or skew alone is reported and can trigger retraining. Any other flag is a Beam pipeline option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+SERVING = 'serving'
+
+
+def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
+  """The pipeline's own flags (plain argparse, so --help needs no Beam import)."""
+  parser.add_argument('--features', default='outputs/features',
+                      help='Output directory of beam_pipelines.features.')
+  parser.add_argument('--output', default='outputs/validation', help='Output directory.')
+  parser.add_argument('--spec', default=None,
+                      help="Dataset spec (default: the spec recorded in the features' summary).")
+  parser.add_argument('--schema', default=None,
+                      help='Curated schema (pbtxt): used if it exists, else inferred and stored here.')
+  parser.add_argument('--previous_statistics', default=None,
+                      help="Previous span's statistics/train.pb, for the drift check.")
+  parser.add_argument('--serving_features', default=None,
+                      help='Features directory of serving data, for the skew check.')
+
+
+if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
+  _parser = argparse.ArgumentParser(
+      prog='python -m beam_pipelines.validate', description=__doc__.split('\n')[0],
+      epilog='Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).')
+  add_validate_arguments(_parser)
+  _parser.parse_args()
+
+import contextlib
+import html
+import io
+import json
+import logging
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from beam_pipelines.features import read_summary, write_json
+from beam_pipelines.ml import artifacts
+from beam_pipelines.ml import spec as spec_lib
+from beam_pipelines.runtime import progress, quiet_startup_noise
+
+TRAINING_ENV, SERVING_ENV = 'TRAINING', 'SERVING'
+MEASURE_NAMES = {1: 'L_INFTY', 2: 'JENSEN_SHANNON_DIVERGENCE', 3: 'NORMALIZED_ABSOLUTE_DIFFERENCE'}
+
+
+class ValidationError(ValueError):
+  """Validation cannot run: missing features, verdict or statistics; the message says which."""
+
+
+def _tfdv():
+  """Imports TFDV quietly: its "IPython missing" notice is dropped, any other output kept."""
+  quiet_startup_noise()
+  if 'tensorflow_data_validation' not in sys.modules:
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured):
+      import tensorflow_data_validation  # noqa: F401
+    noise = ('Unable to import IPython', 'TFDV visualization APIs', 'visualization features')
+    sys.stderr.write(''.join(line for line in captured.getvalue().splitlines(keepends=True)
+                             if not line.startswith(noise)))
+  import tensorflow_data_validation as tfdv
+  return tfdv
+
+
+def to_record_batch(table: pa.Table) -> pa.RecordBatch:
+  """A Parquet table -> the RecordBatch TFDV takes: every column a list<value>, null = missing."""
+  arrays = []
+  for column in table.columns:
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    valid = np.asarray(values.is_valid(), dtype=bool)
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(valid, out=offsets[1:])
+    mask = np.concatenate([~valid, [False]])
+    arrays.append(pa.ListArray.from_arrays(pa.array(offsets, mask=mask), values.drop_null()))
+  return pa.RecordBatch.from_arrays(arrays, table.column_names)
+
+
+def _record_batches(table: pa.Table) -> Iterator[pa.RecordBatch]:
+  if table.num_rows:
+    yield to_record_batch(table)
+
+
+class ComputeStatistics(beam.PTransform):
+  """Pipeline root -> one DatasetFeatureStatisticsList of the Parquet files matching a pattern."""
+
+  def __init__(self, file_pattern: str, columns: Sequence[str]):
+    super().__init__()
+    self.file_pattern = file_pattern
+    self.columns = list(columns)
+
+  def expand(self, root):
+    tfdv = _tfdv()
+    return (
+        root
+        | 'ReadParquet' >> beam.io.ReadFromParquetBatched(self.file_pattern, columns=self.columns)
+        | 'ToRecordBatches' >> beam.FlatMap(_record_batches)
+        | 'GenerateStatistics' >> tfdv.GenerateStatistics(tfdv.StatsOptions()))
+
+
+def statistics_path(output: str, split: str) -> str:
+  return FileSystems.join(output, artifacts.STATISTICS_DIR, f'{split}{artifacts.STATISTICS_SUFFIX}')
+
+
+def build_pipeline(pipeline: beam.Pipeline, features_dir: str, spec: spec_lib.DatasetSpec,
+                   output: str, serving_features: Optional[str] = None) -> Dict[str, str]:
+  """Adds statistics of each split (and of serving data); returns split -> statistics path."""
+  tfdv = _tfdv()
+  columns = spec.features + [spec.label]
+  patterns = {split: artifacts.split_pattern(features_dir, split) for split in artifacts.SPLITS}
+  if serving_features:
+    patterns[SERVING] = FileSystems.join(
+        serving_features, '*', f'{artifacts.SHARD_PREFIX}-*{artifacts.FEATURES_SUFFIX}')
+  paths = {}
+  for split, pattern in patterns.items():
+    paths[split] = statistics_path(output, split)
+    _ = (pipeline
+         | f'Statistics{split.title()}' >> ComputeStatistics(pattern, columns)
+         | f'Write{split.title()}Statistics' >> tfdv.WriteStatisticsToBinaryFile(paths[split]))
+  return paths
+
+
+def load_statistics(path: str):
+  """A DatasetFeatureStatisticsList from a binary proto file (any Beam filesystem)."""
+  from tensorflow_metadata.proto.v0 import statistics_pb2
+  statistics = statistics_pb2.DatasetFeatureStatisticsList()
+  try:
+    with FileSystems.open(path) as handle:
+      statistics.ParseFromString(handle.read())
+  except Exception as error:  # noqa: BLE001 - name the file, keep the cause
+    raise ValidationError(f'cannot read statistics {path}: {error}') from error
+  return statistics
+
+
+def _read_text(path: str) -> str:
+  with FileSystems.open(path) as handle:
+    return handle.read().decode('utf-8')
+
+
+def _write_text(path: str, text: str) -> None:
+  """Atomic write: a temporary file, then a rename."""
+  temporary = f'{path}.tmp'
+  with FileSystems.create(temporary) as handle:
+    handle.write(text.encode('utf-8'))
+  if FileSystems.exists(path):
+    FileSystems.delete([path])
+  FileSystems.rename([temporary], [path])
+
+
+def load_or_infer_schema(schema_path: Optional[str], train_statistics):
+  """(schema, source): the curated schema if ``schema_path`` exists, else inferred from train."""
+  from google.protobuf import text_format
+  from tensorflow_metadata.proto.v0 import schema_pb2
+  if schema_path and FileSystems.exists(schema_path):
+    try:
+      return text_format.Parse(_read_text(schema_path), schema_pb2.Schema()), 'curated'
+    except text_format.ParseError as error:
+      raise ValidationError(f'curated schema {schema_path} is not a valid Schema: {error}') from None
+  schema = _tfdv().infer_schema(train_statistics)
+  if schema_path:  # first use: store it, ready to be curated
+    _write_text(schema_path, text_format.MessageToString(schema))
+  return schema, 'inferred'
+
+
+def apply_spec(schema, spec: spec_lib.DatasetSpec) -> None:
+  """Drift/skew thresholds from the spec, and the label kept out of the SERVING environment."""
+  tfdv = _tfdv()
+  names = {feature.name for feature in schema.feature}
+  for feature, kinds in spec.thresholds.items():
+    if feature not in names:
+      continue
+    target = tfdv.get_feature(schema, feature)
+    for kind, threshold in kinds.items():
+      comparator = target.drift_comparator if kind == 'drift' else target.skew_comparator
+      if feature in spec.categorical:
+        comparator.infinity_norm.threshold = threshold
+      else:
+        comparator.jensen_shannon_divergence.threshold = threshold
+  if not schema.default_environment:
+    schema.default_environment.extend([TRAINING_ENV, SERVING_ENV])
+    if spec.label in names:
+      tfdv.get_feature(schema, spec.label).not_in_environment.append(SERVING_ENV)
+
+
+def _num_examples(statistics) -> int:
+  return sum(d.num_examples for d in statistics.datasets)
+
+
+def _present_counts(statistics) -> Dict[str, int]:
+  """Feature -> number of examples with a value (from the common statistics)."""
+  counts = {}
+  for dataset in statistics.datasets:
+    for feature in dataset.features:
+      stats = feature.num_stats if feature.HasField('num_stats') else feature.string_stats
+      name = feature.path.step[-1] if feature.path.step else feature.name
+      counts[name] = counts.get(name, 0) + stats.common_stats.num_non_missing
+  return counts
+
+
+def judge(anomalies_by_split: Dict[str, Any], statistics: Dict[str, Any],
+          spec: spec_lib.DatasetSpec, extra_columns: Sequence[str] = ()) -> Dict[str, Any]:
+  """The verdict: anomalous (schema anomalies, empty train split, a feature without any value,
+  columns not in the spec) > drift (drift or skew above a threshold) > ok."""
+  from tensorflow_metadata.proto.v0 import anomalies_pb2
+  comparators = {anomalies_pb2.AnomalyInfo.Type.Value(name) for name in (
+      'COMPARATOR_L_INFTY_HIGH', 'COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH',
+      'COMPARATOR_NORMALIZED_ABSOLUTE_DIFFERENCE_HIGH')}
+  problems: List[Dict[str, Any]] = []
+  drift: List[Dict[str, Any]] = []
+  skew: List[Dict[str, Any]] = []
+  for split, anomalies in anomalies_by_split.items():
+    for feature, info in sorted(anomalies.anomaly_info.items()):
+      types = [anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason
+               if r.type not in comparators]
+      if types:
+        problems.append({'feature': feature, 'split': split, 'types': types,
+                         'description': info.description})
+    if anomalies.HasField('dataset_anomaly_info'):
+      problems.append({'feature': None, 'split': split, 'types': [
+          anomalies_pb2.AnomalyInfo.Type.Name(r.type)
+          for r in anomalies.dataset_anomaly_info.reason],
+          'description': anomalies.dataset_anomaly_info.description})
+    for info in anomalies.drift_skew_info:
+      feature = '.'.join(info.path.step)
+      for kind, measurements in (('drift', info.drift_measurements),
+                                 ('skew', info.skew_measurements)):
+        for m in measurements:
+          entry = {'feature': feature, 'measure': MEASURE_NAMES.get(m.type, str(m.type)),
+                   'value': round(m.value, 6), 'threshold': m.threshold,
+                   'exceeded': m.value > m.threshold}
+          (drift if kind == 'drift' else skew).append(entry)
+  if _num_examples(statistics[artifacts.TRAIN]) == 0:
+    problems.append({'feature': None, 'split': artifacts.TRAIN, 'types': ['EMPTY_SPLIT'],
+                     'description': 'the train split has no rows'})
+  else:
+    present = _present_counts(statistics[artifacts.TRAIN])
+    flagged = {p['feature'] for p in problems if p['split'] == artifacts.TRAIN}
+    for feature in spec.features:
+      if not present.get(feature) and feature not in flagged:
+        problems.append({'feature': feature, 'split': artifacts.TRAIN, 'types': ['NO_VALUES'],
+                         'description': f'{feature!r} has no value in any row (column missing?)'})
+  for column in extra_columns:
+    problems.append({'feature': column, 'split': None, 'types': ['SCHEMA_NEW_COLUMN'],
+                     'description': f'column {column!r} is in the CSV but not in the spec '
+                                    '(list it under "ignore" if expected)'})
+  exceeded = [d for d in drift + skew if d['exceeded']]
+  if problems:
+    status = artifacts.VERDICT_ANOMALOUS
+    named = sorted({p['feature'] or p['split'] or '' for p in problems})
+    message = f'anomalous: {len(problems)} anomaly(ies) in {named}; training is blocked'
+  elif exceeded:
+    status = artifacts.VERDICT_DRIFT
+    message = 'drift/skew above threshold: ' + ', '.join(
+        f"{d['feature']} {d['measure']} {d['value']:.4f} > {d['threshold']}" for d in exceeded)
+  else:
+    status = artifacts.VERDICT_OK
+    message = 'ok: no anomaly, no drift or skew above threshold'
+  return {'status': status, 'message': message, 'anomalies': problems,
+          'drift': drift, 'skew': skew,
+          'drifted_features': sorted({d['feature'] for d in drift if d['exceeded']}),
+          'skewed_features': sorted({d['feature'] for d in skew if d['exceeded']}),
+          'rows': {split: _num_examples(s) for split, s in statistics.items()}}
+
+
+def read_verdict(path: str) -> Dict[str, Any]:
+  """verdict.json from a path to the file or to its validation directory."""
+  if not path.endswith('.json'):
+    path = FileSystems.join(path, artifacts.VERDICT_FILE)
+  try:
+    return json.loads(_read_text(path))
+  except Exception as error:  # noqa: BLE001 - a verdict we cannot read is an error, never "ok"
+    raise ValidationError(f'cannot read validation verdict {path}: {error}') from error
+
+
+def verdict_allows_training(path: str) -> bool:
+  """False when validation said "anomalous"; drift alone allows (and may trigger) training."""
+  return read_verdict(path)['status'] != artifacts.VERDICT_ANOMALOUS
+
+
+def _table(rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
+  if not rows:
+    return '<p>none</p>'
+  head = ''.join(f'<th>{html.escape(c)}</th>' for c in columns)
+  body = ''.join('<tr>' + ''.join(f'<td>{html.escape(str(r.get(c)))}</td>' for c in columns)
+                 + '</tr>' for r in rows)
+  return f'<table border="1" cellpadding="4"><tr>{head}</tr>{body}</table>'
+
+
+def render_report(verdict: Dict[str, Any], lhs, rhs, lhs_name: str, rhs_name: str) -> str:
+  """A self-contained page: verdict, anomalies, distances, then TFDV's own Facets statistics."""
+  _tfdv()
+  from tensorflow_data_validation.utils import display_util
+  colour = {'ok': '#2e7d32', 'drift': '#ef6c00', 'anomalous': '#c62828'}[verdict['status']]
+  facets = display_util.get_statistics_html(lhs, rhs, lhs_name=lhs_name, rhs_name=rhs_name)
+  return (
+      '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Data validation</title></head>'
+      '<body style="font-family: sans-serif">'
+      f'<h1 style="color: {colour}">Verdict: {verdict["status"]}</h1>'
+      f'<p>{html.escape(verdict["message"])}</p><p>rows: {html.escape(str(verdict["rows"]))}</p>'
+      '<h2>Anomalies</h2>'
+      + _table(verdict['anomalies'], ('feature', 'split', 'types', 'description'))
+      + '<h2>Drift (against the previous span)</h2>'
+      + _table(verdict['drift'], ('feature', 'measure', 'value', 'threshold', 'exceeded'))
+      + '<h2>Skew (training against serving)</h2>'
+      + _table(verdict['skew'], ('feature', 'measure', 'value', 'threshold', 'exceeded'))
+      + f'<h2>Statistics ({html.escape(lhs_name)} vs {html.escape(rhs_name)})</h2>'
+      + facets + '</body></html>')
+
+
+def parse_args(argv: Optional[Sequence[str]]):
+  """(our flags, Beam pipeline options). Not a PipelineOptions subclass: Beam parses every such
+  subclass's flags in one parser, so two pipelines with ``--output`` would clash in one process."""
+  parser = argparse.ArgumentParser(prog='python -m beam_pipelines.validate', allow_abbrev=False)
+  add_validate_arguments(parser)
+  known, pipeline_args = parser.parse_known_args(argv)
+  return known, PipelineOptions(pipeline_args)
+
+
+def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
+  """Runs validation; returns the verdict (also written to VDIR/verdict.json)."""
+  from google.protobuf import text_format
+  known, options = parse_args(argv)
+  options.view_as(SetupOptions).save_main_session = save_main_session
+  features_dir, output = known.features, known.output
+  try:
+    summary = read_summary(features_dir)
+  except Exception as error:  # noqa: BLE001
+    raise ValidationError(f'{features_dir} is not a features directory (no readable '
+                          f'{artifacts.SUMMARY_FILE}): {error}') from error
+  spec = spec_lib.load(known.spec) if known.spec else spec_lib.from_dict(summary['spec'])
+  if not spec.is_resolved:
+    raise ValidationError('the spec still holds "all": pass the spec the features were made with')
+  previous = load_statistics(known.previous_statistics) if known.previous_statistics else None
+
+  progress(f'validate: computing statistics of {features_dir} '
+           f'({summary["rows_written"]} rows) with TFDV')
+  tfdv = _tfdv()
+  pipeline = beam.Pipeline(options=options)
+  paths = build_pipeline(pipeline, features_dir, spec, output, known.serving_features)
+  pipeline.run().wait_until_finish()
+  statistics = {split: load_statistics(path) for split, path in paths.items()}
+
+  schema, source = load_or_infer_schema(known.schema, statistics[artifacts.TRAIN])
+  apply_spec(schema, spec)
+  where = {'curated': f' from {known.schema}', 'inferred': f', stored at {known.schema}'}
+  progress(f'validate: schema {source}{where[source] if known.schema else ""}; '
+           f'checking anomalies{", drift" if previous else ""}'
+           f'{", skew" if SERVING in statistics else ""}')
+  anomalies = {
+      artifacts.TRAIN: tfdv.validate_statistics(
+          statistics[artifacts.TRAIN], schema, environment=TRAINING_ENV,
+          previous_statistics=previous, serving_statistics=statistics.get(SERVING)),
+      artifacts.EVAL: tfdv.validate_statistics(
+          statistics[artifacts.EVAL], schema, environment=TRAINING_ENV)}
+  verdict = judge(anomalies, statistics, spec, summary.get('extra_columns', ()))
+  verdict.update({
+      'features': features_dir, 'schema_source': source, 'schema': known.schema,
+      'previous_statistics': known.previous_statistics,
+      'serving_features': known.serving_features, 'statistics': paths,
+      'rows_dead_lettered': summary.get('rows_dead_lettered'),
+      'missing_columns': summary.get('missing_columns', [])})
+
+  merged = anomalies[artifacts.TRAIN]
+  for feature, info in anomalies[artifacts.EVAL].anomaly_info.items():
+    if feature not in merged.anomaly_info:
+      merged.anomaly_info[feature].CopyFrom(info)
+      merged.anomaly_info[feature].description = f'[eval split] {info.description}'
+  _write_text(FileSystems.join(output, artifacts.SCHEMA_FILE), text_format.MessageToString(schema))
+  _write_text(FileSystems.join(output, artifacts.ANOMALIES_FILE),
+              text_format.MessageToString(merged))
+  lhs, rhs, names = statistics[artifacts.TRAIN], statistics[artifacts.EVAL], ('train', 'eval')
+  if previous is not None:
+    rhs, names = previous, ('train', 'previous span')
+  _write_text(FileSystems.join(output, artifacts.REPORT_FILE),
+              render_report(verdict, lhs, rhs, *names))
+  write_json(FileSystems.join(output, artifacts.VERDICT_FILE), verdict)
+  _report(verdict, output)
+  return verdict
+
+
+def _report(verdict: Dict[str, Any], output: str) -> None:
+  for problem in verdict['anomalies']:
+    progress(f"validate: ANOMALY {problem['feature'] or ''} ({problem['split']}): "
+             f"{problem['description']}")
+  for d in verdict['drift'] + verdict['skew']:
+    if d['exceeded']:
+      progress(f"validate: {d['feature']}: {d['measure']} {d['value']:.4f} > {d['threshold']}")
+  progress(f"validate: done: verdict {verdict['status']}: {verdict['message']}")
+  progress(f'validate: outputs: {FileSystems.join(output, artifacts.VERDICT_FILE)}, '
+           f'{FileSystems.join(output, artifacts.REPORT_FILE)}, '
+           f'{FileSystems.join(output, artifacts.ANOMALIES_FILE)}, '
+           f'{FileSystems.join(output, artifacts.SCHEMA_FILE)}, '
+           f'{FileSystems.join(output, artifacts.STATISTICS_DIR)}/')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """CLI entry: exit 0 for ok/drift, 1 for anomalous, 2 when validation could not run."""
+  try:
+    verdict = run(argv)
+  except (spec_lib.SpecError, ValidationError) as error:
+    progress(f'validate: error: {error}')
+    return 2
+  return 1 if verdict['status'] == artifacts.VERDICT_ANOMALOUS else 0
+
+
+if __name__ == '__main__':
+  logging.getLogger().setLevel(logging.WARNING)
+  sys.exit(main(sys.argv[1:]))
