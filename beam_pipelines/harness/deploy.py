@@ -57,7 +57,7 @@ def passed_builds(bucket_url: str) -> List[str]:
   test = layout.Env(bucket_url, layout.TEST)
   names = [p.rsplit('/', 1)[-1][:-len('.json')] for p in bucket.list_files(test.passed_dir)
            if p.endswith('.json')]
-  return sorted(n for n in names if layout.BUILD_ID_PATTERN.match(n))
+  return sorted(n for n in names if layout.BUILD_ID_PATTERN.fullmatch(n))
 
 
 def load_verified_build(env: layout.Env, build_id: str, passed: dict) -> dict:

@@ -114,7 +114,7 @@ EVENT_DEPLOY, EVENT_ROLLBACK = 'deploy', 'rollback'
 STATUS_PASSED, STATUS_FAILED = 'passed', 'failed'
 
 # Build ids: UTC time, short commit, random suffix. Sortable by time; unique; path-safe.
-BUILD_ID_PATTERN = re.compile(r'^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7}-[0-9a-f]{6}$')
+BUILD_ID_PATTERN = re.compile(r'[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7}-[0-9a-f]{6}')
 NO_COMMIT = '0000000'
 
 
@@ -130,7 +130,7 @@ def validate_build_id(build_id: str) -> str:
 
   Rejects anything that could escape its prefix (``../x``, ``a/b``) or is not a build id at all.
   """
-  if not isinstance(build_id, str) or not BUILD_ID_PATTERN.match(build_id):
+  if not isinstance(build_id, str) or not BUILD_ID_PATTERN.fullmatch(build_id):
     raise HarnessError(
         f'invalid build id {build_id!r}: expected UTC time, short commit and a random suffix, '
         f'like 20261126T153000Z-5bea069-3f9a1c')

@@ -28,7 +28,7 @@ def _last_test(bucket_url: str) -> str:
   test = layout.Env(bucket_url, layout.TEST)
   builds = sorted(p.rsplit('/', 2)[-2] for p in bucket.list_tree(test.results)
                   if p.endswith('/' + layout.REPORT_FILE)
-                  and layout.BUILD_ID_PATTERN.match(p.rsplit('/', 2)[-2]))
+                  and layout.BUILD_ID_PATTERN.fullmatch(p.rsplit('/', 2)[-2]))
   if not builds:
     return 'last test: none'
   report = bucket.read_json(test.report(builds[-1]), 'test report')
