@@ -167,8 +167,9 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: str, models: Dict[str,
 
 
 def describe_model(model_dir: str) -> Dict[str, Any]:
-  """What metrics.json records about a model (its metadata, read without unpickling)."""
+  """What metrics.json records about a model (its metadata; the file's sha256 is checked)."""
   metadata = model_io.read_metadata(model_dir)
+  model_io.read_verified_bytes(model_dir)  # fail early and clearly; workers check again on load
   return {'model_dir': model_dir, 'model_sha256': metadata['model_sha256'],
           'label': metadata['label'], 'features': metadata.get('features'),
           'data_fingerprint': metadata.get('data_fingerprint'),

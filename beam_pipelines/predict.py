@@ -135,6 +135,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   options = PipelineOptions(pipeline_args)
   options.view_as(SetupOptions).save_main_session = save_main_session
   metadata = model_io.read_metadata(known.model)
+  model_io.read_verified_bytes(known.model)  # fail early and clearly; workers check again on load
   spec = csv_io.resolve_spec(load_spec(known.spec, metadata), known.input)
   missing = [f for f in metadata['numeric'] + metadata['categorical'] if f not in spec.features]
   if missing:

@@ -89,24 +89,37 @@ def _train(features: pathlib.Path, output: pathlib.Path, *extra: str) -> None:
   train.run(['--features', str(features), '--output', str(output), *extra])
 
 
+def _features(factory) -> pathlib.Path:
+  return _cached('features', factory, write_features)
+
+
+def _shuffled(factory) -> pathlib.Path:
+  return _cached('shuffled', factory, lambda root: write_features(
+      root, shuffle_train_labels=True, eval_seed=107))
+
+
+# The fixtures take only tmp_path_factory, so a test module needs to import just those it uses.
 @pytest.fixture(scope='session')
 def features_dir(tmp_path_factory) -> pathlib.Path:
   """Good features: the label is learnable from payment type, fare and hour."""
-  return _cached('features', tmp_path_factory, write_features)
+  return _features(tmp_path_factory)
 
 
 @pytest.fixture(scope='session')
 def shuffled_features_dir(tmp_path_factory) -> pathlib.Path:
   """Train labels shuffled (nothing to learn); the eval split equals ``features_dir``'s."""
-  return _cached('shuffled', tmp_path_factory, lambda root: write_features(
-      root, shuffle_train_labels=True, eval_seed=107))
+  return _shuffled(tmp_path_factory)
 
 
 @pytest.fixture(scope='session')
-def good_model_dir(tmp_path_factory, features_dir) -> pathlib.Path:
-  return _cached('good_model', tmp_path_factory, lambda out: _train(features_dir, out))
+def good_model_dir(tmp_path_factory) -> pathlib.Path:
+  """A logistic regression trained on ``features_dir`` (AUC about 0.87 on its eval split)."""
+  features = _features(tmp_path_factory)
+  return _cached('good_model', tmp_path_factory, lambda out: _train(features, out))
 
 
 @pytest.fixture(scope='session')
-def bad_model_dir(tmp_path_factory, shuffled_features_dir) -> pathlib.Path:
-  return _cached('bad_model', tmp_path_factory, lambda out: _train(shuffled_features_dir, out))
+def bad_model_dir(tmp_path_factory) -> pathlib.Path:
+  """The same model trained on shuffled labels (AUC about 0.5)."""
+  features = _shuffled(tmp_path_factory)
+  return _cached('bad_model', tmp_path_factory, lambda out: _train(features, out))
