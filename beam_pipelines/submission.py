@@ -10,7 +10,10 @@ The same pipeline code runs on the DirectRunner and on Dataflow; only the argume
 * ``--labels build_id=<id>`` and ``--labels pipeline=<name>`` sanitised to GCP's label rules.
 
 Every other flag passes through untouched, and a flag the user gave explicitly wins (their
-``--job_name``, their ``--extra_package``/``--setup_file``, their ``build_id`` label).
+``--job_name``, their ``--extra_package``/``--setup_file``, their ``build_id`` label). Without a
+wheel, env or setup file, the last local build (``dist/manifest.json`` of ``invoke build``) is
+staged. ``submission_args`` is the call for ``invoke run``; ``prepare_argv`` the one-line hook for a
+pipeline's ``run()``.
 
     python -m beam_pipelines.submission --pipeline wordcount --wheel dist/beam_pipelines-*.whl \\
         --build_id 20261126T1530Z-ab12cd3 --runner DataflowRunner --project P --region R \\
@@ -33,7 +36,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 DATAFLOW_RUNNERS = frozenset({'DataflowRunner', 'TestDataflowRunner'})
 # Flags by which a user stages code on the workers themselves; when present we add none.
@@ -179,6 +182,45 @@ def _existing(path: str, *, suffix: str, what: str) -> str:
   return absolute
 
 
+def current_build(dist_dir: str = 'dist') -> Tuple[str, str]:
+  """(absolute wheel path, build id) of the last ``invoke build``, from ``dist/manifest.json``.
+
+  The wheel's sha256 is checked against the manifest: a changed or missing wheel is refused.
+  """
+  from beam_pipelines.harness import layout
+
+  manifest_path = os.path.abspath(os.path.join(dist_dir, layout.MANIFEST_FILE))
+  if not os.path.isfile(manifest_path):
+    raise SubmissionError(
+        f'no build to stage on Dataflow ({manifest_path} missing): run `invoke build`, or pass '
+        f'--extra_package WHEEL or --setup_file setup.py')
+  try:
+    with open(manifest_path, encoding='utf-8') as handle:
+      manifest = json.load(handle)
+    wheel_name = manifest[layout.M_WHEEL]
+    expected = manifest[layout.M_FILES][wheel_name]['sha256']
+    build_id = manifest[layout.M_BUILD_ID]
+  except (ValueError, KeyError, TypeError) as error:
+    raise SubmissionError(f'{manifest_path} is not a build manifest: {error!r}') from None
+  wheel = os.path.join(os.path.dirname(manifest_path), wheel_name)
+  return fetch_wheel(wheel, expected), build_id
+
+
+def prepare_argv(pipeline: str, argv: Optional[Sequence[str]] = None) -> List[str]:
+  """A pipeline's argv made ready for its runner: the hook a pipeline's ``run()`` calls first.
+
+  Off Dataflow, or when the code is already staged and the job named (as by this module's CLI and
+  the DAGs), the args are returned unchanged. Otherwise, on Dataflow, the last local build
+  (``dist/``) is staged and names the job: ``python -m beam_pipelines.<name> --runner
+  DataflowRunner ...`` then works from a checkout after ``invoke build``.
+  """
+  args = list(sys.argv[1:] if argv is None else argv)
+  if not is_dataflow(args) or (has_flag(args, *STAGING_FLAGS) and has_flag(args, '--job_name')):
+    return args
+  wheel, build_id = (None, None) if has_flag(args, *STAGING_FLAGS) else current_build()
+  return dataflow_args(pipeline, args, wheel=wheel, build_id=build_id)
+
+
 # ---------------------------------------------------------------------------------------------
 # Deployed builds: <bucket>/<env>/variables.json (the harness's Composer variables).
 
@@ -292,6 +334,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       deployed = read_deployed(known.bucket, known.env)
       wheel = fetch_wheel(deployed.wheel_file, deployed.sha256) if is_dataflow(beam_args) else None
       build_id = build_id or deployed.build_id
+    elif (is_dataflow(beam_args) and not (wheel or known.setup_file)
+          and not has_flag(beam_args, *STAGING_FLAGS)):
+      wheel, dist_build_id = current_build()
+      build_id = build_id or dist_build_id
     args = submission_args(
         known.pipeline, beam_args, wheel=wheel, setup_file=known.setup_file, build_id=build_id)
   except SubmissionError as error:

@@ -203,9 +203,49 @@ def test_bad_variables_are_clear_errors(tmp_path, content, message):
 
 
 @pytest.mark.integration
-def test_cli_refuses_dataflow_without_code_to_stage():
+def test_cli_refuses_dataflow_without_code_to_stage(tmp_path):
+  # In a directory without dist/: no build to stage, so nothing is submitted.
   completed = subprocess.run(
       [sys.executable, '-m', 'beam_pipelines.submission', '--pipeline', 'wordcount'] + DATAFLOW,
-      capture_output=True, text=True, timeout=120, cwd=REPO)
+      capture_output=True, text=True, timeout=120, cwd=tmp_path)
   assert completed.returncode == 2
   assert 'invoke build' in completed.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The last local build (dist/manifest.json of `invoke build`) and the pipeline hook.
+
+
+def _dist(tmp_path, wheel_bytes=b'built wheel', build_id='20261126T153000Z-5bea069-3f9a1c'):
+  dist = tmp_path / 'dist'
+  dist.mkdir()
+  wheel = dist / 'beam_pipelines-0.1.0-py3-none-any.whl'
+  wheel.write_bytes(wheel_bytes)
+  manifest = {'build_id': build_id, 'wheel': wheel.name,
+              'files': {wheel.name: {'sha256': hashlib.sha256(b'built wheel').hexdigest()}}}
+  (dist / 'manifest.json').write_text(json.dumps(manifest))
+  return dist, wheel
+
+
+def test_current_build_reads_the_manifest_and_checks_the_wheel(tmp_path):
+  dist, wheel = _dist(tmp_path)
+  assert submission.current_build(str(dist)) == (str(wheel), '20261126T153000Z-5bea069-3f9a1c')
+  wheel.write_bytes(b'rebuilt since')
+  with pytest.raises(SubmissionError, match='refusing to stage'):
+    submission.current_build(str(dist))
+
+
+def test_current_build_without_a_build_says_what_to_do(tmp_path):
+  with pytest.raises(SubmissionError, match='run `invoke build`'):
+    submission.current_build(str(tmp_path))
+
+
+def test_prepare_argv_stages_the_last_build_only_on_dataflow(tmp_path, monkeypatch):
+  _, wheel = _dist(tmp_path)
+  monkeypatch.chdir(tmp_path)
+  direct = ['--input', 'x', '--direct_num_workers', '2']
+  assert submission.prepare_argv('wordcount', direct) == direct
+  args = submission.prepare_argv('wordcount', DATAFLOW)
+  assert submission.flag_values(args, '--extra_package') == [str(wheel)]
+  assert submission.flag_values(args, '--job_name') == ['wordcount-20261126t153000z-5bea069-3f9a1c']
+  assert submission.prepare_argv('wordcount', args) == args  # idempotent: ready args pass through
