@@ -101,4 +101,5 @@ def launch(site: pathlib.Path, module: str, args: List[str]) -> str:
 
 
 def cache_root(repo: pathlib.Path) -> pathlib.Path:
-  return repo / layout.CACHE_DIR
+  """$BEAM_PIPELINES_CACHE, else ``<repo>/.harness-cache`` (gitignored)."""
+  return pathlib.Path(os.environ.get(layout.CACHE_ENV_VAR) or repo / layout.CACHE_DIR)

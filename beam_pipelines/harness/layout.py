@@ -43,6 +43,7 @@ ENVIRONMENTS = (TEST, PROD)
 BUCKET_ENV_VAR = 'BEAM_PIPELINES_BUCKET'
 DEFAULT_BUCKET_DIR = 'bucket'  # relative to the repository root; gitignored
 CACHE_DIR = '.harness-cache'  # installed wheels, keyed by sha256; gitignored
+CACHE_ENV_VAR = 'BEAM_PIPELINES_CACHE'  # overrides CACHE_DIR
 APPROVAL_ENV_VAR = 'BEAM_PIPELINES_REQUIRE_APPROVAL'  # "1" forces the approval gate on
 CRASH_ENV_VAR = 'BEAM_PIPELINES_CRASH_AT'  # test hook: SIGKILL self at a named crash point
 
