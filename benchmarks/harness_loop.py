@@ -23,7 +23,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 STEPS = ('build', 'test', 'deploy')
 # Sub-steps worth seeing separately, keyed by the progress line that starts them.
 MARKS = {
-    'build: lint': 'build/lint',
+    'build: lint (': 'build/lint',
     'build: unit tests': 'build/unit tests',
     'build: wheel + sdist': 'build/wheel+sdist+manifest',
     'test: uploading': 'test/upload+stage',

@@ -92,6 +92,9 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> dict:
   progress(f'test: variables set: {env.variables}')
 
   values = read_variables(env)  # as the test DAG does: everything from the variables
+  if values[layout.VAR_BUILD_ID] != build_id:
+    raise HarnessError(f'another `invoke test` replaced {env.variables} (now build '
+                       f'{values[layout.VAR_BUILD_ID]}) while this one ran; run `invoke test` again')
   site = deployed.install(values[layout.VAR_WHEEL_FILE], values[layout.VAR_SHA256],
                           deployed.cache_root(repo))
   definitions = [d for d in workflows.load_deployed(values[layout.VAR_WORKFLOWS_DIR])
