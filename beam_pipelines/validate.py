@@ -403,7 +403,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
 
 def _report(verdict: Dict[str, Any], output: str) -> None:
   for problem in verdict['anomalies']:
-    progress(f"validate: ANOMALY {problem['feature'] or ''} ({problem['split']}): "
+    progress(f"validate: ANOMALY {problem['feature'] or 'dataset'} ({problem['split'] or 'csv'}): "
              f"{problem['description']}")
   for d in verdict['drift'] + verdict['skew']:
     if d['exceeded']:

@@ -1,0 +1,190 @@
+"""Feature extraction: hashed split, Parquet per split, dead letter, reconciled counts (real Beam)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_pipelines import features, taxi_data
+from beam_pipelines.ml import artifacts
+from beam_pipelines.ml.spec import from_dict
+
+SPAN_ROWS = 4000
+MALFORMED = 10
+
+
+def _split_table(output, split):
+  return pq.read_table(str(output / split))
+
+
+def _dead_letters(output):
+  return [json.loads(line) for shard in sorted((output / artifacts.DEAD_LETTER_DIR).glob('part-*'))
+          for line in shard.read_text().splitlines()]
+
+
+@pytest.fixture(scope='module')
+def span(tmp_path_factory):
+  """One synthetic span in two CSV files, with malformed rows of every kind."""
+  root = tmp_path_factory.mktemp('span')
+  taxi_data.write_span(str(root), datetime.date(2026, 11, 2), SPAN_ROWS, seed=3,
+                       knobs=taxi_data.Knobs(malformed=MALFORMED), shards=2)
+  return str(root / 'span-2026-11-02' / '*.csv')
+
+
+@pytest.fixture(scope='module')
+def two_runs(span, tmp_path_factory):
+  """The same span extracted twice: in-memory, then on 2 worker processes."""
+  first = tmp_path_factory.mktemp('run1')
+  second = tmp_path_factory.mktemp('run2')
+  summaries = (
+      features.run(['--input', span, '--output', str(first)]),
+      features.run(['--input', span, '--output', str(second), '--batch_size', '700',
+                    '--direct_running_mode=multi_processing', '--direct_num_workers=2']))
+  return (first, second), summaries
+
+
+class TestFeatures:
+
+  def test_counts_reconcile(self, two_runs):
+    (output, _), (summary, _) = two_runs
+    written = {split: _split_table(output, split).num_rows for split in artifacts.SPLITS}
+    dead = _dead_letters(output)
+    assert summary['rows_read'] == SPAN_ROWS
+    assert summary['rows_written'] == written
+    assert summary['rows_dead_lettered'] == len(dead) == MALFORMED
+    assert summary['rows_read'] == sum(written.values()) + len(dead)
+    assert summary['reconciled'] is True
+    assert sum(f['rows_read'] for f in summary['files']) == SPAN_ROWS
+
+  def test_malformed_rows_are_dead_lettered_with_reasons(self, two_runs):
+    (output, _), _ = two_runs
+    reasons = [d['reason'] for d in _dead_letters(output)]
+    assert sum('wrong column count' in r for r in reasons) == 6  # too few, too many, newline
+    assert sum("'twelve dollars' is not a number" in r for r in reasons) == 2
+    assert sum("'maybe' is not a binary label" in r for r in reasons) == 2
+    multiline = [d for d in _dead_letters(output) if 'Broken\nCab, Inc.' in d['line']]
+    assert multiline and all(d['line_number'] > 1 and d['source'].endswith('.csv')
+                             for d in multiline)
+
+  def test_split_is_identical_across_runs_and_runner_modes(self, two_runs):
+    (first, second), _ = two_runs
+    for split in artifacts.SPLITS:
+      ids = [sorted(_split_table(out, split).column('trip_id').to_pylist())
+             for out in (first, second)]
+      assert ids[0] == ids[1] and ids[0]
+    eval_share = _split_table(first, artifacts.EVAL).num_rows / (SPAN_ROWS - MALFORMED)
+    assert 0.17 < eval_share < 0.23  # the spec's eval_fraction is 0.2
+
+  def test_parquet_schema_follows_the_spec(self, two_runs):
+    (output, _), _ = two_runs
+    table = _split_table(output, artifacts.TRAIN)
+    types = {field.name: str(field.type) for field in table.schema}
+    assert types['fare'] == 'double' and types['payment_type'] == 'string'
+    assert types['big_tip'] == 'int64' and types['trip_id'] == 'string'
+    assert table.column('trip_seconds').null_count > 0  # empty cells are missing values
+
+  def test_rerun_removes_stale_shards(self, span, tmp_path):
+    stale = tmp_path / artifacts.TRAIN / 'part-00002-of-00003.parquet'
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b'old')
+    features.run(['--input', span, '--output', str(tmp_path)])
+    assert not stale.exists()
+
+
+def test_eval_hash_is_stable():
+  """Golden values: the split must not change between processes, runners or versions."""
+  assert features.eval_hash('20261101-0000000') == pytest.approx(0.11410437808309606)
+  assert features.assign_split('20261101-0000000', 0.2) == artifacts.EVAL
+  assert features.assign_split('20261101-0000000', 0.1) == artifacts.TRAIN
+  assert features.eval_hash('') == pytest.approx(0.8894159948913374)
+
+
+class TestExtractFeatures:
+  SPEC = from_dict({'label': 'y', 'numeric': ['x'], 'categorical': ['c'], 'eval_fraction': 0.5})
+
+  def test_rows_without_key_split_by_row_hash(self, tmp_path):
+    path = tmp_path / 'a.csv'
+    path.write_text('x,c,y\n1,"a\nb",1\n2,,0\nbad,c,1\n')
+    expected = {}
+    for fields, x in ((['1', 'a\nb', '1'], 1.0), (['2', '', '0'], 2.0)):
+      split = features.assign_split('\x1f'.join(fields), 0.5)
+      expected.setdefault(split, []).append(x)
+    with TestPipeline() as pipeline:
+      result = pipeline | features.ExtractFeatures(str(path), self.SPEC)
+      for split in artifacts.SPLITS:
+        assert_that(
+            result[split] | f'X{split}' >> beam.FlatMap(lambda t: t.column('x').to_pylist()),
+            equal_to(expected.get(split, [])), label=f'Check{split}')
+      assert_that(result['dead_letter'] | beam.Map(lambda d: d['line_number']),
+                  equal_to([5]), label='CheckDead')  # the quoted newline spans lines 2-3
+
+
+def test_header_only_file_is_an_empty_dataset(tmp_path):
+  source = tmp_path / 'h.csv'
+  source.write_text(','.join(taxi_data.COLUMNS) + '\n')
+  summary = features.run(['--input', str(source), '--output', str(tmp_path / 'out')])
+  assert (summary['rows_read'], summary['rows_dead_lettered']) == (0, 0)
+  assert summary['rows_written'] == {'train': 0, 'eval': 0}
+  table = pq.read_table(str(tmp_path / 'out' / 'train'))
+  assert table.num_rows == 0 and 'fare' in table.column_names
+
+
+def test_bad_spec_is_a_clear_error(tmp_path, capsys):
+  spec = tmp_path / 'spec.yaml'
+  spec.write_text('label: big_tip\nnumeric: [fare]\neval_fraction: 2\n')
+  assert features.main(['--spec', str(spec), '--output', str(tmp_path / 'o')]) == 2
+  error = capsys.readouterr().err
+  assert 'eval_fraction' in error and str(spec) in error
+
+
+def test_missing_input_is_a_clear_error(tmp_path, capsys):
+  assert features.main(['--input', str(tmp_path / 'none*.csv'),
+                        '--output', str(tmp_path / 'o')]) == 2
+  assert 'no file matches' in capsys.readouterr().err
+
+
+@pytest.mark.integration
+class TestFeaturesCli:
+
+  def _cli(self, *args):
+    done = subprocess.run([sys.executable, '-m', 'beam_pipelines.features', *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+  def test_bundled_sample(self, tmp_path):
+    log = self._cli('--output', tmp_path)
+    assert 'features: reading 1 file(s)' in log and 'taxi_sample.csv' in log
+    assert 'features: done: 3000 rows read from 1 file(s) =' in log
+    assert '+ 5 dead-lettered' in log and str(tmp_path) in log
+    summary = json.loads((tmp_path / artifacts.SUMMARY_FILE).read_text())
+    assert summary['reconciled'] and summary['rows_dead_lettered'] == 5
+
+  def test_user_csv_and_spec(self, tmp_path):
+    (tmp_path / 'iris.csv').write_text(
+        'sepal,petal,colour,is_big\n5.1,1.4,"red, dark",1\n4.9,,blue,0\n6.2,4.3,"multi\nline",1\n')
+    (tmp_path / 'spec.json').write_text(json.dumps(
+        {'label': 'is_big', 'categorical': ['colour'], 'numeric': 'all'}))
+    log = self._cli('--input', tmp_path / 'iris.csv', '--spec', tmp_path / 'spec.json',
+                    '--output', tmp_path / 'out')
+    assert '3 rows read from 1 file(s)' in log and '+ 0 dead-lettered' in log
+    table = pq.read_table(str(tmp_path / 'out' / 'train')).to_pylist() + pq.read_table(
+        str(tmp_path / 'out' / 'eval')).to_pylist()
+    assert sorted(table, key=lambda r: r['sepal']) == [
+        {'sepal': 4.9, 'petal': None, 'colour': 'blue', 'is_big': 0},
+        {'sepal': 5.1, 'petal': 1.4, 'colour': 'red, dark', 'is_big': 1},
+        {'sepal': 6.2, 'petal': 4.3, 'colour': 'multi\nline', 'is_big': 1}]
+
+  def test_help_answers_without_beam(self):
+    done = subprocess.run([sys.executable, '-X', 'importtime', '-m', 'beam_pipelines.features',
+                           '--help'], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and '--spec' in done.stdout
+    assert 'apache_beam' not in done.stderr
