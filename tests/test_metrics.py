@@ -101,3 +101,20 @@ def test_metrics_per_key_in_beam_style():
     assert_that(key_to_count, equal_to([
         ('a', {'example_count': 2, 'positive_count': 1}),
         ('b', {'example_count': 1, 'positive_count': 1})]))
+
+
+def test_log_loss_is_bit_identical_whatever_the_merge_order():
+  fn = metrics.LogLossCombineFn()
+  pairs = scored_pairs(2000, seed=9)
+
+  def accumulate(chunk):
+    accumulator = fn.create_accumulator()
+    for pair in chunk:
+      accumulator = fn.add_input(accumulator, pair)
+    return accumulator
+
+  one = fn.extract_output(accumulate(pairs))
+  chunks = [accumulate(pairs[i::7]) for i in range(7)]
+  merged = fn.extract_output(fn.merge_accumulators(chunks[::-1]))
+  assert merged == one  # exact equality, not approx
+  assert one['log_loss'] == pytest.approx(log_loss(*zip(*pairs)), rel=1e-12)

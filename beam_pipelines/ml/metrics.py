@@ -6,7 +6,8 @@ per key (slice) with ``CombinePerKey``:
 - ``ExampleCountCombineFn``: examples and positives.
 - ``AccuracyCombineFn``: share of examples where ``probability >= 0.5`` equals the label.
 - ``LogLossCombineFn``: mean of ``-(y log p + (1 - y) log(1 - p))``, ``p`` clipped to
-  ``[eps, 1 - eps]`` with float64's machine epsilon, as scikit-learn's ``log_loss``.
+  ``[eps, 1 - eps]`` with float64's machine epsilon, as scikit-learn's ``log_loss``; the sum is
+  kept exactly, so the result is the same whatever the order or the number of workers.
 - ``AucCombineFn``: ROC AUC from a histogram of scores in ``num_buckets`` equal-width buckets over
   [0, 1] (default 10,000, like TFMA's default thresholds): pairs (positive, negative) in different
   buckets are ordered exactly; pairs sharing a bucket count as ties (1/2). The result carries
@@ -76,25 +77,51 @@ class AccuracyCombineFn(beam.CombineFn):
     return {ACCURACY: correct / total if total else math.nan}
 
 
+def _exact_add(partials: List[float], x: float) -> List[float]:
+  """Adds x to a sum kept exactly as non-overlapping partials (Shewchuk, as ``math.fsum``).
+
+  The represented sum is exact, so the result does not depend on the order in which elements and
+  accumulators arrive: the same data gives bit-identical log loss on any runner or worker count.
+  """
+  i = 0
+  for y in partials:
+    if abs(x) < abs(y):
+      x, y = y, x
+    high = x + y
+    low = y - (high - x)
+    if low:
+      partials[i] = low
+      i += 1
+    x = high
+  partials[i:] = [x]
+  return partials
+
+
 class LogLossCombineFn(beam.CombineFn):
-  """(label, p) -> {log_loss}, mean binary cross-entropy (natural log)."""
+  """(label, p) -> {log_loss}, mean binary cross-entropy (natural log), summed exactly."""
 
   def create_accumulator(self):
-    return [0.0, 0]  # summed loss, total
+    return [[], 0]  # exact partial sums of the losses, total
 
   def add_input(self, accumulator, element: LabelAndScore):
     label, probability = element
     p = min(max(float(probability), _EPS), 1 - _EPS)
-    accumulator[0] -= math.log(p) if label else math.log1p(-p)
+    _exact_add(accumulator[0], -math.log(p) if label else -math.log1p(-p))
     accumulator[1] += 1
     return accumulator
 
   def merge_accumulators(self, accumulators):
-    return [math.fsum(a[0] for a in accumulators), sum(a[1] for a in accumulators)]
+    partials: List[float] = []
+    total = 0
+    for accumulator in accumulators:
+      for partial in accumulator[0]:
+        _exact_add(partials, partial)
+      total += accumulator[1]
+    return [partials, total]
 
   def extract_output(self, accumulator) -> Dict[str, float]:
-    loss, total = accumulator
-    return {LOG_LOSS: loss / total if total else math.nan}
+    partials, total = accumulator
+    return {LOG_LOSS: math.fsum(partials) / total if total else math.nan}
 
 
 class AucCombineFn(beam.CombineFn):
