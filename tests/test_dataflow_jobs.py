@@ -6,24 +6,29 @@ calling the service: no credentials, no network. The temp location must be a val
 (else Beam tries to create a default bucket over the network) and sources read at construction
 must exist locally, so inputs are local files; outputs are never opened in a dry run.
 
-To add a pipeline: one ``DataflowCase`` line in ``PIPELINES`` (its own flags, the labelled steps
-its job must have). Every test below then runs for it.
+To add a pipeline: one ``DataflowCase`` line in ``PIPELINES`` (how to construct it, the labelled
+steps its job must have). Every test below then runs for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 import pathlib
 import shutil
 import subprocess
 import sys
 from typing import Callable, Dict, List, Tuple
 
+import mldata
 import pytest
 
 from beam_pipelines import submission
 
 from conftest import REPO, SUPPORT_FILES, read_shards
+
+features_dir, good_model_dir = mldata.features_dir, mldata.good_model_dir  # session fixtures
 
 BUILD_ID = '20261126T153000Z-ab12cd3'
 OFFLINE_BUCKET = 'gs://beam-pipelines-offline-check'  # a valid (never contacted) bucket name
@@ -33,37 +38,93 @@ DATAFLOW_OFFLINE = [
 PICKLED_MAIN_SESSION = 'pickled_main_session'
 
 
+# ---------------------------------------------------------------------------------------------
+# The registry. ``construct(pipeline, fixtures)`` adds the pipeline's steps exactly as its ``run()``
+# does (its ``build_pipeline``), with local inputs that exist (read at construction) and gs://
+# outputs (never opened in a dry run). ``fixtures`` are the pytest fixtures named in ``needs``.
+
+
+def _wordcount(pipeline, fx):
+  from beam_pipelines import wordcount
+  wordcount.build_pipeline(pipeline, str(SUPPORT_FILES / 'input.txt'), f'{OFFLINE_BUCKET}/counts')
+
+
+def _features(pipeline, fx):
+  from beam_pipelines import features, taxi_data
+  from beam_pipelines.ml import spec as spec_lib
+  features.build_pipeline(pipeline, taxi_data.sample_path(),
+                          spec_lib.load(spec_lib.default_spec_path()), f'{OFFLINE_BUCKET}/features')
+
+
+def _validate(pipeline, fx):
+  from beam_pipelines import validate
+  from beam_pipelines.ml import spec as spec_lib
+  validate.build_pipeline(pipeline, str(fx['features_dir']),
+                          spec_lib.load(spec_lib.default_spec_path()), f'{OFFLINE_BUCKET}/validation')
+
+
+def _evaluate(pipeline, fx):
+  from beam_pipelines import evaluate
+  from beam_pipelines.ml import blessing
+  models = {evaluate.CANDIDATE: evaluate.describe_model(str(fx['good_model_dir']))}
+  evaluate.build_pipeline(pipeline, str(fx['features_dir']), models,
+                          models[evaluate.CANDIDATE]['label'], 'payment_type',
+                          blessing.load_config(None), f'{OFFLINE_BUCKET}/evaluation')
+
+
+def _predict(pipeline, fx):
+  from beam_pipelines import predict, taxi_data
+  from beam_pipelines.ml import csv_io, model_io
+  model_dir = str(fx['good_model_dir'])
+  spec = csv_io.resolve_spec(predict.load_spec(None, model_io.read_metadata(model_dir)),
+                             taxi_data.sample_path())
+  predict.build_pipeline(pipeline, taxi_data.sample_path(), spec, model_dir,
+                         f'{OFFLINE_BUCKET}/predictions')
+
+
 @dataclasses.dataclass(frozen=True)
 class DataflowCase:
-  """A pipeline's Dataflow check: its own flags (given a scratch dir) and its top-level steps."""
+  """A pipeline's Dataflow check: how to construct it and the top-level steps its job must have."""
   pipeline: str
-  argv: Callable[[pathlib.Path], List[str]]
+  construct: Callable[[object, Dict[str, pathlib.Path]], None]
   steps: Tuple[str, ...]
+  needs: Tuple[str, ...] = ()
+  slow: bool = False  # imports TensorFlow/TFDV or trains a model (pytest -m slow)
 
 
 PIPELINES = [
-    DataflowCase(
-        'wordcount',
-        lambda tmp: ['--input', str(SUPPORT_FILES / 'input.txt'),
-                     '--output', f'{OFFLINE_BUCKET}/out/counts'],
-        ('ReadLines', 'CountWords', 'Format', 'Write')),
+    DataflowCase('wordcount', _wordcount, ('ReadLines', 'CountWords', 'Format', 'Write')),
+    DataflowCase('features', _features, (
+        'ExtractFeatures', 'WriteTrain', 'WriteEval', 'WriteDeadLetter', 'WriteSummary')),
+    DataflowCase('validate', _validate, (
+        'StatisticsTrain', 'WriteTrainStatistics', 'StatisticsEval', 'WriteEvalStatistics'),
+        needs=('features_dir',), slow=True),
+    DataflowCase('evaluate', _evaluate, (
+        'ReadEvalSplit', 'DropUnlabelled', 'ScoreCandidate', 'FlattenModels', 'MetricsPerSlice',
+        'WriteOutputs'), needs=('features_dir', 'good_model_dir'), slow=True),
+    DataflowCase('predict', _predict, (
+        'ReadCsv', 'Predict', 'WritePredictions', 'WriteDeadLetter'),
+        needs=('good_model_dir',), slow=True),
 ]
 CASES = {case.pipeline: case for case in PIPELINES}
+NAMES = [pytest.param(c.pipeline, marks=[pytest.mark.slow] if c.slow else []) for c in PIPELINES]
 
 
-@pytest.fixture(scope='session')
-def built_wheel(tmp_path_factory) -> pathlib.Path:
-  """The project's real wheel, built once per session from a copy of the source tree.
-
-  Built from a copy so that parallel builds in the work tree (egg-info, build dirs) cannot clash.
-  """
-  root = tmp_path_factory.mktemp('wheel-build')
-  source = root / 'src'
+def _copy_source(source: pathlib.Path) -> pathlib.Path:
+  """The files setup.py packages, copied (parallel builds in the work tree cannot clash)."""
   source.mkdir()
   for name in ('setup.py', 'pyproject.toml', 'README.md'):
     shutil.copy2(REPO / name, source / name)
   shutil.copytree(REPO / 'beam_pipelines', source / 'beam_pipelines',
                   ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+  return source
+
+
+@pytest.fixture(scope='session')
+def built_wheel(tmp_path_factory) -> pathlib.Path:
+  """The project's real wheel, built once per session from a copy of the source tree."""
+  root = tmp_path_factory.mktemp('wheel-build')
+  source = _copy_source(root / 'src')
   subprocess.run(
       [sys.executable, '-m', 'build', '--no-isolation', '--wheel', '--outdir', str(root / 'dist'),
        str(source)], check=True, capture_output=True, timeout=300)
@@ -72,23 +133,33 @@ def built_wheel(tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope='module')
-def dry_run_jobs(built_wheel, tmp_path_factory) -> Dict[str, object]:
-  """Builds every registered pipeline's Dataflow job once (lazily), through submission_args."""
+def dry_run_jobs(built_wheel, request) -> Callable[[str], object]:
+  """Builds a registered pipeline's Dataflow job once (lazily), with submission_args' Beam args."""
+  from apache_beam import Pipeline
+  from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
   jobs: Dict[str, object] = {}
 
   def job_of(name: str):
     if name not in jobs:
       case = CASES[name]
-      tmp = tmp_path_factory.mktemp(f'dataflow-{name}')
+      fixtures = {fixture: request.getfixturevalue(fixture) for fixture in case.needs}
       argv = submission.submission_args(
-          name, case.argv(tmp) + DATAFLOW_OFFLINE, wheel=str(built_wheel), build_id=BUILD_ID)
-      result = submission.run_pipeline(name, argv)
-      assert result is not None and hasattr(result, 'job'), (
-          f'beam_pipelines.{name}.run() must return the PipelineResult (its .job is the dry run)')
-      jobs[name] = result.job
+          name, DATAFLOW_OFFLINE, wheel=str(built_wheel), build_id=BUILD_ID)
+      options = PipelineOptions(argv)
+      # As each pipeline's run() sets it (its default is asserted below).
+      options.view_as(SetupOptions).save_main_session = _run_default_save_main_session(name)
+      pipeline = Pipeline(options=options)
+      case.construct(pipeline, fixtures)
+      jobs[name] = pipeline.run().job
     return jobs[name]
 
   return job_of
+
+
+def _run_default_save_main_session(name: str) -> bool:
+  module = importlib.import_module(f'beam_pipelines.{name}')
+  parameter = inspect.signature(module.run).parameters.get('save_main_session')
+  return bool(parameter.default) if parameter is not None else False
 
 
 def _top_level_steps(job) -> List[str]:
@@ -108,7 +179,7 @@ def _staged_files(job) -> List[str]:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize('name', sorted(CASES))
+@pytest.mark.parametrize('name', NAMES)
 def test_job_has_the_pipelines_labelled_steps(dry_run_jobs, name):
   steps = _top_level_steps(dry_run_jobs(name))
   missing = [step for step in CASES[name].steps if step not in steps]
@@ -116,7 +187,7 @@ def test_job_has_the_pipelines_labelled_steps(dry_run_jobs, name):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize('name', sorted(CASES))
+@pytest.mark.parametrize('name', NAMES)
 def test_job_stages_the_built_wheel(dry_run_jobs, built_wheel, name):
   from apache_beam.options.pipeline_options import SetupOptions
   job = dry_run_jobs(name)
@@ -125,7 +196,7 @@ def test_job_stages_the_built_wheel(dry_run_jobs, built_wheel, name):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize('name', sorted(CASES))
+@pytest.mark.parametrize('name', NAMES)
 def test_job_name_and_labels_carry_the_build_id(dry_run_jobs, name):
   job = dry_run_jobs(name)
   assert job.proto.name == submission.job_name(name, BUILD_ID)
@@ -134,10 +205,11 @@ def test_job_name_and_labels_carry_the_build_id(dry_run_jobs, name):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize('name', sorted(CASES))
+@pytest.mark.parametrize('name', NAMES)
 def test_workers_do_not_depend_on_the_submitting_main_session(dry_run_jobs, name):
   """save_main_session is off and nothing of __main__ is pickled: DoFns come from the wheel."""
   from apache_beam.options.pipeline_options import SetupOptions
+  assert _run_default_save_main_session(name) is False, f'{name}.run() saves the main session'
   job = dry_run_jobs(name)
   assert job.options.view_as(SetupOptions).save_main_session is False
   assert PICKLED_MAIN_SESSION not in _staged_files(job)
@@ -146,14 +218,11 @@ def test_workers_do_not_depend_on_the_submitting_main_session(dry_run_jobs, name
 @pytest.mark.integration
 def test_setup_file_staging_builds_a_source_package(tmp_path):
   """--setup_file (when asked instead of the wheel): Beam builds an sdist of the tree and stages it."""
-  source = tmp_path / 'src'
-  source.mkdir()
-  for name in ('setup.py', 'pyproject.toml', 'README.md'):
-    shutil.copy2(REPO / name, source / name)
-  shutil.copytree(REPO / 'beam_pipelines', source / 'beam_pipelines',
-                  ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+  source = _copy_source(tmp_path / 'src')
+  # Through the word count's real entry point, run(argv), as `python -m` would call it.
   argv = submission.submission_args(
-      'wordcount', CASES['wordcount'].argv(tmp_path) + DATAFLOW_OFFLINE,
+      'wordcount', ['--input', str(SUPPORT_FILES / 'input.txt'),
+                    '--output', f'{OFFLINE_BUCKET}/counts'] + DATAFLOW_OFFLINE,
       setup_file=str(source / 'setup.py'), build_id=BUILD_ID)
   job = submission.run_pipeline('wordcount', argv).job
   assert 'workflow.tar.gz' in _staged_files(job)
