@@ -14,10 +14,37 @@ Any other flag is a Beam pipeline option (``--runner``, ``--direct_num_workers``
 from __future__ import annotations
 
 import argparse
+import sys
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+  """evaluate's own flags (plain argparse: --help needs no Beam import, and Beam merges every
+  PipelineOptions subclass's flags into one parser, where a second --output would clash)."""
+  parser.add_argument('--features', required=True, help='Feature extraction output directory.')
+  parser.add_argument('--model', required=True, help='Candidate model directory.')
+  parser.add_argument('--baseline_model', default=None,
+                      help='Baseline (e.g. production) model directory; none: rubber stamp.')
+  parser.add_argument('--baseline_sha256', default=None,
+                      help="The baseline model file's sha256 as a registry recorded it (checked "
+                           'before loading, besides the metadata beside the file).')
+  parser.add_argument('--blessing_config', default=None,
+                      help='Blessing thresholds, YAML/JSON (default: AUC >= 0.5 and not worse).')
+  parser.add_argument('--slice_feature', default=None,
+                      help='Categorical feature to slice by (default: the first categorical one).')
+  parser.add_argument('--output', required=True, help='Evaluation output directory.')
+
+
+if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
+  # Answer --help before importing Beam, which alone takes ~2 s.
+  _parser = argparse.ArgumentParser(
+      prog='python -m beam_pipelines.evaluate', description=__doc__.split('\n')[0],
+      epilog='Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).')
+  add_evaluate_arguments(_parser)
+  _parser.parse_args()
+
 import json
 import logging
 import math
-import sys
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -36,23 +63,6 @@ OVERALL = 'Overall'
 MISSING_VALUE = '<missing>'
 
 SliceKey = Tuple[str, str, str]  # (model, slice feature or 'Overall', value)
-
-
-class EvaluateOptions:
-  """evaluate's own flags (plain argparse: Beam merges every PipelineOptions subclass's flags
-  into one parser, and ``--output`` is already WordCountOptions')."""
-
-  @classmethod
-  def _add_argparse_args(cls, parser):
-    parser.add_argument('--features', required=True, help='Feature extraction output directory.')
-    parser.add_argument('--model', required=True, help='Candidate model directory.')
-    parser.add_argument('--baseline_model', default=None,
-                        help='Baseline (e.g. production) model directory; none: rubber stamp.')
-    parser.add_argument('--blessing_config', default=None,
-                        help='Blessing thresholds, YAML/JSON (default: AUC >= 0.5 and not worse).')
-    parser.add_argument('--slice_feature', default=None,
-                        help='Categorical feature to slice by (default: the first categorical one).')
-    parser.add_argument('--output', required=True, help='Evaluation output directory.')
 
 
 class ScoreBySlice(beam.PTransform):
@@ -166,34 +176,38 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: str, models: Dict[str,
           | 'WriteOutputs' >> beam.Map(write_outputs, thresholds, output))
 
 
-def describe_model(model_dir: str) -> Dict[str, Any]:
-  """What metrics.json records about a model (its metadata; the file's sha256 is checked)."""
+def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> Dict[str, Any]:
+  """What metrics.json records about a model (its metadata; the file's sha256 is checked now, to
+  fail early and clearly, and again by the handler on every worker that loads it)."""
   metadata = model_io.read_metadata(model_dir)
-  model_io.read_verified_bytes(model_dir)  # fail early and clearly; workers check again on load
+  model_io.read_verified_bytes(model_dir, expected_sha256)
   return {'model_dir': model_dir, 'model_sha256': metadata['model_sha256'],
-          'label': metadata['label'], 'features': metadata.get('features'),
-          'data_fingerprint': metadata.get('data_fingerprint'),
+          'expected_sha256': expected_sha256, 'label': metadata['label'],
+          'features': metadata.get('features'), 'data_fingerprint': metadata.get('data_fingerprint'),
           'hyperparameters': metadata.get('hyperparameters')}
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Evaluates and blesses; returns the blessing record (also written to EDIR/blessing.json)."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  EvaluateOptions._add_argparse_args(parser)
+  add_evaluate_arguments(parser)
   known, pipeline_args = parser.parse_known_args(argv)
   options = PipelineOptions(pipeline_args)
   options.view_as(SetupOptions).save_main_session = save_main_session
   thresholds = blessing.load_config(known.blessing_config)
   models = {CANDIDATE: describe_model(known.model)}
   if known.baseline_model:
-    models[BASELINE] = describe_model(known.baseline_model)
+    models[BASELINE] = describe_model(known.baseline_model, known.baseline_sha256)
     if models[BASELINE]['label'] != models[CANDIDATE]['label']:
       raise ValueError(f'baseline predicts {models[BASELINE]["label"]!r}, '
                        f'candidate {models[CANDIDATE]["label"]!r}: not comparable')
   label = models[CANDIDATE]['label']
+  eval_pattern = artifacts.split_pattern(known.features, artifacts.EVAL)
+  if not FileSystems.match([eval_pattern])[0].metadata_list:
+    raise FileNotFoundError(f'no eval features: nothing matches {eval_pattern}')
   slice_feature = known.slice_feature or next(
       iter(model_io.read_metadata(known.model).get('categorical') or []), None)
-  progress(f'evaluate: {", ".join(models)} on {artifacts.split_pattern(known.features, artifacts.EVAL)}'
+  progress(f'evaluate: {", ".join(models)} on {eval_pattern}'
            f', sliced by {slice_feature or "nothing"}'
            + ('' if known.baseline_model else '; no baseline: value thresholds only (rubber stamp)'))
   pipeline = beam.Pipeline(options=options)
@@ -229,7 +243,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """CLI entry: clear one-line errors for bad models/configs; exit 0 whether blessed or not."""
   try:
     run(argv)
-  except (model_io.ModelIntegrityError, blessing.BlessingConfigError, ValueError) as error:
+  except (model_io.ModelIntegrityError, blessing.BlessingConfigError, FileNotFoundError,
+          ValueError) as error:
     progress(f'evaluate: failed: {error}')
     return 2
   return 0

@@ -14,10 +14,31 @@ the one recorded with the model. Any other flag is a Beam pipeline option.
 from __future__ import annotations
 
 import argparse
+import sys
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+  """predict's own flags (plain argparse: --help needs no Beam import, and Beam merges every
+  PipelineOptions subclass's flags into one parser, where a second --output would clash)."""
+  parser.add_argument('--input', required=True, help='CSV file or glob of new rows.')
+  parser.add_argument('--model', required=True, help='Model directory (sha256-checked).')
+  parser.add_argument('--spec', default=None,
+                      help='Dataset spec (default: the spec recorded with the model).')
+  parser.add_argument('--output', required=True, help='Output directory.')
+  parser.add_argument('--num_shards', type=int, default=0, help='Prediction shards (0: runner).')
+
+
+if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
+  # Answer --help before importing Beam, which alone takes ~2 s.
+  _parser = argparse.ArgumentParser(
+      prog='python -m beam_pipelines.predict', description=__doc__.split('\n')[0],
+      epilog='Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).')
+  add_predict_arguments(_parser)
+  _parser.parse_args()
+
 import hashlib
 import json
 import logging
-import sys
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -32,20 +53,6 @@ from beam_pipelines.runtime import progress
 
 DECISION_THRESHOLD = 0.5
 PREDICTIONS_SUFFIX = artifacts.DEAD_LETTER_SUFFIX  # JSON lines too
-
-
-class PredictOptions:
-  """predict's own flags (plain argparse: Beam merges every PipelineOptions subclass's flags into
-  one parser, and ``--input``/``--output`` are already WordCountOptions')."""
-
-  @classmethod
-  def _add_argparse_args(cls, parser):
-    parser.add_argument('--input', required=True, help='CSV file or glob of new rows.')
-    parser.add_argument('--model', required=True, help='Model directory (sha256-checked).')
-    parser.add_argument('--spec', default=None,
-                        help='Dataset spec (default: the spec recorded with the model).')
-    parser.add_argument('--output', required=True, help='Output directory.')
-    parser.add_argument('--num_shards', type=int, default=0, help='Prediction shards (0: runner).')
 
 
 def row_key(key_column: Optional[str]):
@@ -130,7 +137,7 @@ def load_spec(spec_path: Optional[str], metadata: Dict[str, Any]) -> spec_lib.Da
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Runs batch inference; returns the summary (also written to PDIR/summary.json)."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  PredictOptions._add_argparse_args(parser)
+  add_predict_arguments(parser)
   known, pipeline_args = parser.parse_known_args(argv)
   options = PipelineOptions(pipeline_args)
   options.view_as(SetupOptions).save_main_session = save_main_session

@@ -14,9 +14,37 @@ With ``--verdict``, training is refused when validation said "anomalous".
 from __future__ import annotations
 
 import argparse
+import sys
+
+CLASSIFIERS = ('logistic', 'gbt')
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+  """train's own flags (plain argparse: --help needs no Beam import, and Beam merges every
+  PipelineOptions subclass's flags into one parser, where a second --output would clash)."""
+  parser.add_argument('--features', required=True, help='Feature extraction output directory.')
+  parser.add_argument('--spec', default=None, help='Dataset spec (default: the bundled taxi spec).')
+  parser.add_argument('--output', required=True, help='Model directory to write.')
+  parser.add_argument('--verdict', default=None,
+                      help='Validation verdict.json (or its directory); "anomalous" refuses training.')
+  parser.add_argument('--classifier', choices=CLASSIFIERS, default='logistic')
+  parser.add_argument('--C', type=float, default=1.0, help='logistic: inverse regularisation.')
+  parser.add_argument('--max_iter', type=int, default=1000, help='logistic/gbt: iterations.')
+  parser.add_argument('--learning_rate', type=float, default=0.1, help='gbt: learning rate.')
+  parser.add_argument('--max_depth', type=int, default=None, help='gbt: tree depth (None: no cap).')
+  parser.add_argument('--max_leaf_nodes', type=int, default=31, help='gbt: leaves per tree.')
+  parser.add_argument('--random_state', type=int, default=0, help='Seed (determinism).')
+
+
+if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
+  # Answer --help before importing Beam, which alone takes ~2 s.
+  _parser = argparse.ArgumentParser(
+      prog='python -m beam_pipelines.train', description=__doc__.split('\n')[0])
+  add_train_arguments(_parser)
+  _parser.parse_args()
+
 import json
 import logging
-import sys
 import time
 from typing import Any, Dict, Optional, Sequence
 
@@ -26,35 +54,9 @@ from beam_pipelines.ml import artifacts
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.runtime import progress
 
-CLASSIFIERS = ('logistic', 'gbt')
-
 
 class TrainingRefused(RuntimeError):
   """Training did not start: the validation verdict, the data or the options forbid it."""
-
-
-class TrainOptions:
-  """Training flags: inputs, output and hyperparameters.
-
-  Deliberately not a ``PipelineOptions`` subclass: Beam parses the flags of every such subclass in
-  one argparse parser, so a second ``--output`` (WordCountOptions has one) breaks every pipeline
-  run in a process that imported both modules.
-  """
-
-  @classmethod
-  def _add_argparse_args(cls, parser):
-    parser.add_argument('--features', required=True, help='Feature extraction output directory.')
-    parser.add_argument('--spec', default=None, help='Dataset spec (default: the bundled taxi spec).')
-    parser.add_argument('--output', required=True, help='Model directory to write.')
-    parser.add_argument('--verdict', default=None,
-                        help='Validation verdict.json (or its directory); "anomalous" refuses training.')
-    parser.add_argument('--classifier', choices=CLASSIFIERS, default='logistic')
-    parser.add_argument('--C', type=float, default=1.0, help='logistic: inverse regularisation.')
-    parser.add_argument('--max_iter', type=int, default=1000, help='logistic/gbt: iterations.')
-    parser.add_argument('--learning_rate', type=float, default=0.1, help='gbt: learning rate.')
-    parser.add_argument('--max_depth', type=int, default=None, help='gbt: tree depth (None: no cap).')
-    parser.add_argument('--max_leaf_nodes', type=int, default=31, help='gbt: leaves per tree.')
-    parser.add_argument('--random_state', type=int, default=0, help='Seed (determinism).')
 
 
 def hyperparameters(known: argparse.Namespace) -> Dict[str, Any]:
@@ -154,7 +156,7 @@ def train(features_dir: str, spec: spec_lib.DatasetSpec, output: str,
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """Trains and saves a model; returns its metadata. Raises TrainingRefused / SpecError."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  TrainOptions._add_argparse_args(parser)
+  add_train_arguments(parser)
   known, _ = parser.parse_known_args(argv)
   if known.verdict:
     status = check_verdict(known.verdict)

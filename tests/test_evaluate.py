@@ -145,3 +145,13 @@ def test_tampered_baseline_is_refused_and_nothing_is_blessed(features_dir, good_
     run_evaluate(features_dir, good_model_dir, tmp_path / 'e', '--baseline_model', str(baseline))
   assert not (tmp_path / 'e' / artifacts.BLESSED).exists()
   assert not (tmp_path / 'e' / artifacts.NOT_BLESSED).exists()
+
+
+def test_baseline_sha256_from_a_registry_is_checked(features_dir, good_model_dir, tmp_path):
+  with pytest.raises(model_io.ModelIntegrityError, match=r'the caller \(registry\) says f+'):
+    run_evaluate(features_dir, good_model_dir, tmp_path, '--baseline_model', str(good_model_dir),
+                 '--baseline_sha256', 'f' * 64)
+  sha256 = json.loads((good_model_dir / artifacts.MODEL_METADATA_FILE).read_text())['model_sha256']
+  record, _ = run_evaluate(features_dir, good_model_dir, tmp_path, '--baseline_model',
+                           str(good_model_dir), '--baseline_sha256', sha256)
+  assert record['status'] == artifacts.BLESSED  # the same model is at least as good as itself

@@ -108,3 +108,17 @@ def test_a_user_csv_and_spec_run_through_the_whole_chain(tmp_path):
       '--output', tmp_path / 'p')
   summary = json.loads((tmp_path / 'p' / artifacts.SUMMARY_FILE).read_text())
   assert summary['predictions_written'] == 50 and summary['reconciled']
+
+
+@pytest.mark.parametrize('module, flag', [('train', '--classifier'), ('evaluate', '--baseline_model'),
+                                          ('predict', '--model')])
+def test_help_answers_without_importing_beam(module, flag):
+  code = ('import runpy, sys\n'
+          f'sys.argv = ["{module}", "--help"]\n'
+          'try:\n'
+          f'  runpy.run_module("beam_pipelines.{module}", run_name="__main__")\n'
+          'except SystemExit:\n'
+          '  pass\n'
+          'assert "apache_beam" not in sys.modules and "sklearn" not in sys.modules\n')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+  assert flag in out.stdout
