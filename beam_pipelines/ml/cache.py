@@ -1,0 +1,62 @@
+"""The step cache of continuous training: a step whose inputs are unchanged is skipped, its outputs
+reused.
+
+A step's key is the sha256 of its name and its inputs as canonical JSON: the hashes of its input
+data (or the key of the step that made them), the code fingerprint and its parameters. The step
+writes its outputs into ``<cache root>/<step>/<key[:24]>/``; the marker ``done.json``, written
+last, holds the full key and what the step returned. An entry without its marker is unfinished
+(the process died) and the step runs again over it. ``enabled=False`` (``--no_cache``) always runs
+the step and refreshes the entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from beam_pipelines.harness import bucket, layout
+
+MARKER = 'done.json'
+RAN, CACHED = 'ran', 'cached'
+
+
+def step_key(step: str, **inputs: Any) -> str:
+  """sha256 of the step name and its inputs (data hashes, code fingerprint, parameters)."""
+  canonical = json.dumps({'step': step, 'inputs': inputs}, sort_keys=True, default=str)
+  return hashlib.sha256(canonical.encode('utf-8')).hexdigest()
+
+
+class StepCache:
+  """Content-addressed step outputs under ``root`` (any bucket URL)."""
+
+  def __init__(self, root: str, enabled: bool = True):
+    self.root = root.rstrip('/')
+    self.enabled = enabled
+
+  def entry(self, step: str, key: str) -> str:
+    return layout.join(self.root, step, key[:24])
+
+  def get(self, step: str, key: str) -> Optional[Dict[str, Any]]:
+    """The stored result of a finished step with this key, else None."""
+    marker = layout.join(self.entry(step, key), MARKER)
+    if not bucket.exists(marker):
+      return None
+    done = bucket.read_json(marker, f'cache marker of {step}')
+    return done.get('result') if done.get('key') == key else None
+
+  def run(self, step: str, key: str,
+          fn: Callable[[str], Dict[str, Any]]) -> Tuple[Dict[str, Any], str, str]:
+    """(result, 'ran' | 'cached', output directory): ``fn(directory)`` runs only on a miss."""
+    directory = self.entry(step, key)
+    if self.enabled:
+      hit = self.get(step, key)
+      if hit is not None:
+        return hit, CACHED, directory
+    started = time.monotonic()
+    result = fn(directory)
+    bucket.write_json(layout.join(directory, MARKER), {
+        'key': key, 'step': step, 'result': result, 'at': layout.now_utc(),
+        'seconds': round(time.monotonic() - started, 3)})
+    return result, RAN, directory

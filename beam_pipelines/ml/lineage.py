@@ -1,0 +1,120 @@
+"""Lineage of continuous-training runs: which code, data and parameters made which outputs.
+
+One JSON record per run (``<bucket>/prod/ct/runs/<run_id>/lineage.json``), rewritten atomically
+after every step so a killed run still says how far it got::
+
+    {"run_id", "started_at", "finished_at", "status": running | trained | stopped | failed | ...,
+     "trigger": ["new_span", "drift", "force"],
+     "code": {"source": "deployed-wheel", "build_id", "wheel_sha256", "version", "fingerprint"}
+          or {"source": "source-tree", "version", "git_commit", "git_dirty", "fingerprint"},
+     "data": {"span", "files": [{"path", "sha256", "size"}], "sha256"},
+     "parameters": {...}, "steps": {"features": {"status", "outputs", "key", ...}, ...},
+     "model": {"version", "sha256", "blessing"}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+from typing import Any, Dict, List, Optional, Sequence
+
+from beam_pipelines.harness import bucket, layout
+from beam_pipelines.harness.errors import HarnessError
+
+CODE_SUFFIXES = ('.py', '.yaml', '.json', '.csv', '.txt')
+
+
+def file_entries(paths: Sequence[str]) -> List[Dict[str, Any]]:
+  """[{"path", "sha256", "size"}] of data files, sorted by path."""
+  return [{'path': p, 'sha256': bucket.sha256_of(p), 'size': bucket.size(p)} for p in sorted(paths)]
+
+
+def data_sha256(entries: Sequence[Dict[str, Any]]) -> str:
+  """One hash of a span: over (file name, sha256) pairs, wherever the span sits."""
+  from beam_pipelines.ml.tabular import data_fingerprint
+  return data_fingerprint(entries)
+
+
+def _package_dir() -> pathlib.Path:
+  import beam_pipelines
+  return pathlib.Path(beam_pipelines.__file__).resolve().parent
+
+
+def code_fingerprint(package: Optional[pathlib.Path] = None) -> str:
+  """sha256 over the package's source and data files: the code version of the cache keys."""
+  package = package or _package_dir()
+  digest = hashlib.sha256()
+  for path in sorted(p for p in package.rglob('*') if p.suffix in CODE_SUFFIXES and p.is_file()
+                     and '__pycache__' not in p.parts):
+    digest.update(f'{path.relative_to(package).as_posix()}\0'.encode())
+    digest.update(hashlib.sha256(path.read_bytes()).digest())
+  return digest.hexdigest()
+
+
+def code_identity(build_id: Optional[str] = None, wheel_sha256: Optional[str] = None) -> Dict[str, Any]:
+  """Which code runs: the deployed wheel (build id + wheel sha256) or the source tree (git commit).
+
+  A process started from an installed deployed wheel (``harness.deployed``) finds the wheel's
+  sha256 in the install directory's marker; a ``wheel_sha256`` given that disagrees is refused.
+  """
+  import beam_pipelines
+  from beam_pipelines.harness.deployed import INSTALLED_MARKER
+  package = _package_dir()
+  identity = {'version': beam_pipelines.__version__, 'fingerprint': code_fingerprint(package)}
+  marker = package.parent / INSTALLED_MARKER
+  if marker.is_file():
+    installed = marker.read_text().strip()
+    if wheel_sha256 and wheel_sha256 != installed:
+      raise HarnessError(f'this code was installed from wheel {installed}, not {wheel_sha256}: '
+                         f'refusing to record a wrong lineage')
+    return dict(identity, source='deployed-wheel', build_id=build_id, wheel_sha256=installed)
+  from beam_pipelines.harness.build import git_info
+  repo = package.parent
+  commit, dirty, _ = git_info(repo) if (repo / '.git').exists() else (None, True, 0)
+  return dict(identity, source='source-tree', build_id=build_id, wheel_sha256=wheel_sha256,
+              git_commit=commit, git_dirty=dirty)
+
+
+class RunRecord:
+  """A run's lineage record, saved after every change."""
+
+  def __init__(self, path: str, **fields: Any):
+    self.path = path
+    self.record: Dict[str, Any] = {'started_at': layout.now_utc(), 'status': 'running',
+                                   'steps': {}, **fields}
+    self.save()
+
+  def step(self, name: str, status: str, **info: Any) -> None:
+    self.record['steps'][name] = {'status': status, **info}
+    self.save()
+
+  def finish(self, status: str, **fields: Any) -> Dict[str, Any]:
+    self.record.update(status=status, finished_at=layout.now_utc(), **fields)
+    self.save()
+    return self.record
+
+  def save(self) -> None:
+    bucket.write_json(self.path, self.record)
+
+
+def render(record: Dict[str, Any]) -> List[str]:
+  """A lineage record as the lines of ``invoke lineage``."""
+  code, data = record.get('code', {}), record.get('data', {})
+  if code.get('source') == 'deployed-wheel':
+    made_by = f'deployed build {code.get("build_id")} (wheel sha256 {code.get("wheel_sha256")})'
+  else:
+    made_by = (f'source tree, version {code.get("version")}, git commit {code.get("git_commit")}'
+               + (' (uncommitted changes)' if code.get('git_dirty') else '')
+               + (f', build {code["build_id"]}' if code.get('build_id') else ''))
+  lines = [f'run {record.get("run_id")}: {record.get("status")} '
+           f'({record.get("started_at")} -> {record.get("finished_at", "?")})',
+           f'  trigger:    {", ".join(record.get("trigger", [])) or "none"}',
+           f'  code:       {made_by}; code fingerprint {str(code.get("fingerprint"))[:16]}',
+           f'  data:       span {data.get("span")} sha256 {data.get("sha256")}']
+  lines += [f'              {f["path"]}  sha256 {f["sha256"]}' for f in data.get('files', [])]
+  lines.append(f'  parameters: {record.get("parameters")}')
+  for name, step in record.get('steps', {}).items():
+    outputs = step.get('outputs')
+    lines.append(f'  step {name:10s} {step.get("status"):8s} {step.get("summary", "")}'
+                 + (f'  -> {outputs}' if outputs else ''))
+  return lines

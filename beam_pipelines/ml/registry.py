@@ -1,0 +1,230 @@
+"""The model registry in the bucket: immutable numbered versions, movable aliases, a history.
+
+Layout under a registry root (``<bucket>/prod/registry/<model name>``, see ``beam_pipelines.ct``)::
+
+    versions/<N>/model.joblib, model.json   the model's files, copied and sha256-checked
+    versions/<N>/version.json               the commit marker, written LAST: each file's sha256,
+                                            metrics, blessing, lineage (run id, record path)
+    aliases.json                            {"aliases": {"production": N, "candidate": M},
+                                             "event": the move that wrote it}
+    history/<event_id>.json                 one object per alias move (who, when, why, from/to)
+    registry.lock                           serialises pushes and alias moves (the harness lock)
+
+A version exists only once its ``version.json`` does: a push killed half-way leaves files nobody
+reads, and the next push (same number, under the lock) overwrites them. ``aliases.json`` is one
+object, replaced in one atomic write, so aliases move together or not at all; a move killed
+before its history object was written is recorded by the next locked operation (as deploy does).
+Aliases are MLflow's: ``production`` is what serving uses, ``candidate`` the latest blessed model.
+A model is loaded only after every file's sha256 matches ``version.json`` (``model_io`` checks the
+pickle's bytes again before unpickling).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from beam_pipelines.harness import bucket, layout
+from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.harness.lock import DeployLock
+from beam_pipelines.ml import artifacts
+
+PRODUCTION, CANDIDATE = 'production', 'candidate'
+ALIASES = (PRODUCTION, CANDIDATE)
+MODEL_FILES = (artifacts.MODEL_FILE, artifacts.MODEL_METADATA_FILE)
+VERSIONS, VERSION_FILE, ALIASES_FILE, HISTORY = 'versions', 'version.json', 'aliases.json', 'history'
+LOCK_FILE = 'registry.lock'
+EVENT_PUSH, EVENT_PROMOTE, EVENT_ROLLBACK = 'push', 'promote', 'rollback'
+
+
+class RegistryError(HarnessError):
+  """A registry refusal; the message says what and why. Nothing was changed."""
+
+
+class Registry:
+  """One model's registry at ``root`` (a local directory or a gs:// prefix)."""
+
+  def __init__(self, root: str):
+    self.root = root.rstrip('/')
+    self.lock = layout.join(self.root, LOCK_FILE)  # read by DeployLock
+
+  def version_dir(self, number: int) -> str:
+    return layout.join(self.root, VERSIONS, str(int(number)))
+
+  def _record_path(self, number: int) -> str:
+    return layout.join(self.version_dir(number), VERSION_FILE)
+
+  @property
+  def _aliases_path(self) -> str:
+    return layout.join(self.root, ALIASES_FILE)
+
+  @property
+  def _history_dir(self) -> str:
+    return layout.join(self.root, HISTORY)
+
+  # Reading ------------------------------------------------------------------------------------
+
+  def numbers(self) -> List[int]:
+    """Committed version numbers (those with a version.json), ascending."""
+    suffix = '/' + VERSION_FILE
+    found = []
+    for path in bucket.list_tree(layout.join(self.root, VERSIONS)):
+      if path.endswith(suffix) and path[:-len(suffix)].rsplit('/', 1)[-1].isdigit():
+        found.append(int(path[:-len(suffix)].rsplit('/', 1)[-1]))
+    return sorted(found)
+
+  def record(self, number: int) -> Dict[str, Any]:
+    path = self._record_path(number)
+    if not bucket.exists(path):
+      raise RegistryError(f'model version {number} does not exist in {self.root} '
+                          f'(versions: {self.numbers() or "none"})')
+    return bucket.read_json(path, f'model version {number}')
+
+  def versions(self) -> List[Dict[str, Any]]:
+    return [self.record(n) for n in self.numbers()]
+
+  def aliases(self) -> Dict[str, int]:
+    if not bucket.exists(self._aliases_path):
+      return {}
+    return dict(bucket.read_json(self._aliases_path, 'registry aliases').get('aliases', {}))
+
+  def resolve(self, ref: Union[str, int]) -> int:
+    """'production' / 'candidate' / a version number -> a committed version number."""
+    if isinstance(ref, int) or str(ref).isdigit():
+      number = int(ref)
+      self.record(number)
+      return number
+    if ref not in ALIASES:
+      raise RegistryError(f'unknown model reference {ref!r}: use a version number or one of '
+                          f'{", ".join(ALIASES)}')
+    number = self.aliases().get(ref)
+    if number is None:
+      raise RegistryError(f'no model is {ref!r} yet in {self.root}: run `invoke ct` first')
+    return number
+
+  def history(self) -> List[Dict[str, Any]]:
+    """Alias moves, oldest first."""
+    return [bucket.read_json(p, 'registry history event') for p in bucket.list_files(self._history_dir)
+            if p.endswith('.json')]
+
+  def verified_dir(self, ref: Union[str, int]) -> Tuple[str, Dict[str, Any]]:
+    """(directory, record) of a version after checking every file's sha256 against its record."""
+    number = self.resolve(ref)
+    record = self.record(number)
+    for name, sha256 in sorted(record['files'].items()):
+      bucket.verify(layout.join(self.version_dir(number), name), sha256,
+                    f'registered model v{number} file {name}')
+    return self.version_dir(number), record
+
+  def load(self, ref: Union[str, int]):
+    """The fitted model of a version, unpickled only after its sha256 checks (twice)."""
+    from beam_pipelines.ml import model_io
+    directory, record = self.verified_dir(ref)
+    return model_io.load_model(directory, expected_sha256=record['model_sha256'])
+
+  # Writing (each under the registry lock) ----------------------------------------------------
+
+  def push(self, model_dir: str, **facts: Any) -> Tuple[Dict[str, Any], bool]:
+    """Registers the model in ``model_dir`` as the next version; returns (record, created).
+
+    ``facts`` (metrics, blessing, lineage, run_id ...) go into the record. A model whose sha256 is
+    already registered is not registered twice: its record comes back with ``created=False``.
+    """
+    from beam_pipelines.ml import model_io
+    payload = model_io.read_verified_bytes(model_dir)  # refuses an unfinished or changed model
+    metadata = model_io.read_metadata(model_dir)
+    with DeployLock(self, 'registry push'):
+      self._record_missing_event()
+      for existing in self.versions():
+        if existing['model_sha256'] == metadata['model_sha256']:
+          return existing, False
+      number = (self.numbers() or [0])[-1] + 1
+      target = self.version_dir(number)
+      files = {}
+      for name, data in ((artifacts.MODEL_FILE, payload),
+                         (artifacts.MODEL_METADATA_FILE, bucket.read_bytes(
+                             layout.join(model_dir, artifacts.MODEL_METADATA_FILE)))):
+        files[name] = bucket.sha256_bytes(data)
+        bucket.write_bytes(layout.join(target, name), data)
+        bucket.verify(layout.join(target, name), files[name], f'registered {name}')
+      record = {'version': number, 'model_sha256': metadata['model_sha256'], 'files': files,
+                'source': model_dir, 'registered_at': layout.now_utc(), **facts}
+      bucket.write_json(self._record_path(number), record)  # the commit point
+      return record, True
+
+  def move(self, moves: Dict[str, int], event: str, reason: str = '',
+           **facts: Any) -> Optional[Dict[str, Any]]:
+    """Moves aliases together (one atomic write) and records the event; None if nothing moved."""
+    with DeployLock(self, f'registry {event}'):
+      return self._move(moves, event, reason, **facts)
+
+  def promote(self, ref: Union[str, int], reason: str = '') -> Optional[Dict[str, Any]]:
+    """Points ``production`` at a version (``model-promote --version N``)."""
+    number = self.resolve(ref)
+    return self.move({PRODUCTION: number}, EVENT_PROMOTE, reason or f'promoted to v{number}')
+
+  def rollback(self, reason: str = '') -> Dict[str, Any]:
+    """Points ``production`` back at the version it held before the live one was pushed/promoted."""
+    with DeployLock(self, f'registry {EVENT_ROLLBACK}'):
+      live = self.aliases().get(PRODUCTION)
+      if live is None:
+        raise RegistryError('no production model: nothing to roll back')
+      target = rollback_target(self.history(), live)
+      event = self._move({PRODUCTION: target}, EVENT_ROLLBACK,
+                         reason or f'rollback from v{live} to v{target}')
+      return event
+
+  def _move(self, moves: Dict[str, int], event: str, reason: str, **facts: Any):
+    self._record_missing_event()
+    for alias, number in moves.items():
+      if alias not in ALIASES:
+        raise RegistryError(f'unknown alias {alias!r}: use one of {", ".join(ALIASES)}')
+      self.record(number)  # must be committed
+    before = self.aliases()
+    after = dict(before, **moves)
+    if after == before:
+      return None
+    from beam_pipelines.harness.integration import actor
+    stamp = layout.event_id(event, 'registry').rsplit('-registry', 1)[0]
+    record = {'event_id': stamp, 'event': event, 'at': layout.now_utc(), 'by': actor(),
+              'reason': reason, 'aliases': after,
+              'moves': {a: {'from': before.get(a), 'to': n} for a, n in sorted(moves.items())
+                        if before.get(a) != n}, **facts}
+    bucket.write_json(self._aliases_path, {'aliases': after, 'event': record})  # the commit point
+    bucket.write_json(layout.join(self._history_dir, f'{stamp}.json'), record)
+    return record
+
+  def _record_missing_event(self) -> None:
+    """A move killed between its commit and its history object is recorded now."""
+    if not bucket.exists(self._aliases_path):
+      return
+    event = bucket.read_json(self._aliases_path, 'registry aliases').get('event')
+    if event and not bucket.exists(layout.join(self._history_dir, f'{event["event_id"]}.json')):
+      bucket.write_json(layout.join(self._history_dir, f'{event["event_id"]}.json'),
+                        dict(event, recovered=True))
+
+
+def rollback_target(events: List[Dict[str, Any]], live: int) -> int:
+  """The production version before ``live`` was last made production (rollbacks not counted)."""
+  made = [e['moves'][PRODUCTION]['to'] for e in events
+          if e.get('event') != EVENT_ROLLBACK and PRODUCTION in e.get('moves', {})]
+  if live in made:
+    index = len(made) - 1 - made[::-1].index(live)
+    earlier = [n for n in made[:index] if n != live]
+  else:
+    earlier = [n for n in made if n != live]
+  if not earlier:
+    raise RegistryError(f'nothing to roll back to: no model was production before v{live}')
+  return earlier[-1]
+
+
+def describe(record: Dict[str, Any], aliases: Dict[str, int]) -> str:
+  """One line of ``invoke model-list``."""
+  number = record['version']
+  names = [a for a in ALIASES if aliases.get(a) == number]
+  metrics = record.get('metrics') or {}
+  shown = ', '.join(f'{k} {metrics[k]:.4f}' for k in ('auc', 'accuracy', 'log_loss')
+                    if isinstance(metrics.get(k), float))
+  blessing = (record.get('blessing') or {}).get('status', '?')
+  return (f'v{number:<3d} {blessing:11s} {shown or "no metrics"}  sha256 {record["model_sha256"][:12]}'
+          f'  run {record.get("run_id", "?")}  {record.get("registered_at", "")}'
+          + (f'  <- {", ".join(names)}' if names else ''))
