@@ -1,0 +1,199 @@
+"""The model registry, the step cache and lineage identity, on real files in a temporary bucket."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+
+from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.ml import artifacts, lineage, model_io, registry
+from beam_pipelines.ml.cache import CACHED, MARKER, RAN, StepCache, step_key
+
+
+def save(directory, weights):
+  """A small picklable 'model' saved with real metadata (no training needed)."""
+  model_io.save_model({'weights': weights}, str(directory), numeric=['a'], categorical=[],
+                      label='y', spec_fingerprint='spec', data={'fingerprint': 'data'},
+                      hyperparameters={'C': 1.0})
+  return str(directory)
+
+
+@pytest.fixture
+def reg(tmp_path):
+  return registry.Registry(str(tmp_path / 'registry' / 'taxi'))
+
+
+@pytest.fixture
+def models(tmp_path):
+  return [save(tmp_path / f'model{i}', [i, i + 1]) for i in range(3)]
+
+
+class TestPush:
+
+  def test_versions_are_numbered_with_files_sha256_and_facts(self, reg, models):
+    first, created = reg.push(models[0], metrics={'auc': 0.8}, run_id='r1')
+    second, _ = reg.push(models[1], metrics={'auc': 0.9}, run_id='r2')
+    assert created and (first['version'], second['version']) == (1, 2)
+    assert reg.numbers() == [1, 2]
+    assert set(first['files']) == {artifacts.MODEL_FILE, artifacts.MODEL_METADATA_FILE}
+    assert first['metrics'] == {'auc': 0.8} and first['run_id'] == 'r1'
+    assert reg.load(1) == {'weights': [0, 1]}
+
+  def test_the_same_model_is_not_registered_twice(self, reg, models):
+    reg.push(models[0])
+    again, created = reg.push(models[0])
+    assert not created and again['version'] == 1 and reg.numbers() == [1]
+
+  def test_a_version_without_its_commit_marker_is_invisible_and_reused(self, reg, models, tmp_path):
+    reg.push(models[0])
+    half = tmp_path / 'registry' / 'taxi' / 'versions' / '2'
+    half.mkdir(parents=True)
+    (half / artifacts.MODEL_FILE).write_bytes(b'half-written by a killed push')
+    assert reg.numbers() == [1]
+    with pytest.raises(HarnessError, match='version 2 does not exist'):
+      reg.resolve(2)
+    record, created = reg.push(models[1])
+    assert created and record['version'] == 2
+    assert reg.load(2) == {'weights': [1, 2]}
+
+  def test_a_push_killed_holding_the_lock_is_completed_by_the_next(self, reg, models, tmp_path,
+                                                                   capsys):
+    pid = subprocess.Popen(['true'])
+    pid.wait()
+    lock = tmp_path / 'registry' / 'taxi' / registry.LOCK_FILE
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({'host': socket.gethostname(), 'pid': pid.pid, 'pid_start': None,
+                                'operation': 'registry push', 'since': 'earlier'}))
+    record, created = reg.push(models[0])
+    assert created and record['version'] == 1 and not lock.exists()
+    assert 'stale lock' in capsys.readouterr().err
+
+  def test_a_push_while_another_holds_the_lock_is_refused(self, reg, models, tmp_path):
+    lock = tmp_path / 'registry' / 'taxi' / registry.LOCK_FILE
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({'host': socket.gethostname(), 'pid': os.getppid(),
+                                'operation': 'registry push', 'since': 'now'}))
+    with pytest.raises(HarnessError, match='locked'):
+      reg.push(models[0])
+    assert reg.numbers() == []
+
+  def test_an_unfinished_model_directory_is_refused(self, reg, tmp_path):
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(model_io.ModelIntegrityError):
+      reg.push(str(tmp_path / 'empty'))
+
+
+class TestAliases:
+
+  def test_moves_are_one_write_and_recorded_in_history(self, reg, models):
+    for model in models[:2]:
+      reg.push(model)
+    reg.move({registry.CANDIDATE: 1, registry.PRODUCTION: 1}, registry.EVENT_PUSH, 'first')
+    event = reg.move({registry.CANDIDATE: 2, registry.PRODUCTION: 2}, registry.EVENT_PUSH, 'better')
+    assert reg.aliases() == {'candidate': 2, 'production': 2}
+    assert event['moves'] == {'candidate': {'from': 1, 'to': 2}, 'production': {'from': 1, 'to': 2}}
+    assert [e['reason'] for e in reg.history()] == ['first', 'better']
+    assert reg.move({registry.PRODUCTION: 2}, registry.EVENT_PROMOTE) is None  # nothing moved
+
+  def test_only_committed_versions_and_known_aliases(self, reg, models):
+    reg.push(models[0])
+    with pytest.raises(HarnessError, match='version 7 does not exist'):
+      reg.promote(7)
+    with pytest.raises(HarnessError, match='unknown alias'):
+      reg.move({'staging': 1}, registry.EVENT_PROMOTE)
+    with pytest.raises(HarnessError, match="no model is 'production'"):
+      reg.resolve('production')
+
+  def test_promote_then_rollback_walks_back_and_stops(self, reg, models):
+    for model in models:
+      reg.push(model)
+    reg.promote(1)
+    reg.promote(3, 'manual')
+    event = reg.rollback('bad predictions')
+    assert reg.aliases()[registry.PRODUCTION] == 1
+    assert event['event'] == registry.EVENT_ROLLBACK and event['reason'] == 'bad predictions'
+    with pytest.raises(HarnessError, match='nothing to roll back to'):
+      reg.rollback()
+
+  def test_rollback_target_ignores_rollbacks(self):
+    def event(kind, to):
+      return {'event': kind, 'moves': {registry.PRODUCTION: {'to': to}}}
+    events = [event('push', 1), event('push', 2), event('push', 3), event('rollback', 2)]
+    assert registry.rollback_target(events, 3) == 2
+    assert registry.rollback_target(events, 2) == 1
+
+  def test_a_move_killed_before_its_history_is_recorded_by_the_next(self, reg, models, tmp_path):
+    reg.push(models[0])
+    event = reg.promote(1)
+    history = tmp_path / 'registry' / 'taxi' / registry.HISTORY / f'{event["event_id"]}.json'
+    history.unlink()
+    reg.push(models[1])
+    assert json.loads(history.read_text())['recovered'] is True
+
+
+class TestVerifiedLoad:
+
+  def test_a_changed_byte_is_refused_before_unpickling(self, reg, models, tmp_path):
+    reg.push(models[0])
+    path = tmp_path / 'registry' / 'taxi' / 'versions' / '1' / artifacts.MODEL_FILE
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(HarnessError, match='bytes changed'):
+      reg.load(1)
+
+  def test_model_list_line_names_aliases_and_blessing(self, reg, models):
+    record, _ = reg.push(models[0], metrics={'auc': 0.91234}, blessing={'status': 'BLESSED'})
+    reg.promote(1)
+    line = registry.describe(record, reg.aliases())
+    assert line.startswith('v1') and 'BLESSED' in line and 'auc 0.9123' in line
+    assert line.endswith('<- production')
+
+
+class TestStepCache:
+
+  def test_miss_runs_hit_reuses_no_cache_reruns(self, tmp_path):
+    calls = []
+
+    def step(directory):
+      calls.append(directory)
+      return {'rows': 3}
+    cache = StepCache(str(tmp_path / 'cache'))
+    key = step_key('features', data='abc', code='c1')
+    assert cache.run('features', key, step)[:2] == ({'rows': 3}, RAN)
+    assert cache.run('features', key, step)[:2] == ({'rows': 3}, CACHED)
+    assert StepCache(str(tmp_path / 'cache'), enabled=False).run('features', key, step)[1] == RAN
+    assert len(calls) == 2
+
+  def test_any_input_change_is_a_new_key(self):
+    base = step_key('training', features='k', train={'C': 1.0}, code='c1')
+    assert base == step_key('training', code='c1', train={'C': 1.0}, features='k')
+    assert base != step_key('training', features='k', train={'C': 0.5}, code='c1')
+    assert base != step_key('training', features='k', train={'C': 1.0}, code='c2')
+
+  def test_an_entry_without_its_marker_runs_again(self, tmp_path):
+    cache = StepCache(str(tmp_path / 'cache'))
+    key = step_key('features', data='abc')
+    directory = cache.run('features', key, lambda d: {'n': 1})[2]
+    os.remove(os.path.join(directory, MARKER))
+    assert cache.run('features', key, lambda d: {'n': 2})[:2] == ({'n': 2}, RAN)
+
+
+class TestLineage:
+
+  def test_the_source_tree_is_identified_by_its_git_commit(self):
+    identity = lineage.code_identity(build_id=None)
+    assert identity['source'] == 'source-tree'
+    assert len(identity['git_commit']) == 40 and len(identity['fingerprint']) == 64
+
+  def test_span_hash_is_independent_of_where_the_span_sits(self, tmp_path):
+    for where in ('a', 'b'):
+      (tmp_path / where).mkdir()
+      (tmp_path / where / 'data.csv').write_text('x,y\n1,0\n')
+    one, two = (lineage.file_entries([str(tmp_path / w / 'data.csv')]) for w in 'ab')
+    assert one[0]['sha256'] == two[0]['sha256'] and one[0]['size'] == 8
+    assert lineage.data_sha256(one) == lineage.data_sha256(two)
