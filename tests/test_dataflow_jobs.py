@@ -231,12 +231,101 @@ def test_setup_file_staging_builds_a_source_package(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # Local scale-out: the DirectRunner's multi-process mode runs DoFns in separate worker processes,
-# so they are pickled and unpickled as on remote workers. Counts must equal the 1-worker run.
+# so they are pickled and unpickled as on remote workers; the pipeline runs as ``python -m``, so
+# its module is ``__main__`` there, as on a submitting machine. The results must equal the 1-worker
+# run's (run in-process, in_memory): exact counts and rows, floats to 9 decimals.
 
-SCALE_OUT = {
-    'wordcount': lambda tmp: ['--input', str(SUPPORT_FILES / 'input.txt'),
-                              '--output', str(tmp / 'counts')],
-}
+
+def _rounded(value):
+  if isinstance(value, float):
+    return round(value, 9)
+  if isinstance(value, dict):
+    return {k: _rounded(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_rounded(v) for v in value]
+  return value
+
+
+def _json(path: pathlib.Path, drop=('output',)):
+  import json
+  return {k: v for k, v in json.loads(path.read_text()).items() if k not in drop}
+
+
+def _observe_wordcount(out):
+  return _word_counts(out / 'counts')
+
+
+def _observe_features(out):
+  import pyarrow.parquet as pq
+  tables = {split: pq.read_table(str(out / split)).to_pandas().sort_values('trip_id')
+            .reset_index(drop=True).to_json(orient='records') for split in ('train', 'eval')}
+  return _json(out / 'summary.json'), tables
+
+
+def _observe_validate(out):
+  from beam_pipelines import validate
+  statistics = {split: [(d.name, d.num_examples) for d in validate.load_statistics(
+      str(out / 'statistics' / f'{split}.pb')).datasets] for split in ('train', 'eval')}
+  return statistics, _json(out / 'verdict.json', drop=('output', 'statistics'))['status']
+
+
+def _observe_evaluate(out):
+  metrics = _json(out / 'metrics.json')
+  return _rounded(metrics['models']), (out / 'BLESSED').exists()
+
+
+def _observe_predict(out):
+  import json
+  lines = sorted((out / 'predictions').glob('part-*'))
+  predictions = sorted((_rounded(json.loads(line)) for p in lines
+                        for line in p.read_text().splitlines()), key=lambda r: r['key'])
+  return _json(out / 'summary.json'), predictions
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleOutCase:
+  """How to run a pipeline on ``out`` (its flags) and what of its outputs must not change."""
+  pipeline: str
+  argv: Callable[[pathlib.Path, Dict[str, pathlib.Path]], List[str]]
+  observe: Callable[[pathlib.Path], object]
+  needs: Tuple[str, ...] = ()
+  slow: bool = False
+
+
+SCALE_OUT = [
+    ScaleOutCase('wordcount', lambda out, fx: [
+        '--input', str(SUPPORT_FILES / 'input.txt'), '--output', str(out / 'counts')],
+        _observe_wordcount),
+    ScaleOutCase('features', lambda out, fx: ['--output', str(out)], _observe_features),
+    ScaleOutCase('validate', lambda out, fx: [
+        '--features', str(fx['features_run']), '--output', str(out)], _observe_validate,
+        needs=('features_run',), slow=True),
+    ScaleOutCase('evaluate', lambda out, fx: [
+        '--features', str(fx['features_dir']), '--model', str(fx['good_model_dir']),
+        '--output', str(out)], _observe_evaluate, needs=('features_dir', 'good_model_dir'),
+        slow=True),
+    ScaleOutCase('predict', lambda out, fx: [
+        '--input', str(fx['sample_csv']), '--model', str(fx['good_model_dir']),
+        '--output', str(out)], _observe_predict, needs=('good_model_dir', 'sample_csv'), slow=True),
+]
+SCALE_CASES = {case.pipeline: case for case in SCALE_OUT}
+SCALE_NAMES = [pytest.param(c.pipeline, marks=[pytest.mark.slow] if c.slow else [])
+               for c in SCALE_OUT]
+
+
+@pytest.fixture(scope='module')
+def features_run(tmp_path_factory) -> pathlib.Path:
+  """A real features output directory (Parquet splits + summary.json) of the bundled sample."""
+  from beam_pipelines import features
+  out = tmp_path_factory.mktemp('features-run')
+  features.run(['--output', str(out)])
+  return out
+
+
+@pytest.fixture(scope='session')
+def sample_csv() -> pathlib.Path:
+  from beam_pipelines import taxi_data
+  return pathlib.Path(taxi_data.sample_path())
 
 
 def _word_counts(prefix: pathlib.Path) -> Dict[str, int]:
@@ -247,20 +336,21 @@ def _word_counts(prefix: pathlib.Path) -> Dict[str, int]:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize('name', sorted(SCALE_OUT))
-def test_two_worker_processes_give_the_one_worker_counts(tmp_path, name):
-  runs = {}
-  for workers, mode in ((1, 'in_memory'), (2, 'multi_processing')):
-    out = tmp_path / f'{workers}-workers'
-    out.mkdir()
-    argv = SCALE_OUT[name](out) + [
-        '--direct_num_workers', str(workers), '--direct_running_mode', mode]
-    completed = subprocess.run(
-        [sys.executable, '-m', f'beam_pipelines.{name}'] + argv,
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    runs[workers] = _word_counts(out / 'counts')
-  assert runs[2] == runs[1]
-  reference = dict(line.rsplit(': ', 1) for line in
-                   (SUPPORT_FILES / 'reference.txt').read_text(encoding='utf-8').splitlines())
-  assert runs[2] == {word: int(count) for word, count in reference.items()}
+@pytest.mark.parametrize('name', SCALE_NAMES)
+def test_two_worker_processes_give_the_one_worker_results(tmp_path, request, name):
+  case = SCALE_CASES[name]
+  fixtures = {fixture: request.getfixturevalue(fixture) for fixture in case.needs}
+  one, two = tmp_path / 'one-worker', tmp_path / 'two-workers'
+  module = importlib.import_module(f'beam_pipelines.{name}')
+  module.run(case.argv(one, fixtures) + [
+      '--direct_num_workers', '1', '--direct_running_mode', 'in_memory'])
+  completed = subprocess.run(
+      [sys.executable, '-m', f'beam_pipelines.{name}'] + case.argv(two, fixtures) + [
+          '--direct_num_workers', '2', '--direct_running_mode', 'multi_processing'],
+      capture_output=True, text=True, timeout=600, cwd=tmp_path)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  assert case.observe(two) == case.observe(one)
+  if name == 'wordcount':  # and both equal the golden reference
+    reference = dict(line.rsplit(': ', 1) for line in
+                     (SUPPORT_FILES / 'reference.txt').read_text(encoding='utf-8').splitlines())
+    assert case.observe(two) == {word: int(count) for word, count in reference.items()}
