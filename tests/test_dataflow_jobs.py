@@ -193,6 +193,12 @@ def test_job_stages_the_built_wheel(dry_run_jobs, built_wheel, name):
   job = dry_run_jobs(name)
   assert job.options.view_as(SetupOptions).extra_packages == [str(built_wheel)]
   assert built_wheel.name in _staged_files(job)
+  # On Beam's default SDK container of the submitting version (docs/dataflow.md: the choice).
+  from apache_beam import version
+  from apache_beam.portability.api import beam_runner_api_pb2
+  for environment in job.proto_pipeline.components.environments.values():
+    payload = beam_runner_api_pb2.DockerPayload.FromString(environment.payload)
+    assert payload.container_image.endswith(f'/beam_python3.11_sdk:{version.__version__}')
 
 
 @pytest.mark.integration
