@@ -159,6 +159,7 @@ class ContinuousTraining:
       raise
 
   def _train_span(self, run, span: str, sha256: str, record_path: str) -> Dict[str, Any]:
+    from beam_pipelines.harness.deploy import crash_point
     from beam_pipelines.ml import artifacts, registry, steps
     previous = [r for r in processed_spans(self.paths)
                 if r.get('statistics') and r['sha256'] != sha256]
@@ -197,6 +198,7 @@ class ContinuousTraining:
         blessing={k: evaluation[k] for k in ('status', 'message', 'rubber_stamped')},
         data=run.record['data'], code=self.code, parameters=run.record['parameters'])
     version = record['version']
+    crash_point('ct-registered')
     progress(f'ct: model {"registered as" if created else "already registered:"} v{version} '
              f'({evaluation["status"]}): {evaluation["message"]}')
     status = NOT_BLESSED

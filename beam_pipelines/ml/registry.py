@@ -129,6 +129,7 @@ class Registry:
     ``facts`` (metrics, blessing, lineage, run_id ...) go into the record. A model whose sha256 is
     already registered is not registered twice: its record comes back with ``created=False``.
     """
+    from beam_pipelines.harness.deploy import crash_point
     from beam_pipelines.ml import model_io
     payload = model_io.read_verified_bytes(model_dir)  # refuses an unfinished or changed model
     metadata = model_io.read_metadata(model_dir)
@@ -146,6 +147,7 @@ class Registry:
         files[name] = bucket.sha256_bytes(data)
         bucket.write_bytes(layout.join(target, name), data)
         bucket.verify(layout.join(target, name), files[name], f'registered {name}')
+      crash_point('registry-files-written')
       record = {'version': number, 'model_sha256': metadata['model_sha256'], 'files': files,
                 'source': model_dir, 'registered_at': layout.now_utc(), **facts}
       bucket.write_json(self._record_path(number), record)  # the commit point

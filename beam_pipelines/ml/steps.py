@@ -75,9 +75,22 @@ def features_step(definition: PipelineDefinition, pattern: str, directory: str) 
                                         'missing_columns', 'extra_columns')}
 
 
+def _schema_key(cache: StepCache, features_key: str, code: str, schema: Optional[str],
+                previous_sha: Optional[str]) -> Optional[str]:
+  """The schema part of validation's key: the stored schema's sha256, or None when there is none
+  yet, or when the run that inferred and stored exactly this schema is the cached one."""
+  if not schema or not bucket.exists(schema):
+    return None
+  sha = bucket.sha256_of(schema)
+  inferred = cache.get(VALIDATION, step_key(VALIDATION, code=code, features=features_key,
+                                            schema=None, previous=previous_sha))
+  return None if inferred and inferred.get('schema_stored') == sha else sha
+
+
 def validation_step(features_dir: str, directory: str, schema: Optional[str],
                     previous: Optional[str]) -> Dict[str, Any]:
   from beam_pipelines import validate
+  inferring = bool(schema) and not bucket.exists(schema)
   argv = ['--features', features_dir, '--output', directory]
   argv += ['--schema', schema] if schema else []
   argv += ['--previous_statistics', previous] if previous else []
@@ -88,7 +101,8 @@ def validation_step(features_dir: str, directory: str, schema: Optional[str],
                         for a in verdict['anomalies']],
           'drift': [d for d in verdict['drift'] if d['exceeded']],
           'statistics': verdict['statistics'][artifacts.TRAIN],
-          'report': layout.join(directory, artifacts.REPORT_FILE)}
+          'report': layout.join(directory, artifacts.REPORT_FILE),
+          'schema_stored': bucket.sha256_of(schema) if inferring else None}
 
 
 def training_step(definition: PipelineDefinition, features_dir: str, validation_dir: str,
@@ -142,11 +156,11 @@ def run_steps(definition: PipelineDefinition, pattern: str, data_sha256: str, co
   _, features_dir, features_key = step(
       FEATURES, lambda d: features_step(definition, pattern, d),
       data=data_sha256, spec=params['spec_fingerprint'])
-  schema_sha = bucket.sha256_of(schema) if schema and bucket.exists(schema) else None
+  previous_sha = bucket.sha256_of(previous) if previous else None
+  schema_sha = _schema_key(cache, features_key, code, schema, previous_sha)
   verdict, validation_dir, _ = step(
       VALIDATION, lambda d: validation_step(features_dir, d, schema, previous),
-      features=features_key, schema=schema_sha,
-      previous=bucket.sha256_of(previous) if previous else None)
+      features=features_key, schema=schema_sha, previous=previous_sha)
   if verdict['status'] == artifacts.VERDICT_ANOMALOUS:
     return done
   trained, model_dir, _ = step(

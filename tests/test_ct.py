@@ -1,0 +1,120 @@
+"""`python -m beam_pipelines.ct` from the source tree on a temporary bucket: a run killed with
+SIGKILL in the middle of a registry push leaves the registry consistent and the next run completes
+(reusing every cached step); a re-run changes nothing; --force reuses the cache; lineage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+
+import pytest
+
+from beam_pipelines.ct import CtPaths
+from beam_pipelines.harness import layout
+from beam_pipelines.ml import demo, registry
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def ct(bucket, *args, **env_extra):
+  env = dict(os.environ)
+  env.pop(layout.CRASH_ENV_VAR, None)
+  env.update(env_extra)
+  done = subprocess.run([sys.executable, '-m', 'beam_pipelines.ct', '--bucket', str(bucket), *args],
+                        env=env, capture_output=True, text=True, timeout=600)
+  done.out = done.stdout + done.stderr
+  return done
+
+
+def state(bucket):
+  """sha256 of every object of the registry and the span records (what a re-run must not change)."""
+  tree = {}
+  for part in ('prod/registry', 'prod/ct/spans'):
+    for root, _, files in os.walk(bucket / part):
+      for name in files:
+        path = os.path.join(root, name)
+        with open(path, 'rb') as handle:
+          tree[os.path.relpath(path, bucket)] = hashlib.sha256(handle.read()).hexdigest()
+  return tree
+
+
+def lineage_path(output):
+  """The lineage record a run printed ("lineage <path>")."""
+  return re.findall(r'lineage (\S+/lineage\.json)', output)[-1]
+
+
+def lineage_of(bucket, output):
+  return json.loads(open(lineage_path(output)).read())
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  bucket = tmp_path_factory.mktemp('ct') / 'bucket'
+  span = demo.land(CtPaths(str(bucket)).landing, demo.DEMO_SPANS[0])
+  killed = ct(bucket, **{layout.CRASH_ENV_VAR: 'registry-files-written'})
+  reg = registry.Registry(str(bucket / 'prod' / 'registry' / 'taxi'))
+  after_kill = types.SimpleNamespace(numbers=reg.numbers(), aliases=reg.aliases(),
+                                     runs=sorted((bucket / 'prod' / 'ct' / 'runs').iterdir()))
+  resumed = ct(bucket)
+  before_again = state(bucket)
+  again = ct(bucket)
+  after_again = state(bucket)
+  forced = ct(bucket, '--force', '--span', span)
+  return types.SimpleNamespace(**locals())
+
+
+def test_a_run_killed_mid_push_leaves_no_version_and_no_alias(runs):
+  assert runs.killed.returncode == -9, runs.killed.out[-2000:]
+  assert 'crash point registry-files-written' in runs.killed.out
+  assert runs.after_kill.numbers == [] and runs.after_kill.aliases == {}
+  assert (runs.bucket / 'prod' / 'registry' / 'taxi' / 'versions' / '1' / 'model.joblib').exists()
+  killed_run = json.loads((runs.after_kill.runs[0] / 'lineage.json').read_text())
+  assert killed_run['status'] == 'running'  # how far it got: every step done, push not
+  assert set(killed_run['steps']) == {'features', 'validation', 'training', 'evaluation'}
+
+
+def test_the_next_run_completes_reusing_every_step(runs):
+  assert runs.resumed.returncode == 0, runs.resumed.out[-3000:]
+  assert 'removing a stale lock' in runs.resumed.out
+  record = lineage_of(runs.bucket, runs.resumed.out)
+  assert {name: step['status'] for name, step in record['steps'].items()} == {
+      'features': 'cached', 'validation': 'cached', 'training': 'cached', 'evaluation': 'cached',
+      'push': 'pushed'}
+  assert runs.reg.numbers() == [1]
+  assert runs.reg.record(1)['blessing']['rubber_stamped'] is True
+  assert runs.reg.aliases() == {'production': 1, 'candidate': 1}
+  runs.reg.verified_dir('production')  # every file matches its recorded sha256
+
+
+def test_a_rerun_on_a_processed_span_says_so_and_changes_nothing(runs):
+  assert runs.again.returncode == 0
+  assert 'ct: no trigger: span' in runs.again.out and 'nothing to do' in runs.again.out
+  assert runs.before_again == runs.after_again
+
+
+def test_force_retrains_from_the_cache_and_registers_nothing_new(runs):
+  assert runs.forced.returncode == 0, runs.forced.out[-3000:]
+  record = lineage_of(runs.bucket, runs.forced.out)
+  assert record['trigger'] == ['force']
+  assert all(record['steps'][s]['status'] == 'cached' for s in ('features', 'validation', 'training'))
+  # evaluation's inputs changed: its baseline is now the production model (this very model)
+  assert record['steps']['evaluation']['status'] == 'ran'
+  assert 'diff +0 ok' in record['steps']['evaluation']['summary']
+  assert 'already registered: v1' in runs.forced.out
+  assert runs.reg.numbers() == [1] and len(runs.reg.history()) == 1
+
+
+def test_lineage_names_the_source_tree_the_span_hash_and_the_parameters(runs):
+  record = lineage_of(runs.bucket, runs.resumed.out)
+  assert record['code']['source'] == 'source-tree' and len(record['code']['git_commit']) == 40
+  data = (runs.bucket / 'prod' / 'inputs' / 'ct' / 'span-2026-11-01' /
+          'data-00000-of-00001.csv').read_bytes()
+  assert record['data']['files'][0]['sha256'] == hashlib.sha256(data).hexdigest()
+  assert record['trigger'] == ['new_span']
+  assert record['parameters']['train']['classifier'] == 'logistic'
+  assert runs.reg.record(1)['lineage'] == lineage_path(runs.resumed.out)
