@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -86,13 +87,19 @@ def _check(command: List[str], cwd: pathlib.Path, what: str, env: Optional[dict]
 
 
 def run_gates(source: pathlib.Path) -> None:
-  """Lint (ruff) then unit tests (pytest -m 'not integration and not slow') on ``source``."""
+  """Lint (ruff) then unit tests (pytest -m 'not integration and not slow') on ``source``.
+
+  $BEAM_PIPELINES_UNIT_TESTS narrows the unit tests to some paths (the harness's own integration
+  tests use it so as not to re-run the whole suite they are part of); unset, all tests run.
+  """
   env = dict(os.environ, PYTHONPATH=str(source))
   progress('build: lint (ruff check)')
   _check([sys.executable, '-m', 'ruff', 'check', '--no-cache', '.'], source, 'lint', env)
-  progress(f'build: unit tests (pytest -m "{UNIT_TEST_MARKERS}")')
-  _check([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-m', UNIT_TEST_MARKERS],
-         source, 'unit tests', env)
+  paths = shlex.split(os.environ.get(layout.UNIT_TESTS_ENV_VAR, ''))
+  progress(f'build: unit tests (pytest -m "{UNIT_TEST_MARKERS}"{" " if paths else ""}'
+           f'{" ".join(paths)})')
+  _check([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-m', UNIT_TEST_MARKERS,
+          *paths], source, 'unit tests', env)
 
 
 def build_distributions(source: pathlib.Path, out_dir: pathlib.Path, epoch: int) -> None:

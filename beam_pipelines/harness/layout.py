@@ -46,6 +46,7 @@ CACHE_DIR = '.harness-cache'  # installed wheels, keyed by sha256; gitignored
 CACHE_ENV_VAR = 'BEAM_PIPELINES_CACHE'  # overrides CACHE_DIR
 APPROVAL_ENV_VAR = 'BEAM_PIPELINES_REQUIRE_APPROVAL'  # "1" forces the approval gate on
 CRASH_ENV_VAR = 'BEAM_PIPELINES_CRASH_AT'  # test hook: SIGKILL self at a named crash point
+UNIT_TESTS_ENV_VAR = 'BEAM_PIPELINES_UNIT_TESTS'  # pytest paths of the unit-test gate (default: all)
 
 # Local build outputs (repository-relative)
 DIST_DIR = 'dist'

@@ -14,6 +14,8 @@ import types
 
 import pytest
 
+from beam_pipelines.harness import layout
+
 from .support import invoke, make_project
 
 
@@ -26,11 +28,13 @@ def project(tmp_path_factory) -> pathlib.Path:
 def loop(project, tmp_path_factory):
   """`invoke build test deploy` twice (build A, then B) on one bucket; shared by many tests.
 
-  The first loop is README command 1 as is (lint and unit tests included). The second skips the
-  gates (`build --no-checks`): the same tree already passed them, and it keeps the suite fast.
+  The first loop is README command 1 with its gates (lint on the whole tree, unit tests narrowed
+  to tests/harness: the suite running this test runs the other unit tests itself). The second
+  skips the gates (`build --no-checks`): the same tree already passed them.
   """
   bucket = tmp_path_factory.mktemp('loop') / 'bucket'
-  first = invoke(project, bucket, 'build', 'test', 'deploy')
+  first = invoke(project, bucket, 'build', 'test', 'deploy',
+                 **{layout.UNIT_TESTS_ENV_VAR: 'tests/harness'})
   assert first.returncode == 0, first.stdout + first.stderr
   manifest_a = json.loads((project / 'dist' / 'manifest.json').read_text())
   second = invoke(project, bucket, 'build', '--no-checks', 'test', 'deploy')

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from beam_pipelines.harness import deploy, integration
+from beam_pipelines.harness import deploy, integration, layout
 from beam_pipelines.harness.errors import HarnessError
 
 from .support import invoke, make_project, prod_variables
@@ -170,3 +170,13 @@ def test_build_refuses_code_that_fails_lint(tmp_path):
   assert_refused(done, 'build: lint failed', 'F401')
   assert not (copy / 'dist').exists()
   shutil.rmtree(copy)
+
+
+def test_build_refuses_code_that_fails_a_unit_test(tmp_path):
+  copy = make_project(tmp_path / 'project')
+  (copy / 'tests' / 'harness' / 'test_harness_zz_broken.py').write_text(
+      'def test_arithmetic_still_works():\n  assert 1 + 1 == 3\n')
+  done = invoke(copy, tmp_path / 'bucket', 'build',
+                **{layout.UNIT_TESTS_ENV_VAR: 'tests/harness'})
+  assert_refused(done, 'build: unit tests failed', 'test_arithmetic_still_works')
+  assert not (copy / 'dist').exists()
