@@ -252,7 +252,8 @@ def check(input_pattern: str, output: str, baseline: Optional[str], baseline_sha
       StepCache(cache_dir or layout.join(output, CACHE)),
       lambda name, status, directory, _: progress(f'ct check: step {name}: {status} -> {directory}'),
       baseline=(baseline, baseline_sha256) if baseline else None)
-  result = {'input': input_pattern, 'data': entries, 'code': code,
+  result = {'input': input_pattern, 'data': entries, 'data_sha256': lineage.data_sha256(entries),
+            'code': code,
             'parameters': definition.parameters(),
             'steps': {n: {k: s[k] for k in ('status', 'directory', 'result')} for n, s in done.items()}}
   verdict = done[steps.VALIDATION]['result']
@@ -260,6 +261,7 @@ def check(input_pattern: str, output: str, baseline: Optional[str], baseline_sha
     evaluation = done[steps.EVALUATION]['result']
     result.update(status=evaluation['status'], message=evaluation['message'],
                   metrics=evaluation['metrics'], baseline_metrics=evaluation['baseline_metrics'],
+                  baseline=evaluation['baseline'],
                   model_dir=done[steps.TRAINING]['directory'],
                   model_sha256=done[steps.TRAINING]['result']['model_sha256'])
   else:
