@@ -6,7 +6,9 @@ Run with the Airflow environment's Python (it cannot live in .venv with TFDV):
 
 Prints, alone on stdout (Airflow's own logs go to stderr), ``{"airflow_version", "dag_folder",
 "import_errors", "dags": {dag_id: {...}}, "file_parse_seconds": {file: s},
-"import_timeout_seconds"}``. Exit status 1 when a file failed to import. Sets up a throw-away AIRFLOW_HOME, as Composer CI checks do, and puts the DAG folder on
+"import_timeout_seconds", "rendered": {dag_id: {task_id: {field: value}}}}``: ``rendered`` is every
+templated field rendered with stub XComs and variables, i.e. what the operators would receive.
+Exit status 1 when a file failed to import. Sets up a throw-away AIRFLOW_HOME, as Composer CI checks do, and puts the DAG folder on
 ``sys.path`` as Composer does (DAG files import their helper modules by name).
 """
 
@@ -67,6 +69,45 @@ def describe(dag) -> dict:
   }
 
 
+# Stub run-time values: what each upstream task returns (by task id prefix) and the Composer
+# variables. Rendering every templated field with them shows what the operators would receive.
+STUB_VARIABLES = {'beam_pipelines_bucket': 'gs://stub-bucket', 'gcp_project': 'stub-project'}
+STUB_XCOMS = {
+    'read_variables': {'build_id': '20261126T153000Z-5bea069-3f9a1c', 'sha256': '0' * 64},
+    'stage_wheel': '/stub/wheels/beam_pipelines-0.1.0-py3-none-any.whl',
+    'prepare_': {'options': {'pipeline': 'stub', 'output': 'gs://stub-bucket/out'},
+                 'job_name': 'stub-job', 'checks': []},
+    'check_': [{'check': 'golden_counts', 'passed': True, 'message': 'stub'}],
+}
+STUB_RUN_ID = 'manual__2026-11-26T15:30:00+00:00'
+
+
+class _StubTaskInstance:
+  def xcom_pull(self, task_ids=None, key='return_value', **_):
+    for prefix, value in STUB_XCOMS.items():
+      if str(task_ids).startswith(prefix):
+        return value
+    raise KeyError(f'no stub XCom for task {task_ids!r}')
+
+
+class _StubVariables:
+  def get(self, key, default=None):
+    return STUB_VARIABLES.get(key, default)
+
+
+def render(dag) -> dict:
+  """Every task's templated fields rendered with the stub context, as the DAG's Jinja renders them."""
+  env = dag.get_template_env()
+  context = {'ti': _StubTaskInstance(), 'var': {'value': _StubVariables()}, 'run_id': STUB_RUN_ID,
+             'dag': dag}
+  rendered = {}
+  for task in dag.tasks:
+    rendered[task.task_id] = {
+        field: task.render_template(getattr(task, field), context, env)
+        for field in task.template_fields}
+  return rendered
+
+
 def main(argv) -> int:
   dag_folder = os.path.abspath(argv[1] if len(argv) > 1 else 'build/dags')
   # Airflow logs (import errors included) to stdout: keep stdout for the JSON report only.
@@ -94,8 +135,10 @@ def main(argv) -> int:
           else str(stat.file).lstrip('/'): _seconds(stat.duration)
           for stat in bag.dagbag_stats},
       'dags': {dag_id: describe(dag) for dag_id, dag in sorted(bag.dags.items())},
+      'stub': {'variables': STUB_VARIABLES, 'xcoms': STUB_XCOMS, 'run_id': STUB_RUN_ID},
+      'rendered': {dag_id: render(dag) for dag_id, dag in sorted(bag.dags.items())},
   }
-  report_out.write(json.dumps(report, indent=2, sort_keys=True) + '\n')
+  report_out.write(json.dumps(report, indent=2, sort_keys=True, default=repr) + '\n')
   report_out.flush()
   return 1 if bag.import_errors else 0
 

@@ -118,6 +118,33 @@ def test_test_dag_records_passed_only_after_every_check(dag_report):
     assert run in ancestors and f'check_{run[len("run_"):]}' in ancestors
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize('dag_id', sorted(EXPECTED_DAGS))
+def test_templates_render_to_what_the_operators_need(dag_report, dag_id):
+  """Rendered with stub XComs/variables (native Jinja): dicts stay dicts, lists stay lists."""
+  stub, rendered = dag_report['stub'], dag_report['rendered'][dag_id]
+  env = EXPECTED_DAGS[dag_id]
+  assert rendered['read_variables']['op_kwargs'] == {
+      'bucket': stub['variables']['beam_pipelines_bucket'], 'env': env}
+  assert rendered['stage_wheel']['op_kwargs']['variables'] == stub['xcoms']['read_variables']
+  for task_id, fields in rendered.items():
+    if not task_id.startswith('run_'):
+      continue
+    assert fields['pipeline_options'] == stub['xcoms']['prepare_']['options'], task_id
+    assert fields['py_requirements'] == [stub['xcoms']['stage_wheel']], task_id
+    assert fields['runner'] == 'DataflowRunner', task_id
+    assert fields['dataflow_config']['job_name'] == stub['xcoms']['prepare_']['job_name']
+    assert fields['dataflow_config']['project_id'] == stub['variables']['gcp_project']
+    prepare = rendered['prepare_' + task_id[len('run_'):]]['op_kwargs']
+    assert prepare['variables'] == stub['xcoms']['read_variables']
+    assert prepare['wheel'] == stub['xcoms']['stage_wheel'] and prepare['env'] == env
+  if env == 'test':
+    record = rendered['record_passed']['op_kwargs']
+    checks = [t for t in rendered if t.startswith('check_')]
+    assert record['results'] == stub['xcoms']['check_'] * len(checks)
+    assert record['tested_by'] == f'composer:{dag_id}/{stub["run_id"]}'
+
+
 def _ancestors(tasks: dict, task_id: str) -> set:
   seen, todo = set(), list(tasks[task_id]['upstream'])
   while todo:
