@@ -45,7 +45,6 @@ JOB_NAME_MAX = 100  # Dataflow accepts longer names; the console and `gcloud` li
 LABEL_MAX = 63  # GCP labels: keys and values at most 63 characters.
 BUILD_ID_LABEL = 'build_id'
 PIPELINE_LABEL = 'pipeline'
-VARIABLES_FILE = 'variables.json'  # <bucket>/<env>/variables.json, the harness's Composer variables
 
 _JOB_NAME_RE = re.compile(r'[a-z]([-a-z0-9]*[a-z0-9])?')
 _NOT_JOB_CHARS = re.compile(r'[^a-z0-9]+')
@@ -236,15 +235,20 @@ class DeployedBuild:
 
 
 def variables_path(bucket: str, env: str) -> str:
-  """``<bucket>/<env>/variables.json``."""
-  if env not in ('test', 'prod'):
-    raise SubmissionError(f'unknown environment {env!r} (test or prod)')
-  return f'{bucket.rstrip("/")}/{env}/{VARIABLES_FILE}'
+  """``<bucket>/<env>/variables.json``, as the harness's contract (harness/layout.py) names it."""
+  from beam_pipelines.harness import layout
+  from beam_pipelines.harness.errors import HarnessError
+  try:
+    return layout.Env(bucket, env).variables
+  except HarnessError as error:
+    raise SubmissionError(str(error)) from None
 
 
 def read_deployed(bucket: str, env: str = 'prod') -> DeployedBuild:
   """Reads an environment's variables.json through Beam's FileSystems (local dir or gs://)."""
   from apache_beam.io.filesystems import FileSystems
+
+  from beam_pipelines.harness import layout
 
   path = variables_path(bucket, env)
   if not FileSystems.exists(path):
@@ -255,14 +259,13 @@ def read_deployed(bucket: str, env: str = 'prod') -> DeployedBuild:
     variables = json.loads(raw.decode('utf-8'))
   except (UnicodeDecodeError, json.JSONDecodeError) as error:
     raise SubmissionError(f'{path} is not valid JSON: {error}') from error
-  missing = [key for key in ('build_id', 'wheel_file', 'sha256') if not variables.get(key)]
-  if not isinstance(variables, dict) or missing:
-    raise SubmissionError(f'{path} lacks {", ".join(missing) or "an object"}')
-  wheel_file = str(variables['wheel_file'])
-  if '://' not in wheel_file and not os.path.isabs(wheel_file):
-    wheel_file = f'{bucket.rstrip("/")}/{wheel_file}'  # a path relative to the bucket
-  return DeployedBuild(env, str(variables['build_id']), wheel_file, str(variables['sha256']),
-                       variables)
+  if not isinstance(variables, dict):
+    raise SubmissionError(f'{path} is not a JSON object')
+  needed = (layout.VAR_BUILD_ID, layout.VAR_WHEEL_FILE, layout.VAR_SHA256)
+  missing = [key for key in needed if not variables.get(key)]
+  if missing:
+    raise SubmissionError(f'{path} lacks {", ".join(missing)}')
+  return DeployedBuild(env, *(str(variables[key]) for key in needed), variables)
 
 
 def fetch_wheel(url: str, sha256: str, dest_dir: Optional[str] = None) -> str:
@@ -310,7 +313,7 @@ def run_pipeline(pipeline: str, beam_args: Sequence[str]):
 
 def parse_args(argv: Optional[Sequence[str]] = None):
   """This module's own flags; everything else is returned as Beam args."""
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], allow_abbrev=False)
   parser.add_argument('--pipeline', required=True, help='Pipeline module: wordcount, features ...')
   staged = parser.add_mutually_exclusive_group()
   staged.add_argument('--wheel', help='Built wheel to stage on Dataflow workers (--extra_package).')
@@ -329,10 +332,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   wheel, build_id = known.wheel, known.build_id
   try:
     if known.env:
+      if not is_dataflow(beam_args):
+        raise SubmissionError(
+            f'--env stages the deployed wheel on Dataflow workers; to run the {known.env} build '
+            f'locally use `invoke run {known.pipeline} --env {known.env}` (it installs that wheel)')
       if not known.bucket:
         raise SubmissionError('--env needs --bucket (or $BEAM_PIPELINES_BUCKET)')
       deployed = read_deployed(known.bucket, known.env)
-      wheel = fetch_wheel(deployed.wheel_file, deployed.sha256) if is_dataflow(beam_args) else None
+      wheel = fetch_wheel(deployed.wheel_file, deployed.sha256)
       build_id = build_id or deployed.build_id
     elif (is_dataflow(beam_args) and not (wheel or known.setup_file)
           and not has_flag(beam_args, *STAGING_FLAGS)):

@@ -162,12 +162,6 @@ def test_read_deployed_gives_build_wheel_and_sha(tmp_path):
   assert submission.fetch_wheel(deployed.wheel_file, deployed.sha256) == str(wheel)
 
 
-def test_wheel_path_relative_to_the_bucket_is_resolved(tmp_path):
-  _deploy(tmp_path, wheel_file='prod/artifacts/b1/beam_pipelines-0.1.0-py3-none-any.whl')
-  deployed = submission.read_deployed(str(tmp_path), 'prod')
-  assert deployed.wheel_file == f'{tmp_path}/prod/artifacts/b1/beam_pipelines-0.1.0-py3-none-any.whl'
-
-
 def test_tampered_wheel_is_refused(tmp_path):
   wheel, _ = _deploy(tmp_path)
   wheel.write_bytes(b'wheel bytes, changed')
@@ -191,6 +185,7 @@ def test_copied_wheel_keeps_its_name_and_is_checked(tmp_path):
 
 @pytest.mark.parametrize('content, message', [
     (None, 'nothing deployed to prod'),
+    ('[1, 2]', 'not a JSON object'),
     ('{"build_id": "b1"', 'not valid JSON'),
     ('{"build_id": "b1"}', 'lacks wheel_file, sha256'),
 ])
@@ -200,6 +195,11 @@ def test_bad_variables_are_clear_errors(tmp_path, content, message):
     (tmp_path / 'prod' / 'variables.json').write_text(content)
   with pytest.raises(SubmissionError, match=message):
     submission.read_deployed(str(tmp_path), 'prod')
+
+
+def test_unknown_environment_is_refused(tmp_path):
+  with pytest.raises(SubmissionError, match='unknown environment'):
+    submission.read_deployed(str(tmp_path), 'staging')
 
 
 @pytest.mark.integration
@@ -249,3 +249,12 @@ def test_prepare_argv_stages_the_last_build_only_on_dataflow(tmp_path, monkeypat
   assert submission.flag_values(args, '--extra_package') == [str(wheel)]
   assert submission.flag_values(args, '--job_name') == ['wordcount-20261126t153000z-5bea069-3f9a1c']
   assert submission.prepare_argv('wordcount', args) == args  # idempotent: ready args pass through
+
+
+@pytest.mark.integration
+def test_cli_env_off_dataflow_points_to_invoke_run(tmp_path):
+  completed = subprocess.run(
+      [sys.executable, '-m', 'beam_pipelines.submission', '--pipeline', 'wordcount', '--env', 'prod',
+       '--bucket', str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+  assert completed.returncode == 2
+  assert 'invoke run wordcount --env prod' in completed.stderr
