@@ -327,34 +327,40 @@ def parse_args(argv: Optional[Sequence[str]] = None):
   return parser.parse_known_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def resolve_cli(argv: Optional[Sequence[str]] = None) -> Tuple[str, List[str], Optional[str]]:
+  """(pipeline, its Beam args, build id) for this module's command line; SubmissionError if not."""
   known, beam_args = parse_args(argv)
   wheel, build_id = known.wheel, known.build_id
+  if known.env:
+    if not is_dataflow(beam_args):
+      raise SubmissionError(
+          f'--env stages the deployed wheel on Dataflow workers; to run the {known.env} build '
+          f'locally use `invoke run {known.pipeline} --env {known.env}` (it installs that wheel)')
+    if not known.bucket:
+      raise SubmissionError('--env needs --bucket (or $BEAM_PIPELINES_BUCKET)')
+    deployed = read_deployed(known.bucket, known.env)
+    wheel = fetch_wheel(deployed.wheel_file, deployed.sha256)
+    build_id = build_id or deployed.build_id
+  elif (is_dataflow(beam_args) and not (wheel or known.setup_file)
+        and not has_flag(beam_args, *STAGING_FLAGS)):
+    wheel, dist_build_id = current_build()
+    build_id = build_id or dist_build_id
+  args = submission_args(
+      known.pipeline, beam_args, wheel=wheel, setup_file=known.setup_file, build_id=build_id)
+  return known.pipeline, args, build_id
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
-    if known.env:
-      if not is_dataflow(beam_args):
-        raise SubmissionError(
-            f'--env stages the deployed wheel on Dataflow workers; to run the {known.env} build '
-            f'locally use `invoke run {known.pipeline} --env {known.env}` (it installs that wheel)')
-      if not known.bucket:
-        raise SubmissionError('--env needs --bucket (or $BEAM_PIPELINES_BUCKET)')
-      deployed = read_deployed(known.bucket, known.env)
-      wheel = fetch_wheel(deployed.wheel_file, deployed.sha256)
-      build_id = build_id or deployed.build_id
-    elif (is_dataflow(beam_args) and not (wheel or known.setup_file)
-          and not has_flag(beam_args, *STAGING_FLAGS)):
-      wheel, dist_build_id = current_build()
-      build_id = build_id or dist_build_id
-    args = submission_args(
-        known.pipeline, beam_args, wheel=wheel, setup_file=known.setup_file, build_id=build_id)
+    pipeline, args, build_id = resolve_cli(argv)
   except SubmissionError as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
   from beam_pipelines.runtime import progress
   if is_dataflow(args):
-    progress(f'submission: {known.pipeline} on Dataflow as job '
-             f'{flag_values(args, "--job_name")[-1]} (build {build_id or "unknown"})')
-  run_pipeline(known.pipeline, args)
+    progress(f'submission: {pipeline} on Dataflow as job {flag_values(args, "--job_name")[-1]} '
+             f'(build {build_id or "unknown"})')
+  run_pipeline(pipeline, args)
   return 0
 
 

@@ -235,6 +235,33 @@ def test_setup_file_staging_builds_a_source_package(tmp_path):
   assert job.proto.name == submission.job_name('wordcount', BUILD_ID)
 
 
+@pytest.mark.integration
+def test_deployed_prod_build_is_what_gets_staged(built_wheel, tmp_path):
+  """`python -m beam_pipelines.submission --env prod --bucket B`: the wheel named by prod's
+  variables.json is fetched, sha256-checked and staged; the job carries the deployed build id."""
+  import hashlib
+  import json
+
+  from beam_pipelines.harness import layout
+  prod = layout.Env(str(tmp_path / 'bucket'), layout.PROD)
+  deployed_id = '20261127T080000Z-5bea069-0a1b2c'
+  wheel = pathlib.Path(prod.artifact(deployed_id, built_wheel.name))
+  wheel.parent.mkdir(parents=True)
+  shutil.copy2(built_wheel, wheel)
+  pathlib.Path(prod.variables).write_text(json.dumps({
+      layout.VAR_BUILD_ID: deployed_id, layout.VAR_WHEEL_FILE: str(wheel),
+      layout.VAR_SHA256: hashlib.sha256(wheel.read_bytes()).hexdigest()}))
+  pipeline, argv, build_id = submission.resolve_cli(
+      ['--pipeline', 'wordcount', '--env', 'prod', '--bucket', str(tmp_path / 'bucket'),
+       '--input', str(SUPPORT_FILES / 'input.txt'), '--output', f'{OFFLINE_BUCKET}/counts']
+      + DATAFLOW_OFFLINE)
+  assert (pipeline, build_id) == ('wordcount', deployed_id)
+  job = submission.run_pipeline(pipeline, argv).job
+  assert job.proto.name == submission.job_name('wordcount', deployed_id)
+  assert submission.flag_values(argv, '--extra_package') == [str(wheel)]
+  assert wheel.name in _staged_files(job)
+
+
 # ---------------------------------------------------------------------------------------------
 # Local scale-out: the DirectRunner's multi-process mode runs DoFns in separate worker processes,
 # so they are pickled and unpickled as on remote workers; the pipeline runs as ``python -m``, so
