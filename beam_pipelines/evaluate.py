@@ -183,7 +183,7 @@ def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> Dic
   model_io.read_verified_bytes(model_dir, expected_sha256)
   return {'model_dir': model_dir, 'model_sha256': metadata['model_sha256'],
           'expected_sha256': expected_sha256, 'label': metadata['label'],
-          'features': metadata.get('features'), 'data_fingerprint': metadata.get('data_fingerprint'),
+          'features': metadata.get('features'), 'categorical': metadata.get('categorical', []), 'data_fingerprint': metadata.get('data_fingerprint'),
           'hyperparameters': metadata.get('hyperparameters')}
 
 
@@ -205,8 +205,11 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   eval_pattern = artifacts.split_pattern(known.features, artifacts.EVAL)
   if not FileSystems.match([eval_pattern])[0].metadata_list:
     raise FileNotFoundError(f'no eval features: nothing matches {eval_pattern}')
-  slice_feature = known.slice_feature or next(
-      iter(model_io.read_metadata(known.model).get('categorical') or []), None)
+  categorical = [c for name in models for c in models[name]['categorical']]
+  slice_feature = known.slice_feature or next(iter(categorical), None)
+  if slice_feature and slice_feature not in categorical:
+    raise ValueError(f'--slice_feature {slice_feature!r} is not a categorical feature of the '
+                     f'model(s): {sorted(set(categorical))}')
   progress(f'evaluate: {", ".join(models)} on {eval_pattern}'
            f', sliced by {slice_feature or "nothing"}'
            + ('' if known.baseline_model else '; no baseline: value thresholds only (rubber stamp)'))

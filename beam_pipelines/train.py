@@ -23,7 +23,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
   """train's own flags (plain argparse: --help needs no Beam import, and Beam merges every
   PipelineOptions subclass's flags into one parser, where a second --output would clash)."""
   parser.add_argument('--features', required=True, help='Feature extraction output directory.')
-  parser.add_argument('--spec', default=None, help='Dataset spec (default: the bundled taxi spec).')
+  parser.add_argument('--spec', default=None,
+                      help='Dataset spec (default: the one feature extraction recorded in '
+                           'FEATURES/summary.json, else the bundled taxi spec).')
   parser.add_argument('--output', required=True, help='Model directory to write.')
   parser.add_argument('--verdict', default=None,
                       help='Validation verdict.json (or its directory); "anomalous" refuses training.')
@@ -116,6 +118,20 @@ def check_verdict(path: str) -> str:
   return status
 
 
+def load_spec(spec_path: Optional[str], features_dir: str) -> spec_lib.DatasetSpec:
+  """The given spec, else the spec feature extraction recorded in its summary, else the bundled one."""
+  if spec_path:
+    return spec_lib.load(spec_path)
+  summary_path = FileSystems.join(features_dir, artifacts.SUMMARY_FILE)
+  if FileSystems.exists(summary_path):
+    with FileSystems.open(summary_path) as handle:
+      recorded = json.loads(handle.read().decode('utf-8')).get('spec')
+    if recorded:
+      progress(f'train: using the dataset spec recorded in {summary_path}')
+      return spec_lib.from_dict(recorded)
+  return spec_lib.load(spec_lib.default_spec_path())
+
+
 def train(features_dir: str, spec: spec_lib.DatasetSpec, output: str,
           params: Dict[str, Any]) -> Dict[str, Any]:
   """Reads the train split, fits the model, saves it; returns the saved metadata."""
@@ -161,7 +177,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   if known.verdict:
     status = check_verdict(known.verdict)
     progress(f'train: validation verdict is {status!r}: training allowed')
-  spec = spec_lib.load(known.spec or spec_lib.default_spec_path())
+  spec = load_spec(known.spec, known.features)
   metadata = train(known.features, spec, known.output, hyperparameters(known))
   model_path = FileSystems.join(known.output, artifacts.MODEL_FILE)
   progress(f'train: done: {metadata["data"]["rows"]} rows; model {model_path} '

@@ -155,3 +155,8 @@ def test_baseline_sha256_from_a_registry_is_checked(features_dir, good_model_dir
   record, _ = run_evaluate(features_dir, good_model_dir, tmp_path, '--baseline_model',
                            str(good_model_dir), '--baseline_sha256', sha256)
   assert record['status'] == artifacts.BLESSED  # the same model is at least as good as itself
+
+
+def test_slicing_by_a_non_categorical_column_is_a_clear_error(features_dir, good_model_dir, tmp_path):
+  with pytest.raises(ValueError, match=r"--slice_feature 'fare' is not a categorical feature"):
+    run_evaluate(features_dir, good_model_dir, tmp_path, '--slice_feature', 'fare')

@@ -96,7 +96,8 @@ def test_a_user_csv_and_spec_run_through_the_whole_chain(tmp_path):
       'name: churn\nlabel: churned\nkey: customer\ncategorical: [contract]\nnumeric: all\n')
   spec = tmp_path / 'spec.yaml'
   cli('features', '--input', tmp_path / 'churn.csv', '--spec', spec, '--output', tmp_path / 'f')
-  cli('train', '--features', tmp_path / 'f', '--spec', spec, '--output', tmp_path / 'm')
+  log = cli('train', '--features', tmp_path / 'f', '--output', tmp_path / 'm')
+  assert 'using the dataset spec recorded in' in log  # --spec is given once, to features
   log = cli('evaluate', '--features', tmp_path / 'f', '--model', tmp_path / 'm',
             '--output', tmp_path / 'e')
   assert 'sliced by contract' in log

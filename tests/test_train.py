@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import mldata
 import pytest
@@ -71,3 +72,12 @@ def test_single_class_is_refused(tmp_path):
   mldata.write_shards(frame, tmp_path / 'train', 1)
   with pytest.raises(train.TrainingRefused, match='single class'):
     train.run(['--features', str(tmp_path), '--output', str(tmp_path / 'm')])
+
+
+def test_spec_defaults_to_the_one_feature_extraction_recorded(features_dir, tmp_path):
+  features = tmp_path / 'features'
+  shutil.copytree(features_dir, features)
+  (features / artifacts.SUMMARY_FILE).write_text(json.dumps({'spec': {
+      'label': 'big_tip', 'key': 'trip_id', 'numeric': ['fare'], 'categorical': ['payment_type']}}))
+  metadata = train.run(['--features', str(features), '--output', str(tmp_path / 'm')])
+  assert metadata['features'] == ['fare', 'payment_type']
