@@ -183,7 +183,8 @@ def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> Dic
   model_io.read_verified_bytes(model_dir, expected_sha256)
   return {'model_dir': model_dir, 'model_sha256': metadata['model_sha256'],
           'expected_sha256': expected_sha256, 'label': metadata['label'],
-          'features': metadata.get('features'), 'categorical': metadata.get('categorical', []), 'data_fingerprint': metadata.get('data_fingerprint'),
+          'features': metadata.get('features'), 'categorical': metadata.get('categorical', []),
+          'data_fingerprint': metadata.get('data_fingerprint'),
           'hyperparameters': metadata.get('hyperparameters')}
 
 
