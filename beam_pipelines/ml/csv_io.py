@@ -20,7 +20,6 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-import math
 import re
 import sys
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -39,6 +38,7 @@ METRICS_NAMESPACE = 'csv_io'
 KEY, TIMESTAMP, NUMERIC, CATEGORICAL, LABEL = 'key', 'timestamp', 'numeric', 'categorical', 'label'
 _TRUE = frozenset(('1', '1.0', 'true', 'yes', 't', 'y'))
 _FALSE = frozenset(('0', '0.0', 'false', 'no', 'f', 'n'))
+_LABELS = {**{t: 1 for t in _TRUE}, **{t: 0 for t in _FALSE}}  # the exact-spelling fast path
 _UNDECODABLE = re.compile('[\udc80-\udcff]')  # what errors='surrogateescape' makes of bad bytes
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long quoted field is data, not an error
@@ -140,6 +140,14 @@ class RowParser:
         (spec.label, LABEL)]
     position = {name: i for i, name in enumerate(header)}
     self.plan = [(name, position.get(name), role) for name, role in roles]
+    by_role: Dict[str, List[Tuple[int, int, str]]] = {}
+    for output_position, (name, index, role) in enumerate(self.plan):
+      if index is not None:
+        by_role.setdefault(role, []).append((output_position, index, name))
+    self.numeric = by_role.get(NUMERIC, [])
+    self.strings = by_role.get(CATEGORICAL, []) + by_role.get(TIMESTAMP, [])
+    self.keys = by_role.get(KEY, [])
+    self.labels = by_role.get(LABEL, [])
     self.require_label = require_label
     self.missing_columns = [c for c, i, role in self.plan
                             if i is None and (role != LABEL or require_label)]
@@ -154,45 +162,51 @@ class RowParser:
       self.header_error = (f'header mismatch: the header lacks column(s) {required} '
                            f'required by the spec (header: {list(header)})')
 
-  def parse(self, fields: Sequence[str]) -> List[Any]:
-    """Typed values in ``spec.columns`` order; raises RowError with the reason."""
+  def parse(self, fields: Sequence[str], check_utf8: bool = True) -> List[Any]:
+    """Typed values in ``spec.columns`` order; raises RowError with the reason.
+
+    ``check_utf8=False`` skips the per-field check of undecodable bytes (the caller checked the
+    whole record: one regex search per record instead of one per field).
+    """
     if self.header_error:
       raise RowError(self.header_error)
     if len(fields) != self.width:
       raise RowError(f'wrong column count: expected {self.width} fields (as in the header), '
                      f'got {len(fields)}')
-    values: List[Any] = []
-    for name, index, role in self.plan:
-      if index is None:
-        values.append(None)
-        continue
+    if check_utf8:
+      for name, index, _ in self.plan:
+        if index is not None and _UNDECODABLE.search(fields[index]):
+          raise RowError(f'column {name!r}: invalid UTF-8 bytes')
+    values: List[Any] = [None] * len(self.plan)
+    for position, index, name in self.numeric:
       text = fields[index]
-      if _UNDECODABLE.search(text):
-        raise RowError(f'column {name!r}: invalid UTF-8 bytes')
-      blank = not text.strip()
-      if role == NUMERIC:
-        if blank:
-          values.append(None)
-          continue
-        try:
-          number = float(text)
-        except ValueError:
+      try:
+        number = float(text)
+      except ValueError:
+        if text.strip():
           raise RowError(f'column {name!r}: {text!r} is not a number') from None
-        if not math.isfinite(number):
-          raise RowError(f'column {name!r}: {text!r} is not a finite number')
-        values.append(number)
-      elif role == CATEGORICAL or role == TIMESTAMP:
-        values.append(None if blank else text)
-      elif role == KEY:
-        if blank:
-          raise RowError(f'column {name!r} (the key) is empty')
-        values.append(text)
-      else:
-        values.append(self._label(name, text, blank))
+        continue  # an empty cell: a missing value
+      if number - number != 0:  # inf or nan
+        raise RowError(f'column {name!r}: {text!r} is not a finite number')
+      values[position] = number
+    for position, index, _ in self.strings:
+      text = fields[index]
+      if text and not text.isspace():
+        values[position] = text
+    for position, index, name in self.keys:
+      text = fields[index]
+      if not text or text.isspace():
+        raise RowError(f'column {name!r} (the key) is empty')
+      values[position] = text
+    for position, index, name in self.labels:
+      values[position] = self._label(name, fields[index])
     return values
 
-  def _label(self, name: str, text: str, blank: bool) -> Optional[int]:
-    if blank:
+  def _label(self, name: str, text: str) -> Optional[int]:
+    known = _LABELS.get(text)
+    if known is not None:
+      return known
+    if not text or text.isspace():
       if self.require_label:
         raise RowError(f'column {name!r} (the label) is empty')
       return None
@@ -246,7 +260,8 @@ class ParseCsvFileFn(beam.DoFn):
         records += 1
         if error is None:
           try:
-            yield from self.emit(parser.parse(fields), fields)
+            values = parser.parse(fields, check_utf8=_UNDECODABLE.search(raw) is not None)
+            yield from self.emit(values, fields)
             continue
           except RowError as row_error:
             error = str(row_error)
