@@ -24,6 +24,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--model', required=True, help='Model directory (sha256-checked).')
   parser.add_argument('--spec', default=None,
                       help='Dataset spec (default: the spec recorded with the model).')
+  parser.add_argument('--model_sha256', default=None,
+                      help="The model file's sha256 as a registry recorded it (checked before "
+                           'loading, besides the metadata beside the file).')
   parser.add_argument('--output', required=True, help='Output directory.')
   parser.add_argument('--num_shards', type=int, default=0, help='Prediction shards (0: runner).')
 
@@ -100,10 +103,11 @@ def write_summary(summary: Dict[str, Any], path: str) -> None:
 
 
 def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.DatasetSpec,
-                   model_dir: str, output: str, num_shards: int = 0, context=None):
+                   model_dir: str, output: str, num_shards: int = 0, context=None,
+                   expected_sha256: Optional[str] = None):
   """Adds read -> predict -> write predictions, dead letters and the summary to ``pipeline``."""
   parsed = pipeline | 'ReadCsv' >> csv_io.ReadCsvRows(input_pattern, spec, require_label=False)
-  predictions = parsed[csv_io.ROWS] | 'Predict' >> PredictRows(model_dir, spec.key)
+  predictions = parsed[csv_io.ROWS] | 'Predict' >> PredictRows(model_dir, spec.key, expected_sha256)
   _ = (predictions
        | 'ToJson' >> beam.Map(json.dumps, sort_keys=True)
        | 'WritePredictions' >> beam.io.WriteToText(
@@ -142,7 +146,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   options = PipelineOptions(pipeline_args)
   options.view_as(SetupOptions).save_main_session = save_main_session
   metadata = model_io.read_metadata(known.model)
-  model_io.read_verified_bytes(known.model)  # fail early and clearly; workers check again on load
+  # Fail early and clearly; every worker checks again when it loads the model.
+  model_io.read_verified_bytes(known.model, known.model_sha256)
   spec = csv_io.resolve_spec(load_spec(known.spec, metadata), known.input)
   missing = [f for f in metadata['numeric'] + metadata['categorical'] if f not in spec.features]
   if missing:
@@ -153,7 +158,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   context = {'input': known.input, 'model': known.model, 'model_sha256': metadata['model_sha256'],
              'output': known.output}
   pipeline = beam.Pipeline(options=options)
-  build_pipeline(pipeline, known.input, spec, known.model, known.output, known.num_shards, context)
+  build_pipeline(pipeline, known.input, spec, known.model, known.output, known.num_shards, context,
+                 known.model_sha256)
   pipeline.run().wait_until_finish()
   with FileSystems.open(FileSystems.join(known.output, artifacts.SUMMARY_FILE)) as handle:
     summary = json.loads(handle.read().decode('utf-8'))

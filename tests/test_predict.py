@@ -101,3 +101,11 @@ def test_tampered_model_is_refused_with_a_clear_error(good_model_dir, tmp_path, 
   assert code == 2
   assert 'refusing to unpickle' in capsys.readouterr().err
   assert not (tmp_path / 'out').exists()
+
+
+def test_registry_sha256_is_checked(good_model_dir, tmp_path, capsys):
+  (tmp_path / 'new.csv').write_text(mldata.taxi_frame(5, seed=1).to_csv(index=False))
+  code = predict.main(['--input', str(tmp_path / 'new.csv'), '--model', str(good_model_dir),
+                       '--model_sha256', '0' * 64, '--output', str(tmp_path / 'out')])
+  assert code == 2
+  assert 'the caller (registry) says 000' in capsys.readouterr().err
