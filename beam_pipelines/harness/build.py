@@ -1,8 +1,8 @@
 """``invoke build``: lint and unit-test gates, a reproducible wheel + sdist, and the build manifest.
 
-The build works on a snapshot of the source tree (tracked and untracked-but-not-ignored files, as
-git sees them) in a temporary directory, so the gates test exactly the bytes that are packaged and
-no stale ``build/``/``*.egg-info`` output leaks into the wheel. Timestamps inside the wheel come
+The gates (ruff, unit tests) run in the checkout, as Maven's do. The wheel is built from a snapshot
+of the source tree (tracked and untracked-but-not-ignored files, as git sees them) in a temporary
+directory, so no stale ``build/``/``*.egg-info`` output or ignored file leaks into it. Timestamps inside the wheel come
 from the commit (``SOURCE_DATE_EPOCH`` = commit time, as Maven's ``outputTimestamp``), so building
 the same commit twice gives byte-identical wheels. The build id is only in the manifest and in the
 bucket path, never inside the wheel.
@@ -87,7 +87,7 @@ def _check(command: List[str], cwd: pathlib.Path, what: str, env: Optional[dict]
 
 
 def run_gates(source: pathlib.Path) -> None:
-  """Lint (ruff) then unit tests (pytest -m 'not integration and not slow') on ``source``.
+  """Lint (ruff) then unit tests (pytest -m 'not integration and not slow') in ``source``.
 
   $BEAM_PIPELINES_UNIT_TESTS narrows the unit tests to some paths (the harness's own integration
   tests use it so as not to re-run the whole suite they are part of); unset, all tests run.
@@ -168,13 +168,13 @@ def build(repo: pathlib.Path, checks: bool = True) -> dict:
   progress(f'build: {build_id} (commit {commit[:7] if commit else "none"}'
            f'{", dirty tree" if dirty else ""}; SOURCE_DATE_EPOCH={epoch})')
   dist = repo / layout.DIST_DIR
+  if checks:
+    run_gates(repo)
+  else:
+    progress('build: lint and unit tests SKIPPED (--no-checks)')
   with tempfile.TemporaryDirectory(prefix='beam-pipelines-build-') as tmp:
     source = pathlib.Path(tmp) / 'src'
     snapshot(repo, source)
-    if checks:
-      run_gates(source)
-    else:
-      progress('build: lint and unit tests SKIPPED (--no-checks)')
     progress('build: wheel + sdist (python -m build --no-isolation)')
     out_dir = pathlib.Path(tmp) / 'out'
     build_distributions(source, out_dir, epoch)
