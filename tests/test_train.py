@@ -31,9 +31,9 @@ def test_training_is_deterministic(features_dir, good_model_dir, tmp_path):
 
 def test_gbt_hyperparameters_are_recorded(features_dir, tmp_path):
   metadata = train.run(['--features', str(features_dir), '--output', str(tmp_path),
-                        '--classifier', 'gbt', '--max_iter', '20', '--learning_rate', '0.2'])
+                        '--classifier', 'gbt', '--max_iter', '5', '--learning_rate', '0.2'])
   assert metadata['hyperparameters'] == {
-      'classifier': 'gbt', 'learning_rate': 0.2, 'max_iter': 20, 'max_depth': None,
+      'classifier': 'gbt', 'learning_rate': 0.2, 'max_iter': 5, 'max_depth': None,
       'max_leaf_nodes': 31, 'random_state': 0}
 
 
