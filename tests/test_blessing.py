@@ -185,3 +185,9 @@ class TestConfig:
   def test_unreadable_file_names_the_path(self, tmp_path):
     with pytest.raises(blessing.BlessingConfigError, match='nope.yaml'):
       blessing.load_config(str(tmp_path / 'nope.yaml'))
+
+
+def test_change_only_config_rubber_stamps_a_first_model_saying_why():
+  result = blessing.bless({'auc': 0.1}, None, auc_rule(absolute=0.0))
+  assert result.status == artifacts.BLESSED and result.checks == []
+  assert result.message.endswith('no threshold applies without a baseline')

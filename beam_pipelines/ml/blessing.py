@@ -257,7 +257,8 @@ def bless(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
     status = artifacts.BLESSED
     how = ('no baseline: rubber-stamped on value thresholds' if rubber_stamped
            else 'every threshold passed against the baseline')
-    message = f'BLESSED ({how}): ' + '; '.join(c.message for c in checks)
+    message = f'BLESSED ({how}): ' + ('; '.join(c.message for c in checks)
+                                       or 'no threshold applies without a baseline')
   return Blessing(status, message, checks, rubber_stamped)
 
 
