@@ -226,7 +226,7 @@ class ContinuousTraining:
     directory, record = self.registry.verified_dir(registry.PRODUCTION)
     output = layout.join(run.path.rsplit('/', 1)[0], 'predictions')
     summary = predict.run(['--input', layout.join(span, SPAN_FILES), '--model', directory,
-                           '--output', output])
+                           '--model_sha256', record['model_sha256'], '--output', output])
     run.step('predict', 'ran', outputs=output, model_version=record['version'],
              summary=f'{summary["predictions_written"]} predictions')
 

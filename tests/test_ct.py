@@ -64,7 +64,7 @@ def runs(tmp_path_factory):
   before_again = state(bucket)
   again = ct(bucket)
   after_again = state(bucket)
-  forced = ct(bucket, '--force', '--span', span)
+  forced = ct(bucket, '--force', '--predict', '--span', span)
   return types.SimpleNamespace(**locals())
 
 
@@ -118,3 +118,13 @@ def test_lineage_names_the_source_tree_the_span_hash_and_the_parameters(runs):
   assert record['trigger'] == ['new_span']
   assert record['parameters']['train']['classifier'] == 'logistic'
   assert runs.reg.record(1)['lineage'] == lineage_path(runs.resumed.out)
+
+
+def test_predict_scores_the_span_with_the_production_model(runs):
+  record = lineage_of(runs.bucket, runs.forced.out)
+  step = record['steps']['predict']
+  summary = json.loads(open(os.path.join(step['outputs'], 'summary.json')).read())
+  assert step['model_version'] == 1
+  assert step['summary'] == f'{summary["predictions_written"]} predictions'
+  assert summary['model_sha256'] == runs.reg.record(1)['model_sha256']
+  assert summary['rows_read'] == summary['predictions_written'] + summary['rows_dead_lettered']
