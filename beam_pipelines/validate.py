@@ -34,7 +34,8 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--schema', default=None,
                       help='Curated schema (pbtxt): used if it exists, else inferred and stored here.')
   parser.add_argument('--previous_statistics', default=None,
-                      help="Previous span's statistics/train.pb, for the drift check.")
+                      help="Previous span's statistics/train.pb (or its validation directory), "
+                      'for the drift check.')
   parser.add_argument('--serving_features', default=None,
                       help='Features directory of serving data, for the skew check.')
 
@@ -353,7 +354,10 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   spec = spec_lib.load(known.spec) if known.spec else spec_lib.from_dict(summary['spec'])
   if not spec.is_resolved:
     raise ValidationError('the spec still holds "all": pass the spec the features were made with')
-  previous = load_statistics(known.previous_statistics) if known.previous_statistics else None
+  previous_path = known.previous_statistics
+  if previous_path and not previous_path.endswith(artifacts.STATISTICS_SUFFIX):
+    previous_path = statistics_path(previous_path, artifacts.TRAIN)  # a validation directory
+  previous = load_statistics(previous_path) if previous_path else None
 
   progress(f'validate: computing statistics of {features_dir} '
            f'({summary["rows_written"]} rows) with TFDV')
@@ -378,7 +382,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   verdict = judge(anomalies, statistics, spec, summary.get('extra_columns', ()))
   verdict.update({
       'features': features_dir, 'schema_source': source, 'schema': known.schema,
-      'previous_statistics': known.previous_statistics,
+      'previous_statistics': previous_path,
       'serving_features': known.serving_features, 'statistics': paths,
       'rows_dead_lettered': summary.get('rows_dead_lettered'),
       'missing_columns': summary.get('missing_columns', [])})

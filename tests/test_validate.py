@@ -48,8 +48,8 @@ def runs(tmp_path_factory):
   verdicts['drift'] = validate.run(args(
       'drift', '--schema', str(schema), '--previous_statistics', str(previous),
       '--serving_features', str(feature_dirs['base'])))
-  exit_codes = {'dropped': validate.main(args('dropped', '--schema', str(schema),
-                                              '--previous_statistics', str(previous)))}
+  exit_codes = {'dropped': validate.main(args('dropped', '--schema', str(schema),  # a directory:
+                                              '--previous_statistics', str(outputs['base'])))}
   verdicts['dropped'] = validate.read_verdict(str(outputs['dropped']))
   verdicts['unknown'] = validate.run(args('unknown', '--schema', str(schema)))
   # A person curates the stored schema: the new company is expected from now on.
@@ -114,6 +114,8 @@ def test_missing_column_is_an_anomaly_that_blocks_training(runs):
   assert 'company' in _anomalous_features(verdict)
   assert verdict['missing_columns'] == ['company']
   assert runs['exit_codes']['dropped'] == 1
+  assert verdict['previous_statistics'].endswith('statistics/train.pb')
+  assert verdict['drift'] and not verdict['drifted_features']
   assert not validate.verdict_allows_training(str(runs['outputs']['dropped']))
   from beam_pipelines import train
   with pytest.raises(train.TrainingRefused, match='anomalous'):
