@@ -166,7 +166,7 @@ def _summary(url: str) -> None:
   from beam_pipelines.harness.status import status_lines
   lines = status_lines(url, limit=3)
   _say('deployed: ' + lines[2])
-  for line in lines[1:2] + lines[3:]:
+  for line in lines[:2] + lines[3:]:
     print(line)
   _say(f'next: `invoke run wordcount` runs the prod workflow; outputs land under '
        f'{layout.Env(url, layout.PROD).path(layout.RESULTS, layout.RUNS)}/')
