@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -52,3 +55,23 @@ def test_kill_9_during_deploy_leaves_a_whole_deployment_and_the_next_run_succeed
   assert [(e['event'], e['build_id']) for e in events] == [
       ('deploy', loop.a), ('deploy', loop.b), ('deploy', loop.a)]
   assert events[-1].get('recovered', False) == (point == 'committed')
+
+
+def test_kill_9_from_outside_mid_copy_then_the_next_deploy_succeeds(project, bucket_copy, loop):
+  """No hook: the test itself SIGKILLs the deploy once it reports copying, as an operator would."""
+  env = dict(os.environ, **{layout.BUCKET_ENV_VAR: str(bucket_copy)})
+  env.pop('PYTHONPATH', None)
+  process = subprocess.Popen([sys.executable, '-m', 'invoke', 'deploy', '--build-id', loop.a],
+                             cwd=project, env=env, stderr=subprocess.PIPE, text=True)
+  for line in process.stderr:
+    if 'deploy: copying build' in line:
+      os.kill(process.pid, signal.SIGKILL)
+      break
+  # Killed within milliseconds of that line; 0 only if the deploy had already finished by then.
+  assert process.wait() in (-signal.SIGKILL, 0)
+  values = prod_variables(bucket_copy)
+  assert values['build_id'] in (loop.a, loop.b)
+  assert_complete(bucket_copy, values)
+  again = invoke(project, bucket_copy, 'deploy', '--build-id', loop.a)
+  assert again.returncode == 0, again.stderr
+  assert prod_variables(bucket_copy)['build_id'] == loop.a
