@@ -22,6 +22,7 @@ from beam_pipelines.harness import bucket, layout
 from beam_pipelines.harness.errors import HarnessError
 
 CODE_SUFFIXES = ('.py', '.yaml', '.json', '.csv', '.txt')
+STEP_ORDER = ('features', 'validation', 'training', 'evaluation', 'push', 'predict')
 
 
 def file_entries(paths: Sequence[str]) -> List[Dict[str, Any]]:
@@ -113,7 +114,9 @@ def render(record: Dict[str, Any]) -> List[str]:
            f'  data:       span {data.get("span")} sha256 {data.get("sha256")}']
   lines += [f'              {f["path"]}  sha256 {f["sha256"]}' for f in data.get('files', [])]
   lines.append(f'  parameters: {record.get("parameters")}')
-  for name, step in record.get('steps', {}).items():
+  steps = record.get('steps', {})
+  order = [s for s in STEP_ORDER if s in steps] + sorted(set(steps) - set(STEP_ORDER))
+  for name, step in ((n, steps[n]) for n in order):
     outputs = step.get('outputs')
     lines.append(f'  step {name:10s} {step.get("status"):8s} {step.get("summary", "")}'
                  + (f'  -> {outputs}' if outputs else ''))
