@@ -230,3 +230,21 @@ def describe(record: Dict[str, Any], aliases: Dict[str, int]) -> str:
   return (f'v{number:<3d} {blessing:11s} {shown or "no metrics"}  sha256 {record["model_sha256"][:12]}'
           f'  run {record.get("run_id", "?")}  {record.get("registered_at", "")}'
           + (f'  <- {", ".join(names)}' if names else ''))
+
+
+def model_status(bucket_url: str) -> str:
+  """The line of `invoke status` about the prod registry: production and candidate versions."""
+  from beam_pipelines.ct import CtPaths
+  from beam_pipelines.ml import spec, steps
+  try:
+    reg = Registry(CtPaths(bucket_url).registry(spec.load(steps.load_definition().spec_path).name))
+    aliases = reg.aliases()
+    if not aliases:
+      return f'model registry: no production model ({reg.root})'
+    production = reg.record(aliases[PRODUCTION]) if PRODUCTION in aliases else None
+    auc = (production or {}).get('metrics', {}).get('auc')
+    return (f'model registry: production v{aliases.get(PRODUCTION)}'
+            + (f' (auc {auc:.4f}, run {production.get("run_id")})' if isinstance(auc, float) else '')
+            + f', candidate v{aliases.get(CANDIDATE)}; {len(reg.numbers())} version(s) in {reg.root}')
+  except HarnessError as error:
+    return f'model registry: UNREADABLE: {error}'
