@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -72,7 +73,8 @@ class TestPush:
     assert created and record['version'] == 1 and not lock.exists()
     assert 'stale lock' in capsys.readouterr().err
 
-  def test_a_push_while_another_holds_the_lock_is_refused(self, reg, models, tmp_path):
+  def test_a_push_while_another_holds_the_lock_waits_then_is_refused(self, models, tmp_path):
+    reg = registry.Registry(str(tmp_path / 'registry' / 'taxi'), lock_wait=0.5)
     lock = tmp_path / 'registry' / 'taxi' / registry.LOCK_FILE
     lock.parent.mkdir(parents=True, exist_ok=True)
     lock.write_text(json.dumps({'host': socket.gethostname(), 'pid': os.getppid(),
@@ -80,6 +82,23 @@ class TestPush:
     with pytest.raises(HarnessError, match='locked'):
       reg.push(models[0])
     assert reg.numbers() == []
+
+  def test_concurrent_pushes_are_serialised(self, reg, models, capsys):
+    holder = registry.Registry(reg.root)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+      with holder._locked('registry push'):
+        entered.set()
+        release.wait(10)
+    thread = threading.Thread(target=hold)
+    thread.start()
+    entered.wait(10)
+    threading.Timer(1.0, release.set).start()
+    record, created = reg.push(models[0])  # waits for the holder, then pushes
+    thread.join()
+    assert created and record['version'] == 1
+    assert 'waiting up to' in capsys.readouterr().err
 
   def test_an_unfinished_model_directory_is_refused(self, reg, tmp_path):
     (tmp_path / 'empty').mkdir()

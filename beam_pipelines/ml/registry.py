@@ -21,18 +21,22 @@ pickle's bytes again before unpickling).
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from beam_pipelines.harness import bucket, layout
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.lock import DeployLock
 from beam_pipelines.ml import artifacts
+from beam_pipelines.runtime import progress
 
 PRODUCTION, CANDIDATE = 'production', 'candidate'
 ALIASES = (PRODUCTION, CANDIDATE)
 MODEL_FILES = (artifacts.MODEL_FILE, artifacts.MODEL_METADATA_FILE)
 VERSIONS, VERSION_FILE, ALIASES_FILE, HISTORY = 'versions', 'version.json', 'aliases.json', 'history'
 LOCK_FILE = 'registry.lock'
+LOCK_WAIT_SECONDS = 120.0  # a push waits this long for another push/move to finish
 EVENT_PUSH, EVENT_PROMOTE, EVENT_ROLLBACK = 'push', 'promote', 'rollback'
 
 
@@ -43,9 +47,32 @@ class RegistryError(HarnessError):
 class Registry:
   """One model's registry at ``root`` (a local directory or a gs:// prefix)."""
 
-  def __init__(self, root: str):
+  def __init__(self, root: str, lock_wait: float = LOCK_WAIT_SECONDS):
     self.root = root.rstrip('/')
     self.lock = layout.join(self.root, LOCK_FILE)  # read by DeployLock
+    self.lock_wait = lock_wait
+
+  @contextlib.contextmanager
+  def _locked(self, operation: str):
+    """Holds the registry lock; waits up to ``lock_wait`` s while another push/move holds it."""
+    deadline, told = time.monotonic() + self.lock_wait, False
+    while True:
+      lock = DeployLock(self, operation)
+      try:
+        lock.__enter__()
+        break
+      except HarnessError as error:
+        if 'is locked' not in str(error) or time.monotonic() >= deadline:
+          raise
+        if not told:
+          progress(f'registry: {self.lock} is held by another push or move: waiting up to '
+                   f'{self.lock_wait:.0f} s')
+          told = True
+        time.sleep(0.25)
+    try:
+      yield
+    finally:
+      lock.__exit__(None, None, None)
 
   def version_dir(self, number: int) -> str:
     return layout.join(self.root, VERSIONS, str(int(number)))
@@ -133,7 +160,7 @@ class Registry:
     from beam_pipelines.ml import model_io
     payload = model_io.read_verified_bytes(model_dir)  # refuses an unfinished or changed model
     metadata = model_io.read_metadata(model_dir)
-    with DeployLock(self, 'registry push'):
+    with self._locked('registry push'):
       self._record_missing_event()
       for existing in self.versions():
         if existing['model_sha256'] == metadata['model_sha256']:
@@ -156,7 +183,7 @@ class Registry:
   def move(self, moves: Dict[str, int], event: str, reason: str = '',
            **facts: Any) -> Optional[Dict[str, Any]]:
     """Moves aliases together (one atomic write) and records the event; None if nothing moved."""
-    with DeployLock(self, f'registry {event}'):
+    with self._locked(f'registry {event}'):
       return self._move(moves, event, reason, **facts)
 
   def promote(self, ref: Union[str, int], reason: str = '') -> Optional[Dict[str, Any]]:
@@ -166,7 +193,7 @@ class Registry:
 
   def rollback(self, reason: str = '') -> Dict[str, Any]:
     """Points ``production`` back at the version it held before the live one was pushed/promoted."""
-    with DeployLock(self, f'registry {EVENT_ROLLBACK}'):
+    with self._locked(f'registry {EVENT_ROLLBACK}'):
       live = self.aliases().get(PRODUCTION)
       if live is None:
         raise RegistryError('no production model: nothing to roll back')
