@@ -53,6 +53,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+from beam_pipelines import submission
 from beam_pipelines.ml import artifacts, blessing, model_io, report
 from beam_pipelines.ml.metrics import BinaryMetricsCombineFn
 from beam_pipelines.runtime import progress
@@ -190,6 +191,7 @@ def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> Dic
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Evaluates and blesses; returns the blessing record (also written to EDIR/blessing.json)."""
+  argv = submission.prepare_argv('evaluate', argv)  # on Dataflow: stage the built wheel
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   add_evaluate_arguments(parser)
   known, pipeline_args = parser.parse_known_args(argv)

@@ -50,6 +50,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, R
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from apache_beam.pvalue import AsSingleton
 
+from beam_pipelines import submission
 from beam_pipelines.ml import artifacts, csv_io, model_io
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.runtime import progress
@@ -140,6 +141,7 @@ def load_spec(spec_path: Optional[str], metadata: Dict[str, Any]) -> spec_lib.Da
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Runs batch inference; returns the summary (also written to PDIR/summary.json)."""
+  argv = submission.prepare_argv('predict', argv)  # on Dataflow: stage the built wheel
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   add_predict_arguments(parser)
   known, pipeline_args = parser.parse_known_args(argv)

@@ -17,7 +17,8 @@ import sys
 
 
 def add_wordcount_arguments(parser: argparse.ArgumentParser) -> None:
-  """The word count's own flags (plain argparse, so --help needs no Beam import)."""
+  """The word count's own flags. Plain argparse, not a PipelineOptions subclass: --help needs no
+  Beam import, and flags such as --output cannot clash with another pipeline's in one process."""
   parser.add_argument(
       '--input', default=None, help='File or glob to read (default: the bundled sample text).')
   parser.add_argument(
@@ -43,6 +44,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+from beam_pipelines import submission
 from beam_pipelines.runtime import progress
 
 METRICS_NAMESPACE = 'WordCount'
@@ -113,14 +115,6 @@ class CountWords(beam.PTransform):
         | 'CountPerWord' >> beam.combiners.Count.PerElement())
 
 
-class WordCountOptions(PipelineOptions):
-  """The word count's own flags; every other flag is a Beam option."""
-
-  @classmethod
-  def _add_argparse_args(cls, parser):
-    add_wordcount_arguments(parser)
-
-
 def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, output: str, num_shards: int = 0):
   """Adds read -> count -> format -> write to ``pipeline``; returns the write result."""
   lines = pipeline | 'ReadLines' >> beam.io.ReadFromText(input_pattern)
@@ -137,8 +131,11 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   ``save_main_session`` stays False: the DoFns need no global state of ``__main__`` (Beam's default
   cloudpickle pickles them by value, and imports resolve from the staged wheel on workers).
   """
-  options = PipelineOptions(argv)
-  known = options.view_as(WordCountOptions)
+  argv = submission.prepare_argv('wordcount', argv)  # on Dataflow: stage the built wheel
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  add_wordcount_arguments(parser)
+  known, pipeline_args = parser.parse_known_args(argv)
+  options = PipelineOptions(pipeline_args)
   options.view_as(SetupOptions).save_main_session = save_main_session
   input_pattern = known.input or default_input()
 

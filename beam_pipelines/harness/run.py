@@ -36,6 +36,7 @@ def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: s
   run_id = new_run_id()
   values = dict(values, run_id=run_id)
   args = workflows.render_args(definition, values) + list(extra_args)
+  args = _stage_for_dataflow(definition, values, args)
   progress(f'run: {definition["name"]} of build {values[layout.VAR_BUILD_ID]} in {env_name} '
            f'(run {run_id})')
   site = deployed.install(values[layout.VAR_WHEEL_FILE], values[layout.VAR_SHA256],
@@ -44,3 +45,17 @@ def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: s
   output = args[len(args) - 1 - args[::-1].index('--output') + 1] if '--output' in args else None
   return {'build_id': values[layout.VAR_BUILD_ID], 'run_id': run_id, 'workflow': definition['name'],
           'args': args, 'output': output, 'origin': origin}
+
+
+def _stage_for_dataflow(definition: dict, values: dict, args: List[str]) -> List[str]:
+  """On DataflowRunner: the deployed wheel (sha256-checked) as the workers' package, job named and
+  labelled by the build id (beam_pipelines.submission). Other runners: ``args`` unchanged."""
+  from beam_pipelines import submission
+  if not submission.is_dataflow(args):
+    return args
+  try:
+    wheel = submission.fetch_wheel(values[layout.VAR_WHEEL_FILE], values[layout.VAR_SHA256])
+    return submission.submission_args(definition['pipeline'], args, wheel=wheel,
+                                      build_id=values[layout.VAR_BUILD_ID])
+  except submission.SubmissionError as error:
+    raise HarnessError(str(error)) from None
