@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv (Python 3.11) and installs the pinned dependency set plus this project (editable).
+# Creates .venv (Python 3.11) and installs the pinned dependency set plus this project (editable),
+# then .venv-airflow (Airflow, only to validate build/dags/; it cannot share .venv with TFDV).
 # Usage: scripts/install.sh            # idempotent: re-running only installs what changed
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +21,4 @@ export VIRTUAL_ENV="$PWD/$VENV"
 "$VENV/bin/uv" pip install --quiet --compile-bytecode -r requirements/lock.txt
 "$VENV/bin/uv" pip install --quiet --no-deps --compile-bytecode -e .
 echo "beam-pipelines installed in $VENV ($("$VENV/bin/python" -c 'import beam_pipelines; print(beam_pipelines.__version__)'))"
+scripts/install-airflow.sh
