@@ -4,6 +4,8 @@
     invoke rollback               # prod back to the previously deployed build
     invoke run wordcount -- --direct_num_workers 2   # run the prod workflow of the deployed build
     invoke status                 # what is deployed where, last test, history
+    invoke ct                     # continuous training of the deployed build on new data spans
+    invoke model-list             # the model registry; model-promote, model-rollback, lineage
 
 Every task that touches the bucket takes ``--bucket URL`` (default: $BEAM_PIPELINES_BUCKET, else
 ``bucket/`` here). The tasks only compose ``beam_pipelines.harness``; see docs/harness.md.
@@ -75,17 +77,18 @@ def test(c, bucket=None):
 
 
 @task
-def deploy(c, build_id=None, approve=False, bucket=None):
+def deploy(c, build_id=None, approve=False, override_blessing=None, bucket=None):
   """Promote a build that passed test to prod: same bytes, sha256 checked, variables, workflows.
 
   :param build_id: the build to deploy (default: the newest build that passed test).
   :param approve: confirm the deploy when the approval gate is on.
+  :param override_blessing: deploy although the build's model is NOT_BLESSED; the reason is recorded.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   from beam_pipelines.harness.deploy import deploy as run_deploy
   with refusals():
     url = _bucket(bucket)
-    run_deploy(url, build_id, approve)
+    run_deploy(url, build_id, approve, override_blessing)
     _summary(url)
 
 
@@ -170,3 +173,123 @@ def _summary(url: str) -> None:
     print(line)
   _say(f'next: `invoke run wordcount` runs the prod workflow; outputs land under '
        f'{layout.Env(url, layout.PROD).path(layout.RESULTS, layout.RUNS)}/')
+
+
+def _registry(url):
+  from beam_pipelines.ct import CtPaths
+  from beam_pipelines.ml import registry, spec, steps
+  name = spec.load(steps.load_definition().spec_path).name
+  return registry.Registry(CtPaths(url).registry(name))
+
+
+@task(name='ct')
+def continuous_training(c, span=None, force=False, no_cache=False, no_push=False, predict=False,
+                        source=False, bucket=None):
+  """Continuous training of the deployed prod build (its `ct` workflow) on each new landed span.
+
+  :param span: a span directory (or CSV glob) to process instead of the new spans of the landing area.
+  :param force: retrain even when there is no trigger (cached steps are reused).
+  :param no_cache: run every step again (reuse nothing).
+  :param no_push: a blessed model becomes `candidate` only; production stays.
+  :param predict: then run batch inference of the span with the production model.
+  :param source: run the source tree's pipeline instead of the deployed build's.
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  """
+  url = _bucket(bucket)
+  flags = ['--bucket', url] + (['--span', span] if span else []) + [
+      f for f, on in (('--force', force), ('--no_cache', no_cache), ('--no_push', no_push),
+                      ('--predict', predict)) if on]
+  with refusals():
+    if source:
+      from beam_pipelines import ct as ct_module
+      status = ct_module.main(flags)
+      if status:
+        raise Exit(f'[beam-pipelines] ct: exit status {status}', code=status)
+      return
+    from beam_pipelines.harness.run import run_pipeline as run_deployed
+    done = run_deployed(REPO, url, 'ct', layout.PROD, flags)
+    _say(f'ct: done with deployed build {done["build_id"]}; `invoke model-list`, '
+         f'`invoke lineage --model production`')
+
+
+@task(name='ct-demo')
+def ct_demo(c, bucket=None):
+  """The CT loop end to end on the bundled sample: land spans 1-4, run ct on each (source tree).
+
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  """
+  from beam_pipelines import ct as ct_module
+  with refusals():
+    status = ct_module.main(['--demo', '--bucket', _bucket(bucket)])
+  if status == 2:
+    raise Exit('[beam-pipelines] ct-demo failed', code=2)
+
+
+@task(name='model-list')
+def model_list(c, bucket=None):
+  """The model registry: every version (blessing, metrics, sha256, run), aliases, alias history.
+
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  """
+  from beam_pipelines.ml.registry import describe
+  with refusals():
+    reg = _registry(_bucket(bucket))
+    aliases = reg.aliases()
+    print(f'registry: {reg.root}')
+    for record in reg.versions():
+      print(describe(record, aliases))
+    print(f'aliases: {aliases or "none"}')
+    for event in reg.history()[-10:]:
+      moves = ', '.join(f'{a} {"v" + str(m["from"]) if m["from"] else "-"}->v{m["to"]}'
+                        for a, m in event['moves'].items())
+      print(f'  {event["at"]}  {event["event"]:8s} {moves}  ({event["reason"][:80]})')
+
+
+@task(name='model-promote')
+def model_promote(c, version, reason='', bucket=None):
+  """Point the `production` alias at a registered version (atomic, recorded in the history).
+
+  :param version: the version number to serve.
+  :param reason: why (recorded).
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  """
+  with refusals():
+    reg = _registry(_bucket(bucket))
+    event = reg.promote(int(version), reason)
+    _say(f'model-promote: production is v{reg.aliases()["production"]}'
+         + ('' if event else ' (already)'))
+
+
+@task(name='model-rollback')
+def model_rollback(c, reason='', bucket=None):
+  """Point `production` back at the version it held before the live one (recorded).
+
+  :param reason: why (recorded).
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  """
+  with refusals():
+    reg = _registry(_bucket(bucket))
+    event = reg.rollback(reason)
+    move = event['moves']['production']
+    _say(f'model-rollback: production v{move["from"]} -> v{move["to"]}')
+
+
+@task
+def lineage(c, model='production', bucket=None):
+  """Which data, code and parameters made a registered model (its run's lineage record).
+
+  :param model: production, candidate or a version number.
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  """
+  from beam_pipelines.harness import bucket as bucket_io
+  from beam_pipelines.ml.lineage import render
+  with refusals():
+    reg = _registry(_bucket(bucket))
+    number = reg.resolve(model)
+    record = reg.record(number)
+    metrics = ', '.join(f'{k} {v:.4f}' for k, v in sorted((record.get('metrics') or {}).items())
+                        if isinstance(v, float))
+    print(f'model v{number} ({model}): sha256 {record["model_sha256"]}, '
+          f'{record["blessing"]["status"]}; {metrics}')
+    print('\n'.join(render(bucket_io.read_json(record['lineage'], 'lineage record'))))
+    print(f'lineage record: {record["lineage"]}')

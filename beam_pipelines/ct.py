@@ -36,7 +36,7 @@ from beam_pipelines.harness import bucket, layout
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.runtime import progress
 
-CT_DIR, LANDING, REGISTRY_DIR = 'ct', 'ct', 'registry'
+CT_DIR, LANDING, REGISTRY_DIR = layout.CT, layout.CT, layout.REGISTRY
 RUNS, SPANS, CACHE = 'runs', 'spans', 'cache'
 SCHEMA_FILE, LOCK_FILE, LINEAGE_FILE, CHECK_FILE = ('schema.pbtxt', 'ct.lock', 'lineage.json',
                                                     'ml_check.json')
@@ -120,7 +120,7 @@ class ContinuousTraining:
   def run(self, spans: Optional[Sequence[str]] = None, force: bool = False) -> List[Dict[str, Any]]:
     """Processes the given spans, else every landed span not processed yet, oldest first."""
     from beam_pipelines.harness.lock import DeployLock
-    with DeployLock(self.paths, 'continuous training'):
+    with DeployLock(self.paths, 'continuous training', 'continuous training'):
       if spans is None:
         done = {r['span'] for r in processed_spans(self.paths)}
         landed = landed_spans(self.paths)

@@ -21,6 +21,7 @@ from beam_pipelines.harness import bucket, layout
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.integration import deploy_workflows, deployment_variables
 from beam_pipelines.harness.lock import DeployLock
+from beam_pipelines.ml import gate
 from beam_pipelines.runtime import progress
 
 # Named points of a deployment where the test hook $BEAM_PIPELINES_CRASH_AT kills the process.
@@ -115,10 +116,11 @@ def _event(values: dict) -> dict:
   return {k: values.get(k) for k in (
       layout.VAR_EVENT_ID, layout.VAR_EVENT, layout.VAR_BUILD_ID, layout.VAR_PREVIOUS_BUILD_ID,
       layout.VAR_SHA256, layout.VAR_WHEEL_FILE, layout.VAR_DEPLOYED_AT, layout.VAR_DEPLOYED_BY,
-      'approved')}
+      'approved', gate.VAR_OVERRIDE)}
 
 
-def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: bool) -> dict:
+def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: bool,
+             override: Optional[str] = None) -> dict:
   """Makes ``build_id`` live in prod (caller holds the lock). Returns the new prod variables."""
   test = layout.Env(bucket_url, layout.TEST)
   prod = layout.Env(bucket_url, layout.PROD)
@@ -154,7 +156,8 @@ def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: b
       progress(f'{event}: prod had no inputs: seeded {prod.path(target)} from the test input')
   values = deployment_variables(
       prod, manifest, event=event, event_id=layout.event_id(event, build_id),
-      previous_build_id=live.get(layout.VAR_BUILD_ID) if live else None, approved=approved)
+      previous_build_id=live.get(layout.VAR_BUILD_ID) if live else None, approved=approved,
+      **({gate.VAR_OVERRIDE: override} if override else {}))
   bucket.write_json(prod.variables, values)  # the commit point
   crash_point('committed')
   bucket.write_json(layout.join(prod.history, f'{values[layout.VAR_EVENT_ID]}.json'), _event(values))
@@ -162,8 +165,10 @@ def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: b
   return values
 
 
-def deploy(bucket_url: str, build_id: Optional[str] = None, approve: bool = False) -> dict:
-  """Promotes ``build_id`` (default: the newest passed build) to prod."""
+def deploy(bucket_url: str, build_id: Optional[str] = None, approve: bool = False,
+           override_blessing: Optional[str] = None) -> dict:
+  """Promotes ``build_id`` (default: the newest passed build) to prod; a build whose model is
+  NOT_BLESSED against production is refused unless ``override_blessing`` gives a reason."""
   if build_id is not None:
     layout.validate_build_id(build_id)
   if approval_required(bucket_url) and not approve:
@@ -176,8 +181,11 @@ def deploy(bucket_url: str, build_id: Optional[str] = None, approve: bool = Fals
       if not passed:
         raise HarnessError('no build has passed test yet: run `invoke build test` first')
       build_id = passed[-1]
+    override = gate.refuse_unblessed(read_passed(bucket_url, build_id), build_id,
+                                     override_blessing)
     progress(f'deploy: promoting build {build_id} to prod')
-    values = _promote(bucket_url, build_id, layout.EVENT_DEPLOY, approve, copy=True)
+    values = _promote(bucket_url, build_id, layout.EVENT_DEPLOY, approve, copy=True,
+                      override=override)
   return values
 
 

@@ -16,6 +16,7 @@ from typing import Dict
 from beam_pipelines.harness import bucket, deployed, layout, workflows
 from beam_pipelines.harness.build import load_local_manifest
 from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.ml import gate
 from beam_pipelines.runtime import progress
 
 
@@ -88,7 +89,9 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> dict:
   for target, source in sorted(layout.TEST_FIXTURES.items()):
     bucket.write_bytes(env.path(target), (repo / source).read_bytes())
   progress(f'test: integration input and reference staged under {env.inputs}, {env.references}')
-  bucket.write_json(env.variables, deployment_variables(env, manifest, event='test'))
+  ml_values = gate.baseline_variables(bucket_url)
+  progress(f'test: ML check baseline: {ml_values[gate.VAR_BASELINE_SOURCE]}')
+  bucket.write_json(env.variables, deployment_variables(env, manifest, event='test', **ml_values))
   progress(f'test: variables set: {env.variables}')
 
   values = read_variables(env)  # as the test DAG does: everything from the variables
@@ -120,6 +123,7 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> dict:
       'tested_by': actor(),
       'module_origins': origins,
       'results': results,
+      gate.REPORT_KEY: gate.report_section(results),
   }
   bucket.write_json(env.report(build_id), report)
   if not passed:

@@ -18,6 +18,10 @@ Each environment (``test``, ``prod``) is a prefix of it, the tutorial's buckets:
     <bucket>/prod/history/<event_id>.json                  deployment history, one object per event
     <bucket>/prod/deploy.lock                              deploy/rollback lock (exclusive create)
     <bucket>/prod/settings.json                            {"require_approval": bool}
+    <bucket>/<env>/inputs/ct/<span>/*.csv                  continuous training: landing area (prod)
+    <bucket>/<env>/ct/{runs,spans,cache}/...               ct lineage, processed spans, step cache
+    <bucket>/<env>/registry/<model>/...                    model registry (beam_pipelines.ml.registry)
+    <bucket>/test/inputs/ml/taxi_integration.csv           integration data of the level-2 ML check
 
 ``variables.json`` is the single commit point of a deployment: everything it names is written (and
 verified) before it, and it is replaced in one atomic write. A reader sees the previous deployment
@@ -56,6 +60,7 @@ SUPPORT_FILES_DIR = 'build/support-files'
 TEST_FIXTURES = {
     'inputs/wordcount/input.txt': f'{SUPPORT_FILES_DIR}/input.txt',
     'references/wordcount/reference.txt': f'{SUPPORT_FILES_DIR}/reference.txt',
+    'inputs/ml/taxi_integration.csv': f'{SUPPORT_FILES_DIR}/ml/taxi_integration.csv',
 }
 # Prod inputs seeded from the test environment on deploy when prod has none (first deploy only).
 PROD_SEED_INPUTS = {'inputs/wordcount/input.txt': 'inputs/wordcount/input.txt'}
@@ -76,6 +81,8 @@ MANIFEST_FILE = 'manifest.json'
 REPORT_FILE = 'report.json'
 LOCK_FILE = 'deploy.lock'
 SETTINGS_FILE = 'settings.json'
+CT = 'ct'  # <env>/ct/ (continuous training) and <env>/inputs/ct/ (its landing area)
+REGISTRY = 'registry'  # <env>/registry/<model>/
 
 # Deployment variables (keys of variables.json)
 VAR_BUILD_ID = 'build_id'

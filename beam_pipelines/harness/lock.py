@@ -57,9 +57,10 @@ def describe(holder: dict) -> str:
 class DeployLock:
   """Context manager: ``with DeployLock(env, 'deploy'): ...``."""
 
-  def __init__(self, env: layout.Env, operation: str):
-    self.path = env.lock
+  def __init__(self, env: layout.Env, operation: str, what: str = 'prod'):
+    self.path = env.lock  # any object with a ``lock`` path (the registry and ct use their own)
     self.operation = operation
+    self.what = what
     pid = os.getpid()
     self.content = json.dumps({
         'user': getpass.getuser(),
@@ -78,7 +79,9 @@ class DeployLock:
     if holder is not None and self._is_stale(holder):
       progress(f'lock: removing a stale lock left by {describe(holder)}: that process no longer '
                f'exists on this host (killed or crashed mid-{holder.get("operation", "?")}); '
-               f'prod is still consistent because variables.json is the commit point')
+               + ('prod is still consistent because variables.json is the commit point'
+                  if self.what == 'prod' else
+                  f'{self.what} is still consistent: its commit point is written last'))
       raw = bucket.read_bytes(self.path, 'deploy lock') if bucket.exists(self.path) else None
       if raw is not None and json.loads(raw.decode('utf-8')) == holder:
         bucket.delete(self.path)
@@ -86,6 +89,11 @@ class DeployLock:
         return self
       holder = self._read_holder()
     who = describe(holder) if holder else 'an unreadable lock object'
+    if self.what != 'prod':
+      raise HarnessError(
+          f'{self.what} is locked: {self.path} is held by {who}. Another run is going on, or one '
+          f'died on another machine. Wait for it; if you are sure nobody is running one, delete '
+          f'that object and retry. Nothing was changed.')
     raise HarnessError(
         f'prod is locked: {self.path} is held by {who}. Another deploy or rollback is running, or '
         f'one died on another machine. Wait for it; if you are sure nobody is deploying, remove '

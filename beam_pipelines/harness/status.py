@@ -7,6 +7,7 @@ from typing import List
 from beam_pipelines.harness import bucket, layout, lock
 from beam_pipelines.harness.deploy import approval_required, history, passed_builds
 from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.ml.registry import model_status
 
 
 def _deployment(env: layout.Env) -> str:
@@ -44,6 +45,7 @@ def status_lines(bucket_url: str, limit: int = 10) -> List[str]:
            _deployment(layout.Env(bucket_url, layout.TEST)),
            _deployment(prod),
            _last_test(bucket_url)]
+  lines.append(model_status(bucket_url))
   passed = passed_builds(bucket_url)
   lines.append(f'passed builds: {len(passed)}' + (f' (newest {passed[-1]})' if passed else ''))
   lines.append(f'approval gate: {"ON (deploys need --approve)" if approval_required(bucket_url) else "off"}')

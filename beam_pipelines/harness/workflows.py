@@ -123,3 +123,7 @@ def golden_counts(params: Dict[str, str]) -> CheckResult:
              'missing': comparison.missing, 'unexpected': comparison.unexpected,
              'wrong': [list(w) for w in comparison.wrong]}
   return CheckResult(name, comparison.equal, compare.render(comparison), details)
+
+
+# The level-2 ML check (`ml_model`) registers itself with ``register_check``.
+from beam_pipelines.ml import gate  # noqa: E402,F401

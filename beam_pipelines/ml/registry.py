@@ -57,7 +57,7 @@ class Registry:
     """Holds the registry lock; waits up to ``lock_wait`` s while another push/move holds it."""
     deadline, told = time.monotonic() + self.lock_wait, False
     while True:
-      lock = DeployLock(self, operation)
+      lock = DeployLock(self, operation, 'the model registry')
       try:
         lock.__enter__()
         break
