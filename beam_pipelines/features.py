@@ -46,6 +46,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
+from beam_pipelines import submission
 from beam_pipelines.ml import artifacts, csv_io
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.runtime import progress
@@ -234,6 +235,7 @@ def parse_args(argv: Optional[Sequence[str]]):
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Runs feature extraction; returns the summary (raises ReconciliationError if counts differ)."""
   from beam_pipelines import taxi_data
+  argv = submission.prepare_argv('features', argv)  # on Dataflow: stage the built wheel
   known, options = parse_args(argv)
   options.view_as(SetupOptions).save_main_session = save_main_session
   input_pattern = known.input or taxi_data.sample_path()

@@ -60,6 +60,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+from beam_pipelines import submission
 from beam_pipelines.features import read_summary, write_json
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml import spec as spec_lib
@@ -343,6 +344,7 @@ def parse_args(argv: Optional[Sequence[str]]):
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Runs validation; returns the verdict (also written to VDIR/verdict.json)."""
   from google.protobuf import text_format
+  argv = submission.prepare_argv('validate', argv)  # on Dataflow: stage the built wheel
   known, options = parse_args(argv)
   options.view_as(SetupOptions).save_main_session = save_main_session
   features_dir, output = known.features, known.output
