@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import os
+import pathlib
 import secrets
 import sys
 from typing import Any, Dict, List, Optional, Sequence
@@ -72,19 +72,20 @@ def new_run_id() -> str:
   return f'{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}'
 
 
+def span_pattern(span: str) -> str:
+  """A span's CSV files as a pattern: a directory's ``*.csv``, or a file/glob as given."""
+  if any(c in span for c in '*?[') or span.endswith('.csv'):
+    return span
+  return layout.join(span, SPAN_FILES)
+
+
 def span_files(span: str) -> List[str]:
-  """The CSV files of a span: a directory's ``*.csv``, or a file/glob as given."""
-  pattern = span if any(c in span for c in '*?[') or span.endswith('.csv') else layout.join(
-      span, SPAN_FILES)
-  files = [f for f in bucket.list_tree(pattern.rsplit('/', 1)[0]) if _matches(f, pattern)]
-  if not files:
-    raise HarnessError(f'span {span}: no CSV file matches {pattern}')
-  return files
-
-
-def _matches(path: str, pattern: str) -> bool:
-  import fnmatch
-  return fnmatch.fnmatch(path, pattern) and '/' not in path[len(pattern.rsplit('/', 1)[0]) + 1:]
+  from beam_pipelines.ml.csv_io import match_files
+  pattern = span_pattern(span)
+  try:
+    return match_files(pattern)
+  except FileNotFoundError:
+    raise HarnessError(f'span {span}: no CSV file matches {pattern}') from None
 
 
 def landed_spans(paths: CtPaths) -> List[str]:
@@ -176,9 +177,9 @@ class ContinuousTraining:
                f'  -> {directory}')
       run.step(name, status, outputs=directory, summary=str(summary)[:300], result=result)
 
-    done = steps.run_steps(self.definition, layout.join(span, SPAN_FILES) if not span.endswith(
-        '.csv') else span, sha256, self.code['fingerprint'], self.cache, on_step,
-        baseline=production, schema=self.paths.schema, previous=previous_statistics)
+    done = steps.run_steps(self.definition, span_pattern(span), sha256, self.code['fingerprint'],
+                           self.cache, on_step, baseline=production, schema=self.paths.schema,
+                           previous=previous_statistics)
     verdict = done[steps.VALIDATION]['result']
     outcome = {'span': span, 'sha256': sha256, 'run_id': run.record['run_id'],
                'lineage': run.path, 'verdict': verdict['status']}
@@ -225,7 +226,7 @@ class ContinuousTraining:
     from beam_pipelines.ml import registry
     directory, record = self.registry.verified_dir(registry.PRODUCTION)
     output = layout.join(run.path.rsplit('/', 1)[0], 'predictions')
-    summary = predict.run(['--input', layout.join(span, SPAN_FILES), '--model', directory,
+    summary = predict.run(['--input', span_pattern(span), '--model', directory,
                            '--model_sha256', record['model_sha256'], '--output', output])
     run.step('predict', 'ran', outputs=output, model_version=record['version'],
              summary=f'{summary["predictions_written"]} predictions')
@@ -307,7 +308,7 @@ def run(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     return [check(args.input, args.output, args.baseline_model or None,
                   args.baseline_sha256 or None, args.cache, args.pipeline)]
   from beam_pipelines.harness.bucket import resolve_bucket
-  url = resolve_bucket(args.bucket, pathlib_cwd())
+  url = resolve_bucket(args.bucket, pathlib.Path.cwd())
   ct = ContinuousTraining(url, args.env, args.pipeline, not args.no_cache, not args.no_push,
                           args.predict, args.build_id, args.wheel_sha256)
   if args.demo:
@@ -316,11 +317,6 @@ def run(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
   outcomes = ct.run(args.span, args.force)
   summarise(ct, outcomes)
   return outcomes
-
-
-def pathlib_cwd():
-  import pathlib
-  return pathlib.Path(os.getcwd())
 
 
 def summarise(ct: ContinuousTraining, outcomes: List[Dict[str, Any]]) -> None:
