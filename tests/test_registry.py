@@ -74,7 +74,7 @@ class TestPush:
     assert 'stale lock' in capsys.readouterr().err
 
   def test_a_push_while_another_holds_the_lock_waits_then_is_refused(self, models, tmp_path):
-    reg = registry.Registry(str(tmp_path / 'registry' / 'taxi'), lock_wait=0.5)
+    reg = registry.Registry(str(tmp_path / 'registry' / 'taxi'), lock_wait=0.2)
     lock = tmp_path / 'registry' / 'taxi' / registry.LOCK_FILE
     lock.parent.mkdir(parents=True, exist_ok=True)
     lock.write_text(json.dumps({'host': socket.gethostname(), 'pid': os.getppid(),
@@ -94,7 +94,7 @@ class TestPush:
     thread = threading.Thread(target=hold)
     thread.start()
     entered.wait(10)
-    threading.Timer(1.0, release.set).start()
+    threading.Timer(0.3, release.set).start()
     record, created = reg.push(models[0])  # waits for the holder, then pushes
     thread.join()
     assert created and record['version'] == 1
