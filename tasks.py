@@ -206,7 +206,11 @@ def continuous_training(c, span=None, force=False, no_cache=False, no_push=False
       if status:
         raise Exit(f'[beam-pipelines] ct: exit status {status}', code=status)
       return
+    from beam_pipelines.harness import bucket as bucket_io
     from beam_pipelines.harness.run import run_pipeline as run_deployed
+    if not bucket_io.exists(layout.Env(url, layout.PROD).variables):
+      raise HarnessError('nothing is deployed in prod: run `invoke build test deploy` first, or '
+                         '`invoke ct --source` to run the source tree\'s pipeline')
     done = run_deployed(REPO, url, 'ct', layout.PROD, flags)
     _say(f'ct: done with deployed build {done["build_id"]}; `invoke model-list`, '
          f'`invoke lineage --model production`')
