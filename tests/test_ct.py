@@ -65,6 +65,7 @@ def runs(tmp_path_factory):
   again = ct(bucket)
   after_again = state(bucket)
   forced = ct(bucket, '--force', '--predict', '--span', span)
+  uncached = ct(bucket, '--force', '--no_cache', '--span', span)
   return types.SimpleNamespace(**locals())
 
 
@@ -128,3 +129,12 @@ def test_predict_scores_the_span_with_the_production_model(runs):
   assert step['summary'] == f'{summary["predictions_written"]} predictions'
   assert summary['model_sha256'] == runs.reg.record(1)['model_sha256']
   assert summary['rows_read'] == summary['predictions_written'] + summary['rows_dead_lettered']
+
+
+def test_no_cache_runs_every_step_and_the_same_model_comes_out(runs):
+  assert runs.uncached.returncode == 0, runs.uncached.out[-3000:]
+  record = lineage_of(runs.bucket, runs.uncached.out)
+  assert all(record['steps'][s]['status'] == 'ran'
+             for s in ('features', 'validation', 'training', 'evaluation'))
+  assert 'already registered: v1' in runs.uncached.out  # deterministic: same bytes, same version
+  assert runs.reg.numbers() == [1]
