@@ -176,10 +176,8 @@ def _summary(url: str) -> None:
 
 
 def _registry(url):
-  from beam_pipelines.ct import CtPaths
-  from beam_pipelines.ml import registry, spec, steps
-  name = spec.load(steps.load_definition().spec_path).name
-  return registry.Registry(CtPaths(url).registry(name))
+  from beam_pipelines.ct import model_registry
+  return model_registry(url)
 
 
 @task(name='ct')

@@ -68,6 +68,14 @@ class CtPaths:
     return self.env.path(REGISTRY_DIR, model)
 
 
+def model_registry(bucket_url: str, env: str = layout.PROD, definition_path: Optional[str] = None):
+  """The registry of the model the CT pipeline definition trains (named by its dataset spec)."""
+  from beam_pipelines.ml import registry, steps
+  from beam_pipelines.ml import spec as spec_lib
+  definition = steps.load_definition(definition_path)
+  return registry.Registry(CtPaths(bucket_url, env).registry(spec_lib.load(definition.spec_path).name))
+
+
 def new_run_id() -> str:
   return f'{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}'
 
@@ -107,13 +115,11 @@ class ContinuousTraining:
   def __init__(self, bucket_url: str, env: str = layout.PROD, definition_path: Optional[str] = None,
                use_cache: bool = True, push: bool = True, predict: bool = False,
                build_id: Optional[str] = None, wheel_sha256: Optional[str] = None):
-    from beam_pipelines.ml import lineage, registry, steps
-    from beam_pipelines.ml import spec as spec_lib
+    from beam_pipelines.ml import lineage, steps
     from beam_pipelines.ml.cache import StepCache
     self.paths = CtPaths(bucket_url, env)
     self.definition = steps.load_definition(definition_path)
-    self.model_name = spec_lib.load(self.definition.spec_path).name
-    self.registry = registry.Registry(self.paths.registry(self.model_name))
+    self.registry = model_registry(bucket_url, env, definition_path)
     self.cache = StepCache(self.paths.cache, enabled=use_cache)
     self.push, self.predict = push, predict
     self.code = lineage.code_identity(build_id, wheel_sha256)

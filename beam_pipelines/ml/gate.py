@@ -50,10 +50,9 @@ def _production_build_model(bucket_url: str, data_sha256: str) -> Optional[Dict[
 
 
 def _registry_production(bucket_url: str) -> Optional[Dict[str, str]]:
-  from beam_pipelines.ct import CtPaths
-  from beam_pipelines.ml import registry, spec, steps
-  name = spec.load(steps.load_definition().spec_path).name
-  reg = registry.Registry(CtPaths(bucket_url).registry(name))
+  from beam_pipelines.ct import model_registry
+  from beam_pipelines.ml import registry
+  reg = model_registry(bucket_url)
   if reg.aliases().get(registry.PRODUCTION) is None:
     return None
   directory, record = reg.verified_dir(registry.PRODUCTION)

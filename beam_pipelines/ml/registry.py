@@ -261,10 +261,9 @@ def describe(record: Dict[str, Any], aliases: Dict[str, int]) -> str:
 
 def model_status(bucket_url: str) -> str:
   """The line of `invoke status` about the prod registry: production and candidate versions."""
-  from beam_pipelines.ct import CtPaths
-  from beam_pipelines.ml import spec, steps
+  from beam_pipelines.ct import model_registry
   try:
-    reg = Registry(CtPaths(bucket_url).registry(spec.load(steps.load_definition().spec_path).name))
+    reg = model_registry(bucket_url)
     aliases = reg.aliases()
     if not aliases:
       return f'model registry: no production model ({reg.root})'
