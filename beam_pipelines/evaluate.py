@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from beam_pipelines import runtime
+
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
   """evaluate's own flags (plain argparse: --help needs no Beam import, and Beam merges every
@@ -34,13 +36,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--output', required=True, help='Evaluation output directory.')
 
 
-if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
-  # Answer --help before importing Beam, which alone takes ~2 s.
-  _parser = argparse.ArgumentParser(
-      prog='python -m beam_pipelines.evaluate', description=__doc__.split('\n')[0],
-      epilog='Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).')
-  add_evaluate_arguments(_parser)
-  _parser.parse_args()
+# Answers --help before importing Beam (~2 s).
+runtime.answer_help_early(__name__, 'evaluate', __doc__, add_evaluate_arguments)
 
 import json
 import logging

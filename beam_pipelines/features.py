@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from beam_pipelines import runtime
+
 
 def add_features_arguments(parser: argparse.ArgumentParser) -> None:
   """The pipeline's own flags (plain argparse, so --help needs no Beam import)."""
@@ -27,12 +29,8 @@ def add_features_arguments(parser: argparse.ArgumentParser) -> None:
                       help='Rows per Arrow batch handed to the Parquet writer.')
 
 
-if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
-  _parser = argparse.ArgumentParser(
-      prog='python -m beam_pipelines.features', description=__doc__.split('\n')[0],
-      epilog='Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).')
-  add_features_arguments(_parser)
-  _parser.parse_args()
+# Answers --help before importing Beam (~2 s).
+runtime.answer_help_early(__name__, 'features', __doc__, add_features_arguments)
 
 import gc
 import hashlib

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from beam_pipelines import runtime
+
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
   """predict's own flags (plain argparse: --help needs no Beam import, and Beam merges every
@@ -31,13 +33,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--num_shards', type=int, default=0, help='Prediction shards (0: runner).')
 
 
-if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
-  # Answer --help before importing Beam, which alone takes ~2 s.
-  _parser = argparse.ArgumentParser(
-      prog='python -m beam_pipelines.predict', description=__doc__.split('\n')[0],
-      epilog='Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).')
-  add_predict_arguments(_parser)
-  _parser.parse_args()
+# Answers --help before importing Beam (~2 s).
+runtime.answer_help_early(__name__, 'predict', __doc__, add_predict_arguments)
 
 import hashlib
 import json

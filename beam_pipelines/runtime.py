@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 import warnings
+from typing import Callable
 
 
 def quiet_startup_noise() -> None:
@@ -25,3 +27,23 @@ def quiet_startup_noise() -> None:
 def progress(message: str) -> None:
   """Prints one progress line a user follows (step, records); goes to stderr like logging."""
   print(f'[beam-pipelines] {message}', file=sys.stderr, flush=True)
+
+
+BEAM_OPTIONS_EPILOG = 'Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).'
+
+
+def answer_help_early(module_name: str, pipeline: str, doc: str,
+                      add_arguments: Callable[[argparse.ArgumentParser], None],
+                      beam_options: bool = True) -> None:
+  """Answers ``python -m beam_pipelines.<pipeline> --help`` and exits, before Beam is imported.
+
+  Importing Apache Beam alone takes ~2 s; a module calls this above its heavy imports with its own
+  ``__name__``, so ``--help`` costs only argparse. Does nothing when imported or without --help.
+  """
+  if module_name != '__main__' or not {'-h', '--help'} & set(sys.argv[1:]):
+    return
+  parser = argparse.ArgumentParser(
+      prog=f'python -m beam_pipelines.{pipeline}', description=doc.strip().split('\n')[0],
+      epilog=BEAM_OPTIONS_EPILOG if beam_options else None)
+  add_arguments(parser)
+  parser.parse_args()

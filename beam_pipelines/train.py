@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from beam_pipelines import runtime
+
 CLASSIFIERS = ('logistic', 'gbt')
 
 
@@ -38,12 +40,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--random_state', type=int, default=0, help='Seed (determinism).')
 
 
-if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
-  # Answer --help before importing Beam, which alone takes ~2 s.
-  _parser = argparse.ArgumentParser(
-      prog='python -m beam_pipelines.train', description=__doc__.split('\n')[0])
-  add_train_arguments(_parser)
-  _parser.parse_args()
+# Answers --help before importing Beam (~2 s).
+runtime.answer_help_early(__name__, 'train', __doc__, add_train_arguments, beam_options=False)
 
 import json
 import logging

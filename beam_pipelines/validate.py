@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from beam_pipelines import runtime
+
 SERVING = 'serving'
 
 
@@ -40,12 +42,8 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
                       help='Features directory of serving data, for the skew check.')
 
 
-if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
-  _parser = argparse.ArgumentParser(
-      prog='python -m beam_pipelines.validate', description=__doc__.split('\n')[0],
-      epilog='Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).')
-  add_validate_arguments(_parser)
-  _parser.parse_args()
+# Answers --help before importing Beam (~2 s).
+runtime.answer_help_early(__name__, 'validate', __doc__, add_validate_arguments)
 
 import contextlib
 import html

@@ -13,7 +13,8 @@ Any other flag is a Beam pipeline option (``--runner``, ``--direct_num_workers``
 from __future__ import annotations
 
 import argparse
-import sys
+
+from beam_pipelines import runtime
 
 
 def add_wordcount_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,13 +28,8 @@ def add_wordcount_arguments(parser: argparse.ArgumentParser) -> None:
       '--num_shards', type=int, default=0, help='Number of output shards (0: runner decides).')
 
 
-if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):
-  # Answer --help before importing Beam, which alone takes ~2 s.
-  _parser = argparse.ArgumentParser(
-      prog='python -m beam_pipelines.wordcount', description=__doc__.split('\n')[0],
-      epilog='Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).')
-  add_wordcount_arguments(_parser)
-  _parser.parse_args()
+# Answers --help before importing Beam (~2 s).
+runtime.answer_help_early(__name__, 'wordcount', __doc__, add_wordcount_arguments)
 
 import logging
 import re
