@@ -82,6 +82,9 @@ def scenario(tmp_path_factory):
   s.production_after = s.registry.aliases()['production']
   run('lineage', 'lineage', '--model', 'production')
   run('model_list', 'model-list')
+  s.promoted = 1 if s.production_after != 1 else s.registry.numbers()[-1]
+  run('promote', 'model-promote', '--version', str(s.promoted), '--reason', 'scenario: promote')
+  s.after_promote = s.registry.aliases()
   return s
 
 
@@ -190,3 +193,12 @@ def test_model_list_shows_every_version_and_the_aliases(scenario):
   for number in (1, 2, 3):
     assert f'v{number} ' in text
   assert '<- ' in text and 'production' in text
+
+
+def test_model_promote_points_production_at_a_version_and_records_why(scenario):
+  assert scenario.done['promote'].returncode == 0, out(scenario.done['promote'])
+  assert scenario.after_promote['production'] == scenario.promoted
+  event = scenario.registry.history()[-1]
+  assert event['event'] == 'promote' and event['reason'] == 'scenario: promote'
+  assert event['moves']['production'] == {'from': scenario.production_after,
+                                          'to': scenario.promoted}
