@@ -82,18 +82,22 @@ def install(wheel_url: str, sha256: str, cache_root: pathlib.Path) -> pathlib.Pa
 def launch(site: pathlib.Path, module: str, args: List[str]) -> str:
   """Runs ``python -m module args`` from ``site`` only; returns the file beam_pipelines came from."""
   env = dict(os.environ, PYTHONPATH=str(site))
+  origin, output = None, []
   with tempfile.TemporaryDirectory(prefix='beam-pipelines-run-') as cwd:
-    done = subprocess.run([sys.executable, '-c', LAUNCHER, str(site), module, *args],
-                          cwd=cwd, env=env, capture_output=True, text=True)
-  origin = None
-  for line in done.stderr.splitlines():
-    if ORIGIN_TAG in line:
-      origin = line.split(ORIGIN_TAG, 1)[1].strip()
-    elif line.startswith('[beam-pipelines]'):
-      print(line, file=sys.stderr, flush=True)
-  if done.returncode != 0:
-    tail = '\n'.join((done.stdout + done.stderr).strip().splitlines()[-30:])
-    raise HarnessError(f'workflow {module} failed (exit {done.returncode}):\n{tail}')
+    with subprocess.Popen([sys.executable, '-c', LAUNCHER, str(site), module, *args], cwd=cwd,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as child:
+      for line in child.stdout:  # progress lines are relayed as they come, not at the end
+        line = line.rstrip('\n')
+        output.append(line)
+        if ORIGIN_TAG in line:
+          origin = line.split(ORIGIN_TAG, 1)[1].strip()
+        elif line.startswith('[beam-pipelines]'):
+          print(line, file=sys.stderr, flush=True)
+    returncode = child.wait()
+  if returncode != 0:
+    tail = '\n'.join(output[-30:]).strip()
+    raise HarnessError(f'workflow {module} failed (exit {returncode}):\n{tail}')
   if origin is None or not origin.startswith(str(site) + os.sep):
     raise HarnessError(f'{module} did not run from the deployed wheel at {site} (came from {origin})')
   progress(f'workflow: {module} ran from the deployed wheel: {origin}')
