@@ -215,8 +215,9 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
            + ('' if known.baseline_model else '; no baseline: value thresholds only (rubber stamp)'))
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, known.features, models, label, slice_feature, thresholds, known.output)
-  result = pipeline.run()
-  result.wait_until_finish()
+  result = runtime.run_to_completion(pipeline, options, 'evaluate')
+  if result is None:
+    return {'dry_run': True}
   with FileSystems.open(FileSystems.join(known.output, artifacts.BLESSING_FILE)) as handle:
     record = json.loads(handle.read().decode('utf-8'))
   with FileSystems.open(FileSystems.join(known.output, artifacts.METRICS_FILE)) as handle:

@@ -243,10 +243,12 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
 
   progress(f'features: reading {len(files)} file(s) matching {input_pattern} '
            f'with spec {spec_path}')
-  clear_outputs(known.output)
+  if not runtime.is_dry_run(options):  # a dry run writes nothing, so it removes nothing either
+    clear_outputs(known.output)
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, input_pattern, spec, known.output, known.batch_size)
-  pipeline.run().wait_until_finish()
+  if runtime.run_to_completion(pipeline, options, 'features') is None:
+    return {'dry_run': True}
   summary = read_summary(known.output)
   _report(summary, known.output)
   if not summary['reconciled']:
@@ -278,7 +280,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """CLI entry: a bad spec, a missing input or unreconciled counts exit 2 with the message."""
   try:
     run(argv)
-  except (spec_lib.SpecError, FileNotFoundError, ReconciliationError) as error:
+  except (spec_lib.SpecError, FileNotFoundError, ReconciliationError,
+          submission.SubmissionError) as error:
     progress(f'features: error: {error}')
     return 2
   return 0

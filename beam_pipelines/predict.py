@@ -159,7 +159,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, known.input, spec, known.model, known.output, known.num_shards, context,
                  known.model_sha256)
-  pipeline.run().wait_until_finish()
+  if runtime.run_to_completion(pipeline, options, 'predict') is None:
+    return {'dry_run': True}
   with FileSystems.open(FileSystems.join(known.output, artifacts.SUMMARY_FILE)) as handle:
     summary = json.loads(handle.read().decode('utf-8'))
   progress(f'predict: done: {summary["rows_read"]} rows read = {summary["predictions_written"]} '
@@ -175,10 +176,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """CLI entry: one-line errors (bad model, spec or input) and a non-zero exit status."""
   try:
     summary = run(argv)
-  except (model_io.ModelIntegrityError, spec_lib.SpecError, FileNotFoundError) as error:
+  except (model_io.ModelIntegrityError, spec_lib.SpecError, FileNotFoundError,
+          submission.SubmissionError) as error:
     progress(f'predict: failed: {error}')
     return 2
-  return 0 if summary['reconciled'] else 1
+  return 0 if summary.get('dry_run') or summary['reconciled'] else 1
 
 
 if __name__ == '__main__':

@@ -47,3 +47,25 @@ def answer_help_early(module_name: str, pipeline: str, doc: str,
       epilog=BEAM_OPTIONS_EPILOG if beam_options else None)
   add_arguments(parser)
   parser.parse_args()
+
+
+def is_dry_run(options) -> bool:
+  """True when Beam's ``--dry_run True`` asks only to build the (Dataflow) job."""
+  from apache_beam.options.pipeline_options import TestOptions
+  return bool(options.view_as(TestOptions).dry_run)
+
+
+def run_to_completion(pipeline, options, name: str):
+  """Runs ``pipeline`` and waits for it; returns its result, or None when Beam only built the job.
+
+  With ``--dry_run True`` (Beam's TestOptions) DataflowRunner translates the pipeline into a job
+  and returns without submitting it: nothing is written, so callers return before reading outputs.
+  """
+  result = pipeline.run()
+  if is_dry_run(options):
+    job = getattr(result, 'job', None)
+    job_name = getattr(getattr(job, 'proto', None), 'name', None) or 'the job'
+    progress(f'{name}: --dry_run: Dataflow job {job_name} built, not submitted; nothing written')
+    return None
+  result.wait_until_finish()
+  return result

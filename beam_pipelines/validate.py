@@ -364,7 +364,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   tfdv = _tfdv()
   pipeline = beam.Pipeline(options=options)
   paths = build_pipeline(pipeline, features_dir, spec, output, known.serving_features)
-  pipeline.run().wait_until_finish()
+  if runtime.run_to_completion(pipeline, options, 'validate') is None:
+    return {'dry_run': True}
   statistics = {split: load_statistics(path) for split, path in paths.items()}
 
   schema, source = load_or_infer_schema(known.schema, statistics[artifacts.TRAIN])
@@ -424,10 +425,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """CLI entry: exit 0 for ok/drift, 1 for anomalous, 2 when validation could not run."""
   try:
     verdict = run(argv)
-  except (spec_lib.SpecError, ValidationError) as error:
+  except (spec_lib.SpecError, ValidationError, submission.SubmissionError) as error:
     progress(f'validate: error: {error}')
     return 2
-  return 1 if verdict['status'] == artifacts.VERDICT_ANOMALOUS else 0
+  return 1 if verdict.get('status') == artifacts.VERDICT_ANOMALOUS else 0
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ Any other flag is a Beam pipeline option (``--runner``, ``--direct_num_workers``
 from __future__ import annotations
 
 import argparse
+import sys
 
 from beam_pipelines import runtime
 
@@ -138,9 +139,9 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   progress(f'wordcount: reading {input_pattern}')
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, input_pattern, known.output, known.num_shards)
-  result = pipeline.run()
-  result.wait_until_finish()
-  _report(result, known.output)
+  result = runtime.run_to_completion(pipeline, options, 'wordcount')
+  if result is not None:
+    _report(result, known.output)
   return result
 
 
@@ -156,6 +157,17 @@ def _report(result, output: str) -> None:
   progress(f'wordcount: done: {lines} lines read ({empty} empty); counts written to {output}-*')
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """CLI entry: a missing input, undecodable text or nothing to stage on Dataflow exit 2 with
+  a one-line message instead of a traceback."""
+  try:
+    run(argv)
+  except (OSError, UnicodeDecodeError, submission.SubmissionError) as error:
+    progress(f'wordcount: error: {error}')
+    return 2
+  return 0
+
+
 if __name__ == '__main__':
   logging.getLogger().setLevel(logging.WARNING)
-  run()
+  sys.exit(main())

@@ -387,3 +387,18 @@ def test_two_worker_processes_give_the_one_worker_results(tmp_path, request, nam
     reference = dict(line.rsplit(': ', 1) for line in
                      (SUPPORT_FILES / 'reference.txt').read_text(encoding='utf-8').splitlines())
     assert case.observe(two) == {word: int(count) for word, count in reference.items()}
+
+
+@pytest.mark.parametrize('name', ['wordcount', 'features'])
+def test_cli_dry_run_builds_the_job_and_writes_nothing(built_wheel, tmp_path, capsys, name):
+  """Through the CLI entry (run() as users call it): the job is built, nothing is read back."""
+  import importlib
+  module = importlib.import_module(f'beam_pipelines.{name}')
+  output = tmp_path / 'out'
+  output.mkdir()
+  (output / 'keep.txt').write_text('an earlier output a dry run must not remove')
+  argv = DATAFLOW_OFFLINE + ['--extra_package', str(built_wheel), '--job_name', f'cli-{name}',
+                             '--output', str(output / 'result')]
+  assert module.main(argv) == 0
+  assert 'cli-' + name in capsys.readouterr().err
+  assert sorted(p.name for p in output.iterdir()) == ['keep.txt']
