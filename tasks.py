@@ -152,14 +152,15 @@ def approval(c, on=False, off=False, bucket=None):
 
 
 @task
-def unlock(c, bucket=None):
-  """Remove the prod deploy lock after checking that nobody is deploying (says whose it was).
+def unlock(c, force=False, bucket=None):
+  """Remove the prod deploy lock; refused while a deploy on this machine holds it (says whose).
 
+  :param force: remove it even if its holder is still running here.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   from beam_pipelines.harness import lock
   with refusals():
-    holder = lock.unlock(layout.Env(_bucket(bucket), layout.PROD))
+    holder = lock.unlock(layout.Env(_bucket(bucket), layout.PROD), force=force)
     _say(f'unlock: removed the lock held by {lock.describe(holder)}' if holder is not None
          else 'unlock: prod was not locked')
 

@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import secrets
+import tempfile
 from typing import List, Optional
 
 from beam_pipelines.harness import layout
@@ -155,14 +156,22 @@ def create_exclusive(path: str, data: bytes) -> bool:
   writer gets HTTP 412. (The GCS branch cannot be exercised offline here.)
   """
   if is_local(path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    # Written in full under a private name, then hard-linked into place: link() fails if the
+    # name exists (atomic on POSIX), so no reader ever sees a half-written object.
+    fd, scratch = tempfile.mkstemp(dir=directory, prefix='.create-')
     try:
-      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-      return False
-    with os.fdopen(fd, 'wb') as handle:
-      handle.write(data)
-    return True
+      with os.fdopen(fd, 'wb') as handle:
+        handle.write(data)
+      os.chmod(scratch, 0o644)
+      try:
+        os.link(scratch, path)
+      except FileExistsError:
+        return False
+      return True
+    finally:
+      os.unlink(scratch)
   if path.startswith('gs://'):
     from google.api_core.exceptions import PreconditionFailed
     from google.cloud import storage

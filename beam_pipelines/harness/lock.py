@@ -120,14 +120,24 @@ class DeployLock:
     return not process_alive(holder['pid'], holder.get('pid_start'))
 
 
-def unlock(env: layout.Env) -> Optional[dict]:
-  """Removes the lock (an explicit, human decision); returns who held it, None if unlocked."""
+def unlock(env: layout.Env, force: bool = False) -> Optional[dict]:
+  """Removes the lock (an explicit, human decision); returns who held it, None if unlocked.
+
+  Refuses while its holder is a live process on this machine (a deploy is running), unless
+  ``force``; a holder on another machine cannot be checked from here, so that is the human's call.
+  """
   if not bucket.exists(env.lock):
     return None
   try:
     holder = json.loads(bucket.read_bytes(env.lock, 'deploy lock').decode('utf-8'))
   except ValueError:
     holder = {}
+  running = (holder.get('host') == socket.gethostname() and isinstance(holder.get('pid'), int)
+             and process_alive(holder['pid'], holder.get('pid_start')))
+  if running and not force:
+    raise HarnessError(
+        f'the lock {env.lock} is held by a running process ({describe(holder)}): '
+        f'wait for it to finish; `invoke unlock --force` removes it anyway. Nothing was changed.')
   bucket.delete(env.lock)
   return holder
 

@@ -132,6 +132,23 @@ class TestDeployLock:
     assert lock.unlock(env)['host'] == 'build-server-7'
     assert lock.unlock(env) is None
 
+  def test_unlock_refuses_a_lock_whose_holder_is_running_unless_forced(self, tmp_path):
+    env = layout.Env(str(tmp_path), layout.PROD)
+    _write_lock(env, host=socket.gethostname(), pid=os.getpid(),
+                pid_start=lock.process_start_time(os.getpid()))
+    with pytest.raises(HarnessError, match=r'held by a running process .*unlock --force'):
+      lock.unlock(env)
+    assert os.path.exists(env.lock)
+    assert lock.unlock(env, force=True)['pid'] == os.getpid()
+    assert not os.path.exists(env.lock)
+
+  def test_exclusive_create_never_shows_a_partial_object(self, tmp_path):
+    path = str(tmp_path / 'd' / 'obj')
+    assert bucket.create_exclusive(path, b'first')
+    assert not bucket.create_exclusive(path, b'second')
+    assert open(path, 'rb').read() == b'first'
+    assert os.listdir(tmp_path / 'd') == ['obj']  # no scratch file left behind
+
 
 class TestGoldenCountsCheck:
   """The test workflow's check on real shard files: every failure mode reaches the message."""
