@@ -257,6 +257,9 @@ def model_promote(c, version, reason='', bucket=None):
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
+    if not str(version).isdigit():
+      raise HarnessError(f'--version must be a registered version number (see `invoke '
+                         f'model-list`), got {version!r}')
     reg = _registry(_bucket(bucket))
     event = reg.promote(int(version), reason)
     _say(f'model-promote: production is v{reg.aliases()["production"]}'

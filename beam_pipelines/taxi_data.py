@@ -198,29 +198,53 @@ def _parse_scale(values: Sequence[str]) -> Dict[str, float]:
   return scale
 
 
+def _count(minimum: int):
+  """An argparse type: an integer >= minimum, else a clear usage error."""
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f'{value} is below {minimum}')
+    return value
+  return parse
+
+
+def _fraction(text: str) -> float:
+  """An argparse type: a number in [0, 1]."""
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+  if not 0.0 <= value <= 1.0:
+    raise argparse.ArgumentTypeError(f'{value} is not a fraction in [0, 1]')
+  return value
+
+
 def run(argv: Optional[Sequence[str]] = None) -> List[str]:
   """Writes the spans; returns the paths written."""
   from beam_pipelines.runtime import progress
   parser = argparse.ArgumentParser(prog='python -m beam_pipelines.taxi_data',
                                    description=__doc__.split('\n')[0])
   parser.add_argument('--output', default='outputs/taxi_spans', help='Directory of the spans.')
-  parser.add_argument('--rows', type=int, default=10000, help='Rows per span (malformed included).')
-  parser.add_argument('--days', type=int, default=1, help='Number of daily spans.')
+  parser.add_argument('--rows', type=_count(1), default=10000, help='Rows per span (malformed included).')
+  parser.add_argument('--days', type=_count(1), default=1, help='Number of daily spans.')
   parser.add_argument('--start', type=datetime.date.fromisoformat, default=SAMPLE_DATE,
                       help='Date of the first span (YYYY-MM-DD).')
   parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--shards', type=int, default=1, help='CSV files per span.')
-  parser.add_argument('--missing', type=float, default=0.01,
+  parser.add_argument('--shards', type=_count(1), default=1, help='CSV files per span.')
+  parser.add_argument('--missing', type=_fraction, default=0.01,
                       help='Fraction of empty trip_seconds and company cells.')
-  parser.add_argument('--payment_shift', type=float, default=0.0,
+  parser.add_argument('--payment_shift', type=_fraction, default=0.0,
                       help='Drift: fraction of card payments moved to cash.')
   parser.add_argument('--scale', action='append', default=[], metavar='COLUMN=FACTOR',
                       help='Drift: multiply a numeric column (repeatable).')
   parser.add_argument('--drop_column', default=None, help='Anomaly: leave a column out.')
   parser.add_argument('--add_column', default=None, help='Anomaly: add a new numeric column.')
-  parser.add_argument('--unknown_category', type=float, default=0.0,
+  parser.add_argument('--unknown_category', type=_fraction, default=0.0,
                       help=f'Anomaly: fraction of rows with company {UNKNOWN_COMPANY!r}.')
-  parser.add_argument('--malformed', type=int, default=0,
+  parser.add_argument('--malformed', type=_count(0), default=0,
                       help=f'Malformed rows per span, cycling through {list(MALFORMED_KINDS)}.')
   args = parser.parse_args(argv)
   knobs = Knobs(args.missing, args.payment_shift, _parse_scale(args.scale), args.drop_column,
