@@ -240,6 +240,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   spec_path = known.spec or spec_lib.default_spec_path()
   spec = spec_lib.load(spec_path)
   files = csv_io.match_files(input_pattern)
+  csv_io.check_required_columns(files, spec)
 
   progress(f'features: reading {len(files)} file(s) matching {input_pattern} '
            f'with spec {spec_path}')

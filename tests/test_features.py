@@ -145,6 +145,15 @@ def test_bad_spec_is_a_clear_error(tmp_path, capsys):
   assert 'eval_fraction' in error and str(spec) in error
 
 
+def test_label_in_no_header_is_a_spec_error_not_dead_letters(tmp_path, capsys):
+  spec = tmp_path / 'spec.yaml'
+  spec.write_text('label: tipped\nnumeric: [fare]\n')
+  assert features.main(['--spec', str(spec), '--output', str(tmp_path / 'o')]) == 2
+  error = capsys.readouterr().err
+  assert "spec field 'label'" in error and "'tipped'" in error
+  assert not (tmp_path / 'o').exists()
+
+
 def test_missing_input_is_a_clear_error(tmp_path, capsys):
   assert features.main(['--input', str(tmp_path / 'none*.csv'),
                         '--output', str(tmp_path / 'o')]) == 2

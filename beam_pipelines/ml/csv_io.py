@@ -31,7 +31,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from beam_pipelines.ml import artifacts
-from beam_pipelines.ml.spec import DatasetSpec
+from beam_pipelines.ml.spec import DatasetSpec, SpecError
 
 ROWS, DEAD_LETTER, FILES = 'rows', 'dead_letter', 'files'
 METRICS_NAMESPACE = 'csv_io'
@@ -82,10 +82,35 @@ def _open_text(binary, chunk_size: int = 1 << 20) -> Iterator[str]:
 def read_header(file_pattern: str) -> List[str]:
   """The header row of the first matching file that has one ([] if every file is empty)."""
   for path in match_files(file_pattern):
-    with FileSystems.open(path) as handle:
-      for _, _, fields, _ in iter_records(_open_text(handle)):
-        return list(fields or [])
+    header = _file_header(path)
+    if header is not None:
+      return header
   return []
+
+
+def _file_header(path: str) -> Optional[List[str]]:
+  """The header row of one file, None if the file is empty."""
+  with FileSystems.open(path) as handle:
+    for _, _, fields, _ in iter_records(_open_text(handle)):
+      return list(fields or [])
+  return None
+
+
+def check_required_columns(files: Sequence[str], spec: DatasetSpec,
+                           require_label: bool = True) -> None:
+  """Raises SpecError naming the spec field when its column (label, key) is in no file's header.
+
+  A column missing from only some files dead-letters those files' rows (with the reason); missing
+  from every file, it is a spec that does not fit the data, not bad rows: say so up front.
+  """
+  headers = [h for h in (_file_header(path) for path in files) if h is not None]
+  if not headers:
+    return  # empty files: an empty dataset
+  for field in (('label',) if require_label else ()) + ('key',):
+    column = getattr(spec, field)
+    if column and not any(column in header for header in headers):
+      raise SpecError(f'spec field {field!r}: column {column!r} is in no input file\'s header '
+                      f'(first header: {headers[0]})')
 
 
 class _LineTap:
