@@ -219,11 +219,12 @@ def continuous_training(c, span=None, force=False, no_cache=False, no_push=False
 def ct_demo(c, bucket=None):
   """The CT loop end to end on the bundled sample: land spans 1-4, run ct on each (source tree).
 
-  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  :param bucket: bucket URL; default: a fresh demo bucket, outputs/ct-demo/bucket (the demo moves
+      `production`, so it stays out of the real bucket unless you name one).
   """
   from beam_pipelines import ct as ct_module
   with refusals():
-    status = ct_module.main(['--demo', '--bucket', _bucket(bucket)])
+    status = ct_module.main(['--demo'] + (['--bucket', bucket] if bucket else []))
   if status == 2:
     raise Exit('[beam-pipelines] ct-demo failed', code=2)
 

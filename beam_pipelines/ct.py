@@ -117,6 +117,7 @@ class ContinuousTraining:
                build_id: Optional[str] = None, wheel_sha256: Optional[str] = None):
     from beam_pipelines.ml import lineage, steps
     from beam_pipelines.ml.cache import StepCache
+    self.bucket_url = bucket_url
     self.paths = CtPaths(bucket_url, env)
     self.definition = steps.load_definition(definition_path)
     self.registry = model_registry(bucket_url, env, definition_path)
@@ -296,7 +297,8 @@ def parse_args(argv: Optional[Sequence[str]]):
   parser.add_argument('--build_id', default=None, help='Build id of the deployed build (lineage).')
   parser.add_argument('--wheel_sha256', default=None, help='sha256 of its wheel (lineage).')
   parser.add_argument('--demo', action='store_true',
-                      help='Land spans 1-4 (sample, same, missing column, drift); ct on each.')
+                      help='Land spans 1-4 (sample, same, missing column, drift); ct on each, in '
+                      'a fresh demo bucket (outputs/ct-demo/bucket) unless --bucket is given.')
   parser.add_argument('--check', action='store_true', help='The level-2 check of `invoke test`.')
   parser.add_argument('--input', default=None, help='--check: integration CSV file(s).')
   parser.add_argument('--output', default=None, help='--check: output directory.')
@@ -314,7 +316,11 @@ def run(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     return [check(args.input, args.output, args.baseline_model or None,
                   args.baseline_sha256 or None, args.cache, args.pipeline)]
   from beam_pipelines.harness.bucket import resolve_bucket
-  url = resolve_bucket(args.bucket, pathlib.Path.cwd())
+  if args.demo and not args.bucket:
+    from beam_pipelines.ml import demo
+    url = demo.fresh_demo_bucket()  # never the real bucket: the demo moves `production`
+  else:
+    url = resolve_bucket(args.bucket, pathlib.Path.cwd())
   ct = ContinuousTraining(url, args.env, args.pipeline, not args.no_cache, not args.no_push,
                           args.predict, args.build_id, args.wheel_sha256)
   if args.demo:
@@ -334,8 +340,11 @@ def summarise(ct: ContinuousTraining, outcomes: List[Dict[str, Any]]) -> None:
               else f'model v{outcome["version"]} {outcome["blessing"]}, {outcome["outcome"]}')
     progress(f'ct: done: span {outcome["span"]}: {detail}; lineage {outcome["lineage"]}')
   production = ct.registry.aliases().get('production')
+  from beam_pipelines.harness.bucket import resolve_bucket
+  flag = '' if ct.bucket_url == resolve_bucket(None, pathlib.Path.cwd()) else f' --bucket {ct.bucket_url}'
   progress(f'ct: production model: {"v" + str(production) if production else "none"}; '
-           f'registry {ct.registry.root}; `invoke model-list`, `invoke lineage --model production`')
+           f'registry {ct.registry.root}; `invoke model-list{flag}`, '
+           f'`invoke lineage --model production{flag}`')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

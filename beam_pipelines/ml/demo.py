@@ -14,6 +14,19 @@ from typing import Any, Dict, List, NamedTuple, Optional
 from beam_pipelines.harness import bucket, layout
 from beam_pipelines.runtime import progress
 
+DEMO_BUCKET = 'outputs/ct-demo/bucket'
+
+
+def fresh_demo_bucket() -> str:
+  """The demo's own local bucket (``outputs/ct-demo/bucket``), emptied first: the demo registers
+  models and moves ``production``, so it never touches the real bucket, and it can be re-run."""
+  import os
+  import shutil
+  path = os.path.abspath(DEMO_BUCKET)
+  shutil.rmtree(path, ignore_errors=True)
+  os.makedirs(path)
+  return path
+
 
 class DemoSpan(NamedTuple):
   title: str
