@@ -55,6 +55,6 @@ def status_lines(bucket_url: str, limit: int = 10) -> List[str]:
   lines.append(f'history ({len(events)} events, newest last; {prod.history}):')
   for event in events[-limit:]:
     lines.append(f'  {event.get(layout.VAR_DEPLOYED_AT)}  {event.get(layout.VAR_EVENT):8s} '
-                 f'{event.get(layout.VAR_BUILD_ID)}  (was {event.get(layout.VAR_PREVIOUS_BUILD_ID)})'
+                 f'{event.get(layout.VAR_BUILD_ID)}  (was {event.get(layout.VAR_PREVIOUS_BUILD_ID) or "nothing"})'
                  + ('  [recorded after an interrupted run]' if event.get('recovered') else ''))
   return lines
