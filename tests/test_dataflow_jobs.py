@@ -389,6 +389,7 @@ def test_two_worker_processes_give_the_one_worker_results(tmp_path, request, nam
     assert case.observe(two) == {word: int(count) for word, count in reference.items()}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize('name', ['wordcount', 'features'])
 def test_cli_dry_run_builds_the_job_and_writes_nothing(built_wheel, tmp_path, capsys, name):
   """Through the CLI entry (run() as users call it): the job is built, nothing is read back."""

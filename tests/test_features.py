@@ -51,6 +51,7 @@ def two_runs(span, tmp_path_factory):
   return (first, second), summaries
 
 
+@pytest.mark.integration  # the whole pipeline, twice (in memory and 2 processes)
 class TestFeatures:
 
   def test_counts_reconcile(self, two_runs):
