@@ -48,9 +48,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from beam_pipelines import submission
 from beam_pipelines.ml import artifacts, blessing, model_io, report
 from beam_pipelines.ml.metrics import BinaryMetricsCombineFn
 from beam_pipelines.runtime import progress
@@ -188,12 +186,7 @@ def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> Dic
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Evaluates and blesses; returns the blessing record (also written to EDIR/blessing.json)."""
-  argv = submission.prepare_argv('evaluate', argv)  # on Dataflow: stage the built wheel
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  add_evaluate_arguments(parser)
-  known, pipeline_args = parser.parse_known_args(argv)
-  options = PipelineOptions(pipeline_args)
-  options.view_as(SetupOptions).save_main_session = save_main_session
+  known, options = runtime.pipeline_arguments('evaluate', argv, add_evaluate_arguments, save_main_session)
   thresholds = blessing.load_config(known.blessing_config)
   models = {CANDIDATE: describe_model(known.model)}
   if known.baseline_model:
@@ -216,7 +209,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, known.features, models, label, slice_feature, thresholds, known.output)
   result = runtime.run_to_completion(pipeline, options, 'evaluate')
-  if result is None:
+  if runtime.is_dry_run(options):
     return {'dry_run': True}
   with FileSystems.open(FileSystems.join(known.output, artifacts.BLESSING_FILE)) as handle:
     record = json.loads(handle.read().decode('utf-8'))

@@ -41,7 +41,6 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
 from beam_pipelines import submission
@@ -221,21 +220,11 @@ def read_summary(output: str) -> Dict[str, Any]:
     return json.loads(handle.read().decode('utf-8'))
 
 
-def parse_args(argv: Optional[Sequence[str]]):
-  """(our flags, Beam pipeline options). Not a PipelineOptions subclass: Beam parses every such
-  subclass's flags in one parser, so two pipelines with ``--output`` would clash in one process."""
-  parser = argparse.ArgumentParser(prog='python -m beam_pipelines.features', allow_abbrev=False)
-  add_features_arguments(parser)
-  known, pipeline_args = parser.parse_known_args(argv)
-  return known, PipelineOptions(pipeline_args)
-
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Runs feature extraction; returns the summary (raises ReconciliationError if counts differ)."""
   from beam_pipelines import taxi_data
-  argv = submission.prepare_argv('features', argv)  # on Dataflow: stage the built wheel
-  known, options = parse_args(argv)
-  options.view_as(SetupOptions).save_main_session = save_main_session
+  known, options = runtime.pipeline_arguments('features', argv, add_features_arguments, save_main_session)
   input_pattern = known.input or taxi_data.sample_path()
   spec_path = known.spec or spec_lib.default_spec_path()
   spec = spec_lib.load(spec_path)
@@ -248,7 +237,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     clear_outputs(known.output)
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, input_pattern, spec, known.output, known.batch_size)
-  if runtime.run_to_completion(pipeline, options, 'features') is None:
+  runtime.run_to_completion(pipeline, options, 'features')
+  if runtime.is_dry_run(options):
     return {'dry_run': True}
   summary = read_summary(known.output)
   _report(summary, known.output)

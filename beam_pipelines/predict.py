@@ -44,7 +44,6 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from apache_beam.pvalue import AsSingleton
 
 from beam_pipelines import submission
@@ -138,12 +137,7 @@ def load_spec(spec_path: Optional[str], metadata: Dict[str, Any]) -> spec_lib.Da
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Runs batch inference; returns the summary (also written to PDIR/summary.json)."""
-  argv = submission.prepare_argv('predict', argv)  # on Dataflow: stage the built wheel
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  add_predict_arguments(parser)
-  known, pipeline_args = parser.parse_known_args(argv)
-  options = PipelineOptions(pipeline_args)
-  options.view_as(SetupOptions).save_main_session = save_main_session
+  known, options = runtime.pipeline_arguments('predict', argv, add_predict_arguments, save_main_session)
   metadata = model_io.read_metadata(known.model)
   # Fail early and clearly; every worker checks again when it loads the model.
   model_io.read_verified_bytes(known.model, known.model_sha256)
@@ -159,7 +153,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, known.input, spec, known.model, known.output, known.num_shards, context,
                  known.model_sha256)
-  if runtime.run_to_completion(pipeline, options, 'predict') is None:
+  runtime.run_to_completion(pipeline, options, 'predict')
+  if runtime.is_dry_run(options):
     return {'dry_run': True}
   with FileSystems.open(FileSystems.join(known.output, artifacts.SUMMARY_FILE)) as handle:
     summary = json.loads(handle.read().decode('utf-8'))

@@ -49,6 +49,28 @@ def answer_help_early(module_name: str, pipeline: str, doc: str,
   parser.parse_args()
 
 
+def pipeline_arguments(pipeline: str, argv, add_arguments: Callable[[argparse.ArgumentParser], None],
+                       save_main_session: bool = False):
+  """The opening of every pipeline's ``run()``: returns (its own flags, Beam PipelineOptions).
+
+  On Dataflow the built wheel is staged first (``submission.prepare_argv``). The pipeline's flags
+  are plain argparse, not a PipelineOptions subclass: Beam merges every such subclass's flags into
+  one parser, so two pipelines with ``--output`` would clash in one process.
+  ``save_main_session`` stays False: the DoFns live in importable modules that workers get from
+  the staged wheel, and Beam's default cloudpickle needs nothing of the submitting ``__main__``.
+  """
+  from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+  from beam_pipelines import submission
+  argv = submission.prepare_argv(pipeline, argv)
+  parser = argparse.ArgumentParser(prog=f'python -m beam_pipelines.{pipeline}', allow_abbrev=False)
+  add_arguments(parser)
+  known, beam_args = parser.parse_known_args(argv)
+  options = PipelineOptions(beam_args)
+  options.view_as(SetupOptions).save_main_session = save_main_session
+  return known, options
+
+
 def is_dry_run(options) -> bool:
   """True when Beam's ``--dry_run True`` asks only to build the (Dataflow) job."""
   from apache_beam.options.pipeline_options import TestOptions
@@ -56,16 +78,17 @@ def is_dry_run(options) -> bool:
 
 
 def run_to_completion(pipeline, options, name: str):
-  """Runs ``pipeline`` and waits for it; returns its result, or None when Beam only built the job.
+  """Runs ``pipeline`` and waits for it; returns its result.
 
-  With ``--dry_run True`` (Beam's TestOptions) DataflowRunner translates the pipeline into a job
-  and returns without submitting it: nothing is written, so callers return before reading outputs.
+  With ``--dry_run True`` (Beam's TestOptions) DataflowRunner only translates the pipeline into a
+  job (``result.job``) and submits nothing: this says so, and callers check ``is_dry_run`` before
+  reading any output, since nothing was written.
   """
   result = pipeline.run()
   if is_dry_run(options):
     job = getattr(result, 'job', None)
     job_name = getattr(getattr(job, 'proto', None), 'name', None) or 'the job'
     progress(f'{name}: --dry_run: Dataflow job {job_name} built, not submitted; nothing written')
-    return None
-  result.wait_until_finish()
+  else:
+    result.wait_until_finish()
   return result

@@ -181,24 +181,14 @@ def _existing(path: str, *, suffix: str, what: str) -> str:
   return absolute
 
 
-def default_dist_dir() -> str:
-  """``dist/`` of the working directory if it holds a build, else of the source checkout this
-  package is imported from (an editable install), so a pipeline runs on Dataflow from anywhere."""
-  if os.path.isfile(os.path.join('dist', 'manifest.json')):
-    return 'dist'
-  checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  return os.path.join(checkout, 'dist')
-
-
-def current_build(dist_dir: Optional[str] = None) -> Tuple[str, str]:
+def current_build(dist_dir: str = 'dist') -> Tuple[str, str]:
   """(absolute wheel path, build id) of the last ``invoke build``, from ``dist/manifest.json``.
 
   The wheel's sha256 is checked against the manifest: a changed or missing wheel is refused.
   """
   from beam_pipelines.harness import layout
 
-  manifest_path = os.path.abspath(os.path.join(dist_dir or default_dist_dir(),
-                                               layout.MANIFEST_FILE))
+  manifest_path = os.path.abspath(os.path.join(dist_dir, layout.MANIFEST_FILE))
   if not os.path.isfile(manifest_path):
     raise SubmissionError(
         f'no build to stage on Dataflow ({manifest_path} missing): run `invoke build`, or pass '

@@ -56,7 +56,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from beam_pipelines import submission
 from beam_pipelines.features import read_summary, write_json
@@ -330,21 +329,11 @@ def render_report(verdict: Dict[str, Any], lhs, rhs, lhs_name: str, rhs_name: st
       + facets + '</body></html>')
 
 
-def parse_args(argv: Optional[Sequence[str]]):
-  """(our flags, Beam pipeline options). Not a PipelineOptions subclass: Beam parses every such
-  subclass's flags in one parser, so two pipelines with ``--output`` would clash in one process."""
-  parser = argparse.ArgumentParser(prog='python -m beam_pipelines.validate', allow_abbrev=False)
-  add_validate_arguments(parser)
-  known, pipeline_args = parser.parse_known_args(argv)
-  return known, PipelineOptions(pipeline_args)
-
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Runs validation; returns the verdict (also written to VDIR/verdict.json)."""
   from google.protobuf import text_format
-  argv = submission.prepare_argv('validate', argv)  # on Dataflow: stage the built wheel
-  known, options = parse_args(argv)
-  options.view_as(SetupOptions).save_main_session = save_main_session
+  known, options = runtime.pipeline_arguments('validate', argv, add_validate_arguments, save_main_session)
   features_dir, output = known.features, known.output
   try:
     summary = read_summary(features_dir)
@@ -364,7 +353,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   tfdv = _tfdv()
   pipeline = beam.Pipeline(options=options)
   paths = build_pipeline(pipeline, features_dir, spec, output, known.serving_features)
-  if runtime.run_to_completion(pipeline, options, 'validate') is None:
+  runtime.run_to_completion(pipeline, options, 'validate')
+  if runtime.is_dry_run(options):
     return {'dry_run': True}
   statistics = {split: load_statistics(path) for split, path in paths.items()}
 

@@ -39,7 +39,6 @@ from typing import Iterable, Iterator, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from beam_pipelines import submission
 from beam_pipelines.runtime import progress
@@ -128,19 +127,15 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   ``save_main_session`` stays False: the DoFns need no global state of ``__main__`` (Beam's default
   cloudpickle pickles them by value, and imports resolve from the staged wheel on workers).
   """
-  argv = submission.prepare_argv('wordcount', argv)  # on Dataflow: stage the built wheel
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  add_wordcount_arguments(parser)
-  known, pipeline_args = parser.parse_known_args(argv)
-  options = PipelineOptions(pipeline_args)
-  options.view_as(SetupOptions).save_main_session = save_main_session
+  known, options = runtime.pipeline_arguments(
+      'wordcount', argv, add_wordcount_arguments, save_main_session)
   input_pattern = known.input or default_input()
 
   progress(f'wordcount: reading {input_pattern}')
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, input_pattern, known.output, known.num_shards)
   result = runtime.run_to_completion(pipeline, options, 'wordcount')
-  if result is not None:
+  if not runtime.is_dry_run(options):
     _report(result, known.output)
   return result
 
