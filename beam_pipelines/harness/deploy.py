@@ -165,16 +165,23 @@ def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: b
   return values
 
 
+def _checked_request(bucket_url: str, build_id: Optional[str], approve: bool,
+                     gate_message: str) -> layout.Env:
+  """The checks every prod change makes before taking the lock: a well-formed build id (if given)
+  and the approval gate. Returns the prod environment."""
+  if build_id is not None:
+    layout.validate_build_id(build_id)
+  if approval_required(bucket_url) and not approve:
+    raise HarnessError(f'the approval gate is on: {gate_message}. Nothing was changed.')
+  return layout.Env(bucket_url, layout.PROD)
+
+
 def deploy(bucket_url: str, build_id: Optional[str] = None, approve: bool = False,
            override_blessing: Optional[str] = None) -> dict:
   """Promotes ``build_id`` (default: the newest passed build) to prod; a build whose model is
   NOT_BLESSED against production is refused unless ``override_blessing`` gives a reason."""
-  if build_id is not None:
-    layout.validate_build_id(build_id)
-  if approval_required(bucket_url) and not approve:
-    raise HarnessError('the approval gate is on: prod deploys need `--approve` (a person has '
-                       'reviewed the test results). Nothing was changed.')
-  prod = layout.Env(bucket_url, layout.PROD)
+  prod = _checked_request(bucket_url, build_id, approve,
+                          'prod deploys need `--approve` (a person has reviewed the test results)')
   with DeployLock(prod, layout.EVENT_DEPLOY):
     if build_id is None:
       passed = passed_builds(bucket_url)
@@ -204,12 +211,7 @@ def rollback_target(events: List[dict], live_build: Optional[str]) -> str:
 
 def rollback(bucket_url: str, build_id: Optional[str] = None, approve: bool = False) -> dict:
   """Points prod back to the previously deployed build (or ``build_id``), same checks."""
-  if build_id is not None:
-    layout.validate_build_id(build_id)
-  if approval_required(bucket_url) and not approve:
-    raise HarnessError('the approval gate is on: prod rollbacks need `--approve`. '
-                       'Nothing was changed.')
-  prod = layout.Env(bucket_url, layout.PROD)
+  prod = _checked_request(bucket_url, build_id, approve, 'prod rollbacks need `--approve`')
   with DeployLock(prod, layout.EVENT_ROLLBACK):
     live = current(prod)
     if live is None:
