@@ -21,8 +21,20 @@ import shlex
 from invoke import Exit
 from invoke import task as invoke_task
 
-from beam_pipelines.harness import layout
+from beam_pipelines.ct.lineage import render as render_lineage
+from beam_pipelines.ct.paths import model_registry
+from beam_pipelines.ct.registry import describe
+from beam_pipelines.harness import build as build_step
+from beam_pipelines.harness import deploy as deploy_step
 from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.harness.run import run_pipeline as run_deployed
+from beam_pipelines.harness.status import status_lines
+from beam_pipelines.harness.testing import run_test
+from beam_pipelines.store import bucket as bucket_io
+from beam_pipelines.store import layout, lock
+from beam_pipelines.store.bucket import resolve_bucket
+from beam_pipelines.store.console import progress
+from beam_pipelines.store.errors import Refusal
 
 REPO = pathlib.Path(__file__).resolve().parent
 
@@ -37,20 +49,18 @@ def task(*args, **kwargs):
 
 @contextlib.contextmanager
 def refusals():
-  """Turns a HarnessError into a clear message and exit status 1."""
+  """Turns any refusal into a clear one-line message and exit status 1."""
   try:
     yield
-  except HarnessError as error:
+  except Refusal as error:
     raise Exit(f'[beam-pipelines] REFUSED: {error}', code=1) from None
 
 
 def _bucket(url):
-  from beam_pipelines.harness.bucket import resolve_bucket
   return resolve_bucket(url, REPO)
 
 
 def _say(line: str) -> None:
-  from beam_pipelines.runtime import progress
   progress(line)
 
 
@@ -60,9 +70,8 @@ def build(c, checks=True):
 
   :param checks: run ruff and the unit tests first (`--no-checks` only re-packages; CI never skips).
   """
-  from beam_pipelines.harness.build import build as run_build
   with refusals():
-    run_build(REPO, checks=checks)
+    build_step.build(REPO, checks=checks)
 
 
 @task
@@ -71,7 +80,6 @@ def test(c, bucket=None):
 
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
-  from beam_pipelines.harness.integration import run_test
   with refusals():
     run_test(REPO, _bucket(bucket))
 
@@ -85,10 +93,9 @@ def deploy(c, build_id=None, approve=False, override_blessing=None, bucket=None)
   :param override_blessing: deploy although the build's model is NOT_BLESSED; the reason is recorded.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
-  from beam_pipelines.harness.deploy import deploy as run_deploy
   with refusals():
     url = _bucket(bucket)
-    run_deploy(url, build_id, approve, override_blessing)
+    deploy_step.deploy(url, build_id, approve, override_blessing)
     _summary(url)
 
 
@@ -100,10 +107,9 @@ def rollback(c, build_id=None, approve=False, bucket=None):
   :param approve: confirm the rollback when the approval gate is on.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
-  from beam_pipelines.harness.deploy import rollback as run_rollback
   with refusals():
     url = _bucket(bucket)
-    run_rollback(url, build_id, approve)
+    deploy_step.rollback(url, build_id, approve)
     _summary(url)
 
 
@@ -117,7 +123,6 @@ def run_pipeline(c, pipeline, env=layout.PROD, bucket=None):
   :param env: the environment whose deployment runs: prod (default) or test.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
-  from beam_pipelines.harness.run import run_pipeline as run_deployed
   with refusals():
     done = run_deployed(REPO, _bucket(bucket), pipeline, env, shlex.split(c.remainder or ''))
     _say(f'run: done: {done["workflow"]} of build {done["build_id"]}; outputs: {done["output"]}-*')
@@ -129,7 +134,6 @@ def status(c, bucket=None):
 
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
-  from beam_pipelines.harness.status import status_lines
   with refusals():
     print('\n'.join(status_lines(_bucket(bucket))))
 
@@ -142,13 +146,12 @@ def approval(c, on=False, off=False, bucket=None):
   :param off: no approval needed (the local default).
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
-  from beam_pipelines.harness.deploy import approval_required, set_approval
   with refusals():
     url = _bucket(bucket)
     if on == off:
       raise HarnessError('say --on or --off')
-    set_approval(url, on)
-    _say(f'approval gate: {"ON" if approval_required(url) else "off"} for {url}')
+    deploy_step.set_approval(url, on)
+    _say(f'approval gate: {"ON" if deploy_step.approval_required(url) else "off"} for {url}')
 
 
 @task
@@ -158,16 +161,14 @@ def unlock(c, force=False, bucket=None):
   :param force: remove it even if its holder is still running here.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
-  from beam_pipelines.harness import lock
   with refusals():
-    holder = lock.unlock(layout.Env(_bucket(bucket), layout.PROD), force=force)
+    holder = lock.unlock(layout.Env(_bucket(bucket), layout.PROD).lock, force=force)
     _say(f'unlock: removed the lock held by {lock.describe(holder)}' if holder is not None
          else 'unlock: prod was not locked')
 
 
 def _summary(url: str) -> None:
   """Final lines of deploy/rollback: what is deployed where."""
-  from beam_pipelines.harness.status import status_lines
   lines = status_lines(url, limit=3)
   _say('deployed: ' + lines[2])
   for line in lines[:2] + lines[3:]:
@@ -177,7 +178,6 @@ def _summary(url: str) -> None:
 
 
 def _registry(url):
-  from beam_pipelines.ct import model_registry
   return model_registry(url)
 
 
@@ -200,13 +200,11 @@ def continuous_training(c, span=None, force=False, no_cache=False, no_push=False
                       ('--predict', predict)) if on]
   with refusals():
     if source:
-      from beam_pipelines import ct as ct_module
-      status = ct_module.main(flags)
+      from beam_pipelines.ct import cli as ct_cli  # imports Beam and the pipelines: only when run
+      status = ct_cli.main(flags)
       if status:
         raise Exit(f'[beam-pipelines] ct: exit status {status}', code=status)
       return
-    from beam_pipelines.harness import bucket as bucket_io
-    from beam_pipelines.harness.run import run_pipeline as run_deployed
     if not bucket_io.exists(layout.Env(url, layout.PROD).variables):
       raise HarnessError('nothing is deployed in prod: run `invoke build test deploy` first, or '
                          '`invoke ct --source` to run the source tree\'s pipeline')
@@ -222,9 +220,9 @@ def ct_demo(c, bucket=None):
   :param bucket: bucket URL; default: a fresh demo bucket, outputs/ct-demo/bucket (the demo moves
       `production`, so it stays out of the real bucket unless you name one).
   """
-  from beam_pipelines import ct as ct_module
+  from beam_pipelines.ct import cli as ct_cli  # imports Beam and the pipelines: only when run
   with refusals():
-    status = ct_module.main(['--demo'] + (['--bucket', bucket] if bucket else []))
+    status = ct_cli.main(['--demo'] + (['--bucket', bucket] if bucket else []))
   if status == 2:
     raise Exit('[beam-pipelines] ct-demo failed', code=2)
 
@@ -235,7 +233,6 @@ def model_list(c, bucket=None):
 
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
-  from beam_pipelines.ml.registry import describe
   with refusals():
     reg = _registry(_bucket(bucket))
     aliases = reg.aliases()
@@ -288,8 +285,6 @@ def lineage(c, model='production', bucket=None):
   :param model: production, candidate or a version number.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
-  from beam_pipelines.harness import bucket as bucket_io
-  from beam_pipelines.ml.lineage import render
   with refusals():
     reg = _registry(_bucket(bucket))
     number = reg.resolve(model)
@@ -298,5 +293,5 @@ def lineage(c, model='production', bucket=None):
                         if isinstance(v, float))
     print(f'model v{number} ({model}): sha256 {record["model_sha256"]}, '
           f'{record["blessing"]["status"]}; {metrics}')
-    print('\n'.join(render(bucket_io.read_json(record['lineage'], 'lineage record'))))
+    print('\n'.join(render_lineage(bucket_io.read_json(record['lineage'], 'lineage record'))))
     print(f'lineage record: {record["lineage"]}')

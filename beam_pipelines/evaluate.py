@@ -49,9 +49,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from beam_pipelines.ml import artifacts, blessing, model_io, report
+from beam_pipelines.ml import artifacts, blessing, inference, model_io, report
 from beam_pipelines.ml.metrics import BinaryMetricsCombineFn
-from beam_pipelines.runtime import progress
+from beam_pipelines.store import bucket
+from beam_pipelines.store.console import progress
 
 METRICS_NAMESPACE = 'Evaluate'
 CANDIDATE, BASELINE = 'candidate', 'baseline'
@@ -69,7 +70,7 @@ class ScoreBySlice(beam.PTransform):
     super().__init__()
     self._name = model_name
     self._handler = KeyedModelHandler(
-        model_io.VerifiedSklearnModelHandler(model_dir, expected_sha256))
+        inference.VerifiedSklearnModelHandler(model_dir, expected_sha256))
     self._label = label
     self._slice = slice_feature
 
@@ -139,16 +140,16 @@ def write_outputs(document: Dict[str, Any], thresholds, output: str) -> Dict[str
             'baseline': models.get(BASELINE, {}).get('model_dir'),
             'thresholds': json.loads(blessing.config_to_json(thresholds))}
   join = FileSystems.join
-  model_io.write_atomic(join(output, artifacts.METRICS_FILE),
+  bucket.write_bytes(join(output, artifacts.METRICS_FILE),
                         (json.dumps(document, indent=2, sort_keys=True) + '\n').encode())
-  model_io.write_atomic(join(output, artifacts.REPORT_FILE),
+  bucket.write_bytes(join(output, artifacts.REPORT_FILE),
                         report.render(document, record).encode('utf-8'))
-  model_io.write_atomic(join(output, artifacts.BLESSING_FILE),
+  bucket.write_bytes(join(output, artifacts.BLESSING_FILE),
                         (json.dumps(record, indent=2, sort_keys=True) + '\n').encode())
   stale = join(output, artifacts.NOT_BLESSED if result.blessed else artifacts.BLESSED)
   if FileSystems.exists(stale):
     FileSystems.delete([stale])
-  model_io.write_atomic(join(output, result.status), b'')
+  bucket.write_bytes(join(output, result.status), b'')
   return record
 
 

@@ -34,7 +34,6 @@ runtime.answer_help_early(__name__, 'features', __doc__, add_features_arguments)
 
 import gc
 import hashlib
-import json
 import logging
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -46,7 +45,8 @@ from apache_beam.pvalue import AsSingleton, TaggedOutput
 from beam_pipelines import submission
 from beam_pipelines.ml import artifacts, csv_io
 from beam_pipelines.ml import spec as spec_lib
-from beam_pipelines.runtime import progress
+from beam_pipelines.store import bucket
+from beam_pipelines.store.console import progress
 
 _HASH_SCALE = float(2 ** 64)
 
@@ -130,16 +130,6 @@ class ExtractFeatures(beam.PTransform):
         (csv_io.DEAD_LETTER, csv_io.FILES) + artifacts.SPLITS)
 
 
-def write_json(path: str, document: Dict[str, Any]) -> None:
-  """Writes JSON atomically: a temporary file, then a rename (any Beam filesystem)."""
-  temporary = f'{path}.tmp'
-  with FileSystems.create(temporary) as handle:
-    handle.write(json.dumps(document, indent=2, sort_keys=True).encode('utf-8'))
-  if FileSystems.exists(path):
-    FileSystems.delete([path])
-  FileSystems.rename([temporary], [path])
-
-
 def make_summary(_, files, written, dead, input_pattern, spec, output) -> Dict[str, Any]:
   """The run's counts, per file and in total; ``reconciled`` says whether they add up."""
   files = sorted(files, key=lambda f: f['source'])
@@ -182,7 +172,7 @@ class WriteSummary(beam.PTransform):
         | 'Once' >> beam.Create([None])
         | 'Summarise' >> beam.Map(make_summary, AsSingleton(all_files), AsSingleton(written),
                                   AsSingleton(dead), **self.context)
-        | 'WriteJson' >> beam.Map(lambda summary: write_json(self.path, summary) or summary))
+        | 'WriteJson' >> beam.Map(lambda summary: bucket.write_json(self.path, summary) or summary))
 
 
 def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.DatasetSpec,
@@ -215,17 +205,11 @@ def clear_outputs(output: str) -> None:
     FileSystems.delete(stale)
 
 
-def read_summary(output: str) -> Dict[str, Any]:
-  with FileSystems.open(FileSystems.join(output, artifacts.SUMMARY_FILE)) as handle:
-    return json.loads(handle.read().decode('utf-8'))
-
-
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Runs feature extraction; returns the summary (raises ReconciliationError if counts differ)."""
-  from beam_pipelines import taxi_data
   known, options = runtime.pipeline_arguments('features', argv, add_features_arguments, save_main_session)
-  input_pattern = known.input or taxi_data.sample_path()
+  input_pattern = known.input or spec_lib.default_sample_path()
   spec_path = known.spec or spec_lib.default_spec_path()
   spec = spec_lib.load(spec_path)
   files = csv_io.match_files(input_pattern)
@@ -240,7 +224,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   runtime.run_to_completion(pipeline, options, 'features')
   if runtime.is_dry_run(options):
     return {'dry_run': True}
-  summary = read_summary(known.output)
+  summary = artifacts.read_summary(known.output)
   _report(summary, known.output)
   if not summary['reconciled']:
     raise ReconciliationError(

@@ -47,9 +47,10 @@ from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, R
 from apache_beam.pvalue import AsSingleton
 
 from beam_pipelines import submission
-from beam_pipelines.ml import artifacts, csv_io, model_io
+from beam_pipelines.ml import artifacts, csv_io, inference, model_io
 from beam_pipelines.ml import spec as spec_lib
-from beam_pipelines.runtime import progress
+from beam_pipelines.store import bucket
+from beam_pipelines.store.console import progress
 
 DECISION_THRESHOLD = 0.5
 PREDICTIONS_SUFFIX = artifacts.DEAD_LETTER_SUFFIX  # JSON lines too
@@ -79,7 +80,7 @@ class PredictRows(beam.PTransform):
                expected_sha256: Optional[str] = None):
     super().__init__()
     self._handler = KeyedModelHandler(
-        model_io.VerifiedSklearnModelHandler(model_dir, expected_sha256))
+        inference.VerifiedSklearnModelHandler(model_dir, expected_sha256))
     self._key_column = key_column
 
   def expand(self, rows):
@@ -96,7 +97,7 @@ def make_summary(_, rows_read: int, predictions: int, dead: int, context: Dict[s
 
 
 def write_summary(summary: Dict[str, Any], path: str) -> None:
-  model_io.write_atomic(path, (json.dumps(summary, indent=2, sort_keys=True) + '\n').encode())
+  bucket.write_bytes(path, (json.dumps(summary, indent=2, sort_keys=True) + '\n').encode())
 
 
 def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.DatasetSpec,

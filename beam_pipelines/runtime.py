@@ -1,4 +1,5 @@
-"""Process-level helpers shared by every pipeline's entry point: quiet start-up, progress lines."""
+"""The pipelines' CLI opening: quiet start-up, ``--help`` before Beam's import, own flags vs Beam
+options, Dataflow staging (``submission``), running to completion."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import os
 import sys
 import warnings
 from typing import Callable
+
+from beam_pipelines import submission
+from beam_pipelines.store.console import progress
 
 
 def quiet_startup_noise() -> None:
@@ -22,11 +26,6 @@ def quiet_startup_noise() -> None:
   warnings.filterwarnings('ignore', message=r'.*IPython.*')
   logging.getLogger('tensorflow').setLevel(logging.ERROR)
   logging.getLogger('absl').setLevel(logging.ERROR)
-
-
-def progress(message: str) -> None:
-  """Prints one progress line a user follows (step, records); goes to stderr like logging."""
-  print(f'[beam-pipelines] {message}', file=sys.stderr, flush=True)
 
 
 BEAM_OPTIONS_EPILOG = 'Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).'
@@ -61,7 +60,6 @@ def pipeline_arguments(pipeline: str, argv, add_arguments: Callable[[argparse.Ar
   """
   from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-  from beam_pipelines import submission
   argv = submission.prepare_argv(pipeline, argv)
   parser = argparse.ArgumentParser(prog=f'python -m beam_pipelines.{pipeline}', allow_abbrev=False)
   add_arguments(parser)

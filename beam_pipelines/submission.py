@@ -21,22 +21,24 @@ pipeline's ``run()``.
     python -m beam_pipelines.submission --pipeline wordcount --env prod --bucket gs://BUCKET \\
         --runner DataflowRunner --project P --region R --temp_location gs://BUCKET/tmp
 
-Only the standard library is imported at module level (Beam's FileSystems only when a bucket is
-read), so the harness and ``--help`` stay fast.
+Only the standard library and the storage floor are imported at module level (Beam's FileSystems
+only when a bucket is read), so the harness and ``--help`` stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import importlib
-import json
 import os
 import re
 import sys
 import tempfile
 from typing import List, Optional, Sequence, Tuple
+
+from beam_pipelines.store import bucket as bucket_io
+from beam_pipelines.store import layout, records
+from beam_pipelines.store.console import progress
+from beam_pipelines.store.errors import Refusal
 
 DATAFLOW_RUNNERS = frozenset({'DataflowRunner', 'TestDataflowRunner'})
 # Flags by which a user stages code on the workers themselves; when present we add none.
@@ -51,7 +53,7 @@ _NOT_JOB_CHARS = re.compile(r'[^a-z0-9]+')
 _NOT_LABEL_CHARS = re.compile(r'[^a-z0-9_-]+')
 
 
-class SubmissionError(ValueError):
+class SubmissionError(Refusal, ValueError):
   """A Dataflow submission that cannot be built as asked (message says what to do)."""
 
 
@@ -186,23 +188,17 @@ def current_build(dist_dir: str = 'dist') -> Tuple[str, str]:
 
   The wheel's sha256 is checked against the manifest: a changed or missing wheel is refused.
   """
-  from beam_pipelines.harness import layout
-
   manifest_path = os.path.abspath(os.path.join(dist_dir, layout.MANIFEST_FILE))
   if not os.path.isfile(manifest_path):
     raise SubmissionError(
         f'no build to stage on Dataflow ({manifest_path} missing): run `invoke build`, or pass '
         f'--extra_package WHEEL or --setup_file setup.py')
   try:
-    with open(manifest_path, encoding='utf-8') as handle:
-      manifest = json.load(handle)
-    wheel_name = manifest[layout.M_WHEEL]
-    expected = manifest[layout.M_FILES][wheel_name]['sha256']
-    build_id = manifest[layout.M_BUILD_ID]
-  except (ValueError, KeyError, TypeError) as error:
-    raise SubmissionError(f'{manifest_path} is not a build manifest: {error!r}') from None
-  wheel = os.path.join(os.path.dirname(manifest_path), wheel_name)
-  return fetch_wheel(wheel, expected), build_id
+    manifest = records.read_manifest(manifest_path, 'the local build manifest')
+  except Refusal as error:
+    raise SubmissionError(str(error)) from None
+  wheel = os.path.join(os.path.dirname(manifest_path), manifest.wheel)
+  return fetch_wheel(wheel, manifest.wheel_sha256), manifest.build_id
 
 
 def prepare_argv(pipeline: str, argv: Optional[Sequence[str]] = None) -> List[str]:
@@ -224,48 +220,18 @@ def prepare_argv(pipeline: str, argv: Optional[Sequence[str]] = None) -> List[st
 # Deployed builds: <bucket>/<env>/variables.json (the harness's Composer variables).
 
 
-@dataclasses.dataclass(frozen=True)
-class DeployedBuild:
-  """What an environment runs: its build id and the wheel in the bucket, with its sha256."""
-  env: str
-  build_id: str
-  wheel_file: str
-  sha256: str
-  variables: dict
-
-
-def variables_path(bucket: str, env: str) -> str:
-  """``<bucket>/<env>/variables.json``, as the harness's contract (harness/layout.py) names it."""
-  from beam_pipelines.harness import layout
-  from beam_pipelines.harness.errors import HarnessError
+def read_deployed(bucket: str, env: str = layout.PROD) -> records.DeploymentVariables:
+  """What ``env`` of ``bucket`` runs (its variables.json, local dir or gs://)."""
   try:
-    return layout.Env(bucket, env).variables
-  except HarnessError as error:
+    environment = layout.Env(bucket, env)
+    if not bucket_io.exists(environment.variables):
+      raise SubmissionError(f'nothing deployed to {env}: {environment.variables} does not exist '
+                            f'(run `invoke deploy`)')
+    return records.read_variables(environment)
+  except SubmissionError:
+    raise
+  except Refusal as error:
     raise SubmissionError(str(error)) from None
-
-
-def read_deployed(bucket: str, env: str = 'prod') -> DeployedBuild:
-  """Reads an environment's variables.json through Beam's FileSystems (local dir or gs://)."""
-  from apache_beam.io.filesystems import FileSystems
-
-  from beam_pipelines.harness import layout
-
-  path = variables_path(bucket, env)
-  if not FileSystems.exists(path):
-    raise SubmissionError(f'nothing deployed to {env}: {path} does not exist (run `invoke deploy`)')
-  with FileSystems.open(path) as handle:
-    raw = handle.read()
-  try:
-    variables = json.loads(raw.decode('utf-8'))
-  except (UnicodeDecodeError, json.JSONDecodeError) as error:
-    raise SubmissionError(f'{path} is not valid JSON: {error}') from error
-  if not isinstance(variables, dict):
-    raise SubmissionError(f'{path} is not a JSON object')
-  needed = (layout.VAR_BUILD_ID, layout.VAR_WHEEL_FILE, layout.VAR_SHA256)
-  missing = [key for key in needed if not variables.get(key)]
-  if missing:
-    raise SubmissionError(f'{path} lacks {", ".join(missing)}')
-  return DeployedBuild(env, *(str(variables[key]) for key in needed), variables)
 
 
 def fetch_wheel(url: str, sha256: str, dest_dir: Optional[str] = None) -> str:
@@ -273,30 +239,17 @@ def fetch_wheel(url: str, sha256: str, dest_dir: Optional[str] = None) -> str:
 
   A local wheel is checked in place unless ``dest_dir`` is given; a remote one (gs://) is copied
   to ``dest_dir`` (a new temporary directory by default) under its own file name, which Beam's
-  stager requires. The copy is checked while written and renamed into place only when complete.
+  stager requires; the copy appears only when its sha256 matches.
   """
-  from apache_beam.io.filesystems import FileSystems
-
-  if '://' not in url and dest_dir is None:
-    local = os.path.abspath(url)
-    with open(local, 'rb') as handle:
-      actual = hashlib.sha256(handle.read()).hexdigest()
-  else:
+  try:
+    if '://' not in url and dest_dir is None:
+      bucket_io.verify(url, sha256, 'wheel')
+      return os.path.abspath(url)
     dest_dir = dest_dir or tempfile.mkdtemp(prefix='beam-pipelines-wheel-')
-    local = os.path.join(dest_dir, url.rsplit('/', 1)[-1])
-    digest = hashlib.sha256()
-    with FileSystems.open(url) as source, open(local + '.part', 'wb') as target:
-      for chunk in iter(lambda: source.read(1 << 20), b''):
-        digest.update(chunk)
-        target.write(chunk)
-    actual = digest.hexdigest()
-    if actual == sha256:
-      os.replace(local + '.part', local)
-    else:
-      os.remove(local + '.part')
-  if actual != sha256:
-    raise SubmissionError(f'wheel {url} has sha256 {actual}, expected {sha256}: refusing to stage it')
-  return local
+    return bucket_io.fetch_verified(url, sha256, os.path.join(dest_dir, url.rsplit('/', 1)[-1]),
+                                    'wheel')
+  except Refusal as error:
+    raise SubmissionError(f'{error} (refusing to stage it)') from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +309,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except SubmissionError as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
-  from beam_pipelines.runtime import progress
   if is_dataflow(args):
     progress(f'submission: {pipeline} on Dataflow as job {flag_values(args, "--job_name")[-1]} '
              f'(build {build_id or "unknown"})')

@@ -24,8 +24,11 @@ import datetime
 import io
 import os
 import sys
-from importlib import resources
 from typing import Dict, List, Optional, Sequence
+
+from beam_pipelines.ml import spec as spec_lib
+from beam_pipelines.store import bucket
+from beam_pipelines.store.console import progress
 
 COLUMNS = ('trip_id', 'trip_start_timestamp', 'fare', 'trip_miles', 'trip_seconds',
            'trip_start_hour', 'trip_start_day_of_week', 'payment_type', 'company', 'big_tip')
@@ -60,7 +63,7 @@ class Knobs:
 
 def sample_path() -> str:
   """The bundled sample span (3,000 trips, 5 malformed rows): every ML command's default input."""
-  return str(resources.files('beam_pipelines') / 'data' / 'taxi_sample.csv')
+  return spec_lib.default_sample_path()
 
 
 def render_sample() -> str:
@@ -176,13 +179,10 @@ def write_span(output: str, date: datetime.date, rows: int, seed: int = 0, knobs
                shards: int = 1) -> List[str]:
   """Writes one span's shards atomically (temp file, then rename); returns their paths."""
   directory = span_dir(output, date)
-  os.makedirs(directory, exist_ok=True)
   paths = []
   for shard, text in enumerate(render_span(rows, date, seed, knobs, shards)):
     path = os.path.join(directory, f'data-{shard:05d}-of-{shards:05d}.csv')
-    with open(path + '.tmp', 'w', encoding='utf-8', newline='') as handle:
-      handle.write(text)
-    os.replace(path + '.tmp', path)
+    bucket.write_bytes(path, text.encode('utf-8'))
     paths.append(path)
   return paths
 
@@ -224,7 +224,6 @@ def _fraction(text: str) -> float:
 
 def run(argv: Optional[Sequence[str]] = None) -> List[str]:
   """Writes the spans; returns the paths written."""
-  from beam_pipelines.runtime import progress
   parser = argparse.ArgumentParser(prog='python -m beam_pipelines.taxi_data',
                                    description=__doc__.split('\n')[0])
   parser.add_argument('--output', default='outputs/taxi_spans', help='Directory of the spans.')

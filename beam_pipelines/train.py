@@ -50,9 +50,9 @@ from typing import Any, Dict, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines.ml import artifacts
+from beam_pipelines.ml import artifacts, model_io, tabular
 from beam_pipelines.ml import spec as spec_lib
-from beam_pipelines.runtime import progress
+from beam_pipelines.store.console import progress
 
 
 class TrainingRefused(RuntimeError):
@@ -100,19 +100,14 @@ def build_model(numeric: Sequence[str], categorical: Sequence[str], params: Dict
 
 def check_verdict(path: str) -> str:
   """Reads validation's verdict.json (a file or its directory); refuses training when anomalous."""
-  if not path.endswith('.json'):
-    path = FileSystems.join(path, artifacts.VERDICT_FILE)
   try:
-    with FileSystems.open(path) as handle:
-      verdict = json.loads(handle.read().decode('utf-8'))
-  except Exception as error:  # noqa: BLE001 - a verdict we cannot read cannot clear training
-    raise TrainingRefused(f'cannot read validation verdict {path}: {error}') from error
-  status = verdict.get('status') if isinstance(verdict, dict) else None
+    verdict = artifacts.read_verdict(path)
+  except artifacts.ArtifactError as error:
+    raise TrainingRefused(str(error)) from None
+  status = verdict['status']
   if status == artifacts.VERDICT_ANOMALOUS:
     detail = verdict.get('message') or verdict.get('anomalies') or ''
     raise TrainingRefused(f'validation verdict {path} is "anomalous": not training. {detail}'.strip())
-  if status not in (artifacts.VERDICT_OK, artifacts.VERDICT_DRIFT):
-    raise TrainingRefused(f'validation verdict {path} has unknown status {status!r}')
   return status
 
 
@@ -133,8 +128,6 @@ def load_spec(spec_path: Optional[str], features_dir: str) -> spec_lib.DatasetSp
 def train(features_dir: str, spec: spec_lib.DatasetSpec, output: str,
           params: Dict[str, Any]) -> Dict[str, Any]:
   """Reads the train split, fits the model, saves it; returns the saved metadata."""
-  from beam_pipelines.ml import model_io, tabular
-
   progress(f'train: reading the train split of {features_dir}')
   split = tabular.read_split(features_dir, artifacts.TRAIN)
   spec = spec.resolve(list(split.frame.columns)) if not spec.is_resolved else spec
@@ -186,10 +179,9 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """CLI entry: clear one-line errors and a non-zero exit status instead of tracebacks."""
-  from beam_pipelines.ml.tabular import FeaturesError
   try:
     run(argv)
-  except (TrainingRefused, spec_lib.SpecError, FeaturesError) as error:
+  except (TrainingRefused, spec_lib.SpecError, tabular.FeaturesError) as error:
     progress(f'train: refused: {error}')
     return 2
   return 0

@@ -48,7 +48,6 @@ runtime.answer_help_early(__name__, 'validate', __doc__, add_validate_arguments)
 import contextlib
 import html
 import io
-import json
 import logging
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -58,10 +57,11 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import submission
-from beam_pipelines.features import read_summary, write_json
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml import spec as spec_lib
-from beam_pipelines.runtime import progress, quiet_startup_noise
+from beam_pipelines.runtime import quiet_startup_noise
+from beam_pipelines.store import bucket
+from beam_pipelines.store.console import progress
 
 TRAINING_ENV, SERVING_ENV = 'TRAINING', 'SERVING'
 MEASURE_NAMES = {1: 'L_INFTY', 2: 'JENSEN_SHANNON_DIVERGENCE', 3: 'NORMALIZED_ABSOLUTE_DIFFERENCE'}
@@ -155,18 +155,11 @@ def load_statistics(path: str):
 
 
 def _read_text(path: str) -> str:
-  with FileSystems.open(path) as handle:
-    return handle.read().decode('utf-8')
+  return bucket.read_bytes(path).decode('utf-8')
 
 
 def _write_text(path: str, text: str) -> None:
-  """Atomic write: a temporary file, then a rename."""
-  temporary = f'{path}.tmp'
-  with FileSystems.create(temporary) as handle:
-    handle.write(text.encode('utf-8'))
-  if FileSystems.exists(path):
-    FileSystems.delete([path])
-  FileSystems.rename([temporary], [path])
+  bucket.write_bytes(path, text.encode('utf-8'))
 
 
 def load_or_infer_schema(schema_path: Optional[str], train_statistics):
@@ -284,19 +277,12 @@ def judge(anomalies_by_split: Dict[str, Any], statistics: Dict[str, Any],
           'rows': {split: _num_examples(s) for split, s in statistics.items()}}
 
 
-def read_verdict(path: str) -> Dict[str, Any]:
-  """verdict.json from a path to the file or to its validation directory."""
-  if not path.endswith('.json'):
-    path = FileSystems.join(path, artifacts.VERDICT_FILE)
-  try:
-    return json.loads(_read_text(path))
-  except Exception as error:  # noqa: BLE001 - a verdict we cannot read is an error, never "ok"
-    raise ValidationError(f'cannot read validation verdict {path}: {error}') from error
-
-
 def verdict_allows_training(path: str) -> bool:
   """False when validation said "anomalous"; drift alone allows (and may trigger) training."""
-  return read_verdict(path)['status'] != artifacts.VERDICT_ANOMALOUS
+  try:
+    return artifacts.read_verdict(path)['status'] != artifacts.VERDICT_ANOMALOUS
+  except artifacts.ArtifactError as error:
+    raise ValidationError(str(error)) from None
 
 
 def _table(rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
@@ -336,7 +322,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   known, options = runtime.pipeline_arguments('validate', argv, add_validate_arguments, save_main_session)
   features_dir, output = known.features, known.output
   try:
-    summary = read_summary(features_dir)
+    summary = artifacts.read_summary(features_dir)
   except Exception as error:  # noqa: BLE001
     raise ValidationError(f'{features_dir} is not a features directory (no readable '
                           f'{artifacts.SUMMARY_FILE}): {error}') from error
@@ -391,7 +377,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     rhs, names = previous, ('train', 'previous span')
   _write_text(FileSystems.join(output, artifacts.REPORT_FILE),
               render_report(verdict, lhs, rhs, *names))
-  write_json(FileSystems.join(output, artifacts.VERDICT_FILE), verdict)
+  bucket.write_json(FileSystems.join(output, artifacts.VERDICT_FILE), verdict)
   _report(verdict, output)
   return verdict
 

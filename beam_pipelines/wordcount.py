@@ -41,7 +41,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from beam_pipelines import submission
-from beam_pipelines.runtime import progress
+from beam_pipelines.store.console import progress
 
 METRICS_NAMESPACE = 'WordCount'
 EMPTY_LINES = 'emptyLines'

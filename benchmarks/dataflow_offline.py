@@ -46,7 +46,6 @@ def dry_runs(wheel: pathlib.Path) -> None:
 
   from beam_pipelines import features, submission, taxi_data, wordcount
   from beam_pipelines.ml import spec as spec_lib
-
   constructs = {
       'wordcount': lambda p: wordcount.build_pipeline(
           p, str(REPO / 'build' / 'support-files' / 'input.txt'), 'gs://beam-pipelines-offline-check/c'),

@@ -11,7 +11,7 @@ Same CSV files, same run, each measurement in its own process (imports included,
 3. feature extraction on the DirectRunner in-memory (1 worker) vs multi_processing, 2 workers:
    counts must be identical; prints the speed-up.
 
-Targets (issue 4): ours / TFDV <= 1.5, peak RSS <= 2 GiB. Peak RSS is each process's own maximum
+Targets: ours / TFDV <= 1.5, peak RSS <= 2 GiB. Peak RSS is each process's own maximum
 (``getrusage``), plus the largest worker process for the multi-processing run.
 """
 

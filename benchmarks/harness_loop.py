@@ -6,7 +6,7 @@ Runs the real CLI from the repository on its defaults, except for a temporary bu
 benchmark never changes ./bucket) and an empty wheel cache (the install is timed cold). Step times
 come from the progress lines as they stream: a step starts at its first line ("build:", "test:",
 "deploy:") and ends where the next one starts.
-Target (issue 3): the loop under 60 s on a 2-core machine after installation.
+Target: the loop under 60 s on a 2-core machine after installation.
 """
 
 from __future__ import annotations

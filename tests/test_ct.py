@@ -14,9 +14,9 @@ import types
 
 import pytest
 
-from beam_pipelines.ct import CtPaths
-from beam_pipelines.harness import layout
-from beam_pipelines.ml import demo, registry
+from beam_pipelines.ct import demo, registry
+from beam_pipelines.ct.paths import CtPaths
+from beam_pipelines.store import layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

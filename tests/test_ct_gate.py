@@ -9,14 +9,22 @@ import json
 import pytest
 
 from beam_pipelines import taxi_data
+from beam_pipelines.harness import ml_check as gate
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.ml import gate
+from beam_pipelines.harness.results import TestReport
 
 from conftest import REPO
 
-NOT_BLESSED_RECORD = {'ml': {
+
+def passed_record(ml=None) -> TestReport:
+  return TestReport(build_id='B', sha256='0' * 64, wheel_file='w.whl', status='passed',
+                    tested_at='2026-11-27T10:00:00+00:00', tested_by='ana@ci', module_origins={},
+                    results=[], ml=ml)
+
+
+NOT_BLESSED_RECORD = passed_record({
     'status': 'NOT_BLESSED', 'baseline': '/b/model',
-    'message': 'NOT_BLESSED: auc: candidate 0.83 vs baseline 0.9 (HIGHER_IS_BETTER): diff -0.07'}}
+    'message': 'NOT_BLESSED: auc: candidate 0.83 vs baseline 0.9 (HIGHER_IS_BETTER): diff -0.07'})
 
 
 def test_the_integration_span_is_the_generators_output():
@@ -36,8 +44,8 @@ def test_an_override_reason_is_returned_for_the_record():
 
 
 def test_blessed_or_pre_ml_builds_pass():
-  assert gate.refuse_unblessed({'ml': {'status': 'BLESSED'}}, 'B', None) is None
-  assert gate.refuse_unblessed({}, 'B', None) is None
+  assert gate.refuse_unblessed(passed_record({'status': 'BLESSED'}), 'B', None) is None
+  assert gate.refuse_unblessed(passed_record(), 'B', None) is None
 
 
 def test_the_ml_check_passes_an_evaluated_model_and_keeps_its_metrics(tmp_path):

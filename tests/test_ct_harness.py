@@ -1,5 +1,5 @@
-"""Issue 5's scenario on the real harness: `invoke` in a frozen copy of the project, a temporary
-bucket. Build A is built, tested (level-2 ML check, rubber stamp) and deployed; spans 1-4 land and
+"""Continuous training on the real harness, end to end: `invoke` in a frozen copy of the project,
+a temporary bucket. Build A is built, tested (level-2 ML check, rubber stamp) and deployed; spans 1-4 land and
 `invoke ct` runs A's deployed wheel on each; a pipeline change that degrades the model (build B)
 passes test but deploy refuses it naming the metric; rollbacks; lineage of production.
 
@@ -16,8 +16,8 @@ import types
 
 import pytest
 
-from beam_pipelines.ct import CtPaths
-from beam_pipelines.ml import demo, registry
+from beam_pipelines.ct import demo, registry
+from beam_pipelines.ct.paths import CtPaths
 
 from harness.support import invoke, make_project, prod_variables
 

@@ -23,7 +23,8 @@ import sys
 
 import pytest
 
-from beam_pipelines.harness import compare, layout
+from beam_pipelines.harness import compare, results
+from beam_pipelines.store import layout
 
 from conftest import REPO, SUPPORT_FILES, read_shards
 
@@ -270,8 +271,6 @@ def test_job_options_render_the_deployed_workflow(support, test_bucket):
 def test_test_dag_logic_end_to_end_on_the_direct_runner(support, test_bucket, tmp_path):
   """read_variables -> stage_wheel -> prepare -> run (as the Beam provider's hook builds the
   command) -> golden check -> record_passed, which the harness's deploy accepts."""
-  from beam_pipelines.harness import deploy
-
   variables = support.read_variables(str(test_bucket), 'test')
   wheel = support.stage_wheel(variables, str(tmp_path / 'wheels'))
   options = support.job_options(variables, 'wordcount_test', wheel, 'manual-1')
@@ -288,7 +287,7 @@ def test_test_dag_logic_end_to_end_on_the_direct_runner(support, test_bucket, tm
                                  [{'check': 'golden_counts', 'passed': True, 'message': message}],
                                  'composer:test')
   assert record.endswith(f'/test/passed/{BUILD_ID}.json')
-  assert deploy.read_passed(str(test_bucket), BUILD_ID)['sha256'] == variables['sha256']
+  assert results.read_passed(str(test_bucket), BUILD_ID).sha256 == variables['sha256']
 
 
 def test_golden_check_names_differences(support, tmp_path):

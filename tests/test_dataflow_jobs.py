@@ -242,7 +242,7 @@ def test_deployed_prod_build_is_what_gets_staged(built_wheel, tmp_path):
   import hashlib
   import json
 
-  from beam_pipelines.harness import layout
+  from beam_pipelines.store import layout
   prod = layout.Env(str(tmp_path / 'bucket'), layout.PROD)
   deployed_id = '20261127T080000Z-5bea069-0a1b2c'
   wheel = pathlib.Path(prod.artifact(deployed_id, built_wheel.name))
@@ -250,7 +250,9 @@ def test_deployed_prod_build_is_what_gets_staged(built_wheel, tmp_path):
   shutil.copy2(built_wheel, wheel)
   pathlib.Path(prod.variables).write_text(json.dumps({
       layout.VAR_BUILD_ID: deployed_id, layout.VAR_WHEEL_FILE: str(wheel),
-      layout.VAR_SHA256: hashlib.sha256(wheel.read_bytes()).hexdigest()}))
+      layout.VAR_SHA256: hashlib.sha256(wheel.read_bytes()).hexdigest(),
+      layout.VAR_MANIFEST_FILE: prod.manifest(deployed_id),
+      layout.VAR_WORKFLOWS_DIR: prod.workflows(deployed_id)}))
   pipeline, argv, build_id = submission.resolve_cli(
       ['--pipeline', 'wordcount', '--env', 'prod', '--bucket', str(tmp_path / 'bucket'),
        '--input', str(SUPPORT_FILES / 'input.txt'), '--output', f'{OFFLINE_BUCKET}/counts']

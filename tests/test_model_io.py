@@ -13,7 +13,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipelines.ml import artifacts, model_io
+from beam_pipelines.ml import artifacts, inference, model_io
 
 pytestmark = pytest.mark.slow
 features_dir, good_model_dir = mldata.features_dir, mldata.good_model_dir  # session fixtures (train models)
@@ -81,14 +81,14 @@ def test_model_without_metadata_is_refused(model_copy):
 
 
 def test_handler_refuses_a_tampered_model(model_copy):
-  handler = model_io.VerifiedSklearnModelHandler(str(model_copy))
+  handler = inference.VerifiedSklearnModelHandler(str(model_copy))
   (model_copy / artifacts.MODEL_FILE).write_bytes(b'not a model')
   with pytest.raises(model_io.ModelIntegrityError):
     handler.load_model()
 
 
 def test_keyed_run_inference_gives_probabilities_per_key(good_model_dir):
-  handler = KeyedModelHandler(model_io.VerifiedSklearnModelHandler(str(good_model_dir)))
+  handler = KeyedModelHandler(inference.VerifiedSklearnModelHandler(str(good_model_dir)))
   with TestPipeline() as pipeline:
     key_to_probability = (
         pipeline

@@ -10,9 +10,11 @@ import threading
 
 import pytest
 
-from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.ml import artifacts, lineage, model_io, registry
-from beam_pipelines.ml.cache import CACHED, MARKER, RAN, StepCache, step_key
+from beam_pipelines.ct import lineage, registry
+from beam_pipelines.ct.cache import CACHED, MARKER, RAN, StepCache, step_key
+from beam_pipelines.ct.registry import RegistryError
+from beam_pipelines.ml import artifacts, model_io
+from beam_pipelines.store.errors import LockedError, StorageError
 
 
 def save(directory, weights):
@@ -55,7 +57,7 @@ class TestPush:
     half.mkdir(parents=True)
     (half / artifacts.MODEL_FILE).write_bytes(b'half-written by a killed push')
     assert reg.numbers() == [1]
-    with pytest.raises(HarnessError, match='version 2 does not exist'):
+    with pytest.raises(RegistryError, match='version 2 does not exist'):
       reg.resolve(2)
     record, created = reg.push(models[1])
     assert created and record['version'] == 2
@@ -79,7 +81,7 @@ class TestPush:
     lock.parent.mkdir(parents=True, exist_ok=True)
     lock.write_text(json.dumps({'host': socket.gethostname(), 'pid': os.getppid(),
                                 'operation': 'registry push', 'since': 'now'}))
-    with pytest.raises(HarnessError, match='locked'):
+    with pytest.raises(LockedError, match='locked'):
       reg.push(models[0])
     assert reg.numbers() == []
 
@@ -120,11 +122,11 @@ class TestAliases:
 
   def test_only_committed_versions_and_known_aliases(self, reg, models):
     reg.push(models[0])
-    with pytest.raises(HarnessError, match='version 7 does not exist'):
+    with pytest.raises(RegistryError, match='version 7 does not exist'):
       reg.promote(7)
-    with pytest.raises(HarnessError, match='unknown alias'):
+    with pytest.raises(RegistryError, match='unknown alias'):
       reg.move({'staging': 1}, registry.EVENT_PROMOTE)
-    with pytest.raises(HarnessError, match="no model is 'production'"):
+    with pytest.raises(RegistryError, match="no model is 'production'"):
       reg.resolve('production')
 
   def test_promote_then_rollback_walks_back_and_stops(self, reg, models):
@@ -135,7 +137,7 @@ class TestAliases:
     event = reg.rollback('bad predictions')
     assert reg.aliases()[registry.PRODUCTION] == 1
     assert event['event'] == registry.EVENT_ROLLBACK and event['reason'] == 'bad predictions'
-    with pytest.raises(HarnessError, match='nothing to roll back to'):
+    with pytest.raises(RegistryError, match='nothing to roll back to'):
       reg.rollback()
 
   def test_rollback_target_ignores_rollbacks(self):
@@ -162,7 +164,7 @@ class TestVerifiedLoad:
     data = bytearray(path.read_bytes())
     data[-3] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(HarnessError, match='bytes changed'):
+    with pytest.raises(StorageError, match='bytes changed'):
       reg.load(1)
 
   def test_model_list_line_names_aliases_and_blessing(self, reg, models):

@@ -143,12 +143,18 @@ class SubmissionArgsTest(unittest.TestCase):
 # Deployed builds: <bucket>/<env>/variables.json.
 
 
+DEPLOYED_ID = '20261127T080000Z-5bea069-0a1b2c'
+
+
 def _deploy(bucket, env='prod', **overrides):
-  wheel = bucket / env / 'artifacts' / 'b1' / 'beam_pipelines-0.1.0-py3-none-any.whl'
+  artifacts = bucket / env / 'artifacts' / DEPLOYED_ID
+  wheel = artifacts / 'beam_pipelines-0.1.0-py3-none-any.whl'
   wheel.parent.mkdir(parents=True)
   wheel.write_bytes(b'wheel bytes')
-  variables = {'build_id': 'b1', 'wheel_file': str(wheel),
-               'sha256': hashlib.sha256(b'wheel bytes').hexdigest()}
+  variables = {'build_id': DEPLOYED_ID, 'wheel_file': str(wheel),
+               'sha256': hashlib.sha256(b'wheel bytes').hexdigest(),
+               'manifest_file': str(artifacts / 'manifest.json'),
+               'workflows_dir': str(bucket / env / 'workflows' / DEPLOYED_ID)}
   variables.update(overrides)
   (bucket / env / 'variables.json').write_text(json.dumps(variables))
   return wheel, variables
@@ -158,7 +164,7 @@ def test_read_deployed_gives_build_wheel_and_sha(tmp_path):
   wheel, variables = _deploy(tmp_path)
   deployed = submission.read_deployed(str(tmp_path), 'prod')
   assert (deployed.build_id, deployed.wheel_file, deployed.sha256) == (
-      'b1', str(wheel), variables['sha256'])
+      DEPLOYED_ID, str(wheel), variables['sha256'])
   assert submission.fetch_wheel(deployed.wheel_file, deployed.sha256) == str(wheel)
 
 
@@ -187,7 +193,9 @@ def test_copied_wheel_keeps_its_name_and_is_checked(tmp_path):
     (None, 'nothing deployed to prod'),
     ('[1, 2]', 'not a JSON object'),
     ('{"build_id": "b1"', 'not valid JSON'),
-    ('{"build_id": "b1"}', 'lacks wheel_file, sha256'),
+    ('{"build_id": "b1"}', 'lack wheel_file, sha256, manifest_file, workflows_dir'),
+    ('{"build_id": "../b1", "wheel_file": "w", "sha256": "s", "manifest_file": "m", '
+     '"workflows_dir": "d"}', 'invalid build id'),
 ])
 def test_bad_variables_are_clear_errors(tmp_path, content, message):
   if content is not None:
@@ -221,8 +229,14 @@ def _dist(tmp_path, wheel_bytes=b'built wheel', build_id='20261126T153000Z-5bea0
   dist.mkdir()
   wheel = dist / 'beam_pipelines-0.1.0-py3-none-any.whl'
   wheel.write_bytes(wheel_bytes)
-  manifest = {'build_id': build_id, 'wheel': wheel.name,
-              'files': {wheel.name: {'sha256': hashlib.sha256(b'built wheel').hexdigest()}}}
+  sdist = dist / 'beam_pipelines-0.1.0.tar.gz'
+  sdist.write_bytes(b'built sdist')
+  manifest = {'name': 'beam-pipelines', 'version': '0.1.0', 'build_id': build_id,
+              'wheel': wheel.name, 'sdist': sdist.name,
+              'files': {wheel.name: {'sha256': hashlib.sha256(b'built wheel').hexdigest(),
+                                     'size': len(b'built wheel')},
+                        sdist.name: {'sha256': hashlib.sha256(b'built sdist').hexdigest(),
+                                     'size': len(b'built sdist')}}}
   (dist / 'manifest.json').write_text(json.dumps(manifest))
   return dist, wheel
 

@@ -50,7 +50,7 @@ def runs(tmp_path_factory):
       '--serving_features', str(feature_dirs['base'])))
   exit_codes = {'dropped': validate.main(args('dropped', '--schema', str(schema),  # a directory:
                                               '--previous_statistics', str(outputs['base'])))}
-  verdicts['dropped'] = validate.read_verdict(str(outputs['dropped']))
+  verdicts['dropped'] = artifacts.read_verdict(str(outputs['dropped']))
   verdicts['unknown'] = validate.run(args('unknown', '--schema', str(schema)))
   # A person curates the stored schema: the new company is expected from now on.
   curated = root / 'curated.pbtxt'
@@ -83,7 +83,7 @@ def test_statistics_are_computed_per_split(runs):
   output = runs['outputs']['base']
   rows = {split: validate.load_statistics(str(output / 'statistics' / f'{split}.pb'))
           .datasets[0].num_examples for split in artifacts.SPLITS}
-  summary = features.read_summary(str(runs['features']['base']))
+  summary = artifacts.read_summary(str(runs['features']['base']))
   assert rows == summary['rows_written']
 
 

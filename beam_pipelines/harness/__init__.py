@@ -1,8 +1,9 @@
-"""The local build-test-deploy harness (Cloud Build -> Composer -> Dataflow, over a bucket URL).
+"""The build-test-deploy harness (Cloud Build -> Composer -> Dataflow, over a bucket URL).
 
-Modules: ``layout`` (the contract: bucket layout, variables, manifest, build ids), ``bucket``
-(I/O through Beam's FileSystems, atomic writes, sha256, the deploy lock), ``build`` (gates, wheel,
-manifest), ``compare`` (golden-file comparison), ``workflows`` (workflow definitions, checks,
-running a deployed wheel), ``integration`` (the ``test`` step), ``deploy`` (deploy, rollback,
-history, approval gate), ``status``. ``tasks.py`` only composes them.
+``build`` (gates, wheel, manifest), ``testing`` (the ``test`` step), ``publish`` (a build's files,
+workflow definitions and variables into an environment), ``install`` (a deployed wheel, verified,
+run in isolation), ``workflows`` (definitions), ``checks`` (the table of test checks: ``golden``,
+``ml_check``), ``results`` (test reports), ``deploy`` (deploy, rollback, history, approval gate),
+``run``, ``status``. ``tasks.py`` only composes them; the storage they stand on is
+``beam_pipelines.store``.
 """

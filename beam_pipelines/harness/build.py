@@ -22,41 +22,22 @@ import sys
 import tempfile
 import zipfile
 from email.parser import Parser
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
-from beam_pipelines.harness import layout
-from beam_pipelines.harness.bucket import sha256_bytes
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.runtime import progress
+from beam_pipelines.store import layout, records
+from beam_pipelines.store.bucket import sha256_bytes
+from beam_pipelines.store.console import progress
+from beam_pipelines.store.identity import git, git_info
 
 UNIT_TEST_MARKERS = 'not integration and not slow'
-# Used when there is no git: the zip format's earliest time (1980-01-01).
-FALLBACK_EPOCH = 315532800
 _NO_GIT_EXCLUDES = {'.git', '.venv', 'dist', 'bucket', 'outputs', '.harness-cache', '__pycache__',
                     '.setuptools-build', '.pytest_cache', '.ruff_cache', '.benchmarks'}
 
 
-def _git(repo: pathlib.Path, *args: str) -> Optional[str]:
-  try:
-    done = subprocess.run(['git', *args], cwd=repo, capture_output=True, text=True, check=True)
-  except (OSError, subprocess.CalledProcessError):
-    return None
-  return done.stdout
-
-
-def git_info(repo: pathlib.Path) -> Tuple[Optional[str], bool, int]:
-  """(commit, dirty, commit time as epoch seconds); (None, True, 1980) outside git."""
-  commit = _git(repo, 'rev-parse', 'HEAD')
-  if not commit:
-    return None, True, FALLBACK_EPOCH
-  status = _git(repo, 'status', '--porcelain', '--untracked-files=normal') or ''
-  epoch = int((_git(repo, 'log', '-1', '--format=%ct') or str(FALLBACK_EPOCH)).strip())
-  return commit.strip(), bool(status.strip()), max(epoch, FALLBACK_EPOCH)
-
-
 def source_files(repo: pathlib.Path) -> List[str]:
   """Repository-relative files of the source tree: git's view (tracked + untracked, not ignored)."""
-  listed = _git(repo, 'ls-files', '-z', '--cached', '--others', '--exclude-standard')
+  listed = git(repo, 'ls-files', '-z', '--cached', '--others', '--exclude-standard')
   if listed is not None:
     names = sorted(set(n for n in listed.split('\0') if n))
     # A virtualenv that someone forgot to ignore is never source (it has a pyvenv.cfg).
@@ -117,37 +98,28 @@ def wheel_metadata(wheel: pathlib.Path) -> Dict[str, str]:
   return {'name': headers['Name'], 'version': headers['Version']}
 
 
-def file_entries(out_dir: pathlib.Path) -> Dict[str, dict]:
+def file_entries(out_dir: pathlib.Path) -> Dict[str, records.FileEntry]:
   entries = {}
   for path in sorted(p for p in out_dir.rglob('*') if p.is_file()):
     data = path.read_bytes()
-    entries[path.relative_to(out_dir).as_posix()] = {'sha256': sha256_bytes(data),
-                                                     'size': len(data)}
+    entries[path.relative_to(out_dir).as_posix()] = records.FileEntry(sha256_bytes(data), len(data))
   return entries
 
 
 def make_manifest(out_dir: pathlib.Path, build_id: str, commit: Optional[str], dirty: bool,
-                  epoch: int) -> dict:
+                  epoch: int) -> records.Manifest:
   wheels = sorted(out_dir.glob('*.whl'))
   sdists = sorted(out_dir.glob('*.tar.gz'))
   if len(wheels) != 1 or len(sdists) != 1:
     raise HarnessError(f'build: expected one wheel and one sdist in {out_dir}, found '
                        f'{[p.name for p in wheels + sdists]}')
   meta = wheel_metadata(wheels[0])
-  return {
-      layout.M_NAME: meta['name'],
-      layout.M_VERSION: meta['version'],
-      layout.M_BUILD_ID: build_id,
-      layout.M_CREATED_AT: layout.now_utc(),
-      layout.M_GIT_COMMIT: commit,
-      layout.M_GIT_DIRTY: dirty,
-      layout.M_SOURCE_DATE_EPOCH: epoch,
-      layout.M_PYTHON: platform.python_version(),
-      layout.M_BEAM: importlib.metadata.version('apache-beam'),
-      layout.M_WHEEL: wheels[0].name,
-      layout.M_SDIST: sdists[0].name,
-      layout.M_FILES: file_entries(out_dir),
-  }
+  return records.Manifest(
+      name=meta['name'], version=meta['version'], build_id=build_id, wheel=wheels[0].name,
+      sdist=sdists[0].name, files=file_entries(out_dir), created_at=layout.now_utc(),
+      git_commit=commit, git_dirty=dirty, source_date_epoch=epoch,
+      python_version=platform.python_version(),
+      beam_version=importlib.metadata.version('apache-beam'))
 
 
 def _replace_dir(new: pathlib.Path, target: pathlib.Path) -> None:
@@ -161,7 +133,7 @@ def _replace_dir(new: pathlib.Path, target: pathlib.Path) -> None:
   shutil.rmtree(old, ignore_errors=True)
 
 
-def build(repo: pathlib.Path, checks: bool = True) -> dict:
+def build(repo: pathlib.Path, checks: bool = True) -> records.Manifest:
   """Runs the build; returns the manifest, also written to ``dist/manifest.json``."""
   commit, dirty, epoch = git_info(repo)
   build_id = layout.new_build_id(commit)
@@ -185,26 +157,21 @@ def build(repo: pathlib.Path, checks: bool = True) -> dict:
       shutil.copy2(definition, out_dir / layout.WORKFLOWS / definition.name)
     manifest = make_manifest(out_dir, build_id, commit, dirty, epoch)
     (out_dir / layout.MANIFEST_FILE).write_text(
-        json.dumps(manifest, indent=2, sort_keys=True) + '\n', encoding='utf-8')
+        json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + '\n', encoding='utf-8')
     _replace_dir(out_dir, dist)
-  wheel = manifest[layout.M_WHEEL]
-  progress(f'build: done: {dist / wheel} (sha256 {manifest[layout.M_FILES][wheel]["sha256"]}), '
+  progress(f'build: done: {dist / manifest.wheel} (sha256 {manifest.wheel_sha256}), '
            f'manifest {dist / layout.MANIFEST_FILE}')
   return manifest
 
 
-def load_local_manifest(repo: pathlib.Path) -> dict:
+def load_local_manifest(repo: pathlib.Path) -> records.Manifest:
   """The manifest of the last ``invoke build`` (``dist/manifest.json``), checked against dist/."""
   path = repo / layout.DIST_DIR / layout.MANIFEST_FILE
   if not path.exists():
     raise HarnessError(f'no build found ({path} missing): run `invoke build` first')
-  try:
-    manifest = json.loads(path.read_text(encoding='utf-8'))
-  except ValueError as error:
-    raise HarnessError(f'{path} is not valid JSON ({error}): run `invoke build` again') from None
-  layout.validate_build_id(manifest.get(layout.M_BUILD_ID, ''))
-  for name, entry in manifest[layout.M_FILES].items():
+  manifest = records.read_manifest(str(path), 'the local build manifest')
+  for name, entry in manifest.files.items():
     local = path.parent / name
-    if not local.is_file() or sha256_bytes(local.read_bytes()) != entry['sha256']:
+    if not local.is_file() or sha256_bytes(local.read_bytes()) != entry.sha256:
       raise HarnessError(f'{local} is missing or differs from its manifest: run `invoke build` again')
   return manifest

@@ -1,5 +1,7 @@
-"""The harness's one error type: a refusal with a message for the user (the CLI exits 1 with it)."""
+"""The harness's refusal: a build, test, deploy, rollback or run step that will not go on."""
+
+from beam_pipelines.store.errors import Refusal
 
 
-class HarnessError(Exception):
-  """A refusal or failure of a harness step; ``str(error)`` is the user-facing explanation."""
+class HarnessError(Refusal):
+  """A harness step refused or failed; ``str(error)`` is the user-facing explanation."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime
 import pathlib
 import secrets
-from typing import List
+from typing import Any, Dict, List
 
-from beam_pipelines.harness import bucket, deployed, layout, workflows
+from beam_pipelines import submission
+from beam_pipelines.harness import checks, install, workflows
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.harness.integration import read_variables
-from beam_pipelines.runtime import progress
+from beam_pipelines.store import bucket, layout, records
+from beam_pipelines.store.console import progress
 
 
 def new_run_id() -> str:
@@ -24,38 +25,36 @@ def new_run_id() -> str:
 
 
 def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: str,
-                 extra_args: List[str]) -> dict:
+                 extra_args: List[str]) -> Dict[str, Any]:
   """Runs ``pipeline`` as deployed in ``env_name``; returns what ran and where outputs are."""
   env = layout.Env(bucket_url, env_name)
   if not bucket.exists(env.variables):
     raise HarnessError(f'nothing is deployed in {env_name} ({env.variables} missing): run '
                        f'`invoke build test deploy` first')
-  values = read_variables(env)
-  definition = workflows.find(workflows.load_deployed(values[layout.VAR_WORKFLOWS_DIR]),
+  variables = records.read_variables(env)
+  definition = workflows.find(workflows.load_deployed(variables.workflows_dir, checks.CHECKS),
                               pipeline, env_name)
   run_id = new_run_id()
-  values = dict(values, run_id=run_id)
+  values = dict(variables.values, run_id=run_id)
   args = workflows.render_args(definition, values) + list(extra_args)
-  args = _stage_for_dataflow(definition, values, args)
-  progress(f'run: {definition["name"]} of build {values[layout.VAR_BUILD_ID]} in {env_name} '
-           f'(run {run_id})')
-  site = deployed.install(values[layout.VAR_WHEEL_FILE], values[layout.VAR_SHA256],
-                          deployed.cache_root(repo))
-  origin = deployed.launch(site, definition['module'], args)
+  args = _stage_for_dataflow(definition, variables, args)
+  progress(f'run: {definition.name} of build {variables.build_id} in {env_name} (run {run_id})')
+  site = install.install(variables.wheel_file, variables.sha256, install.cache_root(repo))
+  origin = install.launch(site, definition.module, args)
   output = args[len(args) - 1 - args[::-1].index('--output') + 1] if '--output' in args else None
-  return {'build_id': values[layout.VAR_BUILD_ID], 'run_id': run_id, 'workflow': definition['name'],
+  return {'build_id': variables.build_id, 'run_id': run_id, 'workflow': definition.name,
           'args': args, 'output': output, 'origin': origin}
 
 
-def _stage_for_dataflow(definition: dict, values: dict, args: List[str]) -> List[str]:
+def _stage_for_dataflow(definition: workflows.WorkflowDefinition,
+                        variables: records.DeploymentVariables, args: List[str]) -> List[str]:
   """On DataflowRunner: the deployed wheel (sha256-checked) as the workers' package, job named and
   labelled by the build id (beam_pipelines.submission). Other runners: ``args`` unchanged."""
-  from beam_pipelines import submission
   if not submission.is_dataflow(args):
     return args
   try:
-    wheel = submission.fetch_wheel(values[layout.VAR_WHEEL_FILE], values[layout.VAR_SHA256])
-    return submission.submission_args(definition['pipeline'], args, wheel=wheel,
-                                      build_id=values[layout.VAR_BUILD_ID])
+    wheel = submission.fetch_wheel(variables.wheel_file, variables.sha256)
+    return submission.submission_args(definition.pipeline, args, wheel=wheel,
+                                      build_id=variables.build_id)
   except submission.SubmissionError as error:
     raise HarnessError(str(error)) from None

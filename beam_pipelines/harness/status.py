@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from typing import List
 
-from beam_pipelines.harness import bucket, layout, lock
-from beam_pipelines.harness.deploy import approval_required, history, passed_builds
-from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.ml.registry import model_status
+from beam_pipelines.ct.paths import model_registry
+from beam_pipelines.ct.registry import model_status
+from beam_pipelines.harness.deploy import approval_required, history
+from beam_pipelines.harness.results import passed_builds, read_report
+from beam_pipelines.store import bucket, layout, lock, records
+from beam_pipelines.store.errors import Refusal
 
 
 def _deployment(env: layout.Env) -> str:
   if not bucket.exists(env.variables):
     return f'{env.name}: nothing deployed ({env.variables} absent)'
   try:
-    values = bucket.read_json(env.variables, f'{env.name} variables')
-  except HarnessError as error:
+    values = records.read_variables(env)
+  except Refusal as error:
     return f'{env.name}: UNREADABLE: {error}'
-  return (f'{env.name}: build {values.get(layout.VAR_BUILD_ID)} '
-          f'(version {values.get(layout.VAR_VERSION)}, {values.get(layout.VAR_EVENT)} at '
+  return (f'{env.name}: build {values.build_id} '
+          f'(version {values.version}, {values.get(layout.VAR_EVENT)} at '
           f'{values.get(layout.VAR_DEPLOYED_AT)} by {values.get(layout.VAR_DEPLOYED_BY)})\n'
-          f'  wheel   {values.get(layout.VAR_WHEEL_FILE)}\n'
-          f'  sha256  {values.get(layout.VAR_SHA256)}\n'
+          f'  wheel   {values.wheel_file}\n'
+          f'  sha256  {values.sha256}\n'
           f'  variables {env.variables}')
 
 
@@ -32,10 +34,10 @@ def _last_test(bucket_url: str) -> str:
                   and layout.BUILD_ID_PATTERN.fullmatch(p.rsplit('/', 2)[-2]))
   if not builds:
     return 'last test: none'
-  report = bucket.read_json(test.report(builds[-1]), 'test report')
-  failed = [f'{r["check"]}: {r["message"]}' for r in report.get('results', []) if not r['passed']]
-  return (f'last test: build {builds[-1]} {report.get("status", "?").upper()} at '
-          f'{report.get("tested_at")}' + (f' ({"; ".join(failed)})' if failed else '') +
+  report = read_report(test.report(builds[-1]))
+  failed = report.failures()
+  return (f'last test: build {builds[-1]} {report.status.upper()} at '
+          f'{report.tested_at}' + (f' ({"; ".join(failed)})' if failed else '') +
           f'\n  report  {test.report(builds[-1])}')
 
 
@@ -45,11 +47,11 @@ def status_lines(bucket_url: str, limit: int = 10) -> List[str]:
            _deployment(layout.Env(bucket_url, layout.TEST)),
            _deployment(prod),
            _last_test(bucket_url)]
-  lines.append(model_status(bucket_url))
+  lines.append(model_status(model_registry(bucket_url)))
   passed = passed_builds(bucket_url)
   lines.append(f'passed builds: {len(passed)}' + (f' (newest {passed[-1]})' if passed else ''))
   lines.append(f'approval gate: {"ON (deploys need --approve)" if approval_required(bucket_url) else "off"}')
-  holder = lock.holder_of(prod)
+  holder = lock.holder_of(prod.lock)
   lines.append(f'lock: {"held by " + lock.describe(holder) if holder else "free"}')
   events = history(bucket_url)
   lines.append(f'history ({len(events)} events, newest last; {prod.history}):')

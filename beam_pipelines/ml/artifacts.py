@@ -41,6 +41,11 @@ Batch inference (``python -m beam_pipelines.predict --input CSV --model MDIR --o
     PDIR/summary.json                counts
 """
 
+from typing import Any, Dict
+
+from beam_pipelines.store import bucket, layout
+from beam_pipelines.store.errors import Refusal
+
 SPLITS = ('train', 'eval')
 TRAIN, EVAL = SPLITS
 
@@ -83,3 +88,29 @@ def split_pattern(features_dir: str, split: str) -> str:
   """Glob of one split's feature shards."""
   from apache_beam.io.filesystems import FileSystems
   return FileSystems.join(features_dir, split, f'{SHARD_PREFIX}-*{FEATURES_SUFFIX}')
+
+
+def read_summary(features_dir: str) -> Dict[str, Any]:
+  """The one reader of feature extraction's ``summary.json``."""
+  return bucket.read_json(layout.join(features_dir, SUMMARY_FILE), 'features summary')
+
+
+class ArtifactError(Refusal):
+  """An artifact of a pipeline that is missing, unreadable or not what its contract says."""
+
+
+def read_verdict(path: str) -> Dict[str, Any]:
+  """The one reader of validation's ``verdict.json`` (the file, or its validation directory).
+
+  A verdict that cannot be read, or whose status is not ok/drift/anomalous, is an ArtifactError:
+  an unreadable verdict never clears training.
+  """
+  if not path.endswith('.json'):
+    path = layout.join(path, VERDICT_FILE)
+  try:
+    verdict = bucket.read_json(path, 'validation verdict')
+  except Refusal as error:
+    raise ArtifactError(f'cannot read validation verdict {path}: {error}') from None
+  if verdict.get('status') not in (VERDICT_OK, VERDICT_DRIFT, VERDICT_ANOMALOUS):
+    raise ArtifactError(f'validation verdict {path} has unknown status {verdict.get("status")!r}')
+  return verdict

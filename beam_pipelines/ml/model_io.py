@@ -3,7 +3,7 @@
 Layout (see ``artifacts``): ``MDIR/model.joblib`` and ``MDIR/model.json``. The metadata holds the
 feature list, label, spec fingerprint, library versions, data fingerprint, hyperparameters, the
 model file's sha256 and its creation time. Both files are written atomically (temp file, then
-rename) through Beam's FileSystems, so ``gs://`` works; the metadata is written last, so a model
+rename) through the bucket layer, so ``gs://`` works; the metadata is written last, so a model
 directory without metadata is an unfinished save and is refused.
 
 Loading a pickle runs code: ``load_model`` reads the bytes once, checks their sha256 against the
@@ -14,51 +14,21 @@ the file and could be rewritten with it) and only then unpickles those same byte
 from __future__ import annotations
 
 import datetime
-import hashlib
 import io
 import json
 import logging
 import platform
-import uuid
-from typing import Any, Dict, Iterable, Optional, Sequence
-
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import PredictionResult
-from apache_beam.ml.inference.sklearn_inference import ModelFileType, SklearnModelHandlerPandas
+from typing import Any, Dict, Optional, Sequence
 
 from beam_pipelines.ml import artifacts
+from beam_pipelines.store import bucket, layout
+from beam_pipelines.store.errors import Refusal
 
 FORMAT_VERSION = 1
 
 
-class _BeamMemoryWarningFilter(logging.Filter):
-  """Drops Beam 2.72's "Resource module is not available" warning, logged at every model load.
-
-  Beam's RunInference sets ``resource = None`` when its optional ``model_manager`` fails to import
-  torch, although ``resource`` exists on Linux: the warning is noise, not a platform problem.
-  """
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith('Resource module is not available')
-
-
-logging.getLogger().addFilter(_BeamMemoryWarningFilter())
-
-
-class ModelIntegrityError(RuntimeError):
+class ModelIntegrityError(Refusal, RuntimeError):
   """The model file is missing, unfinished or does not match its recorded sha256: not loaded."""
-
-
-def sha256_bytes(data: bytes) -> str:
-  return hashlib.sha256(data).hexdigest()
-
-
-def write_atomic(path: str, data: bytes) -> None:
-  """Writes ``data`` to ``path`` via a temp file in the same directory and a rename."""
-  temp = f'{path}.tmp-{uuid.uuid4().hex}'
-  with FileSystems.create(temp) as handle:
-    handle.write(data)
-  FileSystems.rename([temp], [path])
 
 
 def library_versions() -> Dict[str, str]:
@@ -72,8 +42,8 @@ def library_versions() -> Dict[str, str]:
 
 
 def model_paths(model_dir: str):
-  return (FileSystems.join(model_dir, artifacts.MODEL_FILE),
-          FileSystems.join(model_dir, artifacts.MODEL_METADATA_FILE))
+  return (layout.join(model_dir, artifacts.MODEL_FILE),
+          layout.join(model_dir, artifacts.MODEL_METADATA_FILE))
 
 
 def save_model(model: Any, model_dir: str, *, numeric: Sequence[str], categorical: Sequence[str],
@@ -92,7 +62,7 @@ def save_model(model: Any, model_dir: str, *, numeric: Sequence[str], categorica
   metadata = {
       'format_version': FORMAT_VERSION,
       'model_file': artifacts.MODEL_FILE,
-      'model_sha256': sha256_bytes(payload),
+      'model_sha256': bucket.sha256_bytes(payload),
       'model_bytes': len(payload),
       'features': list(numeric) + list(categorical),
       'numeric': list(numeric),
@@ -106,8 +76,8 @@ def save_model(model: Any, model_dir: str, *, numeric: Sequence[str], categorica
       'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       **(extra or {}),
   }
-  write_atomic(model_path, payload)
-  write_atomic(metadata_path, (json.dumps(metadata, indent=2, sort_keys=True) + '\n').encode())
+  bucket.write_bytes(model_path, payload)
+  bucket.write_bytes(metadata_path, (json.dumps(metadata, indent=2, sort_keys=True) + '\n').encode())
   return metadata
 
 
@@ -115,8 +85,7 @@ def read_metadata(model_dir: str) -> Dict[str, Any]:
   """The model's metadata; raises ModelIntegrityError when absent or unreadable."""
   _, metadata_path = model_paths(model_dir)
   try:
-    with FileSystems.open(metadata_path) as handle:
-      metadata = json.loads(handle.read().decode('utf-8'))
+    metadata = json.loads(bucket.read_bytes(metadata_path, 'model metadata').decode('utf-8'))
   except Exception as error:  # noqa: BLE001 - any failure means: not a finished, trusted model
     raise ModelIntegrityError(
         f'no readable model metadata at {metadata_path} ({error}); refusing to load the model') from error
@@ -131,11 +100,10 @@ def read_verified_bytes(model_dir: str, expected_sha256: Optional[str] = None) -
   model_path, _ = model_paths(model_dir)
   metadata = read_metadata(model_dir)
   try:
-    with FileSystems.open(model_path) as handle:
-      payload = handle.read()
+    payload = bucket.read_bytes(model_path, 'model file')
   except Exception as error:  # noqa: BLE001
     raise ModelIntegrityError(f'cannot read model file {model_path}: {error}') from error
-  actual = sha256_bytes(payload)
+  actual = bucket.sha256_bytes(payload)
   for source, expected in (('its metadata', metadata['model_sha256']),
                            ('the caller (registry)', expected_sha256)):
     if expected is not None and actual != expected:
@@ -156,39 +124,3 @@ def load_model(model_dir: str, expected_sha256: Optional[str] = None) -> Any:
       logging.warning('model %s was saved with %s %s; running %s', model_dir, library,
                       saved[library], current[library])
   return joblib.load(io.BytesIO(payload))
-
-
-class VerifiedSklearnModelHandler(SklearnModelHandlerPandas):
-  """Beam's scikit-learn handler over row dicts, loading the model only once its sha256 checks.
-
-  Elements are row dicts (from Parquet or parsed CSV); a batch becomes one typed DataFrame and the
-  inference is P(label = 1) from ``predict_proba``. Wrap it in ``KeyedModelHandler`` for
-  ``(key, row)`` elements.
-  """
-
-  def __init__(self, model_dir: str, expected_sha256: Optional[str] = None, **kwargs):
-    model_path, _ = model_paths(model_dir)
-    super().__init__(model_uri=model_path, model_file_type=ModelFileType.JOBLIB, **kwargs)
-    metadata = read_metadata(model_dir)  # fail at construction when the directory is wrong
-    self._model_dir = model_dir
-    self._expected_sha256 = expected_sha256
-    self._numeric = list(metadata['numeric'])
-    self._categorical = list(metadata['categorical'])
-
-  def load_model(self):
-    return load_model(self._model_dir, self._expected_sha256)
-
-  def update_model_path(self, model_path: Optional[str] = None):
-    if model_path:
-      raise NotImplementedError('a verified model is identified by its directory, not a file path')
-
-  def run_inference(self, batch: Sequence[Dict[str, Any]], model: Any,
-                    inference_args: Optional[Dict[str, Any]] = None) -> Iterable[PredictionResult]:
-    from beam_pipelines.ml.tabular import rows_to_frame
-    frame = rows_to_frame(batch, self._numeric, self._categorical)
-    probabilities = model.predict_proba(frame)[:, 1]
-    return [PredictionResult(example=row, inference=float(p), model_id=self._model_dir)
-            for row, p in zip(batch, probabilities)]
-
-  def get_num_bytes(self, batch: Sequence[Dict[str, Any]]) -> int:
-    return sum(len(repr(row)) for row in batch)

@@ -12,6 +12,7 @@ import io
 from typing import Any, Dict, List, Mapping, Sequence
 
 from beam_pipelines.ml import artifacts
+from beam_pipelines.store import bucket
 
 
 class FeaturesError(ValueError):
@@ -40,7 +41,7 @@ def read_split(features_dir: str, split: str) -> Split:
   for path in sorted(m.path for m in matched):
     with FileSystems.open(path) as handle:
       data = handle.read()
-    shards.append({'path': path, 'sha256': hashlib.sha256(data).hexdigest()})
+    shards.append({'path': path, 'sha256': bucket.sha256_bytes(data)})
     frames.append(pq.read_table(io.BytesIO(data)).to_pandas())
   frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
   return Split(frame, shards, data_fingerprint(shards))

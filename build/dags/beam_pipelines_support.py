@@ -3,7 +3,7 @@
 No Airflow import here (the DAG files do that), only the standard library and Beam's FileSystems,
 so the same code is unit-tested in the project's environment and runs on Composer workers, where
 the Apache Beam provider brings ``apache_beam``. The contract is the harness's
-(``beam_pipelines/harness/layout.py``)::
+(``beam_pipelines/store/layout.py``)::
 
     <bucket>/<env>/variables.json                     build_id, wheel_file, sha256, workflows_dir,
                                                       input/output/reference/staging/temp locations
@@ -24,7 +24,7 @@ import os
 import socket
 from typing import Dict, List, Optional, Tuple
 
-# Mirrors of beam_pipelines.harness.layout (checked equal by tests/test_dags.py).
+# Mirrors of beam_pipelines.store.layout (checked equal by tests/test_dags.py).
 TEST, PROD = 'test', 'prod'
 VARIABLES_FILE = 'variables.json'
 PASSED = 'passed'

@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-from beam_pipelines.harness import layout
+from beam_pipelines.store import layout
 
 from .support import invoke, make_project
 

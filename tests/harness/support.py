@@ -13,8 +13,8 @@ import pathlib
 import subprocess
 import sys
 
-from beam_pipelines.harness import layout
 from beam_pipelines.harness.build import snapshot
+from beam_pipelines.store import layout
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

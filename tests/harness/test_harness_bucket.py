@@ -10,9 +10,11 @@ import sys
 
 import pytest
 
-from beam_pipelines.harness import bucket, layout, lock, workflows
+from beam_pipelines.harness import deploy, golden
 from beam_pipelines.harness.deploy import rollback_target
 from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.store import bucket, layout, lock
+from beam_pipelines.store.errors import LockedError, StorageError
 
 
 class TestBucketIO:
@@ -33,18 +35,18 @@ class TestBucketIO:
   def test_invalid_json_is_refused_with_path_and_advice(self, tmp_path):
     path = tmp_path / 'variables.json'
     path.write_text('{"build_id": ')
-    with pytest.raises(HarnessError, match=r'variables.json is not valid JSON .*Nothing was changed'):
+    with pytest.raises(StorageError, match=r'variables.json is not valid JSON .*Nothing was changed'):
       bucket.read_json(str(path), 'prod variables')
 
   def test_verify_refuses_missing_empty_and_changed_objects(self, tmp_path):
     path = tmp_path / 'a.whl'
-    with pytest.raises(HarnessError, match='missing'):
+    with pytest.raises(StorageError, match='missing'):
       bucket.verify(str(path), bucket.sha256_bytes(b'x'))
     path.write_bytes(b'')
-    with pytest.raises(HarnessError, match='empty'):
+    with pytest.raises(StorageError, match='empty'):
       bucket.verify(str(path), bucket.sha256_bytes(b''))
     path.write_bytes(b'y')
-    with pytest.raises(HarnessError, match='bytes changed'):
+    with pytest.raises(StorageError, match='bytes changed'):
       bucket.verify(str(path), bucket.sha256_bytes(b'x'))
     bucket.verify(str(path), bucket.sha256_bytes(b'y'))
 
@@ -55,7 +57,7 @@ class TestBucketIO:
     target = str(tmp_path / 'dst' / 'w.whl')
     bucket.copy_verified(str(source), target, bucket.sha256_bytes(b'wheel bytes'), 'wheel')
     assert bucket.sha256_of(target) == bucket.sha256_bytes(b'wheel bytes')
-    with pytest.raises(HarnessError, match='bytes changed'):
+    with pytest.raises(StorageError, match='bytes changed'):
       bucket.copy_verified(str(source), str(tmp_path / 'other'), bucket.sha256_bytes(b'x'), 'w')
     assert not (tmp_path / 'other').exists()
 
@@ -88,11 +90,11 @@ def _write_lock(env, **holder):
                     'operation': 'deploy'}, **holder), handle)
 
 
-class TestDeployLock:
+class TestBucketLock:
 
   def test_lock_records_its_holder_and_is_released(self, tmp_path):
     env = layout.Env(str(tmp_path), layout.PROD)
-    with lock.DeployLock(env, 'deploy'):
+    with deploy.prod_lock(env, 'deploy'):
       holder = json.loads(open(env.lock).read())
       assert holder['pid'] == os.getpid() and holder['host'] == socket.gethostname()
       assert holder['operation'] == 'deploy' and holder['since']
@@ -102,17 +104,17 @@ class TestDeployLock:
     env = layout.Env(str(tmp_path), layout.PROD)
     _write_lock(env, host=socket.gethostname(), pid=os.getpid(),
                 pid_start=lock.process_start_time(os.getpid()))
-    with pytest.raises(HarnessError, match=r'prod is locked: .* held by ana@.*pid \d+, deploy\) '
+    with pytest.raises(LockedError, match=r'prod is locked: .* held by ana@.*pid \d+, deploy\) '
                        r'since 2026-11-26T10:00:00.*invoke unlock'):
-      with lock.DeployLock(env, 'deploy'):
+      with deploy.prod_lock(env, 'deploy'):
         pass
     assert json.loads(open(env.lock).read())['user'] == 'ana'  # not broken
 
   def test_a_lock_from_another_host_is_not_broken(self, tmp_path):
     env = layout.Env(str(tmp_path), layout.PROD)
     _write_lock(env, host='build-server-7', pid=1)
-    with pytest.raises(HarnessError, match='ana@build-server-7'):
-      with lock.DeployLock(env, 'rollback'):
+    with pytest.raises(LockedError, match='ana@build-server-7'):
+      with deploy.prod_lock(env, 'rollback'):
         pass
 
   def test_a_stale_lock_of_a_dead_process_is_removed_with_an_explanation(self, tmp_path, capsys):
@@ -120,7 +122,7 @@ class TestDeployLock:
     dead = subprocess.Popen([sys.executable, '-c', 'pass'])
     dead.wait()
     _write_lock(env, host=socket.gethostname(), pid=dead.pid, pid_start='1')
-    with lock.DeployLock(env, 'deploy'):
+    with deploy.prod_lock(env, 'deploy'):
       assert json.loads(open(env.lock).read())['pid'] == os.getpid()
     err = capsys.readouterr().err
     assert f'removing a stale lock left by ana@{socket.gethostname()} (pid {dead.pid}' in err
@@ -129,17 +131,17 @@ class TestDeployLock:
   def test_unlock_says_whose_lock_it_removed(self, tmp_path):
     env = layout.Env(str(tmp_path), layout.PROD)
     _write_lock(env, host='build-server-7', pid=1)
-    assert lock.unlock(env)['host'] == 'build-server-7'
-    assert lock.unlock(env) is None
+    assert lock.unlock(env.lock)['host'] == 'build-server-7'
+    assert lock.unlock(env.lock) is None
 
   def test_unlock_refuses_a_lock_whose_holder_is_running_unless_forced(self, tmp_path):
     env = layout.Env(str(tmp_path), layout.PROD)
     _write_lock(env, host=socket.gethostname(), pid=os.getpid(),
                 pid_start=lock.process_start_time(os.getpid()))
-    with pytest.raises(HarnessError, match=r'held by a running process .*unlock --force'):
-      lock.unlock(env)
+    with pytest.raises(LockedError, match=r'held by a running process .*unlock --force'):
+      lock.unlock(env.lock)
     assert os.path.exists(env.lock)
-    assert lock.unlock(env, force=True)['pid'] == os.getpid()
+    assert lock.unlock(env.lock, force=True)['pid'] == os.getpid()
     assert not os.path.exists(env.lock)
 
   def test_exclusive_create_never_shows_a_partial_object(self, tmp_path):
@@ -157,7 +159,7 @@ class TestGoldenCountsCheck:
     (tmp_path / 'ref.txt').write_text(reference)
     for index, text in enumerate(shards):
       (tmp_path / f'counts-{index:05d}-of-{len(shards):05d}').write_text(text)
-    return workflows.golden_counts({'output': str(tmp_path / 'counts'),
+    return golden.golden_counts({'output': str(tmp_path / 'counts'),
                                     'reference': str(tmp_path / 'ref.txt')})
 
   def test_matching_shards_pass(self, tmp_path):

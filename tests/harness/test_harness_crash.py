@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from beam_pipelines.harness import layout
 from beam_pipelines.harness.deploy import CRASH_POINTS
+from beam_pipelines.store import layout
 
 from .support import invoke, prod_variables
 

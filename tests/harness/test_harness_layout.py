@@ -6,8 +6,8 @@ import datetime
 
 import pytest
 
-from beam_pipelines.harness import layout
-from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.store import layout
+from beam_pipelines.store.errors import InvalidNameError
 
 
 class TestBuildId:
@@ -33,7 +33,7 @@ class TestBuildId:
       '../x', '..', '', 'a/b', '/etc/passwd', '20261126T153000Z-5bea069-3f9a1c/../../x',
       '20261126T153000Z-5bea069-3f9a1c\n', '20261126T153000Z-5BEA069-3f9a1c', 'latest', None])
   def test_hostile_or_malformed_build_ids_are_refused(self, hostile):
-    with pytest.raises(HarnessError, match='invalid build id'):
+    with pytest.raises(InvalidNameError, match='invalid build id'):
       layout.validate_build_id(hostile)
 
 
@@ -50,13 +50,13 @@ class TestEnv:
 
   def test_paths_refuse_hostile_names(self):
     env = layout.Env('/tmp/b', 'test')
-    with pytest.raises(HarnessError):
+    with pytest.raises(InvalidNameError):
       env.artifacts('../x')
-    with pytest.raises(HarnessError):
+    with pytest.raises(InvalidNameError):
       env.artifact('20261126T153000Z-5bea069-3f9a1c', '../../prod/variables.json')
 
   def test_unknown_environment_is_refused(self):
-    with pytest.raises(HarnessError, match='unknown environment'):
+    with pytest.raises(InvalidNameError, match='unknown environment'):
       layout.Env('/tmp/b', 'staging')
 
   def test_location_variables_point_inside_the_environment(self):

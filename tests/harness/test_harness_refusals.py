@@ -9,8 +9,9 @@ import shutil
 
 import pytest
 
-from beam_pipelines.harness import deploy, integration, layout
-from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.harness import deploy, testing
+from beam_pipelines.store import layout
+from beam_pipelines.store.errors import Refusal
 
 from .support import invoke, make_project, prod_variables
 
@@ -74,7 +75,7 @@ def test_deploy_refuses_prod_variables_that_are_not_json(project, bucket_copy, l
 def test_deploy_refuses_a_missing_wheel(bucket_copy, loop):
   wheel_of(bucket_copy, loop, loop.a).unlink()
   before = prod_state(bucket_copy)
-  with pytest.raises(HarnessError, match='missing'):
+  with pytest.raises(Refusal, match='missing'):
     deploy.deploy(str(bucket_copy), loop.a)
   assert prod_state(bucket_copy) == before
 
@@ -82,7 +83,7 @@ def test_deploy_refuses_a_missing_wheel(bucket_copy, loop):
 def test_deploy_refuses_an_empty_wheel(bucket_copy, loop):
   wheel_of(bucket_copy, loop, loop.a).write_bytes(b'')
   before = prod_state(bucket_copy)
-  with pytest.raises(HarnessError, match=r'empty \(0 bytes\)'):
+  with pytest.raises(Refusal, match=r'empty \(0 bytes\)'):
     deploy.deploy(str(bucket_copy), loop.a)
   assert prod_state(bucket_copy) == before
 
@@ -91,7 +92,7 @@ def test_deploy_refuses_a_tampered_workflow_definition(bucket_copy, loop):
   definition = bucket_copy / 'test' / 'artifacts' / loop.a / 'workflows' / 'wordcount.json'
   definition.write_text(definition.read_text().replace('DirectRunner', 'DataflowRunner'))
   before = prod_state(bucket_copy)
-  with pytest.raises(HarnessError, match='workflows/wordcount.json bytes changed'):
+  with pytest.raises(Refusal, match='workflows/wordcount.json bytes changed'):
     deploy.deploy(str(bucket_copy), loop.a)
   assert prod_state(bucket_copy) == before
 
@@ -101,7 +102,7 @@ def test_deploy_refuses_a_passed_record_for_other_bytes(bucket_copy, loop):
   passed = json.loads(record.read_text())
   record.write_text(json.dumps(dict(passed, sha256='0' * 64)))
   before = prod_state(bucket_copy)
-  with pytest.raises(HarnessError, match='is not the one that passed test'):
+  with pytest.raises(Refusal, match='is not the one that passed test'):
     deploy.deploy(str(bucket_copy), loop.a)
   assert prod_state(bucket_copy) == before
 
@@ -110,7 +111,7 @@ def test_rollback_refuses_a_tampered_prod_wheel(bucket_copy, loop):
   wheel = wheel_of(bucket_copy, loop, loop.a, env='prod')
   wheel.write_bytes(wheel.read_bytes() + b'\0')
   before = prod_state(bucket_copy)
-  with pytest.raises(HarnessError, match='bytes changed'):
+  with pytest.raises(Refusal, match='bytes changed'):
     deploy.rollback(str(bucket_copy))
   assert prod_state(bucket_copy) == before
 
@@ -126,26 +127,26 @@ def test_run_refuses_a_tampered_deployed_wheel(project, bucket_copy, loop):
 def test_the_approval_gate_requires_approve(bucket_copy, loop):
   deploy.set_approval(str(bucket_copy), True)
   before = prod_state(bucket_copy)
-  with pytest.raises(HarnessError, match='approval gate is on'):
+  with pytest.raises(Refusal, match='approval gate is on'):
     deploy.deploy(str(bucket_copy), loop.a)
   assert prod_state(bucket_copy) == before
   values = deploy.deploy(str(bucket_copy), loop.a, approve=True)
-  assert values['build_id'] == loop.a and values['approved'] is True
+  assert values.build_id == loop.a and values.get('approved') is True
 
 
 def test_deploy_refuses_while_another_deploy_holds_the_lock(bucket_copy, loop):
   lock_path = bucket_copy / 'prod' / 'deploy.lock'
   lock_path.write_text(json.dumps({'user': 'ana', 'host': 'ci-runner-3', 'pid': 4242,
                                    'since': '2026-11-26T10:00:00+00:00', 'operation': 'deploy'}))
-  with pytest.raises(HarnessError, match=r'ana@ci-runner-3 \(pid 4242, deploy\) since 2026-11-26'):
+  with pytest.raises(Refusal, match=r'ana@ci-runner-3 \(pid 4242, deploy\) since 2026-11-26'):
     deploy.deploy(str(bucket_copy), loop.a)
   assert prod_variables(bucket_copy)['build_id'] == loop.b
 
 
 def test_test_step_refuses_test_variables_that_are_not_json(project, bucket_copy):
   (bucket_copy / 'test' / 'variables.json').write_text('not json')
-  with pytest.raises(HarnessError, match='test variables at .* is not valid JSON'):
-    integration.run_test(project, str(bucket_copy))
+  with pytest.raises(Refusal, match='test variables at .* is not valid JSON'):
+    testing.run_test(project, str(bucket_copy))
   assert (bucket_copy / 'test' / 'variables.json').read_text() == 'not json'
 
 

@@ -16,7 +16,7 @@ import json
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from beam_pipelines.harness import bucket, layout
+from beam_pipelines.store import bucket, layout
 
 MARKER = 'done.json'
 RAN, CACHED = 'ran', 'cached'

@@ -3,7 +3,7 @@
 features -> validation -> training -> evaluation, with the pipeline definition of the build
 (``data/ct_pipeline.yaml``: dataset spec, training flags, blessing config). Each step's cache key
 is made of the keys/hashes of its inputs, the code fingerprint and its parameters
-(``ml.cache``), so an unchanged step is skipped and its outputs reused. Used by the continuous
+(``ct.cache``), so an unchanged step is skipped and its outputs reused. Used by the continuous
 training runs (``beam_pipelines.ct``) and by the level-2 check of ``invoke test``.
 """
 
@@ -11,64 +11,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import pathlib
-from importlib import resources
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
-from beam_pipelines.harness import bucket, layout
-from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines import evaluate, features, train, validate
+from beam_pipelines.ct.cache import StepCache, step_key
+from beam_pipelines.ct.definition import PipelineDefinition
 from beam_pipelines.ml import artifacts
-from beam_pipelines.ml.cache import StepCache, step_key
+from beam_pipelines.store import bucket, layout
 
 FEATURES, VALIDATION, TRAINING, EVALUATION = 'features', 'validation', 'training', 'evaluation'
 STEPS = (FEATURES, VALIDATION, TRAINING, EVALUATION)
 
 
 @dataclasses.dataclass(frozen=True)
-class PipelineDefinition:
-  """The CT pipeline of a build: which spec, which training flags, which blessing rule."""
-
-  path: str
-  spec_path: str
-  train: Dict[str, Any]
-  blessing_path: Optional[str]
-
-  @property
-  def train_flags(self) -> List[str]:
-    return [a for k, v in sorted(self.train.items()) for a in (f'--{k}', str(v))]
-
-  def parameters(self) -> Dict[str, Any]:
-    """The pipeline's parameters as lineage and cache keys record them."""
-    from beam_pipelines.ml import spec as spec_lib
-    blessing = bucket.sha256_of(self.blessing_path) if self.blessing_path else 'default'
-    return {'pipeline': self.path, 'spec': self.spec_path,
-            'spec_fingerprint': spec_lib.load(self.spec_path).fingerprint(),
-            'train': dict(self.train), 'blessing': self.blessing_path, 'blessing_sha256': blessing}
-
-
-def default_definition_path() -> str:
-  return str(resources.files('beam_pipelines') / 'data' / 'ct_pipeline.yaml')
-
-
-def load_definition(path: Optional[str] = None) -> PipelineDefinition:
-  """Reads the pipeline definition (YAML); relative spec/blessing paths are beside the file."""
-  import yaml
-  path = path or default_definition_path()
-  raw = yaml.safe_load(bucket.read_bytes(path, 'CT pipeline definition').decode('utf-8'))
-  if not isinstance(raw, dict) or not raw.get('spec') or not isinstance(raw.get('train', {}), dict):
-    raise HarnessError(f'CT pipeline definition {path}: needs "spec" and a "train" mapping')
-
-  def beside(value):
-    if value is None or '://' in value or value.startswith('/'):
-      return value
-    return str(pathlib.PurePosixPath(path).parent / value) if '://' not in path else layout.join(
-        path.rsplit('/', 1)[0], value)
-  return PipelineDefinition(path, beside(raw['spec']), dict(raw.get('train') or {}),
-                            beside(raw.get('blessing')))
+class StepRun:
+  """One step of a run: what it returned, whether it ran or was reused, where its outputs are."""
+  result: Dict[str, Any]
+  status: str  # cache.RAN | cache.CACHED
+  directory: str
+  key: str
 
 
 def features_step(definition: PipelineDefinition, pattern: str, directory: str) -> Dict[str, Any]:
-  from beam_pipelines import features
   summary = features.run(['--input', pattern, '--spec', definition.spec_path,
                           '--output', directory])
   return {key: summary[key] for key in ('rows_read', 'rows_written', 'rows_dead_lettered',
@@ -89,7 +53,6 @@ def _schema_key(cache: StepCache, features_key: str, code: str, schema: Optional
 
 def validation_step(features_dir: str, directory: str, schema: Optional[str],
                     previous: Optional[str]) -> Dict[str, Any]:
-  from beam_pipelines import validate
   inferring = bool(schema) and not bucket.exists(schema)
   argv = ['--features', features_dir, '--output', directory]
   argv += ['--schema', schema] if schema else []
@@ -107,7 +70,6 @@ def validation_step(features_dir: str, directory: str, schema: Optional[str],
 
 def training_step(definition: PipelineDefinition, features_dir: str, validation_dir: str,
                   directory: str) -> Dict[str, Any]:
-  from beam_pipelines import train
   metadata = train.run(['--features', features_dir, '--output', directory,
                         '--spec', definition.spec_path, '--verdict', validation_dir,
                         *definition.train_flags])
@@ -117,7 +79,6 @@ def training_step(definition: PipelineDefinition, features_dir: str, validation_
 
 def evaluation_step(definition: PipelineDefinition, features_dir: str, model_dir: str,
                     baseline: Optional[Tuple[str, str]], directory: str) -> Dict[str, Any]:
-  from beam_pipelines import evaluate
   argv = ['--features', features_dir, '--model', model_dir, '--output', directory]
   if baseline:
     argv += ['--baseline_model', baseline[0], '--baseline_sha256', baseline[1]]
@@ -137,19 +98,20 @@ StepHook = Callable[[str, str, str, Dict[str, Any]], None]  # (step, status, dir
 
 def run_steps(definition: PipelineDefinition, pattern: str, data_sha256: str, code: str,
               cache: StepCache, on_step: StepHook, baseline: Optional[Tuple[str, str]] = None,
-              schema: Optional[str] = None, previous: Optional[str] = None) -> Dict[str, Any]:
+              schema: Optional[str] = None,
+              previous: Optional[str] = None) -> Dict[str, StepRun]:
   """Runs (or reuses) each step; stops after validation when it says "anomalous".
 
-  Returns {step: {"result", "status", "directory", "key"}} for the steps that ran or were reused.
+  Returns {step name: StepRun} for the steps that ran or were reused.
   ``baseline`` is (model directory, verified model sha256) of the model to beat, or None.
   """
   params = definition.parameters()
-  done: Dict[str, Any] = {}
+  done: Dict[str, StepRun] = {}
 
   def step(name: str, fn, **inputs):
     key = step_key(name, code=code, **inputs)
     result, status, directory = cache.run(name, key, fn)
-    done[name] = {'result': result, 'status': status, 'directory': directory, 'key': key}
+    done[name] = StepRun(result, status, directory, key)
     on_step(name, status, directory, result)
     return result, directory, key
 

@@ -15,8 +15,8 @@ import secrets
 import tempfile
 from typing import List, Optional
 
-from beam_pipelines.harness import layout
-from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.store import layout
+from beam_pipelines.store.errors import StorageError
 
 _CHUNK = 1 << 20
 
@@ -49,23 +49,23 @@ def exists(path: str) -> bool:
 
 def read_bytes(path: str, what: str = 'object') -> bytes:
   if not exists(path):
-    raise HarnessError(f'{what} not found: {path}')
+    raise StorageError(f'{what} not found: {path}')
   with _fs().open(path, compression_type=_uncompressed()) as handle:
     return handle.read()
 
 
 def read_json(path: str, what: str = 'JSON object') -> dict:
-  """Reads a JSON object; a missing or invalid file is a HarnessError naming the path and the fix."""
+  """Reads a JSON object; a missing or invalid file is a StorageError naming the path and the fix."""
   data = read_bytes(path, what)
   try:
     value = json.loads(data.decode('utf-8'))
   except (UnicodeDecodeError, json.JSONDecodeError) as error:
-    raise HarnessError(
+    raise StorageError(
         f'{what} at {path} is not valid JSON ({error}). The harness writes it atomically, so it was '
         f'edited by hand or by another tool: inspect it, then restore or delete it. '
         f'Nothing was changed.') from None
   if not isinstance(value, dict):
-    raise HarnessError(f'{what} at {path} is not a JSON object. Nothing was changed.')
+    raise StorageError(f'{what} at {path} is not a JSON object. Nothing was changed.')
   return value
 
 
@@ -93,7 +93,7 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_of(path: str) -> str:
   """sha256 of an object, streamed."""
   if not exists(path):
-    raise HarnessError(f'artifact missing: {path}')
+    raise StorageError(f'artifact missing: {path}')
   digest = hashlib.sha256()
   with _fs().open(path, compression_type=_uncompressed()) as handle:
     for chunk in iter(lambda: handle.read(_CHUNK), b''):
@@ -104,14 +104,39 @@ def sha256_of(path: str) -> str:
 def verify(path: str, expected_sha256: str, what: str = 'artifact') -> None:
   """Raises unless ``path`` exists, is not empty and has ``expected_sha256``."""
   if not exists(path):
-    raise HarnessError(f'{what} missing: {path}')
+    raise StorageError(f'{what} missing: {path}')
   if size(path) == 0:
-    raise HarnessError(f'{what} is empty (0 bytes): {path}')
+    raise StorageError(f'{what} is empty (0 bytes): {path}')
   actual = sha256_of(path)
   if actual != expected_sha256:
-    raise HarnessError(
+    raise StorageError(
         f'{what} bytes changed: {path} has sha256 {actual}, expected {expected_sha256} '
         f'(recorded at build time). Refusing to use it.')
+
+
+def fetch_verified(url: str, expected_sha256: str, local_path: str, what: str = 'artifact') -> str:
+  """Copies the object at ``url`` to the local file ``local_path``, hashing while it streams; the
+  file appears (renamed into place) only when its sha256 is ``expected_sha256``. Returns the path."""
+  if not exists(url):
+    raise StorageError(f'{what} missing: {url}')
+  directory = os.path.dirname(os.path.abspath(local_path))
+  os.makedirs(directory, exist_ok=True)
+  fd, scratch = tempfile.mkstemp(dir=directory, prefix='.fetch-')
+  digest = hashlib.sha256()
+  try:
+    with os.fdopen(fd, 'wb') as target, _fs().open(url, compression_type=_uncompressed()) as source:
+      for chunk in iter(lambda: source.read(_CHUNK), b''):
+        digest.update(chunk)
+        target.write(chunk)
+    if digest.hexdigest() != expected_sha256:
+      raise StorageError(
+          f'{what} bytes changed: {url} has sha256 {digest.hexdigest()}, expected '
+          f'{expected_sha256} (recorded at build time). Refusing to use it.')
+    os.replace(scratch, local_path)
+  finally:
+    if os.path.exists(scratch):
+      os.unlink(scratch)
+  return os.path.abspath(local_path)
 
 
 def size(path: str) -> int:
@@ -124,7 +149,7 @@ def copy_verified(source: str, destination: str, expected_sha256: str, what: str
   verify(source, expected_sha256, what)
   data = read_bytes(source, what)
   if sha256_bytes(data) != expected_sha256:  # changed between the check and the read
-    raise HarnessError(f'{what} changed while being copied: {source}. Refusing.')
+    raise StorageError(f'{what} changed while being copied: {source}. Refusing.')
   write_bytes(destination, data)
   verify(destination, expected_sha256, f'copy of {what}')
 
@@ -182,4 +207,4 @@ def create_exclusive(path: str, data: bytes) -> bool:
     except PreconditionFailed:
       return False
     return True
-  raise HarnessError(f'exclusive create is not implemented for {path}: use a local dir or gs://')
+  raise StorageError(f'exclusive create is not implemented for {path}: use a local dir or gs://')

@@ -9,10 +9,15 @@ lacks a column (stopped at validation), span 4 has drifted (retraining triggered
 from __future__ import annotations
 
 import datetime
+import os
+import shutil
 from typing import Any, Dict, List, NamedTuple, Optional
 
-from beam_pipelines.harness import bucket, layout
-from beam_pipelines.runtime import progress
+from beam_pipelines import taxi_data
+from beam_pipelines.ct.loop import ContinuousTraining
+from beam_pipelines.ct.outcomes import SpanOutcome
+from beam_pipelines.store import bucket, layout
+from beam_pipelines.store.console import progress
 
 DEMO_BUCKET = 'outputs/ct-demo/bucket'
 
@@ -20,8 +25,6 @@ DEMO_BUCKET = 'outputs/ct-demo/bucket'
 def fresh_demo_bucket() -> str:
   """The demo's own local bucket (``outputs/ct-demo/bucket``), emptied first: the demo registers
   models and moves ``production``, so it never touches the real bucket, and it can be re-run."""
-  import os
-  import shutil
   path = os.path.abspath(DEMO_BUCKET)
   shutil.rmtree(path, ignore_errors=True)
   os.makedirs(path)
@@ -46,7 +49,6 @@ DEMO_SPANS = (
 
 def span_text(span: DemoSpan, rows: int) -> bytes:
   """The CSV bytes of a demo span (deterministic)."""
-  from beam_pipelines import taxi_data
   if span.knobs is None:
     return taxi_data.render_sample().encode('utf-8')
   return taxi_data.render_span(rows, span.date, 0, taxi_data.Knobs(**span.knobs))[0].encode('utf-8')
@@ -59,9 +61,8 @@ def land(landing: str, span: DemoSpan, rows: int = 3000) -> str:
   return directory
 
 
-def run_demo(ct, rows: int = 3000) -> List[Dict[str, Any]]:
+def run_demo(ct: ContinuousTraining, rows: int = 3000) -> List[SpanOutcome]:
   """Lands each demo span and runs ``ct`` (a ContinuousTraining) on it; prints what happened."""
-  from beam_pipelines.ct import summarise
   outcomes = []
   for span in DEMO_SPANS:
     directory = land(ct.paths.landing, span, rows)
@@ -69,10 +70,9 @@ def run_demo(ct, rows: int = 3000) -> List[Dict[str, Any]]:
     outcomes += ct.run([directory])
   progress('demo: what happened:')
   for span, outcome in zip(DEMO_SPANS, outcomes):
-    what = {'stopped': f'stopped at validation; report {outcome.get("report")}',
+    what = {'stopped': f'stopped at validation; report {outcome.report}',
             'no_trigger': 'no trigger (already processed)'}.get(
-        outcome['outcome'], f'v{outcome.get("version")} {outcome.get("blessing")} -> '
-                            f'{outcome["outcome"]}; production v{outcome.get("production")}')
-    progress(f'demo:   {span.title}: verdict {outcome.get("verdict", "-")}; {what}')
-  summarise(ct, [])
+        outcome.outcome, f'v{outcome.version} {outcome.blessing} -> '
+                            f'{outcome.outcome}; production v{outcome.production}')
+    progress(f'demo:   {span.title}: verdict {outcome.verdict or "-"}; {what}')
   return outcomes

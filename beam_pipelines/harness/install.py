@@ -17,11 +17,11 @@ import sys
 import tempfile
 from typing import List
 
-from beam_pipelines.harness import bucket, layout
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.runtime import progress
+from beam_pipelines.store import bucket, layout
+from beam_pipelines.store.console import progress
+from beam_pipelines.store.identity import INSTALLED_MARKER
 
-INSTALLED_MARKER = '.installed-sha256'
 ORIGIN_TAG = 'deployed-wheel-origin='
 
 LAUNCHER = '''
@@ -51,19 +51,14 @@ def installer_command(target: pathlib.Path, wheel: pathlib.Path) -> List[str]:
 
 def install(wheel_url: str, sha256: str, cache_root: pathlib.Path) -> pathlib.Path:
   """Verifies the wheel in the bucket and installs it (once per sha256); returns the install dir."""
-  bucket.verify(wheel_url, sha256, 'deployed wheel')
-  data = bucket.read_bytes(wheel_url, 'deployed wheel')
-  if bucket.sha256_bytes(data) != sha256:
-    raise HarnessError(f'deployed wheel {wheel_url} changed while being downloaded. Refusing.')
   home = cache_root / 'wheels' / sha256
   site = home / 'site'
+  wheel = pathlib.Path(bucket.fetch_verified(
+      wheel_url, sha256, str(home / wheel_url.rsplit('/', 1)[-1]), 'deployed wheel'))
   marker = site / INSTALLED_MARKER
   if marker.is_file() and marker.read_text().strip() == sha256:
     progress(f'install: wheel {sha256[:12]} already installed in {site}')
     return site
-  home.mkdir(parents=True, exist_ok=True)
-  wheel = home / wheel_url.rsplit('/', 1)[-1]
-  wheel.write_bytes(data)
   staging = pathlib.Path(tempfile.mkdtemp(prefix='site-', dir=home))
   command = installer_command(staging, wheel)
   progress(f'install: {" ".join(command[:3])} --no-deps --target {site} {wheel.name} '

@@ -18,8 +18,15 @@ import hashlib
 import pathlib
 from typing import Any, Dict, List, Optional, Sequence
 
-from beam_pipelines.harness import bucket, layout
-from beam_pipelines.harness.errors import HarnessError
+import beam_pipelines
+from beam_pipelines.ml.tabular import data_fingerprint
+from beam_pipelines.store import bucket, layout
+from beam_pipelines.store.errors import Refusal
+from beam_pipelines.store.identity import INSTALLED_MARKER, git_info
+
+
+class LineageError(Refusal):
+  """A lineage record that would be wrong (e.g. code not from the wheel it claims)."""
 
 CODE_SUFFIXES = ('.py', '.yaml', '.json', '.csv', '.txt')
 STEP_ORDER = ('features', 'validation', 'training', 'evaluation', 'push', 'predict')
@@ -32,12 +39,10 @@ def file_entries(paths: Sequence[str]) -> List[Dict[str, Any]]:
 
 def data_sha256(entries: Sequence[Dict[str, Any]]) -> str:
   """One hash of a span: over (file name, sha256) pairs, wherever the span sits."""
-  from beam_pipelines.ml.tabular import data_fingerprint
   return data_fingerprint(entries)
 
 
 def _package_dir() -> pathlib.Path:
-  import beam_pipelines
   return pathlib.Path(beam_pipelines.__file__).resolve().parent
 
 
@@ -55,21 +60,18 @@ def code_fingerprint(package: Optional[pathlib.Path] = None) -> str:
 def code_identity(build_id: Optional[str] = None, wheel_sha256: Optional[str] = None) -> Dict[str, Any]:
   """Which code runs: the deployed wheel (build id + wheel sha256) or the source tree (git commit).
 
-  A process started from an installed deployed wheel (``harness.deployed``) finds the wheel's
+  A process started from an installed deployed wheel (``harness.install``) finds the wheel's
   sha256 in the install directory's marker; a ``wheel_sha256`` given that disagrees is refused.
   """
-  import beam_pipelines
-  from beam_pipelines.harness.deployed import INSTALLED_MARKER
   package = _package_dir()
   identity = {'version': beam_pipelines.__version__, 'fingerprint': code_fingerprint(package)}
   marker = package.parent / INSTALLED_MARKER
   if marker.is_file():
     installed = marker.read_text().strip()
     if wheel_sha256 and wheel_sha256 != installed:
-      raise HarnessError(f'this code was installed from wheel {installed}, not {wheel_sha256}: '
+      raise LineageError(f'this code was installed from wheel {installed}, not {wheel_sha256}: '
                          f'refusing to record a wrong lineage')
     return dict(identity, source='deployed-wheel', build_id=build_id, wheel_sha256=installed)
-  from beam_pipelines.harness.build import git_info
   repo = package.parent
   commit, dirty, _ = git_info(repo) if (repo / '.git').exists() else (None, True, 0)
   return dict(identity, source='source-tree', build_id=build_id, wheel_sha256=wheel_sha256,

@@ -1,6 +1,6 @@
 """The model registry in the bucket: immutable numbered versions, movable aliases, a history.
 
-Layout under a registry root (``<bucket>/prod/registry/<model name>``, see ``beam_pipelines.ct``)::
+Layout under a registry root (``<bucket>/prod/registry/<model name>``, see ``beam_pipelines.ct.paths``)::
 
     versions/<N>/model.joblib, model.json   the model's files, copied and sha256-checked
     versions/<N>/version.json               the commit marker, written LAST: each file's sha256,
@@ -25,11 +25,14 @@ import contextlib
 import time
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from beam_pipelines.harness import bucket, layout
-from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.harness.lock import DeployLock
-from beam_pipelines.ml import artifacts
-from beam_pipelines.runtime import progress
+from beam_pipelines.ml import artifacts, model_io
+from beam_pipelines.store import bucket, layout
+from beam_pipelines.store.console import progress
+from beam_pipelines.store.crash import crash_point
+from beam_pipelines.store.errors import LockedError, Refusal
+from beam_pipelines.store.history import previous_target
+from beam_pipelines.store.identity import actor
+from beam_pipelines.store.lock import BucketLock
 
 PRODUCTION, CANDIDATE = 'production', 'candidate'
 ALIASES = (PRODUCTION, CANDIDATE)
@@ -40,7 +43,7 @@ LOCK_WAIT_SECONDS = 120.0  # a push waits this long for another push/move to fin
 EVENT_PUSH, EVENT_PROMOTE, EVENT_ROLLBACK = 'push', 'promote', 'rollback'
 
 
-class RegistryError(HarnessError):
+class RegistryError(Refusal):
   """A registry refusal; the message says what and why. Nothing was changed."""
 
 
@@ -49,7 +52,7 @@ class Registry:
 
   def __init__(self, root: str, lock_wait: float = LOCK_WAIT_SECONDS):
     self.root = root.rstrip('/')
-    self.lock = layout.join(self.root, LOCK_FILE)  # read by DeployLock
+    self.lock = layout.join(self.root, LOCK_FILE)
     self.lock_wait = lock_wait
 
   @contextlib.contextmanager
@@ -57,12 +60,12 @@ class Registry:
     """Holds the registry lock; waits up to ``lock_wait`` s while another push/move holds it."""
     deadline, told = time.monotonic() + self.lock_wait, False
     while True:
-      lock = DeployLock(self, operation, 'the model registry')
+      lock = BucketLock(self.lock, operation, guards=f'the model registry {self.root}')
       try:
         lock.__enter__()
         break
-      except HarnessError as error:
-        if 'is locked' not in str(error) or time.monotonic() >= deadline:
+      except LockedError:
+        if time.monotonic() >= deadline:
           raise
         if not told:
           progress(f'registry: {self.lock} is held by another push or move: waiting up to '
@@ -144,7 +147,6 @@ class Registry:
 
   def load(self, ref: Union[str, int]):
     """The fitted model of a version, unpickled only after its sha256 checks (twice)."""
-    from beam_pipelines.ml import model_io
     directory, record = self.verified_dir(ref)
     return model_io.load_model(directory, expected_sha256=record['model_sha256'])
 
@@ -156,8 +158,6 @@ class Registry:
     ``facts`` (metrics, blessing, lineage, run_id ...) go into the record. A model whose sha256 is
     already registered is not registered twice: its record comes back with ``created=False``.
     """
-    from beam_pipelines.harness.deploy import crash_point
-    from beam_pipelines.ml import model_io
     payload = model_io.read_verified_bytes(model_dir)  # refuses an unfinished or changed model
     metadata = model_io.read_metadata(model_dir)
     with self._locked('registry push'):
@@ -212,7 +212,6 @@ class Registry:
     after = dict(before, **moves)
     if after == before:
       return None
-    from beam_pipelines.harness.integration import actor
     stamp = layout.event_id(event, 'registry').rsplit('-registry', 1)[0]
     record = {'event_id': stamp, 'event': event, 'at': layout.now_utc(), 'by': actor(),
               'reason': reason, 'aliases': after,
@@ -236,14 +235,10 @@ def rollback_target(events: List[Dict[str, Any]], live: int) -> int:
   """The production version before ``live`` was last made production (rollbacks not counted)."""
   made = [e['moves'][PRODUCTION]['to'] for e in events
           if e.get('event') != EVENT_ROLLBACK and PRODUCTION in e.get('moves', {})]
-  if live in made:
-    index = len(made) - 1 - made[::-1].index(live)
-    earlier = [n for n in made[:index] if n != live]
-  else:
-    earlier = [n for n in made if n != live]
-  if not earlier:
+  target = previous_target(made, live)
+  if target is None:
     raise RegistryError(f'nothing to roll back to: no model was production before v{live}')
-  return earlier[-1]
+  return target
 
 
 def describe(record: Dict[str, Any], aliases: Dict[str, int]) -> str:
@@ -259,11 +254,9 @@ def describe(record: Dict[str, Any], aliases: Dict[str, int]) -> str:
           + (f'  <- {", ".join(names)}' if names else ''))
 
 
-def model_status(bucket_url: str) -> str:
-  """The line of `invoke status` about the prod registry: production and candidate versions."""
-  from beam_pipelines.ct import model_registry
+def model_status(reg: Registry) -> str:
+  """The line of `invoke status` about a registry: production and candidate versions."""
   try:
-    reg = model_registry(bucket_url)
     aliases = reg.aliases()
     if not aliases:
       return f'model registry: no production model ({reg.root})'
@@ -272,5 +265,5 @@ def model_status(bucket_url: str) -> str:
     return (f'model registry: production v{aliases.get(PRODUCTION)}'
             + (f' (auc {auc:.4f}, run {production.get("run_id")})' if isinstance(auc, float) else '')
             + f', candidate v{aliases.get(CANDIDATE)}; {len(reg.numbers())} version(s) in {reg.root}')
-  except HarnessError as error:
+  except Refusal as error:
     return f'model registry: UNREADABLE: {error}'

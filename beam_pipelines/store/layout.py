@@ -20,14 +20,12 @@ Each environment (``test``, ``prod``) is a prefix of it, the tutorial's buckets:
     <bucket>/prod/settings.json                            {"require_approval": bool}
     <bucket>/<env>/inputs/ct/<span>/*.csv                  continuous training: landing area (prod)
     <bucket>/<env>/ct/{runs,spans,cache}/...               ct lineage, processed spans, step cache
-    <bucket>/<env>/registry/<model>/...                    model registry (beam_pipelines.ml.registry)
+    <bucket>/<env>/registry/<model>/...                    model registry (beam_pipelines.ct.registry)
     <bucket>/test/inputs/ml/taxi_integration.csv           integration data of the level-2 ML check
 
 ``variables.json`` is the single commit point of a deployment: everything it names is written (and
 verified) before it, and it is replaced in one atomic write. A reader sees the previous deployment
 or the new one, never a mix.
-
-Later issues extend this module (e.g. a model registry prefix, more variables, more checks).
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ import re
 import secrets
 from typing import Optional
 
-from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.store.errors import InvalidNameError
 
 # Environments
 TEST, PROD = 'test', 'prod'
@@ -135,12 +133,12 @@ def new_build_id(commit: Optional[str], now: Optional[datetime.datetime] = None)
 
 
 def validate_build_id(build_id: str) -> str:
-  """Returns ``build_id`` if it has the build-id format; raises HarnessError otherwise.
+  """Returns ``build_id`` if it has the build-id format; raises InvalidNameError otherwise.
 
   Rejects anything that could escape its prefix (``../x``, ``a/b``) or is not a build id at all.
   """
   if not isinstance(build_id, str) or not BUILD_ID_PATTERN.fullmatch(build_id):
-    raise HarnessError(
+    raise InvalidNameError(
         f'invalid build id {build_id!r}: expected UTC time, short commit and a random suffix, '
         f'like 20261126T153000Z-5bea069-3f9a1c')
   return build_id
@@ -148,7 +146,7 @@ def validate_build_id(build_id: str) -> str:
 
 def validate_env(env: str) -> str:
   if env not in ENVIRONMENTS:
-    raise HarnessError(f'unknown environment {env!r}: choose one of {", ".join(ENVIRONMENTS)}')
+    raise InvalidNameError(f'unknown environment {env!r}: choose one of {", ".join(ENVIRONMENTS)}')
   return env
 
 
@@ -187,7 +185,7 @@ class Env:
 
   def artifact(self, build_id: str, name: str) -> str:
     if name.startswith('/') or '..' in name.split('/'):
-      raise HarnessError(f'invalid artifact name {name!r}')
+      raise InvalidNameError(f'invalid artifact name {name!r}')
     return join(self.artifacts(build_id), name)
 
   def manifest(self, build_id: str) -> str:

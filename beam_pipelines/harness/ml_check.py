@@ -13,19 +13,22 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from beam_pipelines.harness import bucket, layout
+from beam_pipelines.ct import lineage, registry
+from beam_pipelines.ct.paths import model_registry
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.harness.workflows import CheckResult, register_check
+from beam_pipelines.harness.results import CheckResult, TestReport, read_report
+from beam_pipelines.ml.artifacts import BLESSED, NOT_BLESSED
+from beam_pipelines.store import bucket, layout, records
+from beam_pipelines.store.console import progress
+from beam_pipelines.store.errors import Refusal
 
 ML_CHECK = 'ml_model'
-REPORT_KEY = 'ml'  # key of the ML result in the test report / "test passed" record
 VAR_CACHE = 'ml_cache_location'
 VAR_BASELINE_MODEL = 'ml_baseline_model'
 VAR_BASELINE_SHA256 = 'ml_baseline_sha256'
 VAR_BASELINE_SOURCE = 'ml_baseline_source'
 VAR_OVERRIDE = 'blessing_override'  # prod variable / history field: why a NOT_BLESSED build went out
 INTEGRATION_INPUT = 'inputs/ml/taxi_integration.csv'  # in the test environment
-BLESSED, NOT_BLESSED = 'BLESSED', 'NOT_BLESSED'
 _DETAILS = ('status', 'message', 'metrics', 'baseline_metrics', 'baseline', 'model_dir',
             'model_sha256', 'data_sha256')
 
@@ -33,25 +36,21 @@ _DETAILS = ('status', 'message', 'metrics', 'baseline_metrics', 'baseline', 'mod
 def _production_build_model(bucket_url: str, data_sha256: str) -> Optional[Dict[str, str]]:
   """The model the live prod build's pipeline produced on this integration data (its test)."""
   prod, test = layout.Env(bucket_url, layout.PROD), layout.Env(bucket_url, layout.TEST)
-  if not bucket.exists(prod.variables):
+  live = records.deployed(prod)
+  if live is None or not bucket.exists(test.passed(live.build_id)):
     return None
-  build_id = bucket.read_json(prod.variables, 'prod variables').get(layout.VAR_BUILD_ID)
-  if not build_id or not bucket.exists(test.passed(build_id)):
-    return None
-  ml = bucket.read_json(test.passed(build_id), 'test-passed record').get(REPORT_KEY) or {}
+  ml = read_report(test.passed(live.build_id), 'test-passed record').ml or {}
   if ml.get('data_sha256') != data_sha256 or not ml.get('model_dir'):
     return None
   model_file = layout.join(ml['model_dir'], 'model.joblib')
   if not bucket.exists(model_file):  # e.g. the test cache was cleaned: fall back to the registry
     return None
-  bucket.verify(model_file, ml['model_sha256'], f'model of prod build {build_id}')
+  bucket.verify(model_file, ml['model_sha256'], f'model of prod build {live.build_id}')
   return {VAR_BASELINE_MODEL: ml['model_dir'], VAR_BASELINE_SHA256: ml['model_sha256'],
-          VAR_BASELINE_SOURCE: f'the model of prod build {build_id} on the same integration data'}
+          VAR_BASELINE_SOURCE: f'the model of prod build {live.build_id} on the same integration data'}
 
 
 def _registry_production(bucket_url: str) -> Optional[Dict[str, str]]:
-  from beam_pipelines.ct import model_registry
-  from beam_pipelines.ml import registry
   reg = model_registry(bucket_url)
   if reg.aliases().get(registry.PRODUCTION) is None:
     return None
@@ -62,7 +61,6 @@ def _registry_production(bucket_url: str) -> Optional[Dict[str, str]]:
 
 def baseline_variables(bucket_url: str) -> Dict[str, str]:
   """Test variables of the ML workflow: its step cache and the model to beat ('' = none)."""
-  from beam_pipelines.ml import lineage
   test = layout.Env(bucket_url, layout.TEST)
   data = lineage.data_sha256(lineage.file_entries([test.path(INTEGRATION_INPUT)]))
   baseline = (_production_build_model(bucket_url, data) or _registry_production(bucket_url)
@@ -71,12 +69,11 @@ def baseline_variables(bucket_url: str) -> Dict[str, str]:
   return {VAR_CACHE: test.path('ct', 'cache'), **baseline}
 
 
-@register_check(ML_CHECK)
 def ml_model(params: Dict[str, str]) -> CheckResult:
   """Passes when the candidate's model was evaluated (BLESSED or NOT_BLESSED: deploy decides)."""
   try:
     result = bucket.read_json(params['result'], 'ML check result')
-  except HarnessError as error:
+  except Refusal as error:
     return CheckResult(ML_CHECK, False, str(error), {})
   details = {k: result.get(k) for k in _DETAILS}
   details['baseline_source'] = params.get('baseline_source')
@@ -91,13 +88,12 @@ def report_section(results: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
   return next((r['details'] for r in results if r['check'] == ML_CHECK), None)
 
 
-def refuse_unblessed(passed: Dict[str, Any], build_id: str, override: Optional[str]) -> Optional[str]:
+def refuse_unblessed(passed: TestReport, build_id: str, override: Optional[str]) -> Optional[str]:
   """Raises when the build's model is NOT_BLESSED and no reason overrides; returns the override."""
-  ml = passed.get(REPORT_KEY) or {}
-  if ml.get('status') != NOT_BLESSED:
+  if passed.ml_status != NOT_BLESSED:
     return None
+  ml = passed.ml or {}
   if override and override.strip():
-    from beam_pipelines.runtime import progress
     progress(f'deploy: build {build_id}\'s model is NOT_BLESSED; deploying anyway, override '
              f'recorded: "{override.strip()}"')
     return override.strip()

@@ -1,11 +1,12 @@
-"""The deploy lock: one object in the bucket, created exclusively, that serialises deploy/rollback.
+"""A bucket lock: one object, created exclusively, that serialises the writers of one prefix.
+
+Prod's deploy/rollback, each model registry and continuous training each hold their own.
 
 The lock object holds who took it (user, host, pid, the process's start time), since when, and for
-what. A second deploy finds it and refuses with that explanation. A lock whose holder is provably
+what. A second writer finds it and refuses with that explanation. A lock whose holder is provably
 gone (same host, that pid no longer runs the same process, e.g. after ``kill -9``) is stale: it is
 removed *with a message saying whose it was*, then taken. A lock held from another host cannot be
-checked from here: the deploy refuses and says how to remove it (``invoke unlock``) once nobody is
-deploying.
+checked from here: the writer refuses and says how to remove it once nobody is writing.
 
 On GCS the exclusive create is an upload with ``if_generation_match=0``; a careful stale-lock
 removal would delete with ``if_generation_match=<generation read>`` (not exercised offline).
@@ -21,9 +22,9 @@ import socket
 import sys
 from typing import Optional
 
-from beam_pipelines.harness import bucket, layout
-from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.runtime import progress
+from beam_pipelines.store import bucket, layout
+from beam_pipelines.store.console import progress
+from beam_pipelines.store.errors import LockedError, StorageError
 
 
 def process_start_time(pid: int) -> Optional[str]:
@@ -54,13 +55,18 @@ def describe(holder: dict) -> str:
           f'{holder.get("operation", "?")}) since {holder.get("since", "?")}')
 
 
-class DeployLock:
-  """Context manager: ``with DeployLock(env, 'deploy'): ...``."""
+class BucketLock:
+  """Context manager: ``with BucketLock(prod.lock, 'deploy', guards='prod'): ...``.
 
-  def __init__(self, env: layout.Env, operation: str, what: str = 'prod'):
-    self.path = env.lock  # any object with a ``lock`` path (the registry and ct use their own)
+  ``guards`` names what the lock protects (in messages); ``unlock_hint`` says how a person removes
+  a lock whose holder cannot be checked from here (default: delete the object).
+  """
+
+  def __init__(self, path: str, operation: str, guards: str, unlock_hint: Optional[str] = None):
+    self.path = path
     self.operation = operation
-    self.what = what
+    self.guards = guards
+    self.unlock_hint = unlock_hint or 'delete that object'
     pid = os.getpid()
     self.content = json.dumps({
         'user': getpass.getuser(),
@@ -79,39 +85,30 @@ class DeployLock:
     if holder is not None and self._is_stale(holder):
       progress(f'lock: removing a stale lock left by {describe(holder)}: that process no longer '
                f'exists on this host (killed or crashed mid-{holder.get("operation", "?")}); '
-               + ('prod is still consistent because variables.json is the commit point'
-                  if self.what == 'prod' else
-                  f'{self.what} is still consistent: its commit point is written last'))
-      raw = bucket.read_bytes(self.path, 'deploy lock') if bucket.exists(self.path) else None
+               f'{self.guards} is still consistent: its commit point is written last')
+      raw = bucket.read_bytes(self.path, 'lock') if bucket.exists(self.path) else None
       if raw is not None and json.loads(raw.decode('utf-8')) == holder:
         bucket.delete(self.path)
       if bucket.create_exclusive(self.path, self.content):
         return self
       holder = self._read_holder()
     who = describe(holder) if holder else 'an unreadable lock object'
-    if self.what != 'prod':
-      raise HarnessError(
-          f'{self.what} is locked: {self.path} is held by {who}. Another run is going on, or one '
-          f'died on another machine. Wait for it; if you are sure nobody is running one, delete '
-          f'that object and retry. Nothing was changed.')
-    raise HarnessError(
-        f'prod is locked: {self.path} is held by {who}. Another deploy or rollback is running, or '
-        f'one died on another machine. Wait for it; if you are sure nobody is deploying, remove '
-        f'the lock with `invoke unlock` (or delete that object) and retry. Nothing was changed.')
+    raise LockedError(
+        f'{self.guards} is locked: {self.path} is held by {who}. Another {self.operation} is '
+        f'running, or one died on another machine. Wait for it; if you are sure nobody is running '
+        f'one, {self.unlock_hint} and retry. Nothing was changed.')
 
   def __exit__(self, *exc_info):
     try:
-      if bucket.read_bytes(self.path, 'deploy lock') == self.content:
+      if bucket.read_bytes(self.path, 'lock') == self.content:
         bucket.delete(self.path)
-    except HarnessError:
+    except StorageError:
       pass
     return False
 
   def _read_holder(self) -> Optional[dict]:
-    try:
-      return json.loads(bucket.read_bytes(self.path, 'deploy lock').decode('utf-8'))
-    except (HarnessError, ValueError):
-      return None
+    holder = holder_of(self.path)
+    return None if holder is None or holder.get('unreadable') else holder
 
   @staticmethod
   def _is_stale(holder: dict) -> bool:
@@ -120,33 +117,33 @@ class DeployLock:
     return not process_alive(holder['pid'], holder.get('pid_start'))
 
 
-def unlock(env: layout.Env, force: bool = False) -> Optional[dict]:
-  """Removes the lock (an explicit, human decision); returns who held it, None if unlocked.
-
-  Refuses while its holder is a live process on this machine (a deploy is running), unless
-  ``force``; a holder on another machine cannot be checked from here, so that is the human's call.
-  """
-  if not bucket.exists(env.lock):
+def holder_of(path: str) -> Optional[dict]:
+  """Who holds the lock at ``path`` now: None if free, ``{'unreadable': True, ...}`` if garbled."""
+  if not bucket.exists(path):
     return None
   try:
-    holder = json.loads(bucket.read_bytes(env.lock, 'deploy lock').decode('utf-8'))
-  except ValueError:
-    holder = {}
-  running = (holder.get('host') == socket.gethostname() and isinstance(holder.get('pid'), int)
-             and process_alive(holder['pid'], holder.get('pid_start')))
-  if running and not force:
-    raise HarnessError(
-        f'the lock {env.lock} is held by a running process ({describe(holder)}): '
-        f'wait for it to finish; `invoke unlock --force` removes it anyway. Nothing was changed.')
-  bucket.delete(env.lock)
+    holder = json.loads(bucket.read_bytes(path, 'lock').decode('utf-8'))
+  except (StorageError, ValueError):
+    holder = None
+  if not isinstance(holder, dict):
+    return {'host': '?', 'operation': 'unreadable lock', 'unreadable': True}
   return holder
 
 
-def holder_of(env: layout.Env) -> Optional[dict]:
-  """Who holds the lock now (None if free)."""
-  if not bucket.exists(env.lock):
+def unlock(path: str, force: bool = False) -> Optional[dict]:
+  """Removes the lock (an explicit, human decision); returns who held it, None if unlocked.
+
+  Refuses while its holder is a live process on this machine, unless ``force``; a holder on
+  another machine cannot be checked from here, so that is the human's call.
+  """
+  holder = holder_of(path)
+  if holder is None:
     return None
-  try:
-    return json.loads(bucket.read_bytes(env.lock, 'deploy lock').decode('utf-8'))
-  except ValueError:
-    return {'host': '?', 'operation': 'unreadable lock'}
+  running = (holder.get('host') == socket.gethostname() and isinstance(holder.get('pid'), int)
+             and process_alive(holder['pid'], holder.get('pid_start')))
+  if running and not force:
+    raise LockedError(
+        f'the lock {path} is held by a running process ({describe(holder)}): '
+        f'wait for it to finish; `invoke unlock --force` removes it anyway. Nothing was changed.')
+  bucket.delete(path)
+  return holder

@@ -1,0 +1,79 @@
+"""``invoke test``: the tutorial's test environment, step by step.
+
+Upload the built wheel and manifest under the build id, deploy the build's workflow definitions,
+stage the integration input and golden reference, set the test variables, then run every test
+workflow from the *uploaded* wheel (in parallel, one process each) and its checks; write the
+report, and on success the "test passed" record that ``deploy`` consumes. The ML workflow
+(``ml_test``, level 2) gets the model to beat from ``harness.ml_check``; the report keeps its
+metrics and blessing under ``"ml"``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import pathlib
+
+from beam_pipelines.harness import checks, install, ml_check, publish, workflows
+from beam_pipelines.harness.build import load_local_manifest
+from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.harness.results import TestReport
+from beam_pipelines.store import bucket, layout, records
+from beam_pipelines.store.console import progress
+from beam_pipelines.store.identity import actor
+
+
+def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
+  """Runs the test step for the last local build; returns the passed record (raises on failure)."""
+  manifest = load_local_manifest(repo)
+  build_id = manifest.build_id
+  env = layout.Env(bucket_url, layout.TEST)
+  if bucket.exists(env.variables):
+    bucket.read_json(env.variables, 'test variables')  # refuse to overwrite what we cannot read
+  progress(f'test: uploading build {build_id} to {env.artifacts(build_id)}')
+  publish.upload(manifest, repo / layout.DIST_DIR, env)
+  workflows_dir = publish.deploy_workflows(manifest, env, env)
+  progress(f'test: workflow definitions deployed to {workflows_dir}')
+  for target, source in sorted(layout.TEST_FIXTURES.items()):
+    bucket.write_bytes(env.path(target), (repo / source).read_bytes())
+  progress(f'test: integration input and reference staged under {env.inputs}, {env.references}')
+  ml_values = ml_check.baseline_variables(bucket_url)
+  progress(f'test: ML check baseline: {ml_values[ml_check.VAR_BASELINE_SOURCE]}')
+  bucket.write_json(env.variables,
+                    publish.deployment_variables(env, manifest, event='test', **ml_values))
+  progress(f'test: variables set: {env.variables}')
+
+  variables = records.read_variables(env)  # as the test DAG does: everything from the variables
+  if variables.build_id != build_id:
+    raise HarnessError(f'another `invoke test` replaced {env.variables} (now build '
+                       f'{variables.build_id}) while this one ran; run `invoke test` again')
+  site = install.install(variables.wheel_file, variables.sha256, install.cache_root(repo))
+  definitions = [d for d in workflows.load_deployed(variables.workflows_dir, checks.CHECKS)
+                 if d.env == layout.TEST]
+  if not definitions:
+    raise HarnessError(f'build {build_id} has no test workflow definition')
+  arguments = [workflows.render_args(d, variables.values) for d in definitions]
+  with concurrent.futures.ThreadPoolExecutor(max_workers=len(definitions)) as pool:
+    launches = []
+    for definition, args in zip(definitions, arguments):  # in parallel: one process each
+      progress(f'test: running workflow {definition.name} on the DirectRunner')
+      launches.append(pool.submit(install.launch, site, definition.module, args))
+  results, origins = [], {}
+  for definition, launched in zip(definitions, launches):
+    origins[definition.name] = launched.result()  # a failed workflow raises here, in order
+    for result in checks.run_checks(definition, variables.values):
+      progress(f'test: check {result.check}: {"PASSED" if result.passed else "FAILED"}: '
+               f'{result.message}')
+      results.append({'workflow': definition.name, **result.to_dict()})
+  passed = all(r['passed'] for r in results)
+  report = TestReport(
+      build_id=build_id, sha256=variables.sha256, wheel_file=variables.wheel_file,
+      status=layout.STATUS_PASSED if passed else layout.STATUS_FAILED,
+      tested_at=layout.now_utc(), tested_by=actor(), module_origins=origins, results=results,
+      ml=ml_check.report_section(results))
+  bucket.write_json(env.report(build_id), report.to_dict())
+  if not passed:
+    raise HarnessError(f'test FAILED for build {build_id}: {"; ".join(report.failures())}. '
+                       f'Report: {env.report(build_id)}. No "test passed" record was written.')
+  bucket.write_json(env.passed(build_id), report.to_dict())
+  progress(f'test: PASSED: build {build_id}; record {env.passed(build_id)}')
+  return report
