@@ -288,5 +288,15 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
   return paths
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """CLI entry: a knob that does not fit the data is a one-line message and exit status 2."""
+  try:
+    run(argv)
+  except ValueError as error:
+    progress(f'taxi_data: failed: {error}')
+    return 2
+  return 0
+
+
 if __name__ == '__main__':
-  run(sys.argv[1:])
+  sys.exit(main(sys.argv[1:]))
