@@ -258,6 +258,11 @@ def check_input(schema: InputSchema, features_dir: Optional[str],
     return
   for path, types in tabular.split_column_types(features_dir, artifacts.EVAL).items():
     schema.check_columns(types, f'eval features {path}', require_label=True)
+  summary_path = FileSystems.join(features_dir, artifacts.SUMMARY_FILE)
+  if bucket.exists(summary_path):  # a column absent from the CSV was written as all-null
+    absent = artifacts.read_summary(features_dir).get('missing_columns') or []
+    schema.check_columns({c: None for c in schema.features + [schema.label] if c not in absent},
+                         f'the CSV behind features {features_dir} (summary.json: missing_columns)')
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:

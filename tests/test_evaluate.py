@@ -271,3 +271,17 @@ def test_exactly_one_of_features_or_input(good_model_dir, tmp_path, capsys, data
   code = evaluate.main([*data, '--model', str(good_model_dir), '--output', str(tmp_path / 'e')])
   assert code == 2
   assert 'give one of --features DIR' in capsys.readouterr().err
+
+
+def test_features_from_a_csv_lacking_a_model_column_are_refused(good_model_dir, tmp_path, capsys):
+  """Feature extraction writes a column absent from the CSV as all-null and names it in its
+  summary: scoring it would impute the whole column."""
+  from beam_pipelines import features
+  eval_split_frame().drop(columns='company').to_csv(tmp_path / 'span.csv', index=False)
+  features.run(['--input', str(tmp_path / 'span.csv'), '--output', str(tmp_path / 'f')])
+  code = evaluate.main(['--features', str(tmp_path / 'f'), '--model', str(good_model_dir),
+                        '--output', str(tmp_path / 'e')])
+  err = capsys.readouterr().err
+  assert code == 2
+  assert "summary.json: missing_columns) lacks column(s) ['company']" in err
+  assert not (tmp_path / 'e' / artifacts.BLESSED).exists()
