@@ -107,6 +107,7 @@ def read_input_schema(model_dir: str) -> input_schema_lib.InputSchema:
 
 
 def input_schema_from_metadata(metadata: Dict[str, Any]) -> input_schema_lib.InputSchema:
+  """The input schema of metadata already read (``read_metadata``); see ``read_input_schema``."""
   if 'input_schema' in metadata:
     return input_schema_lib.from_dict(metadata['input_schema'])
   return input_schema_lib.from_columns(metadata['numeric'], metadata['categorical'],
