@@ -1,12 +1,15 @@
 """Evaluates a candidate model (and a baseline) on the eval split in Beam, then blesses it or not.
 
-ReadFromParquet(eval split) -> RunInference with the sha256-checking scikit-learn handler (the
+ReadFromParquet(eval split), or every row of a CSV span (``--input``, parsed by the models' input
+schema, bad rows dead-lettered) -> RunInference with the sha256-checking scikit-learn handler (the
 candidate and, if given, the baseline, on the same rows) -> metric combiners per slice (overall and
 each value of one categorical feature) -> metrics.json, blessing.json, a BLESSED / NOT_BLESSED
 marker and report.html (see ``beam_pipelines.ml.artifacts`` and ``beam_pipelines.ml.blessing``).
 
-    python -m beam_pipelines.evaluate --features DIR --model MDIR --output EDIR \\
-        [--baseline_model BDIR] [--blessing_config PATH] [--slice_feature payment_type]
+    python -m beam_pipelines.evaluate (--features DIR | --input 'CSV_GLOB') --model MDIR \\
+        --output EDIR [--baseline_model BDIR] [--blessing_config PATH] [--slice_feature company]
+
+Data lacking a column a model reads (or the label) is refused before anything runs.
 
 Any other flag is a Beam pipeline option (``--runner``, ``--direct_num_workers`` ...).
 """
@@ -22,7 +25,11 @@ from beam_pipelines import runtime
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
   """evaluate's own flags (plain argparse: --help needs no Beam import, and Beam merges every
   PipelineOptions subclass's flags into one parser, where a second --output would clash)."""
-  parser.add_argument('--features', required=True, help='Feature extraction output directory.')
+  parser.add_argument('--features', default=None,
+                      help='Feature extraction output directory: its eval split is scored.')
+  parser.add_argument('--input', default=None,
+                      help='CSV file or glob instead of --features: every row is scored (label '
+                           'required; rows that cannot be typed go to EDIR/dead_letter/).')
   parser.add_argument('--model', required=True, help='Candidate model directory.')
   parser.add_argument('--baseline_model', default=None,
                       help='Baseline (e.g. production) model directory; none: rubber stamp.')
@@ -52,8 +59,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.pvalue import AsSingleton
 
-from beam_pipelines.ml import artifacts, blessing, inference, model_io, report
+from beam_pipelines.ml import artifacts, blessing, csv_io, inference, model_io, report, tabular
+from beam_pipelines.ml.input_schema import InputSchema
 from beam_pipelines.ml.metrics import BinaryMetricsCombineFn
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
@@ -62,6 +71,11 @@ METRICS_NAMESPACE = 'Evaluate'
 CANDIDATE, BASELINE = 'candidate', 'baseline'
 OVERALL = 'Overall'
 MISSING_VALUE = '<missing>'
+
+
+class ReconciliationError(RuntimeError):
+  """Counts of an evaluation on CSV do not add up: rows read != scored + dead-lettered."""
+
 
 SliceKey = Tuple[str, str, str]  # (model, slice feature or 'Overall', value)
 
@@ -158,14 +172,62 @@ def write_outputs(document: Dict[str, Any], rule: blessing.BlessingRule,
   return record
 
 
-def build_pipeline(pipeline: beam.Pipeline, features_dir: str, models: Dict[str, Dict[str, Any]],
-                   label: str, slice_feature: Optional[str], rule: blessing.BlessingRule,
-                   output: str):
-  """Adds read -> score (each model) -> combine per slice -> write to ``pipeline``."""
-  rows = (pipeline
-          | 'ReadEvalSplit' >> beam.io.ReadFromParquet(
-              artifacts.split_pattern(features_dir, artifacts.EVAL))
-          | 'DropUnlabelled' >> beam.ParDo(DropUnlabelled(label)))
+def make_summary(_, rows_read: int, scored: int, dead: int, input_pattern: str) -> Dict[str, Any]:
+  """The counts of an evaluation on CSV; they reconcile when every row was scored or rejected."""
+  return {'input': input_pattern, 'rows_read': rows_read, 'rows_scored': scored,
+          'rows_dead_lettered': dead, 'reconciled': rows_read == scored + dead}
+
+
+def write_summary(summary: Dict[str, Any], path: str) -> None:
+  bucket.write_bytes(path, (json.dumps(summary, indent=2, sort_keys=True) + '\n').encode())
+
+
+class ReadLabelledCsv(beam.PTransform):
+  """Pipeline root -> typed, labelled rows of every CSV file matching a pattern; rows that cannot
+  be typed -> ``output/dead_letter/``; counts -> ``output/summary.json``."""
+
+  def __init__(self, input_pattern: str, schema: InputSchema, output: str):
+    super().__init__()
+    self._pattern = input_pattern
+    self._spec = schema.parsing_spec()
+    self._output = output
+
+  def expand(self, root):
+    parsed = root | 'ReadCsv' >> csv_io.ReadCsvRows(
+        self._pattern, self._spec, require_label=True, require_features=True)
+    rows, dead_letters = parsed[csv_io.ROWS], parsed[csv_io.DEAD_LETTER]
+    _ = dead_letters | 'WriteDeadLetter' >> csv_io.WriteDeadLetter(
+        FileSystems.join(self._output, artifacts.DEAD_LETTER_DIR))
+    rows_read = (parsed[csv_io.FILES]
+                 | 'RowsPerFile' >> beam.Map(lambda info: info['rows_read'])
+                 | 'RowsRead' >> beam.CombineGlobally(sum))
+    scored = rows | 'CountRows' >> beam.combiners.Count.Globally()
+    dead = dead_letters | 'CountDeadLetters' >> beam.combiners.Count.Globally()
+    _ = (root
+         | 'SummaryTrigger' >> beam.Create([None])
+         | 'MakeSummary' >> beam.Map(make_summary, AsSingleton(rows_read), AsSingleton(scored),
+                                     AsSingleton(dead), self._pattern)
+         | 'WriteSummary' >> beam.Map(
+             write_summary, FileSystems.join(self._output, artifacts.SUMMARY_FILE)))
+    return rows
+
+
+def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
+                   models: Dict[str, Dict[str, Any]], label: str, slice_feature: Optional[str],
+                   rule: blessing.BlessingRule, output: str, input_pattern: Optional[str] = None,
+                   schema: Optional[InputSchema] = None):
+  """Adds read -> score (each model) -> combine per slice -> write to ``pipeline``.
+
+  Reads the eval split of ``features_dir``, or with ``input_pattern`` every row of those CSV
+  files, typed by ``schema`` (the models' input schema).
+  """
+  if input_pattern:
+    rows = pipeline | 'ReadLabelledCsv' >> ReadLabelledCsv(input_pattern, schema, output)
+  else:
+    rows = (pipeline
+            | 'ReadEvalSplit' >> beam.io.ReadFromParquet(
+                artifacts.split_pattern(features_dir, artifacts.EVAL))
+            | 'DropUnlabelled' >> beam.ParDo(DropUnlabelled(label)))
   scored = [rows | f'Score{name.title()}' >> ScoreBySlice(
       name, info['model_dir'], label, slice_feature, info.get('expected_sha256'))
             for name, info in models.items()]
@@ -184,40 +246,58 @@ def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> Dic
   fail early and clearly, and again by the handler on every worker that loads it)."""
   metadata = model_io.read_metadata(model_dir)
   model_io.read_verified_bytes(model_dir, expected_sha256)
+  schema = model_io.input_schema_from_metadata(metadata)
   return {'model_dir': model_dir, 'model_sha256': metadata['model_sha256'],
-          'expected_sha256': expected_sha256, 'label': metadata['label'],
-          'features': metadata.get('features'), 'categorical': metadata.get('categorical', []),
+          'expected_sha256': expected_sha256, 'label': schema.label,
+          'features': schema.features, 'categorical': list(schema.categorical),
           'data_fingerprint': metadata.get('data_fingerprint'),
           'hyperparameters': metadata.get('hyperparameters')}
+
+
+def check_input(schema: InputSchema, features_dir: Optional[str],
+                input_pattern: Optional[str]) -> None:
+  """Refuses (InputSchemaError) data lacking a column the models read or the label, or typing one
+  otherwise; FileNotFoundError / FeaturesError when there is no data at all."""
+  if input_pattern:
+    csv_io.check_input_columns(csv_io.match_files(input_pattern), schema, require_label=True)
+    return
+  for path, types in tabular.split_column_types(features_dir, artifacts.EVAL).items():
+    schema.check_columns(types, f'eval features {path}', require_label=True)
+  summary_path = FileSystems.join(features_dir, artifacts.SUMMARY_FILE)
+  if bucket.exists(summary_path):  # a column absent from the CSV was written as all-null
+    absent = artifacts.read_summary(features_dir).get('missing_columns') or []
+    schema.check_columns({c: None for c in schema.features + [schema.label] if c not in absent},
+                         f'the CSV behind features {features_dir} (summary.json: missing_columns)')
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Evaluates and blesses; returns the blessing record (also written to EDIR/blessing.json)."""
   known, options = runtime.pipeline_arguments('evaluate', argv, add_evaluate_arguments, save_main_session)
+  if bool(known.features) == bool(known.input):
+    raise ValueError('give one of --features DIR (its eval split) or --input CSV_GLOB (every row)')
   registered = None
   if known.baseline_record:
     registered = bucket.read_json(known.baseline_record, 'baseline registry record').get('metrics')
   rule = blessing.BlessingRule.load(known.blessing_config, registered)
   models = {CANDIDATE: describe_model(known.model)}
+  schema = model_io.read_input_schema(known.model)
   if known.baseline_model:
     models[BASELINE] = describe_model(known.baseline_model, known.baseline_sha256)
-    if models[BASELINE]['label'] != models[CANDIDATE]['label']:
-      raise ValueError(f'baseline predicts {models[BASELINE]["label"]!r}, '
-                       f'candidate {models[CANDIDATE]["label"]!r}: not comparable')
-  label = models[CANDIDATE]['label']
-  eval_pattern = artifacts.split_pattern(known.features, artifacts.EVAL)
-  if not FileSystems.match([eval_pattern])[0].metadata_list:
-    raise FileNotFoundError(f'no eval features: nothing matches {eval_pattern}')
+    schema = schema.merge(model_io.read_input_schema(known.baseline_model), (CANDIDATE, BASELINE))
+  label = schema.label
+  source = known.input or artifacts.split_pattern(known.features, artifacts.EVAL)
+  check_input(schema, known.features, known.input)
   categorical = [c for name in models for c in models[name]['categorical']]
   slice_feature = known.slice_feature or next(iter(categorical), None)
   if slice_feature and slice_feature not in categorical:
     raise ValueError(f'--slice_feature {slice_feature!r} is not a categorical feature of the '
                      f'model(s): {sorted(set(categorical))}')
-  progress(f'evaluate: {", ".join(models)} on {eval_pattern}'
+  progress(f'evaluate: {", ".join(models)} on {source}'
            f', sliced by {slice_feature or "nothing"}'
            + ('' if known.baseline_model else '; no baseline: value thresholds only (rubber stamp)'))
   pipeline = beam.Pipeline(options=options)
-  build_pipeline(pipeline, known.features, models, label, slice_feature, rule, known.output)
+  build_pipeline(pipeline, known.features, models, label, slice_feature, rule, known.output,
+                 known.input, schema)
   result = runtime.run_to_completion(pipeline, options, 'evaluate')
   if runtime.is_dry_run(options):
     return {'dry_run': True}
@@ -225,17 +305,31 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     record = json.loads(handle.read().decode('utf-8'))
   with FileSystems.open(FileSystems.join(known.output, artifacts.METRICS_FILE)) as handle:
     document = json.loads(handle.read().decode('utf-8'))
-  _report(result, document, record, known.output)
+  summary = None
+  if known.input:
+    with FileSystems.open(FileSystems.join(known.output, artifacts.SUMMARY_FILE)) as handle:
+      summary = json.loads(handle.read().decode('utf-8'))
+  _report(result, document, record, known.output, summary)
+  if summary and not summary['reconciled']:
+    raise ReconciliationError(f'rows read {summary["rows_read"]} != scored '
+                              f'{summary["rows_scored"]} + dead-lettered '
+                              f'{summary["rows_dead_lettered"]}')
   return record
 
 
-def _report(result, document: Dict[str, Any], record: Dict[str, Any], output: str) -> None:
+def _report(result, document: Dict[str, Any], record: Dict[str, Any], output: str,
+            summary: Optional[Dict[str, Any]] = None) -> None:
   """Prints rows scored, the overall metrics of each model, the verdict and where outputs are."""
+  if summary:
+    progress(f'evaluate: {summary["rows_read"]} rows read = {summary["rows_scored"]} scored + '
+             f'{summary["rows_dead_lettered"]} dead-lettered '
+             f'({FileSystems.join(output, artifacts.DEAD_LETTER_DIR)}/)')
   try:
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()['counters']
                 if c.key.metric.namespace == METRICS_NAMESPACE}
-    progress(f'evaluate: {counters.get("labelled_rows", 0)} labelled eval rows scored '
-             f'({counters.get("unlabelled_rows", 0)} without a label skipped)')
+    if 'labelled_rows' in counters or not summary:
+      progress(f'evaluate: {counters.get("labelled_rows", 0)} labelled eval rows scored '
+               f'({counters.get("unlabelled_rows", 0)} without a label skipped)')
   except NotImplementedError:
     pass
   for name, entry in document['models'].items():
@@ -254,6 +348,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           ValueError) as error:
     progress(f'evaluate: failed: {error}')
     return 2
+  except ReconciliationError as error:
+    progress(f'evaluate: counts do not reconcile: {error}')
+    return 1
   return 0
 
 

@@ -7,8 +7,10 @@ with the counts (rows read = predictions + dead-lettered).
 
     python -m beam_pipelines.predict --input 'new/*.csv' --model MDIR --output PDIR [--spec SPEC]
 
-The key is the spec's key column; without one, a sha256 of the row's values. The spec defaults to
-the one recorded with the model. Any other flag is a Beam pipeline option.
+The model's input schema (``model.json``) says which columns are read and how they are typed; a
+file lacking one of them is refused before anything runs (never imputed as all-missing). The key
+is the spec's key column; without one, a sha256 of the row's values. The spec defaults to the one
+recorded with the model. Any other flag is a Beam pipeline option.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from apache_beam.pvalue import AsSingleton
 from beam_pipelines import submission
 from beam_pipelines.ml import artifacts, csv_io, inference, model_io
 from beam_pipelines.ml import spec as spec_lib
+from beam_pipelines.ml.input_schema import InputSchemaError
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
 
@@ -103,8 +106,14 @@ def write_summary(summary: Dict[str, Any], path: str) -> None:
 def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.DatasetSpec,
                    model_dir: str, output: str, num_shards: int = 0, context=None,
                    expected_sha256: Optional[str] = None):
-  """Adds read -> predict -> write predictions, dead letters and the summary to ``pipeline``."""
-  parsed = pipeline | 'ReadCsv' >> csv_io.ReadCsvRows(input_pattern, spec, require_label=False)
+  """Adds read -> predict -> write predictions, dead letters and the summary to ``pipeline``.
+
+  Rows are typed by the model's input schema (``spec`` gives the key); a file lacking one of the
+  model's columns has every row dead-lettered.
+  """
+  parse_spec = model_io.read_input_schema(model_dir).parsing_spec(spec.key, spec.name)
+  parsed = pipeline | 'ReadCsv' >> csv_io.ReadCsvRows(
+      input_pattern, parse_spec, require_label=False, require_features=True)
   predictions = parsed[csv_io.ROWS] | 'Predict' >> PredictRows(model_dir, spec.key, expected_sha256)
   _ = (predictions
        | 'ToJson' >> beam.Map(json.dumps, sort_keys=True)
@@ -142,11 +151,13 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   metadata = model_io.read_metadata(known.model)
   # Fail early and clearly; every worker checks again when it loads the model.
   model_io.read_verified_bytes(known.model, known.model_sha256)
+  schema = model_io.input_schema_from_metadata(metadata)
   spec = csv_io.resolve_spec(load_spec(known.spec, metadata), known.input)
-  missing = [f for f in metadata['numeric'] + metadata['categorical'] if f not in spec.features]
+  missing = [f for f in schema.features if f not in spec.features]
   if missing:
     raise spec_lib.SpecError(f'the model needs feature(s) {missing} that the spec does not read')
   files = csv_io.match_files(known.input)
+  csv_io.check_input_columns(files, schema, require_label=False)
   progress(f'predict: {len(files)} file(s) matching {known.input} with model {known.model} '
            f'(sha256 {metadata["model_sha256"][:12]}…), key {spec.key or "sha256 of the row"}')
   context = {'input': known.input, 'model': known.model, 'model_sha256': metadata['model_sha256'],
@@ -172,7 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """CLI entry: one-line errors (bad model, spec or input) and a non-zero exit status."""
   try:
     summary = run(argv)
-  except (model_io.ModelIntegrityError, spec_lib.SpecError, FileNotFoundError,
+  except (model_io.ModelIntegrityError, spec_lib.SpecError, InputSchemaError, FileNotFoundError,
           submission.SubmissionError) as error:
     progress(f'predict: failed: {error}')
     return 2

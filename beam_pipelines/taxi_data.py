@@ -9,6 +9,7 @@ payments tip big far more often than cash, late-evening and longer trips a littl
         [--seed 0] [--shards 1] [--missing 0.01]
         [--payment_shift 0.3] [--scale fare=1.5]            # drift
         [--drop_column company] [--add_column tolls] [--unknown_category 0.05]  # anomalies
+        [--long_tail 20]                                   # rare company names (< 1% each)
         [--malformed 10]                                   # rows the CSV reader must dead-letter
 
 Layout: ``DIR/span-YYYY-MM-DD/data-SSSSS-of-NNNNN.csv`` (header row in every shard). The same
@@ -41,6 +42,8 @@ COMPANIES = ('Flash Cab', 'Taxi Affiliation Services, LLC', 'Sun Taxi', 'City Se
              'Globe Taxi', 'Blue Ribbon Taxi Association Inc.', 'Choice Taxi Association',
              'Yellow Cab', '5 Star Taxi')
 UNKNOWN_COMPANY = 'Zebra Cab Co (new)'
+RARE_COMPANY = 'Rare Cab {:03d}'  # the long tail's names
+LONG_TAIL_HEAD = 0.005  # share of rows of the most frequent rare name; name i gets HEAD / i
 SAMPLE_DATE = datetime.date(2026, 11, 1)
 SAMPLE_ROWS = 3000
 SAMPLE_MALFORMED = 5
@@ -59,6 +62,7 @@ class Knobs:
   add_column: Optional[str] = None
   unknown_category: float = 0.0  # fraction of rows with a company never seen before
   malformed: int = 0
+  long_tail: int = 0  # rare company names: name i on max(1, round(rows * 0.005 / i)) rows
 
 
 def sample_path() -> str:
@@ -114,6 +118,8 @@ def _frame(rows: int, date: datetime.date, seed: int, knobs: Knobs):
   if knobs.missing:
     frame.loc[rng.random(rows) < knobs.missing, 'trip_seconds'] = np.nan
     frame.loc[rng.random(rows) < knobs.missing, 'company'] = None
+  if knobs.long_tail:
+    _add_long_tail(frame, knobs.long_tail, np.random.default_rng([seed, date.toordinal(), 2]))
   if knobs.unknown_category:
     frame.loc[rng.random(rows) < knobs.unknown_category, 'company'] = UNKNOWN_COMPANY
   if knobs.add_column:
@@ -123,6 +129,27 @@ def _frame(rows: int, date: datetime.date, seed: int, knobs: Knobs):
       raise ValueError(f'--drop_column {knobs.drop_column}: no such column {list(COLUMNS)}')
     frame = frame.drop(columns=[knobs.drop_column])
   return frame
+
+
+def long_tail_counts(rows: int, names: int) -> List[int]:
+  """Rows of each rare name: a Zipf tail, 0.5% of the rows for the first, at least one each."""
+  return [max(1, round(rows * LONG_TAIL_HEAD / rank)) for rank in range(1, names + 1)]
+
+
+def _add_long_tail(frame, names: int, rng) -> None:
+  """Gives ``names`` rare company names to disjoint random rows (in place).
+
+  With a 20% eval split, a name on one or two rows often lands in only one of the splits: what a
+  real categorical column's long tail does to a schema inferred from the train split.
+  """
+  counts = long_tail_counts(len(frame), names)
+  if sum(counts) > len(frame) // 2:
+    raise ValueError(f'--long_tail {names}: {sum(counts)} rows of rare names is more than half '
+                     f'of a {len(frame)}-row span')
+  chosen = rng.permutation(len(frame))[:sum(counts)]
+  names_of_rows = [RARE_COMPANY.format(rank) for rank, count in enumerate(counts, 1)
+                   for _ in range(count)]
+  frame.loc[frame.index[chosen], 'company'] = names_of_rows
 
 
 def _malformed_line(kind: str, good_line: str, columns: Sequence[str]) -> str:
@@ -243,11 +270,14 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
   parser.add_argument('--add_column', default=None, help='Anomaly: add a new numeric column.')
   parser.add_argument('--unknown_category', type=_fraction, default=0.0,
                       help=f'Anomaly: fraction of rows with company {UNKNOWN_COMPANY!r}.')
+  parser.add_argument('--long_tail', type=_count(0), default=0,
+                      help=f'Rare company names ({RARE_COMPANY.format(1)!r}, ...), each on well '
+                           'under 1%% of the rows.')
   parser.add_argument('--malformed', type=_count(0), default=0,
                       help=f'Malformed rows per span, cycling through {list(MALFORMED_KINDS)}.')
   args = parser.parse_args(argv)
   knobs = Knobs(args.missing, args.payment_shift, _parse_scale(args.scale), args.drop_column,
-                args.add_column, args.unknown_category, args.malformed)
+                args.add_column, args.unknown_category, args.malformed, args.long_tail)
   paths = []
   for day in range(args.days):
     date = args.start + datetime.timedelta(days=day)
@@ -258,5 +288,15 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
   return paths
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """CLI entry: a knob that does not fit the data is a one-line message and exit status 2."""
+  try:
+    run(argv)
+  except ValueError as error:
+    progress(f'taxi_data: failed: {error}')
+    return 2
+  return 0
+
+
 if __name__ == '__main__':
-  run(sys.argv[1:])
+  sys.exit(main(sys.argv[1:]))

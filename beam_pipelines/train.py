@@ -6,7 +6,11 @@ categorical: constant imputation + one-hot, unknown categories ignored) and a cl
 gives the same model. The model is saved with its metadata (see ``beam_pipelines.ml.model_io``).
 
     python -m beam_pipelines.train --features DIR --output MDIR [--spec SPEC] \\
-        [--classifier logistic|gbt] [--C 1.0] [--max_iter 1000] [--verdict VDIR/verdict.json]
+        [--classifier logistic|gbt] [--C 1.0] [--max_iter N] [--verdict VDIR/verdict.json]
+
+``gbt`` defaults to scikit-learn's HistGradientBoostingClassifier defaults (100 iterations of
+31-leaf trees at learning rate 0.1) with early stopping always on (10% of the train split held
+out, stop after 10 iterations without improvement of its loss), seeded by ``--random_state``.
 
 With ``--verdict``, training is refused when validation said "anomalous".
 """
@@ -19,6 +23,17 @@ import sys
 from beam_pipelines import runtime
 
 CLASSIFIERS = ('logistic', 'gbt')
+DEFAULT_MAX_ITER = {'logistic': 1000, 'gbt': 100}
+
+
+def _boolean(text: str) -> bool:
+  """An argparse type: true/false, yes/no, 1/0 (any case)."""
+  folded = text.strip().lower()
+  if folded in ('true', 'yes', '1', 'on'):
+    return True
+  if folded in ('false', 'no', '0', 'off'):
+    return False
+  raise argparse.ArgumentTypeError(f'{text!r} is not true or false')
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,10 +48,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help='Validation verdict.json (or its directory); "anomalous" refuses training.')
   parser.add_argument('--classifier', choices=CLASSIFIERS, default='logistic')
   parser.add_argument('--C', type=float, default=1.0, help='logistic: inverse regularisation.')
-  parser.add_argument('--max_iter', type=int, default=1000, help='logistic/gbt: iterations.')
+  parser.add_argument('--max_iter', type=int, default=None,
+                      help='logistic/gbt: iterations (default: logistic 1000, gbt 100).')
   parser.add_argument('--learning_rate', type=float, default=0.1, help='gbt: learning rate.')
   parser.add_argument('--max_depth', type=int, default=None, help='gbt: tree depth (None: no cap).')
   parser.add_argument('--max_leaf_nodes', type=int, default=31, help='gbt: leaves per tree.')
+  parser.add_argument('--early_stopping', type=_boolean, default=True,
+                      help='gbt: stop when the held-out loss stops improving (default true).')
+  parser.add_argument('--validation_fraction', type=float, default=0.1,
+                      help='gbt: share of the train split held out for early stopping.')
+  parser.add_argument('--n_iter_no_change', type=int, default=10,
+                      help='gbt: iterations without improvement before stopping.')
   parser.add_argument('--random_state', type=int, default=0, help='Seed (determinism).')
 
 
@@ -48,6 +70,7 @@ import logging
 import time
 from typing import Any, Dict, Optional, Sequence
 
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.ml import artifacts, model_io, tabular
@@ -62,12 +85,15 @@ class TrainingRefused(Refusal, RuntimeError):
 
 def hyperparameters(known: argparse.Namespace) -> Dict[str, Any]:
   """The options that shape the model, as recorded in its metadata."""
+  max_iter = known.max_iter if known.max_iter is not None else DEFAULT_MAX_ITER[known.classifier]
   if known.classifier == 'logistic':
-    return {'classifier': 'logistic', 'C': known.C, 'max_iter': known.max_iter,
+    return {'classifier': 'logistic', 'C': known.C, 'max_iter': max_iter,
             'random_state': known.random_state}
-  return {'classifier': 'gbt', 'learning_rate': known.learning_rate, 'max_iter': known.max_iter,
+  return {'classifier': 'gbt', 'learning_rate': known.learning_rate, 'max_iter': max_iter,
           'max_depth': known.max_depth, 'max_leaf_nodes': known.max_leaf_nodes,
-          'random_state': known.random_state}
+          'early_stopping': known.early_stopping,
+          'validation_fraction': known.validation_fraction,
+          'n_iter_no_change': known.n_iter_no_change, 'random_state': known.random_state}
 
 
 def build_model(numeric: Sequence[str], categorical: Sequence[str], params: Dict[str, Any]):
@@ -95,6 +121,9 @@ def build_model(numeric: Sequence[str], categorical: Sequence[str], params: Dict
     classifier = HistGradientBoostingClassifier(
         learning_rate=params['learning_rate'], max_iter=params['max_iter'],
         max_depth=params['max_depth'], max_leaf_nodes=params['max_leaf_nodes'],
+        early_stopping=params.get('early_stopping', False),
+        validation_fraction=params.get('validation_fraction', 0.1),
+        n_iter_no_change=params.get('n_iter_no_change', 10),
         random_state=params['random_state'])
   return Pipeline([('preprocess', ColumnTransformer(transformers)), ('classifier', classifier)])
 
@@ -151,14 +180,17 @@ def train(features_dir: str, spec: spec_lib.DatasetSpec, output: str,
   model.fit(X, y)
   seconds = time.monotonic() - started
   train_accuracy = float((model.predict(X) == y).mean())
-  progress(f'train: fitted in {seconds:.2f}s; accuracy on the train split {train_accuracy:.4f}')
+  iterations = int(np.max(model.named_steps['classifier'].n_iter_))
+  progress(f'train: fitted in {seconds:.2f}s ({iterations} iterations); accuracy on the train '
+           f'split {train_accuracy:.4f}')
   data = {'features_dir': features_dir, 'split': artifacts.TRAIN, 'rows': int(len(y)),
           'positives': positives, 'shards': split.shards, 'fingerprint': split.fingerprint}
   return model_io.save_model(
       model, output, numeric=spec.numeric, categorical=spec.categorical, label=spec.label,
       spec_fingerprint=spec.fingerprint(), data=data, hyperparameters=params,
-      extra={'spec': spec.to_dict(), 'training': {'seconds': round(seconds, 3),
-                                                  'train_accuracy': train_accuracy}})
+      extra={'spec': spec.to_dict(), 'training': {
+          'seconds': round(seconds, 3), 'train_accuracy': train_accuracy,
+          'iterations': iterations}})
 
 
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:

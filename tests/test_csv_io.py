@@ -12,7 +12,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipelines.ml import csv_io
+from beam_pipelines.ml import csv_io, input_schema
 from beam_pipelines.ml.spec import SpecError, from_dict
 
 SPEC = from_dict({'label': 'y', 'key': 'id', 'numeric': ['x'], 'categorical': ['c']})
@@ -152,3 +152,40 @@ def test_write_dead_letter_writes_json_lines(tmp_path):
   shards = list((tmp_path / 'dl').glob('part-*.jsonl'))
   assert len(shards) == 1
   assert [json.loads(line) for line in shards[0].read_text().splitlines()] == records
+
+
+class TestScoringReadsEveryModelColumn:
+  """Scoring (require_features=True): a file lacking a model's column is never imputed."""
+
+  SCHEMA = input_schema.from_columns(['x'], ['c'], 'y')
+  FULL = HEADER + 'a,1.5,red,1\nb,,,0\n'
+  LACKS_C = 'id,x,y\nc,2.5,1\nd,3.5,0\n'
+
+  def test_a_header_lacking_a_model_column_dead_letters_every_row_of_its_file(self, tmp_path):
+    _write(tmp_path, 'full.csv', self.FULL)
+    lacking = _write(tmp_path, 'lacks_c.csv', self.LACKS_C)
+    spec = self.SCHEMA.parsing_spec()
+    with TestPipeline() as pipeline:
+      result = pipeline | csv_io.ReadCsvRows(str(tmp_path / '*.csv'), spec, require_features=True)
+      assert_that(result.rows, equal_to([{'x': 1.5, 'c': 'red', 'y': 1},
+                                         {'x': None, 'c': None, 'y': 0}]), label='Rows')
+      dead = result[csv_io.DEAD_LETTER] | beam.Map(
+          lambda d: (d['source'], d['line_number'], "lacks column(s) ['c']" in d['reason']))
+      assert_that(dead, equal_to([(lacking, 2, True), (lacking, 3, True)]), label='DeadLetter')
+
+  def test_without_it_the_column_is_missing_in_every_row(self, tmp_path):
+    path = _write(tmp_path, 'lacks_c.csv', self.LACKS_C)
+    rows, dead, _ = _read(path, self.SCHEMA.parsing_spec())
+    assert [row['c'] for row in rows] == [None, None] and dead == []
+
+  def test_check_input_columns_names_the_file_and_the_columns(self, tmp_path):
+    full = _write(tmp_path, 'full.csv', self.FULL)
+    lacking = _write(tmp_path, 'lacks_c.csv', self.LACKS_C)
+    csv_io.check_input_columns([full], self.SCHEMA)
+    with pytest.raises(input_schema.InputSchemaError,
+                       match=rf"input file {lacking} lacks column\(s\) \['c'\] that the model"):
+      csv_io.check_input_columns([full, lacking], self.SCHEMA)
+    no_label = _write(tmp_path, 'no_label.csv', 'x,c\n1,red\n')
+    csv_io.check_input_columns([no_label], self.SCHEMA, require_label=False)
+    with pytest.raises(input_schema.InputSchemaError, match=r"lacks column\(s\) \['y'\]"):
+      csv_io.check_input_columns([no_label], self.SCHEMA)

@@ -8,6 +8,8 @@ import shutil
 
 import pandas as pd
 import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from beam_pipelines import evaluate, train
@@ -162,3 +164,126 @@ def test_baseline_sha256_from_a_registry_is_checked(features_dir, good_model_dir
 def test_slicing_by_a_non_categorical_column_is_a_clear_error(features_dir, good_model_dir, tmp_path):
   with pytest.raises(ValueError, match=r"--slice_feature 'fare' is not a categorical feature"):
     run_evaluate(features_dir, good_model_dir, tmp_path, '--slice_feature', 'fare')
+
+
+# Evaluation on any data: every row of a CSV span, typed by the model's input schema.
+BAD_ROWS = [
+    'trip-bad1,2026-01-01 00:00:00,twelve,3.0,600,8,2,Cash,Sun Taxi,1\n',  # not a number
+    'trip-bad2,2026-01-01 00:00:00,12.5,3.0,600,8,2,Cash,Sun Taxi,\n',  # no label
+    'trip-bad3,2026-01-01 00:00:00,12.5,3.0,600,8,2,Cash\n',  # too few fields
+]
+
+
+def eval_split_frame():
+  """The rows of ``features_dir``'s eval split (mldata.write_features), as a frame."""
+  return mldata.taxi_frame(1500, 107, id_offset=3000)
+
+
+@pytest.fixture(scope='module')
+def on_csv(good_model_dir, tmp_path_factory):
+  """The good model on the eval split's rows written as CSV, plus three rows that cannot be typed."""
+  root = tmp_path_factory.mktemp('on_csv')
+  (root / 'span.csv').write_text(eval_split_frame().to_csv(index=False) + ''.join(BAD_ROWS))
+  output = root / 'eval'
+  record = evaluate.run(['--input', str(root / '*.csv'), '--model', str(good_model_dir),
+                         '--output', str(output)])
+  return output, record, json.loads((output / artifacts.METRICS_FILE).read_text())
+
+
+def test_evaluate_on_csv_scores_every_row_as_on_the_features(on_csv, first_model):
+  _, record, metrics = on_csv
+  _, first_record, first_metrics = first_model
+  on_features = first_metrics['models']['candidate']
+  on_span = metrics['models']['candidate']
+  assert on_span['overall']['example_count'] == 1500
+  assert on_span['overall'] == on_features['overall']
+  assert on_span['slices'] == on_features['slices']
+  assert record['status'] == first_record['status'] == artifacts.BLESSED
+
+
+def test_evaluate_on_csv_dead_letters_rows_that_cannot_be_typed(on_csv):
+  output, _, _ = on_csv
+  dead = [json.loads(line) for path in sorted((output / artifacts.DEAD_LETTER_DIR).iterdir())
+          for line in path.read_text().splitlines()]
+  assert sorted(d['line_number'] for d in dead) == [1502, 1503, 1504]
+  reasons = ' | '.join(sorted(d['reason'] for d in dead))
+  assert "'twelve' is not a number" in reasons and '(the label) is empty' in reasons
+  assert 'wrong column count' in reasons
+  summary = json.loads((output / artifacts.SUMMARY_FILE).read_text())
+  assert (summary['rows_read'], summary['rows_scored'], summary['rows_dead_lettered']) == (
+      1503, 1500, 3)
+  assert summary['reconciled'] is True
+
+
+def test_csv_rows_are_typed_by_the_models_input_schema(good_model_dir, tmp_path):
+  path = tmp_path / 'rows.csv'
+  path.write_text('trip_id,fare,trip_miles,trip_seconds,trip_start_hour,trip_start_day_of_week,'
+                  'payment_type,company,big_tip,notes\n'
+                  'a,12.5,3,,8,2,Cash,Sun Taxi,1,free text\n'
+                  'b,7,1.5,300,23,7,Mobile,,no,\n')
+  schema = model_io.read_input_schema(str(good_model_dir))
+  with TestPipeline() as pipeline:
+    rows = pipeline | evaluate.ReadLabelledCsv(str(path), schema, str(tmp_path / 'out'))
+    assert_that(rows, equal_to([
+        {'fare': 12.5, 'trip_miles': 3.0, 'trip_seconds': None, 'trip_start_hour': 8.0,
+         'trip_start_day_of_week': 2.0, 'payment_type': 'Cash', 'company': 'Sun Taxi',
+         'big_tip': 1},
+        {'fare': 7.0, 'trip_miles': 1.5, 'trip_seconds': 300.0, 'trip_start_hour': 23.0,
+         'trip_start_day_of_week': 7.0, 'payment_type': 'Mobile', 'company': None,
+         'big_tip': 0}]))
+
+
+def test_csv_lacking_a_model_column_is_refused_naming_it(good_model_dir, tmp_path, capsys):
+  eval_split_frame().drop(columns=['company', 'fare']).to_csv(tmp_path / 'span.csv', index=False)
+  code = evaluate.main(['--input', str(tmp_path / 'span.csv'), '--model', str(good_model_dir),
+                        '--output', str(tmp_path / 'e')])
+  err = capsys.readouterr().err
+  assert code == 2
+  assert "lacks column(s) ['fare', 'company'] that the model needs" in err
+  assert len(err.strip().splitlines()) == 1
+  assert not (tmp_path / 'e').exists()
+
+
+def test_features_lacking_a_model_column_are_refused_naming_it(good_model_dir, tmp_path, capsys):
+  """Before the input contract, the absent column was imputed, AUC fell and it said BLESSED."""
+  frame = eval_split_frame().drop(columns='company')
+  (tmp_path / 'f' / 'eval').mkdir(parents=True)
+  frame.to_parquet(tmp_path / 'f' / 'eval' / 'part-00000-of-00001.parquet', index=False)
+  code = evaluate.main(['--features', str(tmp_path / 'f'), '--model', str(good_model_dir),
+                        '--output', str(tmp_path / 'e')])
+  err = capsys.readouterr().err
+  assert code == 2
+  assert "evaluate: failed: eval features" in err and "lacks column(s) ['company']" in err
+  assert not (tmp_path / 'e' / artifacts.BLESSED).exists()
+
+
+def test_features_with_a_column_of_the_wrong_type_are_refused(good_model_dir, tmp_path, capsys):
+  frame = eval_split_frame()
+  frame['fare'] = frame['fare'].astype(str)
+  (tmp_path / 'f' / 'eval').mkdir(parents=True)
+  frame.to_parquet(tmp_path / 'f' / 'eval' / 'part-00000-of-00001.parquet', index=False)
+  code = evaluate.main(['--features', str(tmp_path / 'f'), '--model', str(good_model_dir),
+                        '--output', str(tmp_path / 'e')])
+  assert code == 2
+  assert 'fare is categorical, the model needs numeric' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('data', [[], ['--features', 'f', '--input', 'x.csv']])
+def test_exactly_one_of_features_or_input(good_model_dir, tmp_path, capsys, data):
+  code = evaluate.main([*data, '--model', str(good_model_dir), '--output', str(tmp_path / 'e')])
+  assert code == 2
+  assert 'give one of --features DIR' in capsys.readouterr().err
+
+
+def test_features_from_a_csv_lacking_a_model_column_are_refused(good_model_dir, tmp_path, capsys):
+  """Feature extraction writes a column absent from the CSV as all-null and names it in its
+  summary: scoring it would impute the whole column."""
+  from beam_pipelines import features
+  eval_split_frame().drop(columns='company').to_csv(tmp_path / 'span.csv', index=False)
+  features.run(['--input', str(tmp_path / 'span.csv'), '--output', str(tmp_path / 'f')])
+  code = evaluate.main(['--features', str(tmp_path / 'f'), '--model', str(good_model_dir),
+                        '--output', str(tmp_path / 'e')])
+  err = capsys.readouterr().err
+  assert code == 2
+  assert "summary.json: missing_columns) lacks column(s) ['company']" in err
+  assert not (tmp_path / 'e' / artifacts.BLESSED).exists()

@@ -12,7 +12,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipelines.ml import artifacts, inference, model_io
+from beam_pipelines.ml import artifacts, inference, input_schema, model_io
 
 import mldata
 
@@ -47,6 +47,34 @@ def test_metadata_records_features_versions_fingerprints_and_sha256(good_model_d
   payload = (good_model_dir / artifacts.MODEL_FILE).read_bytes()
   assert metadata['model_sha256'] == hashlib.sha256(payload).hexdigest()
   assert metadata['created'].endswith('+00:00')
+
+
+def test_metadata_records_the_input_schema_and_one_reader_types_it(good_model_dir):
+  metadata = json.loads((good_model_dir / artifacts.MODEL_METADATA_FILE).read_text())
+  assert metadata['input_schema'] == {
+      'columns': [{'name': c, 'type': 'numeric'} for c in mldata.NUMERIC]
+      + [{'name': c, 'type': 'categorical'} for c in mldata.CATEGORICAL],
+      'label': {'name': 'big_tip', 'type': 'binary'}}
+  assert model_io.read_input_schema(str(good_model_dir)) == input_schema.InputSchema(
+      tuple(mldata.NUMERIC), tuple(mldata.CATEGORICAL), 'big_tip')
+
+
+def test_input_schema_of_a_model_saved_before_it_was_recorded(model_copy):
+  path = model_copy / artifacts.MODEL_METADATA_FILE
+  metadata = json.loads(path.read_text())
+  del metadata['input_schema']
+  path.write_text(json.dumps(metadata))
+  schema = model_io.read_input_schema(str(model_copy))
+  assert schema.numeric == tuple(mldata.NUMERIC) and schema.label == 'big_tip'
+
+
+def test_a_malformed_input_schema_is_refused(model_copy):
+  path = model_copy / artifacts.MODEL_METADATA_FILE
+  metadata = json.loads(path.read_text())
+  metadata['input_schema']['columns'][0]['type'] = 'text'
+  path.write_text(json.dumps(metadata))
+  with pytest.raises(input_schema.InputSchemaError, match="unknown column types.*'fare: text'"):
+    model_io.read_input_schema(str(model_copy))
 
 
 def test_save_leaves_no_temp_files(good_model_dir):

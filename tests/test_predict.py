@@ -110,3 +110,25 @@ def test_registry_sha256_is_checked(good_model_dir, tmp_path, capsys):
                        '--model_sha256', '0' * 64, '--output', str(tmp_path / 'out')])
   assert code == 2
   assert 'the caller (registry) says 000' in capsys.readouterr().err
+
+
+def test_input_lacking_a_model_column_is_refused_naming_it(good_model_dir, tmp_path, capsys):
+  """Before the input contract, the absent column was imputed and 50 predictions came out."""
+  mldata.taxi_frame(50, seed=2).drop(columns='company').to_csv(tmp_path / 'new.csv', index=False)
+  code = predict.main(['--input', str(tmp_path / 'new.csv'), '--model', str(good_model_dir),
+                       '--output', str(tmp_path / 'out')])
+  err = capsys.readouterr().err
+  assert code == 2
+  assert "predict: failed: input file" in err and "lacks column(s) ['company']" in err
+  assert len(err.strip().splitlines()) == 1
+  assert not (tmp_path / 'out').exists()
+
+
+def test_empty_cells_of_a_present_column_are_still_predicted(good_model_dir, tmp_path):
+  """The contract is about absent columns: an empty cell is a missing value for the imputer."""
+  frame = mldata.taxi_frame(10, seed=3)
+  frame['company'] = None
+  frame.to_csv(tmp_path / 'new.csv', index=False)
+  summary = predict.run(['--input', str(tmp_path / 'new.csv'), '--model', str(good_model_dir),
+                         '--output', str(tmp_path / 'out')])
+  assert (summary['predictions_written'], summary['rows_dead_lettered']) == (10, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import datetime
 import io
@@ -63,6 +64,29 @@ def test_anomaly_knobs():
   assert 0.08 < share < 0.12
 
 
+def test_long_tail_adds_rare_names_some_in_one_split_only():
+  """20 rare companies, each under 1% of the rows; with the features' 20% eval split some fall
+  only in eval and some only in train (what blocks a schema inferred from train)."""
+  from beam_pipelines import features
+  knobs = taxi_data.Knobs(long_tail=20)
+  text = taxi_data.render_span(3000, DATE, seed=0, knobs=knobs)[0]
+  rows = _rows(text)
+  splits = collections.defaultdict(set)
+  for row in rows:
+    if row['company'].startswith('Rare Cab '):
+      splits[row['company']].add(features.assign_split(row['trip_id'], 0.2))
+  counts = collections.Counter(r['company'] for r in rows if r['company'] in splits)
+  assert len(counts) == 20 and max(counts.values()) < 0.01 * len(rows)
+  assert {'train'} in splits.values() and {'eval'} in splits.values()
+  assert text == taxi_data.render_span(3000, DATE, seed=0, knobs=knobs)[0]
+  assert text != taxi_data.render_span(3000, DATE, seed=1, knobs=knobs)[0]
+
+
+def test_long_tail_too_long_for_the_span_is_a_clear_error():
+  with pytest.raises(ValueError, match='--long_tail 50: 50 rows of rare names'):
+    taxi_data.render_span(60, DATE, knobs=taxi_data.Knobs(long_tail=50))
+
+
 def test_malformed_rows_replace_good_ones():
   text = taxi_data.render_span(1000, DATE, knobs=taxi_data.Knobs(malformed=5))[0]
   records = list(csv.reader(io.StringIO(text, newline='')))[1:]
@@ -100,3 +124,10 @@ def test_label_is_learnable():
   model = LogisticRegression(max_iter=1000).fit(x[:15000], y[:15000])
   auc = roc_auc_score(y[15000:], model.predict_proba(x[15000:])[:, 1])
   assert auc > 0.8
+
+
+def test_cli_refuses_a_knob_that_does_not_fit_in_one_line(tmp_path, capsys):
+  code = taxi_data.main(['--output', str(tmp_path), '--rows', '60', '--long_tail', '50'])
+  assert code == 2
+  err = capsys.readouterr().err
+  assert 'taxi_data: failed: --long_tail 50' in err and 'Traceback' not in err

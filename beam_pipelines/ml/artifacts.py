@@ -25,7 +25,8 @@ Validation (``python -m beam_pipelines.validate --features DIR --output VDIR``):
 Training (``python -m beam_pipelines.train --features DIR --output MDIR``)::
 
     MDIR/model.joblib                the fitted scikit-learn Pipeline
-    MDIR/model.json                  metadata: features, label, versions, data fingerprint, sha256
+    MDIR/model.json                  metadata: input schema (columns, types, label), versions,
+                                     data fingerprint, sha256
 
 Evaluation (``python -m beam_pipelines.evaluate --features DIR --model MDIR --output EDIR``)::
 
@@ -33,6 +34,11 @@ Evaluation (``python -m beam_pipelines.evaluate --features DIR --model MDIR --ou
     EDIR/blessing.json               {"status": "BLESSED" | "NOT_BLESSED", "message", checks...}
     EDIR/BLESSED or EDIR/NOT_BLESSED empty marker file (as TFX's ModelValidator writes)
     EDIR/report.html                 metrics and the blessing, for a person
+
+With ``--input CSV`` instead of ``--features DIR`` (every row of a CSV span)::
+
+    EDIR/dead_letter/part-*.jsonl    rows that could not be typed, with the reason
+    EDIR/summary.json                counts: rows_read = rows_scored + rows_dead_lettered
 
 Batch inference (``python -m beam_pipelines.predict --input CSV --model MDIR --output PDIR``)::
 

@@ -13,6 +13,9 @@ wrong field count, unparsable number, bad or missing label, empty key, CSV synta
 or a header that lacks the label/key column (every record of that file) or repeats a column.
 A header lacking a *feature* column is not a dead letter: the column is missing (None) in every
 row and the ``files`` output names it, so validation flags the dropped column as an anomaly.
+Scoring reads with ``require_features=True`` instead: a model's column is never imputed for a
+whole file, so a header lacking one dead-letters every record of that file (and
+``check_input_columns`` refuses such files before a pipeline starts).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from beam_pipelines.ml import artifacts
+from beam_pipelines.ml.input_schema import InputSchema
 from beam_pipelines.ml.spec import DatasetSpec, SpecError
 
 ROWS, DEAD_LETTER, FILES = 'rows', 'dead_letter', 'files'
@@ -124,6 +128,16 @@ def check_required_columns(files: Sequence[str], spec: DatasetSpec,
                       f'(first header: {headers[0]})')
 
 
+def check_input_columns(files: Sequence[str], schema: InputSchema,
+                        require_label: bool = True) -> None:
+  """Raises InputSchemaError naming the file and the columns when a file's header lacks a column
+  the model reads (or its label, with ``require_label``). Empty files are empty data."""
+  for path in files:
+    header = _file_header(path)
+    if header is not None:
+      schema.check_columns(dict.fromkeys(header), f'input file {path}', require_label)
+
+
 class _LineTap:
   """Iterates physical lines for ``csv.reader`` and keeps the ones its last record consumed."""
 
@@ -167,7 +181,8 @@ def iter_records(text: Iterable[str]) -> Iterator[Tuple[int, str, Optional[List[
 class RowParser:
   """Types the fields of one file's records by a resolved spec, given that file's header."""
 
-  def __init__(self, spec: DatasetSpec, header: Sequence[str], require_label: bool = True):
+  def __init__(self, spec: DatasetSpec, header: Sequence[str], require_label: bool = True,
+               require_features: bool = False):
     self.columns = spec.columns
     self.width = len(header)
     roles = ([(spec.key, KEY)] if spec.key else []) + (
@@ -190,7 +205,8 @@ class RowParser:
     self.extra_columns = [c for c in header if c not in self.columns and c not in spec.ignore]
     repeated = sorted({c for c in header if list(header).count(c) > 1})
     required = [c for c, i, role in self.plan
-                if i is None and (role == KEY or (role == LABEL and require_label))]
+                if i is None and (role == KEY or (role == LABEL and require_label)
+                                  or (role in (NUMERIC, CATEGORICAL) and require_features))]
     self.header_error: Optional[str] = None
     if repeated:
       self.header_error = f'header mismatch: the header repeats column(s) {repeated}'
@@ -268,10 +284,12 @@ class ParseCsvFileFn(beam.DoFn):
   Subclasses override ``emit`` (one good row) and ``flush`` (end of file) to batch rows.
   """
 
-  def __init__(self, spec: DatasetSpec, require_label: bool = True):
+  def __init__(self, spec: DatasetSpec, require_label: bool = True,
+               require_features: bool = False):
     super().__init__()
     self.spec = spec
     self.require_label = require_label
+    self.require_features = require_features
     self.rows_read = Metrics.counter(METRICS_NAMESPACE, 'rows_read')
     self.rows_dead = Metrics.counter(METRICS_NAMESPACE, 'rows_dead_lettered')
 
@@ -290,7 +308,7 @@ class ParseCsvFileFn(beam.DoFn):
       for line_number, raw, fields, error in iter_records(_open_text(handle)):
         if parser is None:  # the first record is the header
           header = list(fields or [])
-          parser = RowParser(self.spec, header, self.require_label)
+          parser = RowParser(self.spec, header, self.require_label, self.require_features)
           if error is None:
             continue
         records += 1
@@ -341,17 +359,21 @@ class ReadCsvRows(beam.PTransform):
 
   ``spec`` may hold "all": it is resolved against the first file's header at construction.
   ``require_label=False`` reads data without (or with unusable) labels, e.g. for inference.
+  ``require_features=True`` dead-letters every record of a file whose header lacks a feature
+  column (scoring: a model's input is never imputed for a whole file).
   """
 
-  def __init__(self, file_pattern: Patterns, spec: DatasetSpec, require_label: bool = True):
+  def __init__(self, file_pattern: Patterns, spec: DatasetSpec, require_label: bool = True,
+               require_features: bool = False):
     super().__init__()
     self.file_pattern = file_pattern
     self.spec = resolve_spec(spec, file_pattern)
     self.require_label = require_label
+    self.require_features = require_features
 
   def expand(self, root):
-    return root | 'ReadCsv' >> ReadCsvFiles(
-        self.file_pattern, ParseCsvFileFn(self.spec, self.require_label), (DEAD_LETTER, FILES))
+    parse = ParseCsvFileFn(self.spec, self.require_label, self.require_features)
+    return root | 'ReadCsv' >> ReadCsvFiles(self.file_pattern, parse, (DEAD_LETTER, FILES))
 
 
 class WriteDeadLetter(beam.PTransform):

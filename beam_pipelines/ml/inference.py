@@ -39,11 +39,11 @@ class VerifiedSklearnModelHandler(SklearnModelHandlerPandas):
   def __init__(self, model_dir: str, expected_sha256: Optional[str] = None, **kwargs):
     model_path, _ = model_io.model_paths(model_dir)
     super().__init__(model_uri=model_path, model_file_type=ModelFileType.JOBLIB, **kwargs)
-    metadata = model_io.read_metadata(model_dir)  # fail at construction when the directory is wrong
+    schema = model_io.read_input_schema(model_dir)  # fail at construction when the dir is wrong
     self._model_dir = model_dir
     self._expected_sha256 = expected_sha256
-    self._numeric = list(metadata['numeric'])
-    self._categorical = list(metadata['categorical'])
+    self._numeric = list(schema.numeric)
+    self._categorical = list(schema.categorical)
 
   def load_model(self):
     return model_io.load_model(self._model_dir, self._expected_sha256)

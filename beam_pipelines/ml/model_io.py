@@ -1,10 +1,11 @@
 """Saving and loading models with their metadata; a model is unpickled only after its sha256 checks.
 
 Layout (see ``artifacts``): ``MDIR/model.joblib`` and ``MDIR/model.json``. The metadata holds the
-feature list, label, spec fingerprint, library versions, data fingerprint, hyperparameters, the
-model file's sha256 and its creation time. Both files are written atomically (temp file, then
-rename) through the bucket layer, so ``gs://`` works; the metadata is written last, so a model
-directory without metadata is an unfinished save and is refused.
+input schema (columns, their types and the label: ``ml.input_schema``), spec fingerprint, library
+versions, data fingerprint, hyperparameters, the model file's sha256 and its creation time. Both
+files are written atomically (temp file, then rename) through the bucket layer, so ``gs://``
+works; the metadata is written last, so a model directory without metadata is an unfinished save
+and is refused.
 
 Loading a pickle runs code: ``load_model`` reads the bytes once, checks their sha256 against the
 metadata (and against ``expected_sha256`` when a registry supplies it: the metadata sits beside
@@ -21,6 +22,7 @@ import platform
 from typing import Any, Dict, Optional, Sequence
 
 from beam_pipelines.ml import artifacts
+from beam_pipelines.ml import input_schema as input_schema_lib
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.errors import Refusal
 
@@ -68,6 +70,7 @@ def save_model(model: Any, model_dir: str, *, numeric: Sequence[str], categorica
       'numeric': list(numeric),
       'categorical': list(categorical),
       'label': label,
+      'input_schema': input_schema_lib.from_columns(numeric, categorical, label).to_dict(),
       'spec_fingerprint': spec_fingerprint,
       'data': data,
       'data_fingerprint': data['fingerprint'],
@@ -93,6 +96,22 @@ def read_metadata(model_dir: str) -> Dict[str, Any]:
     if field not in metadata:
       raise ModelIntegrityError(f'model metadata {metadata_path} lacks {field!r}; refusing to load')
   return metadata
+
+
+def read_input_schema(model_dir: str) -> input_schema_lib.InputSchema:
+  """The model's input contract (the one reader of ``input_schema`` in ``model.json``).
+
+  A model saved before the schema was recorded has it as ``numeric``/``categorical``/``label``.
+  """
+  return input_schema_from_metadata(read_metadata(model_dir))
+
+
+def input_schema_from_metadata(metadata: Dict[str, Any]) -> input_schema_lib.InputSchema:
+  """The input schema of metadata already read (``read_metadata``); see ``read_input_schema``."""
+  if 'input_schema' in metadata:
+    return input_schema_lib.from_dict(metadata['input_schema'])
+  return input_schema_lib.from_columns(metadata['numeric'], metadata['categorical'],
+                                       metadata['label'])
 
 
 def read_verified_bytes(model_dir: str, expected_sha256: Optional[str] = None) -> bytes:

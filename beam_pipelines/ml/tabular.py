@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from beam_pipelines.ml import artifacts
+from beam_pipelines.ml.input_schema import CATEGORICAL, NUMERIC
 from beam_pipelines.store import bucket
 from beam_pipelines.store.errors import Refusal
 
@@ -46,6 +47,32 @@ def read_split(features_dir: str, split: str) -> Split:
     frames.append(pq.read_table(io.BytesIO(data)).to_pandas())
   frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
   return Split(frame, shards, data_fingerprint(shards))
+
+
+def split_column_types(features_dir: str, split: str) -> Dict[str, Dict[str, Optional[str]]]:
+  """{shard path: {column: "numeric" | "categorical" | None (all null) | arrow type}} of a split,
+  read from each Parquet shard's footer (no rows are read); raises FeaturesError if none."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  from apache_beam.io.filesystems import FileSystems
+  pattern = artifacts.split_pattern(features_dir, split)
+  matched = FileSystems.match([pattern])[0].metadata_list
+  if not matched:
+    raise FeaturesError(f'no {split} features: nothing matches {pattern}')
+
+  def kind(arrow_type) -> Optional[str]:
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+      return NUMERIC
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+      return CATEGORICAL
+    return None if pa.types.is_null(arrow_type) else str(arrow_type)
+
+  types = {}
+  for path in sorted(m.path for m in matched):
+    with FileSystems.open(path) as handle:
+      schema = pq.ParquetFile(handle).schema_arrow
+    types[path] = {field.name: kind(field.type) for field in schema}
+  return types
 
 
 def data_fingerprint(shards: Sequence[Mapping[str, str]]) -> str:
