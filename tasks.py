@@ -49,11 +49,13 @@ def task(*args, **kwargs):
 
 @contextlib.contextmanager
 def refusals():
-  """Turns any refusal into a clear one-line message and exit status 1."""
+  """Turns any refusal into a clear one-line message and exit status 1 (a failure after a commit
+  point says so: INCOMPLETE, not REFUSED)."""
   try:
     yield
   except Refusal as error:
-    raise Exit(f'[beam-pipelines] REFUSED: {error}', code=1) from None
+    verdict = 'INCOMPLETE' if getattr(error, 'committed', False) else 'REFUSED'
+    raise Exit(f'[beam-pipelines] {verdict}: {error}', code=1) from None
 
 
 def _bucket(url):
@@ -100,16 +102,17 @@ def deploy(c, build_id=None, approve=False, override_blessing=None, bucket=None)
 
 
 @task
-def rollback(c, build_id=None, approve=False, bucket=None):
+def rollback(c, build_id=None, approve=False, override_blessing=None, bucket=None):
   """Point prod back to the build deployed before the live one (or --build-id); recorded.
 
   :param build_id: roll back to this build (it must have been deployed to prod before).
   :param approve: confirm the rollback when the approval gate is on.
+  :param override_blessing: roll back to a build whose model is NOT_BLESSED; the reason is recorded.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
     url = _bucket(bucket)
-    deploy_step.rollback(url, build_id, approve)
+    deploy_step.rollback(url, build_id, approve, override_blessing)
     _summary(url)
 
 
@@ -168,8 +171,13 @@ def unlock(c, force=False, bucket=None):
 
 
 def _summary(url: str) -> None:
-  """Final lines of deploy/rollback: what is deployed where."""
-  lines = status_lines(url, limit=3)
+  """Final lines of deploy/rollback: what is deployed where (the change is done: a status that
+  cannot be read is said, never turned into a failure)."""
+  try:
+    lines = status_lines(url, limit=3)
+  except Refusal as error:
+    _say(f'done; the status summary could not be read: {error}')
+    return
   _say('deployed: ' + lines[2])
   for line in lines[:2] + lines[3:]:
     print(line)

@@ -88,17 +88,18 @@ def report_section(results: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
   return next((r['details'] for r in results if r['check'] == ML_CHECK), None)
 
 
-def refuse_unblessed(passed: TestReport, build_id: str, override: Optional[str]) -> Optional[str]:
+def refuse_unblessed(passed: TestReport, build_id: str, override: Optional[str],
+                     event: str = 'deploy') -> Optional[str]:
   """Raises when the build's model is NOT_BLESSED and no reason overrides; returns the override."""
   if passed.ml_status != NOT_BLESSED:
     return None
   ml = passed.ml or {}
   if override and override.strip():
-    progress(f'deploy: build {build_id}\'s model is NOT_BLESSED; deploying anyway, override '
+    progress(f'{event}: build {build_id}\'s model is NOT_BLESSED; going ahead, override '
              f'recorded: "{override.strip()}"')
     return override.strip()
   raise HarnessError(
       f'build {build_id}: its model is NOT_BLESSED against {ml.get("baseline") or "production"}: '
-      f'{ml.get("message")}. Deploy refused: the candidate pipeline makes a worse model. To deploy '
-      f'it anyway, give a reason: invoke deploy --override-blessing "<why>" (recorded). '
+      f'{ml.get("message")}. {event.capitalize()} refused: that pipeline makes a worse model. To '
+      f'go ahead anyway, give a reason: invoke {event} --override-blessing "<why>" (recorded). '
       f'Nothing was changed.')

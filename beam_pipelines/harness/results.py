@@ -34,11 +34,12 @@ class TestReport:
   __test__ = False  # not a pytest test class
 
   build_id: str
-  sha256: str
+  sha256: str  # of the wheel
   wheel_file: str
   status: str
   tested_at: str
   tested_by: str
+  manifest_sha256: Optional[str] = None  # of the build's manifest: ties wheel and workflows to it
   module_origins: Dict[str, str] = dataclasses.field(default_factory=dict)
   results: List[Dict[str, Any]] = dataclasses.field(default_factory=list)  # + workflow's name
   ml: Optional[Dict[str, Any]] = None

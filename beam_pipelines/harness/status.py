@@ -6,7 +6,7 @@ from typing import List
 
 from beam_pipelines.ct.paths import model_registry
 from beam_pipelines.ct.registry import model_status
-from beam_pipelines.harness.deploy import approval_required, history
+from beam_pipelines.harness.deploy import approval_required, history_with_skipped
 from beam_pipelines.harness.results import passed_builds, read_report
 from beam_pipelines.store import bucket, layout, lock, records
 from beam_pipelines.store.errors import Refusal
@@ -53,8 +53,9 @@ def status_lines(bucket_url: str, limit: int = 10) -> List[str]:
   lines.append(f'approval gate: {"ON (deploys need --approve)" if approval_required(bucket_url) else "off"}')
   holder = lock.holder_of(prod.lock)
   lines.append(f'lock: {"held by " + lock.describe(holder) if holder else "free"}')
-  events = history(bucket_url)
+  events, skipped = history_with_skipped(bucket_url)
   lines.append(f'history ({len(events)} events, newest last; {prod.history}):')
+  lines.extend(f'  SKIPPED an unreadable entry: {message}' for message in skipped)
   for event in events[-limit:]:
     lines.append(f'  {event.get(layout.VAR_DEPLOYED_AT)}  {event.get(layout.VAR_EVENT):8s} '
                  f'{event.get(layout.VAR_BUILD_ID)}  (was {event.get(layout.VAR_PREVIOUS_BUILD_ID) or "nothing"})'
