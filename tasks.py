@@ -23,7 +23,7 @@ from invoke import task as invoke_task
 
 from beam_pipelines.ct.lineage import render as render_lineage
 from beam_pipelines.ct.paths import model_registry
-from beam_pipelines.ct.registry import describe
+from beam_pipelines.ct.registry import VERSION_NUMBER, describe
 from beam_pipelines.harness import build as build_step
 from beam_pipelines.harness import deploy as deploy_step
 from beam_pipelines.harness.errors import HarnessError
@@ -255,33 +255,35 @@ def model_list(c, bucket=None):
 
 
 @task(name='model-promote')
-def model_promote(c, version, reason='', bucket=None):
+def model_promote(c, version, reason='', override_blessing=None, bucket=None):
   """Point the `production` alias at a registered version (atomic, recorded in the history).
 
   :param version: the version number to serve.
   :param reason: why (recorded).
+  :param override_blessing: promote a version that is not BLESSED; the reason is recorded.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
-    if not str(version).isdigit():
+    if not VERSION_NUMBER.fullmatch(str(version)):
       raise HarnessError(f'--version must be a registered version number (see `invoke '
                          f'model-list`), got {version!r}')
     reg = _registry(_bucket(bucket))
-    event = reg.promote(int(version), reason)
+    event = reg.promote(int(version), reason, override_blessing)
     _say(f'model-promote: production is v{reg.aliases()["production"]}'
          + ('' if event else ' (already)'))
 
 
 @task(name='model-rollback')
-def model_rollback(c, reason='', bucket=None):
+def model_rollback(c, reason='', override_blessing=None, bucket=None):
   """Point `production` back at the version it held before the live one (recorded).
 
   :param reason: why (recorded).
+  :param override_blessing: roll back to a version that is not BLESSED; the reason is recorded.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
     reg = _registry(_bucket(bucket))
-    event = reg.rollback(reason)
+    event = reg.rollback(reason, override_blessing)
     move = event['moves']['production']
     _say(f'model-rollback: production v{move["from"]} -> v{move["to"]}')
 

@@ -24,6 +24,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
   PipelineOptions subclass's flags into one parser, where a second --output would clash)."""
   parser.add_argument('--features', required=True, help='Feature extraction output directory.')
   parser.add_argument('--model', required=True, help='Candidate model directory.')
+  parser.add_argument('--model_sha256', default=None,
+                      help="The candidate model file's sha256 as the step that trained it "
+                           'recorded it (checked before loading, besides the metadata).')
   parser.add_argument('--baseline_model', default=None,
                       help='Baseline (e.g. production) model directory; none: rubber stamp.')
   parser.add_argument('--baseline_sha256', default=None,
@@ -189,7 +192,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   """Evaluates and blesses; returns the blessing record (also written to EDIR/blessing.json)."""
   known, options = runtime.pipeline_arguments('evaluate', argv, add_evaluate_arguments, save_main_session)
   thresholds = blessing.load_config(known.blessing_config)
-  models = {CANDIDATE: describe_model(known.model)}
+  models = {CANDIDATE: describe_model(known.model, known.model_sha256)}
   if known.baseline_model:
     models[BASELINE] = describe_model(known.baseline_model, known.baseline_sha256)
     if models[BASELINE]['label'] != models[CANDIDATE]['label']:

@@ -184,7 +184,7 @@ class ContinuousTraining:
     evaluation = done[steps.EVALUATION].result
     model_dir = done[steps.TRAINING].directory
     record, created = self.registry.push(
-        model_dir, metrics=evaluation['metrics'], run_id=run.record['run_id'], lineage=run.path,
+        model_dir, done[steps.TRAINING].result['model_sha256'], metrics=evaluation['metrics'], run_id=run.record['run_id'], lineage=run.path,
         blessing={k: evaluation[k] for k in ('status', 'message', 'rubber_stamped')},
         data=run.record['data'], code=self.code, parameters=run.record['parameters'])
     version = record['version']

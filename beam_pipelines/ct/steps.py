@@ -77,9 +77,22 @@ def training_step(definition: PipelineDefinition, features_dir: str, validation_
           'hyperparameters': metadata['hyperparameters']}
 
 
+def verify_model(result: Dict[str, Any], directory: str) -> Optional[str]:
+  """None when the cached model file has the sha256 its training step recorded, else why not."""
+  model_file = layout.join(directory, artifacts.MODEL_FILE)
+  if not bucket.exists(model_file):
+    return f'{model_file} is missing'
+  actual = bucket.sha256_of(model_file)
+  if actual != result.get('model_sha256'):
+    return f'{model_file} has sha256 {actual}, the step recorded {result.get("model_sha256")}'
+  return None
+
+
 def evaluation_step(definition: PipelineDefinition, features_dir: str, model_dir: str,
-                    baseline: Optional[Tuple[str, str]], directory: str) -> Dict[str, Any]:
-  argv = ['--features', features_dir, '--model', model_dir, '--output', directory]
+                    model_sha256: str, baseline: Optional[Tuple[str, str]],
+                    directory: str) -> Dict[str, Any]:
+  argv = ['--features', features_dir, '--model', model_dir, '--model_sha256', model_sha256,
+          '--output', directory]
   if baseline:
     argv += ['--baseline_model', baseline[0], '--baseline_sha256', baseline[1]]
   if definition.blessing_path:
@@ -102,15 +115,16 @@ def run_steps(definition: PipelineDefinition, pattern: str, data_sha256: str, co
               previous: Optional[str] = None) -> Dict[str, StepRun]:
   """Runs (or reuses) each step; stops after validation when it says "anomalous".
 
-  Returns {step name: StepRun} for the steps that ran or were reused.
+  Returns {step name: StepRun} for the steps that ran or were reused. The trained model is
+  loaded (evaluation) or registered only as the bytes whose sha256 the training step recorded.
   ``baseline`` is (model directory, verified model sha256) of the model to beat, or None.
   """
   params = definition.parameters()
   done: Dict[str, StepRun] = {}
 
-  def step(name: str, fn, **inputs):
+  def step(name: str, fn, verify=None, **inputs):
     key = step_key(name, code=code, **inputs)
-    result, status, directory = cache.run(name, key, fn)
+    result, status, directory = cache.run(name, key, fn, verify)
     done[name] = StepRun(result, status, directory, key)
     on_step(name, status, directory, result)
     return result, directory, key
@@ -127,8 +141,9 @@ def run_steps(definition: PipelineDefinition, pattern: str, data_sha256: str, co
     return done
   trained, model_dir, _ = step(
       TRAINING, lambda d: training_step(definition, features_dir, validation_dir, d),
-      features=features_key, train=params['train'], spec=params['spec_fingerprint'])
-  step(EVALUATION, lambda d: evaluation_step(definition, features_dir, model_dir, baseline, d),
+      verify=verify_model, features=features_key, train=params['train'], spec=params['spec_fingerprint'])
+  step(EVALUATION, lambda d: evaluation_step(definition, features_dir, model_dir,
+                                             trained['model_sha256'], baseline, d),
        features=features_key, model=trained['model_sha256'],
        baseline=baseline[1] if baseline else None, blessing=params['blessing_sha256'])
   return done
