@@ -113,6 +113,8 @@ class ContinuousTraining:
     """Processes the given spans, else every landed span not processed yet, oldest first."""
     with BucketLock(self.paths.lock, 'continuous training run',
                     guards=f'continuous training of {self.paths.env.root}'):
+      for root in (self.paths.root, self.registry.root):
+        bucket.remove_stale_temps(root, 'ct')
       if spans is None:
         done = {r['span'] for r in processed_spans(self.paths)}
         landed = landed_spans(self.paths)

@@ -76,6 +76,7 @@ class Registry:
           told = True
         time.sleep(0.25)
     try:
+      bucket.remove_stale_temps(self.root, 'registry')
       yield
     finally:
       lock.__exit__(None, None, None)

@@ -154,6 +154,7 @@ def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: b
   """Makes ``build_id`` live in prod (caller holds the lock). Returns the new prod variables."""
   test = layout.Env(bucket_url, layout.TEST)
   prod = layout.Env(bucket_url, layout.PROD)
+  bucket.remove_stale_temps(prod.root, event)
   live = _live(prod)
   record_missing_event(prod, live)
   passed = read_passed(bucket_url, build_id)

@@ -29,6 +29,7 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   env = layout.Env(bucket_url, layout.TEST)
   if bucket.exists(env.variables):
     bucket.read_json(env.variables, 'test variables')  # refuse to overwrite what we cannot read
+  bucket.remove_stale_temps(env.root, 'test')
   progress(f'test: uploading build {build_id} to {env.artifacts(build_id)}')
   publish.upload(manifest, repo / layout.DIST_DIR, env)
   workflows_dir = publish.deploy_workflows(manifest, env, env)

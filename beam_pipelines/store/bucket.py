@@ -3,6 +3,8 @@
 Atomic writes: on a local filesystem, a temporary sibling object is written then renamed over the
 target (POSIX rename is atomic); on an object store (``gs://``) a single-object put is atomic, so
 the object is written directly. Readers therefore see the old or the new content, never half.
+Every temporary name carries its writer's pid (``<name>.tmp-<pid>-<hex>``, ``.fetch-<pid>-…``,
+``.create-<pid>-…``), so ``clean_stale_temps`` can remove those of writers that are gone.
 """
 
 from __future__ import annotations
@@ -11,14 +13,19 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import secrets
+import shutil
 import tempfile
 from typing import List, Optional
 
 from beam_pipelines.store import layout
+from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import StorageError
 
 _CHUNK = 1 << 20
+# Temporary names of this module's writers (and the installer's staging dirs): group 1 is the pid.
+TEMP_NAME = re.compile(r'(?:.+\.tmp-|\.fetch-|\.create-|site-)([0-9]+)-[0-9a-z_]+')
 
 
 def _fs():
@@ -121,7 +128,7 @@ def fetch_verified(url: str, expected_sha256: str, local_path: str, what: str = 
     raise StorageError(f'{what} missing: {url}')
   directory = os.path.dirname(os.path.abspath(local_path))
   os.makedirs(directory, exist_ok=True)
-  fd, scratch = tempfile.mkstemp(dir=directory, prefix='.fetch-')
+  fd, scratch = tempfile.mkstemp(dir=directory, prefix=f'.fetch-{os.getpid()}-')
   digest = hashlib.sha256()
   try:
     with os.fdopen(fd, 'wb') as target, _fs().open(url, compression_type=_uncompressed()) as source:
@@ -185,7 +192,7 @@ def create_exclusive(path: str, data: bytes) -> bool:
     os.makedirs(directory, exist_ok=True)
     # Written in full under a private name, then hard-linked into place: link() fails if the
     # name exists (atomic on POSIX), so no reader ever sees a half-written object.
-    fd, scratch = tempfile.mkstemp(dir=directory, prefix='.create-')
+    fd, scratch = tempfile.mkstemp(dir=directory, prefix=f'.create-{os.getpid()}-')
     try:
       with os.fdopen(fd, 'wb') as handle:
         handle.write(data)
@@ -208,3 +215,49 @@ def create_exclusive(path: str, data: bytes) -> bool:
       return False
     return True
   raise StorageError(f'exclusive create is not implemented for {path}: use a local dir or gs://')
+
+
+def _pid_running(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OverflowError):
+    return True
+  return True
+
+
+def clean_stale_temps(prefix: str) -> List[str]:
+  """Removes the temporary files (and install staging dirs) under the local ``prefix`` whose
+  writer process no longer runs on this host; returns their paths. Object stores have none."""
+  if not is_local(prefix) or not os.path.isdir(prefix):
+    return []
+  removed = []
+  for root, dirs, files in os.walk(prefix):
+    for name in list(files) + list(dirs):
+      match = TEMP_NAME.fullmatch(name)
+      if not match or _pid_running(int(match.group(1))):
+        continue
+      path = os.path.join(root, name)
+      if os.path.isdir(path) and not os.path.islink(path):
+        if not name.startswith('site-'):
+          continue
+        shutil.rmtree(path, ignore_errors=True)
+        dirs.remove(name)
+      else:
+        try:
+          os.unlink(path)
+        except FileNotFoundError:
+          continue
+      removed.append(path)
+  return removed
+
+
+def remove_stale_temps(prefix: str, step: str) -> List[str]:
+  """``clean_stale_temps`` with one progress line naming what ``step`` removed (nothing: silent)."""
+  removed = clean_stale_temps(prefix)
+  if removed:
+    shown = ', '.join(removed[:3]) + (f' and {len(removed) - 3} more' if len(removed) > 3 else '')
+    progress(f'{step}: removed {len(removed)} temporary file(s) left by writers that are gone: '
+             f'{shown}')
+  return removed
