@@ -17,6 +17,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import warnings
 from typing import List, Optional
 
 from beam_pipelines.store import layout
@@ -146,8 +147,18 @@ def fetch_verified(url: str, expected_sha256: str, local_path: str, what: str = 
   return os.path.abspath(local_path)
 
 
+def escape_pattern(path: str) -> str:
+  """``path`` as a literal in a FileSystems match pattern: ``[``, ``*``, ``?`` in a bucket or
+  object name (``runs[1]``) match themselves, not a character class."""
+  return re.sub(r'([\[*?])', r'[\1]', path)
+
+
 def size(path: str) -> int:
-  metadata = _fs().match([path])[0].metadata_list
+  if is_local(path):
+    return os.path.getsize(path) if os.path.isfile(path) else 0
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', FutureWarning)
+    metadata = _fs().match([escape_pattern(path)])[0].metadata_list
   return metadata[0].size_in_bytes if metadata else 0
 
 
@@ -161,18 +172,31 @@ def copy_verified(source: str, destination: str, expected_sha256: str, what: str
   verify(destination, expected_sha256, f'copy of {what}')
 
 
+def _match(pattern: str) -> List[str]:
+  """Paths of the objects matching an object-store pattern (escaped parts match literally)."""
+  with warnings.catch_warnings():  # Beam's translation of an escaped '[' warns "nested set"
+    warnings.simplefilter('ignore', FutureWarning)
+    return [m.path for m in _fs().match([pattern])[0].metadata_list]
+
+
 def list_files(prefix: str) -> List[str]:
-  """Objects directly under ``prefix`` (a directory-like prefix), sorted by name."""
-  pattern = layout.join(prefix, '*')
-  result = _fs().match([pattern])[0]
-  return sorted(m.path for m in result.metadata_list
-                if '.tmp-' not in m.path.rsplit('/', 1)[-1])
+  """Objects directly under ``prefix`` (a directory-like prefix), sorted by name; temporary
+  objects of the atomic writer are not listed. Names with ``[``, ``*``, ``?`` are literal."""
+  if is_local(prefix):
+    directory = prefix.rstrip('/')
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    paths = [os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))]
+  else:
+    paths = _match(layout.join(escape_pattern(prefix), '*'))
+  return sorted(p for p in paths if '.tmp-' not in p.rsplit('/', 1)[-1])
 
 
 def list_tree(prefix: str) -> List[str]:
   """Every object under ``prefix``, recursively, sorted."""
-  result = _fs().match([layout.join(prefix, '**')])[0]
-  return sorted(m.path for m in result.metadata_list)
+  if is_local(prefix):
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(prefix.rstrip('/'))
+                  for name in names)
+  return sorted(_match(layout.join(escape_pattern(prefix), '**')))
 
 
 def delete(path: str) -> None:
