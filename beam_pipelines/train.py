@@ -33,10 +33,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help='Validation verdict.json (or its directory); "anomalous" refuses training.')
   parser.add_argument('--classifier', choices=CLASSIFIERS, default='logistic')
   parser.add_argument('--C', type=float, default=1.0, help='logistic: inverse regularisation.')
-  parser.add_argument('--max_iter', type=int, default=1000, help='logistic/gbt: iterations.')
+  parser.add_argument('--max_iter', type=runtime.count(1), default=1000,
+                      help='logistic/gbt: iterations.')
   parser.add_argument('--learning_rate', type=float, default=0.1, help='gbt: learning rate.')
-  parser.add_argument('--max_depth', type=int, default=None, help='gbt: tree depth (None: no cap).')
-  parser.add_argument('--max_leaf_nodes', type=int, default=31, help='gbt: leaves per tree.')
+  parser.add_argument('--max_depth', type=runtime.count(1), default=None,
+                      help='gbt: tree depth (None: no cap).')
+  parser.add_argument('--max_leaf_nodes', type=runtime.count(2), default=31,
+                      help='gbt: leaves per tree.')
   parser.add_argument('--random_state', type=int, default=0, help='Seed (determinism).')
 
 

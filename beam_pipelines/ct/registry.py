@@ -291,8 +291,11 @@ def model_status(reg: Registry) -> str:
       return f'model registry: no production model ({reg.root})'
     production = reg.record(aliases[PRODUCTION]) if PRODUCTION in aliases else None
     auc = (production or {}).get('metrics', {}).get('auc')
+    override = (bucket.read_json(reg._aliases_path, 'registry aliases').get('event') or {}).get(
+        BLESSING_OVERRIDE)
     return (f'model registry: production v{aliases.get(PRODUCTION)}'
             + (f' (auc {auc:.4f}, run {production.get("run_id")})' if isinstance(auc, float) else '')
+            + (f' BLESSING OVERRIDDEN: "{override}"' if override else '')
             + f', candidate v{aliases.get(CANDIDATE)}; {len(reg.numbers())} version(s) in {reg.root}')
   except Refusal as error:
     return f'model registry: UNREADABLE: {error}'

@@ -200,6 +200,13 @@ def list_tree(prefix: str) -> List[str]:
 
 
 def delete(path: str) -> None:
+  """Deletes ``path`` if it exists; one already gone (another process was faster) is no error."""
+  if is_local(path):
+    try:
+      os.unlink(path)
+    except FileNotFoundError:
+      pass
+    return
   if exists(path):
     _fs().delete([path])
 
