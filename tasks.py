@@ -59,7 +59,11 @@ def refusals():
 
 
 def _bucket(url):
-  return resolve_bucket(url, REPO)
+  """The bucket URL of a task; a gs:// bucket that cannot be reached is refused in seconds."""
+  resolved = resolve_bucket(url, REPO)
+  with refusals():
+    bucket_io.check_reachable(resolved)
+  return resolved
 
 
 def _say(line: str) -> None:

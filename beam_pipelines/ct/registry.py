@@ -43,6 +43,7 @@ LOCK_FILE = 'registry.lock'
 VERSION_NUMBER = re.compile(r'[0-9]{1,9}')  # ASCII digits only: '³' or '٣' is not a version
 LOCK_WAIT_SECONDS = 120.0  # a push waits this long for another push/move to finish
 EVENT_PUSH, EVENT_PROMOTE, EVENT_ROLLBACK = 'push', 'promote', 'rollback'
+CRASH_POINTS = ('registry-files-written', 'registry-moved')  # $BEAM_PIPELINES_CRASH_AT points
 BLESSING_OVERRIDE = 'blessing_override'  # history field: why a version not BLESSED became production
 
 
@@ -247,6 +248,7 @@ class Registry:
               'moves': {a: {'from': before.get(a), 'to': n} for a, n in sorted(moves.items())
                         if before.get(a) != n}, **facts}
     bucket.write_json(self._aliases_path, {'aliases': after, 'event': record})  # the commit point
+    crash_point('registry-moved')
     bucket.write_json(layout.join(self._history_dir, f'{stamp}.json'), record)
     return record
 

@@ -154,7 +154,6 @@ def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: b
   """Makes ``build_id`` live in prod (caller holds the lock). Returns the new prod variables."""
   test = layout.Env(bucket_url, layout.TEST)
   prod = layout.Env(bucket_url, layout.PROD)
-  bucket.remove_stale_temps(prod.root, event)
   live = _live(prod)
   record_missing_event(prod, live)
   passed = read_passed(bucket_url, build_id)
@@ -222,6 +221,7 @@ def deploy(bucket_url: str, build_id: Optional[str] = None, approve: bool = Fals
   prod = _checked_request(bucket_url, build_id, approve,
                           'prod deploys need `--approve` (a person has reviewed the test results)')
   with prod_lock(prod, layout.EVENT_DEPLOY):
+    bucket.remove_stale_temps(prod.root, layout.EVENT_DEPLOY)
     if build_id is None:
       build_id = newest_deployable(bucket_url)
     override = ml_check.refuse_unblessed(read_passed(bucket_url, build_id), build_id,
@@ -270,6 +270,7 @@ def rollback(bucket_url: str, build_id: Optional[str] = None, approve: bool = Fa
   whose model was NOT_BLESSED needs ``override_blessing`` (recorded), as a deploy does."""
   prod = _checked_request(bucket_url, build_id, approve, 'prod rollbacks need `--approve`')
   with prod_lock(prod, layout.EVENT_ROLLBACK):
+    bucket.remove_stale_temps(prod.root, layout.EVENT_ROLLBACK)
     live = _live(prod)
     if live is None:
       raise HarnessError('nothing is deployed in prod: nothing to roll back')

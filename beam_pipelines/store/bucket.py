@@ -16,7 +16,9 @@ import pathlib
 import re
 import secrets
 import shutil
+import socket
 import tempfile
+import urllib.parse
 import warnings
 from typing import List, Optional
 
@@ -49,6 +51,30 @@ def resolve_bucket(bucket: Optional[str], repo_root: pathlib.Path) -> str:
   if is_local(url):
     url = str(pathlib.Path(url).expanduser().resolve())
   return url.rstrip('/')
+
+
+REACH_TIMEOUT_SECONDS = 5.0
+GCS_HOST = ('storage.googleapis.com', 443)
+
+
+def check_reachable(url: str, timeout: float = REACH_TIMEOUT_SECONDS) -> None:
+  """For a ``gs://`` bucket, refuses within ``timeout`` seconds when the storage endpoint (or
+  $STORAGE_EMULATOR_HOST) cannot be reached, instead of minutes of client retries. Local: no-op."""
+  if not url.startswith('gs://'):
+    return
+  emulator = os.environ.get('STORAGE_EMULATOR_HOST')
+  if emulator:
+    parsed = urllib.parse.urlsplit(emulator if '://' in emulator else f'http://{emulator}')
+    host, port = parsed.hostname or '', parsed.port or (443 if parsed.scheme == 'https' else 80)
+  else:
+    host, port = GCS_HOST
+  try:
+    socket.create_connection((host, port), timeout=timeout).close()
+  except OSError as error:
+    raise StorageError(f'cannot reach {host}:{port} for {url} within {timeout:.0f} s '
+                       f'({error.strerror or error}): check the network'
+                       f'{" and $STORAGE_EMULATOR_HOST" if emulator else ""}. '
+                       f'Nothing was done.') from None
 
 
 def exists(path: str) -> bool:
