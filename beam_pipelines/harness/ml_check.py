@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 from beam_pipelines.ct import lineage, registry
 from beam_pipelines.ct.paths import model_registry
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.harness.results import CheckResult, TestReport, read_report
+from beam_pipelines.harness.results import CheckResult, TestReport, read_passed
 from beam_pipelines.ml.artifacts import BLESSED, NOT_BLESSED
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.console import progress
@@ -39,7 +39,7 @@ def _production_build_model(bucket_url: str, data_sha256: str) -> Optional[Dict[
   live = records.deployed(prod)
   if live is None or not bucket.exists(test.passed(live.build_id)):
     return None
-  ml = read_report(test.passed(live.build_id), 'test-passed record').ml or {}
+  ml = read_passed(bucket_url, live.build_id).ml or {}  # signature checked when signing is on
   if ml.get('data_sha256') != data_sha256 or not ml.get('model_dir'):
     return None
   model_file = layout.join(ml['model_dir'], 'model.joblib')

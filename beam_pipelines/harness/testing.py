@@ -17,7 +17,7 @@ from beam_pipelines.harness import checks, install, ml_check, publish, workflows
 from beam_pipelines.harness.build import load_local_manifest
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.results import TestReport
-from beam_pipelines.store import bucket, layout
+from beam_pipelines.store import bucket, layout, signing
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.identity import actor
 
@@ -78,6 +78,6 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   if not passed:
     raise HarnessError(f'test FAILED for build {build_id}: {"; ".join(report.failures())}. '
                        f'Report: {env.report(build_id)}. No "test passed" record was written.')
-  bucket.write_json(env.passed(build_id), report.to_dict())
+  bucket.write_json(env.passed(build_id), signing.sign(report.to_dict()))
   progress(f'test: PASSED: build {build_id}; record {env.passed(build_id)}')
   return report

@@ -15,7 +15,7 @@ import pytest
 
 from beam_pipelines.harness import deploy, install, run
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.store import layout
+from beam_pipelines.store import layout, signing
 from beam_pipelines.store.errors import Refusal
 
 from .support import invoke, prod_variables
@@ -203,3 +203,20 @@ def test_the_installed_wheel_is_checked_before_each_use(loop, tmp_path, capsys):
   assert again == site and module.read_bytes() == original
   assert not (site / 'sitecustomize.py').exists()
   assert install.site_problem(site, next((tmp_path / 'wheels' / values['sha256']).glob('*.whl'))) is None
+
+
+def test_with_a_signing_key_a_forged_or_unsigned_passed_record_is_refused(bucket_copy, loop,
+                                                                          monkeypatch):
+  monkeypatch.setenv(signing.SIGNING_KEY_ENV_VAR, 'ci-secret')
+  record = bucket_copy / 'test' / 'passed' / f'{loop.a}.json'
+  passed = json.loads(record.read_text())
+  before = prod_state(bucket_copy)
+  with pytest.raises(Refusal, match='is not signed'):
+    deploy.deploy(str(bucket_copy), loop.a)
+  record.write_text(json.dumps(dict(passed, signature=signing.signature(passed, b'guessed'))))
+  with pytest.raises(Refusal, match='signed with another key'):
+    deploy.deploy(str(bucket_copy), loop.a)
+  assert prod_state(bucket_copy) == before
+  record.write_text(json.dumps(signing.sign(passed)))  # what `invoke test` writes with the key
+  deploy.deploy(str(bucket_copy), loop.a)
+  assert prod_variables(bucket_copy)['build_id'] == loop.a
