@@ -56,6 +56,9 @@ def refusals():
   except Refusal as error:
     verdict = 'INCOMPLETE' if getattr(error, 'committed', False) else 'REFUSED'
     raise Exit(f'[beam-pipelines] {verdict}: {error}', code=1) from None
+  except OSError as error:  # a full disk, a read-only bucket, a path that is a file
+    raise Exit(f'[beam-pipelines] FAILED: {error}. A disk, permission or path problem; commit '
+               f'points are written last, so what was live still is.', code=1) from None
 
 
 def _bucket(url):

@@ -54,6 +54,21 @@ def unknown_beam_flags(beam_args: List[str]) -> List[str]:
   return sorted(f'--{name}' for name in unknown)
 
 
+def local_path_problem(input_pattern, output) -> str:
+  """Why a local ``--input`` or ``--output`` cannot work, before any pipeline runs ('' if none):
+  an input that is a directory, an output below something that is a file."""
+  if input_pattern and '://' not in input_pattern and os.path.isdir(input_pattern):
+    return (f'argument --input: {input_pattern} is a directory; give a file or a pattern such as '
+            f'{input_pattern.rstrip("/")}/*')
+  if output and '://' not in output:
+    parent = os.path.dirname(os.path.abspath(output))
+    while parent and not os.path.exists(parent):
+      parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+      return f'argument --output: {parent} is a file, not a directory'
+  return ''
+
+
 BEAM_OPTIONS_EPILOG = 'Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).'
 
 
@@ -94,6 +109,9 @@ def pipeline_arguments(pipeline: str, argv, add_arguments: Callable[[argparse.Ar
   if unknown:  # exit status 2, like any argparse error: a mistyped flag never falls back silently
     parser.error(f'unrecognized arguments: {" ".join(unknown)} (neither a flag of {pipeline} nor '
                  f'a Beam pipeline option; see --help)')
+  problem = local_path_problem(getattr(known, 'input', None), getattr(known, 'output', None))
+  if problem:
+    parser.error(problem)
   options = PipelineOptions(beam_args)
   options.view_as(SetupOptions).save_main_session = save_main_session
   return known, options

@@ -160,3 +160,23 @@ class TestCommandLines:
     assert time.monotonic() - started < 15
     assert done.returncode == 1 and 'Traceback' not in done.stderr
     assert done.stderr.strip().count('\n') == 0 and 'cannot reach' in done.stderr
+
+  def test_an_input_directory_and_an_output_below_a_file_are_errors(self, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    for args, message in (
+        (('--input', str(tmp_path), '--output', str(tmp_path / 'out')),
+         f'argument --input: {tmp_path} is a directory'),
+        (('--output', str(blocker / 'counts')), f'argument --output: {blocker} is a file')):
+      done = self.cli('beam_pipelines.wordcount', *args)
+      assert done.returncode == 2 and 'Traceback' not in done.stderr
+      assert message in done.stderr
+
+  def test_a_bucket_that_is_a_file_is_refused_in_one_line(self, tmp_path):
+    blocker = tmp_path / 'bucket'
+    blocker.write_text('x')
+    done = subprocess.run([sys.executable, '-m', 'invoke', 'deploy'], capture_output=True,
+                          text=True, cwd=REPO, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=REPO, BEAM_PIPELINES_BUCKET=str(blocker)))
+    assert done.returncode == 1 and 'Traceback' not in done.stderr
+    assert f'the bucket {blocker} is a file' in done.stderr

@@ -59,7 +59,13 @@ GCS_HOST = ('storage.googleapis.com', 443)
 
 def check_reachable(url: str, timeout: float = REACH_TIMEOUT_SECONDS) -> None:
   """For a ``gs://`` bucket, refuses within ``timeout`` seconds when the storage endpoint (or
-  $STORAGE_EMULATOR_HOST) cannot be reached, instead of minutes of client retries. Local: no-op."""
+  $STORAGE_EMULATOR_HOST) cannot be reached, instead of minutes of client retries. A local
+  bucket that is a file is refused."""
+  if is_local(url):
+    if os.path.exists(url) and not os.path.isdir(url):
+      raise StorageError(f'the bucket {url} is a file, not a directory: give a directory or '
+                         f'gs:// URL. Nothing was done.')
+    return
   if not url.startswith('gs://'):
     return
   emulator = os.environ.get('STORAGE_EMULATOR_HOST')
