@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pathlib
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -220,3 +222,47 @@ def test_with_a_signing_key_a_forged_or_unsigned_passed_record_is_refused(bucket
   record.write_text(json.dumps(signing.sign(passed)))  # what `invoke test` writes with the key
   deploy.deploy(str(bucket_copy), loop.a)
   assert prod_variables(bucket_copy)['build_id'] == loop.a
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A tmpfs mount (root only) to fill up; skipped where mounting is not allowed."""
+  mount_point = tmp_path / 'disk'
+  mount_point.mkdir()
+  done = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', str(mount_point)],
+                        capture_output=True, text=True)
+  if done.returncode != 0:
+    pytest.skip(f'cannot mount a tmpfs here: {done.stderr.strip()}')
+  yield mount_point
+  subprocess.run(['umount', '-l', str(mount_point)], check=True)
+
+
+def test_a_full_disk_during_deploy_is_one_line_and_the_next_deploy_cleans_up(project, loop,
+                                                                              small_disk):
+  copy = small_disk / 'bucket'
+  skip = {('test', 'ct'), ('test', 'results'), ('prod', 'ct'), ('prod', 'registry'),
+          ('prod', 'artifacts', loop.a), ('prod', 'workflows', loop.a)}
+  shutil.copytree(loop.bucket, copy, ignore=lambda d, names: [
+      n for n in names if pathlib.Path(d, n).relative_to(loop.bucket).parts in skip])
+  for record in copy.rglob('*.json'):
+    if not {'artifacts', 'workflows'} & set(record.relative_to(copy).parts):
+      record.write_text(record.read_text().replace(str(loop.bucket), str(copy)))
+  used = os.statvfs(small_disk).f_blocks - os.statvfs(small_disk).f_bfree
+  wheel = copy / 'test' / 'artifacts' / loop.a / loop.manifest_a['wheel']
+  size = used * os.statvfs(small_disk).f_frsize + wheel.stat().st_size // 2
+  subprocess.run(['mount', '-o', f'remount,size={size}', str(small_disk)], check=True)
+  before = prod_state(copy)
+  done = invoke(project, copy, 'deploy', '--build-id', loop.a)
+  assert done.returncode == 1, done.stderr
+  assert 'Traceback' not in done.stderr and 'No space left on device' in done.stderr
+  assert done.stderr.strip().splitlines()[-1].startswith('[beam-pipelines] FAILED')
+  assert prod_variables(copy)['build_id'] == loop.b
+  assert deploy.live_deployment_ok(layout.Env(str(copy), layout.PROD)) is None
+  leftovers = [p for p in (copy / 'prod').rglob('*') if '.tmp-' in p.name]
+  subprocess.run(['mount', '-o', 'remount,size=64m', str(small_disk)], check=True)
+  again = invoke(project, copy, 'deploy', '--build-id', loop.a)
+  assert again.returncode == 0, again.stderr
+  if leftovers:
+    assert 'temporary file(s) left by writers that are gone' in again.stderr
+  assert not [p for p in (copy / 'prod').rglob('*') if '.tmp-' in p.name]
+  assert prod_variables(copy)['build_id'] == loop.a and prod_state(copy) != before
