@@ -105,7 +105,7 @@ def read_verified_bytes(model_dir: str, expected_sha256: Optional[str] = None) -
     raise ModelIntegrityError(f'cannot read model file {model_path}: {error}') from error
   actual = bucket.sha256_bytes(payload)
   for source, expected in (('its metadata', metadata['model_sha256']),
-                           ('the record of the step or registry that made it', expected_sha256)):
+                           ('the caller (registry)', expected_sha256)):
     if expected is not None and actual != expected:
       raise ModelIntegrityError(
           f'model file {model_path} has sha256 {actual} but {source} says {expected}: '
