@@ -117,6 +117,35 @@ class TestGarbledLocks:
     assert unlock(str(path)) is not None
     assert holder_of(str(path)) is None
 
+  def test_racers_on_a_stale_lock_never_crash_and_never_hold_it_together(self, tmp_path):
+    path = tmp_path / 'deploy.lock'
+    for round_number in range(10):
+      path.write_text(json.dumps({'host': socket.gethostname(), 'pid': dead_pid(), 'since': 'x'}))
+      spans = tmp_path / f'spans-{round_number}'
+      spans.mkdir()
+      children = []
+      for racer in range(4):
+        pid = os.fork()
+        if pid == 0:
+          status = 3
+          try:
+            sys.stderr = open(os.devnull, 'w')
+            with BucketLock(str(path), 'deploy', guards='prod'):
+              start = time.monotonic()
+              time.sleep(0.05)
+              (spans / str(racer)).write_text(f'{start} {time.monotonic()}')
+            status = 0
+          except LockedError:
+            status = 1
+          finally:
+            os._exit(status)
+        children.append(pid)
+      statuses = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+      assert set(statuses) <= {0, 1} and 0 in statuses, statuses
+      held = sorted(tuple(map(float, f.read_text().split())) for f in spans.iterdir())
+      assert all(a[1] <= b[0] for a, b in zip(held, held[1:])), held  # never two holders at once
+      assert not path.exists()
+
   def test_a_lock_removed_between_two_reads_is_free(self, tmp_path):
     path = tmp_path / 'deploy.lock'
     path.write_text(json.dumps({'host': 'h', 'pid': 1}))

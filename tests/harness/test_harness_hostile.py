@@ -266,3 +266,33 @@ def test_a_full_disk_during_deploy_is_one_line_and_the_next_deploy_cleans_up(pro
     assert 'temporary file(s) left by writers that are gone' in again.stderr
   assert not [p for p in (copy / 'prod').rglob('*') if '.tmp-' in p.name]
   assert prod_variables(copy)['build_id'] == loop.a and prod_state(copy) != before
+
+
+def test_a_read_only_bucket_is_one_line_and_nothing_changes(project, bucket_copy, loop,
+                                                              small_disk):
+  copy = small_disk / 'bucket'
+  shutil.copytree(bucket_copy, copy)
+  for record in copy.rglob('*.json'):
+    if not {'artifacts', 'workflows'} & set(record.relative_to(copy).parts):
+      record.write_text(record.read_text().replace(str(bucket_copy), str(copy)))
+  subprocess.run(['mount', '-o', 'remount,ro', str(small_disk)], check=True)
+  before = prod_state(copy)
+  done = invoke(project, copy, 'deploy', '--build-id', loop.a)
+  assert done.returncode == 1 and 'Traceback' not in done.stderr, done.stderr
+  assert 'Read-only file system' in done.stderr
+  assert prod_state(copy) == before
+
+
+def test_a_bucket_path_with_glob_characters_deploys_and_unlocks(project, loop, tmp_path):
+  copy = tmp_path / 'runs[1]' / 'bucket*'
+  shutil.copytree(loop.bucket, copy)
+  for record in copy.rglob('*.json'):
+    if not {'artifacts', 'workflows'} & set(record.relative_to(copy).parts):
+      record.write_text(record.read_text().replace(str(loop.bucket), str(copy)))
+  (copy / 'prod' / 'deploy.lock').write_text('null')
+  unlocked = invoke(project, copy, 'unlock')
+  assert unlocked.returncode == 0 and 'removed the lock' in unlocked.stderr, unlocked.stderr
+  done = invoke(project, copy, 'deploy', '--build-id', loop.a)
+  assert done.returncode == 0, done.stderr
+  assert prod_variables(copy)['build_id'] == loop.a
+  assert deploy.live_deployment_ok(layout.Env(str(copy), layout.PROD)) is None
