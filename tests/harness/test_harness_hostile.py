@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import time
 
@@ -296,3 +297,22 @@ def test_a_bucket_path_with_glob_characters_deploys_and_unlocks(project, loop, t
   assert done.returncode == 0, done.stderr
   assert prod_variables(copy)['build_id'] == loop.a
   assert deploy.live_deployment_ok(layout.Env(str(copy), layout.PROD)) is None
+
+
+def test_status_flags_a_tampered_wheel_a_dead_holders_lock_and_a_blessing_override(
+    project, bucket_copy, loop):
+  record = bucket_copy / 'test' / 'passed' / f'{loop.a}.json'
+  passed = json.loads(record.read_text())
+  record.write_text(json.dumps(dict(passed, ml=dict(passed.get('ml') or {}, status='NOT_BLESSED'))))
+  deploy.rollback(str(bucket_copy), loop.a, override_blessing='B breaks the report')
+  wheel = bucket_copy / 'prod' / 'artifacts' / loop.a / loop.manifest_a['wheel']
+  wheel.write_bytes(wheel.read_bytes() + b'\0')
+  gone = subprocess.Popen(['true'])
+  gone.wait()
+  (bucket_copy / 'prod' / 'deploy.lock').write_text(json.dumps(
+      {'host': socket.gethostname(), 'pid': gone.pid, 'operation': 'deploy', 'user': 'ci'}))
+  done = invoke(project, bucket_copy, 'status')
+  assert done.returncode == 0, done.stderr
+  assert f'VERIFY FAILED: prod wheel bytes changed: {wheel}' in done.stdout
+  assert 'BLESSING OVERRIDDEN: "B breaks the report"' in done.stdout
+  assert f'(pid {gone.pid}, deploy)' in done.stdout and 'STALE: that process is gone' in done.stdout
