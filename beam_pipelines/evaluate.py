@@ -31,6 +31,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                       help='CSV file or glob instead of --features: every row is scored (label '
                            'required; rows that cannot be typed go to EDIR/dead_letter/).')
   parser.add_argument('--model', required=True, help='Candidate model directory.')
+  parser.add_argument('--model_sha256', default=None,
+                      help="The candidate model file's sha256 as the step that trained it "
+                           'recorded it (checked before loading, besides the metadata).')
   parser.add_argument('--baseline_model', default=None,
                       help='Baseline (e.g. production) model directory; none: rubber stamp.')
   parser.add_argument('--baseline_sha256', default=None,
@@ -279,7 +282,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   if known.baseline_record:
     registered = bucket.read_json(known.baseline_record, 'baseline registry record').get('metrics')
   rule = blessing.BlessingRule.load(known.blessing_config, registered)
-  models = {CANDIDATE: describe_model(known.model)}
+  models = {CANDIDATE: describe_model(known.model, known.model_sha256)}
   schema = model_io.read_input_schema(known.model)
   if known.baseline_model:
     models[BASELINE] = describe_model(known.baseline_model, known.baseline_sha256)

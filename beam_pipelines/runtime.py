@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import warnings
-from typing import Callable
+from typing import Callable, List
 
 from beam_pipelines import submission
 from beam_pipelines.store.console import progress
@@ -26,6 +27,46 @@ def quiet_startup_noise() -> None:
   warnings.filterwarnings('ignore', message=r'.*IPython.*')
   logging.getLogger('tensorflow').setLevel(logging.ERROR)
   logging.getLogger('absl').setLevel(logging.ERROR)
+
+
+def count(minimum: int) -> Callable[[str], int]:
+  """An argparse type: a whole number >= ``minimum``, in ASCII digits (``int('٣')`` is 3)."""
+  def parse(text: str) -> int:
+    if not re.fullmatch(r'[+]?[0-9]{1,12}', text.strip()) or int(text) < minimum:
+      raise argparse.ArgumentTypeError(f'expected a whole number >= {minimum}, got {text!r}')
+    return int(text)
+  parse.__name__ = f'whole number >= {minimum}'
+  return parse
+
+
+def unknown_beam_flags(beam_args: List[str]) -> List[str]:
+  """The flags of ``beam_args`` that no Beam PipelineOptions knows (a typo, not an option)."""
+  from apache_beam.options.pipeline_options import PipelineOptions
+  beam_logger = logging.getLogger('apache_beam.options.pipeline_options')
+  level = beam_logger.level
+  beam_logger.setLevel(logging.ERROR)  # Beam would log "Discarding unparseable args" itself
+  try:
+    options = PipelineOptions(beam_args)
+    unknown = (set(options.get_all_options(retain_unknown_options=True))
+               - set(options.get_all_options()))
+  finally:
+    beam_logger.setLevel(level)
+  return sorted(f'--{name}' for name in unknown)
+
+
+def local_path_problem(input_pattern, output) -> str:
+  """Why a local ``--input`` or ``--output`` cannot work, before any pipeline runs ('' if none):
+  an input that is a directory, an output below something that is a file."""
+  if input_pattern and '://' not in input_pattern and os.path.isdir(input_pattern):
+    return (f'argument --input: {input_pattern} is a directory; give a file or a pattern such as '
+            f'{input_pattern.rstrip("/")}/*')
+  if output and '://' not in output:
+    parent = os.path.dirname(os.path.abspath(output))
+    while parent and not os.path.exists(parent):
+      parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+      return f'argument --output: {parent} is a file, not a directory'
+  return ''
 
 
 BEAM_OPTIONS_EPILOG = 'Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).'
@@ -64,6 +105,13 @@ def pipeline_arguments(pipeline: str, argv, add_arguments: Callable[[argparse.Ar
   parser = argparse.ArgumentParser(prog=f'python -m beam_pipelines.{pipeline}', allow_abbrev=False)
   add_arguments(parser)
   known, beam_args = parser.parse_known_args(argv)
+  unknown = unknown_beam_flags(beam_args)
+  if unknown:  # exit status 2, like any argparse error: a mistyped flag never falls back silently
+    parser.error(f'unrecognized arguments: {" ".join(unknown)} (neither a flag of {pipeline} nor '
+                 f'a Beam pipeline option; see --help)')
+  problem = local_path_problem(getattr(known, 'input', None), getattr(known, 'output', None))
+  if problem:
+    parser.error(problem)
   options = PipelineOptions(beam_args)
   options.view_as(SetupOptions).save_main_session = save_main_session
   return known, options
