@@ -55,11 +55,14 @@ def unknown_beam_flags(beam_args: List[str]) -> List[str]:
 
 
 def local_path_problem(input_pattern, output) -> str:
-  """Why a local ``--input`` or ``--output`` cannot work, before any pipeline runs ('' if none):
-  an input that is a directory, an output below something that is a file."""
-  if input_pattern and '://' not in input_pattern and os.path.isdir(input_pattern):
-    return (f'argument --input: {input_pattern} is a directory; give a file or a pattern such as '
-            f'{input_pattern.rstrip("/")}/*')
+  """Why a local ``--input`` (one pattern or several) or ``--output`` cannot work, before any
+  pipeline runs ('' if none): an input that is a directory, an output below something that is a
+  file."""
+  patterns = [input_pattern] if isinstance(input_pattern, str) else list(input_pattern or ())
+  for pattern in patterns:
+    if '://' not in pattern and os.path.isdir(pattern):
+      return (f'argument --input: {pattern} is a directory; give a file or a pattern such as '
+              f'{pattern.rstrip("/")}/*')
   if output and '://' not in output:
     parent = os.path.dirname(os.path.abspath(output))
     while parent and not os.path.exists(parent):
