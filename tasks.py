@@ -28,6 +28,7 @@ from beam_pipelines.harness import build as build_step
 from beam_pipelines.harness import deploy as deploy_step
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.run import run_pipeline as run_deployed
+from beam_pipelines.harness.site import build_site
 from beam_pipelines.harness.status import status_lines
 from beam_pipelines.harness.testing import run_test
 from beam_pipelines.store import bucket as bucket_io
@@ -136,6 +137,18 @@ def status(c, bucket=None):
   """
   with refusals():
     print('\n'.join(status_lines(_bucket(bucket))))
+
+
+@task
+def report(c, pipeline=None, bucket=None):
+  """Write the bucket's static site (deployments, history, tests, registry, lineage, reports).
+
+  :param pipeline: only this ML pipeline's registry (default: every one).
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  """
+  with refusals():
+    index = build_site(_bucket(bucket), pipeline)
+    _say(f'report: site written; open {index}')
 
 
 @task
