@@ -41,10 +41,12 @@ REPO = pathlib.Path(__file__).resolve().parent
 
 
 def task(*args, **kwargs):
-  """invoke's ``@task``, with each ``:param x:`` docstring line as the ``--help`` of ``--x``."""
+  """invoke's ``@task``, with each ``:param x:`` docstring line as the ``--help`` of ``--x``, and
+  no automatic short flags: invoke would derive ``-f`` for ``approval --off`` (a gate turned off by
+  one letter) and ``-b`` for ``--bucket`` in most tasks but ``--build-id`` in ``deploy``."""
   def decorate(fn):
     help_lines = dict(re.findall(r':param (\w+): (.+)', fn.__doc__ or ''))
-    return invoke_task(help=help_lines, **kwargs)(fn)
+    return invoke_task(help=help_lines, auto_shortflags=False, **kwargs)(fn)
   return decorate(args[0]) if args and callable(args[0]) else decorate
 
 

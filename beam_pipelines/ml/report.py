@@ -42,7 +42,7 @@ def small_slice_warning(metrics: Dict[str, Any]) -> Optional[str]:
   return None
 
 
-def _delta(name: str, candidate: Any, baseline: Any) -> str:
+def _delta(name: str, candidate: Any, baseline: Any, key: str = '') -> str:
   if not isinstance(candidate, (int, float)) or not isinstance(baseline, (int, float)):
     return '<td>n/a</td>'
   diff = candidate - baseline
@@ -50,7 +50,7 @@ def _delta(name: str, candidate: Any, baseline: Any) -> str:
     return f'<td>{page.esc(diff)}</td>'
   better = diff < 0 if name in LOWER_IS_BETTER else diff > 0
   cls = 'pass' if better else ('fail' if diff else '')
-  return f'<td class="{cls}" data-key="delta.{name}">{diff:+.4f}</td>'
+  return f'<td class="{cls}" data-key="{html.escape(key or "delta." + name)}">{diff:+.4f}</td>'
 
 
 def _charts(models: Dict[str, Any]) -> str:
@@ -113,7 +113,7 @@ def _slices(feature: str, models: Dict[str, Any]) -> str:
     if baseline:
       base = baseline.get(value, {})
       row += [page.cell(base.get('auc'), f'baseline.slice.{value}.auc'),
-              _delta('auc', metrics.get('auc'), base.get('auc'))]
+              _delta('auc', metrics.get('auc'), base.get('auc'), f'delta.slice.{value}.auc')]
     row += [metrics.get('accuracy'),
             f'<td class="text warn">⚠ {html.escape(warning)}</td>' if warning else '<td></td>']
     rows.append(row)

@@ -142,12 +142,11 @@ def _feature_section(name: str, verdict: Dict[str, Any], current: Dict[str, Any]
         f'{kind}: {d["measure"]} {page.number(d["value"])} against threshold '
         f'{page.number(d["threshold"])}; grey: noise floor '
         f'{page.number(floors.get(name))} (train vs eval of this span)'))
-  safe = ''.join(c if c.isalnum() else '-' for c in name)
   if name in previous and previous[name]['kind'] == current[name]['kind']:
     c = compare(current[name], previous[name])
     if c['labels']:
       figures.append(page.figure(
-          charts.bar_chart(f'span-vs-previous-{safe}', c['labels'],
+          charts.bar_chart(f'span-vs-previous-{name}', c['labels'],
                            {'this span (train)': c['a'], 'previous span (train)': c['b']},
                            'share of rows'),
           f'This span against the previous one ({c["measure"]} {page.number(c["distance"])} on '
@@ -156,7 +155,7 @@ def _feature_section(name: str, verdict: Dict[str, Any], current: Dict[str, Any]
     c = compare(current[name], evaluation[name])
     if c['labels']:
       figures.append(page.figure(
-          charts.bar_chart(f'train-vs-eval-{safe}', c['labels'],
+          charts.bar_chart(f'train-vs-eval-{name}', c['labels'],
                            {'train': c['a'], 'eval': c['b']}, 'share of rows'),
           f'Train against eval of this span ({c["measure"]} {page.number(c["distance"])}).'))
   if not figures:
