@@ -33,9 +33,15 @@ def _reports(bucket: pathlib.Path, step: str):
 def demo_bucket(tmp_path_factory):
   """The CT demo (spans: sample, same, missing column, drift) on a private bucket, then its site."""
   bucket = tmp_path_factory.mktemp('reports') / 'bucket'
-  assert ct_cli.main(['--demo', '--bucket', str(bucket)]) == 0  # a demo that ran is a success
+  status = ct_cli.main(['--demo', '--bucket', str(bucket)])
   index = site.build_site(str(bucket))
-  return bucket, pathlib.Path(index)
+  return bucket, pathlib.Path(index), status
+
+
+def test_ct_demo_exits_0_after_a_successful_demo(demo_bucket):
+  bucket, _, status = demo_bucket
+  assert status == 0  # its span 3 stops at validation by design: that is the demo working
+  assert len(list((bucket / 'prod' / 'registry' / 'taxi' / 'versions').iterdir())) == 3
 
 
 @pytest.fixture(scope='session')
@@ -45,7 +51,7 @@ def chromium():
 
 
 def test_validation_report_of_drifted_span_shows_distances_and_distributions(demo_bucket, chromium):
-  bucket, _ = demo_bucket
+  bucket, _, _ = demo_bucket
   record, directory = next(r for r in _reports(bucket, 'validation')
                            if r[0]['steps']['validation']['result']['status'] == 'drift')
   verdict = json.loads((directory / 'verdict.json').read_text())
@@ -62,7 +68,7 @@ def test_validation_report_of_drifted_span_shows_distances_and_distributions(dem
 
 
 def test_validation_report_of_anomalous_span_puts_the_anomaly_first(demo_bucket, chromium):
-  bucket, _ = demo_bucket
+  bucket, _, _ = demo_bucket
   _, directory = next(r for r in _reports(bucket, 'validation')
                       if r[0]['steps']['validation']['result']['status'] == 'anomalous')
   view = chromium.open(directory / 'report.html', 'validation-anomalous')
@@ -73,7 +79,7 @@ def test_validation_report_of_anomalous_span_puts_the_anomaly_first(demo_bucket,
 
 def test_evaluation_report_overlays_roc_and_calibration_and_equals_metrics_json(demo_bucket,
                                                                                chromium):
-  bucket, _ = demo_bucket
+  bucket, _, _ = demo_bucket
   _, directory = _reports(bucket, 'evaluation')[-1]  # the drift span: candidate vs baseline
   metrics = json.loads((directory / 'metrics.json').read_text())
   view = chromium.open(directory / 'report.html', 'evaluation')
@@ -94,7 +100,7 @@ def test_evaluation_report_overlays_roc_and_calibration_and_equals_metrics_json(
 
 
 def test_site_index_shows_runs_and_links_that_resolve(demo_bucket, chromium):
-  bucket, index = demo_bucket
+  bucket, index, _ = demo_bucket
   view = chromium.open(index, 'site-index')
   assert_clean(view, [])
   assert 'Continuous-training runs' in view.text and 'anomalous' in view.text
@@ -105,7 +111,7 @@ def test_site_index_shows_runs_and_links_that_resolve(demo_bucket, chromium):
 
 
 def test_site_model_page_charts_metrics_across_versions_and_lineage(demo_bucket, chromium):
-  bucket, index = demo_bucket
+  bucket, index, _ = demo_bucket
   model_page = index.parent / site.model_page('taxi')
   versions = {int(p.parent.name): json.loads(p.read_text())
               for p in (bucket / 'prod' / 'registry' / 'taxi' / 'versions').glob('*/version.json')}
@@ -123,7 +129,7 @@ def test_site_model_page_charts_metrics_across_versions_and_lineage(demo_bucket,
 
 
 def test_site_refuses_an_unknown_pipeline_naming_the_known_ones(demo_bucket):
-  bucket, _ = demo_bucket
+  bucket, _, _ = demo_bucket
   with pytest.raises(Exception, match="no ML pipeline 'taxy'.*taxi"):
     site.build_site(str(bucket), 'taxy')
 
@@ -144,6 +150,10 @@ class TestNumbersForPeople:
     # Hanley & McNeil's example: AUC 0.8, 50 and 50 -> standard error about 0.044
     low, high = report.auc_interval(0.8, 50, 50)
     assert (high - low) / (2 * 1.96) == pytest.approx(0.0437, abs=0.002)
+
+  def test_auc_interval_of_a_tiny_slice_is_wide_even_at_auc_1(self):
+    low, high = report.auc_interval(1.0, 1, 19)  # one positive ranked first: says little
+    assert high == 1.0 and low < 0.1
 
   def test_small_slices_are_warned_about(self):
     assert 'one class only' in report.small_slice_warning({'example_count': 8, 'positive_count': 0})

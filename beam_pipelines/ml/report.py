@@ -20,12 +20,16 @@ SMALL_SLICE_CLASS = 10
 def auc_interval(auc: Optional[float], positives: int, negatives: int,
                  z: float = 1.96) -> Optional[Tuple[float, float]]:
   """A 95% interval of an AUC from its standard error (Hanley & McNeil, 1982), clipped to [0, 1];
-  None when the AUC is undefined (one class only)."""
+  None when the AUC is undefined (one class only). With fewer than ``SMALL_SLICE_CLASS`` examples
+  of a class the estimate is not trusted (it is 0 at AUC 0 or 1): the conservative bound
+  1 / (4 min(positives, negatives)) is used when larger."""
   if auc is None or not positives or not negatives or math.isnan(auc):
     return None
   q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
   variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc)
               + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+  if min(positives, negatives) < SMALL_SLICE_CLASS:
+    variance = max(variance, 0.25 / min(positives, negatives))
   half = z * math.sqrt(max(variance, 0.0))
   return max(0.0, auc - half), min(1.0, auc + half)
 
