@@ -134,6 +134,14 @@ def test_site_refuses_an_unknown_pipeline_naming_the_known_ones(demo_bucket):
     site.build_site(str(bucket), 'taxy')
 
 
+def test_site_links_are_relative_for_local_and_gs_buckets():
+  assert site.relative('gs://my-bucket', 'gs://my-bucket/prod/ct/runs/r/lineage.json') == \
+      '../prod/ct/runs/r/lineage.json'
+  assert site.relative('/data/bucket', '/data/bucket/prod/x/report.html') == '../prod/x/report.html'
+  assert site.relative('gs://my-bucket', 'gs://other/prod/x') is None  # not ours: no link
+  assert site.relative('/data/bucket', '/data/bucket-2/x') is None
+
+
 class TestNumbersForPeople:
   def test_numbers_are_rendered_without_python_reprs(self):
     assert page.number(True) == 'yes' and page.number(False) == 'no'

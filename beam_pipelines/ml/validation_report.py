@@ -124,7 +124,7 @@ def _distance_rows(verdict: Dict[str, Any], floors: Dict[str, float]) -> str:
 
 def _feature_section(name: str, verdict: Dict[str, Any], current: Dict[str, Any],
                      evaluation: Dict[str, Any], previous: Dict[str, Any],
-                     floors: Dict[str, float]) -> str:
+                     floors: Dict[str, float], serving: Dict[str, Any]) -> str:
   anomalies = [a for a in verdict['anomalies'] if a.get('feature') == name]
   measured = [(k, d) for k in ('drift', 'skew') for d in verdict[k] if d['feature'] == name]
   badges = ''.join(f'<span class="badge anomalous">{html.escape(", ".join(a["types"]))}</span>'
@@ -151,6 +151,14 @@ def _feature_section(name: str, verdict: Dict[str, Any], current: Dict[str, Any]
                            'share of rows'),
           f'This span against the previous one ({c["measure"]} {page.number(c["distance"])} on '
           'these bins).'))
+  if name in serving and serving[name]['kind'] == current[name]['kind']:
+    c = compare(current[name], serving[name])
+    if c['labels']:
+      figures.append(page.figure(
+          charts.bar_chart(f'train-vs-serving-{name}', c['labels'],
+                           {'train': c['a'], 'serving': c['b']}, 'share of rows'),
+          f'Training against serving data ({c["measure"]} {page.number(c["distance"])} on '
+          'these bins).'))
   if name in evaluation and evaluation[name]['kind'] == current[name]['kind']:
     c = compare(current[name], evaluation[name])
     if c['labels']:
@@ -171,6 +179,7 @@ def render(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -
   current = feature_distributions(statistics.get('train'))
   evaluation = feature_distributions(statistics.get('eval'))
   before = feature_distributions(previous)
+  serving = feature_distributions(statistics.get('serving'))
   floors = {name: compare(current[name], evaluation[name])['distance'] for name in current
             if name in evaluation and current[name]['kind'] == evaluation[name]['kind']}
   rows = verdict.get('rows', {})
@@ -201,5 +210,5 @@ def render(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -
     parts.append(f'<section class="feature"><h3>{html.escape(name)}'
                  f'<span class="badge anomalous">no statistics</span></h3></section>')
   for name in _order(verdict, list(current)):
-    parts.append(_feature_section(name, verdict, current, evaluation, before, floors))
+    parts.append(_feature_section(name, verdict, current, evaluation, before, floors, serving))
   return page.shell(f'Data validation: {status}', '\n'.join(parts))
