@@ -30,7 +30,7 @@ setuptools.setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=setuptools.find_packages(include=['beam_pipelines', 'beam_pipelines.*']),
-    package_data={'beam_pipelines': ['data/*', 'data/**/*']},
+    package_data={'beam_pipelines': ['data/*', 'pipelines/*/*']},
     include_package_data=False,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -38,6 +38,7 @@ from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
 
 REPO = pathlib.Path(__file__).resolve().parent
+CT_EXIT_STATUSES = (0, 1, 3)  # pushed or no trigger, stopped at validation, NOT_BLESSED
 
 
 def task(*args, **kwargs):
@@ -132,13 +133,15 @@ def run_pipeline(c, pipeline, env=layout.PROD, bucket=None):
 
 
 @task
-def status(c, bucket=None):
-  """Show what is deployed where, the last test result, the approval gate, the lock, the history.
+def status(c, pipeline=None, bucket=None):
+  """Show what is deployed where, the last test result, the models in production, the approval
+  gate, the lock, the history.
 
+  :param pipeline: show only this pipeline's models (default: every declared pipeline).
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
-    print('\n'.join(status_lines(_bucket(bucket))))
+    print('\n'.join(status_lines(_bucket(bucket), pipelines=[pipeline] if pipeline else None)))
 
 
 @task
@@ -192,14 +195,17 @@ def _summary(url: str) -> None:
        f'{layout.Env(url, layout.PROD).path(layout.RESULTS, layout.RUNS)}/')
 
 
-def _registry(url):
-  return model_registry(url)
+def _registry(url, pipeline):
+  return model_registry(url, pipeline)
 
 
 @task(name='ct')
-def continuous_training(c, span=None, force=False, no_cache=False, no_push=False, predict=False,
-                        source=False, bucket=None):
-  """Continuous training of the deployed prod build (its `ct` workflow) on each new landed span.
+def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False, no_push=False,
+                        predict=False, source=False, bucket=None):
+  """Continuous training of the deployed prod build (its `ct` workflow) on each new landed span of
+  a pipeline. Exit status: 0 pushed or no trigger, 1 stopped at validation, 3 NOT_BLESSED.
+
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
 
   :param span: a span directory (or CSV glob) to process instead of the new spans of the landing area.
   :param force: retrain even when there is no trigger (cached steps are reused).
@@ -210,7 +216,8 @@ def continuous_training(c, span=None, force=False, no_cache=False, no_push=False
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   url = _bucket(bucket)
-  flags = ['--bucket', url] + (['--span', span] if span else []) + [
+  flags = ['--bucket', url] + (['--pipeline', pipeline] if pipeline else []) + (
+      ['--span', span] if span else []) + [
       f for f, on in (('--force', force), ('--no_cache', no_cache), ('--no_push', no_push),
                       ('--predict', predict)) if on]
   with refusals():
@@ -223,9 +230,12 @@ def continuous_training(c, span=None, force=False, no_cache=False, no_push=False
     if not bucket_io.exists(layout.Env(url, layout.PROD).variables):
       raise HarnessError('nothing is deployed in prod: run `invoke build test deploy` first, or '
                          '`invoke ct --source` to run the source tree\'s pipeline')
-    done = run_deployed(REPO, url, 'ct', layout.PROD, flags)
-    _say(f'ct: done with deployed build {done["build_id"]}; `invoke model-list`, '
-         f'`invoke lineage --model production`')
+    done = run_deployed(REPO, url, 'ct', layout.PROD, flags, accept=CT_EXIT_STATUSES)
+    more = f' --pipeline {pipeline}' if pipeline else ''
+    _say(f'ct: done with deployed build {done["build_id"]} (exit status {done["returncode"]}); '
+         f'`invoke model-list{more}`, `invoke lineage{more} --model production`')
+  if done['returncode']:
+    raise Exit(code=done['returncode'])
 
 
 @task(name='ct-demo')
@@ -243,13 +253,14 @@ def ct_demo(c, bucket=None):
 
 
 @task(name='model-list')
-def model_list(c, bucket=None):
+def model_list(c, pipeline=None, bucket=None):
   """The model registry: every version (blessing, metrics, sha256, run), aliases, alias history.
 
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
-    reg = _registry(_bucket(bucket))
+    reg = _registry(_bucket(bucket), pipeline)
     aliases = reg.aliases()
     print(f'registry: {reg.root}')
     for record in reg.versions():
@@ -262,46 +273,49 @@ def model_list(c, bucket=None):
 
 
 @task(name='model-promote')
-def model_promote(c, version, reason='', bucket=None):
+def model_promote(c, version, reason='', pipeline=None, bucket=None):
   """Point the `production` alias at a registered version (atomic, recorded in the history).
 
   :param version: the version number to serve.
   :param reason: why (recorded).
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
     if not str(version).isdigit():
       raise HarnessError(f'--version must be a registered version number (see `invoke '
                          f'model-list`), got {version!r}')
-    reg = _registry(_bucket(bucket))
+    reg = _registry(_bucket(bucket), pipeline)
     event = reg.promote(int(version), reason)
     _say(f'model-promote: production is v{reg.aliases()["production"]}'
          + ('' if event else ' (already)'))
 
 
 @task(name='model-rollback')
-def model_rollback(c, reason='', bucket=None):
+def model_rollback(c, reason='', pipeline=None, bucket=None):
   """Point `production` back at the version it held before the live one (recorded).
 
   :param reason: why (recorded).
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
-    reg = _registry(_bucket(bucket))
+    reg = _registry(_bucket(bucket), pipeline)
     event = reg.rollback(reason)
     move = event['moves']['production']
     _say(f'model-rollback: production v{move["from"]} -> v{move["to"]}')
 
 
 @task
-def lineage(c, model='production', bucket=None):
+def lineage(c, model='production', pipeline=None, bucket=None):
   """Which data, code and parameters made a registered model (its run's lineage record).
 
   :param model: production, candidate or a version number.
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
-    reg = _registry(_bucket(bucket))
+    reg = _registry(_bucket(bucket), pipeline)
     number = reg.resolve(model)
     record = reg.record(number)
     metrics = ', '.join(f'{k} {v:.4f}' for k, v in sorted((record.get('metrics') or {}).items())

@@ -30,7 +30,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                       help="The baseline model file's sha256 as a registry recorded it (checked "
                            'before loading, besides the metadata beside the file).')
   parser.add_argument('--blessing_config', default=None,
-                      help='Blessing thresholds, YAML/JSON (default: AUC >= 0.5 and not worse).')
+                      help='Blessing thresholds, YAML/JSON (default: AUC >= 0.6, not worse than '
+                           "the baseline, at most 0.05 below the baseline's registered AUC).")
+  parser.add_argument('--baseline_record', default=None,
+                      help="The baseline's registry record (version.json): its registered metrics "
+                           'are checked against the config\'s registered_change thresholds.')
   parser.add_argument('--slice_feature', default=None,
                       help='Categorical feature to slice by (default: the first categorical one).')
   parser.add_argument('--output', required=True, help='Evaluation output directory.')
@@ -133,14 +137,15 @@ def assemble(slice_metrics: List[Tuple[SliceKey, Dict[str, Any]]],
   return document
 
 
-def write_outputs(document: Dict[str, Any], thresholds, output: str) -> Dict[str, Any]:
+def write_outputs(document: Dict[str, Any], rule: blessing.BlessingRule,
+                  output: str) -> Dict[str, Any]:
   """Judges the candidate, writes metrics, report, blessing and marker (marker last)."""
   models = document['models']
   baseline = models.get(BASELINE, {}).get('overall') if BASELINE in models else None
-  result = blessing.bless(models[CANDIDATE]['overall'], baseline, thresholds)
+  result = rule.judge(models[CANDIDATE]['overall'], baseline)
   record = {**result.to_dict(), 'candidate': models[CANDIDATE]['model_dir'],
             'baseline': models.get(BASELINE, {}).get('model_dir'),
-            'thresholds': json.loads(blessing.config_to_json(thresholds))}
+            'thresholds': rule.describe()}
   join = FileSystems.join
   bucket.write_bytes(join(output, artifacts.METRICS_FILE),
                         (json.dumps(document, indent=2, sort_keys=True) + '\n').encode())
@@ -156,7 +161,8 @@ def write_outputs(document: Dict[str, Any], thresholds, output: str) -> Dict[str
 
 
 def build_pipeline(pipeline: beam.Pipeline, features_dir: str, models: Dict[str, Dict[str, Any]],
-                   label: str, slice_feature: Optional[str], thresholds, output: str):
+                   label: str, slice_feature: Optional[str], rule: blessing.BlessingRule,
+                   output: str):
   """Adds read -> score (each model) -> combine per slice -> write to ``pipeline``."""
   rows = (pipeline
           | 'ReadEvalSplit' >> beam.io.ReadFromParquet(
@@ -172,7 +178,7 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: str, models: Dict[str,
   return (slice_to_metrics
           | 'Gather' >> beam.combiners.ToList()
           | 'Assemble' >> beam.Map(assemble, models, slice_feature)
-          | 'WriteOutputs' >> beam.Map(write_outputs, thresholds, output))
+          | 'WriteOutputs' >> beam.Map(write_outputs, rule, output))
 
 
 def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> Dict[str, Any]:
@@ -190,7 +196,10 @@ def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> Dic
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Evaluates and blesses; returns the blessing record (also written to EDIR/blessing.json)."""
   known, options = runtime.pipeline_arguments('evaluate', argv, add_evaluate_arguments, save_main_session)
-  thresholds = blessing.load_config(known.blessing_config)
+  registered = None
+  if known.baseline_record:
+    registered = bucket.read_json(known.baseline_record, 'baseline registry record').get('metrics')
+  rule = blessing.BlessingRule.load(known.blessing_config, registered)
   models = {CANDIDATE: describe_model(known.model)}
   if known.baseline_model:
     models[BASELINE] = describe_model(known.baseline_model, known.baseline_sha256)
@@ -210,7 +219,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
            f', sliced by {slice_feature or "nothing"}'
            + ('' if known.baseline_model else '; no baseline: value thresholds only (rubber stamp)'))
   pipeline = beam.Pipeline(options=options)
-  build_pipeline(pipeline, known.features, models, label, slice_feature, thresholds, known.output)
+  build_pipeline(pipeline, known.features, models, label, slice_feature, rule, known.output)
   result = runtime.run_to_completion(pipeline, options, 'evaluate')
   if runtime.is_dry_run(options):
     return {'dry_run': True}

@@ -20,8 +20,9 @@ from beam_pipelines import runtime
 
 def add_features_arguments(parser: argparse.ArgumentParser) -> None:
   """The pipeline's own flags (plain argparse, so --help needs no Beam import)."""
-  parser.add_argument('--input', default=None,
-                      help='CSV file or glob (default: the bundled taxi sample).')
+  parser.add_argument('--input', default=None, action='append',
+                      help='CSV file or glob; repeat it to read several (e.g. the spans of a '
+                      'training window). Default: the bundled taxi sample.')
   parser.add_argument('--spec', default=None,
                       help='Dataset spec, YAML or JSON (default: the bundled taxi spec).')
   parser.add_argument('--output', default='outputs/features', help='Output directory.')
@@ -47,11 +48,12 @@ from beam_pipelines.ml import artifacts, csv_io
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
+from beam_pipelines.store.errors import Refusal
 
 _HASH_SCALE = float(2 ** 64)
 
 
-class ReconciliationError(RuntimeError):
+class ReconciliationError(Refusal, RuntimeError):
   """Counts do not add up: rows read != rows written + rows dead-lettered."""
 
 
@@ -118,7 +120,7 @@ class ExtractFeaturesFn(csv_io.ParseCsvFileFn):
 class ExtractFeatures(beam.PTransform):
   """Pipeline root -> tagged Arrow tables 'train'/'eval', 'dead_letter' and 'files'."""
 
-  def __init__(self, file_pattern: str, spec: spec_lib.DatasetSpec, batch_size: int = 50000):
+  def __init__(self, file_pattern: csv_io.Patterns, spec: spec_lib.DatasetSpec, batch_size: int = 50000):
     super().__init__()
     self.file_pattern = file_pattern
     self.spec = csv_io.resolve_spec(spec, file_pattern)
@@ -175,7 +177,8 @@ class WriteSummary(beam.PTransform):
         | 'WriteJson' >> beam.Map(lambda summary: bucket.write_json(self.path, summary) or summary))
 
 
-def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.DatasetSpec,
+def build_pipeline(pipeline: beam.Pipeline, input_pattern: csv_io.Patterns,
+                   spec: spec_lib.DatasetSpec,
                    output: str, batch_size: int = 50000) -> spec_lib.DatasetSpec:
   """Adds read -> split -> write Parquet/dead letter/summary; returns the resolved spec."""
   extract = ExtractFeatures(input_pattern, spec, batch_size)
@@ -209,7 +212,8 @@ def clear_outputs(output: str) -> None:
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
   """Runs feature extraction; returns the summary (raises ReconciliationError if counts differ)."""
   known, options = runtime.pipeline_arguments('features', argv, add_features_arguments, save_main_session)
-  input_pattern = known.input or spec_lib.default_sample_path()
+  patterns = known.input or [spec_lib.default_sample_path()]
+  input_pattern = patterns[0] if len(patterns) == 1 else patterns
   spec_path = known.spec or spec_lib.default_spec_path()
   spec = spec_lib.load(spec_path)
   files = csv_io.match_files(input_pattern)

@@ -1,6 +1,6 @@
 """Writes synthetic, deterministic (seeded) taxi trips as daily CSV spans, with drift/anomaly knobs.
 
-Columns match ``data/taxi_spec.yaml``: trip_id, trip_start_timestamp, fare, trip_miles,
+Columns match ``pipelines/taxi/spec.yaml``: trip_id, trip_start_timestamp, fare, trip_miles,
 trip_seconds, trip_start_hour, trip_start_day_of_week (1 = Monday), payment_type, company,
 big_tip (1 when the tip is more than 20% of the fare). The label is learnable: card and mobile
 payments tip big far more often than cash, late-evening and longer trips a little more.

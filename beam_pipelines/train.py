@@ -53,9 +53,10 @@ from apache_beam.io.filesystems import FileSystems
 from beam_pipelines.ml import artifacts, model_io, tabular
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.store.console import progress
+from beam_pipelines.store.errors import Refusal
 
 
-class TrainingRefused(RuntimeError):
+class TrainingRefused(Refusal, RuntimeError):
   """Training did not start: the validation verdict, the data or the options forbid it."""
 
 

@@ -1,7 +1,7 @@
 """Data validation with TFDV: statistics per split, schema, anomalies, drift, skew, a verdict.
 
     python -m beam_pipelines.validate [--features DIR] [--output VDIR] [--spec SPEC]
-        [--schema PATH] [--previous_statistics PATH] [--serving_features DIR]
+        [--schema PATH] [--previous_statistics PATH] [--serving_features DIR] [--noise_floor]
 
 ``tfdv.GenerateStatistics`` runs inside the Beam pipeline over the Parquet splits written by
 ``beam_pipelines.features``. The schema is the curated one when ``--schema`` names an existing
@@ -13,7 +13,12 @@ thresholds from the spec), skew against the statistics of ``--serving_features``
 Outputs (``ml/artifacts.py``): ``statistics/{train,eval[,serving]}.pb``, ``schema.pbtxt``,
 ``anomalies.pbtxt``, ``verdict.json`` (``ok`` | ``drift`` | ``anomalous``, naming features and
 distances) and ``report.html``. "anomalous" blocks training (``verdict_allows_training``); drift
-or skew alone is reported and can trigger retraining. Any other flag is a Beam pipeline option.
+or skew alone is reported and can trigger retraining. Categorical values outside the schema's
+domain that hold less than ``1 - min_domain_mass`` of the rows (the spec's, default 1%) are
+warnings, not anomalies: real data has rare values that fall in one split and not the other.
+``--noise_floor`` measures each feature's distance between two random halves of the train split
+(what a threshold must stay above) and suggests thresholds (``noise_floor.json``). Any other flag
+is a Beam pipeline option.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
                       'for the drift check.')
   parser.add_argument('--serving_features', default=None,
                       help='Features directory of serving data, for the skew check.')
+  parser.add_argument('--noise_floor', action='store_true',
+                      help="Measure each feature's drift distance between two random halves of "
+                      'the train split and suggest thresholds above it (noise_floor.json).')
 
 
 # Answers --help before importing Beam (~2 s).
@@ -48,6 +56,7 @@ runtime.answer_help_early(__name__, 'validate', __doc__, add_validate_arguments)
 import contextlib
 import io
 import logging
+import math
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import apache_beam as beam
@@ -61,12 +70,20 @@ from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.runtime import quiet_startup_noise
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
+from beam_pipelines.store.errors import Refusal
 
 TRAINING_ENV, SERVING_ENV = 'TRAINING', 'SERVING'
 MEASURE_NAMES = {1: 'L_INFTY', 2: 'JENSEN_SHANNON_DIVERGENCE', 3: 'NORMALIZED_ABSOLUTE_DIFFERENCE'}
 
 
-class ValidationError(ValueError):
+NOISE_FLOOR_FILE = 'noise_floor.json'
+HALVES = ('train_half_a', 'train_half_b')
+_COMPARATOR_FIELD = {spec_lib.L_INFINITY: 'infinity_norm',
+                     spec_lib.JENSEN_SHANNON: 'jensen_shannon_divergence',
+                     spec_lib.NORMALIZED_ABS_DIFFERENCE: 'normalized_abs_difference'}
+
+
+class ValidationError(Refusal, ValueError):
   """Validation cannot run: missing features, verdict or statistics; the message says which."""
 
 
@@ -102,19 +119,30 @@ def _record_batches(table: pa.Table) -> Iterator[pa.RecordBatch]:
     yield to_record_batch(table)
 
 
-class ComputeStatistics(beam.PTransform):
-  """Pipeline root -> one DatasetFeatureStatisticsList of the Parquet files matching a pattern."""
+def half_of(table: pa.Table, half: int, seed: int = 0) -> pa.Table:
+  """One of two random halves of a table's rows (seeded: the same rows every run)."""
+  chosen = np.random.RandomState(seed + table.num_rows).rand(table.num_rows) < 0.5
+  return table.filter(pa.array(chosen if half == 0 else ~chosen))
 
-  def __init__(self, file_pattern: str, columns: Sequence[str]):
+
+class ComputeStatistics(beam.PTransform):
+  """Pipeline root -> one DatasetFeatureStatisticsList of the Parquet files matching a pattern
+  (or of one random half of their rows, for the noise floor)."""
+
+  def __init__(self, file_pattern: str, columns: Sequence[str], half: Optional[int] = None):
     super().__init__()
     self.file_pattern = file_pattern
     self.columns = list(columns)
+    self.half = half
 
   def expand(self, root):
     tfdv = _tfdv()
+    tables = root | 'ReadParquet' >> beam.io.ReadFromParquetBatched(
+        self.file_pattern, columns=self.columns)
+    if self.half is not None:
+      tables = tables | 'Half' >> beam.Map(half_of, self.half)
     return (
-        root
-        | 'ReadParquet' >> beam.io.ReadFromParquetBatched(self.file_pattern, columns=self.columns)
+        tables
         | 'ToRecordBatches' >> beam.FlatMap(_record_batches)
         | 'GenerateStatistics' >> tfdv.GenerateStatistics(tfdv.StatsOptions()))
 
@@ -124,20 +152,25 @@ def statistics_path(output: str, split: str) -> str:
 
 
 def build_pipeline(pipeline: beam.Pipeline, features_dir: str, spec: spec_lib.DatasetSpec,
-                   output: str, serving_features: Optional[str] = None) -> Dict[str, str]:
-  """Adds statistics of each split (and of serving data); returns split -> statistics path."""
+                   output: str, serving_features: Optional[str] = None,
+                   noise_floor: bool = False) -> Dict[str, str]:
+  """Adds statistics of each split (and of serving data, and of two random halves of the train
+  split for the noise floor); returns split -> statistics path."""
   tfdv = _tfdv()
   columns = spec.features + [spec.label]
   patterns = {split: artifacts.split_pattern(features_dir, split) for split in artifacts.SPLITS}
   if serving_features:
     patterns[SERVING] = FileSystems.join(
         serving_features, '*', f'{artifacts.SHARD_PREFIX}-*{artifacts.FEATURES_SUFFIX}')
+  halves = {name: (patterns[artifacts.TRAIN], index)
+            for index, name in enumerate(HALVES)} if noise_floor else {}
   paths = {}
-  for split, pattern in patterns.items():
+  for split, (pattern, half) in {**{k: (v, None) for k, v in patterns.items()}, **halves}.items():
+    label = ''.join(part.title() for part in split.split('_'))
     paths[split] = statistics_path(output, split)
     _ = (pipeline
-         | f'Statistics{split.title()}' >> ComputeStatistics(pattern, columns)
-         | f'Write{split.title()}Statistics' >> tfdv.WriteStatisticsToBinaryFile(paths[split]))
+         | f'Statistics{label}' >> ComputeStatistics(pattern, columns, half)
+         | f'Write{label}Statistics' >> tfdv.WriteStatisticsToBinaryFile(paths[split]))
   return paths
 
 
@@ -161,23 +194,34 @@ def _write_text(path: str, text: str) -> None:
   bucket.write_bytes(path, text.encode('utf-8'))
 
 
-def load_or_infer_schema(schema_path: Optional[str], train_statistics):
-  """(schema, source): the curated schema if ``schema_path`` exists, else inferred from train."""
+def load_or_infer_schema(schema_path: Optional[str], train_statistics,
+                         spec: spec_lib.DatasetSpec):
+  """(schema, source): the curated schema if ``schema_path`` exists, else one inferred from the
+  train statistics with the spec applied (and stored at ``schema_path``, ready for review)."""
   from google.protobuf import text_format
   from tensorflow_metadata.proto.v0 import schema_pb2
   if schema_path and FileSystems.exists(schema_path):
     try:
-      return text_format.Parse(_read_text(schema_path), schema_pb2.Schema()), 'curated'
+      schema = text_format.Parse(_read_text(schema_path), schema_pb2.Schema())
     except text_format.ParseError as error:
       raise ValidationError(f'curated schema {schema_path} is not a valid Schema: {error}') from None
+    apply_spec(schema, spec)
+    return schema, 'curated'
   schema = _tfdv().infer_schema(train_statistics)
-  if schema_path:  # first use: store it, ready to be curated
+  apply_spec(schema, spec)
+  if schema_path:  # first use: store it, ready to be reviewed
     _write_text(schema_path, text_format.MessageToString(schema))
   return schema, 'inferred'
 
 
+def set_threshold(comparator, measure: str, threshold: float) -> None:
+  """Sets one FeatureComparator's distance (the spec's measure) and threshold."""
+  getattr(comparator, _COMPARATOR_FIELD[measure]).threshold = threshold
+
+
 def apply_spec(schema, spec: spec_lib.DatasetSpec) -> None:
-  """Drift/skew thresholds from the spec, and the label kept out of the SERVING environment."""
+  """From the spec: drift/skew thresholds with each feature's measure, the minimum domain mass of
+  categorical features whose schema sets none, and the label kept out of the SERVING environment."""
   tfdv = _tfdv()
   names = {feature.name for feature in schema.feature}
   for feature, kinds in spec.thresholds.items():
@@ -186,10 +230,12 @@ def apply_spec(schema, spec: spec_lib.DatasetSpec) -> None:
     target = tfdv.get_feature(schema, feature)
     for kind, threshold in kinds.items():
       comparator = target.drift_comparator if kind == 'drift' else target.skew_comparator
-      if feature in spec.categorical:
-        comparator.infinity_norm.threshold = threshold
-      else:
-        comparator.jensen_shannon_divergence.threshold = threshold
+      set_threshold(comparator, spec.measure(feature), threshold)
+  for feature in schema.feature:
+    has_domain = feature.HasField('domain') or feature.HasField('string_domain')
+    if (feature.name in spec.categorical and has_domain
+        and not feature.distribution_constraints.HasField('min_domain_mass')):
+      feature.distribution_constraints.min_domain_mass = spec.min_domain_mass
   if not schema.default_environment:
     schema.default_environment.extend([TRAINING_ENV, SERVING_ENV])
     if spec.label in names:
@@ -211,9 +257,58 @@ def _present_counts(statistics) -> Dict[str, int]:
   return counts
 
 
+def rare_value_warnings(schema, statistics: Dict[str, Any],
+                        anomalies_by_split: Dict[str, Any]) -> List[Dict[str, Any]]:
+  """Values outside a categorical feature's domain that the minimum domain mass tolerates: the
+  same check with a strict domain, minus what already is an anomaly. One entry per feature/split."""
+  from tensorflow_metadata.proto.v0 import anomalies_pb2
+  strict = type(schema)()
+  strict.CopyFrom(schema)
+  for feature in strict.feature:
+    feature.ClearField('distribution_constraints')
+  unexpected = anomalies_pb2.AnomalyInfo.Type.Value('ENUM_TYPE_UNEXPECTED_STRING_VALUES')
+  warnings = []
+  for split in artifacts.SPLITS:
+    found = _tfdv().validate_statistics(statistics[split], strict, environment=TRAINING_ENV)
+    for feature, info in sorted(found.anomaly_info.items()):
+      if (any(r.type == unexpected for r in info.reason)
+          and feature not in anomalies_by_split[split].anomaly_info):
+        warnings.append({'feature': feature, 'split': split, 'types': ['RARE_NEW_VALUES'],
+                         'description': f'{info.description.strip()} Tolerated: under the '
+                                        f'minimum domain mass of the spec.'})
+  return warnings
+
+
+def noise_floor(statistics: Dict[str, Any], schema, spec: spec_lib.DatasetSpec) -> Dict[str, Any]:
+  """Each feature's drift distance between two random halves of the train split (its noise
+  floor, with the spec's measure) and a suggested threshold above it."""
+  probe = type(schema)()
+  probe.CopyFrom(schema)
+  for feature in probe.feature:
+    if feature.name in spec.features:
+      feature.ClearField('drift_comparator')
+      set_threshold(feature.drift_comparator, spec.measure(feature.name), 1e-9)
+  found = _tfdv().validate_statistics(statistics[HALVES[0]], probe, environment=TRAINING_ENV,
+                                      previous_statistics=statistics[HALVES[1]])
+  floors = {}
+  for info in found.drift_skew_info:
+    for m in info.drift_measurements:
+      floor = float(m.value)
+      floors['.'.join(info.path.step)] = {
+          'measure': MEASURE_NAMES.get(m.type, str(m.type)), 'noise_floor': round(floor, 6),
+          'threshold': spec.threshold('.'.join(info.path.step), 'drift'),
+          'suggested_threshold': suggested_threshold(floor)}
+  return floors
+
+
+def suggested_threshold(floor: float) -> float:
+  """A drift threshold comfortably above a noise floor: twice it plus 0.02, rounded up to 0.01."""
+  return math.ceil((2 * floor + 0.02) * 100) / 100
+
+
 def judge(anomalies_by_split: Dict[str, Any], statistics: Dict[str, Any],
           spec: spec_lib.DatasetSpec, extra_columns: Sequence[str] = ()) -> Dict[str, Any]:
-  """The verdict: anomalous (schema anomalies, empty train split, a feature without any value,
+  """The verdict: anomalous (schema anomalies, an empty split, a feature without any value,
   columns not in the spec) > drift (drift or skew above a threshold) > ok."""
   from tensorflow_metadata.proto.v0 import anomalies_pb2
   comparators = {anomalies_pb2.AnomalyInfo.Type.Value(name) for name in (
@@ -243,6 +338,9 @@ def judge(anomalies_by_split: Dict[str, Any], statistics: Dict[str, Any],
                    'value': round(m.value, 6), 'threshold': m.threshold,
                    'exceeded': m.value > m.threshold}
           (drift if kind == 'drift' else skew).append(entry)
+  if _num_examples(statistics[artifacts.EVAL]) == 0:
+    problems.append({'feature': None, 'split': artifacts.EVAL, 'types': ['EMPTY_SPLIT'],
+                     'description': 'the eval split has no rows'})
   if _num_examples(statistics[artifacts.TRAIN]) == 0:
     problems.append({'feature': None, 'split': artifacts.TRAIN, 'types': ['EMPTY_SPLIT'],
                      'description': 'the train split has no rows'})
@@ -312,14 +410,14 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
            f'({summary["rows_written"]} rows) with TFDV')
   tfdv = _tfdv()
   pipeline = beam.Pipeline(options=options)
-  paths = build_pipeline(pipeline, features_dir, spec, output, known.serving_features)
+  paths = build_pipeline(pipeline, features_dir, spec, output, known.serving_features,
+                         known.noise_floor)
   runtime.run_to_completion(pipeline, options, 'validate')
   if runtime.is_dry_run(options):
     return {'dry_run': True}
   statistics = {split: load_statistics(path) for split, path in paths.items()}
 
-  schema, source = load_or_infer_schema(known.schema, statistics[artifacts.TRAIN])
-  apply_spec(schema, spec)
+  schema, source = load_or_infer_schema(known.schema, statistics[artifacts.TRAIN], spec)
   where = {'curated': f' from {known.schema}', 'inferred': f', stored at {known.schema}'}
   progress(f'validate: schema {source}{where[source] if known.schema else ""}; '
            f'checking anomalies{", drift" if previous else ""}'
@@ -331,6 +429,10 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
       artifacts.EVAL: tfdv.validate_statistics(
           statistics[artifacts.EVAL], schema, environment=TRAINING_ENV)}
   verdict = judge(anomalies, statistics, spec, summary.get('extra_columns', ()))
+  verdict['warnings'] = rare_value_warnings(schema, statistics, anomalies)
+  if known.noise_floor:
+    verdict['noise_floor'] = noise_floor(statistics, schema, spec)
+    bucket.write_json(FileSystems.join(output, NOISE_FLOOR_FILE), verdict['noise_floor'])
   verdict.update({
       'features': features_dir, 'schema_source': source, 'schema': known.schema,
       'previous_statistics': previous_path,
@@ -357,6 +459,13 @@ def _report(verdict: Dict[str, Any], output: str) -> None:
   for problem in verdict['anomalies']:
     progress(f"validate: ANOMALY {problem['feature'] or 'dataset'} ({problem['split'] or 'csv'}): "
              f"{problem['description']}")
+  for warning in verdict.get('warnings', []):
+    progress(f"validate: warning {warning['feature']} ({warning['split']}): "
+             f"{warning['description']}")
+  for feature, floor in sorted(verdict.get('noise_floor', {}).items()):
+    progress(f"validate: noise floor {feature}: {floor['measure']} {floor['noise_floor']:.4f} "
+             f"between random halves of train; threshold {floor['threshold']}, suggested "
+             f"{floor['suggested_threshold']}")
   for d in verdict['drift'] + verdict['skew']:
     if d['exceeded']:
       progress(f"validate: {d['feature']}: {d['measure']} {d['value']:.4f} > {d['threshold']}")

@@ -43,9 +43,9 @@ def main() -> None:
   parser.add_argument('--skip_multi', action='store_true', help='Skip the 2-worker run.')
   args = parser.parse_args()
 
-  import mldata
-
   from beam_pipelines import evaluate, predict, train
+
+  import mldata
   with tempfile.TemporaryDirectory() as tmp:
     root = pathlib.Path(tmp)
     mldata.write_features(root / 'features', train_rows=args.rows // 4, eval_rows=args.rows)

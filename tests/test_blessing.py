@@ -128,7 +128,7 @@ class TestBless:
   def test_no_baseline_still_fails_a_value_threshold(self):
     result = blessing.bless({'auc': 0.4}, None, blessing.load_config())
     assert result.status == artifacts.NOT_BLESSED
-    assert 'auc = 0.4 is below lower_bound 0.5 by 0.1' in result.message
+    assert 'auc = 0.4 is below lower_bound 0.6 by 0.2' in result.message
 
   def test_missing_candidate_metric_is_not_blessed_naming_it(self):
     result = blessing.bless({'accuracy': 0.9}, None, blessing.load_config())
@@ -159,10 +159,12 @@ class TestBless:
 
 class TestConfig:
 
-  def test_default_is_the_tfx_taxi_template(self):
+  def test_default_is_the_tfx_taxi_template_with_a_floor_and_a_bounded_drop(self):
     thresholds = blessing.load_config()
-    assert thresholds['auc'].value == ValueThreshold(lower_bound=0.5)
+    assert thresholds['auc'].value == ValueThreshold(lower_bound=0.6)
     assert thresholds['auc'].change == ChangeThreshold(HIGHER_IS_BETTER, absolute=-1e-10)
+    assert blessing.parse_registered(blessing.DEFAULT_CONFIG) == {
+        'auc': ChangeThreshold(HIGHER_IS_BETTER, absolute=-0.05)}
 
   def test_yaml_file_is_read(self, tmp_path):
     path = tmp_path / 'blessing.yaml'
@@ -191,3 +193,38 @@ def test_change_only_config_rubber_stamps_a_first_model_saying_why():
   result = blessing.bless({'auc': 0.1}, None, auc_rule(absolute=0.0))
   assert result.status == artifacts.BLESSED and result.checks == []
   assert result.message.endswith('no threshold applies without a baseline')
+
+
+class TestRegisteredChange:
+  """The bound on the drop from production's registered metric: what TFMA's same-data comparison
+  cannot see when the eval data itself is corrupted."""
+
+  def test_a_model_that_beats_production_on_corrupted_data_is_not_blessed(self):
+    # Trained and evaluated on a span whose main feature is corrupted: the candidate (0.65) beats
+    # production (0.60) on that same corrupted eval split, as TFMA's change threshold checks, but
+    # production registered 0.95 on its own data.
+    rule = blessing.BlessingRule.load(registered_metrics={'auc': 0.95})
+    result = rule.judge({'auc': 0.65}, {'auc': 0.60})
+    assert result.status == artifacts.NOT_BLESSED
+    assert "auc: candidate 0.65 vs production's registered 0.95" in result.message
+    assert [c.kind for c in result.checks if not c.passed] == [blessing.REGISTERED]
+    assert blessing.bless({'auc': 0.65}, {'auc': 0.60}, blessing.load_config()).blessed  # TFMA alone
+
+  def test_a_small_drop_within_the_bound_is_blessed(self):
+    rule = blessing.BlessingRule.load(registered_metrics={'auc': 0.83})
+    assert rule.judge({'auc': 0.80}, {'auc': 0.79}).blessed
+
+  def test_without_registered_metrics_the_bound_is_not_checked(self):
+    rule = blessing.BlessingRule.load()
+    result = rule.judge({'auc': 0.65}, None)
+    assert result.blessed and blessing.REGISTERED not in [c.kind for c in result.checks]
+
+  def test_the_section_is_validated_and_described(self, tmp_path):
+    path = tmp_path / 'b.yaml'
+    path.write_text('metrics: {auc: {value_threshold: {lower_bound: 0.7}}}\n'
+                    'registered_change: {auc: {direction: SIDEWAYS}}\n')
+    with pytest.raises(blessing.BlessingConfigError, match='registered_change.auc.direction'):
+      blessing.BlessingRule.load(str(path))
+    described = blessing.BlessingRule.load(registered_metrics={'auc': 0.9}).describe()
+    assert described['registered_change']['auc']['absolute'] == -0.05
+    assert described['registered_metrics'] == {'auc': 0.9}

@@ -15,6 +15,7 @@ import types
 import pytest
 
 from beam_pipelines.ct import demo, registry
+from beam_pipelines.ct.definition import load_definition
 from beam_pipelines.ct.paths import CtPaths
 from beam_pipelines.store import layout
 
@@ -34,7 +35,7 @@ def ct(bucket, *args, **env_extra):
 def state(bucket):
   """sha256 of every object of the registry and the span records (what a re-run must not change)."""
   tree = {}
-  for part in ('prod/registry', 'prod/ct/spans'):
+  for part in ('prod/registry', 'prod/ct/taxi/spans'):
     for root, _, files in os.walk(bucket / part):
       for name in files:
         path = os.path.join(root, name)
@@ -59,7 +60,7 @@ def runs(tmp_path_factory):
   killed = ct(bucket, **{layout.CRASH_ENV_VAR: 'registry-files-written'})
   reg = registry.Registry(str(bucket / 'prod' / 'registry' / 'taxi'))
   after_kill = types.SimpleNamespace(numbers=reg.numbers(), aliases=reg.aliases(),
-                                     runs=sorted((bucket / 'prod' / 'ct' / 'runs').iterdir()))
+                                     runs=sorted((bucket / 'prod' / 'ct' / 'taxi' / 'runs').iterdir()))
   resumed = ct(bucket)
   before_again = state(bucket)
   again = ct(bucket)
@@ -113,7 +114,7 @@ def test_force_retrains_from_the_cache_and_registers_nothing_new(runs):
 def test_lineage_names_the_source_tree_the_span_hash_and_the_parameters(runs):
   record = lineage_of(runs.bucket, runs.resumed.out)
   assert record['code']['source'] == 'source-tree' and len(record['code']['git_commit']) == 40
-  data = (runs.bucket / 'prod' / 'inputs' / 'ct' / 'span-2026-11-01' /
+  data = (runs.bucket / 'prod' / 'inputs' / 'ct' / 'taxi' / 'span-2026-11-01' /
           'data-00000-of-00001.csv').read_bytes()
   assert record['data']['files'][0]['sha256'] == hashlib.sha256(data).hexdigest()
   assert record['trigger'] == ['new_span']
@@ -138,3 +139,67 @@ def test_no_cache_runs_every_step_and_the_same_model_comes_out(runs):
              for s in ('features', 'validation', 'training', 'evaluation'))
   assert 'already registered: v1' in runs.uncached.out  # deterministic: same bytes, same version
   assert runs.reg.numbers() == [1]
+
+
+# The policy of a pipeline: drift as a trigger on its own, or as a block.
+
+def _policy_pipeline(root, name, policy):
+  folder = root / name
+  folder.mkdir(parents=True)
+  taxi = load_definition('taxi')
+  (folder / 'pipeline.yaml').write_text(
+      f'spec: {taxi.spec_path}\ntrain: {{classifier: logistic, C: 1.0, random_state: 0}}\n'
+      f'policy: {policy}\n')
+  return str(folder / 'pipeline.yaml')
+
+
+@pytest.fixture(scope='module')
+def policies(tmp_path_factory):
+  root = tmp_path_factory.mktemp('policies')
+  on_drift = _policy_pipeline(root, 'ondrift', '{retrain: on_drift, on_drift: retrain}')
+  block = _policy_pipeline(root, 'blocking', '{on_drift: block}')
+  s = types.SimpleNamespace(bucket=root / 'bucket', done={})
+  spans = {n: demo.land(CtPaths(str(s.bucket), 'ondrift').landing, demo.DEMO_SPANS[i])
+           for n, i in (('first', 0), ('same', 1), ('drifted', 3))}
+  for name in ('first', 'same', 'drifted'):
+    s.done[f'ondrift_{name}'] = ct(s.bucket, '--pipeline', on_drift, '--span', spans[name])
+  s.ondrift = registry.Registry(CtPaths(str(s.bucket), 'ondrift').registry)
+  for name in ('first', 'drifted'):
+    s.done[f'block_{name}'] = ct(s.bucket, '--pipeline', block, '--span', spans[name])
+  s.blocking = registry.Registry(CtPaths(str(s.bucket), 'blocking').registry)
+  return s
+
+
+def test_retrain_on_drift_only_skips_a_span_without_drift(policies):
+  first, same = policies.done['ondrift_first'], policies.done['ondrift_same']
+  assert first.returncode == 0, first.out[-3000:]
+  assert same.returncode == 0, same.out[-3000:]
+  assert 'no drift above threshold, and the policy retrains on drift only' in same.out
+  assert 'step training' not in same.out
+
+
+def test_drift_alone_triggers_retraining(policies):
+  drifted = policies.done['ondrift_drifted']
+  assert drifted.returncode in (0, 3), drifted.out[-3000:]
+  assert policies.ondrift.numbers() == [1, 2]
+  lineage = json.loads(open(policies.ondrift.record(2)['lineage']).read())
+  assert lineage['trigger'] == ['new_span', 'drift']
+
+
+def test_drift_with_the_block_policy_stops_the_run(policies):
+  assert policies.done['block_first'].returncode == 0, policies.done['block_first'].out[-3000:]
+  blocked = policies.done['block_drifted']
+  assert blocked.returncode == 1, blocked.out[-3000:]
+  assert 'STOPPED at validation (drift above threshold (policy on_drift: block))' in blocked.out
+  assert policies.blocking.numbers() == [1]
+
+
+def test_data_that_does_not_match_the_spec_is_a_one_line_error(tmp_path):
+  span = tmp_path / 'span'
+  span.mkdir()
+  (span / 'data.csv').write_text('trip_id,fare\n1,2.5\n')
+  done = ct(tmp_path / 'bucket', '--span', str(span))
+  assert done.returncode == 2
+  assert 'Traceback' not in done.out
+  error_lines = [line for line in done.out.splitlines() if 'ct: error:' in line]
+  assert len(error_lines) == 1 and "'big_tip'" in error_lines[0]

@@ -37,9 +37,9 @@ def out(done) -> str:
 
 def degrade_pipeline(project) -> None:
   """A pipeline change, committed: the CT pipeline definition of the build trains a stump."""
-  path = project / 'beam_pipelines' / 'data' / 'ct_pipeline.yaml'
+  path = project / 'beam_pipelines' / 'pipelines' / 'taxi' / 'pipeline.yaml'
   text = path.read_text()
-  start, end = text.index('train:'), text.index('blessing:')
+  start, end = text.index('train:'), text.index('window:')
   path.write_text(text[:start] + DEGRADED_TRAINING + text[end:])
   git = ['git', '-c', 'user.name=ct-test', '-c', 'user.email=ct@test.invalid']
   subprocess.run(git + ['commit', '-q', '-am', 'degrade the model'], cwd=project, check=True)
@@ -51,7 +51,7 @@ def scenario(tmp_path_factory):
   s = types.SimpleNamespace(project=make_project(root / 'project'), bucket=root / 'bucket',
                             done={}, aliases=[], versions=[], spans=[])
   paths = CtPaths(str(s.bucket))
-  s.registry = registry.Registry(paths.registry('taxi'))
+  s.registry = registry.Registry(paths.registry)
 
   def run(name, *args):
     s.done[name] = invoke(s.project, s.bucket, *args)
@@ -93,7 +93,7 @@ def passed_record(bucket, build_id):
 
 
 def test_build_a_passes_the_level2_check_with_a_rubber_stamp(scenario):
-  ml = passed_record(scenario.bucket, scenario.a['build_id'])['ml']
+  ml = passed_record(scenario.bucket, scenario.a['build_id'])['ml']['taxi']
   assert ml['status'] == 'BLESSED' and 'rubber-stamped' in ml['message']
   assert ml['metrics']['auc'] > 0.8 and ml['baseline_metrics'] is None
   assert 'check ml_model: PASSED' in out(scenario.done['loop_a'])
@@ -106,9 +106,9 @@ def test_span_1_makes_v1_production_by_rubber_stamp(scenario):
 
 
 def test_span_2_moves_production_only_if_blessed(scenario):
-  assert scenario.done['ct2'].returncode == 0, out(scenario.done['ct2'])[-3000:]
   assert scenario.versions[1] == [1, 2]
   blessed = scenario.registry.record(2)['blessing']['status'] == 'BLESSED'
+  assert scenario.done['ct2'].returncode == (0 if blessed else 3), out(scenario.done['ct2'])[-3000:]
   assert scenario.aliases[1]['production'] == (2 if blessed else 1)
 
 
@@ -145,7 +145,7 @@ def test_a_second_ct_without_new_data_changes_nothing(scenario):
 
 def test_a_degrading_pipeline_change_is_refused_at_deploy_naming_the_metric(scenario):
   assert scenario.done['test_b'].returncode == 0, out(scenario.done['test_b'])[-3000:]
-  ml = passed_record(scenario.bucket, scenario.b['build_id'])['ml']
+  ml = passed_record(scenario.bucket, scenario.b['build_id'])['ml']['taxi']
   assert ml['status'] == 'NOT_BLESSED' and ml['metrics']['auc'] < ml['baseline_metrics']['auc']
   assert ml['baseline_source'] == (f'the model of prod build {scenario.a["build_id"]} on the '
                                    f'same integration data')

@@ -21,11 +21,11 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Tuple
 
-import mldata
 import pytest
 
 from beam_pipelines import submission
 
+import mldata
 from conftest import REPO, SUPPORT_FILES, read_shards
 
 features_dir, good_model_dir = mldata.features_dir, mldata.good_model_dir  # session fixtures
@@ -69,7 +69,7 @@ def _evaluate(pipeline, fx):
   models = {evaluate.CANDIDATE: evaluate.describe_model(str(fx['good_model_dir']))}
   evaluate.build_pipeline(pipeline, str(fx['features_dir']), models,
                           models[evaluate.CANDIDATE]['label'], 'payment_type',
-                          blessing.load_config(None), f'{OFFLINE_BUCKET}/evaluation')
+                          blessing.BlessingRule.load(), f'{OFFLINE_BUCKET}/evaluation')
 
 
 def _predict(pipeline, fx):

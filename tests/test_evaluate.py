@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 
-import mldata
 import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from beam_pipelines import evaluate, train
 from beam_pipelines.ml import artifacts, model_io, tabular
+
+import mldata
 
 pytestmark = pytest.mark.slow  # trains models and runs RunInference
 features_dir, good_model_dir = mldata.features_dir, mldata.good_model_dir  # session fixtures

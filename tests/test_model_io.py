@@ -7,13 +7,14 @@ import json
 import shutil
 
 import apache_beam as beam
-import mldata
 import pytest
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipelines.ml import artifacts, inference, model_io
+
+import mldata
 
 pytestmark = pytest.mark.slow
 features_dir, good_model_dir = mldata.features_dir, mldata.good_model_dir  # session fixtures (train models)

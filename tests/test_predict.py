@@ -7,13 +7,14 @@ import json
 import shutil
 
 import apache_beam as beam
-import mldata
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipelines import predict
 from beam_pipelines.ml import artifacts
+
+import mldata
 
 pytestmark = pytest.mark.slow  # trains a model and runs RunInference
 good_model_dir = mldata.good_model_dir  # session fixture

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from beam_pipelines.ct import lineage, registry
+from beam_pipelines.ct import lineage, loop, registry
 from beam_pipelines.ct.cache import CACHED, MARKER, RAN, StepCache, step_key
 from beam_pipelines.ct.registry import RegistryError
 from beam_pipelines.ml import artifacts, model_io
@@ -218,3 +218,24 @@ class TestLineage:
     one, two = (lineage.file_entries([str(tmp_path / w / 'data.csv')]) for w in 'ab')
     assert one[0]['sha256'] == two[0]['sha256'] and one[0]['size'] == 8
     assert lineage.data_sha256(one) == lineage.data_sha256(two)
+
+
+class TestSpanOrder:
+  """Drift is measured against the span before in time; a window is the spans before in time."""
+
+  RECORDS = [  # processed out of order: March landed before February
+      {'span': 'in/2013-01', 'sha256': 'a', 'statistics': 'a.pb'},
+      {'span': 'in/2013-03', 'sha256': 'c', 'statistics': 'c.pb'},
+      {'span': 'in/2013-02', 'sha256': 'b', 'statistics': 'b.pb'},
+  ]
+
+  def test_the_drift_baseline_is_the_chronological_predecessor(self):
+    assert loop.chronological_previous(self.RECORDS, 'in/2013-03', 'c')['span'] == 'in/2013-02'
+    assert loop.chronological_previous(self.RECORDS, 'in/2013-02', 'b')['span'] == 'in/2013-01'
+    assert loop.chronological_previous(self.RECORDS, 'in/2013-01', 'a') is None
+
+  def test_a_window_is_the_span_and_the_ones_before_it(self):
+    landed = ['in/2013-01', 'in/2013-02', 'in/2013-03', 'in/2013-04']
+    assert loop.window_spans(landed, 'in/2013-03', 2) == ['in/2013-02', 'in/2013-03']
+    assert loop.window_spans(landed, 'in/2013-02', 5) == ['in/2013-01', 'in/2013-02']
+    assert loop.window_spans(landed, 'in/2013-04', 1) == ['in/2013-04']

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def _reports(bucket: pathlib.Path, step: str):
   """(lineage record, report directory) of each CT run that has ``step``'s report, oldest first."""
   out = []
-  for lineage in sorted((bucket / 'prod' / 'ct' / 'runs').glob('*/lineage.json')):
+  for lineage in sorted((bucket / 'prod' / 'ct' / 'taxi' / 'runs').glob('*/lineage.json')):
     record = json.loads(lineage.read_text())
     outputs = (record['steps'].get(step) or {}).get('outputs')
     if outputs and (pathlib.Path(outputs) / 'report.html').exists():

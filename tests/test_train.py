@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
-import mldata
 import pytest
 
 from beam_pipelines import train
 from beam_pipelines.ml import artifacts
+
+import mldata
 
 pytestmark = pytest.mark.slow
 features_dir, good_model_dir = mldata.features_dir, mldata.good_model_dir  # session fixtures

@@ -24,6 +24,7 @@ SPANS = {
     'drift': taxi_data.Knobs(payment_shift=0.5, scale={'fare': 1.5}),
     'dropped': taxi_data.Knobs(drop_column='company'),
     'unknown': taxi_data.Knobs(unknown_category=0.05, add_column='tolls'),
+    'rare': taxi_data.Knobs(unknown_category=0.004),  # a new company on 0.4% of the rows
 }
 
 
@@ -52,6 +53,7 @@ def runs(tmp_path_factory):
                                               '--previous_statistics', str(outputs['base'])))}
   verdicts['dropped'] = artifacts.read_verdict(str(outputs['dropped']))
   verdicts['unknown'] = validate.run(args('unknown', '--schema', str(schema)))
+  verdicts['rare'] = validate.run(args('rare', '--schema', str(schema), '--noise_floor'))
   # A person curates the stored schema: the new company is expected from now on.
   curated = root / 'curated.pbtxt'
   curated.write_text(schema.read_text().replace(
@@ -169,3 +171,28 @@ def test_cli_on_the_bundled_sample(tmp_path):
   assert 'validate: done: verdict ok' in done.stderr
   assert 'IPython' not in done.stderr
   assert (tmp_path / 'validation' / artifacts.REPORT_FILE).exists()
+
+
+def test_a_rare_new_value_is_a_warning_not_an_anomaly(runs):
+  verdict = runs['verdicts']['rare']
+  assert verdict['status'] != artifacts.VERDICT_ANOMALOUS, verdict['message']
+  assert {w['feature'] for w in verdict['warnings']} == {'company'}
+  assert all('RARE_NEW_VALUES' in w['types'] for w in verdict['warnings'])
+  assert validate.verdict_allows_training(str(runs['outputs']['rare']))
+
+
+def test_a_new_value_with_real_mass_still_blocks(runs):
+  verdict = runs['verdicts']['unknown']
+  assert verdict['status'] == artifacts.VERDICT_ANOMALOUS
+  assert 'company' in _anomalous_features(verdict)
+
+
+def test_the_noise_floor_is_measured_between_random_halves_and_thresholds_suggested(runs):
+  floors = json.loads((runs['outputs']['rare'] / validate.NOISE_FLOOR_FILE).read_text())
+  assert set(floors) >= {'fare', 'payment_type', 'company'}
+  for feature, floor in floors.items():
+    assert 0 <= floor['noise_floor'] < 0.2, (feature, floor)
+    assert floor['suggested_threshold'] > floor['noise_floor']
+  assert floors['payment_type']['measure'] == 'L_INFTY'
+  assert floors['fare']['measure'] == 'JENSEN_SHANNON_DIVERGENCE'
+  assert floors['fare']['threshold'] == 0.1  # the spec's, for comparison

@@ -1,34 +1,68 @@
-"""``python -m beam_pipelines.ct``: the continuous-training command line."""
+"""``python -m beam_pipelines.ct``: the continuous-training command line.
+
+Exit statuses (the same through ``invoke ct``)::
+
+    0  every span was pushed (or registered with --no_push), had no trigger, or was checked
+    1  a span stopped at validation: anomalies, or drift with the policy ``on_drift: block``
+    2  an error: bad flags, a missing span, data that does not match the spec, a refusal
+    3  a model was trained and evaluated but NOT_BLESSED: production is unchanged
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
+from beam_pipelines import features, validate
 from beam_pipelines.ct import demo
-from beam_pipelines.ct.loop import ContinuousTraining, CtError, CtOptions, check
-from beam_pipelines.ct.outcomes import CHECKED, NO_TRIGGER, STOPPED, SpanOutcome
+from beam_pipelines.ct.definition import SCHEMA_FILE, load_definition
+from beam_pipelines.ct.loop import (
+  ContinuousTraining,
+  CtError,
+  CtOptions,
+  check_all,
+  span_files,
+  span_pattern,
+)
+from beam_pipelines.ct.outcomes import CHECKED, NO_TRIGGER, NOT_BLESSED, STOPPED, SpanOutcome
 from beam_pipelines.ct.registry import PRODUCTION
-from beam_pipelines.store import layout
+from beam_pipelines.ct.steps import Baseline
+from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.bucket import resolve_bucket
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
 
+EXIT_OK, EXIT_STOPPED, EXIT_ERROR, EXIT_NOT_BLESSED = 0, 1, 2, 3
+
 USAGE = """
-    python -m beam_pipelines.ct [--bucket URL] [--span DIR] [--force] [--no_cache] [--no_push]
-        [--predict] [--pipeline YAML] [--build_id ID --wheel_sha256 SHA]
+    python -m beam_pipelines.ct [--pipeline NAME] [--bucket URL] [--span DIR] [--force]
+        [--no_cache] [--no_push] [--predict] [--build_id ID --wheel_sha256 SHA]
     python -m beam_pipelines.ct --demo [--bucket URL]   # spans 1-4 of the sample, ct on each
-    python -m beam_pipelines.ct --check --input GLOB --output DIR [--baseline_model DIR
-        --baseline_sha256 SHA] [--cache DIR]         # the level-2 ML check of `invoke test`
+    python -m beam_pipelines.ct --check --output DIR [--cache DIR] [--baselines JSON]
+                                                      # the level-2 check of `invoke test`
+    python -m beam_pipelines.ct --write_schema --pipeline NAME --span DIR
+                                                      # infer a schema for review, in the folder
+
+exit status: 0 pushed/no trigger, 1 stopped at validation, 2 error, 3 not blessed
 """
 
 
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse whose usage errors are refusals (one line, exit status 2), not SystemExit."""
+
+  def error(self, message: str):
+    raise CtError(f'{message} (see python -m beam_pipelines.ct --help)')
+
+
 def parse_args(argv: Optional[Sequence[str]]):
-  parser = argparse.ArgumentParser(prog='python -m beam_pipelines.ct',
-                                   description=__doc__.split('\n')[0], allow_abbrev=False,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=USAGE)
+  parser = ArgumentParser(prog='python -m beam_pipelines.ct',
+                          description=__doc__.split('\n')[0], allow_abbrev=False,
+                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE)
+  parser.add_argument('--pipeline', default=None,
+                      help='A declared pipeline (a folder of beam_pipelines/pipelines/) or the '
+                      'path of a pipeline.yaml; default: the only one, else taxi.')
   parser.add_argument('--bucket', default=None,
                       help='Bucket URL (default: $BEAM_PIPELINES_BUCKET, else ./bucket).')
   parser.add_argument('--env', default=layout.PROD, help='Environment of the bucket (prod).')
@@ -40,43 +74,86 @@ def parse_args(argv: Optional[Sequence[str]]):
                       help='A blessed model becomes "candidate" only; production stays.')
   parser.add_argument('--predict', action='store_true',
                       help='Then batch inference of the span with the production model.')
-  parser.add_argument('--pipeline', default=None, help='CT pipeline definition (YAML).')
   parser.add_argument('--build_id', default=None, help='Build id of the deployed build (lineage).')
   parser.add_argument('--wheel_sha256', default=None, help='sha256 of its wheel (lineage).')
   parser.add_argument('--demo', action='store_true',
                       help='Land spans 1-4 (sample, same, missing column, drift); ct on each, in '
                       'a fresh demo bucket (outputs/ct-demo/bucket) unless --bucket is given.')
-  parser.add_argument('--check', action='store_true', help='The level-2 check of `invoke test`.')
-  parser.add_argument('--input', default=None, help='--check: integration CSV file(s).')
+  parser.add_argument('--check', action='store_true',
+                      help='The level-2 check of `invoke test`: every declared pipeline (or '
+                      '--pipeline) on its integration data, against --baselines.')
   parser.add_argument('--output', default=None, help='--check: output directory.')
   parser.add_argument('--cache', default=None, help='--check: step cache directory.')
-  parser.add_argument('--baseline_model', default='', help='--check: the model to beat (dir).')
-  parser.add_argument('--baseline_sha256', default='', help='--check: its verified sha256.')
+  parser.add_argument('--baselines', default='',
+                      help='--check: JSON file {pipeline: {model_dir, model_sha256, record_path}} '
+                      'of the models to beat (none: rubber stamp).')
+  parser.add_argument('--write_schema', action='store_true',
+                      help="Infer the schema of --span and write it into the pipeline's folder "
+                      '(schema.pbtxt) for review; with each feature\'s noise floor.')
   return parser.parse_args(argv)
+
+
+def read_baselines(path: str) -> Dict[str, Baseline]:
+  """The --baselines file: {pipeline: {model_dir, model_sha256, record_path}}."""
+  if not path:
+    return {}
+  raw = bucket.read_json(path, 'ML check baselines')
+  try:
+    return {name: Baseline(entry['model_dir'], entry['model_sha256'], entry.get('record_path'))
+            for name, entry in raw.items() if entry}
+  except (TypeError, KeyError) as error:
+    raise CtError(f'{path} is not a baselines file ({error})') from None
+
+
+def write_schema(pipeline: Optional[str], span: str, output: str) -> str:
+  """Features and validation of ``span``; the inferred schema goes into the pipeline's folder."""
+  definition = load_definition(pipeline)
+  target = str(pathlib.PurePosixPath(definition.path).parent / SCHEMA_FILE)
+  if bucket.exists(target):
+    raise CtError(f'{target} exists: it is the reviewed schema of {definition.name}. Edit it, or '
+                  f'delete it first to infer a new one')
+  span_files(span)
+  features_dir, validation_dir = layout.join(output, 'features'), layout.join(output, 'validation')
+  features.run(['--input', span_pattern(span), '--spec', definition.spec_path,
+                '--output', features_dir])
+  verdict = validate.run(['--features', features_dir, '--output', validation_dir,
+                          '--schema', target, '--noise_floor'])
+  progress(f'ct: schema of {definition.name} inferred from {span} and written to {target}: '
+           f'review it (domains, presence, min_domain_mass), then commit it; ct uses it from '
+           f'the next build on. Verdict of that span: {verdict["status"]}')
+  suggested = {f: v['suggested_threshold'] for f, v in verdict.get('noise_floor', {}).items()}
+  progress(f'ct: suggested drift thresholds above each feature\'s noise floor: '
+           f'{json.dumps(suggested, sort_keys=True)} (details: {validation_dir}/noise_floor.json)')
+  return target
 
 
 def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
   args = parse_args(argv)
   if args.check:
-    if not args.input or not args.output:
-      raise CtError('--check needs --input and --output')
-    result = check(args.input, args.output, args.baseline_model or None,
-                   args.baseline_sha256 or None, args.cache, args.pipeline)
-    stopped = result['status'] == 'ANOMALOUS'
-    return [SpanOutcome(STOPPED if stopped else CHECKED, args.input, report=result.get('report'),
-                        blessing=None if stopped else result['status'])]
+    if not args.output:
+      raise CtError('--check needs --output')
+    summary = check_all(args.output, read_baselines(args.baselines), args.cache,
+                        [args.pipeline] if args.pipeline else None)
+    return [SpanOutcome(STOPPED if r['status'] == 'ANOMALOUS' else CHECKED, name,
+                        report=r.get('report'), blessing=r['status'])
+            for name, r in summary['pipelines'].items()]
+  if args.write_schema:
+    if not args.span or len(args.span) != 1:
+      raise CtError('--write_schema needs one --span')
+    write_schema(args.pipeline, args.span[0], args.output or 'outputs/write-schema')
+    return []
   if args.demo and not args.bucket:
     url = demo.fresh_demo_bucket()  # never the real bucket: the demo moves `production`
   else:
     url = resolve_bucket(args.bucket, pathlib.Path.cwd())
   ct = ContinuousTraining(url, CtOptions(
-      env=args.env, definition_path=args.pipeline, use_cache=not args.no_cache,
+      env=args.env, pipeline=args.pipeline, use_cache=not args.no_cache,
       push=not args.no_push, predict=args.predict, build_id=args.build_id,
       wheel_sha256=args.wheel_sha256))
   if args.demo:
-    outcomes = demo.run_demo(ct)
+    demo.run_demo(ct)  # it prints what happened to each span; a stopped span 3 is the design
     summarise(ct, [])
-    return outcomes
+    return []
   outcomes = ct.run(args.span, args.force)
   summarise(ct, outcomes)
   return outcomes
@@ -91,20 +168,28 @@ def summarise(ct: ContinuousTraining, outcomes: List[SpanOutcome]) -> None:
               else f'model v{outcome.version} {outcome.blessing}, {outcome.outcome}')
     progress(f'ct: done: span {outcome.span}: {detail}; lineage {outcome.lineage}')
   production = ct.registry.aliases().get(PRODUCTION)
-  flag = '' if ct.bucket_url == resolve_bucket(None, pathlib.Path.cwd()) else f' --bucket {ct.bucket_url}'
-  progress(f'ct: production model: {"v" + str(production) if production else "none"}; '
-           f'registry {ct.registry.root}; `invoke model-list{flag}`, '
-           f'`invoke lineage --model production{flag}`')
+  flags = f' --pipeline {ct.definition.name}'
+  if ct.bucket_url != resolve_bucket(None, pathlib.Path.cwd()):
+    flags += f' --bucket {ct.bucket_url}'
+  progress(f'ct: {ct.definition.name}: production model: '
+           f'{"v" + str(production) if production else "none"}; registry {ct.registry.root}; '
+           f'`invoke model-list{flags}`, `invoke lineage{flags} --model production`')
+
+
+def exit_status(outcomes: Sequence[SpanOutcome]) -> int:
+  """1 when a span stopped at validation, else 3 when a model was not blessed, else 0."""
+  if any(o.outcome == STOPPED for o in outcomes):
+    return EXIT_STOPPED
+  if any(o.outcome == NOT_BLESSED for o in outcomes):
+    return EXIT_NOT_BLESSED
+  return EXIT_OK
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """Exit 0: trained/pushed/no trigger, or a demo that ran to its end (its span 3 is meant to
-  stop); 1: a span stopped at validation (anomalies); 2: error (usage errors included)."""
+  """The command line; returns its exit status (see the module docstring)."""
   try:
     outcomes = run(argv)
   except Refusal as error:
     progress(f'ct: error: {error}')
-    return 2
-  if parse_args(argv).demo:
-    return 0
-  return 1 if any(o.outcome == STOPPED for o in outcomes) else 0
+    return EXIT_ERROR
+  return exit_status(outcomes)

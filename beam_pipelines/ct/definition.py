@@ -1,69 +1,179 @@
-"""The CT pipeline definition of a build: which dataset spec, which training flags, which
-blessing rule (``beam_pipelines/data/ct_pipeline.yaml`` by default)."""
+"""Pipelines declared in the repository: ``beam_pipelines/pipelines/<name>/``, shipped in the wheel.
+
+A folder holds ``pipeline.yaml`` and the files it names (relative to the folder)::
+
+    spec: spec.yaml               # the dataset spec (beam_pipelines.ml.spec)
+    integration: integration.csv  # small CSV of the level-2 check of `invoke test`
+    schema: schema.pbtxt          # optional; default: schema.pbtxt when the folder has one
+    train: {classifier: logistic, C: 1.0}   # flags of beam_pipelines.train
+    window: 1                     # spans trained on: the new one and the window-1 before it
+    blessing: {metrics: ..., registered_change: ...}   # inline (beam_pipelines.ml.blessing), a
+                                  # path, or absent (the default rule)
+    policy: {retrain: every_span | on_drift, on_drift: retrain | block}
+
+The pipeline's name is its folder's name; it names its registry and its CT prefixes in the bucket.
+``load_definition`` also takes the path of a ``pipeline.yaml`` elsewhere (any bucket URL).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 from importlib import resources
 from typing import Any, Dict, List, Optional
 
 import yaml
 
+from beam_pipelines.ml import blessing as blessing_lib
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.errors import Refusal
 
+DEFINITION_FILE = 'pipeline.yaml'
+SCHEMA_FILE = 'schema.pbtxt'
+DEFAULT_PIPELINE = 'taxi'
+RETRAIN_EVERY_SPAN, RETRAIN_ON_DRIFT = 'every_span', 'on_drift'
+ON_DRIFT_RETRAIN, ON_DRIFT_BLOCK = 'retrain', 'block'
+_FIELDS = ('spec', 'integration', 'schema', 'train', 'window', 'blessing', 'policy')
+
 
 class DefinitionError(Refusal):
-  """A CT pipeline definition that cannot be used (the message names the file and the field)."""
+  """A pipeline definition that cannot be used (the message names the file and the field)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+  """When a span retrains and what drift above threshold does."""
+  retrain: str = RETRAIN_EVERY_SPAN
+  on_drift: str = ON_DRIFT_RETRAIN
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineDefinition:
-  """The CT pipeline of a build: which spec, which training flags, which blessing rule."""
+  """One declared pipeline: its spec, data for the level-2 check, training, blessing and policy."""
 
-  path: str
+  name: str
+  path: str  # its pipeline.yaml
   spec_path: str
   train: Dict[str, Any]
-  blessing_path: Optional[str]
+  integration_path: Optional[str] = None
+  schema_path: Optional[str] = None  # the reviewed schema in the folder, when there is one
+  window: int = 1
+  blessing: Optional[Dict[str, Any]] = None  # the config document; None: the default rule
+  policy: Policy = Policy()
 
   @property
   def train_flags(self) -> List[str]:
     return [a for k, v in sorted(self.train.items()) for a in (f'--{k}', str(v))]
 
   @property
-  def model_name(self) -> str:
-    """The registry name of the model this pipeline trains: its dataset spec's ``name``."""
-    return spec_lib.load(self.spec_path).name
+  def blessing_config(self) -> Dict[str, Any]:
+    return self.blessing if self.blessing is not None else blessing_lib.DEFAULT_CONFIG
 
   def parameters(self) -> Dict[str, Any]:
     """The pipeline's parameters as lineage and cache keys record them."""
-    blessing = bucket.sha256_of(self.blessing_path) if self.blessing_path else 'default'
-    return {'pipeline': self.path, 'spec': self.spec_path,
+    schema = bucket.sha256_of(self.schema_path) if self.schema_path else None
+    return {'pipeline': self.name, 'definition': self.path, 'spec': self.spec_path,
             'spec_fingerprint': spec_lib.load(self.spec_path).fingerprint(),
-            'train': dict(self.train), 'blessing': self.blessing_path, 'blessing_sha256': blessing}
+            'train': dict(self.train), 'window': self.window,
+            'blessing': self.blessing_config,
+            'blessing_sha256': bucket.sha256_bytes(
+                json.dumps(self.blessing_config, sort_keys=True).encode('utf-8')),
+            'schema_sha256': schema, 'policy': dataclasses.asdict(self.policy)}
 
 
-def default_definition_path() -> str:
-  return str(resources.files('beam_pipelines') / 'data' / 'ct_pipeline.yaml')
+def pipelines_root() -> pathlib.Path:
+  return pathlib.Path(str(resources.files('beam_pipelines') / 'pipelines'))
 
 
-def load_definition(path: Optional[str] = None) -> PipelineDefinition:
-  """Reads the pipeline definition (YAML); relative spec/blessing paths are beside the file."""
-  path = path or default_definition_path()
+def declared_pipelines() -> List[str]:
+  """Names of the pipelines this package declares (folders with a pipeline.yaml), sorted."""
+  root = pipelines_root()
+  return sorted(p.parent.name for p in root.glob(f'*/{DEFINITION_FILE}')) if root.is_dir() else []
+
+
+def default_pipeline() -> str:
+  """The only declared pipeline, else the bundled taxi one."""
+  names = declared_pipelines()
+  return names[0] if len(names) == 1 else DEFAULT_PIPELINE
+
+
+def definition_path(name_or_path: Optional[str] = None) -> str:
+  """The pipeline.yaml of a declared pipeline name (default: ``default_pipeline()``), or a path."""
+  ref = name_or_path or default_pipeline()
+  if '/' in ref or ref.endswith(('.yaml', '.yml')):
+    return ref
+  names = declared_pipelines()
+  if ref not in names:
+    raise DefinitionError(f'no pipeline named {ref!r}: this build declares '
+                          f'{", ".join(names) or "none"} (folders of {pipelines_root()})')
+  return str(pipelines_root() / ref / DEFINITION_FILE)
+
+
+def _beside(path: str, value: Optional[str]) -> Optional[str]:
+  if value is None or '://' in value or value.startswith('/'):
+    return value
+  if '://' in path:
+    return layout.join(path.rsplit('/', 1)[0], value)
+  return str(pathlib.PurePosixPath(path).parent / value)
+
+
+def _policy(raw: Any, path: str) -> Policy:
+  if raw is None:
+    return Policy()
+  if not isinstance(raw, dict) or not set(raw) <= {'retrain', 'on_drift'}:
+    raise DefinitionError(f'{path}: policy must map retrain and/or on_drift, got {raw!r}')
+  policy = Policy(**raw)
+  if policy.retrain not in (RETRAIN_EVERY_SPAN, RETRAIN_ON_DRIFT):
+    raise DefinitionError(f'{path}: policy.retrain must be {RETRAIN_EVERY_SPAN} or '
+                          f'{RETRAIN_ON_DRIFT}, got {policy.retrain!r}')
+  if policy.on_drift not in (ON_DRIFT_RETRAIN, ON_DRIFT_BLOCK):
+    raise DefinitionError(f'{path}: policy.on_drift must be {ON_DRIFT_RETRAIN} or '
+                          f'{ON_DRIFT_BLOCK}, got {policy.on_drift!r}')
+  return policy
+
+
+def _blessing(raw: Any, path: str) -> Optional[Dict[str, Any]]:
+  if isinstance(raw, str):  # a config file beside the definition
+    raw = _read_yaml(_beside(path, raw), 'blessing config')
+  if raw is None:
+    return None
   try:
-    raw = yaml.safe_load(bucket.read_bytes(path, 'CT pipeline definition').decode('utf-8'))
-  except (yaml.YAMLError, UnicodeDecodeError) as error:
-    raise DefinitionError(f'CT pipeline definition {path} is not valid YAML: '
-                          f'{str(error).splitlines()[0]}') from None
-  if not isinstance(raw, dict) or not raw.get('spec') or not isinstance(raw.get('train', {}), dict):
-    raise DefinitionError(f'CT pipeline definition {path}: needs "spec" and a "train" mapping')
+    blessing_lib.parse_config(raw)
+  except blessing_lib.BlessingConfigError as error:
+    raise DefinitionError(f'{path}: blessing: {error}') from None
+  return raw
 
-  def beside(value):
-    if value is None or '://' in value or value.startswith('/'):
-      return value
-    return str(pathlib.PurePosixPath(path).parent / value) if '://' not in path else layout.join(
-        path.rsplit('/', 1)[0], value)
-  return PipelineDefinition(path, beside(raw['spec']), dict(raw.get('train') or {}),
-                            beside(raw.get('blessing')))
+
+def _read_yaml(path: str, what: str) -> Any:
+  try:
+    return yaml.safe_load(bucket.read_bytes(path, what).decode('utf-8'))
+  except (yaml.YAMLError, UnicodeDecodeError) as error:
+    raise DefinitionError(f'{what} {path} is not valid YAML: '
+                          f'{str(error).splitlines()[0]}') from None
+
+
+def load_definition(name_or_path: Optional[str] = None) -> PipelineDefinition:
+  """A declared pipeline by name (default: the only one, else taxi), or a pipeline.yaml path."""
+  path = definition_path(name_or_path)
+  raw = _read_yaml(path, 'pipeline definition')
+  if not isinstance(raw, dict) or not raw.get('spec') or not isinstance(raw.get('train', {}), dict):
+    raise DefinitionError(f'pipeline definition {path}: needs "spec" and a "train" mapping')
+  unknown = sorted(set(raw) - set(_FIELDS))
+  if unknown:
+    raise DefinitionError(f'pipeline definition {path}: unknown field(s) {unknown} '
+                          f'(known: {", ".join(_FIELDS)})')
+  window = raw.get('window', 1)
+  if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+    raise DefinitionError(f'pipeline definition {path}: window must be a whole number >= 1, '
+                          f'got {window!r}')
+  schema = _beside(path, raw.get('schema'))
+  if schema is None:
+    candidate = _beside(path, SCHEMA_FILE)
+    schema = candidate if bucket.exists(candidate) else None
+  name = pathlib.PurePosixPath(path.split('://', 1)[-1]).parent.name
+  return PipelineDefinition(
+      name=name, path=path, spec_path=_beside(path, raw['spec']), train=dict(raw.get('train') or {}),
+      integration_path=_beside(path, raw.get('integration')), schema_path=schema, window=window,
+      blessing=_blessing(raw.get('blessing'), path), policy=_policy(raw.get('policy'), path))

@@ -28,7 +28,7 @@ from beam_pipelines.store.identity import INSTALLED_MARKER, git_info
 class LineageError(Refusal):
   """A lineage record that would be wrong (e.g. code not from the wheel it claims)."""
 
-CODE_SUFFIXES = ('.py', '.yaml', '.json', '.csv', '.txt')
+CODE_SUFFIXES = ('.py', '.yaml', '.json', '.csv', '.txt', '.pbtxt')
 STEP_ORDER = ('features', 'validation', 'training', 'evaluation', 'push', 'predict')
 
 

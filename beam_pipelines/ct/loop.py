@@ -19,7 +19,13 @@ from typing import Any, Dict, List, Optional, Sequence
 from beam_pipelines import predict
 from beam_pipelines.ct import lineage, registry, steps
 from beam_pipelines.ct.cache import StepCache
-from beam_pipelines.ct.definition import load_definition
+from beam_pipelines.ct.definition import (
+  ON_DRIFT_BLOCK,
+  RETRAIN_EVERY_SPAN,
+  PipelineDefinition,
+  declared_pipelines,
+  load_definition,
+)
 from beam_pipelines.ct.outcomes import (
   NO_TRIGGER,
   NOT_BLESSED,
@@ -34,10 +40,10 @@ from beam_pipelines.ct.outcomes import (
 from beam_pipelines.ct.paths import (
   CACHE,
   CHECK_FILE,
+  CHECKS_FILE,
   LINEAGE_FILE,
   SPAN_FILES,
   CtPaths,
-  model_registry,
 )
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml.csv_io import match_files
@@ -56,7 +62,7 @@ class CtError(Refusal):
 class CtOptions:
   """How a continuous-training run behaves (the ``ct`` command's flags)."""
   env: str = layout.PROD
-  definition_path: Optional[str] = None  # the CT pipeline definition (default: the bundled one)
+  pipeline: Optional[str] = None  # a declared pipeline's name or a pipeline.yaml (default: taxi)
   use_cache: bool = True  # reuse the outputs of steps whose inputs are unchanged
   push: bool = True  # a blessed model moves ``production`` (else only ``candidate``)
   predict: bool = False  # then batch inference of the span with the production model
@@ -90,29 +96,52 @@ def landed_spans(paths: CtPaths) -> List[str]:
 
 
 def processed_spans(paths: CtPaths) -> List[Dict[str, Any]]:
-  """Records of processed spans, oldest first."""
+  """Records of processed spans, in the order they were processed."""
   records = [bucket.read_json(p, 'span record') for p in bucket.list_files(paths.spans)
              if p.endswith('.json')]
   return sorted(records, key=lambda r: (r.get('at', ''), r.get('run_id', '')))
 
 
+def chronological_previous(records: Sequence[Dict[str, Any]], span: str,
+                           sha256: str) -> Optional[Dict[str, Any]]:
+  """The record of the span just before ``span`` in time (span names sort chronologically) that
+  has statistics: the drift baseline. Not the last one processed: spans may land out of order."""
+  earlier = [r for r in records if r.get('statistics') and r['sha256'] != sha256
+             and r['span'] < span]
+  latest = {}
+  for record in earlier:  # a span processed twice: its latest record
+    latest[record['span']] = record
+  return latest[max(latest)] if latest else None
+
+
+def window_spans(landed: Sequence[str], span: str, window: int) -> List[str]:
+  """The spans a model is trained on: ``span`` and the ``window - 1`` landed before it in time."""
+  earlier = sorted(s for s in landed if s < span)
+  return earlier[max(0, len(earlier) - (window - 1)):] + [span] if window > 1 else [span]
+
+
 class ContinuousTraining:
-  """One bucket environment's continuous training, with the pipeline definition of this build."""
+  """Continuous training of one declared pipeline in one environment of a bucket."""
 
   def __init__(self, bucket_url: str, options: CtOptions = CtOptions()):
     self.bucket_url = bucket_url
     self.options = options
-    self.paths = CtPaths(bucket_url, options.env)
-    self.definition = load_definition(options.definition_path)
-    self.registry = model_registry(bucket_url, options.env, options.definition_path)
+    self.definition = load_definition(options.pipeline)
+    self.paths = CtPaths(bucket_url, self.definition.name, options.env)
+    self.registry = registry.Registry(self.paths.registry)
     self.cache = StepCache(self.paths.cache, enabled=options.use_cache)
     self.push, self.predict = options.push, options.predict
     self.code = lineage.code_identity(options.build_id, options.wheel_sha256)
 
+  @property
+  def schema(self) -> str:
+    """The reviewed schema of the pipeline's folder, else the one inferred on first use."""
+    return self.definition.schema_path or self.paths.schema
+
   def run(self, spans: Optional[Sequence[str]] = None, force: bool = False) -> List[SpanOutcome]:
     """Processes the given spans, else every landed span not processed yet, oldest first."""
     with BucketLock(self.paths.lock, 'continuous training run',
-                    guards=f'continuous training of {self.paths.env.root}'):
+                    guards=f'continuous training of {self.paths.root}'):
       if spans is None:
         done = {r['span'] for r in processed_spans(self.paths)}
         landed = landed_spans(self.paths)
@@ -125,8 +154,9 @@ class ContinuousTraining:
 
   def run_span(self, span: str, force: bool = False) -> SpanOutcome:
     """One run on one span (see the module docstring); returns its outcome."""
-    entries = lineage.file_entries(span_files(span))
-    sha256 = lineage.data_sha256(entries)
+    window = window_spans(landed_spans(self.paths), span.rstrip('/'), self.definition.window)
+    entries = lineage.file_entries([f for s in window for f in span_files(s)])
+    sha256 = lineage.data_sha256(lineage.file_entries(span_files(span)))
     record_path = self.paths.span_record(sha256)
     seen = bucket.read_json(record_path, 'span record') if bucket.exists(record_path) else None
     if seen and not force:
@@ -136,29 +166,53 @@ class ContinuousTraining:
     trigger = ([] if seen else [TRIGGER_NEW]) + ([TRIGGER_FORCE] if force else [])
     run_id = new_run_id()
     lineage_path = layout.join(self.paths.run(run_id), LINEAGE_FILE)
-    progress(f'ct: run {run_id}: span {span} (sha256 {sha256[:12]}, {len(entries)} file(s)); '
-             f'trigger {", ".join(trigger)}')
+    progress(f'ct: {self.definition.name}: run {run_id}: span {span} (sha256 {sha256[:12]}, '
+             f'training window {len(window)} span(s), {len(entries)} file(s)); '
+             f'new data: {", ".join(trigger) or "none"}')
     run = lineage.RunRecord(
         lineage_path, run_id=run_id, trigger=trigger, code=self.code,
-        data={'span': span, 'files': entries, 'sha256': sha256},
+        data={'span': span, 'window': window, 'files': entries,
+              'sha256': lineage.data_sha256(entries), 'span_sha256': sha256},
         parameters=dict(self.definition.parameters(), push=self.push,
                         cache=self.cache.enabled, predict=self.predict))
     try:
-      return self._train_span(run, span, sha256, record_path)
+      return self._train_span(run, span, window, sha256, record_path, force)
     except Exception as error:
       run.finish('failed', error=f'{type(error).__name__}: {error}')
       raise
 
-  def _train_span(self, run: lineage.RunRecord, span: str, sha256: str,
-                  record_path: str) -> SpanOutcome:
-    previous = [r for r in processed_spans(self.paths)
-                if r.get('statistics') and r['sha256'] != sha256]
-    previous_statistics = previous[-1]['statistics'] if previous else None
-    production = None
-    if self.registry.aliases().get(registry.PRODUCTION) is not None:
-      directory, record = self.registry.verified_dir(registry.PRODUCTION)
-      production = (directory, record['model_sha256'])
-      progress(f'ct: baseline: production model v{record["version"]} (sha256 verified)')
+  def _baseline(self) -> Optional[steps.Baseline]:
+    if self.registry.aliases().get(registry.PRODUCTION) is None:
+      return None
+    directory, record = self.registry.verified_dir(registry.PRODUCTION)
+    progress(f'ct: baseline: production model v{record["version"]} (sha256 verified; '
+             f'registered metrics {record.get("metrics", {}).get("auc")} auc)')
+    return steps.Baseline(directory, record['model_sha256'],
+                          self.registry.record_path(record['version']))
+
+  def _train_if(self, run: lineage.RunRecord, force: bool, first_model: bool):
+    """The policy as a predicate on validation's verdict: train or stop after validation."""
+    policy = self.definition.policy
+
+    def decide(verdict: Dict[str, Any]) -> bool:
+      drift = verdict['status'] == artifacts.VERDICT_DRIFT
+      if drift:
+        run.record['trigger'].append(TRIGGER_DRIFT)
+        progress(f'ct: drift above threshold in {verdict["drifted_features"]} against the '
+                 f'previous span: {verdict["message"]}')
+      if drift and policy.on_drift == ON_DRIFT_BLOCK:
+        return False
+      if force or first_model or policy.retrain == RETRAIN_EVERY_SPAN:
+        return True
+      return drift  # retrain on drift only
+    return decide
+
+  def _train_span(self, run: lineage.RunRecord, span: str, window: List[str], sha256: str,
+                  record_path: str, force: bool) -> SpanOutcome:
+    previous = chronological_previous(processed_spans(self.paths), span.rstrip('/'), sha256)
+    if previous:
+      progress(f'ct: drift baseline: span {previous["span"]} (the one before it in time)')
+    baseline = self._baseline()
 
     def on_step(name, status, directory, result):
       summary = result.get('message') or result.get('model_sha256') or ''
@@ -166,21 +220,32 @@ class ContinuousTraining:
                f'  -> {directory}')
       run.step(name, status, outputs=directory, summary=str(summary)[:300], result=result)
 
-    done = steps.run_steps(self.definition, span_pattern(span), sha256, self.code['fingerprint'],
-                           self.cache, on_step, baseline=production, schema=self.paths.schema,
-                           previous=previous_statistics)
+    done = steps.run_steps(
+        self.definition, [span_pattern(s) for s in window], run.record['data']['sha256'],
+        self.code['fingerprint'], self.cache, on_step, baseline=baseline, schema=self.schema,
+        previous=previous['statistics'] if previous else None,
+        train_if=self._train_if(run, force, baseline is None))
     verdict = done[steps.VALIDATION].result
     outcome = SpanOutcome(NO_TRIGGER, span, sha256=sha256, run_id=run.record['run_id'],
                           lineage=run.path, verdict=verdict['status'])
-    if verdict['status'] == artifacts.VERDICT_DRIFT:
-      run.record['trigger'].append(TRIGGER_DRIFT)
-      progress(f'ct: drift above threshold in {verdict["drifted_features"]}: trigger recorded')
-    if verdict['status'] == artifacts.VERDICT_ANOMALOUS:
-      progress(f'ct: STOPPED at validation: {verdict["message"]}; report: {verdict["report"]}; '
-               f'production unchanged')
-      run.finish(STOPPED, report=verdict['report'])
+    for warning in verdict.get('warnings', []):
+      progress(f'ct: warning: {warning["feature"]} ({warning["split"]}): {warning["description"]}')
+    if verdict['status'] == artifacts.VERDICT_ANOMALOUS or (
+        verdict['status'] == artifacts.VERDICT_DRIFT
+        and self.definition.policy.on_drift == ON_DRIFT_BLOCK):
+      why = ('anomalies' if verdict['status'] == artifacts.VERDICT_ANOMALOUS
+             else 'drift above threshold (policy on_drift: block)')
+      progress(f'ct: STOPPED at validation ({why}): {verdict["message"]}; report: '
+               f'{verdict["report"]}; production unchanged')
+      run.finish(STOPPED, report=verdict['report'], reason=why)
       self._record_span(record_path, outcome, STOPPED, None)
       return dataclasses.replace(outcome, outcome=STOPPED, report=verdict['report'])
+    if steps.TRAINING not in done:
+      progress(f'ct: no trigger: span {span} validated ({verdict["status"]}), no drift above '
+               f'threshold, and the policy retrains on drift only; production unchanged')
+      run.finish(NO_TRIGGER)
+      self._record_span(record_path, outcome, NO_TRIGGER, verdict['statistics'])
+      return outcome
     evaluation = done[steps.EVALUATION].result
     model_dir = done[steps.TRAINING].directory
     record, created = self.registry.push(
@@ -227,21 +292,26 @@ class ContinuousTraining:
                              'at': layout.now_utc()})
 
 
-def check(input_pattern: str, output: str, baseline: Optional[str], baseline_sha256: Optional[str],
-          cache_dir: Optional[str], definition_path: Optional[str] = None) -> Dict[str, Any]:
-  """The level-2 ML check: this build's pipeline on the integration data, against a baseline."""
-  definition = load_definition(definition_path)
-  entries = lineage.file_entries(span_files(input_pattern))
+def check(definition: PipelineDefinition, output: str, baseline: Optional[steps.Baseline],
+          cache_dir: Optional[str]) -> Dict[str, Any]:
+  """The level-2 ML check of one declared pipeline: this build's pipeline on its integration
+  data, against a baseline (or none: rubber stamp). Writes ``<output>/ml_check.json``."""
+  if not definition.integration_path:
+    raise CtError(f'pipeline {definition.name} ({definition.path}) names no "integration" CSV: '
+                  f'the level-2 check of `invoke test` needs one')
+  entries = lineage.file_entries(span_files(definition.integration_path))
   code = lineage.code_identity()
-  progress(f'ct check: {len(entries)} file(s) of {input_pattern}; baseline '
-           f'{baseline or "none (rubber stamp)"}')
+  progress(f'ct check: {definition.name}: {len(entries)} file(s) of '
+           f'{definition.integration_path}; baseline '
+           f'{baseline.model_dir if baseline else "none (rubber stamp)"}')
   done = steps.run_steps(
-      definition, input_pattern, lineage.data_sha256(entries), code['fingerprint'],
+      definition, [definition.integration_path], lineage.data_sha256(entries), code['fingerprint'],
       StepCache(cache_dir or layout.join(output, CACHE)),
-      lambda name, status, directory, _: progress(f'ct check: step {name}: {status} -> {directory}'),
-      baseline=(baseline, baseline_sha256) if baseline else None)
-  result = {'input': input_pattern, 'data': entries, 'data_sha256': lineage.data_sha256(entries),
-            'code': code,
+      lambda name, status, directory, _: progress(
+          f'ct check: {definition.name}: step {name}: {status} -> {directory}'),
+      baseline=baseline)
+  result = {'pipeline': definition.name, 'input': definition.integration_path, 'data': entries,
+            'data_sha256': lineage.data_sha256(entries), 'code': code,
             'parameters': definition.parameters(),
             'steps': {n: {'status': s.status, 'directory': s.directory, 'result': s.result}
                       for n, s in done.items()}}
@@ -256,5 +326,23 @@ def check(input_pattern: str, output: str, baseline: Optional[str], baseline_sha
   else:
     result.update(status='ANOMALOUS', message=verdict['message'], report=verdict['report'])
   bucket.write_json(layout.join(output, CHECK_FILE), result)
-  progress(f'ct check: {result["status"]}: {result["message"]}; {layout.join(output, CHECK_FILE)}')
+  progress(f'ct check: {definition.name}: {result["status"]}: {result["message"]}; '
+           f'{layout.join(output, CHECK_FILE)}')
   return result
+
+
+def check_all(output: str, baselines: Dict[str, steps.Baseline], cache_dir: Optional[str],
+              names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+  """The level-2 check of every pipeline this build declares (or of ``names``): one
+  ``<output>/<pipeline>/ml_check.json`` each and a summary ``<output>/ml_checks.json``."""
+  results = {}
+  for name in names or declared_pipelines():
+    definition = load_definition(name)
+    results[definition.name] = check(
+        definition, layout.join(output, definition.name), baselines.get(definition.name),
+        layout.join(cache_dir, definition.name) if cache_dir else None)
+  summary = {'pipelines': {n: {k: r.get(k) for k in (
+      'status', 'message', 'metrics', 'baseline_metrics', 'baseline', 'model_dir', 'model_sha256',
+      'data_sha256', 'report')} for n, r in results.items()}}
+  bucket.write_json(layout.join(output, CHECKS_FILE), summary)
+  return summary

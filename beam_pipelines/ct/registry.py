@@ -80,7 +80,8 @@ class Registry:
   def version_dir(self, number: int) -> str:
     return layout.join(self.root, VERSIONS, str(int(number)))
 
-  def _record_path(self, number: int) -> str:
+  def record_path(self, number: int) -> str:
+    """The version's commit marker, version.json (its files' sha256, metrics, blessing, lineage)."""
     return layout.join(self.version_dir(number), VERSION_FILE)
 
   @property
@@ -103,7 +104,7 @@ class Registry:
     return sorted(found)
 
   def record(self, number: int) -> Dict[str, Any]:
-    path = self._record_path(number)
+    path = self.record_path(number)
     if not bucket.exists(path):
       raise RegistryError(f'model version {number} does not exist in {self.root} '
                           f'(versions: {self.numbers() or "none"})')
@@ -177,7 +178,7 @@ class Registry:
       crash_point('registry-files-written')
       record = {'version': number, 'model_sha256': metadata['model_sha256'], 'files': files,
                 'source': model_dir, 'registered_at': layout.now_utc(), **facts}
-      bucket.write_json(self._record_path(number), record)  # the commit point
+      bucket.write_json(self.record_path(number), record)  # the commit point
       return record, True
 
   def move(self, moves: Dict[str, int], event: str, reason: str = '',

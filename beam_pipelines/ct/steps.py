@@ -1,7 +1,7 @@
 """The continuous-training steps, each a cached call of an ML pipeline's ``run``.
 
 features -> validation -> training -> evaluation, with the pipeline definition of the build
-(``data/ct_pipeline.yaml``: dataset spec, training flags, blessing config). Each step's cache key
+(its folder under ``beam_pipelines/pipelines/``: spec, training flags, blessing rule). Each step's cache key
 is made of the keys/hashes of its inputs, the code fingerprint and its parameters
 (``ct.cache``), so an unchanged step is skipped and its outputs reused. Used by the continuous
 training runs (``beam_pipelines.ct``) and by the level-2 check of ``invoke test``.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from beam_pipelines import evaluate, features, train, validate
 from beam_pipelines.ct.cache import StepCache, step_key
@@ -21,7 +21,17 @@ from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import ticking
 
 FEATURES, VALIDATION, TRAINING, EVALUATION = 'features', 'validation', 'training', 'evaluation'
+BLESSING_CONFIG_FILE = 'blessing_config.json'  # the pipeline's rule, beside the evaluation
 STEPS = (FEATURES, VALIDATION, TRAINING, EVALUATION)
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+  """The model to beat: its directory, its verified sha256, and (for a registered model) the path
+  of its registry record, whose metrics bound how far a candidate may fall below it."""
+  model_dir: str
+  model_sha256: str
+  record_path: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +43,10 @@ class StepRun:
   key: str
 
 
-def features_step(definition: PipelineDefinition, pattern: str, directory: str) -> Dict[str, Any]:
-  summary = features.run(['--input', pattern, '--spec', definition.spec_path,
-                          '--output', directory])
+def features_step(definition: PipelineDefinition, patterns: Sequence[str],
+                  directory: str) -> Dict[str, Any]:
+  inputs = [a for pattern in patterns for a in ('--input', pattern)]
+  summary = features.run([*inputs, '--spec', definition.spec_path, '--output', directory])
   return {key: summary[key] for key in ('rows_read', 'rows_written', 'rows_dead_lettered',
                                         'missing_columns', 'extra_columns')}
 
@@ -61,6 +72,8 @@ def validation_step(features_dir: str, directory: str, schema: Optional[str],
   verdict = validate.run(argv)
   return {'status': verdict['status'], 'message': verdict['message'],
           'drifted_features': verdict['drifted_features'],
+          'warnings': [{k: w[k] for k in ('feature', 'split', 'description')}
+                       for w in verdict.get('warnings', [])],
           'anomalies': [{k: a[k] for k in ('feature', 'types', 'description')}
                         for a in verdict['anomalies']],
           'drift': [d for d in verdict['drift'] if d['exceeded']],
@@ -79,32 +92,36 @@ def training_step(definition: PipelineDefinition, features_dir: str, validation_
 
 
 def evaluation_step(definition: PipelineDefinition, features_dir: str, model_dir: str,
-                    baseline: Optional[Tuple[str, str]], directory: str) -> Dict[str, Any]:
-  argv = ['--features', features_dir, '--model', model_dir, '--output', directory]
+                    baseline: Optional[Baseline], directory: str) -> Dict[str, Any]:
+  config = layout.join(directory, BLESSING_CONFIG_FILE)
+  bucket.write_json(config, definition.blessing_config)
+  argv = ['--features', features_dir, '--model', model_dir, '--output', directory,
+          '--blessing_config', config]
   if baseline:
-    argv += ['--baseline_model', baseline[0], '--baseline_sha256', baseline[1]]
-  if definition.blessing_path:
-    argv += ['--blessing_config', definition.blessing_path]
+    argv += ['--baseline_model', baseline.model_dir, '--baseline_sha256', baseline.model_sha256]
+    argv += ['--baseline_record', baseline.record_path] if baseline.record_path else []
   record = evaluate.run(argv)
   models = json.loads(bucket.read_bytes(layout.join(directory, artifacts.METRICS_FILE)))['models']
   return {'status': record['status'], 'message': record['message'],
           'rubber_stamped': record['rubber_stamped'],
           'metrics': models['candidate']['overall'],
           'baseline_metrics': models.get('baseline', {}).get('overall'),
-          'baseline': baseline[0] if baseline else None}
+          'baseline': baseline.model_dir if baseline else None}
 
 
 StepHook = Callable[[str, str, str, Dict[str, Any]], None]  # (step, status, directory, result)
 
 
-def run_steps(definition: PipelineDefinition, pattern: str, data_sha256: str, code: str,
-              cache: StepCache, on_step: StepHook, baseline: Optional[Tuple[str, str]] = None,
-              schema: Optional[str] = None,
-              previous: Optional[str] = None) -> Dict[str, StepRun]:
-  """Runs (or reuses) each step; stops after validation when it says "anomalous".
+def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha256: str,
+              code: str, cache: StepCache, on_step: StepHook, baseline: Optional[Baseline] = None,
+              schema: Optional[str] = None, previous: Optional[str] = None,
+              train_if: Callable[[Dict[str, Any]], bool] = lambda verdict: True
+              ) -> Dict[str, StepRun]:
+  """Runs (or reuses) each step; stops after validation when it says "anomalous" or when
+  ``train_if(verdict)`` is False (the pipeline's policy).
 
-  Returns {step name: StepRun} for the steps that ran or were reused.
-  ``baseline`` is (model directory, verified model sha256) of the model to beat, or None.
+  Returns {step name: StepRun} for the steps that ran or were reused. ``patterns`` are the CSV
+  globs of the spans trained on (the training window).
   """
   params = definition.parameters()
   done: Dict[str, StepRun] = {}
@@ -118,19 +135,21 @@ def run_steps(definition: PipelineDefinition, pattern: str, data_sha256: str, co
     return result, directory, key
 
   _, features_dir, features_key = step(
-      FEATURES, lambda d: features_step(definition, pattern, d),
+      FEATURES, lambda d: features_step(definition, patterns, d),
       data=data_sha256, spec=params['spec_fingerprint'])
   previous_sha = bucket.sha256_of(previous) if previous else None
   schema_sha = _schema_key(cache, features_key, code, schema, previous_sha)
   verdict, validation_dir, _ = step(
       VALIDATION, lambda d: validation_step(features_dir, d, schema, previous),
       features=features_key, schema=schema_sha, previous=previous_sha)
-  if verdict['status'] == artifacts.VERDICT_ANOMALOUS:
+  if verdict['status'] == artifacts.VERDICT_ANOMALOUS or not train_if(verdict):
     return done
   trained, model_dir, _ = step(
       TRAINING, lambda d: training_step(definition, features_dir, validation_dir, d),
       features=features_key, train=params['train'], spec=params['spec_fingerprint'])
   step(EVALUATION, lambda d: evaluation_step(definition, features_dir, model_dir, baseline, d),
        features=features_key, model=trained['model_sha256'],
-       baseline=baseline[1] if baseline else None, blessing=params['blessing_sha256'])
+       baseline=baseline.model_sha256 if baseline else None,
+       registered=bucket.sha256_of(baseline.record_path) if baseline and baseline.record_path
+       else None, blessing=params['blessing_sha256'])
   return done

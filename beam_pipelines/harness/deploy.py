@@ -90,11 +90,11 @@ def _event(values: Dict[str, Any]) -> Dict[str, Any]:
   return {k: values.get(k) for k in (
       layout.VAR_EVENT_ID, layout.VAR_EVENT, layout.VAR_BUILD_ID, layout.VAR_PREVIOUS_BUILD_ID,
       layout.VAR_SHA256, layout.VAR_WHEEL_FILE, layout.VAR_DEPLOYED_AT, layout.VAR_DEPLOYED_BY,
-      'approved', ml_check.VAR_OVERRIDE)}
+      'approved', ml_check.VAR_OVERRIDE, ml_check.VAR_OVERRIDE_PIPELINES)}
 
 
 def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: bool,
-             override: Optional[str] = None) -> records.DeploymentVariables:
+             override: Optional[Dict[str, Any]] = None) -> records.DeploymentVariables:
   """Makes ``build_id`` live in prod (caller holds the lock). Returns the new prod variables."""
   test = layout.Env(bucket_url, layout.TEST)
   prod = layout.Env(bucket_url, layout.PROD)
@@ -129,7 +129,7 @@ def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: b
   values = publish.deployment_variables(
       prod, manifest, event=event, event_id=layout.event_id(event, build_id),
       previous_build_id=live.build_id if live else None, approved=approved,
-      **({ml_check.VAR_OVERRIDE: override} if override else {}))
+      **(override or {}))
   bucket.write_json(prod.variables, values)  # the commit point
   crash_point('committed')
   bucket.write_json(layout.join(prod.history, f'{values[layout.VAR_EVENT_ID]}.json'), _event(values))

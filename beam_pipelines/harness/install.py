@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import List
+from typing import List, NamedTuple, Sequence
 
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.store import bucket, layout
@@ -74,8 +74,16 @@ def install(wheel_url: str, sha256: str, cache_root: pathlib.Path) -> pathlib.Pa
   return site
 
 
-def launch(site: pathlib.Path, module: str, args: List[str]) -> str:
-  """Runs ``python -m module args`` from ``site`` only; returns the file beam_pipelines came from."""
+class Launched(NamedTuple):
+  """A workflow that ran from a deployed wheel: where the package came from, its exit status."""
+  origin: str
+  returncode: int
+
+
+def launch(site: pathlib.Path, module: str, args: List[str],
+           accept: Sequence[int] = (0,)) -> Launched:
+  """Runs ``python -m module args`` from ``site`` only; an exit status not in ``accept`` is a
+  HarnessError with the output's tail (a status in it is the workflow's answer, e.g. ct's)."""
   env = dict(os.environ, PYTHONPATH=str(site))
   origin, output = None, []
   with tempfile.TemporaryDirectory(prefix='beam-pipelines-run-') as cwd:
@@ -90,13 +98,13 @@ def launch(site: pathlib.Path, module: str, args: List[str]) -> str:
         elif line.startswith('[beam-pipelines]'):
           print(line, file=sys.stderr, flush=True)
     returncode = child.wait()
-  if returncode != 0:
+  if returncode not in accept:
     tail = '\n'.join(output[-30:]).strip()
     raise HarnessError(f'workflow {module} failed (exit {returncode}):\n{tail}')
   if origin is None or not origin.startswith(str(site) + os.sep):
     raise HarnessError(f'{module} did not run from the deployed wheel at {site} (came from {origin})')
   progress(f'workflow: {module} ran from the deployed wheel: {origin}')
-  return origin
+  return Launched(origin, returncode)
 
 
 def cache_root(repo: pathlib.Path) -> pathlib.Path:

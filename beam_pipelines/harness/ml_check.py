@@ -1,19 +1,23 @@
-"""The level-2 gate: the candidate build's model against production's, in `invoke test` and deploy.
+"""The level-2 gate: each declared pipeline's model in the candidate build against production's,
+in `invoke test` and deploy.
 
 ``invoke test`` runs the test workflow ``ml_test`` (``python -m beam_pipelines.ct --check``) of the
-candidate build from its uploaded wheel on the integration data, with the variables of
-``baseline_variables``: the model to beat is the one the production build's pipeline produced on
-the same integration data (recorded by that build's own test), else the registry's production
-model, else none (rubber stamp). The ``ml_model`` check reads the result; the "test passed"
-record keeps it under ``"ml"``; ``refuse_unblessed`` makes deploy refuse a NOT_BLESSED model
-unless a reason overrides it (recorded in prod's variables and history).
+candidate build from its uploaded wheel: every pipeline the build declares is trained on its own
+integration data (shipped in the wheel, in its folder) and judged against a baseline from
+``baseline_variables``: the model the production build's pipeline produced on the same
+integration data (recorded by that build's own test), else the registry's production model of
+that pipeline, else none (rubber stamp). The ``ml_model`` check reads the results; the "test
+passed" record keeps them under ``"ml"``, one entry per pipeline; ``refuse_unblessed`` makes
+deploy refuse a build with any NOT_BLESSED model unless a reason overrides it (recorded in prod's
+variables and history with the pipelines it covers).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from beam_pipelines.ct import lineage, registry
+from beam_pipelines.ct.definition import declared_pipelines, load_definition
 from beam_pipelines.ct.paths import model_registry
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.results import CheckResult, TestReport, read_report
@@ -24,81 +28,111 @@ from beam_pipelines.store.errors import Refusal
 
 ML_CHECK = 'ml_model'
 VAR_CACHE = 'ml_cache_location'
-VAR_BASELINE_MODEL = 'ml_baseline_model'
-VAR_BASELINE_SHA256 = 'ml_baseline_sha256'
+VAR_BASELINES = 'ml_baselines'  # JSON file {pipeline: {model_dir, model_sha256, record_path}}
 VAR_BASELINE_SOURCE = 'ml_baseline_source'
 VAR_OVERRIDE = 'blessing_override'  # prod variable / history field: why a NOT_BLESSED build went out
-INTEGRATION_INPUT = 'inputs/ml/taxi_integration.csv'  # in the test environment
+VAR_OVERRIDE_PIPELINES = 'blessing_override_pipelines'  # ... and whose models it covered
+BASELINES_FILE = 'ml_baselines.json'
 _DETAILS = ('status', 'message', 'metrics', 'baseline_metrics', 'baseline', 'model_dir',
             'model_sha256', 'data_sha256')
 
 
-def _production_build_model(bucket_url: str, data_sha256: str) -> Optional[Dict[str, str]]:
+def _production_build_model(bucket_url: str, pipeline: str,
+                            data_sha256: Optional[str]) -> Optional[Tuple[Dict[str, str], str]]:
   """The model the live prod build's pipeline produced on this integration data (its test)."""
   prod, test = layout.Env(bucket_url, layout.PROD), layout.Env(bucket_url, layout.TEST)
   live = records.deployed(prod)
   if live is None or not bucket.exists(test.passed(live.build_id)):
     return None
-  ml = read_report(test.passed(live.build_id), 'test-passed record').ml or {}
-  if ml.get('data_sha256') != data_sha256 or not ml.get('model_dir'):
+  ml = read_report(test.passed(live.build_id), 'test-passed record').ml_by_pipeline.get(pipeline)
+  if not ml or ml.get('data_sha256') != data_sha256 or not ml.get('model_dir'):
     return None
   model_file = layout.join(ml['model_dir'], 'model.joblib')
   if not bucket.exists(model_file):  # e.g. the test cache was cleaned: fall back to the registry
     return None
   bucket.verify(model_file, ml['model_sha256'], f'model of prod build {live.build_id}')
-  return {VAR_BASELINE_MODEL: ml['model_dir'], VAR_BASELINE_SHA256: ml['model_sha256'],
-          VAR_BASELINE_SOURCE: f'the model of prod build {live.build_id} on the same integration data'}
+  return ({'model_dir': ml['model_dir'], 'model_sha256': ml['model_sha256']},
+          f'the model of prod build {live.build_id} on the same integration data')
 
 
-def _registry_production(bucket_url: str) -> Optional[Dict[str, str]]:
-  reg = model_registry(bucket_url)
+def _registry_production(bucket_url: str, pipeline: str) -> Optional[Tuple[Dict[str, str], str]]:
+  reg = model_registry(bucket_url, pipeline)
   if reg.aliases().get(registry.PRODUCTION) is None:
     return None
   directory, record = reg.verified_dir(registry.PRODUCTION)
-  return {VAR_BASELINE_MODEL: directory, VAR_BASELINE_SHA256: record['model_sha256'],
-          VAR_BASELINE_SOURCE: f'the registered production model v{record["version"]}'}
+  return ({'model_dir': directory, 'model_sha256': record['model_sha256'],
+           'record_path': reg.record_path(record['version'])},
+          f'the registered production model v{record["version"]}')
 
 
-def baseline_variables(bucket_url: str) -> Dict[str, str]:
-  """Test variables of the ML workflow: its step cache and the model to beat ('' = none)."""
+def _integration_sha256(pipeline: str) -> Optional[str]:
+  definition = load_definition(pipeline)
+  if not definition.integration_path:
+    return None
+  return lineage.data_sha256(lineage.file_entries([definition.integration_path]))
+
+
+def baseline_variables(bucket_url: str, build_id: str) -> Dict[str, str]:
+  """Test variables of the ML workflow: its step cache, and the file naming each declared
+  pipeline's model to beat (written here; a pipeline absent from it is rubber-stamped)."""
   test = layout.Env(bucket_url, layout.TEST)
-  data = lineage.data_sha256(lineage.file_entries([test.path(INTEGRATION_INPUT)]))
-  baseline = (_production_build_model(bucket_url, data) or _registry_production(bucket_url)
-              or {VAR_BASELINE_MODEL: '', VAR_BASELINE_SHA256: '',
-                  VAR_BASELINE_SOURCE: 'none: no production model yet (rubber stamp)'})
-  return {VAR_CACHE: test.path('ct', 'cache'), **baseline}
+  baselines, sources = {}, []
+  for pipeline in declared_pipelines():
+    found = (_production_build_model(bucket_url, pipeline, _integration_sha256(pipeline))
+             or _registry_production(bucket_url, pipeline))
+    baselines[pipeline] = dict(found[0], source=found[1]) if found else None
+    sources.append(f'{pipeline}: {found[1] if found else "none: no production model yet (rubber stamp)"}')
+  path = layout.join(test.build_results(build_id), BASELINES_FILE)
+  bucket.write_json(path, baselines)
+  return {VAR_CACHE: test.path('ct', 'cache'), VAR_BASELINES: path,
+          VAR_BASELINE_SOURCE: '; '.join(sources)}
 
 
 def ml_model(params: Dict[str, str]) -> CheckResult:
-  """Passes when the candidate's model was evaluated (BLESSED or NOT_BLESSED: deploy decides)."""
+  """Passes when every pipeline's candidate model was evaluated (BLESSED or NOT_BLESSED: deploy
+  decides); fails when one could not be (e.g. its integration data is anomalous)."""
   try:
-    result = bucket.read_json(params['result'], 'ML check result')
+    summary = bucket.read_json(params['result'], 'ML check results')
   except Refusal as error:
     return CheckResult(ML_CHECK, False, str(error), {})
-  details = {k: result.get(k) for k in _DETAILS}
-  details['baseline_source'] = params.get('baseline_source')
-  if result.get('status') not in (BLESSED, NOT_BLESSED):
-    return CheckResult(ML_CHECK, False, f'no model was evaluated: {result.get("message")}', details)
-  return CheckResult(ML_CHECK, True, f'model {result["status"]} against '
-                     f'{params.get("baseline_source")}: {result.get("message")}', details)
+  try:
+    baselines = bucket.read_json(params['baselines'], 'ML check baselines')
+  except (Refusal, KeyError):
+    baselines = {}
+  details = {name: dict({k: result.get(k) for k in _DETAILS}, baseline_source=(
+      (baselines.get(name) or {}).get('source') or 'none: no production model yet (rubber stamp)'))
+             for name, result in sorted((summary.get('pipelines') or {}).items())}
+  if not details:
+    return CheckResult(ML_CHECK, False, 'no pipeline was checked', {})
+  failed = [f'{name}: no model was evaluated: {summary["pipelines"][name].get("message")}'
+            for name, d in details.items() if d['status'] not in (BLESSED, NOT_BLESSED)]
+  if failed:
+    return CheckResult(ML_CHECK, False, '; '.join(failed), details)
+  return CheckResult(ML_CHECK, True, '; '.join(
+      f'{name}: model {d["status"]} against {d["baseline_source"]}: {d["message"]}'
+      for name, d in details.items()), details)
 
 
 def report_section(results: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
-  """The "ml" part of the test report: the ML check's details (metrics, blessing, baseline)."""
+  """The "ml" part of the test report: {pipeline: the ML check's details}."""
   return next((r['details'] for r in results if r['check'] == ML_CHECK), None)
 
 
-def refuse_unblessed(passed: TestReport, build_id: str, override: Optional[str]) -> Optional[str]:
-  """Raises when the build's model is NOT_BLESSED and no reason overrides; returns the override."""
-  if passed.ml_status != NOT_BLESSED:
+def refuse_unblessed(passed: TestReport, build_id: str,
+                     override: Optional[str]) -> Optional[Dict[str, Any]]:
+  """Raises when a pipeline's model is NOT_BLESSED and no reason overrides; returns the override
+  record ({VAR_OVERRIDE: reason, VAR_OVERRIDE_PIPELINES: [...]}) or None."""
+  unblessed = {name: ml for name, ml in passed.ml_by_pipeline.items()
+               if ml.get('status') == NOT_BLESSED}
+  if not unblessed:
     return None
-  ml = passed.ml or {}
   if override and override.strip():
-    progress(f'deploy: build {build_id}\'s model is NOT_BLESSED; deploying anyway, override '
-             f'recorded: "{override.strip()}"')
-    return override.strip()
+    progress(f'deploy: build {build_id}: NOT_BLESSED model(s) of {", ".join(sorted(unblessed))}; '
+             f'deploying anyway, override recorded: "{override.strip()}"')
+    return {VAR_OVERRIDE: override.strip(), VAR_OVERRIDE_PIPELINES: sorted(unblessed)}
+  named = '; '.join(f'{name}: NOT_BLESSED against {ml.get("baseline") or "production"}: '
+                    f'{ml.get("message")}' for name, ml in sorted(unblessed.items()))
   raise HarnessError(
-      f'build {build_id}: its model is NOT_BLESSED against {ml.get("baseline") or "production"}: '
-      f'{ml.get("message")}. Deploy refused: the candidate pipeline makes a worse model. To deploy '
-      f'it anyway, give a reason: invoke deploy --override-blessing "<why>" (recorded). '
+      f'build {build_id}: {named}. Deploy refused: the candidate pipeline makes a worse model. To '
+      f'deploy it anyway, give a reason: invoke deploy --override-blessing "<why>" (recorded). '
       f'Nothing was changed.')

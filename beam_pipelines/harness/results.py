@@ -14,6 +14,7 @@ from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.store import bucket, layout
 
 ML_KEY = 'ml'  # key of the ML check's details in the report / "test passed" record
+LEGACY_PIPELINE = 'taxi'  # the one pipeline of records written before pipelines had folders
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +49,14 @@ class TestReport:
     return self.status == layout.STATUS_PASSED
 
   @property
-  def ml_status(self) -> Optional[str]:
-    return (self.ml or {}).get('status')
+  def ml_by_pipeline(self) -> Dict[str, Dict[str, Any]]:
+    """The ML check's verdict per declared pipeline. Records written before pipelines were
+    declared per folder hold one verdict at the top level: that was the bundled taxi pipeline."""
+    if not self.ml:
+      return {}
+    if 'status' in self.ml:
+      return {LEGACY_PIPELINE: self.ml}
+    return dict(self.ml)
 
   def failures(self) -> List[str]:
     return [f'{r["check"]}: {r["message"]}' for r in self.results if not r['passed']]

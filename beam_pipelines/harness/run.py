@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import pathlib
 import secrets
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from beam_pipelines import submission
 from beam_pipelines.harness import checks, install, workflows
@@ -25,8 +25,9 @@ def new_run_id() -> str:
 
 
 def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: str,
-                 extra_args: List[str]) -> Dict[str, Any]:
-  """Runs ``pipeline`` as deployed in ``env_name``; returns what ran and where outputs are."""
+                 extra_args: List[str], accept: Sequence[int] = (0,)) -> Dict[str, Any]:
+  """Runs ``pipeline`` as deployed in ``env_name``; returns what ran, its exit status (one of
+  ``accept``; any other is a HarnessError) and where outputs are."""
   env = layout.Env(bucket_url, env_name)
   if not bucket.exists(env.variables):
     raise HarnessError(f'nothing is deployed in {env_name} ({env.variables} missing): run '
@@ -40,10 +41,11 @@ def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: s
   args = _stage_for_dataflow(definition, variables, args)
   progress(f'run: {definition.name} of build {variables.build_id} in {env_name} (run {run_id})')
   site = install.install(variables.wheel_file, variables.sha256, install.cache_root(repo))
-  origin = install.launch(site, definition.module, args)
+  launched = install.launch(site, definition.module, args, accept)
   output = args[len(args) - 1 - args[::-1].index('--output') + 1] if '--output' in args else None
   return {'build_id': variables.build_id, 'run_id': run_id, 'workflow': definition.name,
-          'args': args, 'output': output, 'origin': origin}
+          'args': args, 'output': output, 'origin': launched.origin,
+          'returncode': launched.returncode}
 
 
 def _stage_for_dataflow(definition: workflows.WorkflowDefinition,

@@ -18,7 +18,7 @@ import html
 import json
 from typing import Any, Dict, List, Optional, Sequence
 
-from beam_pipelines.ct.paths import LINEAGE_FILE, REGISTRY_DIR, CtPaths
+from beam_pipelines.ct.paths import CT_DIR, LINEAGE_FILE, REGISTRY_DIR, RUNS, CtPaths
 from beam_pipelines.ct.registry import ALIASES, Registry
 from beam_pipelines.harness.deploy import approval_required, history
 from beam_pipelines.harness.errors import HarnessError
@@ -59,19 +59,26 @@ def _short(sha: Optional[str]) -> str:
 
 
 def pipelines(bucket_url: str) -> Dict[str, List[int]]:
-  """Model name -> registered version numbers, from ``prod/registry/<name>/versions/<N>/``."""
-  root = layout.Env(bucket_url, layout.PROD).path(REGISTRY_DIR)
+  """ML pipeline name -> registered version numbers, from ``prod/registry/<name>/versions/<N>/``
+  and ``prod/ct/<name>/runs/`` (a pipeline whose runs all stopped has no version yet)."""
+  prod = layout.Env(bucket_url, layout.PROD)
   found: Dict[str, set] = {}
-  for path in bucket.list_tree(root) if bucket.exists(root) else []:
-    parts = path[len(root) + 1:].split('/')
+  registries = prod.path(REGISTRY_DIR)
+  for path in bucket.list_tree(registries) if bucket.exists(registries) else []:
+    parts = path[len(registries) + 1:].split('/')
     if len(parts) == 4 and parts[1] == 'versions' and parts[3] == 'version.json' and parts[2].isdigit():
       found.setdefault(parts[0], set()).add(int(parts[2]))
+  runs = prod.path(CT_DIR)
+  for path in bucket.list_tree(runs) if bucket.exists(runs) else []:
+    parts = path[len(runs) + 1:].split('/')
+    if len(parts) == 4 and parts[1] == RUNS and parts[3] == LINEAGE_FILE:
+      found.setdefault(parts[0], set())
   return {name: sorted(numbers) for name, numbers in sorted(found.items())}
 
 
-def _ct_runs(bucket_url: str) -> List[Dict[str, Any]]:
-  """Every CT lineage record of prod, oldest first."""
-  runs_dir = layout.join(CtPaths(bucket_url).root, 'runs')
+def _ct_runs(bucket_url: str, name: str) -> List[Dict[str, Any]]:
+  """Every CT lineage record of a pipeline in prod, oldest first."""
+  runs_dir = layout.join(CtPaths(bucket_url, name).root, RUNS)
   paths = [p for p in (bucket.list_tree(runs_dir) if bucket.exists(runs_dir) else [])
            if p.endswith('/' + LINEAGE_FILE)]
   out = []
@@ -174,7 +181,7 @@ def _ct_table(bucket_url: str, runs: List[Dict[str, Any]]) -> str:
                      'validation report', 'evaluation report'], rows, classes)
 
 
-def index_page(bucket_url: str, names: Sequence[str], runs: List[Dict[str, Any]]) -> str:
+def index_page(bucket_url: str, names: Sequence[str], runs: Dict[str, List[Dict[str, Any]]]) -> str:
   body = [f'<h1>beam-pipelines: {html.escape(bucket_url.rsplit("/", 1)[-1] or bucket_url)}</h1>',
           '<h2>Deployed</h2>', _deployments(bucket_url),
           '<h2>Deploy history (newest first)</h2>', _history(bucket_url),
@@ -183,7 +190,8 @@ def index_page(bucket_url: str, names: Sequence[str], runs: List[Dict[str, Any]]
           ('<ul>' + ''.join(f'<li><a href="{html.escape(model_page(n))}">{html.escape(n)}</a></li>'
                             for n in names) + '</ul>') if names else
           '<p class="muted">No model registered yet (run `invoke ct`).</p>',
-          '<h2>Continuous-training runs (newest first)</h2>', _ct_table(bucket_url, runs)]
+          ] + [f'<h2>Continuous-training runs of {html.escape(name)} (newest first)</h2>'
+               + _ct_table(bucket_url, runs[name]) for name in names]
   return page.shell('beam-pipelines: bucket overview', '\n'.join(body), _nav(names))
 
 
@@ -228,7 +236,7 @@ def _metric_chart(records_by_number: Dict[int, Dict[str, Any]], spans: Dict[int,
 
 def registry_page(bucket_url: str, name: str, names: Sequence[str],
                   runs: List[Dict[str, Any]]) -> str:
-  reg = Registry(CtPaths(bucket_url).registry(name))
+  reg = Registry(CtPaths(bucket_url, name).registry)
   aliases = reg.aliases()
   by_number = {r['version']: r for r in reg.versions()}
   run_by_id = {r.get('run_id'): r for r in runs}
@@ -293,11 +301,11 @@ def build_site(bucket_url: str, pipeline: Optional[str] = None) -> str:
     raise HarnessError(f'no ML pipeline {pipeline!r} in {bucket_url} (registries: '
                        f'{", ".join(found) or "none"})')
   names = [pipeline] if pipeline else list(found)
-  runs = _ct_runs(bucket_url)
+  runs = {name: _ct_runs(bucket_url, name) for name in names}
   site = layout.join(bucket_url, SITE_DIR)
   for name in names:
     bucket.write_bytes(layout.join(site, model_page(name)),
-                       registry_page(bucket_url, name, names, runs).encode('utf-8'))
+                       registry_page(bucket_url, name, names, runs[name]).encode('utf-8'))
   index = layout.join(site, INDEX)
   bucket.write_bytes(index, index_page(bucket_url, names, runs).encode('utf-8'))
   return index

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional, Sequence
 
+from beam_pipelines.ct.definition import declared_pipelines
 from beam_pipelines.ct.paths import model_registry
 from beam_pipelines.ct.registry import model_status
 from beam_pipelines.harness.deploy import approval_required, history
@@ -41,13 +42,16 @@ def _last_test(bucket_url: str) -> str:
           f'\n  report  {test.report(builds[-1])}')
 
 
-def status_lines(bucket_url: str, limit: int = 10) -> List[str]:
+def status_lines(bucket_url: str, limit: int = 10,
+                 pipelines: Optional[Sequence[str]] = None) -> List[str]:
+  """The lines of ``invoke status``; models of ``pipelines`` (default: every declared one)."""
   prod = layout.Env(bucket_url, layout.PROD)
   lines = [f'bucket: {bucket_url}',
            _deployment(layout.Env(bucket_url, layout.TEST)),
            _deployment(prod),
            _last_test(bucket_url)]
-  lines.append(model_status(model_registry(bucket_url)))
+  for pipeline in pipelines or declared_pipelines():
+    lines.append(f'{pipeline}: ' + model_status(model_registry(bucket_url, pipeline)))
   passed = passed_builds(bucket_url)
   lines.append(f'passed builds: {len(passed)}' + (f' (newest {passed[-1]})' if passed else ''))
   lines.append(f'approval gate: {"ON (deploys need --approve)" if approval_required(bucket_url) else "off"}')

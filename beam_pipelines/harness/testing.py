@@ -36,7 +36,7 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   for target, source in sorted(layout.TEST_FIXTURES.items()):
     bucket.write_bytes(env.path(target), (repo / source).read_bytes())
   progress(f'test: integration input and reference staged under {env.inputs}, {env.references}')
-  ml_values = ml_check.baseline_variables(bucket_url)
+  ml_values = ml_check.baseline_variables(bucket_url, build_id)
   progress(f'test: ML check baseline: {ml_values[ml_check.VAR_BASELINE_SOURCE]}')
   bucket.write_json(env.variables,
                     publish.deployment_variables(env, manifest, event='test', **ml_values))
@@ -59,7 +59,7 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
       launches.append(pool.submit(install.launch, site, definition.module, args))
   results, origins = [], {}
   for definition, launched in zip(definitions, launches):
-    origins[definition.name] = launched.result()  # a failed workflow raises here, in order
+    origins[definition.name] = launched.result().origin  # a failed one raises here, in order
     for result in checks.run_checks(definition, variables.values):
       progress(f'test: check {result.check}: {"PASSED" if result.passed else "FAILED"}: '
                f'{result.message}')

@@ -8,6 +8,8 @@ A config maps metric names to a value threshold and/or a change threshold (YAML 
         change_threshold: {direction: HIGHER_IS_BETTER, absolute: -1.0e-10}
       log_loss:
         change_threshold: {direction: LOWER_IS_BETTER, relative: 0.05}
+    registered_change:      # the candidate against production's *registered* metrics
+      auc: {direction: HIGHER_IS_BETTER, absolute: -0.05}
 
 Semantics (TFMA's ``metrics_validator``, rule for rule):
 
@@ -20,10 +22,16 @@ Semantics (TFMA's ``metrics_validator``, rule for rule):
   when a change threshold is checked; a missing one fails with "metric not found".
 - no baseline: change thresholds are ignored and the candidate is judged ("rubber stamped") on its
   value thresholds alone.
+- registered change (ours, beyond TFMA): the candidate against the metrics production recorded
+  when it was registered (on its own eval data), with change-threshold semantics. TFMA's change
+  threshold compares both models on the *same* eval split, so a span whose data is corrupted can
+  bless a much worse model that merely beats production on that corrupted split; this bound stops
+  it. Checked only when the registered metrics are given (continuous training passes them).
 - BLESSED only when every check passes; the message names each failing metric and by how much.
 
-``DEFAULT_CONFIG`` is "push only if at least as good", as in TFX's taxi template: AUC at least 0.5,
-and AUC not lower than the baseline's (absolute change >= -1e-10, i.e. ties pass).
+``DEFAULT_CONFIG`` is "push only if at least as good", as in TFX's taxi template, made to protect
+production: AUC at least 0.6, not lower than the baseline's on the same data (absolute change >=
+-1e-10, i.e. ties pass), and at most 0.05 below production's registered AUC.
 """
 
 from __future__ import annotations
@@ -33,23 +41,28 @@ import json
 import math
 from typing import Any, Dict, List, Mapping, Optional
 
+import yaml
+
 from beam_pipelines.ml import artifacts
+from beam_pipelines.store import bucket
+from beam_pipelines.store.errors import Refusal
 
 HIGHER_IS_BETTER, LOWER_IS_BETTER = 'HIGHER_IS_BETTER', 'LOWER_IS_BETTER'
 DIRECTIONS = (HIGHER_IS_BETTER, LOWER_IS_BETTER)
-VALUE, CHANGE = 'value_threshold', 'change_threshold'
+VALUE, CHANGE, REGISTERED = 'value_threshold', 'change_threshold', 'registered_change'
 
 DEFAULT_CONFIG: Dict[str, Any] = {
     'metrics': {
         'auc': {
-            VALUE: {'lower_bound': 0.5},
+            VALUE: {'lower_bound': 0.6},
             CHANGE: {'direction': HIGHER_IS_BETTER, 'absolute': -1e-10},
         },
     },
+    REGISTERED: {'auc': {'direction': HIGHER_IS_BETTER, 'absolute': -0.05}},
 }
 
 
-class BlessingConfigError(ValueError):
+class BlessingConfigError(Refusal, ValueError):
   """The blessing config is invalid; the message names the field."""
 
 
@@ -124,7 +137,7 @@ def parse_config(raw: Any) -> Dict[str, MetricThreshold]:
   """Validates a config document -> {metric: MetricThreshold}; errors name the field."""
   if not isinstance(raw, dict) or not isinstance(raw.get('metrics'), dict) or not raw['metrics']:
     raise BlessingConfigError("blessing config needs a non-empty 'metrics' mapping")
-  unknown = sorted(set(raw) - {'metrics'})
+  unknown = sorted(set(raw) - {'metrics', REGISTERED})
   if unknown:
     raise BlessingConfigError(f'unknown blessing config field(s) {unknown}')
   thresholds = {}
@@ -141,35 +154,57 @@ def parse_config(raw: Any) -> Dict[str, MetricThreshold]:
           _number(bounds.get('lower_bound', -math.inf), f'{where}.{VALUE}.lower_bound'),
           _number(bounds.get('upper_bound', math.inf), f'{where}.{VALUE}.upper_bound'))
     if CHANGE in spec:
-      bounds = spec[CHANGE]
-      if not isinstance(bounds, dict) or not set(bounds) <= {'direction', 'absolute', 'relative'}:
-        raise BlessingConfigError(f'{where}.{CHANGE} fields are direction, absolute, relative')
-      if bounds.get('direction') not in DIRECTIONS:
-        raise BlessingConfigError(
-            f'{where}.{CHANGE}.direction must be one of {list(DIRECTIONS)}, got {bounds.get("direction")!r}')
-      change = ChangeThreshold(
-          bounds['direction'],
-          *(None if bounds.get(f) is None else _number(bounds[f], f'{where}.{CHANGE}.{f}')
-            for f in ('absolute', 'relative')))
+      change = _change_threshold(spec[CHANGE], f'{where}.{CHANGE}')
     thresholds[metric] = MetricThreshold(value, change)
   return thresholds
 
 
-def load_config(path: Optional[str] = None) -> Dict[str, MetricThreshold]:
-  """Reads a YAML/JSON blessing config (any Beam filesystem path), or the embedded default."""
+def _change_threshold(bounds: Any, where: str) -> ChangeThreshold:
+  if not isinstance(bounds, dict) or not set(bounds) <= {'direction', 'absolute', 'relative'}:
+    raise BlessingConfigError(f'{where} fields are direction, absolute, relative')
+  if bounds.get('direction') not in DIRECTIONS:
+    raise BlessingConfigError(
+        f'{where}.direction must be one of {list(DIRECTIONS)}, got {bounds.get("direction")!r}')
+  return ChangeThreshold(
+      bounds['direction'],
+      *(None if bounds.get(f) is None else _number(bounds[f], f'{where}.{f}')
+        for f in ('absolute', 'relative')))
+
+
+def parse_registered(raw: Any) -> Dict[str, ChangeThreshold]:
+  """The ``registered_change`` part of a config: {metric: ChangeThreshold} (empty when absent)."""
+  section = raw.get(REGISTERED) if isinstance(raw, dict) else None
+  if section is None:
+    return {}
+  if not isinstance(section, dict):
+    raise BlessingConfigError(f'{REGISTERED} must map metric names to change thresholds')
+  return {metric: _change_threshold(bounds, f'{REGISTERED}.{metric}')
+          for metric, bounds in section.items()}
+
+
+def load_document(path: Optional[str] = None) -> Dict[str, Any]:
+  """A YAML/JSON blessing config document (any bucket path), checked; the default when None."""
   if path is None:
-    return parse_config(DEFAULT_CONFIG)
-  import yaml
-  from apache_beam.io.filesystems import FileSystems
+    return DEFAULT_CONFIG
   try:
-    with FileSystems.open(path) as handle:
-      raw = yaml.safe_load(handle.read().decode('utf-8'))
-  except Exception as error:  # noqa: BLE001 - name the file, keep the cause
-    raise BlessingConfigError(f'cannot read blessing config {path}: {error}') from error
+    text = bucket.read_bytes(path, 'blessing config').decode('utf-8')
+    try:
+      raw = json.loads(text)  # YAML 1.1 reads JSON's 1e-10 as a string: JSON first
+    except ValueError:
+      raw = yaml.safe_load(text)
+  except (Refusal, yaml.YAMLError, UnicodeDecodeError) as error:
+    raise BlessingConfigError(f'cannot read blessing config {path}: {error}') from None
   try:
-    return parse_config(raw)
+    parse_config(raw)
+    parse_registered(raw)
   except BlessingConfigError as error:
     raise BlessingConfigError(f'{path}: {error}') from None
+  return raw
+
+
+def load_config(path: Optional[str] = None) -> Dict[str, MetricThreshold]:
+  """Reads a YAML/JSON blessing config (any bucket path), or the embedded default."""
+  return parse_config(load_document(path))
 
 
 def _present(metrics: Optional[Mapping[str, Any]], name: str) -> Optional[float]:
@@ -227,9 +262,24 @@ def check_change(metric: str, candidate: float, baseline: float,
 
 
 def bless(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
-          thresholds: Mapping[str, MetricThreshold]) -> Blessing:
-  """Judges a candidate's metrics (and a baseline's, or None for a first model) by the thresholds."""
+          thresholds: Mapping[str, MetricThreshold],
+          registered: Optional[Mapping[str, Any]] = None,
+          registered_thresholds: Optional[Mapping[str, ChangeThreshold]] = None) -> Blessing:
+  """Judges a candidate's metrics (and a baseline's, or None for a first model) by the thresholds;
+  with ``registered`` (production's metrics as registered), also by ``registered_thresholds``."""
   checks: List[Check] = []
+  for metric, threshold in sorted((registered_thresholds or {}).items()):
+    if registered is None:
+      break
+    value, base = _present(candidate, metric), _present(registered, metric)
+    if value is None or base is None:
+      checks.append(Check(metric, REGISTERED, False, f'{metric}: metric not found for the '
+                          f'{"candidate" if value is None else "registered production model"}'))
+      continue
+    check = check_change(metric, value, base, threshold)
+    checks.append(dataclasses.replace(
+        check, kind=REGISTERED,
+        message=check.message.replace('vs baseline', "vs production's registered")))
   for metric in sorted(thresholds):
     threshold = thresholds[metric]
     value = _present(candidate, metric)
@@ -268,3 +318,31 @@ def config_to_json(thresholds: Mapping[str, MetricThreshold]) -> str:
     return {k: _json_number(v) for k, v in dataclasses.asdict(obj).items()} if obj else None
   return json.dumps({m: {'value_threshold': _clean(t.value), 'change_threshold': _clean(t.change)}
                      for m, t in sorted(thresholds.items())}, sort_keys=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlessingRule:
+  """A config's thresholds, with production's registered metrics when known: what ``judge`` uses."""
+
+  thresholds: Dict[str, MetricThreshold]
+  registered_thresholds: Dict[str, ChangeThreshold] = dataclasses.field(default_factory=dict)
+  registered_metrics: Optional[Dict[str, Any]] = None
+
+  @classmethod
+  def load(cls, path: Optional[str] = None,
+           registered_metrics: Optional[Dict[str, Any]] = None) -> 'BlessingRule':
+    raw = load_document(path)
+    return cls(parse_config(raw), parse_registered(raw), registered_metrics)
+
+  def judge(self, candidate: Mapping[str, Any],
+            baseline: Optional[Mapping[str, Any]]) -> Blessing:
+    return bless(candidate, baseline, self.thresholds, self.registered_metrics,
+                 self.registered_thresholds)
+
+  def describe(self) -> Dict[str, Any]:
+    """The rule as JSON-ready data (for the blessing record, reports and lineage)."""
+    registered = {m: {k: _json_number(v) for k, v in dataclasses.asdict(t).items()}
+                  for m, t in sorted(self.registered_thresholds.items())}
+    return {**json.loads(config_to_json(self.thresholds)),
+            **({REGISTERED: registered, 'registered_metrics': self.registered_metrics}
+               if registered else {})}

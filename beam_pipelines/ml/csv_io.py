@@ -22,7 +22,7 @@ import csv
 import json
 import re
 import sys
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -48,12 +48,23 @@ class RowError(ValueError):
   """A record cannot be typed by the spec; the message is the dead-letter reason."""
 
 
-def match_files(file_pattern: str) -> List[str]:
-  """Paths matching a pattern (local or any Beam filesystem), sorted; raises if none."""
-  metadata = FileSystems.match([file_pattern])[0].metadata_list
-  if not metadata:
-    raise FileNotFoundError(f'no file matches {file_pattern}')
-  return sorted(m.path for m in metadata)
+Patterns = Union[str, Sequence[str]]  # one glob, or several (e.g. the spans of a window)
+
+
+def patterns_of(file_pattern: Patterns) -> List[str]:
+  return [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+
+
+def match_files(file_pattern: Patterns) -> List[str]:
+  """Paths matching a pattern or patterns (local or any Beam filesystem), sorted, each once;
+  raises naming the first pattern that matches nothing."""
+  paths = set()
+  for pattern in patterns_of(file_pattern):
+    metadata = FileSystems.match([pattern])[0].metadata_list
+    if not metadata:
+      raise FileNotFoundError(f'no file matches {pattern}')
+    paths.update(m.path for m in metadata)
+  return sorted(paths)
 
 
 def _open_text(binary, chunk_size: int = 1 << 20) -> Iterator[str]:
@@ -79,7 +90,7 @@ def _open_text(binary, chunk_size: int = 1 << 20) -> Iterator[str]:
     yield rest
 
 
-def read_header(file_pattern: str) -> List[str]:
+def read_header(file_pattern: Patterns) -> List[str]:
   """The header row of the first matching file that has one ([] if every file is empty)."""
   for path in match_files(file_pattern):
     header = _file_header(path)
@@ -301,15 +312,15 @@ class ParseCsvFileFn(beam.DoFn):
         'extra_columns': parser.extra_columns if parser else []})
 
 
-def resolve_spec(spec: DatasetSpec, file_pattern: str) -> DatasetSpec:
+def resolve_spec(spec: DatasetSpec, file_pattern: Patterns) -> DatasetSpec:
   """The spec with "all" expanded against the first file's header (already-resolved specs pass)."""
   return spec if spec.is_resolved else spec.resolve(read_header(file_pattern))
 
 
 class ReadCsvFiles(beam.PTransform):
-  """Pipeline root -> files matching a pattern, parsed by ``parse_fn`` (tagged outputs)."""
+  """Pipeline root -> files matching a pattern (or patterns), parsed by ``parse_fn`` (tagged)."""
 
-  def __init__(self, file_pattern: str, parse_fn: ParseCsvFileFn, tags: Sequence[str]):
+  def __init__(self, file_pattern: Patterns, parse_fn: ParseCsvFileFn, tags: Sequence[str]):
     super().__init__()
     self.file_pattern = file_pattern
     self.parse_fn = parse_fn
@@ -318,7 +329,8 @@ class ReadCsvFiles(beam.PTransform):
   def expand(self, root):
     return (
         root
-        | 'MatchFiles' >> fileio.MatchFiles(self.file_pattern)
+        | 'Patterns' >> beam.Create(patterns_of(self.file_pattern))
+        | 'MatchFiles' >> fileio.MatchAll()
         | 'ReadMatches' >> fileio.ReadMatches()
         | 'Reshuffle' >> beam.Reshuffle()  # spread files over workers
         | 'ParseFiles' >> beam.ParDo(self.parse_fn).with_outputs(*self.tags, main=ROWS))
@@ -331,7 +343,7 @@ class ReadCsvRows(beam.PTransform):
   ``require_label=False`` reads data without (or with unusable) labels, e.g. for inference.
   """
 
-  def __init__(self, file_pattern: str, spec: DatasetSpec, require_label: bool = True):
+  def __init__(self, file_pattern: Patterns, spec: DatasetSpec, require_label: bool = True):
     super().__init__()
     self.file_pattern = file_pattern
     self.spec = resolve_spec(spec, file_pattern)

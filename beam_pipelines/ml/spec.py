@@ -12,6 +12,12 @@ A spec is a small YAML or JSON file::
     eval_fraction: 0.2             # optional, default 0.2
     thresholds:                    # optional, per feature
       payment_type: {drift: 0.05, skew: 0.05}  # L-infinity (categorical) / Jensen-Shannon (numeric)
+    measures:                      # optional: the distance of a feature's drift/skew check
+      fare: jensen_shannon         # l_infinity (categorical only), jensen_shannon,
+                                   # normalized_abs_difference (categorical only)
+    min_domain_mass: 0.99          # optional, default 0.99: categorical values outside the schema's
+                                   # domain are a warning while they hold under 1% of the rows (TFDV's
+                                   # distribution_constraints.min_domain_mass), an anomaly above
 
 A bad spec raises ``SpecError`` naming the field. ``resolve(header)`` checks the spec against a CSV
 header and expands "all".
@@ -26,13 +32,20 @@ import pathlib
 from importlib import resources
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from beam_pipelines.store.errors import Refusal
+
 ALL = 'all'
 THRESHOLD_KINDS = ('drift', 'skew')
+L_INFINITY, JENSEN_SHANNON, NORMALIZED_ABS_DIFFERENCE = (
+    'l_infinity', 'jensen_shannon', 'normalized_abs_difference')
+MEASURES = (L_INFINITY, JENSEN_SHANNON, NORMALIZED_ABS_DIFFERENCE)
+CATEGORICAL_ONLY_MEASURES = (L_INFINITY, NORMALIZED_ABS_DIFFERENCE)
+DEFAULT_MIN_DOMAIN_MASS = 0.99
 _FIELDS = ('name', 'label', 'key', 'timestamp', 'numeric', 'categorical', 'ignore',
-           'eval_fraction', 'thresholds')
+           'eval_fraction', 'thresholds', 'measures', 'min_domain_mass')
 
 
-class SpecError(ValueError):
+class SpecError(Refusal, ValueError):
   """The dataset spec is invalid; the message names the field."""
 
 
@@ -49,6 +62,14 @@ class DatasetSpec:
   ignore: Sequence[str] = ()
   eval_fraction: float = 0.2
   thresholds: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
+  measures: Dict[str, str] = dataclasses.field(default_factory=dict)
+  min_domain_mass: float = DEFAULT_MIN_DOMAIN_MASS
+
+  def measure(self, feature: str) -> str:
+    """The distance of a feature's drift/skew check: the spec's choice, else TFDV's usual one
+    (L-infinity for categorical features, Jensen-Shannon divergence for numeric ones)."""
+    default = L_INFINITY if feature in self.categorical else JENSEN_SHANNON
+    return self.measures.get(feature, default)
 
   @property
   def features(self) -> List[str]:
@@ -162,11 +183,27 @@ def from_dict(raw: Any) -> DatasetSpec:
     for kind, value in kinds.items():
       if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise SpecError(f'{where}.{kind} must be a number >= 0, got {value!r}')
+  measures = raw.get('measures') or {}
+  if not isinstance(measures, dict):
+    raise SpecError(f"spec field 'measures' must map feature -> one of {list(MEASURES)}")
+  for feature, measure in measures.items():
+    where = f"spec field 'measures.{feature}'"
+    if listed and feature not in listed and numeric != ALL and categorical != ALL:
+      raise SpecError(f'{where}: {feature!r} is not a numeric or categorical feature')
+    if measure not in MEASURES:
+      raise SpecError(f'{where} must be one of {list(MEASURES)}, got {measure!r}')
+    if (measure in CATEGORICAL_ONLY_MEASURES and numeric != ALL
+        and feature in numeric):
+      raise SpecError(f'{where}: {measure} applies to categorical features only')
+  mass = raw.get('min_domain_mass', DEFAULT_MIN_DOMAIN_MASS)
+  if isinstance(mass, bool) or not isinstance(mass, (int, float)) or not 0 < mass <= 1:
+    raise SpecError(f"spec field 'min_domain_mass' must be a number in (0, 1], got {mass!r}")
   return DatasetSpec(
       label=raw['label'], numeric=numeric, categorical=categorical,
       name=raw.get('name', 'dataset'), key=raw.get('key'), timestamp=raw.get('timestamp'),
       ignore=tuple(ignore), eval_fraction=float(eval_fraction),
-      thresholds={f: {k: float(v) for k, v in kinds.items()} for f, kinds in thresholds.items()})
+      thresholds={f: {k: float(v) for k, v in kinds.items()} for f, kinds in thresholds.items()},
+      measures=dict(measures), min_domain_mass=float(mass))
 
 
 def load(path: Union[str, pathlib.Path]) -> DatasetSpec:
@@ -195,4 +232,4 @@ def default_sample_path() -> str:
 
 def default_spec_path() -> str:
   """The spec of the bundled taxi sample (the embedded default of every ML command)."""
-  return str(resources.files('beam_pipelines') / 'data' / 'taxi_spec.yaml')
+  return str(resources.files('beam_pipelines') / 'pipelines' / 'taxi' / 'spec.yaml')

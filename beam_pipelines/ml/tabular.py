@@ -13,9 +13,10 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 from beam_pipelines.ml import artifacts
 from beam_pipelines.store import bucket
+from beam_pipelines.store.errors import Refusal
 
 
-class FeaturesError(ValueError):
+class FeaturesError(Refusal, ValueError):
   """The features directory is missing, empty or does not match the spec."""
 
 

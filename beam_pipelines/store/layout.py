@@ -18,10 +18,9 @@ Each environment (``test``, ``prod``) is a prefix of it, the tutorial's buckets:
     <bucket>/prod/history/<event_id>.json                  deployment history, one object per event
     <bucket>/prod/deploy.lock                              deploy/rollback lock (exclusive create)
     <bucket>/prod/settings.json                            {"require_approval": bool}
-    <bucket>/<env>/inputs/ct/<span>/*.csv                  continuous training: landing area (prod)
-    <bucket>/<env>/ct/{runs,spans,cache}/...               ct lineage, processed spans, step cache
-    <bucket>/<env>/registry/<model>/...                    model registry (beam_pipelines.ct.registry)
-    <bucket>/test/inputs/ml/taxi_integration.csv           integration data of the level-2 ML check
+    <bucket>/<env>/inputs/ct/<pipeline>/<span>/*.csv       continuous training: landing area (prod)
+    <bucket>/<env>/ct/<pipeline>/{runs,spans,cache}/...    ct lineage, processed spans, step cache
+    <bucket>/<env>/registry/<pipeline>/...                 model registry (beam_pipelines.ct.registry)
 
 ``variables.json`` is the single commit point of a deployment: everything it names is written (and
 verified) before it, and it is replaced in one atomic write. A reader sees the previous deployment
@@ -58,7 +57,6 @@ SUPPORT_FILES_DIR = 'build/support-files'
 TEST_FIXTURES = {
     'inputs/wordcount/input.txt': f'{SUPPORT_FILES_DIR}/input.txt',
     'references/wordcount/reference.txt': f'{SUPPORT_FILES_DIR}/reference.txt',
-    'inputs/ml/taxi_integration.csv': f'{SUPPORT_FILES_DIR}/ml/taxi_integration.csv',
 }
 # Prod inputs seeded from the test environment on deploy when prod has none (first deploy only).
 PROD_SEED_INPUTS = {'inputs/wordcount/input.txt': 'inputs/wordcount/input.txt'}
@@ -142,6 +140,17 @@ def validate_build_id(build_id: str) -> str:
         f'invalid build id {build_id!r}: expected UTC time, short commit and a random suffix, '
         f'like 20261126T153000Z-5bea069-3f9a1c')
   return build_id
+
+
+NAME_PATTERN = re.compile(r'[a-z][a-z0-9_-]{0,62}')
+
+
+def validate_name(name: str, what: str = 'name') -> str:
+  """A path-safe name (a pipeline, a model): lower-case letters, digits, ``_`` and ``-``."""
+  if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+    raise InvalidNameError(f'invalid {what} {name!r}: use lower-case letters, digits, _ and -, '
+                           f'starting with a letter')
+  return name
 
 
 def validate_env(env: str) -> str:
