@@ -105,9 +105,12 @@ class Browser:
     errors = [e['message'] for e in driver.get_log('browser') if e['level'] == 'SEVERE']
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     screenshot = SCREENSHOTS / f'{shot}.png'
-    height = driver.execute_script('return document.body.scrollHeight')
-    driver.set_window_size(1200, min(max(height + 40, 600), 8000))
+    height = driver.execute_script('return document.documentElement.scrollHeight')
+    driver.execute_cdp_cmd('Emulation.setDeviceMetricsOverride', {  # the whole page, not the window
+        'width': 1200, 'height': min(max(height, 600), 8000), 'deviceScaleFactor': 1,
+        'mobile': False})
     driver.save_screenshot(str(screenshot))
+    driver.execute_cdp_cmd('Emulation.clearDeviceMetricsOverride', {})
     return PageView(
         url=driver.current_url, title=driver.title,
         text=driver.execute_script('return document.body.innerText'),

@@ -134,6 +134,21 @@ def test_site_refuses_an_unknown_pipeline_naming_the_known_ones(demo_bucket):
     site.build_site(str(bucket), 'taxy')
 
 
+def test_the_browser_check_fails_a_cdn_script_and_a_blank_chart(chromium, tmp_path):
+  page_file = tmp_path / 'bad.html'
+  page_file.write_text('<!DOCTYPE html><html><head><meta charset="utf-8">'
+                       '<script src="https://cdn.example.invalid/facets.js"></script></head><body>'
+                       '<svg class="chart" data-chart="empty" width="300" height="200"></svg>'
+                       '</body></html>')
+  view = chromium.open(page_file, 'self-check')
+  assert view.failed_requests and 'cdn.example.invalid' in view.failed_requests[0]
+  with pytest.raises(AssertionError):
+    assert_clean(view, [])
+  view.failed_requests, view.console_errors = [], []
+  with pytest.raises(AssertionError, match='blank'):
+    assert_clean(view, ['empty'])
+
+
 def test_site_links_are_relative_for_local_and_gs_buckets():
   assert site.relative('gs://my-bucket', 'gs://my-bucket/prod/ct/runs/r/lineage.json') == \
       '../prod/ct/runs/r/lineage.json'
