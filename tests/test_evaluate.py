@@ -45,11 +45,12 @@ def first_model(features_dir, good_model_dir, tmp_path_factory):
 def test_worse_candidate_is_not_blessed_naming_the_metric(worse_vs_good):
   output, record, _ = worse_vs_good
   assert record['status'] == artifacts.NOT_BLESSED
-  assert record['message'].startswith('NOT_BLESSED: auc: candidate')
-  assert 'short by' in record['message']
+  assert record['message'].startswith('NOT_BLESSED: auc')
+  assert 'short by' in record['message'] and 'below lower_bound 0.6' in record['message']
   failed = [c for c in record['checks'] if not c['passed']]
-  assert [(c['metric'], c['kind']) for c in failed] == [('auc', 'change_threshold')]
-  assert failed[0]['diff'] < -0.2
+  assert [(c['metric'], c['kind']) for c in failed] == [('auc', 'value_threshold'),
+                                                        ('auc', 'change_threshold')]
+  assert failed[1]['diff'] < -0.2
   assert (output / artifacts.NOT_BLESSED).exists() and not (output / artifacts.BLESSED).exists()
   assert json.loads((output / artifacts.BLESSING_FILE).read_text())['status'] == artifacts.NOT_BLESSED
 
