@@ -130,5 +130,5 @@ def assert_clean(view: PageView, charts: List[str]) -> None:
     assert chart['marks'] > 0, f'chart {name} is blank on {view.url}'
   for link in view.links:
     assert '://' not in link and not link.startswith('/'), f'absolute link {link} on {view.url}'
-  for repr_like in ("{'", "'}", 'True', 'False', 'None'):
+  for repr_like in ("{'", "'}", "['", "']", 'True', 'False', 'None'):
     assert repr_like not in view.text, f'{repr_like!r} (a Python repr) shown on {view.url}'

@@ -172,6 +172,17 @@ def _feature_section(name: str, verdict: Dict[str, Any], current: Dict[str, Any]
   return ''.join(parts)
 
 
+def _headline(verdict: Dict[str, Any]) -> str:
+  """The verdict's message in words (its anomalous form names features as a Python list)."""
+  anomalies = verdict['anomalies']
+  if verdict['status'] != 'anomalous' or not anomalies:
+    return verdict['message']
+  named = sorted({a.get('feature') or a.get('split') or 'dataset' for a in anomalies})
+  count = len(anomalies)
+  return (f'{count} anomal{"y" if count == 1 else "ies"} in {", ".join(named)}: '
+          'training is blocked')
+
+
 def render(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -> str:
   """verdict.json + statistics protos per split (train, eval[, serving]) + the previous span's
   train statistics (or None) -> a standalone HTML page."""
@@ -184,7 +195,7 @@ def render(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -
             if name in evaluation and current[name]['kind'] == evaluation[name]['kind']}
   rows = verdict.get('rows', {})
   parts = [f'<h1>Data validation: <span class="{status}" id="status">{status}</span></h1>',
-           f'<p>{html.escape(verdict["message"])}</p>',
+           f'<p>{html.escape(_headline(verdict))}</p>',
            page.table(['split', 'rows'], [[split, page.cell(count, f'rows.{split}')]
                                           for split, count in rows.items()]
                       + ([['dead-lettered', page.cell(verdict['rows_dead_lettered'],
