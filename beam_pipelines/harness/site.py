@@ -155,7 +155,9 @@ def _tests(bucket_url: str) -> str:
     rows.append([_td_link(report.build_id, relative(bucket_url, path)),
                  page.cell(report.status, f'test.{report.build_id}.status',
                            'passed' if report.passed else 'failed'),
-                 report.tested_at, f'{passed} of {len(checks)}', report.ml_status or 'n/a',
+                 report.tested_at, f'{passed} of {len(checks)}',
+                 ', '.join(f'{name} {verdict.get("status")}'
+                           for name, verdict in report.ml_by_pipeline.items()) or 'n/a',
                  '; '.join(report.failures()) or ''])
     classes.append('' if report.passed else 'fail')
   return page.table(['build', 'status', 'tested at', 'checks passed', 'model check',
