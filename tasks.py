@@ -28,6 +28,7 @@ from beam_pipelines.harness import build as build_step
 from beam_pipelines.harness import deploy as deploy_step
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.run import run_pipeline as run_deployed
+from beam_pipelines.harness.site import build_site
 from beam_pipelines.harness.status import status_lines
 from beam_pipelines.harness.testing import run_test
 from beam_pipelines.store import bucket as bucket_io
@@ -41,10 +42,12 @@ CT_EXIT_STATUSES = (0, 1, 3)  # pushed or no trigger, stopped at validation, NOT
 
 
 def task(*args, **kwargs):
-  """invoke's ``@task``, with each ``:param x:`` docstring line as the ``--help`` of ``--x``."""
+  """invoke's ``@task``, with each ``:param x:`` docstring line as the ``--help`` of ``--x``, and
+  no automatic short flags: invoke would derive ``-f`` for ``approval --off`` (a gate turned off by
+  one letter) and ``-b`` for ``--bucket`` in most tasks but ``--build-id`` in ``deploy``."""
   def decorate(fn):
     help_lines = dict(re.findall(r':param (\w+): (.+)', fn.__doc__ or ''))
-    return invoke_task(help=help_lines, **kwargs)(fn)
+    return invoke_task(help=help_lines, auto_shortflags=False, **kwargs)(fn)
   return decorate(args[0]) if args and callable(args[0]) else decorate
 
 
@@ -149,6 +152,18 @@ def status(c, pipeline=None, bucket=None):
   """
   with refusals():
     print('\n'.join(status_lines(_bucket(bucket), pipelines=[pipeline] if pipeline else None)))
+
+
+@task
+def report(c, pipeline=None, bucket=None):
+  """Write the bucket's static site (deployments, history, tests, registry, lineage, reports).
+
+  :param pipeline: only this ML pipeline's registry (default: every one).
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  """
+  with refusals():
+    index = build_site(_bucket(bucket), pipeline)
+    _say(f'report: site written; open {index}')
 
 
 @task

@@ -66,7 +66,7 @@ from apache_beam.pvalue import AsSingleton
 
 from beam_pipelines.ml import artifacts, blessing, csv_io, inference, model_io, report, tabular
 from beam_pipelines.ml.input_schema import InputSchema
-from beam_pipelines.ml.metrics import BinaryMetricsCombineFn
+from beam_pipelines.ml.metrics import CURVES, BinaryMetricsCombineFn
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
 
@@ -145,8 +145,10 @@ def assemble(slice_metrics: List[Tuple[SliceKey, Dict[str, Any]]],
     document['models'][name] = {**info, 'overall': {}, 'slices': {}}
   for (name, feature, value), metrics in sorted(slice_metrics, key=lambda kv: kv[0]):
     entry = document['models'][name]
+    curves = metrics.pop(CURVES, None)
     if feature == OVERALL:
       entry['overall'] = _clean(metrics)
+      entry[CURVES] = curves  # ROC and calibration points of the report's charts
     else:
       entry['slices'][value] = _clean(metrics)
   return document

@@ -4,15 +4,16 @@ options, Dataflow staging (``submission``), running to completion."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import re
 import sys
 import warnings
-from typing import Callable, List
+from typing import Callable, List, Sequence
 
 from beam_pipelines import submission
-from beam_pipelines.store.console import progress
+from beam_pipelines.store.console import progress, ticking
 
 
 def quiet_startup_noise() -> None:
@@ -39,21 +40,6 @@ def count(minimum: int) -> Callable[[str], int]:
   return parse
 
 
-def unknown_beam_flags(beam_args: List[str]) -> List[str]:
-  """The flags of ``beam_args`` that no Beam PipelineOptions knows (a typo, not an option)."""
-  from apache_beam.options.pipeline_options import PipelineOptions
-  beam_logger = logging.getLogger('apache_beam.options.pipeline_options')
-  level = beam_logger.level
-  beam_logger.setLevel(logging.ERROR)  # Beam would log "Discarding unparseable args" itself
-  try:
-    options = PipelineOptions(beam_args)
-    unknown = (set(options.get_all_options(retain_unknown_options=True))
-               - set(options.get_all_options()))
-  finally:
-    beam_logger.setLevel(level)
-  return sorted(f'--{name}' for name in unknown)
-
-
 def local_path_problem(input_pattern, output) -> str:
   """Why a local ``--input`` (one pattern or several) or ``--output`` cannot work, before any
   pipeline runs ('' if none): an input that is a directory, an output below something that is a
@@ -72,6 +58,7 @@ def local_path_problem(input_pattern, output) -> str:
   return ''
 
 
+LONG_RUN_SECONDS = 3.0  # Beam runs longer than this get a live line and a timed summary
 BEAM_OPTIONS_EPILOG = 'Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).'
 
 
@@ -108,16 +95,51 @@ def pipeline_arguments(pipeline: str, argv, add_arguments: Callable[[argparse.Ar
   parser = argparse.ArgumentParser(prog=f'python -m beam_pipelines.{pipeline}', allow_abbrev=False)
   add_arguments(parser)
   known, beam_args = parser.parse_known_args(argv)
-  unknown = unknown_beam_flags(beam_args)
-  if unknown:  # exit status 2, like any argparse error: a mistyped flag never falls back silently
-    parser.error(f'unrecognized arguments: {" ".join(unknown)} (neither a flag of {pipeline} nor '
-                 f'a Beam pipeline option; see --help)')
+  reject_unknown_flags(parser, beam_args)
   problem = local_path_problem(getattr(known, 'input', None), getattr(known, 'output', None))
   if problem:
     parser.error(problem)
   options = PipelineOptions(beam_args)
   options.view_as(SetupOptions).save_main_session = save_main_session
   return known, options
+
+
+def _beam_option_parser() -> argparse.ArgumentParser:
+  """One parser holding every Beam pipeline option (each PipelineOptions subclass's flags)."""
+  from apache_beam.options.pipeline_options import PipelineOptions
+
+  parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  seen, pending = set(), list(PipelineOptions.__subclasses__())
+  while pending:
+    cls = pending.pop()
+    if cls in seen:
+      continue
+    seen.add(cls)
+    pending.extend(cls.__subclasses__())
+    try:
+      cls._add_argparse_args(parser)  # noqa: SLF001 - Beam's own hook, as PipelineOptions uses it
+    except argparse.ArgumentError:
+      continue  # a flag two subclasses both declare (Beam merges them the same way)
+  return parser
+
+
+def _flags(parser: argparse.ArgumentParser) -> List[str]:
+  return [flag for action in parser._actions for flag in action.option_strings]  # noqa: SLF001
+
+
+def reject_unknown_flags(parser: argparse.ArgumentParser, beam_args: Sequence[str]) -> None:
+  """Exit status 2 (argparse's usage error) when a flag is neither the pipeline's nor Beam's,
+  naming the closest known flag; Beam's own options pass through untouched."""
+  beam = _beam_option_parser()
+  beam.error = lambda message: None  # only the unknown list is wanted here
+  _, unknown = beam.parse_known_args(list(beam_args))
+  for token in unknown:
+    if not token.startswith('-'):
+      continue
+    flag = token.split('=', 1)[0]
+    close = difflib.get_close_matches(flag, _flags(parser) + _flags(beam), n=1)
+    parser.error(f'unknown flag {flag}' + (f'; did you mean {close[0]}?' if close else '')
+                 + ' (see --help)')
 
 
 def is_dry_run(options) -> bool:
@@ -139,5 +161,8 @@ def run_to_completion(pipeline, options, name: str):
     job_name = getattr(getattr(job, 'proto', None), 'name', None) or 'the job'
     progress(f'{name}: --dry_run: Dataflow job {job_name} built, not submitted; nothing written')
   else:
-    result.wait_until_finish()
+    with ticking(name, 'Beam pipeline running') as line:
+      result.wait_until_finish()
+    if line.elapsed >= LONG_RUN_SECONDS:
+      progress(f'{name}: Beam pipeline finished ({line.elapsed:.1f}s)')
   return result

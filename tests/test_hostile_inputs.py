@@ -167,7 +167,7 @@ class TestCommandLines:
     output.write_text('mine: 1\n')
     done = self.cli('beam_pipelines.wordcount', '--inptu', 'X', '--output', str(tmp_path / 'counts'))
     assert done.returncode == 2 and 'Traceback' not in done.stderr
-    assert 'unrecognized arguments: --inptu' in done.stderr
+    assert 'unknown flag --inptu; did you mean --input?' in done.stderr
     assert output.read_text() == 'mine: 1\n'
 
   @pytest.mark.parametrize('args,message', [

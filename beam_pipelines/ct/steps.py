@@ -18,6 +18,7 @@ from beam_pipelines.ct.cache import StepCache, step_key
 from beam_pipelines.ct.definition import PipelineDefinition
 from beam_pipelines.ml import artifacts
 from beam_pipelines.store import bucket, layout
+from beam_pipelines.store.console import ticking
 
 FEATURES, VALIDATION, TRAINING, EVALUATION = 'features', 'validation', 'training', 'evaluation'
 BLESSING_CONFIG_FILE = 'blessing_config.json'  # the pipeline's rule, beside the evaluation
@@ -140,7 +141,8 @@ def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha2
 
   def step(name: str, fn, verify=None, **inputs):
     key = step_key(name, code=code, **inputs)
-    result, status, directory = cache.run(name, key, fn, verify)
+    with ticking(f'ct: step {name}', delay=1.0):
+      result, status, directory = cache.run(name, key, fn, verify)
     done[name] = StepRun(result, status, directory, key)
     on_step(name, status, directory, result)
     return result, directory, key
