@@ -23,7 +23,8 @@ import sys
 
 import pytest
 
-from beam_pipelines.harness import compare, results
+from beam_pipelines.harness import compare, ml_check, results
+from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.store import layout
 
 from conftest import REPO, SUPPORT_FILES, read_shards
@@ -142,7 +143,9 @@ def test_templates_render_to_what_the_operators_need(dag_report, dag_id):
   if env == 'test':
     record = rendered['record_passed']['op_kwargs']
     checks = [t for t in rendered if t.startswith('check_')]
-    assert record['results'] == stub['xcoms']['check_'] * len(checks)
+    assert record['results'] == [stub['xcoms']['check_']] * len(checks)
+    assert record['workflows'] == [c[len('check_'):] for c in checks]
+    assert record['code'] == stub['xcoms']['stage_wheel']
     assert record['tested_by'] == f'composer:{dag_id}/{stub["run_id"]}'
 
 
@@ -283,11 +286,75 @@ def test_test_dag_logic_end_to_end_on_the_direct_runner(support, test_bucket, tm
   assert read_shards(check['output'])
   message = support.golden_counts(check['output'], check['reference'])
   assert re.match(r'\d+ shard\(s\) equal', message)
-  record = support.record_passed(str(test_bucket), variables,
-                                 [{'check': 'golden_counts', 'passed': True, 'message': message}],
-                                 'composer:test')
-  assert record.endswith(f'/test/passed/{BUILD_ID}.json')
+  assert support.record_results(
+      str(test_bucket), variables, [support.check_results([check])], ['wordcount_test'],
+      'DirectRunner', 'composer:test', code=str(REPO)) == 'passed'
   assert results.read_passed(str(test_bucket), BUILD_ID).sha256 == variables['sha256']
+
+
+def _record_invoke_test(bucket, variables, ml_status):
+  """What `invoke test` records: the golden check passed, the ML check with its verdict."""
+  ml = {'status': ml_status, 'message': 'auc 0.61 < production 0.74', 'baseline': 'production'}
+  return results.record_results(
+      str(bucket), BUILD_ID, variables['sha256'], variables['wheel_file'],
+      [{'workflow': 'wordcount_test', 'check': 'golden_counts', 'passed': True, 'message': 'ok',
+        'details': {}},
+       {'workflow': 'ml_test', 'check': 'ml_model', 'passed': True, 'message': ml_status,
+        'details': ml}], 'user@host', ml=ml)
+
+
+GOLDEN_OK = [{'check': 'golden_counts', 'passed': True, 'message': '1 shard(s) equal'}]
+
+
+def test_a_dag_run_never_erases_the_ml_verdict(support, test_bucket):
+  """A NOT_BLESSED build stays refused by deploy after the test DAG adds its passing evidence."""
+  variables = support.read_variables(str(test_bucket), 'test')
+  _record_invoke_test(test_bucket, variables, 'NOT_BLESSED')
+  assert support.record_results(str(test_bucket), variables, [GOLDEN_OK], ['wordcount_test'],
+                                'DataflowRunner', 'composer:test/run-1', code=str(REPO)) == 'passed'
+  record = results.read_passed(str(test_bucket), BUILD_ID)
+  assert record.ml_status == 'NOT_BLESSED'
+  assert [(r['check'], r['tested_by']) for r in record.results] == [
+      ('golden_counts', 'user@host'), ('ml_model', 'user@host'),
+      ('golden_counts', 'composer:test/run-1')]
+  assert record.results[-1]['runner'] == 'DataflowRunner'
+  with pytest.raises(HarnessError, match='NOT_BLESSED'):
+    ml_check.refuse_unblessed(record, BUILD_ID, None)
+
+
+def test_a_wrong_count_on_dataflow_ends_the_passed_record(support, test_bucket):
+  variables = support.read_variables(str(test_bucket), 'test')
+  _record_invoke_test(test_bucket, variables, 'BLESSED')
+  wrong = [{'check': 'golden_counts', 'passed': False, 'message': 'wrong 1: b (expected 2, got 3)'}]
+  with pytest.raises(ValueError, match='FAILED its tests: golden_counts: wrong 1'):
+    support.record_results(str(test_bucket), variables, [wrong], ['wordcount_test'],
+                           'DataflowRunner', 'composer:test/run-2', code=str(REPO))
+  with pytest.raises(HarnessError, match='did not pass test'):
+    results.read_passed(str(test_bucket), BUILD_ID)
+  report = results.read_report(layout.Env(str(test_bucket), layout.TEST).report(BUILD_ID))
+  assert report.status == 'failed' and len(report.results) == 3 and report.ml_status == 'BLESSED'
+  # a later passing run adds evidence; it cannot bring the pass back
+  with pytest.raises(ValueError, match='FAILED'):
+    support.record_results(str(test_bucket), variables, [GOLDEN_OK], ['wordcount_test'],
+                           'DataflowRunner', 'composer:test/run-3', code=str(REPO))
+
+
+def test_a_failed_beam_job_is_recorded_as_a_failure(support, test_bucket):
+  variables = support.read_variables(str(test_bucket), 'test')
+  _record_invoke_test(test_bucket, variables, 'BLESSED')
+  with pytest.raises(ValueError, match='run_wordcount_test did not succeed'):
+    support.record_results(str(test_bucket), variables, [None], ['wordcount_test'],
+                           'DataflowRunner', 'composer:test/run-4', code=str(REPO))
+  assert results.read_report(
+      layout.Env(str(test_bucket), layout.TEST).report(BUILD_ID)).status == 'failed'
+
+
+def test_evidence_for_other_bytes_is_refused(support, test_bucket):
+  variables = support.read_variables(str(test_bucket), 'test')
+  _record_invoke_test(test_bucket, variables, 'BLESSED')
+  with pytest.raises(RuntimeError, match='refusing to mix evidence'):
+    support.record_results(str(test_bucket), dict(variables, sha256='0' * 64), [GOLDEN_OK],
+                           ['wordcount_test'], 'DataflowRunner', 'composer:x', code=str(REPO))
 
 
 def test_golden_check_names_differences(support, tmp_path):

@@ -31,7 +31,7 @@ from beam_pipelines.store.console import progress
 from beam_pipelines.store.identity import git, git_info
 
 UNIT_TEST_MARKERS = 'not integration and not slow'
-_NO_GIT_EXCLUDES = {'.git', '.venv', 'dist', 'bucket', 'outputs', '.harness-cache', '__pycache__',
+_NO_GIT_EXCLUDES = {'.git', '.venv', '.venv-airflow', 'dist', 'bucket', 'outputs', '.harness-cache', '__pycache__',
                     '.setuptools-build', '.pytest_cache', '.ruff_cache', '.benchmarks'}
 
 

@@ -77,6 +77,7 @@ HISTORY = 'history'
 VARIABLES_FILE = 'variables.json'
 MANIFEST_FILE = 'manifest.json'
 REPORT_FILE = 'report.json'
+RECORD_LOCK_FILE = 'record.lock'  # serialises writers of a build's test report
 LOCK_FILE = 'deploy.lock'
 SETTINGS_FILE = 'settings.json'
 CT = 'ct'  # <env>/ct/ (continuous training) and <env>/inputs/ct/ (its landing area)
@@ -215,6 +216,9 @@ class Env:
 
   def report(self, build_id: str) -> str:
     return join(self.build_results(build_id), REPORT_FILE)
+
+  def record_lock(self, build_id: str) -> str:
+    return join(self.build_results(build_id), RECORD_LOCK_FILE)
 
   def run_results(self, run_id: str) -> str:
     return self.path(RESULTS, RUNS, run_id)

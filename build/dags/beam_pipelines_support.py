@@ -16,12 +16,11 @@ with the runner and the GCP project chosen by Composer's variables instead of th
 
 from __future__ import annotations
 
-import datetime
-import getpass
 import hashlib
 import json
 import os
-import socket
+import subprocess
+import sys
 from typing import Dict, List, Optional, Tuple
 
 # Mirrors of beam_pipelines.store.layout (checked equal by tests/test_dags.py).
@@ -247,21 +246,50 @@ def golden_counts(output: str, reference: str) -> str:
   return f'{len(shards)} shard(s) equal {reference}: {message}'
 
 
-def record_passed(bucket: str, variables: Dict[str, str], results: List[dict],
-                  tested_by: str) -> str:
-  """Writes ``<bucket>/test/passed/<build_id>.json``, the record `invoke deploy` consumes."""
-  build_id = variables['build_id']
-  if '/' in build_id or build_id in ('', '.', '..'):
-    raise ValueError(f'invalid build id {build_id!r}')
-  record = {
-      'build_id': build_id,
-      'sha256': variables['sha256'],
-      'wheel_file': variables['wheel_file'],
-      'status': STATUS_PASSED,
-      'tested_at': datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
-      'tested_by': tested_by or f'{getpass.getuser()}@{socket.gethostname()}',
-      'results': results,
-  }
-  path = _join(bucket, TEST, PASSED, f'{build_id}.json')
-  _write_bytes(path, json.dumps(record, indent=2, sort_keys=True).encode('utf-8'))
-  return path
+RECORD_MODULE = 'beam_pipelines.harness.record'  # the harness's one writer of test records
+
+
+def check_results(checks: List[dict]) -> List[dict]:
+  """Runs each golden check; a failure is a result with ``passed: False`` (recorded, not lost)."""
+  results = []
+  for check in checks:
+    if check.get('check') != 'golden_counts':
+      raise ValueError(f'check {check.get("check")!r} is not implemented in the Composer DAGs')
+    try:
+      passed, message = True, golden_counts(check['output'], check['reference'])
+    except (ValueError, OSError) as error:
+      passed, message = False, str(error)
+    results.append({'check': check['check'], 'passed': passed, 'message': message})
+  return results
+
+
+def record_results(bucket: str, variables: Dict[str, str], results: List[Optional[List[dict]]],
+                   workflows: List[str], runner: str, tested_by: str, code: str) -> str:
+  """Adds this DAG run's verdicts to the build's test report, through the harness's own writer.
+
+  ``results`` holds each workflow's check results (None: its Beam job failed, so its checks did
+  not run: recorded as a failure). ``code`` is the build's wheel (or source tree) put on
+  ``PYTHONPATH`` to run ``python -m beam_pipelines.harness.record``: the writer that keeps every
+  earlier verdict (``invoke test``'s golden and ML checks). Raises when any verdict failed.
+  """
+  if not variables or not code:
+    raise ValueError('nothing to record: read_variables or stage_wheel did not succeed')
+  evidence = []
+  for workflow, found in zip(workflows, results):
+    if found is None:
+      found = [{'check': 'beam_job', 'passed': False,
+                'message': f'run_{workflow} did not succeed: no output to check'}]
+    evidence += [dict(r, workflow=workflow, runner=runner) for r in found]
+  command = [sys.executable, '-m', RECORD_MODULE, '--bucket', bucket,
+             '--build_id', variables['build_id'], '--sha256', variables['sha256'],
+             '--wheel_file', variables['wheel_file'], '--tested_by', tested_by,
+             '--results', json.dumps(evidence)]
+  done = subprocess.run(command, capture_output=True, text=True,
+                        env=dict(os.environ, PYTHONPATH=code))
+  if done.returncode == 2 or not done.stdout.strip():
+    raise RuntimeError(f'recording the test results failed: {done.stderr.strip()[-2000:]}')
+  summary = json.loads(done.stdout.strip().splitlines()[-1])
+  if summary['status'] != STATUS_PASSED:
+    raise ValueError(f'build {variables["build_id"]} FAILED its tests: '
+                     f'{"; ".join(summary["failures"])}')
+  return summary['status']

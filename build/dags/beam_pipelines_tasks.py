@@ -23,6 +23,11 @@ try:  # Airflow 3 (Composer 3)
 except ImportError:  # Airflow 2
   from airflow.operators.python import PythonOperator
 
+try:  # Airflow 3 (Composer 3)
+  from airflow.task.trigger_rule import TriggerRule
+except ImportError:  # Airflow 2
+  from airflow.utils.trigger_rule import TriggerRule
+
 import beam_pipelines_support as support
 
 OWNER = 'beam-pipelines'
@@ -69,13 +74,7 @@ def _prepare(variables: Dict[str, str], workflow: str, wheel: str, run_id: str, 
 
 
 def _check(prepared: Dict[str, object]) -> List[dict]:
-  results = []
-  for check in prepared['checks']:  # type: ignore[union-attr]
-    if check.get('check') != 'golden_counts':
-      raise ValueError(f'check {check.get("check")!r} is not implemented in the Composer DAGs')
-    message = support.golden_counts(check['output'], check['reference'])
-    results.append({'check': check['check'], 'passed': True, 'message': message})
-  return results
+  return support.check_results(prepared['checks'])  # type: ignore[arg-type]
 
 
 def read_variables_task(env: str) -> PythonOperator:
@@ -120,9 +119,13 @@ def workflow_tasks(workflow: str, env: str, *, check: bool):
   return prepare, verify
 
 
-def record_passed_task(check_task_ids: List[str]) -> PythonOperator:
-  results = '{{ %s }}' % ' + '.join(f"ti.xcom_pull(task_ids='{t}')" for t in check_task_ids)
+def record_passed_task(workflows: List[str]) -> PythonOperator:
+  """Adds the run's verdicts to the build's test record; runs even when a Beam job failed."""
+  results = '{{ [%s] }}' % ', '.join(f"ti.xcom_pull(task_ids='check_{w}')" for w in workflows)
   return PythonOperator(
-      task_id='record_passed', python_callable=support.record_passed,
+      task_id='record_passed', python_callable=support.record_results,
+      trigger_rule=TriggerRule.ALL_DONE,
       op_kwargs={'bucket': BUCKET, 'variables': "{{ ti.xcom_pull(task_ids='read_variables') }}",
-                 'results': results, 'tested_by': 'composer:{{ dag.dag_id }}/{{ run_id }}'})
+                 'results': results, 'workflows': list(workflows), 'runner': RUNNER,
+                 'tested_by': 'composer:{{ dag.dag_id }}/{{ run_id }}',
+                 'code': "{{ ti.xcom_pull(task_ids='stage_wheel') }}"})
