@@ -21,6 +21,10 @@ USAGE = """
     python -m beam_pipelines.ct --demo [--bucket URL]   # spans 1-4 of the sample, ct on each
     python -m beam_pipelines.ct --check --input GLOB --output DIR [--baseline_model DIR
         --baseline_sha256 SHA] [--cache DIR]         # the level-2 ML check of `invoke test`
+
+Any other flag is a Beam option of the pipeline steps (features, validation, evaluation), e.g.
+--runner DataflowRunner --project P --region R --temp_location gs://B/tmp --extra_package WHEEL;
+training is scikit-learn in this process and reads/writes gs:// itself.
 """
 
 
@@ -52,7 +56,11 @@ def parse_args(argv: Optional[Sequence[str]]):
   parser.add_argument('--cache', default=None, help='--check: step cache directory.')
   parser.add_argument('--baseline_model', default='', help='--check: the model to beat (dir).')
   parser.add_argument('--baseline_sha256', default='', help='--check: its verified sha256.')
-  return parser.parse_args(argv)
+  args, beam_args = parser.parse_known_args(argv)
+  if beam_args and not beam_args[0].startswith('--'):
+    parser.error(f'unexpected argument {beam_args[0]!r}')
+  args.beam_args = tuple(beam_args)
+  return args
 
 
 def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
@@ -61,7 +69,7 @@ def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
     if not args.input or not args.output:
       raise CtError('--check needs --input and --output')
     result = check(args.input, args.output, args.baseline_model or None,
-                   args.baseline_sha256 or None, args.cache, args.pipeline)
+                   args.baseline_sha256 or None, args.cache, args.pipeline, args.beam_args)
     stopped = result['status'] == 'ANOMALOUS'
     return [SpanOutcome(STOPPED if stopped else CHECKED, args.input, report=result.get('report'),
                         blessing=None if stopped else result['status'])]
@@ -72,7 +80,7 @@ def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
   ct = ContinuousTraining(url, CtOptions(
       env=args.env, definition_path=args.pipeline, use_cache=not args.no_cache,
       push=not args.no_push, predict=args.predict, build_id=args.build_id,
-      wheel_sha256=args.wheel_sha256))
+      wheel_sha256=args.wheel_sha256, beam_args=args.beam_args))
   if args.demo:
     outcomes = demo.run_demo(ct)
     summarise(ct, [])

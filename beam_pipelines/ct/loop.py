@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import secrets
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from beam_pipelines import predict
 from beam_pipelines.ct import lineage, registry, steps
@@ -62,6 +62,7 @@ class CtOptions:
   predict: bool = False  # then batch inference of the span with the production model
   build_id: Optional[str] = None  # the deployed build running this (lineage)
   wheel_sha256: Optional[str] = None  # its wheel's sha256 (lineage)
+  beam_args: Tuple[str, ...] = ()  # Beam options of the pipeline steps (runner, Dataflow flags)
 
 
 def new_run_id() -> str:
@@ -168,7 +169,7 @@ class ContinuousTraining:
 
     done = steps.run_steps(self.definition, span_pattern(span), sha256, self.code['fingerprint'],
                            self.cache, on_step, baseline=production, schema=self.paths.schema,
-                           previous=previous_statistics)
+                           previous=previous_statistics, beam_args=self.options.beam_args)
     verdict = done[steps.VALIDATION].result
     outcome = SpanOutcome(NO_TRIGGER, span, sha256=sha256, run_id=run.record['run_id'],
                           lineage=run.path, verdict=verdict['status'])
@@ -228,7 +229,8 @@ class ContinuousTraining:
 
 
 def check(input_pattern: str, output: str, baseline: Optional[str], baseline_sha256: Optional[str],
-          cache_dir: Optional[str], definition_path: Optional[str] = None) -> Dict[str, Any]:
+          cache_dir: Optional[str], definition_path: Optional[str] = None,
+          beam_args: Sequence[str] = ()) -> Dict[str, Any]:
   """The level-2 ML check: this build's pipeline on the integration data, against a baseline."""
   definition = load_definition(definition_path)
   entries = lineage.file_entries(span_files(input_pattern))
@@ -239,7 +241,7 @@ def check(input_pattern: str, output: str, baseline: Optional[str], baseline_sha
       definition, input_pattern, lineage.data_sha256(entries), code['fingerprint'],
       StepCache(cache_dir or layout.join(output, CACHE)),
       lambda name, status, directory, _: progress(f'ct check: step {name}: {status} -> {directory}'),
-      baseline=(baseline, baseline_sha256) if baseline else None)
+      baseline=(baseline, baseline_sha256) if baseline else None, beam_args=beam_args)
   result = {'input': input_pattern, 'data': entries, 'data_sha256': lineage.data_sha256(entries),
             'code': code,
             'parameters': definition.parameters(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from beam_pipelines import evaluate, features, train, validate
 from beam_pipelines.ct.cache import StepCache, step_key
@@ -32,9 +32,10 @@ class StepRun:
   key: str
 
 
-def features_step(definition: PipelineDefinition, pattern: str, directory: str) -> Dict[str, Any]:
+def features_step(definition: PipelineDefinition, pattern: str, directory: str,
+                  beam_args: Sequence[str] = ()) -> Dict[str, Any]:
   summary = features.run(['--input', pattern, '--spec', definition.spec_path,
-                          '--output', directory])
+                          '--output', directory, *beam_args])
   return {key: summary[key] for key in ('rows_read', 'rows_written', 'rows_dead_lettered',
                                         'missing_columns', 'extra_columns')}
 
@@ -52,12 +53,12 @@ def _schema_key(cache: StepCache, features_key: str, code: str, schema: Optional
 
 
 def validation_step(features_dir: str, directory: str, schema: Optional[str],
-                    previous: Optional[str]) -> Dict[str, Any]:
+                    previous: Optional[str], beam_args: Sequence[str] = ()) -> Dict[str, Any]:
   inferring = bool(schema) and not bucket.exists(schema)
   argv = ['--features', features_dir, '--output', directory]
   argv += ['--schema', schema] if schema else []
   argv += ['--previous_statistics', previous] if previous else []
-  verdict = validate.run(argv)
+  verdict = validate.run(argv + list(beam_args))
   return {'status': verdict['status'], 'message': verdict['message'],
           'drifted_features': verdict['drifted_features'],
           'anomalies': [{k: a[k] for k in ('feature', 'types', 'description')}
@@ -78,13 +79,14 @@ def training_step(definition: PipelineDefinition, features_dir: str, validation_
 
 
 def evaluation_step(definition: PipelineDefinition, features_dir: str, model_dir: str,
-                    baseline: Optional[Tuple[str, str]], directory: str) -> Dict[str, Any]:
+                    baseline: Optional[Tuple[str, str]], directory: str,
+                    beam_args: Sequence[str] = ()) -> Dict[str, Any]:
   argv = ['--features', features_dir, '--model', model_dir, '--output', directory]
   if baseline:
     argv += ['--baseline_model', baseline[0], '--baseline_sha256', baseline[1]]
   if definition.blessing_path:
     argv += ['--blessing_config', definition.blessing_path]
-  record = evaluate.run(argv)
+  record = evaluate.run(argv + list(beam_args))
   models = json.loads(bucket.read_bytes(layout.join(directory, artifacts.METRICS_FILE)))['models']
   return {'status': record['status'], 'message': record['message'],
           'rubber_stamped': record['rubber_stamped'],
@@ -99,9 +101,12 @@ StepHook = Callable[[str, str, str, Dict[str, Any]], None]  # (step, status, dir
 def run_steps(definition: PipelineDefinition, pattern: str, data_sha256: str, code: str,
               cache: StepCache, on_step: StepHook, baseline: Optional[Tuple[str, str]] = None,
               schema: Optional[str] = None,
-              previous: Optional[str] = None) -> Dict[str, StepRun]:
+              previous: Optional[str] = None,
+              beam_args: Sequence[str] = ()) -> Dict[str, StepRun]:
   """Runs (or reuses) each step; stops after validation when it says "anomalous".
 
+  ``beam_args`` (runner, Dataflow options) go to the Beam pipelines (features, validation,
+  evaluation); training is scikit-learn in this process and gets none.
   Returns {step name: StepRun} for the steps that ran or were reused.
   ``baseline`` is (model directory, verified model sha256) of the model to beat, or None.
   """
@@ -116,19 +121,20 @@ def run_steps(definition: PipelineDefinition, pattern: str, data_sha256: str, co
     return result, directory, key
 
   _, features_dir, features_key = step(
-      FEATURES, lambda d: features_step(definition, pattern, d),
+      FEATURES, lambda d: features_step(definition, pattern, d, beam_args),
       data=data_sha256, spec=params['spec_fingerprint'])
   previous_sha = bucket.sha256_of(previous) if previous else None
   schema_sha = _schema_key(cache, features_key, code, schema, previous_sha)
   verdict, validation_dir, _ = step(
-      VALIDATION, lambda d: validation_step(features_dir, d, schema, previous),
+      VALIDATION, lambda d: validation_step(features_dir, d, schema, previous, beam_args),
       features=features_key, schema=schema_sha, previous=previous_sha)
   if verdict['status'] == artifacts.VERDICT_ANOMALOUS:
     return done
   trained, model_dir, _ = step(
       TRAINING, lambda d: training_step(definition, features_dir, validation_dir, d),
       features=features_key, train=params['train'], spec=params['spec_fingerprint'])
-  step(EVALUATION, lambda d: evaluation_step(definition, features_dir, model_dir, baseline, d),
+  step(EVALUATION, lambda d: evaluation_step(definition, features_dir, model_dir, baseline, d,
+                                       beam_args),
        features=features_key, model=trained['model_sha256'],
        baseline=baseline[1] if baseline else None, blessing=params['blessing_sha256'])
   return done
