@@ -14,6 +14,7 @@ Every task that touches the bucket takes ``--bucket URL`` (default: $BEAM_PIPELI
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import re
 import shlex
@@ -37,6 +38,7 @@ from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
 
 REPO = pathlib.Path(__file__).resolve().parent
+CONTAINER_REPO_ENV_VAR = 'BEAM_PIPELINES_CONTAINER_REPO'  # the project's SDK container images
 
 
 def task(*args, **kwargs):
@@ -114,7 +116,7 @@ def rollback(c, build_id=None, approve=False, bucket=None):
 
 
 @task(name='run', positional=['pipeline'])
-def run_pipeline(c, pipeline, env=layout.PROD, bucket=None):
+def run_pipeline(c, pipeline, env=layout.PROD, bucket=None, container_repo=None):
   """Run a pipeline of the deployed build (the env's workflow). Beam options go after `--`.
 
   Example: invoke run wordcount -- --direct_num_workers 2 --direct_running_mode multi_processing
@@ -122,9 +124,12 @@ def run_pipeline(c, pipeline, env=layout.PROD, bucket=None):
   :param pipeline: the pipeline to run (its deployed workflow definition), e.g. wordcount.
   :param env: the environment whose deployment runs: prod (default) or test.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  :param container_repo: on Dataflow, run in the project's SDK container <repo>:<build id>; default $BEAM_PIPELINES_CONTAINER_REPO.
   """
+  repo_url = container_repo or os.environ.get(CONTAINER_REPO_ENV_VAR) or None
   with refusals():
-    done = run_deployed(REPO, _bucket(bucket), pipeline, env, shlex.split(c.remainder or ''))
+    done = run_deployed(REPO, _bucket(bucket), pipeline, env, shlex.split(c.remainder or ''),
+                        container_repo=repo_url)
     _say(f'run: done: {done["workflow"]} of build {done["build_id"]}; outputs: {done["output"]}-*')
 
 
