@@ -29,6 +29,7 @@ VARIABLES_FILE = 'variables.json'
 PASSED = 'passed'
 STATUS_PASSED = 'passed'
 REQUIRED_VARIABLES = ('build_id', 'wheel_file', 'sha256', 'manifest_file', 'workflows_dir')
+LOCK_VARIABLES = ('lock_file', 'lock_sha256')  # the build's requirements lock
 
 # Composer (Airflow) variables: where the bucket is and how jobs run. Everything about the build
 # comes from the bucket's variables.json, written by `invoke test` / `invoke deploy`.
@@ -38,7 +39,22 @@ AIRFLOW_VARIABLES = {
     'gcp_project': 'the GCP project of the Dataflow jobs',
     'gcp_region': 'the Dataflow region, e.g. us-central1',
     'beam_pipelines_wheel_dir': 'a folder every worker sees; default: the Composer bucket mount',
+    'beam_pipelines_container_repo': "the project's SDK container repository (REGION-docker.pkg."
+                                     'dev/PROJECT/REPO/IMAGE); jobs run in <repo>:<build id>',
+    'dataflow_service_account': "the Dataflow workers' service account (e-mail)",
+    'dataflow_subnetwork': 'regions/REGION/subnetworks/NAME: workers get no public IPs there',
+    'dataflow_worker_zone': 'the workers\' zone, e.g. us-central1-b (default: Dataflow picks)',
+    'dataflow_max_workers': 'the autoscaling cap of each job (default 10)',
 }
+# Composer variable -> Dataflow pipeline option. A subnetwork also turns public IPs off.
+DATAFLOW_VARIABLES = {
+    'dataflow_service_account': 'service_account_email',
+    'dataflow_subnetwork': 'subnetwork',
+    'dataflow_worker_zone': 'worker_zone',
+    'dataflow_max_workers': 'max_num_workers',
+}
+DEFAULT_MAX_WORKERS = '10'
+LOCK_NAME = 'lock.txt'  # staged beside the wheel: pip's constraints in the Beam task's venv
 DEFAULT_WHEEL_DIR = '/home/airflow/gcs/data/beam-pipelines/wheels'  # gcsfuse, shared by workers
 SUBMISSION_MODULE = 'beam_pipelines.submission'  # run with `python -m`, from the staged wheel
 
@@ -98,14 +114,42 @@ def stage_wheel(variables: Dict[str, str], wheel_dir: str) -> str:
   wheel_file, expected = variables['wheel_file'], variables['sha256']
   target = os.path.join(wheel_dir, variables['build_id'], wheel_file.rsplit('/', 1)[-1])
   if os.path.isfile(target) and _sha256_file(target) == expected:
+    _stage_lock(variables, os.path.dirname(target))
     return target
   data = _read_bytes(wheel_file)
   actual = hashlib.sha256(data).hexdigest()
   if actual != expected:
     raise ValueError(f'wheel {wheel_file} has sha256 {actual}, variables say {expected}: '
                      f'refusing to run it')
+  _stage_lock(variables, os.path.dirname(target))
   _write_bytes(target, data)
   return target
+
+
+def _stage_lock(variables: Dict[str, str], directory: str) -> None:
+  """The build's lock beside its wheel (sha256-checked): the Beam venv's pip constraints."""
+  if not all(variables.get(k) for k in LOCK_VARIABLES):
+    return  # a build from before the lock was shipped
+  data = _read_bytes(variables['lock_file'])
+  if hashlib.sha256(data).hexdigest() != variables['lock_sha256']:
+    raise ValueError(f'{variables["lock_file"]} does not have the sha256 the variables record: '
+                     f'refusing to install with it')
+  _write_bytes(os.path.join(directory, LOCK_NAME), data)
+
+
+def requirements(wheel: str) -> List[str]:
+  """``pip install`` arguments of the Beam task's venv: the wheel, constrained by its lock.
+
+  Unconstrained, pip resolves the loose ranges afresh (once 10 minutes without an end); with the
+  lock it installs the tested versions.
+  """
+  lock = os.path.join(os.path.dirname(wheel), LOCK_NAME)
+  return ['-c', lock, wheel] if os.path.isfile(lock) else [wheel]
+
+
+def container_image(repository: str, build_id: str) -> str:
+  """``<repository>:<build id>``: the SDK container Cloud Build built from the build."""
+  return f'{repository}:{build_id}'
 
 
 def _sha256_file(path: str) -> str:
@@ -134,13 +178,13 @@ def render(template: str, values: Dict[str, str]) -> str:
     raise ValueError(f'workflow placeholder {error} has no variable') from None
 
 
-def args_to_options(args: List[str]) -> Dict[str, Optional[str]]:
-  """``['--k', 'v', '--flag', '--k2=v2']`` -> ``{'k': 'v', 'flag': None, 'k2': 'v2'}``.
+def args_to_options(args: List[str]) -> Dict[str, object]:
+  """``['--k', 'v', '--flag', '--k2=v2']`` -> ``{'k': 'v', 'flag': True, 'k2': 'v2'}``.
 
-  The Beam provider turns the dict back into ``--k=v`` args (None: a bare flag). ``--runner`` is
-  dropped: the operator's ``runner`` decides.
+  The Beam provider turns the dict back into ``--k=v`` args (True: a bare flag; it drops None).
+  ``--runner`` is dropped: the operator's ``runner`` decides.
   """
-  options: Dict[str, Optional[str]] = {}
+  options: Dict[str, object] = {}
   i = 0
   while i < len(args):
     arg = args[i]
@@ -151,7 +195,7 @@ def args_to_options(args: List[str]) -> Dict[str, Optional[str]]:
       if i + 1 < len(args) and not args[i + 1].startswith('--'):
         value, i = args[i + 1], i + 1
       else:
-        value = None
+        value = True
     options[key] = value
     i += 1
   options.pop('runner', None)
@@ -159,13 +203,17 @@ def args_to_options(args: List[str]) -> Dict[str, Optional[str]]:
 
 
 def job_options(variables: Dict[str, str], workflow: str, wheel: str, run_id: str,
-                project: str = '', region: str = '') -> Dict[str, object]:
+                project: str = '', region: str = '',
+                settings: Optional[Dict[str, str]] = None) -> Dict[str, object]:
   """Options of the Beam task: the workflow's rendered args + what Dataflow needs.
 
   The task runs ``python -m beam_pipelines.submission`` from the staged wheel: ``pipeline``,
   ``wheel`` and ``build_id`` are its flags (it stages the wheel with ``--extra_package`` and labels
-  the job with the build id); the rest goes to the pipeline.
+  the job with the build id); the rest goes to the pipeline. ``settings`` are Composer
+  variables: ``DATAFLOW_VARIABLES`` (service account, subnetwork, zone, worker cap) and
+  ``beam_pipelines_container_repo``.
   """
+  settings = settings or {}
   definition = read_workflow(variables, workflow)
   values = dict(variables, run_id=run_id)
   options: Dict[str, object] = args_to_options([render(a, values) for a in definition['args']])
@@ -178,7 +226,15 @@ def job_options(variables: Dict[str, str], workflow: str, wheel: str, run_id: st
       'project': project,
       'region': region,
   }
+  for variable, option in DATAFLOW_VARIABLES.items():
+    extra[option] = settings.get(variable)
+  extra['max_num_workers'] = extra['max_num_workers'] or DEFAULT_MAX_WORKERS
+  if settings.get('beam_pipelines_container_repo'):
+    extra['sdk_container_image'] = container_image(settings['beam_pipelines_container_repo'],
+                                                   variables['build_id'])
   options.update({key: value for key, value in extra.items() if value})
+  if settings.get('dataflow_subnetwork'):
+    options['no_use_public_ips'] = True  # a bare flag
   return options
 
 

@@ -43,6 +43,9 @@ RUNNER = "{{ var.value.get('beam_pipelines_runner', 'DataflowRunner') }}"
 PROJECT = "{{ var.value.get('gcp_project', '') }}"
 REGION = "{{ var.value.get('gcp_region', 'us-central1') }}"
 WHEEL_DIR = "{{ var.value.get('beam_pipelines_wheel_dir', '%s') }}" % support.DEFAULT_WHEEL_DIR
+# The optional Composer variables of the Dataflow jobs (service account, network, zone, cap, image).
+SETTINGS = {name: "{{ var.value.get('%s', '') }}" % name
+            for name in [*support.DATAFLOW_VARIABLES, 'beam_pipelines_container_repo']}
 
 
 class BeamRunWheelOperator(BeamRunPythonPipelineOperator):
@@ -63,11 +66,12 @@ def dataflow_job_name(pipeline: str, env: str, build_id: str) -> str:
 
 
 def _prepare(variables: Dict[str, str], workflow: str, wheel: str, run_id: str, project: str,
-             region: str, env: str) -> Dict[str, object]:
+             region: str, env: str, settings: Dict[str, str]) -> Dict[str, object]:
   run_id = safe_run_id(run_id)
-  options = support.job_options(variables, workflow, wheel, run_id, project, region)
+  options = support.job_options(variables, workflow, wheel, run_id, project, region, settings)
   return {
       'options': options,
+      'requirements': support.requirements(wheel),
       'job_name': dataflow_job_name(str(options['pipeline']), env, variables['build_id']),
       'checks': support.workflow_checks(variables, workflow, run_id),
   }
@@ -96,13 +100,14 @@ def workflow_tasks(workflow: str, env: str, *, check: bool):
       task_id=f'prepare_{workflow}', python_callable=_prepare,
       op_kwargs={'variables': "{{ ti.xcom_pull(task_ids='read_variables') }}",
                  'workflow': workflow, 'wheel': "{{ ti.xcom_pull(task_ids='stage_wheel') }}",
-                 'run_id': '{{ run_id }}', 'project': PROJECT, 'region': REGION, 'env': env})
+                 'run_id': '{{ run_id }}', 'project': PROJECT, 'region': REGION, 'env': env,
+                 'settings': SETTINGS})
   pulled = "{{ ti.xcom_pull(task_ids='prepare_%s')" % workflow
   run = BeamRunWheelOperator(
       task_id=f'run_{workflow}',
       py_file=support.SUBMISSION_MODULE,
       py_options=['-m'],
-      py_requirements=["{{ ti.xcom_pull(task_ids='stage_wheel') }}"],
+      py_requirements=pulled + "['requirements'] }}",  # the wheel, constrained by its lock
       py_system_site_packages=False,
       runner=RUNNER,
       pipeline_options=pulled + "['options'] }}",
