@@ -165,6 +165,8 @@ def dataflow_args(
       args += ['--extra_package', _existing(wheel, suffix='.whl', what='wheel')]
     elif setup_file:
       args += ['--setup_file', _existing(setup_file, suffix='setup.py', what='setup file')]
+    elif has_flag(args, CONTAINER_FLAG):
+      pass  # the project's SDK container has the wheel installed (e.g. a Flex Template's job)
     else:
       raise SubmissionError(
           'Dataflow workers need the project\'s code: build it (`invoke build`) and pass the wheel '
@@ -235,9 +237,10 @@ def prepare_argv(pipeline: str, argv: Optional[Sequence[str]] = None) -> List[st
   DataflowRunner ...`` then works from a checkout after ``invoke build``.
   """
   args = list(sys.argv[1:] if argv is None else argv)
-  if not is_dataflow(args) or (has_flag(args, *STAGING_FLAGS) and has_flag(args, '--job_name')):
+  staged = has_flag(args, *STAGING_FLAGS, CONTAINER_FLAG)  # code on the workers already
+  if not is_dataflow(args) or (staged and has_flag(args, '--job_name')):
     return args
-  wheel, build_id = (None, None) if has_flag(args, *STAGING_FLAGS) else current_build()
+  wheel, build_id = (None, None) if staged else current_build()
   return dataflow_args(pipeline, args, wheel=wheel, build_id=build_id)
 
 
