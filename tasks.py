@@ -198,11 +198,14 @@ def continuous_training(c, span=None, force=False, no_cache=False, no_push=False
   :param predict: then run batch inference of the span with the production model.
   :param source: run the source tree's pipeline instead of the deployed build's.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+
+  Beam options after `--` go to the pipeline steps (e.g. `-- --runner DataflowRunner ...`; on
+  Dataflow the steps run in the SDK container of $BEAM_PIPELINES_CONTAINER_REPO).
   """
   url = _bucket(bucket)
   flags = ['--bucket', url] + (['--span', span] if span else []) + [
       f for f, on in (('--force', force), ('--no_cache', no_cache), ('--no_push', no_push),
-                      ('--predict', predict)) if on]
+                      ('--predict', predict)) if on] + shlex.split(c.remainder or '')
   with refusals():
     if source:
       from beam_pipelines.ct import cli as ct_cli  # imports Beam and the pipelines: only when run
@@ -213,7 +216,8 @@ def continuous_training(c, span=None, force=False, no_cache=False, no_push=False
     if not bucket_io.exists(layout.Env(url, layout.PROD).variables):
       raise HarnessError('nothing is deployed in prod: run `invoke build test deploy` first, or '
                          '`invoke ct --source` to run the source tree\'s pipeline')
-    done = run_deployed(REPO, url, 'ct', layout.PROD, flags)
+    done = run_deployed(REPO, url, 'ct', layout.PROD, flags,
+                        container_repo=os.environ.get(CONTAINER_REPO_ENV_VAR) or None)
     _say(f'ct: done with deployed build {done["build_id"]}; `invoke model-list`, '
          f'`invoke lineage --model production`')
 

@@ -50,7 +50,7 @@ PIPELINE_LABEL = 'pipeline'
 CONTAINER_FLAG = '--sdk_container_image'
 # Pipelines whose workers need the `ml` extra (TFDV, scikit-learn): on Dataflow they run in the
 # project's SDK container (build/container/Dockerfile), which has the whole lock installed.
-ML_EXTRA_PIPELINES = frozenset({'validate', 'evaluate', 'predict'})
+ML_EXTRA_PIPELINES = frozenset({'validate', 'evaluate', 'predict', 'ct'})  # ct runs all three
 
 _JOB_NAME_RE = re.compile(r'[a-z]([-a-z0-9]*[a-z0-9])?')
 _NOT_JOB_CHARS = re.compile(r'[^a-z0-9]+')
