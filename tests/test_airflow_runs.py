@@ -1,8 +1,8 @@
 """The Composer DAGs run for real: `airflow dags test` in .venv-airflow (Airflow 3.3, the Apache Beam
 provider), on a local bucket that `invoke build test` filled, on the DirectRunner.
 
-The Beam task builds its own virtualenv and pip-installs the staged wheel constrained by the
-build's lock (as on Composer). The test DAG adds its verdict to the build's test report through the
+The Beam task builds its own virtualenv and installs the staged wheel constrained by the build's
+lock (as on Composer, where pip does it; here uv, which Airflow uses when it is on PATH). The test DAG adds its verdict to the build's test report through the
 harness's writer; the prod DAG runs the deployed build; a wrong word count fails the test DAG and
 ends the build's "test passed" record, so deploy refuses it.
 """
@@ -40,7 +40,9 @@ def composer(tmp_path_factory):
   tested = invoke(project, bucket, 'build', '--no-checks', 'test')
   assert tested.returncode == 0, tested.stderr[-3000:]
   build_id = json.loads((project / 'dist' / 'manifest.json').read_text())['build_id']
-  env = dict(os.environ, AIRFLOW_HOME=str(root / 'airflow'),
+  # uv on PATH: Airflow builds the Beam task's venv with it (Composer uses pip; same constraints).
+  path = f'{AIRFLOW.parent}{os.pathsep}{os.environ.get("PATH", "")}'
+  env = dict(os.environ, PATH=path, AIRFLOW_HOME=str(root / 'airflow'),
              AIRFLOW__CORE__DAGS_FOLDER=str(project / 'build' / 'dags'),
              AIRFLOW__CORE__LOAD_EXAMPLES='False',
              AIRFLOW_VAR_BEAM_PIPELINES_BUCKET=str(bucket),

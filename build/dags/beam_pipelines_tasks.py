@@ -24,8 +24,10 @@ except ImportError:  # Airflow 2
   from airflow.operators.python import PythonOperator
 
 try:  # Airflow 3 (Composer 3)
+  from airflow.sdk.exceptions import AirflowFailException
   from airflow.task.trigger_rule import TriggerRule
 except ImportError:  # Airflow 2
+  from airflow.exceptions import AirflowFailException
   from airflow.utils.trigger_rule import TriggerRule
 
 import beam_pipelines_support as support
@@ -81,6 +83,15 @@ def _check(prepared: Dict[str, object]) -> List[dict]:
   return support.check_results(prepared['checks'])  # type: ignore[arg-type]
 
 
+def _record(bucket: str, variables: Dict[str, str], results: list, workflows: List[str],
+            runner: str, tested_by: str, code: str) -> str:
+  """A failed verdict fails the run at once: retrying cannot change a recorded verdict."""
+  try:
+    return support.record_results(bucket, variables, results, workflows, runner, tested_by, code)
+  except ValueError as error:
+    raise AirflowFailException(str(error)) from None
+
+
 def read_variables_task(env: str) -> PythonOperator:
   return PythonOperator(
       task_id='read_variables', python_callable=support.read_variables,
@@ -128,7 +139,7 @@ def record_passed_task(workflows: List[str]) -> PythonOperator:
   """Adds the run's verdicts to the build's test record; runs even when a Beam job failed."""
   results = '{{ [%s] }}' % ', '.join(f"ti.xcom_pull(task_ids='check_{w}')" for w in workflows)
   return PythonOperator(
-      task_id='record_passed', python_callable=support.record_results,
+      task_id='record_passed', python_callable=_record,
       trigger_rule=TriggerRule.ALL_DONE,
       op_kwargs={'bucket': BUCKET, 'variables': "{{ ti.xcom_pull(task_ids='read_variables') }}",
                  'results': results, 'workflows': list(workflows), 'runner': RUNNER,
