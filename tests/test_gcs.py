@@ -119,7 +119,8 @@ def test_a_stale_lock_on_gcs_is_removed_with_a_message_and_taken(gcs, capsys):
 @pytest.mark.parametrize('server', [fake_gcs_server, storage_emulator])
 def test_no_credential_retries_before_reaching_a_local_gcs_server(server, tmp_path):
   """Without Google credentials, Beam would retry their look-up for ~20 s first."""
-  code = ('import time; from beam_pipelines.store import bucket; t = time.monotonic(); '
+  code = ('import time; import apache_beam.io.gcp.gcsio; from beam_pipelines.store import bucket; '
+          't = time.monotonic(); '
           'bucket.write_bytes("{path}", b"x"); assert bucket.read_bytes("{path}") == b"x"; '
           'print(round(time.monotonic() - t, 2))')
   with server() as gcs:
@@ -128,7 +129,8 @@ def test_no_credential_retries_before_reaching_a_local_gcs_server(server, tmp_pa
     done = subprocess.run([sys.executable, '-c', code.format(path=gcs.path('speed', 'x'))],
                           env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
   assert done.returncode == 0, done.stderr[-2000:]
-  assert float(done.stdout.split()[-1]) < 5, done.stdout
+  # Beam's retries sleep 1.3 + 3.5 + 5.6 + 9.5 s; the requests themselves take well under 1 s.
+  assert float(done.stdout.split()[-1]) < 10, done.stdout
 
 
 def test_the_emulator_for_pipelines_serves_beams_batched_rename_and_delete():
