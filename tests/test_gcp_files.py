@@ -36,6 +36,7 @@ def _steps(path: str) -> dict:
   return {step['id']: step for step in _config(path)['steps']}
 
 
+@pytest.mark.integration
 def test_cloud_build_files_match_the_cloudbuild_schema():
   done = subprocess.run([str(BIN / 'check-jsonschema'), '--builtin-schema', 'vendor.cloudbuild',
                          *CLOUD_BUILD], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -210,6 +211,7 @@ def test_the_flex_template_parameters_are_the_word_counts_flags():
 # The upload without .git
 
 
+@pytest.mark.integration
 def test_submit_build_records_the_commit_for_an_upload_without_git(tmp_path):
   project = make_project(tmp_path / 'project')
   done = subprocess.run(['bash', 'scripts/submit_build.sh', '--substitutions', '_BUCKET=b'],

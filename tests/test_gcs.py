@@ -18,6 +18,8 @@ from beam_pipelines.store.errors import LockedError
 from conftest import REPO
 from gcs import fake_gcs_server, storage_emulator
 
+pytestmark = pytest.mark.integration  # local GCS servers: left out of the fast gate
+
 RACERS, ROUNDS = 4, 10
 
 
