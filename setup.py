@@ -10,13 +10,14 @@ VERSION = re.search(
     r"^__version__ = '([^']+)'", (HERE / 'beam_pipelines' / '__init__.py').read_text(), re.M).group(1)
 
 # Loose ranges; the exact, tested set is requirements/lock.txt (see README, "Dependencies").
+# The base is what the word count and the harness need; the ML pipelines' libraries are the `ml`
+# extra, so a word-count worker (Dataflow, Composer's Beam venv) never installs TensorFlow.
 INSTALL_REQUIRES = [
     'apache-beam[gcp,dill,tfrecord]>=2.53,<3',
-    'tensorflow-data-validation>=1.16,<1.17',
-    'scikit-learn>=1.3',
     'pyyaml>=6',
 ]
 EXTRAS_REQUIRE = {
+    'ml': ['tensorflow-data-validation>=1.16,<1.17', 'scikit-learn>=1.3'],
     'dev': ['pytest', 'invoke', 'build', 'setuptools', 'wheel', 'ruff'],
 }
 

@@ -14,6 +14,7 @@ Every task that touches the bucket takes ``--bucket URL`` (default: $BEAM_PIPELI
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import re
 import shlex
@@ -39,6 +40,7 @@ from beam_pipelines.store.errors import Refusal
 
 REPO = pathlib.Path(__file__).resolve().parent
 CT_EXIT_STATUSES = (0, 1, 3)  # pushed or no trigger, stopped at validation, NOT_BLESSED
+CONTAINER_REPO_ENV_VAR = 'BEAM_PIPELINES_CONTAINER_REPO'  # the project's SDK container images
 
 
 def task(*args, **kwargs):
@@ -128,7 +130,7 @@ def rollback(c, build_id=None, approve=False, override_blessing=None, bucket=Non
 
 
 @task(name='run', positional=['pipeline'])
-def run_pipeline(c, pipeline, env=layout.PROD, bucket=None):
+def run_pipeline(c, pipeline, env=layout.PROD, bucket=None, container_repo=None):
   """Run a pipeline of the deployed build (the env's workflow). Beam options go after `--`.
 
   Example: invoke run wordcount -- --direct_num_workers 2 --direct_running_mode multi_processing
@@ -136,9 +138,12 @@ def run_pipeline(c, pipeline, env=layout.PROD, bucket=None):
   :param pipeline: the pipeline to run (its deployed workflow definition), e.g. wordcount.
   :param env: the environment whose deployment runs: prod (default) or test.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  :param container_repo: on Dataflow, run in the project's SDK container <repo>:<build id>; default $BEAM_PIPELINES_CONTAINER_REPO.
   """
+  repo_url = container_repo or os.environ.get(CONTAINER_REPO_ENV_VAR) or None
   with refusals():
-    done = run_deployed(REPO, _bucket(bucket), pipeline, env, shlex.split(c.remainder or ''))
+    done = run_deployed(REPO, _bucket(bucket), pipeline, env, shlex.split(c.remainder or ''),
+                        container_repo=repo_url)
     _say(f'run: done: {done["workflow"]} of build {done["build_id"]}; outputs: {done["output"]}-*')
 
 
@@ -229,12 +234,15 @@ def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False
   :param predict: then run batch inference of the span with the production model.
   :param source: run the source tree's pipeline instead of the deployed build's.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+
+  Beam options after `--` go to the pipeline steps (e.g. `-- --runner DataflowRunner ...`; on
+  Dataflow the steps run in the SDK container of $BEAM_PIPELINES_CONTAINER_REPO).
   """
   url = _bucket(bucket)
   flags = ['--bucket', url] + (['--pipeline', pipeline] if pipeline else []) + (
       ['--span', span] if span else []) + [
       f for f, on in (('--force', force), ('--no_cache', no_cache), ('--no_push', no_push),
-                      ('--predict', predict)) if on]
+                      ('--predict', predict)) if on] + shlex.split(c.remainder or '')
   with refusals():
     if source:
       from beam_pipelines.ct import cli as ct_cli  # imports Beam and the pipelines: only when run
@@ -245,7 +253,8 @@ def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False
     if not bucket_io.exists(layout.Env(url, layout.PROD).variables):
       raise HarnessError('nothing is deployed in prod: run `invoke build test deploy` first, or '
                          '`invoke ct --source` to run the source tree\'s pipeline')
-    done = run_deployed(REPO, url, 'ct', layout.PROD, flags, accept=CT_EXIT_STATUSES)
+    done = run_deployed(REPO, url, 'ct', layout.PROD, flags, accept=CT_EXIT_STATUSES,
+                        container_repo=os.environ.get(CONTAINER_REPO_ENV_VAR) or None)
     more = f' --pipeline {pipeline}' if pipeline else ''
     _say(f'ct: done with deployed build {done["build_id"]} (exit status {done["returncode"]}); '
          f'`invoke model-list{more}`, `invoke lineage{more} --model production`')

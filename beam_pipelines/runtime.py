@@ -13,6 +13,7 @@ import warnings
 from typing import Callable, List, Sequence
 
 from beam_pipelines import submission
+from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress, ticking
 
 
@@ -92,6 +93,8 @@ def pipeline_arguments(pipeline: str, argv, add_arguments: Callable[[argparse.Ar
   from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
   argv = submission.prepare_argv(pipeline, argv)
+  if any('gs://' in arg for arg in argv):
+    bucket.avoid_credential_retries()  # no ~20 s of retries against a local GCS server
   parser = argparse.ArgumentParser(prog=f'python -m beam_pipelines.{pipeline}', allow_abbrev=False)
   add_arguments(parser)
   known, beam_args = parser.parse_known_args(argv)

@@ -47,6 +47,10 @@ JOB_NAME_MAX = 100  # Dataflow accepts longer names; the console and `gcloud` li
 LABEL_MAX = 63  # GCP labels: keys and values at most 63 characters.
 BUILD_ID_LABEL = 'build_id'
 PIPELINE_LABEL = 'pipeline'
+CONTAINER_FLAG = '--sdk_container_image'
+# Pipelines whose workers need the `ml` extra (TFDV, scikit-learn): on Dataflow they run in the
+# project's SDK container (build/container/Dockerfile), which has the whole lock installed.
+ML_EXTRA_PIPELINES = frozenset({'validate', 'evaluate', 'predict', 'ct'})  # ct runs all three
 
 _JOB_NAME_RE = re.compile(r'[a-z]([-a-z0-9]*[a-z0-9])?')
 _NOT_JOB_CHARS = re.compile(r'[^a-z0-9]+')
@@ -108,6 +112,14 @@ def job_name(pipeline: str, build_id: Optional[str] = None) -> str:
   return name
 
 
+def container_image(repository: str, build_id: str) -> str:
+  """The project's SDK container of a build: ``<repository>:<build id>`` (Cloud Build's tag)."""
+  if not repository or ':' in repository.rsplit('/', 1)[-1] or '@' in repository:
+    raise SubmissionError(f'container repository {repository!r}: expected REGION-docker.pkg.dev/'
+                          f'PROJECT/REPO/IMAGE without a tag (the build id is the tag)')
+  return f'{repository}:{build_id}'
+
+
 def label_value(text: str) -> str:
   """A GCP label value: lower-case letters, digits, ``_`` and ``-``, at most 63 characters."""
   value = _NOT_LABEL_CHARS.sub('-', text.lower())
@@ -124,8 +136,13 @@ def dataflow_args(
     *,
     wheel: Optional[str] = None,
     setup_file: Optional[str] = None,
-    build_id: Optional[str] = None) -> List[str]:
+    build_id: Optional[str] = None,
+    image: Optional[str] = None) -> List[str]:
   """Beam args for a Dataflow job of ``pipeline``: ``beam_args`` plus staging, job name, labels.
+
+  ``image`` is the project's SDK container (``--sdk_container_image``, unless the user gave one);
+  a pipeline of ``ML_EXTRA_PIPELINES`` is refused without one (or a ``--requirements_file``):
+  its workers would lack TFDV/scikit-learn, which the wheel's base requirements leave out.
 
   Give the built ``wheel`` (staged with ``--extra_package``) or the project's ``setup_file``
   (``--setup_file``), not both; both must exist and are made absolute (Beam resolves staged files
@@ -136,11 +153,20 @@ def dataflow_args(
     raise SubmissionError('stage either the built wheel (--extra_package) or setup.py '
                           '(--setup_file), not both')
   args = list(beam_args)
+  if image and not has_flag(args, CONTAINER_FLAG):
+    args += [CONTAINER_FLAG, image]
+  if pipeline in ML_EXTRA_PIPELINES and not has_flag(args, CONTAINER_FLAG, '--requirements_file'):
+    raise SubmissionError(
+        f'{pipeline} needs TFDV/scikit-learn on the Dataflow workers: give the project\'s SDK '
+        f'container ({CONTAINER_FLAG} REPO:BUILD_ID, built from build/container/Dockerfile; '
+        f'`invoke run --container-repo REPO`) or a --requirements_file')
   if not has_flag(args, *STAGING_FLAGS):
     if wheel:
       args += ['--extra_package', _existing(wheel, suffix='.whl', what='wheel')]
     elif setup_file:
       args += ['--setup_file', _existing(setup_file, suffix='setup.py', what='setup file')]
+    elif has_flag(args, CONTAINER_FLAG):
+      pass  # the project's SDK container has the wheel installed (e.g. a Flex Template's job)
     else:
       raise SubmissionError(
           'Dataflow workers need the project\'s code: build it (`invoke build`) and pass the wheel '
@@ -163,7 +189,8 @@ def submission_args(
     *,
     wheel: Optional[str] = None,
     setup_file: Optional[str] = None,
-    build_id: Optional[str] = None) -> List[str]:
+    build_id: Optional[str] = None,
+    image: Optional[str] = None) -> List[str]:
   """``beam_args`` for running ``pipeline``: unchanged off Dataflow, ``dataflow_args`` on it.
 
   This is the one call ``invoke run`` and the DAGs make before handing args to a pipeline.
@@ -171,7 +198,7 @@ def submission_args(
   if not is_dataflow(beam_args):
     return list(beam_args)
   return dataflow_args(
-      pipeline, beam_args, wheel=wheel, setup_file=setup_file, build_id=build_id)
+      pipeline, beam_args, wheel=wheel, setup_file=setup_file, build_id=build_id, image=image)
 
 
 def _existing(path: str, *, suffix: str, what: str) -> str:
@@ -210,9 +237,10 @@ def prepare_argv(pipeline: str, argv: Optional[Sequence[str]] = None) -> List[st
   DataflowRunner ...`` then works from a checkout after ``invoke build``.
   """
   args = list(sys.argv[1:] if argv is None else argv)
-  if not is_dataflow(args) or (has_flag(args, *STAGING_FLAGS) and has_flag(args, '--job_name')):
+  staged = has_flag(args, *STAGING_FLAGS, CONTAINER_FLAG)  # code on the workers already
+  if not is_dataflow(args) or (staged and has_flag(args, '--job_name')):
     return args
-  wheel, build_id = (None, None) if has_flag(args, *STAGING_FLAGS) else current_build()
+  wheel, build_id = (None, None) if staged else current_build()
   return dataflow_args(pipeline, args, wheel=wheel, build_id=build_id)
 
 
@@ -277,6 +305,9 @@ def parse_args(argv: Optional[Sequence[str]] = None):
                       help='Bucket holding <env>/variables.json (default: $BEAM_PIPELINES_BUCKET).')
   parser.add_argument('--build_id', help='Build id for the job name and label (default: the '
                       "deployed build's with --env).")
+  parser.add_argument('--container_repo', default=None,
+                      help="The project's SDK container repository; the job runs in "
+                      '<repo>:<build id> (--sdk_container_image).')
   return parser.parse_known_args(argv)
 
 
@@ -298,8 +329,9 @@ def resolve_cli(argv: Optional[Sequence[str]] = None) -> Tuple[str, List[str], O
         and not has_flag(beam_args, *STAGING_FLAGS)):
     wheel, dist_build_id = current_build()
     build_id = build_id or dist_build_id
-  args = submission_args(
-      known.pipeline, beam_args, wheel=wheel, setup_file=known.setup_file, build_id=build_id)
+  image = container_image(known.container_repo, build_id or '') if known.container_repo else None
+  args = submission_args(known.pipeline, beam_args, wheel=wheel, setup_file=known.setup_file,
+                         build_id=build_id, image=image)
   return known.pipeline, args, build_id
 
 

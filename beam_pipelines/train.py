@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from beam_pipelines import runtime
+from beam_pipelines import runtime, submission
 
 CLASSIFIERS = ('logistic', 'gbt')
 DEFAULT_MAX_ITER = {'logistic': 1000, 'gbt': 100}
@@ -195,11 +195,24 @@ def train(features_dir: str, spec: spec_lib.DatasetSpec, output: str,
           'iterations': iterations}})
 
 
+def refuse_beam_options(rest: Sequence[str]) -> None:
+  """train is scikit-learn in this process, not a Beam pipeline: runner flags are refused, never
+  silently ignored (it reads and writes gs:// itself, wherever it runs)."""
+  if submission.is_dataflow(rest):
+    raise TrainingRefused(
+        'train fits scikit-learn in this process; it does not run on Dataflow. Drop the Dataflow '
+        'flags (it reads --features and writes --output on gs:// directly) or run it on a '
+        'machine near the data (e.g. a Composer or Vertex AI job)')
+  if rest:
+    raise TrainingRefused(f'unknown flags {" ".join(rest)}: train takes no Beam options')
+
+
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """Trains and saves a model; returns its metadata. Raises TrainingRefused / SpecError."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   add_train_arguments(parser)
-  known, _ = parser.parse_known_args(argv)
+  known, rest = parser.parse_known_args(argv)
+  refuse_beam_options(rest)
   if known.verdict:
     status = check_verdict(known.verdict)
     progress(f'train: validation verdict is {status!r}: training allowed')

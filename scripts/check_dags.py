@@ -76,6 +76,8 @@ STUB_XCOMS = {
     'read_variables': {'build_id': '20261126T153000Z-5bea069-3f9a1c', 'sha256': '0' * 64},
     'stage_wheel': '/stub/wheels/beam_pipelines-0.1.0-py3-none-any.whl',
     'prepare_': {'options': {'pipeline': 'stub', 'output': 'gs://stub-bucket/out'},
+                 'requirements': ['-c', '/stub/wheels/lock.txt',
+                                  '/stub/wheels/beam_pipelines-0.1.0-py3-none-any.whl'],
                  'job_name': 'stub-job', 'checks': []},
     'check_': [{'check': 'golden_counts', 'passed': True, 'message': 'stub'}],
 }

@@ -3,13 +3,20 @@ documented, images pinned, and the same steps as the local `invoke` loop."""
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 
 import pytest
 import yaml
 
 from conftest import REPO
+
+AIRFLOW_PYTHON = REPO / '.venv-airflow' / 'bin' / 'python'
 
 CONFIGS = {
     'build/cloudbuild.yaml': ['build', 'test'],  # `invoke build test`
@@ -140,10 +147,78 @@ def test_dag_steps_validate_import_and_trigger_the_dags_that_exist():
   steps = {step['id']: step for step in config['steps']}
   assert steps['validate-dags']['args'] == ['scripts/check_dags.py', 'build/dags']
   assert (REPO / 'scripts' / 'check_dags.py').exists()
-  assert steps['import-dags']['args'][-1] == 'build/dags/'
+  assert steps['import-dags']['args'] == ['scripts/composer_dags.sh', 'import']
   dag_ids = set(re.findall(r"^DAG_ID = '([^']+)'", '\n'.join(
       p.read_text() for p in (REPO / 'build' / 'dags').glob('*_dag.py')), re.M))
-  (triggered,) = re.findall(r'dags trigger -- (\S+)', steps['trigger-test-dag']['args'][1])
+  script = steps['trigger-test-dag']['args'][1]
+  (triggered,) = re.findall(r'composer_dags.sh trigger (\S+)', script)
   assert triggered in dag_ids
+  assert set(re.findall(r'composer_dags.sh ready (\S+)', script)) == dag_ids - {triggered}
   # The build id namespace is the harness's; the DAG run id only carries Cloud Build's.
-  assert 'cloudbuild-${BUILD_ID}' in steps['trigger-test-dag']['args'][1]
+  assert 'cloudbuild-${BUILD_ID}' in script
+
+
+def _dag_folder_after_import(config_path: str, destination) -> list:
+  """The Composer DAG folder as the import step leaves it, by `gcloud composer environments storage
+  dags import`'s rule: a file --source lands at the root, a folder --source as that folder."""
+  (step,) = [s for s in _load(config_path)['steps'] if s['id'] == 'import-dags']
+  if step['args'] == ['scripts/composer_dags.sh', 'import']:
+    listed = subprocess.run(['bash', 'scripts/composer_dags.sh', 'sources'], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout.split()
+  else:
+    listed = [step['args'][step['args'].index('--source') + 1]]
+  for source in listed:
+    source = REPO / source
+    if source.is_dir():
+      shutil.copytree(source, destination / source.name)
+    else:
+      shutil.copy2(source, destination / source.name)
+  return listed
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize('path', sorted(CONFIGS))
+def test_dag_files_land_at_the_dag_folder_root_and_import(path, tmp_path):
+  """Composer puts only the DAG folder's root on sys.path: dags/dags/ breaks the helper imports."""
+  listed = _dag_folder_after_import(path, tmp_path)
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+      p.name for p in (REPO / 'build' / 'dags').glob('*.py')), listed
+  done = subprocess.run([str(AIRFLOW_PYTHON), str(REPO / 'scripts' / 'check_dags.py'),
+                         str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=REPO)
+  report = json.loads(done.stdout)
+  assert report['import_errors'] == {} and set(report['dags']) == {
+      'beam_pipelines_test', 'beam_pipelines_prod'}
+
+
+@pytest.mark.integration
+def test_a_dag_is_triggered_only_once_parsed_and_unpaused(tmp_path):
+  """scripts/composer_dags.sh against a real (local) Airflow: refuses before the DAG is parsed,
+  then unpauses and triggers it."""
+  airflow = str(AIRFLOW_PYTHON.parent / 'airflow')
+  env = dict(os.environ, AIRFLOW_HOME=str(tmp_path), AIRFLOW_CLI=airflow, DAG_WAIT_SECONDS='0',
+             AIRFLOW__CORE__DAGS_FOLDER=str(REPO / 'build' / 'dags'),
+             AIRFLOW__CORE__LOAD_EXAMPLES='False')
+  run = functools.partial(subprocess.run, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+  assert run([airflow, 'db', 'migrate']).returncode == 0
+  early = run(['bash', 'scripts/composer_dags.sh', 'trigger', 'beam_pipelines_test', 'cb-1'])
+  assert early.returncode == 1 and 'not parsed' in early.stderr
+  assert run([airflow, 'dags', 'reserialize']).returncode == 0  # what Composer's processor does
+  done = run(['bash', 'scripts/composer_dags.sh', 'trigger', 'beam_pipelines_test', 'cb-1'])
+  assert done.returncode == 0, done.stderr[-2000:]
+  listed = json.loads(run([airflow, 'dags', 'list', '-o', 'json']).stdout.strip().splitlines()[-1])
+  paused = {d['dag_id']: str(d['is_paused']) for d in listed}
+  assert paused['beam_pipelines_test'] == 'False'
+  runs = run([airflow, 'dags', 'list-runs', 'beam_pipelines_test', '-o', 'json'])
+  assert '"cb-1"' in runs.stdout
+
+
+GCLOUD_IMAGE_FLOOR = (528, 0, 0)  # the newest google-cloud-cli release seen here; raise it yearly
+
+
+@pytest.mark.parametrize('path', sorted(CONFIGS))
+def test_gcloud_image_is_a_current_release(path):
+  """Cloud Build's gcloud images are kept about a year: the pin must not be older than the floor."""
+  image = _load(path)['substitutions']['_GCLOUD_IMAGE']
+  version = re.search(r':(\d+)\.(\d+)\.(\d+)-slim$', image)
+  assert version and tuple(map(int, version.groups())) >= GCLOUD_IMAGE_FLOOR, image

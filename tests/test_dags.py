@@ -23,7 +23,8 @@ import sys
 
 import pytest
 
-from beam_pipelines.harness import compare, results
+from beam_pipelines.harness import compare, ml_check, results
+from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.store import layout
 
 from conftest import REPO, SUPPORT_FILES, read_shards
@@ -93,7 +94,9 @@ def test_beam_tasks_run_the_submission_module_from_the_staged_wheel(dag_report, 
   assert beam_tasks, f'{dag_id} has no {BEAM_OPERATOR}'
   for task_id, task in beam_tasks.items():
     assert task['py_file'] == 'beam_pipelines.submission' and task['py_options'] == ['-m'], task_id
-    assert task['py_requirements'] == ["{{ ti.xcom_pull(task_ids='stage_wheel') }}"], task_id
+    workflow = task_id[len('run_'):]
+    assert task['py_requirements'] == (
+        "{{ ti.xcom_pull(task_ids='prepare_%s')['requirements'] }}" % workflow), task_id
     assert 'py_requirements' in task['template_fields'], task_id
     assert 'stage_wheel' in _ancestors(dag_report['dags'][dag_id]['tasks'], task_id)
 
@@ -132,17 +135,22 @@ def test_templates_render_to_what_the_operators_need(dag_report, dag_id):
     if not task_id.startswith('run_'):
       continue
     assert fields['pipeline_options'] == stub['xcoms']['prepare_']['options'], task_id
-    assert fields['py_requirements'] == [stub['xcoms']['stage_wheel']], task_id
+    assert fields['py_requirements'] == stub['xcoms']['prepare_']['requirements'], task_id
     assert fields['runner'] == 'DataflowRunner', task_id
     assert fields['dataflow_config']['job_name'] == stub['xcoms']['prepare_']['job_name']
     assert fields['dataflow_config']['project_id'] == stub['variables']['gcp_project']
     prepare = rendered['prepare_' + task_id[len('run_'):]]['op_kwargs']
     assert prepare['variables'] == stub['xcoms']['read_variables']
     assert prepare['wheel'] == stub['xcoms']['stage_wheel'] and prepare['env'] == env
+    assert set(prepare['settings']) == {
+        'dataflow_service_account', 'dataflow_subnetwork', 'dataflow_worker_zone',
+        'dataflow_max_workers', 'beam_pipelines_container_repo'}
   if env == 'test':
     record = rendered['record_passed']['op_kwargs']
     checks = [t for t in rendered if t.startswith('check_')]
-    assert record['results'] == stub['xcoms']['check_'] * len(checks)
+    assert record['results'] == [stub['xcoms']['check_']] * len(checks)
+    assert record['workflows'] == [c[len('check_'):] for c in checks]
+    assert record['code'] == stub['xcoms']['stage_wheel']
     assert record['tested_by'] == f'composer:{dag_id}/{stub["run_id"]}'
 
 
@@ -197,7 +205,7 @@ def test_golden_comparison_agrees_with_the_harness(support, expected, actual):
 def test_args_to_options(support):
   assert support.args_to_options(
       ['--input', 'a b', '--flag', '--k=v=w', '--runner', 'DirectRunner', '--n', '2']) == {
-          'input': 'a b', 'flag': None, 'k': 'v=w', 'n': '2'}
+          'input': 'a b', 'flag': True, 'k': 'v=w', 'n': '2'}
   with pytest.raises(ValueError, match='positional'):
     support.args_to_options(['stray'])
 
@@ -213,6 +221,8 @@ def test_bucket(tmp_path, support):
   wheel = pathlib.Path(env.artifact(BUILD_ID, 'beam_pipelines-0.1.0-py3-none-any.whl'))
   wheel.parent.mkdir(parents=True)
   wheel.write_bytes(b'the wheel under test')
+  lock = pathlib.Path(env.artifact(BUILD_ID, layout.LOCK_FILE))
+  lock.write_bytes(b'apache-beam==2.72.0\n')
   workflows_dir = pathlib.Path(env.workflows(BUILD_ID))
   shutil.copytree(REPO / 'build' / 'workflows', workflows_dir)
   for target, source in layout.TEST_FIXTURES.items():
@@ -222,6 +232,7 @@ def test_bucket(tmp_path, support):
       'build_id': BUILD_ID, 'wheel_file': str(wheel),
       'sha256': hashlib.sha256(b'the wheel under test').hexdigest(),
       'manifest_file': env.manifest(BUILD_ID), 'workflows_dir': str(workflows_dir),
+      'lock_file': str(lock), 'lock_sha256': hashlib.sha256(b'apache-beam==2.72.0\n').hexdigest(),
       **env.location_variables()}
   pathlib.Path(env.variables).write_text(json.dumps(variables))
   return bucket
@@ -264,7 +275,42 @@ def test_job_options_render_the_deployed_workflow(support, test_bucket):
       'output': f'{test_env.results}/{BUILD_ID}/wordcount/counts',
       'pipeline': 'wordcount', 'wheel': '/w/beam_pipelines.whl', 'build_id': BUILD_ID,
       'temp_location': test_env.temp, 'staging_location': test_env.staging,
-      'project': 'my-project', 'region': 'us-central1'}
+      'project': 'my-project', 'region': 'us-central1', 'max_num_workers': '10'}
+
+
+def test_the_beam_venv_installs_the_wheel_constrained_by_its_lock(support, test_bucket, tmp_path):
+  variables = support.read_variables(str(test_bucket), 'test')
+  wheel = support.stage_wheel(variables, str(tmp_path / 'wheels'))
+  lock = str(tmp_path / 'wheels' / BUILD_ID / 'lock.txt')
+  assert support.requirements(wheel) == ['-c', lock, wheel]
+  assert open(lock, 'rb').read() == b'apache-beam==2.72.0\n'
+  with open(variables['lock_file'], 'ab') as handle:  # tampered in the bucket: refused
+    handle.write(b'numpy==2.4\n')
+  with pytest.raises(ValueError, match='refusing to install with it'):
+    support.stage_wheel(variables, str(tmp_path / 'other'))
+
+
+def test_dataflow_settings_become_the_jobs_options(support, test_bucket):
+  """Service account, private subnetwork, zone, worker cap and the build's SDK container, as Beam
+  parses the options the Beam provider passes (``--key=value``)."""
+  from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    WorkerOptions,
+  )
+  variables = support.read_variables(str(test_bucket), 'test')
+  settings = {'dataflow_service_account': 'dataflow-worker@p.iam.gserviceaccount.com',
+              'dataflow_subnetwork': 'regions/us-central1/subnetworks/dataflow',
+              'dataflow_worker_zone': 'us-central1-b', 'dataflow_max_workers': '4',
+              'beam_pipelines_container_repo': 'us-central1-docker.pkg.dev/p/r/sdk'}
+  options = support.job_options(variables, 'wordcount_test', '/w/b.whl', 'r1', 'p', 'us-central1',
+                                settings)
+  parsed = PipelineOptions([f'--{k}' if v is True else f'--{k}={v}' for k, v in options.items()])
+  cloud, workers = parsed.view_as(GoogleCloudOptions), parsed.view_as(WorkerOptions)
+  assert cloud.service_account_email == settings['dataflow_service_account']
+  assert workers.subnetwork == settings['dataflow_subnetwork'] and workers.use_public_ips is False
+  assert workers.worker_zone == 'us-central1-b' and workers.max_num_workers == 4
+  assert workers.sdk_container_image == f'us-central1-docker.pkg.dev/p/r/sdk:{BUILD_ID}'
 
 
 @pytest.mark.integration
@@ -274,20 +320,84 @@ def test_test_dag_logic_end_to_end_on_the_direct_runner(support, test_bucket, tm
   variables = support.read_variables(str(test_bucket), 'test')
   wheel = support.stage_wheel(variables, str(tmp_path / 'wheels'))
   options = support.job_options(variables, 'wordcount_test', wheel, 'manual-1')
-  # BeamHook: [python] + py_options + [py_file] + ['--key=value' | '--key' for None].
+  # BeamHook: [python] + py_options + [py_file] + ['--key=value' | '--key' for True].
   command = [sys.executable, '-m', support.SUBMISSION_MODULE, '--runner=DirectRunner'] + [
-      f'--{key}' if value is None else f'--{key}={value}' for key, value in options.items()]
+      f'--{key}' if value is True else f'--{key}={value}' for key, value in options.items()]
   completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
   assert completed.returncode == 0, completed.stderr[-3000:]
   (check,) = support.workflow_checks(variables, 'wordcount_test', 'manual-1')
   assert read_shards(check['output'])
   message = support.golden_counts(check['output'], check['reference'])
   assert re.match(r'\d+ shard\(s\) equal', message)
-  record = support.record_passed(str(test_bucket), variables,
-                                 [{'check': 'golden_counts', 'passed': True, 'message': message}],
-                                 'composer:test')
-  assert record.endswith(f'/test/passed/{BUILD_ID}.json')
+  assert support.record_results(
+      str(test_bucket), variables, [support.check_results([check])], ['wordcount_test'],
+      'DirectRunner', 'composer:test', code=str(REPO)) == 'passed'
   assert results.read_passed(str(test_bucket), BUILD_ID).sha256 == variables['sha256']
+
+
+def _record_invoke_test(bucket, variables, ml_status):
+  """What `invoke test` records: the golden check passed, the ML check with its verdict."""
+  ml = {'status': ml_status, 'message': 'auc 0.61 < production 0.74', 'baseline': 'production'}
+  return results.record_results(
+      str(bucket), BUILD_ID, variables['sha256'], variables['wheel_file'],
+      [{'workflow': 'wordcount_test', 'check': 'golden_counts', 'passed': True, 'message': 'ok',
+        'details': {}},
+       {'workflow': 'ml_test', 'check': 'ml_model', 'passed': True, 'message': ml_status,
+        'details': ml}], 'user@host', ml=ml)
+
+
+GOLDEN_OK = [{'check': 'golden_counts', 'passed': True, 'message': '1 shard(s) equal'}]
+
+
+def test_a_dag_run_never_erases_the_ml_verdict(support, test_bucket):
+  """A NOT_BLESSED build stays refused by deploy after the test DAG adds its passing evidence."""
+  variables = support.read_variables(str(test_bucket), 'test')
+  _record_invoke_test(test_bucket, variables, 'NOT_BLESSED')
+  assert support.record_results(str(test_bucket), variables, [GOLDEN_OK], ['wordcount_test'],
+                                'DataflowRunner', 'composer:test/run-1', code=str(REPO)) == 'passed'
+  record = results.read_passed(str(test_bucket), BUILD_ID)
+  assert record.ml_status == 'NOT_BLESSED'
+  assert [(r['check'], r['tested_by']) for r in record.results] == [
+      ('golden_counts', 'user@host'), ('ml_model', 'user@host'),
+      ('golden_counts', 'composer:test/run-1')]
+  assert record.results[-1]['runner'] == 'DataflowRunner'
+  with pytest.raises(HarnessError, match='NOT_BLESSED'):
+    ml_check.refuse_unblessed(record, BUILD_ID, None)
+
+
+def test_a_wrong_count_on_dataflow_ends_the_passed_record(support, test_bucket):
+  variables = support.read_variables(str(test_bucket), 'test')
+  _record_invoke_test(test_bucket, variables, 'BLESSED')
+  wrong = [{'check': 'golden_counts', 'passed': False, 'message': 'wrong 1: b (expected 2, got 3)'}]
+  with pytest.raises(ValueError, match='FAILED its tests: golden_counts: wrong 1'):
+    support.record_results(str(test_bucket), variables, [wrong], ['wordcount_test'],
+                           'DataflowRunner', 'composer:test/run-2', code=str(REPO))
+  with pytest.raises(HarnessError, match='did not pass test'):
+    results.read_passed(str(test_bucket), BUILD_ID)
+  report = results.read_report(layout.Env(str(test_bucket), layout.TEST).report(BUILD_ID))
+  assert report.status == 'failed' and len(report.results) == 3 and report.ml_status == 'BLESSED'
+  # a later passing run adds evidence; it cannot bring the pass back
+  with pytest.raises(ValueError, match='FAILED'):
+    support.record_results(str(test_bucket), variables, [GOLDEN_OK], ['wordcount_test'],
+                           'DataflowRunner', 'composer:test/run-3', code=str(REPO))
+
+
+def test_a_failed_beam_job_is_recorded_as_a_failure(support, test_bucket):
+  variables = support.read_variables(str(test_bucket), 'test')
+  _record_invoke_test(test_bucket, variables, 'BLESSED')
+  with pytest.raises(ValueError, match='run_wordcount_test did not succeed'):
+    support.record_results(str(test_bucket), variables, [None], ['wordcount_test'],
+                           'DataflowRunner', 'composer:test/run-4', code=str(REPO))
+  assert results.read_report(
+      layout.Env(str(test_bucket), layout.TEST).report(BUILD_ID)).status == 'failed'
+
+
+def test_evidence_for_other_bytes_is_refused(support, test_bucket):
+  variables = support.read_variables(str(test_bucket), 'test')
+  _record_invoke_test(test_bucket, variables, 'BLESSED')
+  with pytest.raises(RuntimeError, match='refusing to mix evidence'):
+    support.record_results(str(test_bucket), dict(variables, sha256='0' * 64), [GOLDEN_OK],
+                           ['wordcount_test'], 'DataflowRunner', 'composer:x', code=str(REPO))
 
 
 def test_golden_check_names_differences(support, tmp_path):

@@ -19,6 +19,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import zipfile
 from typing import Callable, Dict, List, Tuple
 
 import pytest
@@ -36,6 +37,8 @@ DATAFLOW_OFFLINE = [
     '--runner', 'DataflowRunner', '--project', 'beam-pipelines-ci', '--region', 'us-central1',
     '--temp_location', f'{OFFLINE_BUCKET}/tmp', '--dry_run', 'True', '--no_auth']
 PICKLED_MAIN_SESSION = 'pickled_main_session'
+CONTAINER_REPO = 'us-central1-docker.pkg.dev/beam-pipelines-ci/beam-pipelines/sdk'
+IMAGE = f'{CONTAINER_REPO}:{BUILD_ID}'  # the project's SDK container of the build
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +147,7 @@ def dry_run_jobs(built_wheel, request) -> Callable[[str], object]:
       case = CASES[name]
       fixtures = {fixture: request.getfixturevalue(fixture) for fixture in case.needs}
       argv = submission.submission_args(
-          name, DATAFLOW_OFFLINE, wheel=str(built_wheel), build_id=BUILD_ID)
+          name, DATAFLOW_OFFLINE, wheel=str(built_wheel), build_id=BUILD_ID, image=IMAGE)
       options = PipelineOptions(argv)
       # As each pipeline's run() sets it (its default is asserted below).
       options.view_as(SetupOptions).save_main_session = _run_default_save_main_session(name)
@@ -193,12 +196,36 @@ def test_job_stages_the_built_wheel(dry_run_jobs, built_wheel, name):
   job = dry_run_jobs(name)
   assert job.options.view_as(SetupOptions).extra_packages == [str(built_wheel)]
   assert built_wheel.name in _staged_files(job)
-  # On Beam's default SDK container of the submitting version (docs/dataflow.md: the choice).
-  from apache_beam import version
+  # In the project's SDK container of the build (build/container/Dockerfile: the lock installed).
+  assert _container_images(job) == {IMAGE}
+
+
+def _container_images(job) -> set:
   from apache_beam.portability.api import beam_runner_api_pb2
-  for environment in job.proto_pipeline.components.environments.values():
-    payload = beam_runner_api_pb2.DockerPayload.FromString(environment.payload)
-    assert payload.container_image.endswith(f'/beam_python3.11_sdk:{version.__version__}')
+  return {beam_runner_api_pb2.DockerPayload.FromString(e.payload).container_image
+          for e in job.proto_pipeline.components.environments.values()}
+
+
+@pytest.mark.integration
+def test_word_count_runs_on_beams_own_container_with_only_the_wheel(built_wheel):
+  """Without the project's container, the word count needs nothing but the wheel's base
+  requirements (no TensorFlow/TFDV on its workers); the ML pipelines are refused instead."""
+  from apache_beam import Pipeline, version
+  from apache_beam.options.pipeline_options import PipelineOptions
+  argv = submission.submission_args('wordcount', DATAFLOW_OFFLINE, wheel=str(built_wheel),
+                                    build_id=BUILD_ID)
+  pipeline = Pipeline(options=PipelineOptions(argv))
+  _wordcount(pipeline, {})
+  (image,) = _container_images(pipeline.run().job)
+  assert image.endswith(f'/beam_python3.11_sdk:{version.__version__}')
+  with zipfile.ZipFile(built_wheel) as archive:
+    metadata = archive.read(next(n for n in archive.namelist() if n.endswith('/METADATA')))
+  base = [line for line in metadata.decode().splitlines()
+          if line.startswith('Requires-Dist:') and 'extra ==' not in line]
+  assert base and not any('tensorflow' in line or 'scikit-learn' in line for line in base), base
+  for name in sorted(submission.ML_EXTRA_PIPELINES):
+    with pytest.raises(submission.SubmissionError, match='needs TFDV/scikit-learn'):
+      submission.submission_args(name, DATAFLOW_OFFLINE, wheel=str(built_wheel), build_id=BUILD_ID)
 
 
 @pytest.mark.integration

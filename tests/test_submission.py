@@ -272,3 +272,30 @@ def test_cli_env_off_dataflow_points_to_invoke_run(tmp_path):
        '--bucket', str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
   assert completed.returncode == 2
   assert 'invoke run wordcount --env prod' in completed.stderr
+
+
+class ContainerImageTest(unittest.TestCase):
+  """The project's SDK container: tagged by build id, passed as --sdk_container_image."""
+
+  def test_image_is_the_repository_tagged_with_the_build_id(self):
+    self.assertEqual(submission.container_image('r-docker.pkg.dev/p/r/sdk', 'b1'),
+                     'r-docker.pkg.dev/p/r/sdk:b1')
+    for bad in ('', 'r-docker.pkg.dev/p/r/sdk:latest', 'r-docker.pkg.dev/p/r/sdk@sha256:0'):
+      with self.assertRaisesRegex(SubmissionError, 'without a tag'):
+        submission.container_image(bad, 'b1')
+
+  def test_image_is_added_unless_the_user_gave_one(self):
+    args = ['--runner', 'DataflowRunner', '--setup_file', 'setup.py', '--job_name', 'j']
+    with_image = submission.dataflow_args('validate', args, image='repo/sdk:b1')
+    self.assertEqual(submission.flag_values(with_image, '--sdk_container_image'), ['repo/sdk:b1'])
+    mine = args + ['--sdk_container_image', 'mine:1']
+    self.assertEqual(submission.flag_values(
+        submission.dataflow_args('validate', mine, image='repo/sdk:b1'), '--sdk_container_image'),
+        ['mine:1'])
+
+  def test_ml_pipelines_without_a_container_are_refused(self):
+    args = ['--runner', 'DataflowRunner', '--setup_file', 'setup.py']
+    for name in ('validate', 'evaluate', 'predict'):
+      with self.assertRaisesRegex(SubmissionError, 'needs TFDV/scikit-learn'):
+        submission.dataflow_args(name, args)
+    self.assertTrue(submission.dataflow_args('wordcount', args))

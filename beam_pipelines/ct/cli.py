@@ -46,6 +46,10 @@ USAGE = """
                                                       # infer a schema for review, in the folder
 
 exit status: 0 pushed/no trigger, 1 stopped at validation, 2 error, 3 not blessed
+
+Any other flag is a Beam option of the pipeline steps (features, validation, evaluation), e.g.
+--runner DataflowRunner --project P --region R --temp_location gs://B/tmp --extra_package WHEEL;
+training is scikit-learn in this process and reads/writes gs:// itself.
 """
 
 
@@ -90,7 +94,11 @@ def parse_args(argv: Optional[Sequence[str]]):
   parser.add_argument('--write_schema', action='store_true',
                       help="Infer the schema of --span and write it into the pipeline's folder "
                       '(schema.pbtxt) for review; with each feature\'s noise floor.')
-  return parser.parse_args(argv)
+  args, beam_args = parser.parse_known_args(argv)
+  if beam_args and not beam_args[0].startswith('--'):
+    parser.error(f'unexpected argument {beam_args[0]!r}')
+  args.beam_args = tuple(beam_args)
+  return args
 
 
 def read_baselines(path: str) -> Dict[str, Baseline]:
@@ -133,7 +141,7 @@ def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
     if not args.output:
       raise CtError('--check needs --output')
     summary = check_all(args.output, read_baselines(args.baselines), args.cache,
-                        [args.pipeline] if args.pipeline else None)
+                        [args.pipeline] if args.pipeline else None, args.beam_args)
     return [SpanOutcome(STOPPED if r['status'] == 'ANOMALOUS' else CHECKED, name,
                         report=r.get('report'), blessing=r['status'])
             for name, r in summary['pipelines'].items()]
@@ -149,7 +157,7 @@ def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
   ct = ContinuousTraining(url, CtOptions(
       env=args.env, pipeline=args.pipeline, use_cache=not args.no_cache,
       push=not args.no_push, predict=args.predict, build_id=args.build_id,
-      wheel_sha256=args.wheel_sha256))
+      wheel_sha256=args.wheel_sha256, beam_args=args.beam_args))
   if args.demo:
     demo.run_demo(ct)  # it prints what happened to each span; a stopped span 3 is the design
     summarise(ct, [])

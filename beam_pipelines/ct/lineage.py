@@ -73,7 +73,7 @@ def code_identity(build_id: Optional[str] = None, wheel_sha256: Optional[str] = 
                          f'refusing to record a wrong lineage')
     return dict(identity, source='deployed-wheel', build_id=build_id, wheel_sha256=installed)
   repo = package.parent
-  commit, dirty, _ = git_info(repo) if (repo / '.git').exists() else (None, True, 0)
+  commit, dirty, _ = git_info(repo)
   return dict(identity, source='source-tree', build_id=build_id, wheel_sha256=wheel_sha256,
               git_commit=commit, git_dirty=dirty)
 

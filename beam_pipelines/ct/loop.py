@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import secrets
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from beam_pipelines import predict
 from beam_pipelines.ct import lineage, registry, steps
@@ -68,6 +68,7 @@ class CtOptions:
   predict: bool = False  # then batch inference of the span with the production model
   build_id: Optional[str] = None  # the deployed build running this (lineage)
   wheel_sha256: Optional[str] = None  # its wheel's sha256 (lineage)
+  beam_args: Tuple[str, ...] = ()  # Beam options of the pipeline steps (runner, Dataflow flags)
 
 
 def new_run_id() -> str:
@@ -226,7 +227,7 @@ class ContinuousTraining:
         self.definition, [span_pattern(s) for s in window], run.record['data']['sha256'],
         self.code['fingerprint'], self.cache, on_step, baseline=baseline, schema=self.schema,
         previous=previous['statistics'] if previous else None,
-        train_if=self._train_if(run, force, baseline is None))
+        train_if=self._train_if(run, force, baseline is None), beam_args=self.options.beam_args)
     verdict = done[steps.VALIDATION].result
     outcome = SpanOutcome(NO_TRIGGER, span, sha256=sha256, run_id=run.record['run_id'],
                           lineage=run.path, verdict=verdict['status'])
@@ -295,7 +296,7 @@ class ContinuousTraining:
 
 
 def check(definition: PipelineDefinition, output: str, baseline: Optional[steps.Baseline],
-          cache_dir: Optional[str]) -> Dict[str, Any]:
+          cache_dir: Optional[str], beam_args: Sequence[str] = ()) -> Dict[str, Any]:
   """The level-2 ML check of one declared pipeline: this build's pipeline on its integration
   data, against a baseline (or none: rubber stamp). Writes ``<output>/ml_check.json``."""
   if not definition.integration_path:
@@ -311,7 +312,7 @@ def check(definition: PipelineDefinition, output: str, baseline: Optional[steps.
       StepCache(cache_dir or layout.join(output, CACHE)),
       lambda name, status, directory, _: progress(
           f'ct check: {definition.name}: step {name}: {status} -> {directory}'),
-      baseline=baseline)
+      baseline=baseline, beam_args=beam_args)
   result = {'pipeline': definition.name, 'input': definition.integration_path, 'data': entries,
             'data_sha256': lineage.data_sha256(entries), 'code': code,
             'parameters': definition.parameters(),
@@ -334,7 +335,8 @@ def check(definition: PipelineDefinition, output: str, baseline: Optional[steps.
 
 
 def check_all(output: str, baselines: Dict[str, steps.Baseline], cache_dir: Optional[str],
-              names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+              names: Optional[Sequence[str]] = None,
+              beam_args: Sequence[str] = ()) -> Dict[str, Any]:
   """The level-2 check of every pipeline this build declares (or of ``names``): one
   ``<output>/<pipeline>/ml_check.json`` each and a summary ``<output>/ml_checks.json``."""
   results = {}
@@ -342,7 +344,7 @@ def check_all(output: str, baselines: Dict[str, steps.Baseline], cache_dir: Opti
     definition = load_definition(name)
     results[definition.name] = check(
         definition, layout.join(output, definition.name), baselines.get(definition.name),
-        layout.join(cache_dir, definition.name) if cache_dir else None)
+        layout.join(cache_dir, definition.name) if cache_dir else None, beam_args)
   summary = {'pipelines': {n: {k: r.get(k) for k in (
       'status', 'message', 'metrics', 'baseline_metrics', 'baseline', 'model_dir', 'model_sha256',
       'data_sha256', 'report')} for n, r in results.items()}}

@@ -43,10 +43,11 @@ class StepRun:
   key: str
 
 
-def features_step(definition: PipelineDefinition, patterns: Sequence[str],
-                  directory: str) -> Dict[str, Any]:
+def features_step(definition: PipelineDefinition, patterns: Sequence[str], directory: str,
+                  beam_args: Sequence[str] = ()) -> Dict[str, Any]:
   inputs = [a for pattern in patterns for a in ('--input', pattern)]
-  summary = features.run([*inputs, '--spec', definition.spec_path, '--output', directory])
+  summary = features.run([*inputs, '--spec', definition.spec_path, '--output', directory,
+                          *beam_args])
   return {key: summary[key] for key in ('rows_read', 'rows_written', 'rows_dead_lettered',
                                         'missing_columns', 'extra_columns')}
 
@@ -64,12 +65,12 @@ def _schema_key(cache: StepCache, features_key: str, code: str, schema: Optional
 
 
 def validation_step(features_dir: str, directory: str, schema: Optional[str],
-                    previous: Optional[str]) -> Dict[str, Any]:
+                    previous: Optional[str], beam_args: Sequence[str] = ()) -> Dict[str, Any]:
   inferring = bool(schema) and not bucket.exists(schema)
   argv = ['--features', features_dir, '--output', directory]
   argv += ['--schema', schema] if schema else []
   argv += ['--previous_statistics', previous] if previous else []
-  verdict = validate.run(argv)
+  verdict = validate.run(argv + list(beam_args))
   return {'status': verdict['status'], 'message': verdict['message'],
           'drifted_features': verdict['drifted_features'],
           'warnings': [{k: w[k] for k in ('feature', 'split', 'description')}
@@ -103,8 +104,8 @@ def verify_model(result: Dict[str, Any], directory: str) -> Optional[str]:
 
 
 def evaluation_step(definition: PipelineDefinition, features_dir: str, model_dir: str,
-                    model_sha256: str, baseline: Optional[Baseline],
-                    directory: str) -> Dict[str, Any]:
+                    model_sha256: str, baseline: Optional[Baseline], directory: str,
+                    beam_args: Sequence[str] = ()) -> Dict[str, Any]:
   config = layout.join(directory, BLESSING_CONFIG_FILE)
   bucket.write_json(config, definition.blessing_config)
   argv = ['--features', features_dir, '--model', model_dir, '--model_sha256', model_sha256,
@@ -112,7 +113,7 @@ def evaluation_step(definition: PipelineDefinition, features_dir: str, model_dir
   if baseline:
     argv += ['--baseline_model', baseline.model_dir, '--baseline_sha256', baseline.model_sha256]
     argv += ['--baseline_record', baseline.record_path] if baseline.record_path else []
-  record = evaluate.run(argv)
+  record = evaluate.run(argv + list(beam_args))
   models = json.loads(bucket.read_bytes(layout.join(directory, artifacts.METRICS_FILE)))['models']
   return {'status': record['status'], 'message': record['message'],
           'rubber_stamped': record['rubber_stamped'],
@@ -127,14 +128,16 @@ StepHook = Callable[[str, str, str, Dict[str, Any]], None]  # (step, status, dir
 def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha256: str,
               code: str, cache: StepCache, on_step: StepHook, baseline: Optional[Baseline] = None,
               schema: Optional[str] = None, previous: Optional[str] = None,
-              train_if: Callable[[Dict[str, Any]], bool] = lambda verdict: True
-              ) -> Dict[str, StepRun]:
+              train_if: Callable[[Dict[str, Any]], bool] = lambda verdict: True,
+              beam_args: Sequence[str] = ()) -> Dict[str, StepRun]:
   """Runs (or reuses) each step; stops after validation when it says "anomalous" or when
   ``train_if(verdict)`` is False (the pipeline's policy).
 
   Returns {step name: StepRun} for the steps that ran or were reused. ``patterns`` are the CSV
   globs of the spans trained on (the training window). The trained model is loaded (evaluation)
-  or registered only as the bytes whose sha256 the training step recorded.
+  or registered only as the bytes whose sha256 the training step recorded. ``beam_args``
+  (runner, Dataflow options) go to the Beam pipelines (features, validation, evaluation);
+  training is scikit-learn in this process and gets none.
   """
   params = definition.parameters()
   done: Dict[str, StepRun] = {}
@@ -148,20 +151,21 @@ def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha2
     return result, directory, key
 
   _, features_dir, features_key = step(
-      FEATURES, lambda d: features_step(definition, patterns, d),
+      FEATURES, lambda d: features_step(definition, patterns, d, beam_args),
       data=data_sha256, spec=params['spec_fingerprint'])
   previous_sha = bucket.sha256_of(previous) if previous else None
   schema_sha = _schema_key(cache, features_key, code, schema, previous_sha)
   verdict, validation_dir, _ = step(
-      VALIDATION, lambda d: validation_step(features_dir, d, schema, previous),
+      VALIDATION, lambda d: validation_step(features_dir, d, schema, previous, beam_args),
       features=features_key, schema=schema_sha, previous=previous_sha)
   if verdict['status'] == artifacts.VERDICT_ANOMALOUS or not train_if(verdict):
     return done
   trained, model_dir, _ = step(
       TRAINING, lambda d: training_step(definition, features_dir, validation_dir, d),
-      verify=verify_model, features=features_key, train=params['train'], spec=params['spec_fingerprint'])
+      verify=verify_model, features=features_key, train=params['train'],
+      spec=params['spec_fingerprint'])
   step(EVALUATION, lambda d: evaluation_step(definition, features_dir, model_dir,
-                                             trained['model_sha256'], baseline, d),
+                                             trained['model_sha256'], baseline, d, beam_args),
        features=features_key, model=trained['model_sha256'],
        baseline=baseline.model_sha256 if baseline else None,
        registered=bucket.sha256_of(baseline.record_path) if baseline and baseline.record_path

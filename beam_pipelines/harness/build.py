@@ -31,7 +31,7 @@ from beam_pipelines.store.console import LiveLine, progress
 from beam_pipelines.store.identity import git, git_info
 
 UNIT_TEST_MARKERS = 'not integration and not slow'
-_NO_GIT_EXCLUDES = {'.git', '.venv', 'dist', 'bucket', 'outputs', '.harness-cache', '__pycache__',
+_NO_GIT_EXCLUDES = {'.git', '.venv', '.venv-airflow', 'dist', 'bucket', 'outputs', '.harness-cache', '__pycache__',
                     '.setuptools-build', '.pytest_cache', '.ruff_cache', '.benchmarks'}
 
 
@@ -185,6 +185,7 @@ def build(repo: pathlib.Path, checks: bool = True) -> records.Manifest:
       json.loads(definition.read_text(encoding='utf-8'))  # must be valid JSON to be shipped
       (out_dir / layout.WORKFLOWS).mkdir(exist_ok=True)
       shutil.copy2(definition, out_dir / layout.WORKFLOWS / definition.name)
+    shutil.copy2(source / layout.LOCK_SOURCE, out_dir / layout.LOCK_FILE)  # pins every install
     manifest = make_manifest(out_dir, build_id, commit, dirty, epoch)
     (out_dir / layout.MANIFEST_FILE).write_text(
         json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + '\n', encoding='utf-8')

@@ -48,6 +48,10 @@ def deployment_variables(env: layout.Env, manifest: records.Manifest,
       layout.VAR_DEPLOYED_AT: layout.now_utc(),
       layout.VAR_DEPLOYED_BY: actor(),
   }
+  lock = manifest.files.get(layout.LOCK_FILE)
+  if lock:  # builds before the lock was shipped have none
+    values[layout.VAR_LOCK_FILE] = env.artifact(build_id, layout.LOCK_FILE)
+    values[layout.VAR_LOCK_SHA256] = lock.sha256
   values.update(env.location_variables())
   values.update(extra)
   return values

@@ -1,8 +1,13 @@
-"""The records of ``invoke test``: a check's result and the test report of a build.
+"""The records of a build's tests: a check's result and the test report of a build.
 
-The report is written to ``test/results/<build_id>/report.json``; when every check passed, the same
-record is written to ``test/passed/<build_id>.json``, which is what ``deploy`` consumes. Its
+The report is written to ``test/results/<build_id>/report.json``; while every check passed, the
+same record is written to ``test/passed/<build_id>.json``, which is what ``deploy`` consumes. Its
 ``ml`` part holds the level-2 ML check's verdict (metrics, blessing, baseline).
+
+``record_results`` is the one writer of both, for ``invoke test`` and for the Composer test DAG
+(which runs it from the build's own wheel, ``python -m beam_pipelines.harness.record``): each call
+adds evidence (word count against its golden reference, the Dataflow job's, the ML verdict) and
+never removes any. A failed result, from any source, ends the build's "test passed" record.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import dataclasses
 from typing import Any, Dict, List, Optional
 
 from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.ml.artifacts import NOT_BLESSED
 from beam_pipelines.store import bucket, layout, signing
+from beam_pipelines.store.lock import BucketLock
 
 ML_KEY = 'ml'  # key of the ML check's details in the report / "test passed" record
 LEGACY_PIPELINE = 'taxi'  # the one pipeline of records written before pipelines had folders
@@ -60,6 +67,17 @@ class TestReport:
       return {LEGACY_PIPELINE: self.ml}
     return dict(self.ml)
 
+  @property
+  def ml_status(self) -> Optional[str]:
+    """The build's ML verdict over its pipelines: NOT_BLESSED if any model is, else the common
+    status (BLESSED), None before any ML check."""
+    statuses = {ml.get('status') for ml in self.ml_by_pipeline.values()}
+    if not statuses:
+      return None
+    if NOT_BLESSED in statuses:
+      return NOT_BLESSED
+    return statuses.pop() if len(statuses) == 1 else ', '.join(sorted(map(str, statuses)))
+
   def failures(self) -> List[str]:
     return [f'{r["check"]}: {r["message"]}' for r in self.results if not r['passed']]
 
@@ -100,3 +118,63 @@ def passed_builds(bucket_url: str) -> List[str]:
   names = [p.rsplit('/', 1)[-1][:-len('.json')] for p in bucket.list_files(test.passed_dir)
            if p.endswith('.json')]
   return sorted(n for n in names if layout.BUILD_ID_PATTERN.fullmatch(n))
+
+
+def _worse_ml(previous: Optional[Dict[str, Any]],
+              new: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+  """The ML section to keep, pipeline by pipeline: the recorded verdict, unless absent or a new
+  NOT_BLESSED outweighs it. A verdict is never dropped."""
+  if not previous:
+    return new
+  if not new:
+    return previous
+  def by_pipeline(ml):
+    return {LEGACY_PIPELINE: ml} if 'status' in ml else dict(ml)
+  kept = by_pipeline(previous)
+  for name, verdict in by_pipeline(new).items():
+    old = kept.get(name)
+    if not old or (verdict.get('status') == NOT_BLESSED and old.get('status') != NOT_BLESSED):
+      kept[name] = verdict
+  return kept
+
+
+def record_results(bucket_url: str, build_id: str, sha256: str, wheel_file: str,
+                   results: List[Dict[str, Any]], tested_by: str,
+                   ml: Optional[Dict[str, Any]] = None,
+                   module_origins: Optional[Dict[str, str]] = None,
+                   manifest_sha256: Optional[str] = None) -> TestReport:
+  """Adds ``results`` (and the ML verdict) to the build's report; returns the merged report.
+
+  Under the build's record lock: the recorded report is read, the new results are appended (a
+  verdict is never dropped or replaced; a NOT_BLESSED model verdict is never replaced by a
+  better one), the status is ``passed`` only while every result passed, and the report is written.
+  The "test passed" record is then written, or removed when a result failed. Evidence for other
+  bytes than the recorded ones is refused.
+  """
+  test = layout.Env(bucket_url, layout.TEST)
+  if not results:
+    raise HarnessError(f'no test results to record for build {build_id}')
+  with BucketLock(test.record_lock(build_id), 'record test results',
+                  guards=f'the test report of {build_id}'):
+    previous = (read_report(test.report(build_id)) if bucket.exists(test.report(build_id))
+                else None)
+    if previous and (previous.build_id, previous.sha256) != (build_id, sha256):
+      raise HarnessError(f'{test.report(build_id)} records wheel {previous.sha256}, not '
+                         f'{sha256}: refusing to mix evidence of other bytes')
+    recorded = list(previous.results) if previous else []
+    merged = recorded + [dict(r, tested_by=r.get('tested_by', tested_by))
+                         for r in results if r not in recorded]
+    passed = all(r['passed'] for r in merged)
+    report = TestReport(
+        build_id=build_id, sha256=sha256, wheel_file=wheel_file,
+        manifest_sha256=manifest_sha256 or (previous.manifest_sha256 if previous else None),
+        status=layout.STATUS_PASSED if passed else layout.STATUS_FAILED,
+        tested_at=layout.now_utc(), tested_by=tested_by,
+        module_origins={**(module_origins or {}), **(previous.module_origins if previous else {})},
+        results=merged, ml=_worse_ml(previous.ml if previous else None, ml))
+    bucket.write_json(test.report(build_id), report.to_dict())
+    if passed:
+      bucket.write_json(test.passed(build_id), signing.sign(report.to_dict()))
+    else:
+      bucket.delete(test.passed(build_id))
+  return report

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import pathlib
 import secrets
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from beam_pipelines import submission
 from beam_pipelines.harness import checks, install, workflows
@@ -25,9 +25,14 @@ def new_run_id() -> str:
 
 
 def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: str,
-                 extra_args: List[str], accept: Sequence[int] = (0,)) -> Dict[str, Any]:
+                 extra_args: List[str], accept: Sequence[int] = (0,),
+                 container_repo: Optional[str] = None) -> Dict[str, Any]:
   """Runs ``pipeline`` as deployed in ``env_name``; returns what ran, its exit status (one of
-  ``accept``; any other is a HarnessError) and where outputs are."""
+  ``accept``; any other is a HarnessError) and where outputs are.
+
+  On Dataflow, ``container_repo`` names the project's SDK container: the job runs in
+  ``<container_repo>:<build id>``, the image Cloud Build built from that build.
+  """
   env = layout.Env(bucket_url, env_name)
   if not bucket.exists(env.variables):
     raise HarnessError(f'nothing is deployed in {env_name} ({env.variables} missing): run '
@@ -38,7 +43,7 @@ def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: s
   run_id = new_run_id()
   values = dict(variables.values, run_id=run_id)
   args = workflows.render_args(definition, values) + list(extra_args)
-  args = _stage_for_dataflow(definition, variables, args)
+  args = _stage_for_dataflow(definition, variables, args, container_repo)
   progress(f'run: {definition.name} of build {variables.build_id} in {env_name} (run {run_id})')
   site = install.install(variables.wheel_file, variables.sha256, install.cache_root(repo))
   launched = install.launch(site, definition.module, args, accept)
@@ -49,14 +54,17 @@ def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: s
 
 
 def _stage_for_dataflow(definition: workflows.WorkflowDefinition,
-                        variables: records.DeploymentVariables, args: List[str]) -> List[str]:
+                        variables: records.DeploymentVariables, args: List[str],
+                        container_repo: Optional[str] = None) -> List[str]:
   """On DataflowRunner: the deployed wheel (sha256-checked) as the workers' package, job named and
   labelled by the build id (beam_pipelines.submission). Other runners: ``args`` unchanged."""
   if not submission.is_dataflow(args):
     return args
   try:
     wheel = submission.fetch_wheel(variables.wheel_file, variables.sha256)
+    image = (submission.container_image(container_repo, variables.build_id) if container_repo
+             else None)
     return submission.submission_args(definition.pipeline, args, wheel=wheel,
-                                      build_id=variables.build_id)
+                                      build_id=variables.build_id, image=image)
   except submission.SubmissionError as error:
     raise HarnessError(str(error)) from None

@@ -14,10 +14,11 @@ import concurrent.futures
 import pathlib
 
 from beam_pipelines.harness import checks, install, ml_check, publish, workflows
+from beam_pipelines.harness import results as results_io
 from beam_pipelines.harness.build import load_local_manifest
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.results import TestReport
-from beam_pipelines.store import bucket, layout, signing
+from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.identity import actor
 
@@ -67,17 +68,12 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
       progress(f'test: check {result.check}: {"PASSED" if result.passed else "FAILED"}: '
                f'{result.message}')
       results.append({'workflow': definition.name, **result.to_dict()})
-  passed = all(r['passed'] for r in results)
-  report = TestReport(
-      build_id=build_id, sha256=variables.sha256, wheel_file=variables.wheel_file,
-      manifest_sha256=manifest_sha256,
-      status=layout.STATUS_PASSED if passed else layout.STATUS_FAILED,
-      tested_at=layout.now_utc(), tested_by=actor(), module_origins=origins, results=results,
-      ml=ml_check.report_section(results))
-  bucket.write_json(env.report(build_id), report.to_dict())
-  if not passed:
+  report = results_io.record_results(
+      bucket_url, build_id, variables.sha256, variables.wheel_file, results, actor(),
+      ml=ml_check.report_section(results), module_origins=origins,
+      manifest_sha256=manifest_sha256)
+  if not report.passed:
     raise HarnessError(f'test FAILED for build {build_id}: {"; ".join(report.failures())}. '
-                       f'Report: {env.report(build_id)}. No "test passed" record was written.')
-  bucket.write_json(env.passed(build_id), signing.sign(report.to_dict()))
+                       f'Report: {env.report(build_id)}. No "test passed" record stands.')
   progress(f'test: PASSED: build {build_id}; record {env.passed(build_id)}')
   return report

@@ -74,7 +74,10 @@ PASSED = 'passed'
 HISTORY = 'history'
 VARIABLES_FILE = 'variables.json'
 MANIFEST_FILE = 'manifest.json'
+LOCK_FILE = 'lock.txt'  # requirements/lock.txt, shipped with each build's artifacts
+LOCK_SOURCE = 'requirements/lock.txt'
 REPORT_FILE = 'report.json'
+RECORD_LOCK_FILE = 'record.lock'  # serialises writers of a build's test report
 LOCK_FILE = 'deploy.lock'
 SETTINGS_FILE = 'settings.json'
 CT = 'ct'  # <env>/ct/ (continuous training) and <env>/inputs/ct/ (its landing area)
@@ -87,6 +90,8 @@ VAR_WHEEL_FILE = 'wheel_file'  # full URL of the wheel in the bucket
 VAR_SHA256 = 'sha256'  # sha256 of the wheel
 VAR_MANIFEST_FILE = 'manifest_file'
 VAR_MANIFEST_SHA256 = 'manifest_sha256'  # sha256 of manifest_file: pins the wheel and workflows
+VAR_LOCK_FILE = 'lock_file'  # the build's requirements lock: pip constraints of every install
+VAR_LOCK_SHA256 = 'lock_sha256'
 VAR_WORKFLOWS_DIR = 'workflows_dir'
 VAR_INPUT_LOCATION = 'input_location'
 VAR_OUTPUT_LOCATION = 'output_location'
@@ -226,6 +231,9 @@ class Env:
 
   def report(self, build_id: str) -> str:
     return join(self.build_results(build_id), REPORT_FILE)
+
+  def record_lock(self, build_id: str) -> str:
+    return join(self.build_results(build_id), RECORD_LOCK_FILE)
 
   def run_results(self, run_id: str) -> str:
     return self.path(RESULTS, RUNS, run_id)

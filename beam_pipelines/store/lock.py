@@ -8,9 +8,10 @@ gone (same host, that pid no longer runs the same process, e.g. after ``kill -9`
 removed *with a message saying whose it was*, then taken. A lock held from another host cannot be
 checked from here: the writer refuses and says how to remove it once nobody is writing.
 
-On GCS the exclusive create is an upload with ``if_generation_match=0``; a careful stale-lock
-removal would delete with ``if_generation_match=<generation read>`` (not exercised offline).
-Locally, the stale lock is re-read just before removal; the remaining race window is microseconds.
+On GCS the exclusive create is an upload with ``if_generation_match=0``, and a stale lock is
+taken over by one upload with ``if_generation_match=<generation read>``: if another writer took
+it meanwhile (a new generation), the upload is refused and that writer keeps it. Locally, the
+stale lock is re-read just before removal; the remaining race window is microseconds.
 """
 
 from __future__ import annotations
@@ -91,14 +92,13 @@ class BucketLock:
   def __enter__(self):
     if bucket.create_exclusive(self.path, self.content):
       return self
-    holder = self._read_holder()
+    raw, generation = bucket.read_versioned(self.path)
+    holder = _parse_holder(raw)
     if holder is not None and self._is_stale(holder):
       progress(f'lock: removing a stale lock left by {describe(holder)}: that process no longer '
                f'exists on this host (killed or crashed mid-{holder.get("operation", "?")}); '
                f'{self.guards} is still consistent: its commit point is written last')
-      if holder_of(self.path) == holder:  # still that lock, not a racer's new one
-        bucket.delete(self.path)
-      if bucket.create_exclusive(self.path, self.content):
+      if bucket.replace_if_unchanged(self.path, generation, raw, self.content):
         return self
       holder = self._read_holder()
     who = describe(holder) if holder else 'an unreadable lock object'
@@ -109,8 +109,9 @@ class BucketLock:
 
   def __exit__(self, *exc_info):
     try:
-      if bucket.read_bytes(self.path, 'lock') == self.content:
-        bucket.delete(self.path)
+      raw, generation = bucket.read_versioned(self.path)
+      if raw == self.content:  # ours: released only if it is still that very object
+        bucket.delete_if_unchanged(self.path, generation, raw)
     except StorageError:
       pass
     return False
@@ -144,6 +145,15 @@ def holder_of(path: str) -> Optional[dict]:
 def is_stale(holder: dict) -> bool:
   """True when ``holder`` names a process of this host that is gone (the next writer removes it)."""
   return BucketLock._is_stale(holder)
+
+
+def _parse_holder(raw: Optional[bytes]) -> Optional[dict]:
+  """A lock object's holder, None when absent or unreadable."""
+  try:
+    holder = json.loads(raw.decode('utf-8')) if raw is not None else None
+  except ValueError:
+    return None
+  return holder if isinstance(holder, dict) else None
 
 
 def unlock(path: str, force: bool = False) -> Optional[dict]:

@@ -16,12 +16,11 @@ with the runner and the GCP project chosen by Composer's variables instead of th
 
 from __future__ import annotations
 
-import datetime
-import getpass
 import hashlib
 import json
 import os
-import socket
+import subprocess
+import sys
 from typing import Dict, List, Optional, Tuple
 
 # Mirrors of beam_pipelines.store.layout (checked equal by tests/test_dags.py).
@@ -30,6 +29,7 @@ VARIABLES_FILE = 'variables.json'
 PASSED = 'passed'
 STATUS_PASSED = 'passed'
 REQUIRED_VARIABLES = ('build_id', 'wheel_file', 'sha256', 'manifest_file', 'workflows_dir')
+LOCK_VARIABLES = ('lock_file', 'lock_sha256')  # the build's requirements lock
 
 # Composer (Airflow) variables: where the bucket is and how jobs run. Everything about the build
 # comes from the bucket's variables.json, written by `invoke test` / `invoke deploy`.
@@ -39,7 +39,22 @@ AIRFLOW_VARIABLES = {
     'gcp_project': 'the GCP project of the Dataflow jobs',
     'gcp_region': 'the Dataflow region, e.g. us-central1',
     'beam_pipelines_wheel_dir': 'a folder every worker sees; default: the Composer bucket mount',
+    'beam_pipelines_container_repo': "the project's SDK container repository (REGION-docker.pkg."
+                                     'dev/PROJECT/REPO/IMAGE); jobs run in <repo>:<build id>',
+    'dataflow_service_account': "the Dataflow workers' service account (e-mail)",
+    'dataflow_subnetwork': 'regions/REGION/subnetworks/NAME: workers get no public IPs there',
+    'dataflow_worker_zone': 'the workers\' zone, e.g. us-central1-b (default: Dataflow picks)',
+    'dataflow_max_workers': 'the autoscaling cap of each job (default 10)',
 }
+# Composer variable -> Dataflow pipeline option. A subnetwork also turns public IPs off.
+DATAFLOW_VARIABLES = {
+    'dataflow_service_account': 'service_account_email',
+    'dataflow_subnetwork': 'subnetwork',
+    'dataflow_worker_zone': 'worker_zone',
+    'dataflow_max_workers': 'max_num_workers',
+}
+DEFAULT_MAX_WORKERS = '10'
+LOCK_NAME = 'lock.txt'  # staged beside the wheel: pip's constraints in the Beam task's venv
 DEFAULT_WHEEL_DIR = '/home/airflow/gcs/data/beam-pipelines/wheels'  # gcsfuse, shared by workers
 SUBMISSION_MODULE = 'beam_pipelines.submission'  # run with `python -m`, from the staged wheel
 
@@ -99,14 +114,42 @@ def stage_wheel(variables: Dict[str, str], wheel_dir: str) -> str:
   wheel_file, expected = variables['wheel_file'], variables['sha256']
   target = os.path.join(wheel_dir, variables['build_id'], wheel_file.rsplit('/', 1)[-1])
   if os.path.isfile(target) and _sha256_file(target) == expected:
+    _stage_lock(variables, os.path.dirname(target))
     return target
   data = _read_bytes(wheel_file)
   actual = hashlib.sha256(data).hexdigest()
   if actual != expected:
     raise ValueError(f'wheel {wheel_file} has sha256 {actual}, variables say {expected}: '
                      f'refusing to run it')
+  _stage_lock(variables, os.path.dirname(target))
   _write_bytes(target, data)
   return target
+
+
+def _stage_lock(variables: Dict[str, str], directory: str) -> None:
+  """The build's lock beside its wheel (sha256-checked): the Beam venv's pip constraints."""
+  if not all(variables.get(k) for k in LOCK_VARIABLES):
+    return  # a build from before the lock was shipped
+  data = _read_bytes(variables['lock_file'])
+  if hashlib.sha256(data).hexdigest() != variables['lock_sha256']:
+    raise ValueError(f'{variables["lock_file"]} does not have the sha256 the variables record: '
+                     f'refusing to install with it')
+  _write_bytes(os.path.join(directory, LOCK_NAME), data)
+
+
+def requirements(wheel: str) -> List[str]:
+  """``pip install`` arguments of the Beam task's venv: the wheel, constrained by its lock.
+
+  Unconstrained, pip resolves the loose ranges afresh (once 10 minutes without an end); with the
+  lock it installs the tested versions.
+  """
+  lock = os.path.join(os.path.dirname(wheel), LOCK_NAME)
+  return ['-c', lock, wheel] if os.path.isfile(lock) else [wheel]
+
+
+def container_image(repository: str, build_id: str) -> str:
+  """``<repository>:<build id>``: the SDK container Cloud Build built from the build."""
+  return f'{repository}:{build_id}'
 
 
 def _sha256_file(path: str) -> str:
@@ -135,13 +178,13 @@ def render(template: str, values: Dict[str, str]) -> str:
     raise ValueError(f'workflow placeholder {error} has no variable') from None
 
 
-def args_to_options(args: List[str]) -> Dict[str, Optional[str]]:
-  """``['--k', 'v', '--flag', '--k2=v2']`` -> ``{'k': 'v', 'flag': None, 'k2': 'v2'}``.
+def args_to_options(args: List[str]) -> Dict[str, object]:
+  """``['--k', 'v', '--flag', '--k2=v2']`` -> ``{'k': 'v', 'flag': True, 'k2': 'v2'}``.
 
-  The Beam provider turns the dict back into ``--k=v`` args (None: a bare flag). ``--runner`` is
-  dropped: the operator's ``runner`` decides.
+  The Beam provider turns the dict back into ``--k=v`` args (True: a bare flag; it drops None).
+  ``--runner`` is dropped: the operator's ``runner`` decides.
   """
-  options: Dict[str, Optional[str]] = {}
+  options: Dict[str, object] = {}
   i = 0
   while i < len(args):
     arg = args[i]
@@ -152,7 +195,7 @@ def args_to_options(args: List[str]) -> Dict[str, Optional[str]]:
       if i + 1 < len(args) and not args[i + 1].startswith('--'):
         value, i = args[i + 1], i + 1
       else:
-        value = None
+        value = True
     options[key] = value
     i += 1
   options.pop('runner', None)
@@ -160,13 +203,17 @@ def args_to_options(args: List[str]) -> Dict[str, Optional[str]]:
 
 
 def job_options(variables: Dict[str, str], workflow: str, wheel: str, run_id: str,
-                project: str = '', region: str = '') -> Dict[str, object]:
+                project: str = '', region: str = '',
+                settings: Optional[Dict[str, str]] = None) -> Dict[str, object]:
   """Options of the Beam task: the workflow's rendered args + what Dataflow needs.
 
   The task runs ``python -m beam_pipelines.submission`` from the staged wheel: ``pipeline``,
   ``wheel`` and ``build_id`` are its flags (it stages the wheel with ``--extra_package`` and labels
-  the job with the build id); the rest goes to the pipeline.
+  the job with the build id); the rest goes to the pipeline. ``settings`` are Composer
+  variables: ``DATAFLOW_VARIABLES`` (service account, subnetwork, zone, worker cap) and
+  ``beam_pipelines_container_repo``.
   """
+  settings = settings or {}
   definition = read_workflow(variables, workflow)
   values = dict(variables, run_id=run_id)
   options: Dict[str, object] = args_to_options([render(a, values) for a in definition['args']])
@@ -179,7 +226,15 @@ def job_options(variables: Dict[str, str], workflow: str, wheel: str, run_id: st
       'project': project,
       'region': region,
   }
+  for variable, option in DATAFLOW_VARIABLES.items():
+    extra[option] = settings.get(variable)
+  extra['max_num_workers'] = extra['max_num_workers'] or DEFAULT_MAX_WORKERS
+  if settings.get('beam_pipelines_container_repo'):
+    extra['sdk_container_image'] = container_image(settings['beam_pipelines_container_repo'],
+                                                   variables['build_id'])
   options.update({key: value for key, value in extra.items() if value})
+  if settings.get('dataflow_subnetwork'):
+    options['no_use_public_ips'] = True  # a bare flag
   return options
 
 
@@ -247,21 +302,50 @@ def golden_counts(output: str, reference: str) -> str:
   return f'{len(shards)} shard(s) equal {reference}: {message}'
 
 
-def record_passed(bucket: str, variables: Dict[str, str], results: List[dict],
-                  tested_by: str) -> str:
-  """Writes ``<bucket>/test/passed/<build_id>.json``, the record `invoke deploy` consumes."""
-  build_id = variables['build_id']
-  if '/' in build_id or build_id in ('', '.', '..'):
-    raise ValueError(f'invalid build id {build_id!r}')
-  record = {
-      'build_id': build_id,
-      'sha256': variables['sha256'],
-      'wheel_file': variables['wheel_file'],
-      'status': STATUS_PASSED,
-      'tested_at': datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
-      'tested_by': tested_by or f'{getpass.getuser()}@{socket.gethostname()}',
-      'results': results,
-  }
-  path = _join(bucket, TEST, PASSED, f'{build_id}.json')
-  _write_bytes(path, json.dumps(record, indent=2, sort_keys=True).encode('utf-8'))
-  return path
+RECORD_MODULE = 'beam_pipelines.harness.record'  # the harness's one writer of test records
+
+
+def check_results(checks: List[dict]) -> List[dict]:
+  """Runs each golden check; a failure is a result with ``passed: False`` (recorded, not lost)."""
+  results = []
+  for check in checks:
+    if check.get('check') != 'golden_counts':
+      raise ValueError(f'check {check.get("check")!r} is not implemented in the Composer DAGs')
+    try:
+      passed, message = True, golden_counts(check['output'], check['reference'])
+    except (ValueError, OSError) as error:
+      passed, message = False, str(error)
+    results.append({'check': check['check'], 'passed': passed, 'message': message})
+  return results
+
+
+def record_results(bucket: str, variables: Dict[str, str], results: List[Optional[List[dict]]],
+                   workflows: List[str], runner: str, tested_by: str, code: str) -> str:
+  """Adds this DAG run's verdicts to the build's test report, through the harness's own writer.
+
+  ``results`` holds each workflow's check results (None: its Beam job failed, so its checks did
+  not run: recorded as a failure). ``code`` is the build's wheel (or source tree) put on
+  ``PYTHONPATH`` to run ``python -m beam_pipelines.harness.record``: the writer that keeps every
+  earlier verdict (``invoke test``'s golden and ML checks). Raises when any verdict failed.
+  """
+  if not variables or not code:
+    raise ValueError('nothing to record: read_variables or stage_wheel did not succeed')
+  evidence = []
+  for workflow, found in zip(workflows, results):
+    if found is None:
+      found = [{'check': 'beam_job', 'passed': False,
+                'message': f'run_{workflow} did not succeed: no output to check'}]
+    evidence += [dict(r, workflow=workflow, runner=runner) for r in found]
+  command = [sys.executable, '-m', RECORD_MODULE, '--bucket', bucket,
+             '--build_id', variables['build_id'], '--sha256', variables['sha256'],
+             '--wheel_file', variables['wheel_file'], '--tested_by', tested_by,
+             '--results', json.dumps(evidence)]
+  done = subprocess.run(command, capture_output=True, text=True,
+                        env=dict(os.environ, PYTHONPATH=code))
+  if done.returncode == 2 or not done.stdout.strip():
+    raise RuntimeError(f'recording the test results failed: {done.stderr.strip()[-2000:]}')
+  summary = json.loads(done.stdout.strip().splitlines()[-1])
+  if summary['status'] != STATUS_PASSED:
+    raise ValueError(f'build {variables["build_id"]} FAILED its tests: '
+                     f'{"; ".join(summary["failures"])}')
+  return summary['status']

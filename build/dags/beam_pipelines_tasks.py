@@ -23,6 +23,13 @@ try:  # Airflow 3 (Composer 3)
 except ImportError:  # Airflow 2
   from airflow.operators.python import PythonOperator
 
+try:  # Airflow 3 (Composer 3)
+  from airflow.sdk.exceptions import AirflowFailException
+  from airflow.task.trigger_rule import TriggerRule
+except ImportError:  # Airflow 2
+  from airflow.exceptions import AirflowFailException
+  from airflow.utils.trigger_rule import TriggerRule
+
 import beam_pipelines_support as support
 
 OWNER = 'beam-pipelines'
@@ -38,6 +45,9 @@ RUNNER = "{{ var.value.get('beam_pipelines_runner', 'DataflowRunner') }}"
 PROJECT = "{{ var.value.get('gcp_project', '') }}"
 REGION = "{{ var.value.get('gcp_region', 'us-central1') }}"
 WHEEL_DIR = "{{ var.value.get('beam_pipelines_wheel_dir', '%s') }}" % support.DEFAULT_WHEEL_DIR
+# The optional Composer variables of the Dataflow jobs (service account, network, zone, cap, image).
+SETTINGS = {name: "{{ var.value.get('%s', '') }}" % name
+            for name in [*support.DATAFLOW_VARIABLES, 'beam_pipelines_container_repo']}
 
 
 class BeamRunWheelOperator(BeamRunPythonPipelineOperator):
@@ -58,24 +68,28 @@ def dataflow_job_name(pipeline: str, env: str, build_id: str) -> str:
 
 
 def _prepare(variables: Dict[str, str], workflow: str, wheel: str, run_id: str, project: str,
-             region: str, env: str) -> Dict[str, object]:
+             region: str, env: str, settings: Dict[str, str]) -> Dict[str, object]:
   run_id = safe_run_id(run_id)
-  options = support.job_options(variables, workflow, wheel, run_id, project, region)
+  options = support.job_options(variables, workflow, wheel, run_id, project, region, settings)
   return {
       'options': options,
+      'requirements': support.requirements(wheel),
       'job_name': dataflow_job_name(str(options['pipeline']), env, variables['build_id']),
       'checks': support.workflow_checks(variables, workflow, run_id),
   }
 
 
 def _check(prepared: Dict[str, object]) -> List[dict]:
-  results = []
-  for check in prepared['checks']:  # type: ignore[union-attr]
-    if check.get('check') != 'golden_counts':
-      raise ValueError(f'check {check.get("check")!r} is not implemented in the Composer DAGs')
-    message = support.golden_counts(check['output'], check['reference'])
-    results.append({'check': check['check'], 'passed': True, 'message': message})
-  return results
+  return support.check_results(prepared['checks'])  # type: ignore[arg-type]
+
+
+def _record(bucket: str, variables: Dict[str, str], results: list, workflows: List[str],
+            runner: str, tested_by: str, code: str) -> str:
+  """A failed verdict fails the run at once: retrying cannot change a recorded verdict."""
+  try:
+    return support.record_results(bucket, variables, results, workflows, runner, tested_by, code)
+  except ValueError as error:
+    raise AirflowFailException(str(error)) from None
 
 
 def read_variables_task(env: str) -> PythonOperator:
@@ -97,13 +111,14 @@ def workflow_tasks(workflow: str, env: str, *, check: bool):
       task_id=f'prepare_{workflow}', python_callable=_prepare,
       op_kwargs={'variables': "{{ ti.xcom_pull(task_ids='read_variables') }}",
                  'workflow': workflow, 'wheel': "{{ ti.xcom_pull(task_ids='stage_wheel') }}",
-                 'run_id': '{{ run_id }}', 'project': PROJECT, 'region': REGION, 'env': env})
+                 'run_id': '{{ run_id }}', 'project': PROJECT, 'region': REGION, 'env': env,
+                 'settings': SETTINGS})
   pulled = "{{ ti.xcom_pull(task_ids='prepare_%s')" % workflow
   run = BeamRunWheelOperator(
       task_id=f'run_{workflow}',
       py_file=support.SUBMISSION_MODULE,
       py_options=['-m'],
-      py_requirements=["{{ ti.xcom_pull(task_ids='stage_wheel') }}"],
+      py_requirements=pulled + "['requirements'] }}",  # the wheel, constrained by its lock
       py_system_site_packages=False,
       runner=RUNNER,
       pipeline_options=pulled + "['options'] }}",
@@ -120,9 +135,13 @@ def workflow_tasks(workflow: str, env: str, *, check: bool):
   return prepare, verify
 
 
-def record_passed_task(check_task_ids: List[str]) -> PythonOperator:
-  results = '{{ %s }}' % ' + '.join(f"ti.xcom_pull(task_ids='{t}')" for t in check_task_ids)
+def record_passed_task(workflows: List[str]) -> PythonOperator:
+  """Adds the run's verdicts to the build's test record; runs even when a Beam job failed."""
+  results = '{{ [%s] }}' % ', '.join(f"ti.xcom_pull(task_ids='check_{w}')" for w in workflows)
   return PythonOperator(
-      task_id='record_passed', python_callable=support.record_passed,
+      task_id='record_passed', python_callable=_record,
+      trigger_rule=TriggerRule.ALL_DONE,
       op_kwargs={'bucket': BUCKET, 'variables': "{{ ti.xcom_pull(task_ids='read_variables') }}",
-                 'results': results, 'tested_by': 'composer:{{ dag.dag_id }}/{{ run_id }}'})
+                 'results': results, 'workflows': list(workflows), 'runner': RUNNER,
+                 'tested_by': 'composer:{{ dag.dag_id }}/{{ run_id }}',
+                 'code': "{{ ti.xcom_pull(task_ids='stage_wheel') }}"})

@@ -31,7 +31,7 @@ with DAG(
 ) as dag:
   read_variables = tasks.read_variables_task('test')
   stage_wheel = tasks.stage_wheel_task()
-  record_passed = tasks.record_passed_task([f'check_{w}' for w in WORKFLOWS])
+  record_passed = tasks.record_passed_task(WORKFLOWS)
   read_variables >> stage_wheel
   for workflow in WORKFLOWS:
     first, last = tasks.workflow_tasks(workflow, 'test', check=True)

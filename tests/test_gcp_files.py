@@ -1,0 +1,230 @@
+"""The GCP files, checked offline: Cloud Build configs against their schema, shell scripts with
+shellcheck, the infrastructure script's grants (least privilege), the SDK container's pins, the
+Flex Template spec, and the wiring between Cloud Build, the container and the DAGs."""
+
+from __future__ import annotations
+
+import collections
+import os
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from beam_pipelines.store import identity
+
+from conftest import REPO
+from harness.support import make_project
+
+BIN = pathlib.Path(sys.executable).parent
+CLOUD_BUILD = ['build/cloudbuild.yaml', 'build/cloudbuild-prod.yaml']
+SCRIPTS = ['infra/gcp.sh', 'scripts/composer_dags.sh', 'scripts/submit_build.sh',
+           'scripts/install.sh', 'scripts/install-airflow.sh', '.ci/run']
+INFRA_ENV = {'PROJECT_ID': 'my-project', 'BUCKET': 'my-project-beam', 'GITHUB_OWNER': 'me',
+             'GITHUB_REPO': 'beam-pipelines', 'DRY_RUN': '1'}
+
+
+def _config(path: str) -> dict:
+  return yaml.safe_load((REPO / path).read_text())
+
+
+def _steps(path: str) -> dict:
+  return {step['id']: step for step in _config(path)['steps']}
+
+
+@pytest.mark.integration
+def test_cloud_build_files_match_the_cloudbuild_schema():
+  done = subprocess.run([str(BIN / 'check-jsonschema'), '--builtin-schema', 'vendor.cloudbuild',
+                         *CLOUD_BUILD], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_shell_scripts_pass_shellcheck():
+  done = subprocess.run([str(BIN / 'shellcheck'), *SCRIPTS], cwd=REPO, capture_output=True,
+                        text=True, timeout=120)
+  assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize('path', CLOUD_BUILD)
+def test_builds_run_as_their_own_service_account(path):
+  config = _config(path)
+  assert config['serviceAccount'] == (
+      'projects/${PROJECT_ID}/serviceAccounts/${_BUILD_SERVICE_ACCOUNT}')
+  assert config['options']['logging'] == 'CLOUD_LOGGING_ONLY'  # required with a custom account
+
+
+# ---------------------------------------------------------------------------------------------
+# infra/gcp.sh
+
+
+@pytest.fixture(scope='module')
+def infra_commands() -> list:
+  done = subprocess.run(['bash', 'infra/gcp.sh'], cwd=REPO, capture_output=True, text=True,
+                        env=dict(os.environ, **INFRA_ENV), timeout=60)
+  assert done.returncode == 0, done.stderr
+  return [shlex.split(line[2:]) for line in done.stdout.splitlines() if line.startswith('+ ')]
+
+
+def _flag(command: list, name: str) -> str:
+  return command[command.index(name) + 1]
+
+
+def _grants(commands: list) -> dict:
+  """{service account: {(scope, role)}} of every IAM binding the script adds."""
+  grants = collections.defaultdict(set)
+  for command in commands:
+    if 'add-iam-policy-binding' not in command:
+      continue
+    member = _flag(command, '--member').split(':', 1)[1]
+    scope = command[1] if command[1] != 'iam' else 'service-account'
+    grants[member.split('@')[0]].add((scope, _flag(command, '--role')))
+  return grants
+
+
+def test_each_actor_gets_only_its_roles(infra_commands):
+  assert _grants(infra_commands) == {
+      'beam-pipelines-build': {('storage', 'roles/storage.objectAdmin'),
+                               ('artifacts', 'roles/artifactregistry.writer'),
+                               ('projects', 'roles/composer.user'),
+                               ('projects', 'roles/logging.logWriter')},
+      'beam-pipelines-deploy': {('storage', 'roles/storage.objectAdmin'),
+                                ('projects', 'roles/composer.user'),
+                                ('projects', 'roles/logging.logWriter')},
+      'beam-pipelines-composer': {('projects', 'roles/composer.worker'),
+                                  ('projects', 'roles/dataflow.developer'),
+                                  ('service-account', 'roles/iam.serviceAccountUser'),
+                                  ('storage', 'roles/storage.objectAdmin')},
+      'beam-pipelines-dataflow': {('projects', 'roles/dataflow.worker'),
+                                  ('storage', 'roles/storage.objectAdmin'),
+                                  ('artifacts', 'roles/artifactregistry.reader')},
+  }
+  for command in infra_commands:
+    if command[1] == 'storage' and 'add-iam-policy-binding' in command:
+      assert command[4] == 'gs://my-project-beam' or command[4].startswith('gs://COMPOSER')
+
+
+def test_the_bucket_is_private_and_versioned(infra_commands):
+  (create,) = [c for c in infra_commands if c[1:4] == ['storage', 'buckets', 'create']]
+  assert '--uniform-bucket-level-access' in create and '--public-access-prevention' in create
+  assert ['gcloud', 'storage', 'buckets', 'update', 'gs://my-project-beam', '--versioning'] in (
+      infra_commands)
+
+
+def test_dataflow_gets_a_private_subnetwork(infra_commands):
+  (subnet,) = [c for c in infra_commands if c[1:5] == ['compute', 'networks', 'subnets', 'create']]
+  assert '--enable-private-ip-google-access' in subnet
+  (firewall,) = [c for c in infra_commands if c[1:4] == ['compute', 'firewall-rules', 'create']]
+  assert _flag(firewall, '--rules') == 'tcp:12345-12346'
+
+
+def test_prod_is_deployed_only_after_an_approval(infra_commands):
+  triggers = {_flag(c, '--name'): c for c in infra_commands if c[1:4] == ['builds', 'triggers',
+                                                                          'create']}
+  prod, test = triggers['beam-pipelines-prod'], triggers['beam-pipelines-test']
+  assert '--require-approval' in prod and '--require-approval' not in test
+  assert _flag(prod, '--build-config') == 'build/cloudbuild-prod.yaml'
+  assert _flag(test, '--build-config') == 'build/cloudbuild.yaml'
+  assert 'beam-pipelines-deploy@' in _flag(prod, '--service-account')
+  assert 'beam-pipelines-build@' in _flag(test, '--service-account')
+  # Every substitution a trigger passes is one its config declares.
+  for trigger, path in ((prod, CLOUD_BUILD[1]), (test, CLOUD_BUILD[0])):
+    given = {pair.split('=', 1)[0] for pair in _flag(trigger, '--substitutions').split(',')}
+    assert given <= set(_config(path)['substitutions']), given - set(_config(path)['substitutions'])
+
+
+def test_composer_runs_as_its_own_account(infra_commands):
+  (create,) = [c for c in infra_commands if c[1:4] == ['composer', 'environments', 'create']]
+  assert _flag(create, '--service-account').startswith('beam-pipelines-composer@')
+
+
+# ---------------------------------------------------------------------------------------------
+# The SDK container and the Flex Template
+
+
+def _lock_version(package: str) -> str:
+  match = re.search(rf'^{package}==(\S+)$', (REPO / 'requirements' / 'lock.txt').read_text(), re.M)
+  assert match, package
+  return match.group(1)
+
+
+def test_the_container_is_beams_image_of_the_locked_version_with_the_lock():
+  dockerfile = (REPO / 'build' / 'container' / 'Dockerfile').read_text()
+  assert re.search(r'^ARG BEAM_SDK_IMAGE=apache/beam_python3\.11_sdk:(\S+)$', dockerfile,
+                   re.M).group(1) == _lock_version('apache-beam')
+  assert 'COPY requirements/lock.txt lock.txt' in dockerfile and 'COPY dist/*.whl ./' in dockerfile
+  assert re.search(r'pip install [^\n]*-c lock\.txt "\$\{wheel\}\[ml\]"', dockerfile)
+  assert 'pip check' in dockerfile
+
+
+def test_the_container_step_tags_by_the_harness_build_id_before_the_test():
+  steps = _steps(CLOUD_BUILD[0])
+  order = list(steps)
+  assert order.index('build') < order.index('container') < order.index('test')
+  script = steps['container']['args'][1]
+  assert 'docker build -f build/container/Dockerfile -t "${_CONTAINER_REPO}/sdk:$${build_id}"' in (
+      script)
+  assert 'docker push "${_CONTAINER_REPO}/sdk:$${build_id}"' in script
+  assert 'dist/manifest.json' in script
+  # The DAGs' container repository is the one pushed to.
+  assert 'beam_pipelines_container_repo=${_CONTAINER_REPO}/sdk' in (
+      steps['set-composer-variables']['args'][1])
+
+
+def test_cloud_build_sets_every_composer_variable_the_dags_read():
+  sys.path.insert(0, str(REPO / 'build' / 'dags'))
+  try:
+    import beam_pipelines_support as support
+  finally:
+    sys.path.pop(0)
+  script = _steps(CLOUD_BUILD[0])['set-composer-variables']['args'][1]
+  set_names = set(re.findall(r'(?:^|\s)([a-z_]+)=', script))
+  assert set_names == set(support.AIRFLOW_VARIABLES) - {'beam_pipelines_wheel_dir'}
+
+
+def test_the_flex_template_parameters_are_the_word_counts_flags():
+  import argparse
+  import json
+
+  from beam_pipelines import wordcount
+  parser = argparse.ArgumentParser()
+  wordcount.add_wordcount_arguments(parser)
+  flags = {a.dest for a in parser._actions if a.dest != 'help'}
+  spec = json.loads((REPO / 'build' / 'flex-template' / 'wordcount-metadata.json').read_text())
+  assert {p['name'] for p in spec['parameters']} == flags
+  for parameter in spec['parameters']:
+    for regex in parameter.get('regexes', []):
+      re.compile(regex)
+  main = (REPO / 'build' / 'flex-template' / 'wordcount_main.py').read_text()
+  assert 'wordcount.run()' in main
+  assert 'FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py' in (
+      REPO / 'build' / 'container' / 'Dockerfile').read_text()
+  steps = _steps(CLOUD_BUILD[0])
+  assert '--metadata-file build/flex-template/wordcount-metadata.json' in (
+      steps['flex-template']['args'][1])
+
+
+# ---------------------------------------------------------------------------------------------
+# The upload without .git
+
+
+@pytest.mark.integration
+def test_submit_build_records_the_commit_for_an_upload_without_git(tmp_path):
+  project = make_project(tmp_path / 'project')
+  done = subprocess.run(['bash', 'scripts/submit_build.sh', '--substitutions', '_BUCKET=b'],
+                        cwd=project, env=dict(os.environ, DRY_RUN='1'), capture_output=True,
+                        text=True, timeout=60)
+  assert done.returncode == 0, done.stderr
+  assert done.stdout.strip() == ('+ gcloud builds submit --config build/cloudbuild.yaml '
+                                 '--substitutions _BUCKET=b .')
+  head = subprocess.run(['git', 'log', '-1', '--format=%H %ct'], cwd=project, capture_output=True,
+                        text=True, check=True).stdout.strip()
+  assert (project / identity.SOURCE_VERSION_FILE).read_text().strip() == head
+  ignored = (project / '.gcloudignore').read_text().splitlines()
+  assert '.git' in ignored and '!SOURCE_VERSION' in ignored
+  (project / '.git').rename(tmp_path / 'git-moved-away')  # what the upload holds
+  commit, dirty, epoch = identity.git_info(project)
+  assert (commit, dirty, str(epoch)) == (*head.split()[:1], False, head.split()[1])
