@@ -28,6 +28,8 @@ import sys
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
+import numpy as np
+import pandas as pd
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -330,6 +332,34 @@ class ParseCsvFileFn(beam.DoFn):
         'extra_columns': parser.extra_columns if parser else []})
 
 
+class ParseCsvBatchesFn(ParseCsvFileFn):
+  """As ``ParseCsvFileFn``, but good rows leave as frames of up to ``batch_size`` rows: pandas
+  DataFrames with the spec's columns, object dtype, each cell the value a row dict would hold."""
+
+  def __init__(self, spec: DatasetSpec, batch_size: int, require_label: bool = True,
+               require_features: bool = False):
+    super().__init__(spec, require_label, require_features)
+    self.batch_size = batch_size
+    self._buffer: List[List[Any]] = []
+
+  def emit(self, values: List[Any], fields: List[str]) -> Iterable[Any]:
+    self._buffer.append(values)
+    if len(self._buffer) >= self.batch_size:
+      yield from self.flush()
+
+  def flush(self) -> Iterable[Any]:
+    if self._buffer:
+      cells = np.empty((len(self._buffer), len(self.spec.columns)), dtype=object)
+      cells[:] = self._buffer
+      self._buffer = []
+      yield pd.DataFrame(cells, columns=list(self.spec.columns))
+
+
+def count_rows(elements) -> int:
+  """Rows in a PCollection's element: a frame's length, else 1 (a row dict)."""
+  return len(elements) if isinstance(elements, pd.DataFrame) else 1
+
+
 def resolve_spec(spec: DatasetSpec, file_pattern: Patterns) -> DatasetSpec:
   """The spec with "all" expanded against the first file's header (already-resolved specs pass)."""
   return spec if spec.is_resolved else spec.resolve(read_header(file_pattern))
@@ -361,18 +391,24 @@ class ReadCsvRows(beam.PTransform):
   ``require_label=False`` reads data without (or with unusable) labels, e.g. for inference.
   ``require_features=True`` dead-letters every record of a file whose header lacks a feature
   column (scoring: a model's input is never imputed for a whole file).
+  ``batch_size > 0``: ``rows`` are frames of up to that many rows (``ParseCsvBatchesFn``).
   """
 
   def __init__(self, file_pattern: Patterns, spec: DatasetSpec, require_label: bool = True,
-               require_features: bool = False):
+               require_features: bool = False, batch_size: int = 0):
     super().__init__()
     self.file_pattern = file_pattern
     self.spec = resolve_spec(spec, file_pattern)
     self.require_label = require_label
     self.require_features = require_features
+    self.batch_size = batch_size
 
   def expand(self, root):
-    parse = ParseCsvFileFn(self.spec, self.require_label, self.require_features)
+    if self.batch_size > 0:
+      parse = ParseCsvBatchesFn(self.spec, self.batch_size, self.require_label,
+                                self.require_features)
+    else:
+      parse = ParseCsvFileFn(self.spec, self.require_label, self.require_features)
     return root | 'ReadCsv' >> ReadCsvFiles(self.file_pattern, parse, (DEAD_LETTER, FILES))
 
 
