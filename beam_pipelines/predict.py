@@ -41,6 +41,7 @@ runtime.answer_help_early(__name__, 'predict', __doc__, add_predict_arguments)
 import hashlib
 import json
 import logging
+from json.encoder import encode_basestring_ascii  # what json.dumps does to a str
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -91,7 +92,7 @@ def prediction_lines(result: PredictionResult, key_column: Optional[str]) -> Tup
   """A scored frame -> (its predictions as JSON lines joined by newlines, how many): each line is
   ``json.dumps(to_prediction(...), sort_keys=True)``, written without a dict per row."""
   probabilities = result.inference.tolist()
-  lines = [f'{{"key": {json.dumps(key)}, "prediction": {int(p >= DECISION_THRESHOLD)}, '
+  lines = [f'{{"key": {encode_basestring_ascii(key)}, "prediction": {int(p >= DECISION_THRESHOLD)}, '
            f'"probability": {float.__repr__(p)}}}'
            for key, p in zip(frame_keys(result.example, key_column), probabilities)]
   return '\n'.join(lines), len(lines)
