@@ -118,7 +118,14 @@ def scoring(args, root: pathlib.Path) -> None:
   ours = best_of(args.repeat, lambda: predict.run(
       ['--input', str(root / 'new.csv'), '--model', str(root / 'logistic'),
        '--output', str(root / 'p')]))
+  mldata.taxi_frame(1000, seed=98).to_csv(root / 'small.csv', index=False)
+  startup = best_of(args.repeat, lambda: predict.run(
+      ['--input', str(root / 'small.csv'), '--model', str(root / 'logistic'),
+       '--output', str(root / 'p_small')]))
   rate = args.rows / ours['best']
+  marginal = (args.rows - 1000) / max(ours['best'] - startup['best'], 1e-9)
+  row('predict start-up (1,000 rows)', spread(startup),
+      f'{args.rows:,} rows less start-up: {marginal:,.0f} rows/s', '', '(fixed cost)', True)
   row(f'predict, {args.rows:,} CSV rows', f'{spread(ours)}, {rate:,.0f} rows/s',
       f'pandas.read_csv + predict_proba {spread(reference)}',
       f'{ours["best"] / reference["best"]:.1f}x the reference', '>= 100,000 rows/s',
