@@ -23,11 +23,12 @@ from invoke import task as invoke_task
 
 from beam_pipelines.ct.lineage import render as render_lineage
 from beam_pipelines.ct.paths import model_registry
-from beam_pipelines.ct.registry import describe
+from beam_pipelines.ct.registry import VERSION_NUMBER, describe
 from beam_pipelines.harness import build as build_step
 from beam_pipelines.harness import deploy as deploy_step
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.run import run_pipeline as run_deployed
+from beam_pipelines.harness.site import build_site
 from beam_pipelines.harness.status import status_lines
 from beam_pipelines.harness.testing import run_test
 from beam_pipelines.store import bucket as bucket_io
@@ -41,24 +42,35 @@ CT_EXIT_STATUSES = (0, 1, 3)  # pushed or no trigger, stopped at validation, NOT
 
 
 def task(*args, **kwargs):
-  """invoke's ``@task``, with each ``:param x:`` docstring line as the ``--help`` of ``--x``."""
+  """invoke's ``@task``, with each ``:param x:`` docstring line as the ``--help`` of ``--x``, and
+  no automatic short flags: invoke would derive ``-f`` for ``approval --off`` (a gate turned off by
+  one letter) and ``-b`` for ``--bucket`` in most tasks but ``--build-id`` in ``deploy``."""
   def decorate(fn):
     help_lines = dict(re.findall(r':param (\w+): (.+)', fn.__doc__ or ''))
-    return invoke_task(help=help_lines, **kwargs)(fn)
+    return invoke_task(help=help_lines, auto_shortflags=False, **kwargs)(fn)
   return decorate(args[0]) if args and callable(args[0]) else decorate
 
 
 @contextlib.contextmanager
 def refusals():
-  """Turns any refusal into a clear one-line message and exit status 1."""
+  """Turns any refusal into a clear one-line message and exit status 1 (a failure after a commit
+  point says so: INCOMPLETE, not REFUSED)."""
   try:
     yield
   except Refusal as error:
-    raise Exit(f'[beam-pipelines] REFUSED: {error}', code=1) from None
+    verdict = 'INCOMPLETE' if getattr(error, 'committed', False) else 'REFUSED'
+    raise Exit(f'[beam-pipelines] {verdict}: {error}', code=1) from None
+  except OSError as error:  # a full disk, a read-only bucket, a path that is a file
+    raise Exit(f'[beam-pipelines] FAILED: {error}. A disk, permission or path problem; commit '
+               f'points are written last, so what was live still is.', code=1) from None
 
 
 def _bucket(url):
-  return resolve_bucket(url, REPO)
+  """The bucket URL of a task; a gs:// bucket that cannot be reached is refused in seconds."""
+  resolved = resolve_bucket(url, REPO)
+  with refusals():
+    bucket_io.check_reachable(resolved)
+  return resolved
 
 
 def _say(line: str) -> None:
@@ -101,16 +113,17 @@ def deploy(c, build_id=None, approve=False, override_blessing=None, bucket=None)
 
 
 @task
-def rollback(c, build_id=None, approve=False, bucket=None):
+def rollback(c, build_id=None, approve=False, override_blessing=None, bucket=None):
   """Point prod back to the build deployed before the live one (or --build-id); recorded.
 
   :param build_id: roll back to this build (it must have been deployed to prod before).
   :param approve: confirm the rollback when the approval gate is on.
+  :param override_blessing: roll back to a build whose model is NOT_BLESSED; the reason is recorded.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
     url = _bucket(bucket)
-    deploy_step.rollback(url, build_id, approve)
+    deploy_step.rollback(url, build_id, approve, override_blessing)
     _summary(url)
 
 
@@ -139,6 +152,18 @@ def status(c, pipeline=None, bucket=None):
   """
   with refusals():
     print('\n'.join(status_lines(_bucket(bucket), pipelines=[pipeline] if pipeline else None)))
+
+
+@task
+def report(c, pipeline=None, bucket=None):
+  """Write the bucket's static site (deployments, history, tests, registry, lineage, reports).
+
+  :param pipeline: only this ML pipeline's registry (default: every one).
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  """
+  with refusals():
+    index = build_site(_bucket(bucket), pipeline)
+    _say(f'report: site written; open {index}')
 
 
 @task
@@ -171,8 +196,13 @@ def unlock(c, force=False, bucket=None):
 
 
 def _summary(url: str) -> None:
-  """Final lines of deploy/rollback: what is deployed where."""
-  lines = status_lines(url, limit=3)
+  """Final lines of deploy/rollback: what is deployed where (the change is done: a status that
+  cannot be read is said, never turned into a failure)."""
+  try:
+    lines = status_lines(url, limit=3)
+  except Refusal as error:
+    _say(f'done; the status summary could not be read: {error}')
+    return
   _say('deployed: ' + lines[2])
   for line in lines[:2] + lines[3:]:
     print(line)
@@ -258,35 +288,37 @@ def model_list(c, pipeline=None, bucket=None):
 
 
 @task(name='model-promote')
-def model_promote(c, version, reason='', pipeline=None, bucket=None):
+def model_promote(c, version, reason='', override_blessing=None, pipeline=None, bucket=None):
   """Point the `production` alias at a registered version (atomic, recorded in the history).
 
   :param version: the version number to serve.
   :param reason: why (recorded).
+  :param override_blessing: promote a version that is not BLESSED; the reason is recorded.
   :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
-    if not str(version).isdigit():
+    if not VERSION_NUMBER.fullmatch(str(version)):
       raise HarnessError(f'--version must be a registered version number (see `invoke '
                          f'model-list`), got {version!r}')
     reg = _registry(_bucket(bucket), pipeline)
-    event = reg.promote(int(version), reason)
+    event = reg.promote(int(version), reason, override_blessing)
     _say(f'model-promote: production is v{reg.aliases()["production"]}'
          + ('' if event else ' (already)'))
 
 
 @task(name='model-rollback')
-def model_rollback(c, reason='', pipeline=None, bucket=None):
+def model_rollback(c, reason='', override_blessing=None, pipeline=None, bucket=None):
   """Point `production` back at the version it held before the live one (recorded).
 
   :param reason: why (recorded).
+  :param override_blessing: roll back to a version that is not BLESSED; the reason is recorded.
   :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
     reg = _registry(_bucket(bucket), pipeline)
-    event = reg.rollback(reason)
+    event = reg.rollback(reason, override_blessing)
     move = event['moves']['production']
     _say(f'model-rollback: production v{move["from"]} -> v{move["to"]}')
 

@@ -31,6 +31,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                       help='CSV file or glob instead of --features: every row is scored (label '
                            'required; rows that cannot be typed go to EDIR/dead_letter/).')
   parser.add_argument('--model', required=True, help='Candidate model directory.')
+  parser.add_argument('--model_sha256', default=None,
+                      help="The candidate model file's sha256 as the step that trained it "
+                           'recorded it (checked before loading, besides the metadata).')
   parser.add_argument('--baseline_model', default=None,
                       help='Baseline (e.g. production) model directory; none: rubber stamp.')
   parser.add_argument('--baseline_sha256', default=None,
@@ -67,7 +70,7 @@ from apache_beam.pvalue import AsSingleton
 
 from beam_pipelines.ml import artifacts, blessing, csv_io, inference, model_io, report, tabular
 from beam_pipelines.ml.input_schema import InputSchema
-from beam_pipelines.ml.metrics import BinaryMetricsCombineFn
+from beam_pipelines.ml.metrics import CURVES, BinaryMetricsCombineFn
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
 
@@ -147,8 +150,10 @@ def assemble(slice_metrics: List[Tuple[SliceKey, Dict[str, Any]]],
     document['models'][name] = {**info, 'overall': {}, 'slices': {}}
   for (name, feature, value), metrics in sorted(slice_metrics, key=lambda kv: kv[0]):
     entry = document['models'][name]
+    curves = metrics.pop(CURVES, None)
     if feature == OVERALL:
       entry['overall'] = _clean(metrics)
+      entry[CURVES] = curves  # ROC and calibration points of the report's charts
     else:
       entry['slices'][value] = _clean(metrics)
   return document
@@ -289,7 +294,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   if known.baseline_record:
     registered = bucket.read_json(known.baseline_record, 'baseline registry record').get('metrics')
   rule = blessing.BlessingRule.load(known.blessing_config, registered)
-  models = {CANDIDATE: describe_model(known.model)}
+  models = {CANDIDATE: describe_model(known.model, known.model_sha256)}
   schema = model_io.read_input_schema(known.model)
   if known.baseline_model:
     models[BASELINE] = describe_model(known.baseline_model, known.baseline_sha256)

@@ -26,7 +26,7 @@ def add_features_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--spec', default=None,
                       help='Dataset spec, YAML or JSON (default: the bundled taxi spec).')
   parser.add_argument('--output', default='outputs/features', help='Output directory.')
-  parser.add_argument('--batch_size', type=int, default=50000,
+  parser.add_argument('--batch_size', type=runtime.count(1), default=50000,
                       help='Rows per Arrow batch handed to the Parquet writer.')
 
 

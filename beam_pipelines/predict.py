@@ -32,7 +32,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                       help="The model file's sha256 as a registry recorded it (checked before "
                            'loading, besides the metadata beside the file).')
   parser.add_argument('--output', required=True, help='Output directory.')
-  parser.add_argument('--num_shards', type=int, default=0, help='Prediction shards (0: runner).')
+  parser.add_argument('--num_shards', type=runtime.count(0), default=0,
+                      help='Prediction shards (0: runner).')
 
 
 # Answers --help before importing Beam (~2 s).

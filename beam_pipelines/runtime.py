@@ -4,14 +4,16 @@ options, Dataflow staging (``submission``), running to completion."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import re
 import sys
 import warnings
-from typing import Callable
+from typing import Callable, List, Sequence
 
 from beam_pipelines import submission
-from beam_pipelines.store.console import progress
+from beam_pipelines.store.console import progress, ticking
 
 
 def quiet_startup_noise() -> None:
@@ -28,6 +30,35 @@ def quiet_startup_noise() -> None:
   logging.getLogger('absl').setLevel(logging.ERROR)
 
 
+def count(minimum: int) -> Callable[[str], int]:
+  """An argparse type: a whole number >= ``minimum``, in ASCII digits (``int('٣')`` is 3)."""
+  def parse(text: str) -> int:
+    if not re.fullmatch(r'[+]?[0-9]{1,12}', text.strip()) or int(text) < minimum:
+      raise argparse.ArgumentTypeError(f'expected a whole number >= {minimum}, got {text!r}')
+    return int(text)
+  parse.__name__ = f'whole number >= {minimum}'
+  return parse
+
+
+def local_path_problem(input_pattern, output) -> str:
+  """Why a local ``--input`` (one pattern or several) or ``--output`` cannot work, before any
+  pipeline runs ('' if none): an input that is a directory, an output below something that is a
+  file."""
+  patterns = [input_pattern] if isinstance(input_pattern, str) else list(input_pattern or ())
+  for pattern in patterns:
+    if '://' not in pattern and os.path.isdir(pattern):
+      return (f'argument --input: {pattern} is a directory; give a file or a pattern such as '
+              f'{pattern.rstrip("/")}/*')
+  if output and '://' not in output:
+    parent = os.path.dirname(os.path.abspath(output))
+    while parent and not os.path.exists(parent):
+      parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+      return f'argument --output: {parent} is a file, not a directory'
+  return ''
+
+
+LONG_RUN_SECONDS = 3.0  # Beam runs longer than this get a live line and a timed summary
 BEAM_OPTIONS_EPILOG = 'Any other flag is a Beam pipeline option (--runner, --direct_num_workers, ...).'
 
 
@@ -64,9 +95,51 @@ def pipeline_arguments(pipeline: str, argv, add_arguments: Callable[[argparse.Ar
   parser = argparse.ArgumentParser(prog=f'python -m beam_pipelines.{pipeline}', allow_abbrev=False)
   add_arguments(parser)
   known, beam_args = parser.parse_known_args(argv)
+  reject_unknown_flags(parser, beam_args)
+  problem = local_path_problem(getattr(known, 'input', None), getattr(known, 'output', None))
+  if problem:
+    parser.error(problem)
   options = PipelineOptions(beam_args)
   options.view_as(SetupOptions).save_main_session = save_main_session
   return known, options
+
+
+def _beam_option_parser() -> argparse.ArgumentParser:
+  """One parser holding every Beam pipeline option (each PipelineOptions subclass's flags)."""
+  from apache_beam.options.pipeline_options import PipelineOptions
+
+  parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  seen, pending = set(), list(PipelineOptions.__subclasses__())
+  while pending:
+    cls = pending.pop()
+    if cls in seen:
+      continue
+    seen.add(cls)
+    pending.extend(cls.__subclasses__())
+    try:
+      cls._add_argparse_args(parser)  # noqa: SLF001 - Beam's own hook, as PipelineOptions uses it
+    except argparse.ArgumentError:
+      continue  # a flag two subclasses both declare (Beam merges them the same way)
+  return parser
+
+
+def _flags(parser: argparse.ArgumentParser) -> List[str]:
+  return [flag for action in parser._actions for flag in action.option_strings]  # noqa: SLF001
+
+
+def reject_unknown_flags(parser: argparse.ArgumentParser, beam_args: Sequence[str]) -> None:
+  """Exit status 2 (argparse's usage error) when a flag is neither the pipeline's nor Beam's,
+  naming the closest known flag; Beam's own options pass through untouched."""
+  beam = _beam_option_parser()
+  beam.error = lambda message: None  # only the unknown list is wanted here
+  _, unknown = beam.parse_known_args(list(beam_args))
+  for token in unknown:
+    if not token.startswith('-'):
+      continue
+    flag = token.split('=', 1)[0]
+    close = difflib.get_close_matches(flag, _flags(parser) + _flags(beam), n=1)
+    parser.error(f'unknown flag {flag}' + (f'; did you mean {close[0]}?' if close else '')
+                 + ' (see --help)')
 
 
 def is_dry_run(options) -> bool:
@@ -88,5 +161,8 @@ def run_to_completion(pipeline, options, name: str):
     job_name = getattr(getattr(job, 'proto', None), 'name', None) or 'the job'
     progress(f'{name}: --dry_run: Dataflow job {job_name} built, not submitted; nothing written')
   else:
-    result.wait_until_finish()
+    with ticking(name, 'Beam pipeline running') as line:
+      result.wait_until_finish()
+    if line.elapsed >= LONG_RUN_SECONDS:
+      progress(f'{name}: Beam pipeline finished ({line.elapsed:.1f}s)')
   return result

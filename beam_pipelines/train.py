@@ -48,16 +48,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help='Validation verdict.json (or its directory); "anomalous" refuses training.')
   parser.add_argument('--classifier', choices=CLASSIFIERS, default='logistic')
   parser.add_argument('--C', type=float, default=1.0, help='logistic: inverse regularisation.')
-  parser.add_argument('--max_iter', type=int, default=None,
+  parser.add_argument('--max_iter', type=runtime.count(1), default=None,
                       help='logistic/gbt: iterations (default: logistic 1000, gbt 100).')
   parser.add_argument('--learning_rate', type=float, default=0.1, help='gbt: learning rate.')
-  parser.add_argument('--max_depth', type=int, default=None, help='gbt: tree depth (None: no cap).')
-  parser.add_argument('--max_leaf_nodes', type=int, default=31, help='gbt: leaves per tree.')
+  parser.add_argument('--max_depth', type=runtime.count(1), default=None,
+                      help='gbt: tree depth (None: no cap).')
+  parser.add_argument('--max_leaf_nodes', type=runtime.count(2), default=31,
+                      help='gbt: leaves per tree.')
   parser.add_argument('--early_stopping', type=_boolean, default=True,
                       help='gbt: stop when the held-out loss stops improving (default true).')
   parser.add_argument('--validation_fraction', type=float, default=0.1,
                       help='gbt: share of the train split held out for early stopping.')
-  parser.add_argument('--n_iter_no_change', type=int, default=10,
+  parser.add_argument('--n_iter_no_change', type=runtime.count(1), default=10,
                       help='gbt: iterations without improvement before stopping.')
   parser.add_argument('--random_state', type=int, default=0, help='Seed (determinism).')
 

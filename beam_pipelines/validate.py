@@ -54,7 +54,6 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
 runtime.answer_help_early(__name__, 'validate', __doc__, add_validate_arguments)
 
 import contextlib
-import html
 import io
 import logging
 import math
@@ -66,7 +65,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import submission
-from beam_pipelines.ml import artifacts
+from beam_pipelines.ml import artifacts, validation_report
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.runtime import quiet_startup_noise
 from beam_pipelines.store import bucket
@@ -383,35 +382,10 @@ def verdict_allows_training(path: str) -> bool:
     raise ValidationError(str(error)) from None
 
 
-def _table(rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
-  if not rows:
-    return '<p>none</p>'
-  head = ''.join(f'<th>{html.escape(c)}</th>' for c in columns)
-  body = ''.join('<tr>' + ''.join(f'<td>{html.escape(str(r.get(c)))}</td>' for c in columns)
-                 + '</tr>' for r in rows)
-  return f'<table border="1" cellpadding="4"><tr>{head}</tr>{body}</table>'
-
-
-def render_report(verdict: Dict[str, Any], lhs, rhs, lhs_name: str, rhs_name: str) -> str:
-  """A self-contained page: verdict, anomalies, distances, then TFDV's own Facets statistics."""
-  _tfdv()
-  from tensorflow_data_validation.utils import display_util
-  colour = {'ok': '#2e7d32', 'drift': '#ef6c00', 'anomalous': '#c62828'}[verdict['status']]
-  facets = display_util.get_statistics_html(lhs, rhs, lhs_name=lhs_name, rhs_name=rhs_name)
-  return (
-      '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Data validation</title></head>'
-      '<body style="font-family: sans-serif">'
-      f'<h1 style="color: {colour}">Verdict: {verdict["status"]}</h1>'
-      f'<p>{html.escape(verdict["message"])}</p><p>rows: {html.escape(str(verdict["rows"]))}</p>'
-      '<h2>Anomalies</h2>'
-      + _table(verdict['anomalies'], ('feature', 'split', 'types', 'description'))
-      + '<h2>Drift (against the previous span)</h2>'
-      + _table(verdict['drift'], ('feature', 'measure', 'value', 'threshold', 'exceeded'))
-      + '<h2>Skew (training against serving)</h2>'
-      + _table(verdict['skew'], ('feature', 'measure', 'value', 'threshold', 'exceeded'))
-      + f'<h2>Statistics ({html.escape(lhs_name)} vs {html.escape(rhs_name)})</h2>'
-      + facets + '</body></html>')
-
+def render_report(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -> str:
+  """A self-contained page (``beam_pipelines.ml.validation_report``): verdict, anomalies first,
+  distances against thresholds, per-feature distribution charts; nothing loaded from a CDN."""
+  return validation_report.render(verdict, statistics, previous)
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
@@ -474,11 +448,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   _write_text(FileSystems.join(output, artifacts.SCHEMA_FILE), text_format.MessageToString(schema))
   _write_text(FileSystems.join(output, artifacts.ANOMALIES_FILE),
               text_format.MessageToString(merged))
-  lhs, rhs, names = statistics[artifacts.TRAIN], statistics[artifacts.EVAL], ('train', 'eval')
-  if previous is not None:
-    rhs, names = previous, ('train', 'previous span')
   _write_text(FileSystems.join(output, artifacts.REPORT_FILE),
-              render_report(verdict, lhs, rhs, *names))
+              render_report(verdict, statistics, previous))
   bucket.write_json(FileSystems.join(output, artifacts.VERDICT_FILE), verdict)
   _report(verdict, output)
   return verdict

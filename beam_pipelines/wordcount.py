@@ -26,7 +26,8 @@ def add_wordcount_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
       '--output', default='outputs/wordcount/counts', help='Output path prefix of the shards.')
   parser.add_argument(
-      '--num_shards', type=int, default=0, help='Number of output shards (0: runner decides).')
+      '--num_shards', type=runtime.count(0), default=0,
+      help='Number of output shards (0: runner decides).')
 
 
 # Answers --help before importing Beam (~2 s).

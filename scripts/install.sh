@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.11) and installs the pinned dependency set plus this project (editable),
-# then .venv-airflow (Airflow, only to validate build/dags/; it cannot share .venv with TFDV).
+# then .venv-airflow (Airflow, only to validate build/dags/; it cannot share .venv with TFDV), and
+# Debian's chromium + chromium-driver when missing (the browser tests of the HTML reports).
 # Usage: scripts/install.sh            # idempotent: re-running only installs what changed
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,16 @@ if sys.version_info[:2] != (3, 11):
     sys.exit(f"beam-pipelines' lock is for Python 3.11; found {sys.version.split()[0]}. "
              "Set PYTHON=/path/to/python3.11.")
 PY
+
+# Headless Chromium for the browser tests of the HTML reports (Debian's packages; root or sudo).
+if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=$([ "$(id -u)" = 0 ] && echo || echo sudo)
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "install Chromium and chromedriver for the browser tests (tests/test_reports.py)" >&2
+  fi
+fi
 
 VENV=${VENV:-.venv}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"

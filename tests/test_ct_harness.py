@@ -83,7 +83,8 @@ def scenario(tmp_path_factory):
   run('lineage', 'lineage', '--model', 'production')
   run('model_list', 'model-list')
   s.promoted = 1 if s.production_after != 1 else s.registry.numbers()[-1]
-  run('promote', 'model-promote', '--version', str(s.promoted), '--reason', 'scenario: promote')
+  run('promote', 'model-promote', '--version', str(s.promoted), '--reason', 'scenario: promote',
+      '--override-blessing', 'scenario: the version may be NOT_BLESSED')
   s.after_promote = s.registry.aliases()
   return s
 

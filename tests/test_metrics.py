@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score, roc_curve
 
 from beam_pipelines.ml import metrics
 
@@ -67,6 +67,25 @@ class TestAgainstSklearn:
   def test_counts(self, combined):
     assert combined['example_count'] == len(self.PAIRS)
     assert combined['positive_count'] == sum(self.LABELS)
+
+
+  def test_roc_points_lie_on_sklearns_curve(self, combined):
+    fpr, tpr, _ = roc_curve(self.LABELS, self.SCORES)
+    roc = combined['curves']['roc']
+    assert roc[0] == [1.0, 1.0] and roc[-1] == [0.0, 0.0] and len(roc) == 101
+    for x, y in roc:  # each point is (within the histogram's resolution) on the exact curve
+      assert min(abs(y - np.interp(x, fpr, tpr)), abs(x - np.interp(y, tpr, fpr))) < 0.02
+
+  def test_calibration_bins_count_every_example_and_match_the_observed_rate(self, combined):
+    bins = combined['curves']['calibration']
+    assert sum(count for _, _, count in bins) == len(self.PAIRS)
+    scores, labels = np.array(self.SCORES), np.array(self.LABELS)
+    index = np.minimum((scores * 10).astype(int), 9)
+    for mean_p, observed, count in bins:
+      members = index == min(int(mean_p * 10), 9)
+      assert count == members.sum()
+      assert observed == pytest.approx(labels[members].mean(), abs=1e-6)
+      assert mean_p == pytest.approx(scores[members].mean(), abs=1e-4)  # bucket midpoints
 
 
 def test_auc_is_exact_when_scores_fall_in_distinct_buckets():

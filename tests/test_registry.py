@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import threading
 
 import pytest
 
-from beam_pipelines.ct import lineage, loop, registry
+from beam_pipelines.ct import lineage, loop, registry, steps
 from beam_pipelines.ct.cache import CACHED, MARKER, RAN, StepCache, step_key
 from beam_pipelines.ct.registry import RegistryError
 from beam_pipelines.ml import artifacts, model_io
-from beam_pipelines.store.errors import LockedError, StorageError
+from beam_pipelines.store.errors import LockedError, Refusal, StorageError
 
 
 def save(directory, weights):
@@ -131,7 +134,7 @@ class TestAliases:
 
   def test_promote_then_rollback_walks_back_and_stops(self, reg, models):
     for model in models:
-      reg.push(model)
+      reg.push(model, blessing={'status': 'BLESSED'})
     reg.promote(1)
     reg.promote(3, 'manual')
     event = reg.rollback('bad predictions')
@@ -139,6 +142,35 @@ class TestAliases:
     assert event['event'] == registry.EVENT_ROLLBACK and event['reason'] == 'bad predictions'
     with pytest.raises(RegistryError, match='nothing to roll back to'):
       reg.rollback()
+
+  def test_promote_refuses_a_version_not_blessed_unless_overridden_and_records_why(self, reg,
+                                                                                   models):
+    reg.push(models[0], blessing={'status': 'NOT_BLESSED'})
+    with pytest.raises(RegistryError, match='v1 is NOT_BLESSED, not BLESSED'):
+      reg.promote(1)
+    assert reg.aliases() == {}
+    event = reg.promote(1, override_blessing='hotfix: the old model is broken')
+    assert reg.aliases()[registry.PRODUCTION] == 1
+    assert event[registry.BLESSING_OVERRIDE] == 'hotfix: the old model is broken'
+
+  def test_promote_and_rollback_refuse_a_model_file_that_fails_its_sha256(self, reg, models):
+    for model in models[:2]:
+      reg.push(model, blessing={'status': 'BLESSED'})
+    reg.promote(1)
+    reg.promote(2)
+    model_file = pathlib.Path(reg.version_dir(1)) / 'model.joblib'
+    model_file.write_bytes(model_file.read_bytes() + b'payload')
+    with pytest.raises(Refusal, match='bytes changed'):
+      reg.promote(1)
+    with pytest.raises(Refusal, match='bytes changed'):
+      reg.rollback()
+    assert reg.aliases()[registry.PRODUCTION] == 2
+
+  def test_version_numbers_are_ascii_digits_only(self, reg, models):
+    reg.push(models[0])
+    for ref in ('³', '٣', '1.0', '-1'):
+      with pytest.raises(RegistryError, match='unknown model reference'):
+        reg.resolve(ref)
 
   def test_rollback_target_ignores_rollbacks(self):
     def event(kind, to):
@@ -148,7 +180,7 @@ class TestAliases:
     assert registry.rollback_target(events, 2) == 1
 
   def test_a_move_killed_before_its_history_is_recorded_by_the_next(self, reg, models, tmp_path):
-    reg.push(models[0])
+    reg.push(models[0], blessing={'status': 'BLESSED'})
     event = reg.promote(1)
     history = tmp_path / 'registry' / 'taxi' / registry.HISTORY / f'{event["event_id"]}.json'
     history.unlink()
@@ -202,6 +234,65 @@ class TestStepCache:
     directory = cache.run('features', key, lambda d: {'n': 1})[2]
     os.remove(os.path.join(directory, MARKER))
     assert cache.run('features', key, lambda d: {'n': 2})[:2] == ({'n': 2}, RAN)
+
+
+class Poison:
+  """Unpickling this creates a file: the proof that a pickle from the bucket was executed."""
+
+  def __init__(self, proof):
+    self.proof = proof
+
+  def __reduce__(self):
+    return (open, (self.proof, 'w'))
+
+
+def poison_model_dir(directory, proof):
+  """Replaces the model file AND its metadata, consistently, as an attacker with write access
+  to the cache would: only a sha256 recorded elsewhere can tell."""
+  import joblib
+  buffer = io.BytesIO()
+  joblib.dump(Poison(str(proof)), buffer)
+  (pathlib.Path(directory) / artifacts.MODEL_FILE).write_bytes(buffer.getvalue())
+  meta_path = pathlib.Path(directory) / artifacts.MODEL_METADATA_FILE
+  metadata = json.loads(meta_path.read_text())
+  metadata['model_sha256'] = hashlib.sha256(buffer.getvalue()).hexdigest()
+  meta_path.write_text(json.dumps(metadata))
+
+
+class TestPoisonedCache:
+
+  def train(self, calls):
+    def step(directory):
+      calls.append(directory)
+      return {'model_sha256': model_io.save_model(
+          {'weights': [1]}, directory, numeric=['a'], categorical=[], label='y',
+          spec_fingerprint='spec', data={'fingerprint': 'data'},
+          hyperparameters={})['model_sha256']}
+    return step
+
+  def test_a_replaced_cached_model_is_retrained_never_unpickled_or_registered(self, tmp_path,
+                                                                               reg):
+    calls, proof = [], tmp_path / 'payload-ran'
+    cache = StepCache(str(tmp_path / 'cache'))
+    key = step_key(steps.TRAINING, features='k', code='c1')
+    first, status, directory = cache.run(steps.TRAINING, key, self.train(calls), steps.verify_model)
+    assert status == RAN
+    poison_model_dir(directory, proof)
+    with pytest.raises(model_io.ModelIntegrityError, match='refusing to unpickle'):
+      reg.push(directory, first['model_sha256'])  # the registry checks the step's record
+    assert reg.numbers() == []
+    again, status, _ = cache.run(steps.TRAINING, key, self.train(calls), steps.verify_model)
+    assert status == RAN and len(calls) == 2  # the poisoned entry was not reused
+    model_io.load_model(directory, again['model_sha256'])
+    assert not proof.exists()
+
+  def test_an_intact_cached_model_is_reused(self, tmp_path):
+    calls = []
+    cache = StepCache(str(tmp_path / 'cache'))
+    key = step_key(steps.TRAINING, features='k', code='c1')
+    cache.run(steps.TRAINING, key, self.train(calls), steps.verify_model)
+    assert cache.run(steps.TRAINING, key, self.train(calls), steps.verify_model)[1] == CACHED
+    assert len(calls) == 1
 
 
 class TestLineage:

@@ -101,7 +101,9 @@ def test_drifted_span_is_flagged_with_the_features_named(runs):
   assert verdict['anomalies'] == []
   assert validate.verdict_allows_training(str(runs['outputs']['drift']))  # drift alone: reported
   report = (runs['outputs']['drift'] / artifacts.REPORT_FILE).read_text()
-  assert 'Verdict: drift' in report and 'payment_type' in report and 'facets' in report
+  assert 'Data validation: <span class="drift"' in report and 'payment_type' in report
+  assert 'data-chart="span-vs-previous-payment_type"' in report and 'facets' not in report.lower()
+  assert 'data-chart="train-vs-serving-payment_type"' in report and 'data-chart="skew-fare"' in report
 
 
 def test_same_distribution_shows_no_drift(runs):

@@ -6,7 +6,9 @@ data (or the key of the step that made them), the code fingerprint and its param
 writes its outputs into ``<cache root>/<step>/<key[:24]>/``; the marker ``done.json``, written
 last, holds the full key and what the step returned. An entry without its marker is unfinished
 (the process died) and the step runs again over it. ``enabled=False`` (``--no_cache``) always runs
-the step and refreshes the entry.
+the step and refreshes the entry. A step may give ``verify``: a hit whose outputs no longer match
+what its marker recorded (e.g. a replaced model file) is reported and the step runs again, so a
+cached output is used only as the bytes its own run recorded.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from beam_pipelines.store import bucket, layout
+from beam_pipelines.store.console import progress
 
 MARKER = 'done.json'
 RAN, CACHED = 'ran', 'cached'
+Verifier = Callable[[Dict[str, Any], str], Optional[str]]  # (result, directory) -> problem or None
 
 
 def step_key(step: str, **inputs: Any) -> str:
@@ -46,14 +50,19 @@ class StepCache:
     done = bucket.read_json(marker, f'cache marker of {step}')
     return done.get('result') if done.get('key') == key else None
 
-  def run(self, step: str, key: str,
-          fn: Callable[[str], Dict[str, Any]]) -> Tuple[Dict[str, Any], str, str]:
-    """(result, 'ran' | 'cached', output directory): ``fn(directory)`` runs only on a miss."""
+  def run(self, step: str, key: str, fn: Callable[[str], Dict[str, Any]],
+          verify: Optional[Verifier] = None) -> Tuple[Dict[str, Any], str, str]:
+    """(result, 'ran' | 'cached', output directory): ``fn(directory)`` runs only on a miss, or
+    when ``verify(result, directory)`` finds the cached outputs are not what the step recorded."""
     directory = self.entry(step, key)
     if self.enabled:
       hit = self.get(step, key)
-      if hit is not None:
+      problem = verify(hit, directory) if hit is not None and verify else None
+      if hit is not None and problem is None:
         return hit, CACHED, directory
+      if problem:
+        progress(f'cache: the cached {step} outputs in {directory} are not what that step '
+                 f'recorded ({problem}); running the step again')
     started = time.monotonic()
     result = fn(directory)
     bucket.write_json(layout.join(directory, MARKER), {

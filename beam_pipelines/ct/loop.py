@@ -142,6 +142,8 @@ class ContinuousTraining:
     """Processes the given spans, else every landed span not processed yet, oldest first."""
     with BucketLock(self.paths.lock, 'continuous training run',
                     guards=f'continuous training of {self.paths.root}'):
+      for root in (self.paths.root, self.registry.root):
+        bucket.remove_stale_temps(root, 'ct')
       if spans is None:
         done = {r['span'] for r in processed_spans(self.paths)}
         landed = landed_spans(self.paths)
@@ -249,7 +251,7 @@ class ContinuousTraining:
     evaluation = done[steps.EVALUATION].result
     model_dir = done[steps.TRAINING].directory
     record, created = self.registry.push(
-        model_dir, metrics=evaluation['metrics'], run_id=run.record['run_id'], lineage=run.path,
+        model_dir, done[steps.TRAINING].result['model_sha256'], metrics=evaluation['metrics'], run_id=run.record['run_id'], lineage=run.path,
         blessing={k: evaluation[k] for k in ('status', 'message', 'rubber_stamped')},
         data=run.record['data'], code=self.code, parameters=run.record['parameters'])
     version = record['version']

@@ -22,6 +22,7 @@ pickle's bytes again before unpickling).
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -39,8 +40,11 @@ ALIASES = (PRODUCTION, CANDIDATE)
 MODEL_FILES = (artifacts.MODEL_FILE, artifacts.MODEL_METADATA_FILE)
 VERSIONS, VERSION_FILE, ALIASES_FILE, HISTORY = 'versions', 'version.json', 'aliases.json', 'history'
 LOCK_FILE = 'registry.lock'
+VERSION_NUMBER = re.compile(r'[0-9]{1,9}')  # ASCII digits only: '³' or '٣' is not a version
 LOCK_WAIT_SECONDS = 120.0  # a push waits this long for another push/move to finish
 EVENT_PUSH, EVENT_PROMOTE, EVENT_ROLLBACK = 'push', 'promote', 'rollback'
+CRASH_POINTS = ('registry-files-written', 'registry-moved')  # $BEAM_PIPELINES_CRASH_AT points
+BLESSING_OVERRIDE = 'blessing_override'  # history field: why a version not BLESSED became production
 
 
 class RegistryError(Refusal):
@@ -73,6 +77,7 @@ class Registry:
           told = True
         time.sleep(0.25)
     try:
+      bucket.remove_stale_temps(self.root, 'registry')
       yield
     finally:
       lock.__exit__(None, None, None)
@@ -99,7 +104,7 @@ class Registry:
     suffix = '/' + VERSION_FILE
     found = []
     for path in bucket.list_tree(layout.join(self.root, VERSIONS)):
-      if path.endswith(suffix) and path[:-len(suffix)].rsplit('/', 1)[-1].isdigit():
+      if path.endswith(suffix) and VERSION_NUMBER.fullmatch(path[:-len(suffix)].rsplit('/', 1)[-1]):
         found.append(int(path[:-len(suffix)].rsplit('/', 1)[-1]))
     return sorted(found)
 
@@ -120,7 +125,7 @@ class Registry:
 
   def resolve(self, ref: Union[str, int]) -> int:
     """'production' / 'candidate' / a version number -> a committed version number."""
-    if isinstance(ref, int) or str(ref).isdigit():
+    if isinstance(ref, int) or VERSION_NUMBER.fullmatch(str(ref)):
       number = int(ref)
       self.record(number)
       return number
@@ -153,13 +158,16 @@ class Registry:
 
   # Writing (each under the registry lock) ----------------------------------------------------
 
-  def push(self, model_dir: str, **facts: Any) -> Tuple[Dict[str, Any], bool]:
+  def push(self, model_dir: str, expected_sha256: Optional[str] = None,
+           **facts: Any) -> Tuple[Dict[str, Any], bool]:
     """Registers the model in ``model_dir`` as the next version; returns (record, created).
 
-    ``facts`` (metrics, blessing, lineage, run_id ...) go into the record. A model whose sha256 is
-    already registered is not registered twice: its record comes back with ``created=False``.
+    ``expected_sha256`` is the model file's sha256 as the step that trained it recorded it (the
+    metadata beside the file could be rewritten with it). ``facts`` (metrics, blessing, lineage,
+    run_id ...) go into the record. A model whose sha256 is already registered is not registered
+    twice: its record comes back with ``created=False``.
     """
-    payload = model_io.read_verified_bytes(model_dir)  # refuses an unfinished or changed model
+    payload = model_io.read_verified_bytes(model_dir, expected_sha256)  # unfinished or changed: no
     metadata = model_io.read_metadata(model_dir)
     with self._locked('registry push'):
       self._record_missing_event()
@@ -187,20 +195,42 @@ class Registry:
     with self._locked(f'registry {event}'):
       return self._move(moves, event, reason, **facts)
 
-  def promote(self, ref: Union[str, int], reason: str = '') -> Optional[Dict[str, Any]]:
-    """Points ``production`` at a version (``model-promote --version N``)."""
-    number = self.resolve(ref)
-    return self.move({PRODUCTION: number}, EVENT_PROMOTE, reason or f'promoted to v{number}')
+  def gate(self, number: int, event: str, override: Optional[str] = None) -> Dict[str, Any]:
+    """What a version must pass to become ``production`` by hand: every file's sha256 against its
+    record (the pickle's bytes too) and a BLESSED verdict, unless ``override`` gives a reason.
+    Returns the facts to record with the move (the override, if one was needed)."""
+    directory, record = self.verified_dir(number)
+    model_io.read_verified_bytes(directory, record['model_sha256'])
+    status = (record.get('blessing') or {}).get('status')
+    if status == artifacts.BLESSED:
+      return {}
+    if override and override.strip():
+      progress(f'registry: v{number} is {status}; {event} anyway, override recorded: '
+               f'"{override.strip()}"')
+      return {BLESSING_OVERRIDE: override.strip()}
+    raise RegistryError(f'model v{number} is {status or "not evaluated"}, not BLESSED: refusing to '
+                        f'make it production. To go ahead anyway, give a reason with '
+                        f'--override-blessing "<why>" (recorded). Nothing was changed.')
 
-  def rollback(self, reason: str = '') -> Dict[str, Any]:
-    """Points ``production`` back at the version it held before the live one was pushed/promoted."""
+  def promote(self, ref: Union[str, int], reason: str = '',
+              override_blessing: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """Points ``production`` at a version (``model-promote --version N``), after ``gate``."""
+    number = self.resolve(ref)
+    facts = self.gate(number, EVENT_PROMOTE, override_blessing)
+    return self.move({PRODUCTION: number}, EVENT_PROMOTE, reason or f'promoted to v{number}',
+                     **facts)
+
+  def rollback(self, reason: str = '', override_blessing: Optional[str] = None) -> Dict[str, Any]:
+    """Points ``production`` back at the version it held before the live one was pushed/promoted,
+    after ``gate``."""
     with self._locked(f'registry {EVENT_ROLLBACK}'):
       live = self.aliases().get(PRODUCTION)
       if live is None:
         raise RegistryError('no production model: nothing to roll back')
       target = rollback_target(self.history(), live)
+      facts = self.gate(target, EVENT_ROLLBACK, override_blessing)
       event = self._move({PRODUCTION: target}, EVENT_ROLLBACK,
-                         reason or f'rollback from v{live} to v{target}')
+                         reason or f'rollback from v{live} to v{target}', **facts)
       return event
 
   def _move(self, moves: Dict[str, int], event: str, reason: str, **facts: Any):
@@ -219,6 +249,7 @@ class Registry:
               'moves': {a: {'from': before.get(a), 'to': n} for a, n in sorted(moves.items())
                         if before.get(a) != n}, **facts}
     bucket.write_json(self._aliases_path, {'aliases': after, 'event': record})  # the commit point
+    crash_point('registry-moved')
     bucket.write_json(layout.join(self._history_dir, f'{stamp}.json'), record)
     return record
 
@@ -263,8 +294,11 @@ def model_status(reg: Registry) -> str:
       return f'model registry: no production model ({reg.root})'
     production = reg.record(aliases[PRODUCTION]) if PRODUCTION in aliases else None
     auc = (production or {}).get('metrics', {}).get('auc')
+    override = (bucket.read_json(reg._aliases_path, 'registry aliases').get('event') or {}).get(
+        BLESSING_OVERRIDE)
     return (f'model registry: production v{aliases.get(PRODUCTION)}'
             + (f' (auc {auc:.4f}, run {production.get("run_id")})' if isinstance(auc, float) else '')
+            + (f' BLESSING OVERRIDDEN: "{override}"' if override else '')
             + f', candidate v{aliases.get(CANDIDATE)}; {len(reg.numbers())} version(s) in {reg.root}')
   except Refusal as error:
     return f'model registry: UNREADABLE: {error}'

@@ -18,6 +18,7 @@ from beam_pipelines.ct.cache import StepCache, step_key
 from beam_pipelines.ct.definition import PipelineDefinition
 from beam_pipelines.ml import artifacts
 from beam_pipelines.store import bucket, layout
+from beam_pipelines.store.console import ticking
 
 FEATURES, VALIDATION, TRAINING, EVALUATION = 'features', 'validation', 'training', 'evaluation'
 BLESSING_CONFIG_FILE = 'blessing_config.json'  # the pipeline's rule, beside the evaluation
@@ -90,12 +91,24 @@ def training_step(definition: PipelineDefinition, features_dir: str, validation_
           'hyperparameters': metadata['hyperparameters']}
 
 
+def verify_model(result: Dict[str, Any], directory: str) -> Optional[str]:
+  """None when the cached model file has the sha256 its training step recorded, else why not."""
+  model_file = layout.join(directory, artifacts.MODEL_FILE)
+  if not bucket.exists(model_file):
+    return f'{model_file} is missing'
+  actual = bucket.sha256_of(model_file)
+  if actual != result.get('model_sha256'):
+    return f'{model_file} has sha256 {actual}, the step recorded {result.get("model_sha256")}'
+  return None
+
+
 def evaluation_step(definition: PipelineDefinition, features_dir: str, model_dir: str,
-                    baseline: Optional[Baseline], directory: str) -> Dict[str, Any]:
+                    model_sha256: str, baseline: Optional[Baseline],
+                    directory: str) -> Dict[str, Any]:
   config = layout.join(directory, BLESSING_CONFIG_FILE)
   bucket.write_json(config, definition.blessing_config)
-  argv = ['--features', features_dir, '--model', model_dir, '--output', directory,
-          '--blessing_config', config]
+  argv = ['--features', features_dir, '--model', model_dir, '--model_sha256', model_sha256,
+          '--output', directory, '--blessing_config', config]
   if baseline:
     argv += ['--baseline_model', baseline.model_dir, '--baseline_sha256', baseline.model_sha256]
     argv += ['--baseline_record', baseline.record_path] if baseline.record_path else []
@@ -120,14 +133,16 @@ def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha2
   ``train_if(verdict)`` is False (the pipeline's policy).
 
   Returns {step name: StepRun} for the steps that ran or were reused. ``patterns`` are the CSV
-  globs of the spans trained on (the training window).
+  globs of the spans trained on (the training window). The trained model is loaded (evaluation)
+  or registered only as the bytes whose sha256 the training step recorded.
   """
   params = definition.parameters()
   done: Dict[str, StepRun] = {}
 
-  def step(name: str, fn, **inputs):
+  def step(name: str, fn, verify=None, **inputs):
     key = step_key(name, code=code, **inputs)
-    result, status, directory = cache.run(name, key, fn)
+    with ticking(f'ct: step {name}', delay=1.0):
+      result, status, directory = cache.run(name, key, fn, verify)
     done[name] = StepRun(result, status, directory, key)
     on_step(name, status, directory, result)
     return result, directory, key
@@ -144,8 +159,9 @@ def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha2
     return done
   trained, model_dir, _ = step(
       TRAINING, lambda d: training_step(definition, features_dir, validation_dir, d),
-      features=features_key, train=params['train'], spec=params['spec_fingerprint'])
-  step(EVALUATION, lambda d: evaluation_step(definition, features_dir, model_dir, baseline, d),
+      verify=verify_model, features=features_key, train=params['train'], spec=params['spec_fingerprint'])
+  step(EVALUATION, lambda d: evaluation_step(definition, features_dir, model_dir,
+                                             trained['model_sha256'], baseline, d),
        features=features_key, model=trained['model_sha256'],
        baseline=baseline.model_sha256 if baseline else None,
        registered=bucket.sha256_of(baseline.record_path) if baseline and baseline.record_path

@@ -24,12 +24,12 @@ import sys
 import tempfile
 import zipfile
 from email.parser import Parser
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.store import layout, records
 from beam_pipelines.store.bucket import sha256_bytes
-from beam_pipelines.store.console import progress
+from beam_pipelines.store.console import LiveLine, progress
 from beam_pipelines.store.identity import git, git_info
 
 UNIT_TEST_MARKERS = 'not integration and not slow'
@@ -118,10 +118,40 @@ def run_gates(source: pathlib.Path) -> None:
   parallel = parallel_arguments()
   progress(f'build: unit tests (pytest -m "{UNIT_TEST_MARKERS}"{" " if paths else ""}'
            f'{" ".join(paths)}{" " + " ".join(parallel) if parallel else ""})')
-  _check([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-m', UNIT_TEST_MARKERS,
-          *parallel, *paths], source, 'unit tests', env)
+  command = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-m',
+             UNIT_TEST_MARKERS, *parallel, *paths]
+  summary, output = run_tests_live(command, source, env)
+  if summary is None:
+    tail = '\n'.join(output.strip().splitlines()[-40:])
+    raise HarnessError(f'build: unit tests failed ({" ".join(command[2:])}); nothing was built:'
+                       f'\n{tail}')
   stamp.parent.mkdir(parents=True, exist_ok=True)
   stamp.write_text(f'passed {layout.now_utc()}\n')
+
+
+def run_tests_live(command: List[str], cwd: pathlib.Path, env: Optional[dict] = None,
+                   label: str = 'build: unit tests') -> Tuple[Optional[str], str]:
+  """Runs pytest -q, showing a live line (tests done, failures; terminal only) and ending with
+  pytest's own summary and the time. Returns (summary, or None when it failed; whole output)."""
+  line = LiveLine(label)
+  process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, bufsize=1)
+  counts = {'.': 0, 'F': 0, 'E': 0, 's': 0, 'x': 0}
+  output, at_line_start = [], True
+  for char in iter(lambda: process.stdout.read(1), ''):
+    output.append(char)
+    if at_line_start and char in counts:  # progress lines are runs of outcome characters
+      counts[char] += 1
+      line.update(f'{counts["."]} passed, {counts["F"] + counts["E"]} failed, '
+                  f'{counts["s"]} skipped')
+      continue
+    at_line_start = char == '\n' or (at_line_start and char in counts)
+  returncode = process.wait()
+  text = ''.join(output)
+  last = next((t for t in reversed(text.strip().splitlines()) if t.strip()), 'no output')
+  summary = last.strip('= ')
+  line.finish(summary if returncode == 0 else f'FAILED: {summary}')
+  return (summary if returncode == 0 else None), text
 
 
 def build_distributions(source: pathlib.Path, out_dir: pathlib.Path, epoch: int) -> None:

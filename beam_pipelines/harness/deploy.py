@@ -8,26 +8,38 @@ Order of a deployment (prod variables.json is the single commit point)::
 
 Everything written before the commit point is immutable per build id, so ``kill -9`` anywhere
 leaves prod on the previous build or on the new one, complete. The next run removes the stale
-lock (saying whose it was) and records a history event that a killed run could not write.
+lock (saying whose it was) and records a history event that a killed run could not write. A
+failure after the commit point is reported as such (``CommittedError``: the new build IS live),
+never as "nothing was changed".
+
+The chain deploy checks: the "test passed" record names the sha256 of the build's manifest, the
+manifest names the sha256 of the wheel and of each workflow definition, and prod's variables pin
+the manifest again, so ``run`` checks the same chain from prod's side.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from beam_pipelines.harness import ml_check, publish
+from beam_pipelines.harness import checks, ml_check, publish, workflows
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.harness.results import TestReport, passed_builds, read_passed
+from beam_pipelines.harness.results import TestReport, passed_builds, read_passed, read_report
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.crash import crash_point
+from beam_pipelines.store.errors import Refusal, UntrustedPointerError
 from beam_pipelines.store.history import previous_target
 from beam_pipelines.store.lock import BucketLock
 
 # Named points of a deployment where the test hook $BEAM_PIPELINES_CRASH_AT kills the process.
 CRASH_POINTS = ('locked', 'copied-wheel', 'copied-artifacts', 'workflows-deployed', 'committed',
                 'recorded')
+
+
+class CommittedError(HarnessError):
+  """A failure after the commit point: the new build is live; the message says what is missing."""
+  committed = True
 
 
 def prod_lock(prod: layout.Env, operation: str) -> BucketLock:
@@ -54,9 +66,15 @@ def set_approval(bucket_url: str, required: bool) -> None:
 
 
 def load_verified_build(env: layout.Env, build_id: str, passed: TestReport) -> records.Manifest:
-  """The manifest of ``build_id`` in ``env``, after checking every file's bytes against it."""
+  """The manifest of ``build_id`` in ``env``, after checking every file's bytes against it and
+  its own bytes against the sha256 the "test passed" record names."""
+  if not passed.manifest_sha256:
+    raise HarnessError(f'the test-passed record of {build_id} does not name its manifest\'s '
+                       f'sha256 (written before manifests were pinned): run `invoke test` on '
+                       f'that build again. Nothing was changed.')
   manifest = records.read_manifest(env.manifest(build_id),
-                                   f'manifest of build {build_id} in {env.name}')
+                                   f'manifest of build {build_id} in {env.name}',
+                                   passed.manifest_sha256)
   if manifest.build_id != build_id:
     raise HarnessError(f'manifest {env.manifest(build_id)} names build '
                        f'{manifest.build_id!r}, not {build_id}. Refusing.')
@@ -68,11 +86,49 @@ def load_verified_build(env: layout.Env, build_id: str, passed: TestReport) -> r
   return manifest
 
 
-def history(bucket_url: str) -> List[Dict[str, Any]]:
-  """Deployment history events, oldest first."""
+def history_with_skipped(bucket_url: str) -> Tuple[List[Dict[str, Any]], List[str]]:
+  """(deployment history events oldest first, refusals of the entries that could not be read).
+
+  An unreadable entry (not JSON, not an object) is skipped and reported, never blocks a reader.
+  """
   prod = layout.Env(bucket_url, layout.PROD)
-  return [bucket.read_json(p, 'history event') for p in bucket.list_files(prod.history)
-          if p.endswith('.json')]
+  events, skipped = [], []
+  for path in bucket.list_files(prod.history):
+    if not path.endswith('.json'):
+      continue
+    try:
+      events.append(bucket.read_json(path, 'history event'))
+    except Refusal as error:
+      skipped.append(str(error))
+  return events, skipped
+
+
+def history(bucket_url: str) -> List[Dict[str, Any]]:
+  """Deployment history events, oldest first (unreadable entries skipped, with a message)."""
+  events, skipped = history_with_skipped(bucket_url)
+  for message in skipped:
+    progress(f'history: skipped an unreadable entry: {message}')
+  return events
+
+
+def live_deployment_ok(prod: layout.Env) -> Optional[str]:
+  """None if prod's live deployment verifies end to end (variables, manifest, definitions, wheel
+  bytes), else why not."""
+  try:
+    deployment = workflows.verified_deployment(prod, checks.CHECKS)
+    bucket.verify(deployment.variables.wheel_file, deployment.variables.sha256, 'prod wheel')
+  except Refusal as error:
+    return str(error)
+  return None
+
+
+def _live(prod: layout.Env) -> Optional[records.DeploymentVariables]:
+  """Prod's variables; ones pointing outside their build are reported and treated as no build."""
+  try:
+    return records.deployed(prod)
+  except UntrustedPointerError as error:
+    progress(f'prod: {error} They will be replaced.')
+    return None
 
 
 def record_missing_event(prod: layout.Env, live: Optional[records.DeploymentVariables]) -> None:
@@ -98,12 +154,16 @@ def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: b
   """Makes ``build_id`` live in prod (caller holds the lock). Returns the new prod variables."""
   test = layout.Env(bucket_url, layout.TEST)
   prod = layout.Env(bucket_url, layout.PROD)
-  live = records.deployed(prod)
+  live = _live(prod)
   record_missing_event(prod, live)
   passed = read_passed(bucket_url, build_id)
   if live and live.build_id == build_id:
-    progress(f'{event}: build {build_id} is already live in prod; nothing to do')
-    return live
+    problem = live_deployment_ok(prod)
+    if problem is None:
+      progress(f'{event}: build {build_id} is already live in prod (verified); nothing to do')
+      return live
+    progress(f'{event}: build {build_id} is named live in prod but does not verify ({problem}); '
+             f'deploying it again')
   crash_point('locked')
   if copy:
     manifest = load_verified_build(test, build_id, passed)
@@ -116,7 +176,7 @@ def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: b
       if name == manifest.wheel:
         crash_point('copied-wheel')
     bucket.copy_verified(test.manifest(build_id), prod.manifest(build_id),
-                         bucket.sha256_of(test.manifest(build_id)), 'manifest')
+                         passed.manifest_sha256, 'manifest')
     crash_point('copied-artifacts')
   else:
     manifest = load_verified_build(prod, build_id, passed)
@@ -131,9 +191,15 @@ def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: b
       previous_build_id=live.build_id if live else None, approved=approved,
       **(override or {}))
   bucket.write_json(prod.variables, values)  # the commit point
-  crash_point('committed')
-  bucket.write_json(layout.join(prod.history, f'{values[layout.VAR_EVENT_ID]}.json'), _event(values))
-  crash_point('recorded')
+  try:
+    crash_point('committed')
+    bucket.write_json(layout.join(prod.history, f'{values[layout.VAR_EVENT_ID]}.json'),
+                      _event(values))
+    crash_point('recorded')
+  except (Refusal, OSError) as error:
+    raise CommittedError(f'build {build_id} IS LIVE in prod ({prod.variables} was written), but '
+                         f'its history event could not be written: {error}. The next deploy or '
+                         f'rollback records it.') from None
   return records.DeploymentVariables.from_dict(prod.name, values, prod.variables)
 
 
@@ -155,17 +221,38 @@ def deploy(bucket_url: str, build_id: Optional[str] = None, approve: bool = Fals
   prod = _checked_request(bucket_url, build_id, approve,
                           'prod deploys need `--approve` (a person has reviewed the test results)')
   with prod_lock(prod, layout.EVENT_DEPLOY):
+    bucket.remove_stale_temps(prod.root, layout.EVENT_DEPLOY)
     if build_id is None:
-      passed = passed_builds(bucket_url)
-      if not passed:
-        raise HarnessError('no build has passed test yet: run `invoke build test` first')
-      build_id = passed[-1]
+      build_id = newest_deployable(bucket_url)
     override = ml_check.refuse_unblessed(read_passed(bucket_url, build_id), build_id,
                                          override_blessing)
     progress(f'deploy: promoting build {build_id} to prod')
     values = _promote(bucket_url, build_id, layout.EVENT_DEPLOY, approve, copy=True,
                       override=override)
   return values
+
+
+def newest_deployable(bucket_url: str) -> str:
+  """The newest passed build, refused when a newer build failed its test (deploying an older
+  build must then be asked for by its id)."""
+  passed = passed_builds(bucket_url)
+  if not passed:
+    raise HarnessError('no build has passed test yet: run `invoke build test` first')
+  test = layout.Env(bucket_url, layout.TEST)
+  tested = sorted(p.rsplit('/', 2)[-2] for p in bucket.list_tree(test.results)
+                  if p.endswith('/' + layout.REPORT_FILE)
+                  and layout.BUILD_ID_PATTERN.fullmatch(p.rsplit('/', 2)[-2]))
+  newer = [b for b in tested if b > passed[-1]]
+  if newer:
+    try:
+      status = read_report(test.report(newer[-1])).status
+    except Refusal as error:
+      status = f'unreadable ({error})'
+    raise HarnessError(f'the newest tested build {newer[-1]} did not pass (test {status}); the '
+                       f'newest passed build is the older {passed[-1]}. Fix and test again, or '
+                       f'deploy the older one explicitly: invoke deploy --build-id {passed[-1]}. '
+                       f'Nothing was changed.')
+  return passed[-1]
 
 
 def rollback_target(events: List[Dict[str, Any]], live_build: Optional[str]) -> str:
@@ -177,12 +264,14 @@ def rollback_target(events: List[Dict[str, Any]], live_build: Optional[str]) -> 
   return target
 
 
-def rollback(bucket_url: str, build_id: Optional[str] = None,
-             approve: bool = False) -> records.DeploymentVariables:
-  """Points prod back to the previously deployed build (or ``build_id``), same checks."""
+def rollback(bucket_url: str, build_id: Optional[str] = None, approve: bool = False,
+             override_blessing: Optional[str] = None) -> records.DeploymentVariables:
+  """Points prod back to the previously deployed build (or ``build_id``), same checks; a target
+  whose model was NOT_BLESSED needs ``override_blessing`` (recorded), as a deploy does."""
   prod = _checked_request(bucket_url, build_id, approve, 'prod rollbacks need `--approve`')
   with prod_lock(prod, layout.EVENT_ROLLBACK):
-    live = records.deployed(prod)
+    bucket.remove_stale_temps(prod.root, layout.EVENT_ROLLBACK)
+    live = _live(prod)
     if live is None:
       raise HarnessError('nothing is deployed in prod: nothing to roll back')
     record_missing_event(prod, live)
@@ -190,5 +279,8 @@ def rollback(bucket_url: str, build_id: Optional[str] = None,
     if not bucket.exists(prod.manifest(target)):
       raise HarnessError(f'build {target} was never deployed to prod ({prod.manifest(target)} '
                          f'missing): use `invoke deploy --build-id {target}`')
+    override = ml_check.refuse_unblessed(read_passed(bucket_url, target), target,
+                                         override_blessing, event=layout.EVENT_ROLLBACK)
     progress(f'rollback: prod {live.build_id} -> {target}')
-    return _promote(bucket_url, target, layout.EVENT_ROLLBACK, approve, copy=False)
+    return _promote(bucket_url, target, layout.EVENT_ROLLBACK, approve, copy=False,
+                    override=override)

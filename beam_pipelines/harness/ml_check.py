@@ -20,7 +20,7 @@ from beam_pipelines.ct import lineage, registry
 from beam_pipelines.ct.definition import declared_pipelines, load_definition
 from beam_pipelines.ct.paths import model_registry
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.harness.results import CheckResult, TestReport, read_report
+from beam_pipelines.harness.results import CheckResult, TestReport, read_passed
 from beam_pipelines.ml.artifacts import BLESSED, NOT_BLESSED
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.console import progress
@@ -44,7 +44,7 @@ def _production_build_model(bucket_url: str, pipeline: str,
   live = records.deployed(prod)
   if live is None or not bucket.exists(test.passed(live.build_id)):
     return None
-  ml = read_report(test.passed(live.build_id), 'test-passed record').ml_by_pipeline.get(pipeline)
+  ml = read_passed(bucket_url, live.build_id).ml_by_pipeline.get(pipeline)  # signature checked
   if not ml or ml.get('data_sha256') != data_sha256 or not ml.get('model_dir'):
     return None
   model_file = layout.join(ml['model_dir'], 'model.joblib')
@@ -118,8 +118,8 @@ def report_section(results: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
   return next((r['details'] for r in results if r['check'] == ML_CHECK), None)
 
 
-def refuse_unblessed(passed: TestReport, build_id: str,
-                     override: Optional[str]) -> Optional[Dict[str, Any]]:
+def refuse_unblessed(passed: TestReport, build_id: str, override: Optional[str],
+                     event: str = 'deploy') -> Optional[Dict[str, Any]]:
   """Raises when a pipeline's model is NOT_BLESSED and no reason overrides; returns the override
   record ({VAR_OVERRIDE: reason, VAR_OVERRIDE_PIPELINES: [...]}) or None."""
   unblessed = {name: ml for name, ml in passed.ml_by_pipeline.items()
@@ -127,12 +127,13 @@ def refuse_unblessed(passed: TestReport, build_id: str,
   if not unblessed:
     return None
   if override and override.strip():
-    progress(f'deploy: build {build_id}: NOT_BLESSED model(s) of {", ".join(sorted(unblessed))}; '
-             f'deploying anyway, override recorded: "{override.strip()}"')
+    progress(f'{event}: build {build_id}: NOT_BLESSED model(s) of {", ".join(sorted(unblessed))}; '
+             f'going ahead, override recorded: "{override.strip()}"')
     return {VAR_OVERRIDE: override.strip(), VAR_OVERRIDE_PIPELINES: sorted(unblessed)}
   named = '; '.join(f'{name}: NOT_BLESSED against {ml.get("baseline") or "production"}: '
                     f'{ml.get("message")}' for name, ml in sorted(unblessed.items()))
   raise HarnessError(
-      f'build {build_id}: {named}. Deploy refused: the candidate pipeline makes a worse model. To '
-      f'deploy it anyway, give a reason: invoke deploy --override-blessing "<why>" (recorded). '
+      f'build {build_id}: {named}. {event.capitalize()} refused: that pipeline makes a worse '
+      f'model. To go ahead anyway, give a reason: invoke {event} --override-blessing "<why>" '
+      f'(recorded). '
       f'Nothing was changed.')

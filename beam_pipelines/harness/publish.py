@@ -34,7 +34,8 @@ def deploy_workflows(manifest: records.Manifest, source: layout.Env, target: lay
 
 def deployment_variables(env: layout.Env, manifest: records.Manifest,
                          **extra: Any) -> Dict[str, Any]:
-  """The variables of ``env`` for the build of ``manifest`` (what every workflow reads)."""
+  """The variables of ``env`` for the build of ``manifest`` (what every workflow reads); they pin
+  the manifest already written to ``env`` by its sha256."""
   build_id = manifest.build_id
   values = {
       layout.VAR_BUILD_ID: build_id,
@@ -42,6 +43,7 @@ def deployment_variables(env: layout.Env, manifest: records.Manifest,
       layout.VAR_WHEEL_FILE: env.artifact(build_id, manifest.wheel),
       layout.VAR_SHA256: manifest.wheel_sha256,
       layout.VAR_MANIFEST_FILE: env.manifest(build_id),
+      layout.VAR_MANIFEST_SHA256: bucket.sha256_of(env.manifest(build_id)),
       layout.VAR_WORKFLOWS_DIR: env.workflows(build_id),
       layout.VAR_DEPLOYED_AT: layout.now_utc(),
       layout.VAR_DEPLOYED_BY: actor(),

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Dict, List, Optional
 
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.store import bucket, layout
+from beam_pipelines.store import bucket, layout, signing
 
 ML_KEY = 'ml'  # key of the ML check's details in the report / "test passed" record
 LEGACY_PIPELINE = 'taxi'  # the one pipeline of records written before pipelines had folders
@@ -35,14 +35,16 @@ class TestReport:
   __test__ = False  # not a pytest test class
 
   build_id: str
-  sha256: str
+  sha256: str  # of the wheel
   wheel_file: str
   status: str
   tested_at: str
   tested_by: str
+  manifest_sha256: Optional[str] = None  # of the build's manifest: ties wheel and workflows to it
   module_origins: Dict[str, str] = dataclasses.field(default_factory=dict)
   results: List[Dict[str, Any]] = dataclasses.field(default_factory=list)  # + workflow's name
   ml: Optional[Dict[str, Any]] = None
+  signature: Optional[str] = None  # HMAC with $BEAM_PIPELINES_SIGNING_KEY, when one is set
 
   @property
   def passed(self) -> bool:
@@ -84,7 +86,9 @@ def read_passed(bucket_url: str, build_id: str) -> TestReport:
   if not bucket.exists(path):
     raise HarnessError(f'build {build_id} did not pass test: no record at {path}. '
                        f'Run `invoke test` on it first. Nothing was changed.')
-  record = read_report(path, f'test-passed record of {build_id}')
+  raw = bucket.read_json(path, f'test-passed record of {build_id}')
+  signing.check(raw, f'the test-passed record {path}')
+  record = TestReport.from_dict(raw, path)
   if record.build_id != build_id or not record.passed:
     raise HarnessError(f'{path} is not a passed record of {build_id}. Refusing.')
   return record

@@ -32,9 +32,9 @@ def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: s
   if not bucket.exists(env.variables):
     raise HarnessError(f'nothing is deployed in {env_name} ({env.variables} missing): run '
                        f'`invoke build test deploy` first')
-  variables = records.read_variables(env)
-  definition = workflows.find(workflows.load_deployed(variables.workflows_dir, checks.CHECKS),
-                              pipeline, env_name)
+  deployment = workflows.verified_deployment(env, checks.CHECKS)
+  variables = deployment.variables
+  definition = workflows.find(deployment.definitions, pipeline, env_name)
   run_id = new_run_id()
   values = dict(variables.values, run_id=run_id)
   args = workflows.render_args(definition, values) + list(extra_args)

@@ -17,7 +17,7 @@ from beam_pipelines.harness import checks, install, ml_check, publish, workflows
 from beam_pipelines.harness.build import load_local_manifest
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.results import TestReport
-from beam_pipelines.store import bucket, layout, records
+from beam_pipelines.store import bucket, layout, signing
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.identity import actor
 
@@ -29,6 +29,7 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   env = layout.Env(bucket_url, layout.TEST)
   if bucket.exists(env.variables):
     bucket.read_json(env.variables, 'test variables')  # refuse to overwrite what we cannot read
+  bucket.remove_stale_temps(env.root, 'test')
   progress(f'test: uploading build {build_id} to {env.artifacts(build_id)}')
   publish.upload(manifest, repo / layout.DIST_DIR, env)
   workflows_dir = publish.deploy_workflows(manifest, env, env)
@@ -42,13 +43,15 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
                     publish.deployment_variables(env, manifest, event='test', **ml_values))
   progress(f'test: variables set: {env.variables}')
 
-  variables = records.read_variables(env)  # as the test DAG does: everything from the variables
-  if variables.build_id != build_id:
+  deployment = workflows.verified_deployment(env, checks.CHECKS)  # as the test DAG reads them
+  variables = deployment.variables
+  manifest_sha256 = bucket.sha256_bytes((repo / layout.DIST_DIR / layout.MANIFEST_FILE).read_bytes())
+  if variables.build_id != build_id or variables.get(layout.VAR_MANIFEST_SHA256) != manifest_sha256:
     raise HarnessError(f'another `invoke test` replaced {env.variables} (now build '
-                       f'{variables.build_id}) while this one ran; run `invoke test` again')
+                       f'{variables.build_id}) or the uploaded manifest while this one ran; run '
+                       f'`invoke test` again')
   site = install.install(variables.wheel_file, variables.sha256, install.cache_root(repo))
-  definitions = [d for d in workflows.load_deployed(variables.workflows_dir, checks.CHECKS)
-                 if d.env == layout.TEST]
+  definitions = [d for d in deployment.definitions if d.env == layout.TEST]
   if not definitions:
     raise HarnessError(f'build {build_id} has no test workflow definition')
   arguments = [workflows.render_args(d, variables.values) for d in definitions]
@@ -67,6 +70,7 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   passed = all(r['passed'] for r in results)
   report = TestReport(
       build_id=build_id, sha256=variables.sha256, wheel_file=variables.wheel_file,
+      manifest_sha256=manifest_sha256,
       status=layout.STATUS_PASSED if passed else layout.STATUS_FAILED,
       tested_at=layout.now_utc(), tested_by=actor(), module_origins=origins, results=results,
       ml=ml_check.report_section(results))
@@ -74,6 +78,6 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   if not passed:
     raise HarnessError(f'test FAILED for build {build_id}: {"; ".join(report.failures())}. '
                        f'Report: {env.report(build_id)}. No "test passed" record was written.')
-  bucket.write_json(env.passed(build_id), report.to_dict())
+  bucket.write_json(env.passed(build_id), signing.sign(report.to_dict()))
   progress(f'test: PASSED: build {build_id}; record {env.passed(build_id)}')
   return report

@@ -10,6 +10,10 @@ A definition (``build/workflows/<name>.json``)::
 ``{placeholders}`` are filled at run time from the environment's ``variables.json`` (plus
 ``run_id``), as a Composer DAG reads its variables. ``module`` must be one of this package's
 modules; check names are those of ``beam_pipelines.harness.checks.CHECKS``.
+
+A deployed definition is used only through ``verified_deployment``: the variables' pointers are
+the named build's (``records.read_variables``), the manifest has the sha256 the variables pin, and
+each definition's bytes have the sha256 the manifest records, checked on the bytes then parsed.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import re
 from typing import Any, Collection, Dict, List, Tuple
 
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.store import bucket, layout
+from beam_pipelines.store import bucket, layout, records
 
 REQUIRED_FIELDS = ('name', 'pipeline', 'env', 'module', 'args')
 PACKAGE_MODULE = re.compile(r'beam_pipelines(\.[a-z][a-z0-9_]*)+')
@@ -63,13 +67,47 @@ def parse_definition(data: bytes, source: str, known_checks: Collection[str]) ->
                             tuple(raw['args']), tuple(checks))
 
 
-def load_deployed(workflows_dir: str, known_checks: Collection[str]) -> List[WorkflowDefinition]:
-  """Every definition deployed under ``workflows_dir`` (an environment's DAG folder)."""
-  return [parse_definition(bucket.read_bytes(path), path, known_checks)
-          for path in bucket.list_files(workflows_dir) if path.endswith('.json')]
+@dataclasses.dataclass(frozen=True)
+class Deployment:
+  """What an environment runs, verified: its variables, its build's manifest, its definitions."""
+  variables: records.DeploymentVariables
+  manifest: records.Manifest
+  definitions: Tuple[WorkflowDefinition, ...]
 
 
-def find(definitions: List[WorkflowDefinition], pipeline: str, env: str) -> WorkflowDefinition:
+def verified_deployment(env: layout.Env, known_checks: Collection[str]) -> Deployment:
+  """The deployment of ``env``, each link of variables -> manifest -> wheel, definitions checked.
+
+  Only the definitions the manifest lists are read; any other file in the folder is ignored.
+  """
+  variables = records.read_variables(env)
+  build_id = variables.build_id
+  pinned = variables.get(layout.VAR_MANIFEST_SHA256)
+  if not pinned:
+    raise HarnessError(f'{env.variables} does not pin its build manifest ({layout.VAR_MANIFEST_SHA256} '
+                       f'missing): deploy build {build_id} again. Nothing was run.')
+  manifest = records.read_manifest(variables.manifest_file,
+                                   f'manifest of build {build_id} in {env.name}', pinned)
+  wheel_name = variables.wheel_file.rsplit('/', 1)[-1]
+  if (manifest.build_id, manifest.wheel, manifest.wheel_sha256) != (
+      build_id, wheel_name, variables.sha256):
+    raise HarnessError(f'{env.variables} and the manifest {variables.manifest_file} disagree '
+                       f'(build {manifest.build_id} vs {build_id}, wheel {manifest.wheel} vs '
+                       f'{wheel_name}, sha256 {manifest.wheel_sha256} vs {variables.sha256}). '
+                       f'Refusing to run anything.')
+  definitions = []
+  for name, entry in manifest.workflow_files().items():
+    path = layout.join(variables.workflows_dir, name.split('/', 1)[1])
+    data = bucket.read_bytes(path, 'deployed workflow definition')
+    if bucket.sha256_bytes(data) != entry.sha256:
+      raise HarnessError(f'workflow definition {path} was changed after build {build_id} was '
+                         f'made: sha256 {bucket.sha256_bytes(data)}, the manifest says '
+                         f'{entry.sha256}. Refusing to run it.')
+    definitions.append(parse_definition(data, path, known_checks))
+  return Deployment(variables, manifest, tuple(definitions))
+
+
+def find(definitions: Collection[WorkflowDefinition], pipeline: str, env: str) -> WorkflowDefinition:
   for definition in definitions:
     if definition.pipeline == pipeline and definition.env == env:
       return definition

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import json
+import os
 import re
 import sys
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -44,6 +46,9 @@ from beam_pipelines.ml.spec import DatasetSpec, SpecError
 
 ROWS, DEAD_LETTER, FILES = 'rows', 'dead_letter', 'files'
 METRICS_NAMESPACE = 'csv_io'
+MAX_RECORD_ENV_VAR = 'BEAM_PIPELINES_MAX_RECORD_BYTES'  # longest CSV line read, default 1 MiB
+DEFAULT_MAX_RECORD = 1 << 20
+PREVIEW_CHARS = 200  # of an oversized line, in its dead letter and messages
 KEY, TIMESTAMP, NUMERIC, CATEGORICAL, LABEL = 'key', 'timestamp', 'numeric', 'categorical', 'label'
 _TRUE = frozenset(('1', '1.0', 'true', 'yes', 't', 'y'))
 _FALSE = frozenset(('0', '0.0', 'false', 'no', 'f', 'n'))
@@ -76,26 +81,69 @@ def match_files(file_pattern: Patterns) -> List[str]:
   return sorted(paths)
 
 
-def _open_text(binary, chunk_size: int = 1 << 20) -> Iterator[str]:
+def max_record_chars() -> int:
+  """The longest line a CSV reader accepts: $BEAM_PIPELINES_MAX_RECORD_BYTES, else 1 MiB."""
+  value = os.environ.get(MAX_RECORD_ENV_VAR, '')
+  return int(value) if re.fullmatch(r'[0-9]{1,12}', value) and int(value) > 0 else DEFAULT_MAX_RECORD
+
+
+@dataclasses.dataclass
+class OversizedLine:
+  """A line longer than the maximum: only its start is kept; the rest was read and dropped."""
+  preview: str
+  size: int
+  limit: int
+
+
+class RecordTooLarge(Exception):
+  def __init__(self, line: OversizedLine):
+    super().__init__(f'record of {line.size} characters exceeds the maximum of {line.limit} '
+                     f'(${MAX_RECORD_ENV_VAR})')
+    self.line = line
+
+
+def _open_text(binary, chunk_size: int = 1 << 20,
+               max_line: Optional[int] = None) -> Iterator[Any]:
   """Lines (with their '\n') of a binary stream decoded as UTF-8; a byte-order mark is dropped.
 
-  Bad bytes survive as surrogates (errors='surrogateescape') and dead-letter their row.
+  Bad bytes survive as surrogates (errors='surrogateescape') and dead-letter their row. A line
+  longer than ``max_line`` characters (default ``max_record_chars()``) comes out as an
+  ``OversizedLine``: memory and time stay bounded whatever the input.
   """
+  max_line = max_line or max_record_chars()
   decoder = codecs.getincrementaldecoder('utf-8')(errors='surrogateescape')
   rest = ''
+  skipping: Optional[OversizedLine] = None
   first = True
   while True:
     chunk = binary.read(chunk_size)
-    text = rest + decoder.decode(chunk, final=not chunk)
+    text = decoder.decode(chunk, final=not chunk)
     if first and text:
-      text, first = text.lstrip('\ufeff') if text.startswith('\ufeff') else text, False
-    lines = text.split('\n')
-    rest = lines.pop()
-    for line in lines:
-      yield line + '\n'
+      text, first = text[1:] if text.startswith('\ufeff') else text, False
+    pieces = text.split('\n')
+    last = pieces.pop()
+    for piece in pieces:
+      if skipping is not None:
+        skipping.size += len(piece) + 1
+        yield skipping
+        skipping = None
+        continue
+      line, rest = rest + piece, ''
+      if len(line) > max_line:
+        yield OversizedLine(line[:PREVIEW_CHARS], len(line) + 1, max_line)
+      else:
+        yield line + '\n'
+    if skipping is not None:
+      skipping.size += len(last)
+    else:
+      rest += last
+      if len(rest) > max_line:
+        skipping, rest = OversizedLine(rest[:PREVIEW_CHARS], len(rest), max_line), ''
     if not chunk:
       break
-  if rest:
+  if skipping is not None:
+    yield skipping
+  elif rest:
     yield rest
 
 
@@ -130,7 +178,7 @@ def check_required_columns(files: Sequence[str], spec: DatasetSpec,
     column = getattr(spec, field)
     if column and not any(column in header for header in headers):
       raise SpecError(f'spec field {field!r}: column {column!r} is in no input file\'s header '
-                      f'(first header: {headers[0]})')
+                      f'(first header: {str(headers[0])[:PREVIEW_CHARS]})')
 
 
 def check_input_columns(files: Sequence[str], schema: InputSchema,
@@ -157,6 +205,9 @@ class _LineTap:
   def __next__(self) -> str:
     line = next(self._lines)
     self.count += 1
+    if isinstance(line, OversizedLine):
+      self._taken = []
+      raise RecordTooLarge(line)
     self._taken.append(line)
     return line
 
@@ -177,6 +228,10 @@ def iter_records(text: Iterable[str]) -> Iterator[Tuple[int, str, Optional[List[
       return
     except csv.Error as error:
       yield start, tap.take(), None, f'CSV syntax error: {error}'
+      continue
+    except RecordTooLarge as error:
+      yield tap.count, error.line.preview + '…', None, str(error)
+      reader = csv.reader(tap, strict=True)  # whatever it held of that record is dropped
       continue
     raw = tap.take()
     if fields:

@@ -16,7 +16,9 @@ per key (slice) with ``CombinePerKey``:
   buckets are ordered exactly; pairs sharing a bucket count as ties (1/2). The result carries
   ``auc_error_bound`` = 1/2 x (pairs sharing a bucket) / (all pairs), an upper bound on
   |histogram AUC - exact AUC|; on well-spread scores it is of the order of 1e-4 or less.
-- ``BinaryMetricsCombineFn``: all of the above in one pass, returning a metrics dict.
+- ``BinaryMetricsCombineFn``: all of the above in one pass, returning a metrics dict, plus
+  ``curves`` (``roc_and_calibration``): the ROC curve at 101 thresholds and a 10-bin calibration
+  (reliability) table, read from the same AUC histogram, for the report's charts.
 
 A metric that is undefined (AUC with a single class, anything on no examples) is NaN.
 """
@@ -35,6 +37,7 @@ Scored = Union[LabelAndScore, Tuple[np.ndarray, np.ndarray]]  # one example, or 
 EXAMPLE_COUNT, POSITIVE_COUNT = 'example_count', 'positive_count'
 AUC, AUC_ERROR_BOUND, ACCURACY, LOG_LOSS = 'auc', 'auc_error_bound', 'accuracy', 'log_loss'
 METRIC_NAMES = (EXAMPLE_COUNT, POSITIVE_COUNT, AUC, AUC_ERROR_BOUND, ACCURACY, LOG_LOSS)
+CURVES = 'curves'  # not a metric: the ROC and calibration points of the report's charts
 DEFAULT_BUCKETS = 10_000
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -186,6 +189,39 @@ class AucCombineFn(beam.CombineFn):
     return {AUC: (wins + 0.5 * ties) / pairs, AUC_ERROR_BOUND: 0.5 * ties / pairs}
 
 
+def roc_and_calibration(histogram: np.ndarray, thresholds: int = 101,
+                        bins: int = 10) -> Dict[str, Any]:
+  """An AUC accumulator (row 0 negatives, row 1 positives per score bucket) -> chart points.
+
+  ``roc``: [false positive rate, true positive rate] at ``thresholds`` equally spaced score
+  thresholds (score >= threshold is positive), from (1, 1) down to (0, 0). ``calibration``: per
+  equal-width score bin with examples, [mean predicted probability, observed positive rate, count].
+  """
+  negatives, positives = histogram[0].astype(np.float64), histogram[1].astype(np.float64)
+  buckets = len(negatives)
+  total_neg, total_pos = negatives.sum(), positives.sum()
+  roc: List[List[float]] = []
+  if total_neg and total_pos:
+    neg_above = np.cumsum(negatives[::-1])[::-1]  # negatives with a score in bucket >= i
+    pos_above = np.cumsum(positives[::-1])[::-1]
+    for t in range(thresholds):
+      i = min(int(round(t * buckets / (thresholds - 1))), buckets)
+      fpr = float(neg_above[i] / total_neg) if i < buckets else 0.0
+      tpr = float(pos_above[i] / total_pos) if i < buckets else 0.0
+      roc.append([round(fpr, 6), round(tpr, 6)])
+  midpoints = (np.arange(buckets) + 0.5) / buckets
+  calibration: List[List[float]] = []
+  per_bin = buckets // bins
+  for b in range(bins):
+    part = slice(b * per_bin, (b + 1) * per_bin if b < bins - 1 else buckets)
+    count = float(negatives[part].sum() + positives[part].sum())
+    if count:
+      mean_p = float(np.dot(negatives[part] + positives[part], midpoints[part]) / count)
+      calibration.append([round(mean_p, 6), round(float(positives[part].sum()) / count, 6),
+                          int(count)])
+  return {'roc': roc, 'calibration': calibration}
+
+
 class BinaryMetricsCombineFn(beam.CombineFn):
   """(label, p) -> one dict with every metric of this module, in a single pass."""
 
@@ -209,4 +245,5 @@ class BinaryMetricsCombineFn(beam.CombineFn):
     output: Dict[str, Any] = {}
     for combiner, part in zip(self._combiners, accumulator):
       output.update(combiner.extract_output(part))
+    output[CURVES] = roc_and_calibration(accumulator[-1])
     return output

@@ -3,6 +3,8 @@
 Atomic writes: on a local filesystem, a temporary sibling object is written then renamed over the
 target (POSIX rename is atomic); on an object store (``gs://``) a single-object put is atomic, so
 the object is written directly. Readers therefore see the old or the new content, never half.
+Every temporary name carries its writer's pid (``<name>.tmp-<pid>-<hex>``, ``.fetch-<pid>-…``,
+``.create-<pid>-…``), so ``clean_stale_temps`` can remove those of writers that are gone.
 """
 
 from __future__ import annotations
@@ -11,14 +13,22 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import secrets
+import shutil
+import socket
 import tempfile
+import urllib.parse
+import warnings
 from typing import List, Optional
 
 from beam_pipelines.store import layout
+from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import StorageError
 
 _CHUNK = 1 << 20
+# Temporary names of this module's writers (and the installer's staging dirs): group 1 is the pid.
+TEMP_NAME = re.compile(r'(?:.+\.tmp-|\.fetch-|\.create-|site-)([0-9]+)-[0-9a-z_]+')
 
 
 def _fs():
@@ -41,6 +51,36 @@ def resolve_bucket(bucket: Optional[str], repo_root: pathlib.Path) -> str:
   if is_local(url):
     url = str(pathlib.Path(url).expanduser().resolve())
   return url.rstrip('/')
+
+
+REACH_TIMEOUT_SECONDS = 5.0
+GCS_HOST = ('storage.googleapis.com', 443)
+
+
+def check_reachable(url: str, timeout: float = REACH_TIMEOUT_SECONDS) -> None:
+  """For a ``gs://`` bucket, refuses within ``timeout`` seconds when the storage endpoint (or
+  $STORAGE_EMULATOR_HOST) cannot be reached, instead of minutes of client retries. A local
+  bucket that is a file is refused."""
+  if is_local(url):
+    if os.path.exists(url) and not os.path.isdir(url):
+      raise StorageError(f'the bucket {url} is a file, not a directory: give a directory or '
+                         f'gs:// URL. Nothing was done.')
+    return
+  if not url.startswith('gs://'):
+    return
+  emulator = os.environ.get('STORAGE_EMULATOR_HOST')
+  if emulator:
+    parsed = urllib.parse.urlsplit(emulator if '://' in emulator else f'http://{emulator}')
+    host, port = parsed.hostname or '', parsed.port or (443 if parsed.scheme == 'https' else 80)
+  else:
+    host, port = GCS_HOST
+  try:
+    socket.create_connection((host, port), timeout=timeout).close()
+  except OSError as error:
+    raise StorageError(f'cannot reach {host}:{port} for {url} within {timeout:.0f} s '
+                       f'({error.strerror or error}): check the network'
+                       f'{" and $STORAGE_EMULATOR_HOST" if emulator else ""}. '
+                       f'Nothing was done.') from None
 
 
 def exists(path: str) -> bool:
@@ -121,7 +161,7 @@ def fetch_verified(url: str, expected_sha256: str, local_path: str, what: str = 
     raise StorageError(f'{what} missing: {url}')
   directory = os.path.dirname(os.path.abspath(local_path))
   os.makedirs(directory, exist_ok=True)
-  fd, scratch = tempfile.mkstemp(dir=directory, prefix='.fetch-')
+  fd, scratch = tempfile.mkstemp(dir=directory, prefix=f'.fetch-{os.getpid()}-')
   digest = hashlib.sha256()
   try:
     with os.fdopen(fd, 'wb') as target, _fs().open(url, compression_type=_uncompressed()) as source:
@@ -139,8 +179,18 @@ def fetch_verified(url: str, expected_sha256: str, local_path: str, what: str = 
   return os.path.abspath(local_path)
 
 
+def escape_pattern(path: str) -> str:
+  """``path`` as a literal in a FileSystems match pattern: ``[``, ``*``, ``?`` in a bucket or
+  object name (``runs[1]``) match themselves, not a character class."""
+  return re.sub(r'([\[*?])', r'[\1]', path)
+
+
 def size(path: str) -> int:
-  metadata = _fs().match([path])[0].metadata_list
+  if is_local(path):
+    return os.path.getsize(path) if os.path.isfile(path) else 0
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', FutureWarning)
+    metadata = _fs().match([escape_pattern(path)])[0].metadata_list
   return metadata[0].size_in_bytes if metadata else 0
 
 
@@ -154,21 +204,41 @@ def copy_verified(source: str, destination: str, expected_sha256: str, what: str
   verify(destination, expected_sha256, f'copy of {what}')
 
 
+def _match(pattern: str) -> List[str]:
+  """Paths of the objects matching an object-store pattern (escaped parts match literally)."""
+  with warnings.catch_warnings():  # Beam's translation of an escaped '[' warns "nested set"
+    warnings.simplefilter('ignore', FutureWarning)
+    return [m.path for m in _fs().match([pattern])[0].metadata_list]
+
+
 def list_files(prefix: str) -> List[str]:
-  """Objects directly under ``prefix`` (a directory-like prefix), sorted by name."""
-  pattern = layout.join(prefix, '*')
-  result = _fs().match([pattern])[0]
-  return sorted(m.path for m in result.metadata_list
-                if '.tmp-' not in m.path.rsplit('/', 1)[-1])
+  """Objects directly under ``prefix`` (a directory-like prefix), sorted by name; temporary
+  objects of the atomic writer are not listed. Names with ``[``, ``*``, ``?`` are literal."""
+  if is_local(prefix):
+    directory = prefix.rstrip('/')
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    paths = [os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))]
+  else:
+    paths = _match(layout.join(escape_pattern(prefix), '*'))
+  return sorted(p for p in paths if '.tmp-' not in p.rsplit('/', 1)[-1])
 
 
 def list_tree(prefix: str) -> List[str]:
   """Every object under ``prefix``, recursively, sorted."""
-  result = _fs().match([layout.join(prefix, '**')])[0]
-  return sorted(m.path for m in result.metadata_list)
+  if is_local(prefix):
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(prefix.rstrip('/'))
+                  for name in names)
+  return sorted(_match(layout.join(escape_pattern(prefix), '**')))
 
 
 def delete(path: str) -> None:
+  """Deletes ``path`` if it exists; one already gone (another process was faster) is no error."""
+  if is_local(path):
+    try:
+      os.unlink(path)
+    except FileNotFoundError:
+      pass
+    return
   if exists(path):
     _fs().delete([path])
 
@@ -185,7 +255,7 @@ def create_exclusive(path: str, data: bytes) -> bool:
     os.makedirs(directory, exist_ok=True)
     # Written in full under a private name, then hard-linked into place: link() fails if the
     # name exists (atomic on POSIX), so no reader ever sees a half-written object.
-    fd, scratch = tempfile.mkstemp(dir=directory, prefix='.create-')
+    fd, scratch = tempfile.mkstemp(dir=directory, prefix=f'.create-{os.getpid()}-')
     try:
       with os.fdopen(fd, 'wb') as handle:
         handle.write(data)
@@ -208,3 +278,49 @@ def create_exclusive(path: str, data: bytes) -> bool:
       return False
     return True
   raise StorageError(f'exclusive create is not implemented for {path}: use a local dir or gs://')
+
+
+def _pid_running(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OverflowError):
+    return True
+  return True
+
+
+def clean_stale_temps(prefix: str) -> List[str]:
+  """Removes the temporary files (and install staging dirs) under the local ``prefix`` whose
+  writer process no longer runs on this host; returns their paths. Object stores have none."""
+  if not is_local(prefix) or not os.path.isdir(prefix):
+    return []
+  removed = []
+  for root, dirs, files in os.walk(prefix):
+    for name in list(files) + list(dirs):
+      match = TEMP_NAME.fullmatch(name)
+      if not match or _pid_running(int(match.group(1))):
+        continue
+      path = os.path.join(root, name)
+      if os.path.isdir(path) and not os.path.islink(path):
+        if not name.startswith('site-'):
+          continue
+        shutil.rmtree(path, ignore_errors=True)
+        dirs.remove(name)
+      else:
+        try:
+          os.unlink(path)
+        except FileNotFoundError:
+          continue
+      removed.append(path)
+  return removed
+
+
+def remove_stale_temps(prefix: str, step: str) -> List[str]:
+  """``clean_stale_temps`` with one progress line naming what ``step`` removed (nothing: silent)."""
+  removed = clean_stale_temps(prefix)
+  if removed:
+    shown = ', '.join(removed[:3]) + (f' and {len(removed) - 3} more' if len(removed) > 3 else '')
+    progress(f'{step}: removed {len(removed)} temporary file(s) left by writers that are gone: '
+             f'{shown}')
+  return removed

@@ -19,3 +19,7 @@ class LockedError(Refusal):
 
 class InvalidNameError(Refusal):
   """A build id, environment or artifact name outside the layout's rules (could escape a prefix)."""
+
+
+class UntrustedPointerError(StorageError):
+  """A record points outside where the layout says its object is (another build, another prefix)."""

@@ -86,6 +86,7 @@ VAR_VERSION = 'version'
 VAR_WHEEL_FILE = 'wheel_file'  # full URL of the wheel in the bucket
 VAR_SHA256 = 'sha256'  # sha256 of the wheel
 VAR_MANIFEST_FILE = 'manifest_file'
+VAR_MANIFEST_SHA256 = 'manifest_sha256'  # sha256 of manifest_file: pins the wheel and workflows
 VAR_WORKFLOWS_DIR = 'workflows_dir'
 VAR_INPUT_LOCATION = 'input_location'
 VAR_OUTPUT_LOCATION = 'output_location'
@@ -117,6 +118,7 @@ M_FILES = 'files'  # {relative name: {"sha256": hex, "size": bytes}}
 # Records
 EVENT_DEPLOY, EVENT_ROLLBACK = 'deploy', 'rollback'
 STATUS_PASSED, STATUS_FAILED = 'passed', 'failed'
+WHEEL_NAME_PATTERN = re.compile(r'[A-Za-z0-9_.+-]+\.whl')  # a plain file name, no directory
 
 # Build ids: UTC time, short commit, random suffix. Sortable by time; unique; path-safe.
 BUILD_ID_PATTERN = re.compile(r'[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7}-[0-9a-f]{6}')

@@ -37,8 +37,18 @@ def process_start_time(pid: int) -> Optional[str]:
   return stat.rsplit(')', 1)[-1].split()[19]
 
 
+MAX_PID = 1 << 22  # Linux's pid_max ceiling: a lock naming a pid outside 1..MAX_PID is garbled
+
+
+def checkable_pid(pid) -> bool:
+  """True for a pid that can name a process (not a bool, not <= 0: kill(0 or -1) is a group)."""
+  return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid <= MAX_PID
+
+
 def process_alive(pid: int, start_time: Optional[str]) -> bool:
   """True if ``pid`` runs on this host and (when known) is the same process that took the lock."""
+  if not checkable_pid(pid):
+    return False
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
@@ -86,8 +96,7 @@ class BucketLock:
       progress(f'lock: removing a stale lock left by {describe(holder)}: that process no longer '
                f'exists on this host (killed or crashed mid-{holder.get("operation", "?")}); '
                f'{self.guards} is still consistent: its commit point is written last')
-      raw = bucket.read_bytes(self.path, 'lock') if bucket.exists(self.path) else None
-      if raw is not None and json.loads(raw.decode('utf-8')) == holder:
+      if holder_of(self.path) == holder:  # still that lock, not a racer's new one
         bucket.delete(self.path)
       if bucket.create_exclusive(self.path, self.content):
         return self
@@ -112,7 +121,7 @@ class BucketLock:
 
   @staticmethod
   def _is_stale(holder: dict) -> bool:
-    if holder.get('host') != socket.gethostname() or not isinstance(holder.get('pid'), int):
+    if holder.get('host') != socket.gethostname() or not checkable_pid(holder.get('pid')):
       return False
     return not process_alive(holder['pid'], holder.get('pid_start'))
 
@@ -123,11 +132,18 @@ def holder_of(path: str) -> Optional[dict]:
     return None
   try:
     holder = json.loads(bucket.read_bytes(path, 'lock').decode('utf-8'))
-  except (StorageError, ValueError):
+  except StorageError:
+    return None  # removed between the two calls: free
+  except ValueError:
     holder = None
   if not isinstance(holder, dict):
     return {'host': '?', 'operation': 'unreadable lock', 'unreadable': True}
   return holder
+
+
+def is_stale(holder: dict) -> bool:
+  """True when ``holder`` names a process of this host that is gone (the next writer removes it)."""
+  return BucketLock._is_stale(holder)
 
 
 def unlock(path: str, force: bool = False) -> Optional[dict]:
@@ -139,8 +155,8 @@ def unlock(path: str, force: bool = False) -> Optional[dict]:
   holder = holder_of(path)
   if holder is None:
     return None
-  running = (holder.get('host') == socket.gethostname() and isinstance(holder.get('pid'), int)
-             and process_alive(holder['pid'], holder.get('pid_start')))
+  running = (holder.get('host') == socket.gethostname()
+             and process_alive(holder.get('pid'), holder.get('pid_start')))
   if running and not force:
     raise LockedError(
         f'the lock {path} is held by a running process ({describe(holder)}): '

@@ -8,10 +8,11 @@ checked here once, and every caller gets attributes, not string keys.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Dict, Mapping, Optional
 
 from beam_pipelines.store import bucket, layout
-from beam_pipelines.store.errors import StorageError
+from beam_pipelines.store.errors import StorageError, UntrustedPointerError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +79,27 @@ class Manifest:
     return manifest
 
 
-def read_manifest(path: str, what: str = 'build manifest') -> Manifest:
-  """The one reader of a manifest (a bucket object or a local ``dist/manifest.json``)."""
-  return Manifest.from_dict(bucket.read_json(path, what), path)
+def read_manifest(path: str, what: str = 'build manifest',
+                  expected_sha256: Optional[str] = None) -> Manifest:
+  """The one reader of a manifest (a bucket object or a local ``dist/manifest.json``).
+
+  With ``expected_sha256`` (recorded by a verified step: the "test passed" record, prod's
+  variables), the bytes are read once, hashed, and parsed only when they are those bytes.
+  """
+  if expected_sha256 is None:
+    return Manifest.from_dict(bucket.read_json(path, what), path)
+  data = bucket.read_bytes(path, what)
+  actual = bucket.sha256_bytes(data)
+  if actual != expected_sha256:
+    raise StorageError(f'{what} bytes changed: {path} has sha256 {actual}, expected '
+                       f'{expected_sha256} (recorded when it was tested). Refusing to use it.')
+  try:
+    raw = json.loads(data.decode('utf-8'))
+  except (UnicodeDecodeError, ValueError):
+    raise StorageError(f'{what} at {path} is not valid JSON. Refusing to use it.') from None
+  if not isinstance(raw, dict):
+    raise StorageError(f'{what} at {path} is not a JSON object. Refusing to use it.')
+  return Manifest.from_dict(raw, path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,10 +132,36 @@ class DeploymentVariables:
                str(raw[layout.VAR_MANIFEST_FILE]), str(raw[layout.VAR_WORKFLOWS_DIR]), dict(raw))
 
 
+def check_pointers(env: layout.Env, variables: DeploymentVariables) -> DeploymentVariables:
+  """Refuses variables whose pointers are not where the layout puts the build they name.
+
+  The wheel, manifest and workflow folder must be those of ``build_id`` inside ``env``'s own
+  prefix, and every location variable the env's own: a rewritten ``variables.json`` cannot
+  redirect a run to another build, the test area, or outside the bucket.
+  """
+  build_id = variables.build_id
+  wheel_name = variables.wheel_file.rsplit('/', 1)[-1]
+  expected = {layout.VAR_MANIFEST_FILE: env.manifest(build_id),
+              layout.VAR_WORKFLOWS_DIR: env.workflows(build_id)}
+  if layout.WHEEL_NAME_PATTERN.fullmatch(wheel_name):
+    expected[layout.VAR_WHEEL_FILE] = env.artifact(build_id, wheel_name)
+  else:
+    expected[layout.VAR_WHEEL_FILE] = env.artifact(build_id, '<name>.whl')
+  expected.update(env.location_variables())
+  wrong = [f'{k} is {variables.values[k]!r}, expected {v!r}' for k, v in expected.items()
+           if k in variables.values and variables.values[k] != v]
+  if wrong:
+    raise UntrustedPointerError(
+        f'{env.name} variables at {env.variables} point outside build {build_id} in {env.root}: '
+        f'{"; ".join(wrong)}. Refusing to use them (deploy or rollback writes them anew).')
+  return variables
+
+
 def read_variables(env: layout.Env) -> DeploymentVariables:
-  """The one reader of an environment's variables; missing, invalid or incomplete is refused."""
-  return DeploymentVariables.from_dict(
-      env.name, bucket.read_json(env.variables, f'{env.name} variables'), env.variables)
+  """The one reader of an environment's variables; missing, invalid, incomplete, or pointing
+  anywhere but the named build's objects in ``env`` is refused."""
+  return check_pointers(env, DeploymentVariables.from_dict(
+      env.name, bucket.read_json(env.variables, f'{env.name} variables'), env.variables))
 
 
 def deployed(env: layout.Env) -> Optional[DeploymentVariables]:

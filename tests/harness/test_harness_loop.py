@@ -6,6 +6,7 @@ import json
 import zipfile
 
 import pytest
+from browser import assert_clean, browser
 
 from beam_pipelines.harness import compare
 
@@ -117,3 +118,21 @@ def test_status_shows_deployments_last_test_and_history(project, loop):
   for text in (f'test: build {loop.b}', f'prod: build {loop.b}', f'last test: build {loop.b} PASSED',
                'passed builds: 2', 'approval gate: off', 'lock: free', 'history (2 events'):
     assert text in done.stdout
+
+
+def test_report_site_shows_deployments_history_and_test_results(project, bucket_copy, loop):
+  assert invoke(project, bucket_copy, 'rollback').returncode == 0
+  done = invoke(project, bucket_copy, 'report')
+  assert done.returncode == 0, done.stderr
+  index = bucket_copy / 'site' / 'index.html'
+  assert f'open {index}' in done.stderr
+  with browser() as chromium:
+    view = chromium.open(index, 'site-index-deploys')
+  assert_clean(view, [])
+  assert view.values['deployed.prod.build_id'] == loop.a  # rolled back
+  assert view.values['deployed.test.build_id'] == loop.b
+  assert view.values[f'test.{loop.a}.status'] == view.values[f'test.{loop.b}.status'] == 'passed'
+  history = view.text.split('Deploy history', 1)[1].split('Test results', 1)[0]
+  assert history.count('rollback') == 1 and history.count('deploy') >= 2
+  for link in view.links:
+    assert (index.parent / link).resolve().exists(), link

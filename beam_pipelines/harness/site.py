@@ -1,0 +1,313 @@
+"""``invoke report``: one static site for a bucket, written to ``<bucket>/site/``.
+
+    site/index.html            deployments (test, prod), deploy history (rollbacks, approvals,
+                               overrides), test results per build, continuous-training runs per
+                               span with links to their validation and evaluation reports
+    site/model-<name>.html     per ML pipeline (registry): aliases and their history, the metric
+                               across versions, each version's metrics, blessing and lineage graph
+
+Built from the typed records only (``store.records``, ``harness.results``, ``ct.registry``,
+``ct.lineage``); written through ``store.bucket``; every link is relative, so the same files work
+opened from a local bucket with ``file://`` and served from a gs:// bucket. Self-contained pages
+(``ml.page`` style, ``ml.charts`` inline SVG): nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Dict, List, Optional, Sequence
+
+from beam_pipelines.ct.paths import CT_DIR, LINEAGE_FILE, REGISTRY_DIR, RUNS, CtPaths
+from beam_pipelines.ct.registry import ALIASES, Registry
+from beam_pipelines.harness.deploy import approval_required, history
+from beam_pipelines.harness.errors import HarnessError
+from beam_pipelines.harness.ml_check import VAR_OVERRIDE
+from beam_pipelines.harness.results import read_report
+from beam_pipelines.ml import artifacts, charts, page
+from beam_pipelines.store import bucket, layout, records
+from beam_pipelines.store.errors import Refusal
+
+SITE_DIR = 'site'
+INDEX = 'index.html'
+METRIC_CHARTED = ('auc', 'accuracy')
+
+
+def model_page(name: str) -> str:
+  return f'model-{name}.html'
+
+
+def relative(bucket_url: str, path: Optional[str]) -> Optional[str]:
+  """A bucket object's link from ``<bucket>/site/``; None when it is not in this bucket."""
+  prefix = bucket_url.rstrip('/') + '/'
+  if not path or not path.startswith(prefix):
+    return None
+  return '../' + path[len(prefix):]
+
+
+def _link(text: Any, href: Optional[str]) -> str:
+  label = page.esc(text)
+  return f'<a href="{html.escape(href)}">{label}</a>' if href else label
+
+
+def _td_link(text: Any, href: Optional[str]) -> str:
+  return f'<td class="text">{_link(text, href)}</td>'
+
+
+def _short(sha: Optional[str]) -> str:
+  return sha[:12] if sha else 'n/a'
+
+
+def pipelines(bucket_url: str) -> Dict[str, List[int]]:
+  """ML pipeline name -> registered version numbers, from ``prod/registry/<name>/versions/<N>/``
+  and ``prod/ct/<name>/runs/`` (a pipeline whose runs all stopped has no version yet)."""
+  prod = layout.Env(bucket_url, layout.PROD)
+  found: Dict[str, set] = {}
+  registries = prod.path(REGISTRY_DIR)
+  for path in bucket.list_tree(registries) if bucket.exists(registries) else []:
+    parts = path[len(registries) + 1:].split('/')
+    if len(parts) == 4 and parts[1] == 'versions' and parts[3] == 'version.json' and parts[2].isdigit():
+      found.setdefault(parts[0], set()).add(int(parts[2]))
+  runs = prod.path(CT_DIR)
+  for path in bucket.list_tree(runs) if bucket.exists(runs) else []:
+    parts = path[len(runs) + 1:].split('/')
+    if len(parts) == 4 and parts[1] == RUNS and parts[3] == LINEAGE_FILE:
+      found.setdefault(parts[0], set())
+  return {name: sorted(numbers) for name, numbers in sorted(found.items())}
+
+
+def _ct_runs(bucket_url: str, name: str) -> List[Dict[str, Any]]:
+  """Every CT lineage record of a pipeline in prod, oldest first."""
+  runs_dir = layout.join(CtPaths(bucket_url, name).root, RUNS)
+  paths = [p for p in (bucket.list_tree(runs_dir) if bucket.exists(runs_dir) else [])
+           if p.endswith('/' + LINEAGE_FILE)]
+  out = []
+  for path in sorted(paths):
+    try:
+      out.append({**bucket.read_json(path, 'lineage record'), '_path': path})
+    except Refusal:
+      continue
+  return out
+
+
+def _report_links(bucket_url: str, run: Dict[str, Any]) -> Dict[str, Optional[str]]:
+  steps = run.get('steps') or {}
+  links = {}
+  for step in ('validation', 'evaluation'):
+    outputs = (steps.get(step) or {}).get('outputs')
+    report = layout.join(outputs, artifacts.REPORT_FILE) if outputs else None
+    links[step] = relative(bucket_url, report) if report and bucket.exists(report) else None
+  return links
+
+
+def _nav(names: Sequence[str]) -> str:
+  return ('<nav><a href="index.html">Overview</a>'
+          + ''.join(f'<a href="{html.escape(model_page(n))}">Model {html.escape(n)}</a>'
+                    for n in names) + '</nav>')
+
+
+def _deployments(bucket_url: str) -> str:
+  rows = []
+  for env in layout.ENVIRONMENTS:
+    environment = layout.Env(bucket_url, env)
+    try:
+      values = records.deployed(environment)
+    except Refusal as error:
+      rows.append([env, f'unreadable: {error}', '', '', '', ''])
+      continue
+    if values is None:
+      rows.append([env, 'nothing deployed', '', '', '', ''])
+      continue
+    rows.append([env, page.cell(values.build_id, f'deployed.{env}.build_id'), values.version,
+                 values.get(layout.VAR_EVENT), values.get(layout.VAR_DEPLOYED_AT),
+                 values.get(layout.VAR_DEPLOYED_BY)])
+  gate = 'ON (prod deploys need --approve)' if approval_required(bucket_url) else 'off'
+  return (page.table(['environment', 'build', 'version', 'event', 'at', 'by'], rows)
+          + f'<p>Approval gate: <b>{gate}</b></p>')
+
+
+def _history(bucket_url: str) -> str:
+  events = list(reversed(history(bucket_url)))
+  rows, classes = [], []
+  for e in events:
+    override = e.get(VAR_OVERRIDE)
+    rows.append([e.get(layout.VAR_DEPLOYED_AT), e.get(layout.VAR_EVENT),
+                 e.get(layout.VAR_BUILD_ID), e.get(layout.VAR_PREVIOUS_BUILD_ID) or 'nothing',
+                 e.get(layout.VAR_DEPLOYED_BY), bool(e.get('approved')),
+                 override or ''])
+    classes.append('warn' if override or e.get(layout.VAR_EVENT) == layout.EVENT_ROLLBACK else '')
+  return page.table(['at', 'event', 'build', 'previous', 'by', 'approved',
+                     'blessing overridden (reason)'], rows, classes)
+
+
+def _tests(bucket_url: str) -> str:
+  test = layout.Env(bucket_url, layout.TEST)
+  paths = [p for p in (bucket.list_tree(test.results) if bucket.exists(test.results) else [])
+           if p.endswith('/' + layout.REPORT_FILE)]
+  rows, classes = [], []
+  for path in sorted(paths, reverse=True):
+    try:
+      report = read_report(path)
+    except Refusal:
+      continue
+    checks = report.results
+    passed = sum(1 for r in checks if r.get('passed'))
+    rows.append([_td_link(report.build_id, relative(bucket_url, path)),
+                 page.cell(report.status, f'test.{report.build_id}.status',
+                           'passed' if report.passed else 'failed'),
+                 report.tested_at, f'{passed} of {len(checks)}',
+                 ', '.join(f'{name} {verdict.get("status")}'
+                           for name, verdict in report.ml_by_pipeline.items()) or 'n/a',
+                 '; '.join(report.failures()) or ''])
+    classes.append('' if report.passed else 'fail')
+  return page.table(['build', 'status', 'tested at', 'checks passed', 'model check',
+                     'failures'], rows, classes)
+
+
+def _ct_table(bucket_url: str, runs: List[Dict[str, Any]]) -> str:
+  rows, classes = [], []
+  for run in reversed(runs):
+    links = _report_links(bucket_url, run)
+    steps = run.get('steps') or {}
+    verdict = ((steps.get('validation') or {}).get('result') or {}).get('status')
+    model = run.get('model') or {}
+    span = (run.get('data') or {}).get('span') or ''
+    rows.append([run.get('run_id'), span.rsplit('/', 1)[-1], run.get('status'),
+                 verdict or 'n/a', f'v{model["version"]}' if model.get('version') else '',
+                 model.get('blessing') or '',
+                 _td_link('validation', links['validation']) if links['validation'] else '',
+                 _td_link('evaluation', links['evaluation']) if links['evaluation'] else ''])
+    classes.append('fail' if verdict == artifacts.VERDICT_ANOMALOUS else
+                   'warn' if verdict == artifacts.VERDICT_DRIFT else '')
+  return page.table(['run', 'span', 'outcome', 'validation verdict', 'model', 'blessing',
+                     'validation report', 'evaluation report'], rows, classes)
+
+
+def index_page(bucket_url: str, names: Sequence[str], runs: Dict[str, List[Dict[str, Any]]]) -> str:
+  body = [f'<h1>beam-pipelines: {html.escape(bucket_url.rsplit("/", 1)[-1] or bucket_url)}</h1>',
+          '<h2>Deployed</h2>', _deployments(bucket_url),
+          '<h2>Deploy history (newest first)</h2>', _history(bucket_url),
+          '<h2>Test results per build (newest first)</h2>', _tests(bucket_url),
+          '<h2>ML pipelines</h2>',
+          ('<ul>' + ''.join(f'<li><a href="{html.escape(model_page(n))}">{html.escape(n)}</a></li>'
+                            for n in names) + '</ul>') if names else
+          '<p class="muted">No model registered yet (run `invoke ct`).</p>',
+          ] + [f'<h2>Continuous-training runs of {html.escape(name)} (newest first)</h2>'
+               + _ct_table(bucket_url, runs[name]) for name in names]
+  return page.shell('beam-pipelines: bucket overview', '\n'.join(body), _nav(names))
+
+
+def _lineage_graph(bucket_url: str, number: int, record: Dict[str, Any],
+                   run: Optional[Dict[str, Any]]) -> str:
+  data, code = record.get('data') or {}, record.get('code') or {}
+  parameters = record.get('parameters') or {}
+  train = parameters.get('train') or {}
+  build = code.get('build_id') or f'source tree {(code.get("git_commit") or "")[:10]}'
+  links = _report_links(bucket_url, run) if run else {'validation': None, 'evaluation': None}
+  inputs = [('data', f'data {(data.get("span") or "").rsplit("/", 1)[-1]}\nsha256 '
+             f'{_short(data.get("sha256"))}', None),
+            ('code', f'code {build}\nwheel {_short(code.get("wheel_sha256"))}', None),
+            ('params', f'parameters {train.get("classifier", "")}\nspec '
+             f'{_short(parameters.get("spec_fingerprint"))}', None)]
+  run_id = record.get('run_id') or (run or {}).get('run_id') or '?'
+  lineage_link = relative(bucket_url, record.get('lineage'))
+  middle = [('run', f'CT run\n{run_id}', lineage_link)]
+  reports = [('validation', 'validation report', links['validation']),
+             ('evaluation', 'evaluation report', links['evaluation'])]
+  model = [('model', f'model v{number}\n{(record.get("blessing") or {}).get("status", "")}',
+            None)]
+  edges = [('data', 'run'), ('code', 'run'), ('params', 'run'), ('run', 'validation'),
+           ('run', 'evaluation'), ('evaluation', 'model')]
+  return charts.flow_graph(f'lineage-v{number}', [inputs, middle, reports, model], edges,
+                           width=900, title=f'lineage of v{number}')
+
+
+def _metric_chart(records_by_number: Dict[int, Dict[str, Any]], spans: Dict[int, str]) -> str:
+  numbers = sorted(records_by_number)
+  series = {}
+  for metric in METRIC_CHARTED:
+    points = [(i, records_by_number[n]['metrics'][metric]) for i, n in enumerate(numbers)
+              if isinstance((records_by_number[n].get('metrics') or {}).get(metric), float)]
+    if points:
+      series[metric] = points
+  names = [f'v{n} {spans.get(n, "")[-10:]}' for n in numbers]
+  return charts.line_chart('metric-by-version', series, 'version (span)', 'metric on eval split',
+                           (-0.3, max(len(numbers) - 0.7, 0.7)), None, markers=True,
+                           x_names=names, width=620, height=300, title='metrics across versions')
+
+
+def registry_page(bucket_url: str, name: str, names: Sequence[str],
+                  runs: List[Dict[str, Any]]) -> str:
+  reg = Registry(CtPaths(bucket_url, name).registry)
+  aliases = reg.aliases()
+  by_number = {r['version']: r for r in reg.versions()}
+  run_by_id = {r.get('run_id'): r for r in runs}
+  spans = {n: ((r.get('data') or {}).get('span') or '').rsplit('/', 1)[-1]
+           for n, r in by_number.items()}
+  body = [f'<h1>Model registry: {html.escape(name)}</h1>',
+          '<p>' + ', '.join(f'<b>{a}</b>: ' + (f'<span data-key="alias.{a}">v{aliases[a]}</span>'
+                                               if a in aliases else 'none') for a in ALIASES)
+          + '</p>']
+  body.append('<h2>Metrics across versions</h2>')
+  body.append(page.figure(_metric_chart(by_number, spans),
+                          'Each version\'s metrics on its own span\'s eval split (versions '
+                          'trained on different spans are compared on different rows).')
+              if by_number else '<p class="muted">No version.</p>')
+  body.append('<h2>Versions (newest first)</h2>')
+  rows, classes = [], []
+  for number in sorted(by_number, reverse=True):
+    record = by_number[number]
+    metrics = record.get('metrics') or {}
+    links = _report_links(bucket_url, run_by_id.get(record.get('run_id'), {}))
+    status = (record.get('blessing') or {}).get('status')
+    code = record.get('code') or {}
+    held = [a for a, v in aliases.items() if v == number]
+    rows.append([f'v{number}' + (f' ({", ".join(held)})' if held else ''),
+                 page.cell(status, f'v{number}.blessing', status or ''),
+                 page.cell(metrics.get('auc'), f'v{number}.auc'),
+                 page.cell(metrics.get('accuracy'), f'v{number}.accuracy'),
+                 page.cell(metrics.get('log_loss'), f'v{number}.log_loss'),
+                 page.cell(metrics.get('example_count'), f'v{number}.example_count'),
+                 spans.get(number), _short((record.get('data') or {}).get('sha256')),
+                 code.get('build_id') or f'source {(code.get("git_commit") or "")[:10]}',
+                 _td_link('validation', links.get('validation')) if links.get('validation') else '',
+                 _td_link('evaluation', links.get('evaluation')) if links.get('evaluation') else ''])
+    classes.append('' if status == 'BLESSED' else 'fail')
+  body.append(page.table(['version', 'blessing', 'AUC', 'accuracy', 'log loss', 'eval rows',
+                          'span', 'data sha256', 'build', 'validation', 'evaluation'],
+                         rows, classes))
+  body.append('<h2>Alias history (newest first)</h2>')
+  events = list(reversed(reg.history()))
+  body.append(page.table(
+      ['at', 'event', 'moves', 'by', 'reason'],
+      [[e.get('at'), e.get('event'),
+        ', '.join(f'{a} {"v" + str(m["from"]) if m.get("from") else "none"} → v{m["to"]}'
+                  for a, m in (e.get('moves') or {}).items()),
+        e.get('by'), e.get('reason')] for e in events],
+      ['warn' if e.get('event') in ('promote', 'rollback') else '' for e in events]))
+  body.append('<h2>Lineage of each version</h2>')
+  for number in sorted(by_number, reverse=True):
+    record = by_number[number]
+    parameters = record.get('parameters') or {}
+    body.append(f'<h3 id="v{number}">v{number}</h3>')
+    body.append(_lineage_graph(bucket_url, number, record, run_by_id.get(record.get('run_id'))))
+    body.append(f'<p class="small muted">data sha256 {html.escape(str((record.get("data") or {}).get("sha256")))}; '
+                f'training parameters {html.escape(json.dumps(parameters.get("train") or {}, sort_keys=True))}</p>')
+  return page.shell(f'Model registry: {name}', '\n'.join(body), _nav(names))
+
+
+def build_site(bucket_url: str, pipeline: Optional[str] = None) -> str:
+  """Writes ``<bucket>/site/index.html`` and one page per ML pipeline; returns the index's path."""
+  found = pipelines(bucket_url)
+  if pipeline and pipeline not in found:
+    raise HarnessError(f'no ML pipeline {pipeline!r} in {bucket_url} (registries: '
+                       f'{", ".join(found) or "none"})')
+  names = [pipeline] if pipeline else list(found)
+  runs = {name: _ct_runs(bucket_url, name) for name in names}
+  site = layout.join(bucket_url, SITE_DIR)
+  for name in names:
+    bucket.write_bytes(layout.join(site, model_page(name)),
+                       registry_page(bucket_url, name, names, runs[name]).encode('utf-8'))
+  index = layout.join(site, INDEX)
+  bucket.write_bytes(index, index_page(bucket_url, names, runs).encode('utf-8'))
+  return index

@@ -1,0 +1,225 @@
+"""The validation's HTML page: verdict, anomalies first, then per feature the distribution of this
+span against the previous span and of train against eval, with the drift/skew distance against
+its threshold and the noise floor. Self-contained (inline SVG), unlike TFDV's Facets view, which
+loads its script from CDNs when opened.
+
+Statistics are TFDV ``DatasetFeatureStatisticsList`` protos, read by attribute only (no
+TensorFlow import here). The noise floor of a feature is the distance between the train and eval
+splits of the same span (a random split of one dataset: any distance there is sampling noise),
+computed here with the same measure on the histograms in the statistics.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any, Dict, List, Sequence, Tuple
+
+from beam_pipelines.ml import charts, page
+
+NUMERIC_BINS = 12
+TOP_CATEGORIES = 12
+L_INFTY, JSD = 'L_INFTY', 'JENSEN_SHANNON_DIVERGENCE'
+_STANDARD_HISTOGRAM = 0  # Histogram.HistogramType.STANDARD
+
+
+def _name(feature) -> str:
+  return '.'.join(feature.path.step) if feature.path.step else feature.name
+
+
+def feature_distributions(statistics) -> Dict[str, Dict[str, Any]]:
+  """Feature -> {kind: numeric, buckets: [(low, high, count)]} or {kind: categorical,
+  counts: {value: count}}, from the first dataset of a statistics list."""
+  out: Dict[str, Dict[str, Any]] = {}
+  if statistics is None or not statistics.datasets:
+    return out
+  for feature in statistics.datasets[0].features:
+    if feature.HasField('num_stats'):
+      standard = [h for h in feature.num_stats.histograms if h.type == _STANDARD_HISTOGRAM]
+      buckets = [(b.low_value, b.high_value, b.sample_count)
+                 for b in (standard[0].buckets if standard else [])]
+      out[_name(feature)] = {'kind': 'numeric', 'buckets': buckets}
+    elif feature.HasField('string_stats'):
+      stats = feature.string_stats
+      pairs = ([(b.label, b.sample_count) for b in stats.rank_histogram.buckets]
+               or [(v.value, v.frequency) for v in stats.top_values])
+      out[_name(feature)] = {'kind': 'categorical', 'counts': dict(pairs)}
+  return out
+
+
+def _rebin(buckets: Sequence[Tuple[float, float, float]], edges: Sequence[float]) -> List[float]:
+  """Counts of equal-width-ish buckets spread uniformly over new ``edges``."""
+  counts = [0.0] * (len(edges) - 1)
+  for low, high, count in buckets:
+    if high <= low:  # a point bucket
+      index = max(0, min(len(counts) - 1, next((i for i in range(len(counts))
+                                                 if edges[i + 1] >= low), len(counts) - 1)))
+      counts[index] += count
+      continue
+    for i in range(len(counts)):
+      overlap = min(high, edges[i + 1]) - max(low, edges[i])
+      if overlap > 0:
+        counts[i] += count * overlap / (high - low)
+  return counts
+
+
+def _shares(counts: Sequence[float]) -> List[float]:
+  total = sum(counts)
+  return [c / total if total else 0.0 for c in counts]
+
+
+def _jsd(p: Sequence[float], q: Sequence[float]) -> float:
+  """Jensen-Shannon divergence (log base 2, in [0, 1]) of two distributions on the same bins."""
+  def kl(a, b):
+    return sum(x * math.log2(x / y) for x, y in zip(a, b) if x > 0 and y > 0)
+  m = [(x + y) / 2 for x, y in zip(p, q)]
+  return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def compare(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+  """Two distributions of one feature on common categories/bins: labels, shares, distance."""
+  if a['kind'] == 'categorical':
+    values = set(a['counts']) | set(b['counts'])
+    share_a = dict(zip(a['counts'], _shares(list(a['counts'].values()))))
+    share_b = dict(zip(b['counts'], _shares(list(b['counts'].values()))))
+    distance = max((abs(share_a.get(v, 0.0) - share_b.get(v, 0.0)) for v in values), default=0.0)
+    shown = sorted(values, key=lambda v: -(share_a.get(v, 0.0) + share_b.get(v, 0.0)))
+    shown = shown[:TOP_CATEGORIES]
+    return {'labels': shown, 'a': [share_a.get(v, 0.0) for v in shown],
+            'b': [share_b.get(v, 0.0) for v in shown], 'measure': L_INFTY, 'distance': distance}
+  lows = [lo for lo, _, _ in a['buckets'] + b['buckets']]
+  highs = [hi for _, hi, _ in a['buckets'] + b['buckets']]
+  if not lows:
+    return {'labels': [], 'a': [], 'b': [], 'measure': JSD, 'distance': 0.0}
+  low, high = min(lows), max(highs)
+  width = (high - low) / NUMERIC_BINS or 1.0
+  edges = [low + width * i for i in range(NUMERIC_BINS + 1)]
+  share_a, share_b = _shares(_rebin(a['buckets'], edges)), _shares(_rebin(b['buckets'], edges))
+  labels = [f'{edges[i]:.3g}' for i in range(NUMERIC_BINS)]
+  return {'labels': labels, 'a': share_a, 'b': share_b, 'measure': JSD,
+          'distance': _jsd(share_a, share_b)}
+
+
+def _order(verdict: Dict[str, Any], names: Sequence[str]) -> List[str]:
+  """Anomalous features first, then those over a drift/skew threshold, then the rest."""
+  anomalous = {a['feature'] for a in verdict['anomalies'] if a.get('feature')}
+  exceeded = {d['feature'] for d in verdict['drift'] + verdict['skew'] if d['exceeded']}
+  return sorted(names, key=lambda n: (n not in anomalous, n not in exceeded, n))
+
+
+def _distance_rows(verdict: Dict[str, Any], floors: Dict[str, float]) -> str:
+  rows, classes = [], []
+  for kind in ('drift', 'skew'):
+    for d in sorted(verdict[kind], key=lambda d: (not d['exceeded'], d['feature'])):
+      rows.append([d['feature'], kind, d['measure'],
+                   page.cell(d['value'], f'{kind}.{d["feature"]}.value'),
+                   page.cell(d['threshold'], f'{kind}.{d["feature"]}.threshold'),
+                   floors.get(d['feature']),
+                   '<td class="text fail">over threshold</td>' if d['exceeded'] else
+                   '<td class="text pass">within</td>'])
+      classes.append('fail' if d['exceeded'] else '')
+  header = ['feature', 'check', 'measure', 'distance', 'threshold', 'noise floor', 'result']
+  return page.table(header, rows, classes)
+
+
+def _feature_section(name: str, verdict: Dict[str, Any], current: Dict[str, Any],
+                     evaluation: Dict[str, Any], previous: Dict[str, Any],
+                     floors: Dict[str, float], serving: Dict[str, Any]) -> str:
+  anomalies = [a for a in verdict['anomalies'] if a.get('feature') == name]
+  measured = [(k, d) for k in ('drift', 'skew') for d in verdict[k] if d['feature'] == name]
+  badges = ''.join(f'<span class="badge anomalous">{html.escape(", ".join(a["types"]))}</span>'
+                   for a in anomalies)
+  badges += ''.join(f'<span class="badge fail">{k} over threshold</span>'
+                    for k, d in measured if d['exceeded'])
+  parts = [f'<section class="feature" id="feature-{html.escape(name)}">'
+           f'<h3>{html.escape(name)}{badges}</h3>']
+  for a in anomalies:
+    parts.append(f'<p class="anomalous">{html.escape(a["description"])}</p>')
+  figures = []
+  for kind, d in measured:
+    figures.append(page.figure(
+        charts.distance_meter(f'{kind}-{name}', d['value'], d['threshold'], floors.get(name)),
+        f'{kind}: {d["measure"]} {page.number(d["value"])} against threshold '
+        f'{page.number(d["threshold"])}; grey: noise floor '
+        f'{page.number(floors.get(name))} (train vs eval of this span)'))
+  if name in previous and previous[name]['kind'] == current[name]['kind']:
+    c = compare(current[name], previous[name])
+    if c['labels']:
+      figures.append(page.figure(
+          charts.bar_chart(f'span-vs-previous-{name}', c['labels'],
+                           {'this span (train)': c['a'], 'previous span (train)': c['b']},
+                           'share of rows'),
+          f'This span against the previous one ({c["measure"]} {page.number(c["distance"])} on '
+          'these bins).'))
+  if name in serving and serving[name]['kind'] == current[name]['kind']:
+    c = compare(current[name], serving[name])
+    if c['labels']:
+      figures.append(page.figure(
+          charts.bar_chart(f'train-vs-serving-{name}', c['labels'],
+                           {'train': c['a'], 'serving': c['b']}, 'share of rows'),
+          f'Training against serving data ({c["measure"]} {page.number(c["distance"])} on '
+          'these bins).'))
+  if name in evaluation and evaluation[name]['kind'] == current[name]['kind']:
+    c = compare(current[name], evaluation[name])
+    if c['labels']:
+      figures.append(page.figure(
+          charts.bar_chart(f'train-vs-eval-{name}', c['labels'],
+                           {'train': c['a'], 'eval': c['b']}, 'share of rows'),
+          f'Train against eval of this span ({c["measure"]} {page.number(c["distance"])}).'))
+  if not figures:
+    parts.append('<p class="muted">No values to chart (no statistics for this feature).</p>')
+  parts.append(f'<div class="charts">{"".join(figures)}</div></section>')
+  return ''.join(parts)
+
+
+def _headline(verdict: Dict[str, Any]) -> str:
+  """The verdict's message in words (its anomalous form names features as a Python list)."""
+  anomalies = verdict['anomalies']
+  if verdict['status'] != 'anomalous' or not anomalies:
+    return verdict['message']
+  named = sorted({a.get('feature') or a.get('split') or 'dataset' for a in anomalies})
+  count = len(anomalies)
+  return (f'{count} anomal{"y" if count == 1 else "ies"} in {", ".join(named)}: '
+          'training is blocked')
+
+
+def render(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -> str:
+  """verdict.json + statistics protos per split (train, eval[, serving]) + the previous span's
+  train statistics (or None) -> a standalone HTML page."""
+  status = verdict['status']
+  current = feature_distributions(statistics.get('train'))
+  evaluation = feature_distributions(statistics.get('eval'))
+  before = feature_distributions(previous)
+  serving = feature_distributions(statistics.get('serving'))
+  floors = {name: compare(current[name], evaluation[name])['distance'] for name in current
+            if name in evaluation and current[name]['kind'] == evaluation[name]['kind']}
+  rows = verdict.get('rows', {})
+  parts = [f'<h1>Data validation: <span class="{status}" id="status">{status}</span></h1>',
+           f'<p>{html.escape(_headline(verdict))}</p>',
+           page.table(['split', 'rows'], [[split, page.cell(count, f'rows.{split}')]
+                                          for split, count in rows.items()]
+                      + ([['dead-lettered', page.cell(verdict['rows_dead_lettered'],
+                                                      'rows.dead_lettered')]]
+                         if verdict.get('rows_dead_lettered') is not None else [])),
+           '<h2>Anomalies</h2>']
+  anomalies = verdict['anomalies']
+  parts.append(page.table(['feature', 'split', 'types', 'description'],
+                          [[a.get('feature') or 'dataset', a.get('split') or 'csv', a['types'],
+                            a['description']] for a in anomalies],
+                          ['fail'] * len(anomalies))
+               if anomalies else '<p class="ok">No anomaly.</p>')
+  parts.append('<h2>Drift and skew</h2>')
+  parts.append('<p class="small muted">Drift: this span against the previous span; skew: '
+               'training against serving. Noise floor: the same measure between the train and '
+               'eval splits of this span (our estimate from the histograms).</p>')
+  parts.append(_distance_rows(verdict, floors) if verdict['drift'] or verdict['skew'] else
+               '<p class="muted">Not checked (no previous span or serving data given).</p>')
+  parts.append('<h2>Features</h2>')
+  missing = sorted({a['feature'] for a in anomalies
+                    if a.get('feature') and a['feature'] not in current})
+  for name in missing:  # anomalies first, even those without statistics (a missing column)
+    parts.append(f'<section class="feature"><h3>{html.escape(name)}'
+                 f'<span class="badge anomalous">no statistics</span></h3></section>')
+  for name in _order(verdict, list(current)):
+    parts.append(_feature_section(name, verdict, current, evaluation, before, floors, serving))
+  return page.shell(f'Data validation: {status}', '\n'.join(parts))
