@@ -223,3 +223,11 @@ class TestFramesAreTheRowsOfTheRowParser:
     key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
     assert sorted(by_frame[0], key=key) == sorted(by_record[0], key=key)
     assert by_frame[1:] == by_record[1:]
+
+  def test_a_record_over_the_maximum_is_left_to_the_record_parser(self, tmp_path, monkeypatch):
+    monkeypatch.setenv(csv_io.MAX_RECORD_ENV_VAR, '64')
+    text = HEADER + 'a,1,red,1\nb,2,' + 'r' * 100 + ',0\n'
+    assert csv_io.ParseCsvBatchesFn(SPEC, 2)._typed_columns(text.encode()) is None
+    path = _write(tmp_path, 'long.csv', text)
+    by_record, by_frame = _read(path), _read(path, batch_size=2)
+    assert by_frame == by_record and len(by_record[1]) == 1  # one dead letter, the long record

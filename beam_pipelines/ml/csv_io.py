@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
@@ -49,6 +50,7 @@ METRICS_NAMESPACE = 'csv_io'
 MAX_RECORD_ENV_VAR = 'BEAM_PIPELINES_MAX_RECORD_BYTES'  # longest CSV line read, default 1 MiB
 DEFAULT_MAX_RECORD = 1 << 20
 PREVIEW_CHARS = 200  # of an oversized line, in its dead letter and messages
+WHOLE_FILE_MAX_BYTES = 256 << 20  # larger files are parsed record by record (ParseCsvBatchesFn)
 KEY, TIMESTAMP, NUMERIC, CATEGORICAL, LABEL = 'key', 'timestamp', 'numeric', 'categorical', 'label'
 _TRUE = frozenset(('1', '1.0', 'true', 'yes', 't', 'y'))
 _FALSE = frozenset(('0', '0.0', 'false', 'no', 'f', 'n'))
@@ -394,7 +396,8 @@ class ParseCsvBatchesFn(ParseCsvFileFn):
   """As ``ParseCsvFileFn``, but good rows leave as frames of up to ``batch_size`` rows: pandas
   DataFrames with the spec's columns, object dtype, each cell the value a row dict would hold.
 
-  A file with no quote character and only ``\\n`` or ``\\r\\n`` line ends is first tokenised
+  An uncompressed file of at most ``WHOLE_FILE_MAX_BYTES`` with no quote character, no record
+  longer than ``max_record_chars()`` and only ``\\n`` or ``\\r\\n`` line ends is first tokenised
   whole by Arrow's CSV reader (every column as text) and typed column by column with the same
   rules as ``RowParser``; at the first cell those rules would refuse (a dead letter), a wrong
   field count or bad UTF-8, the file is parsed again record by record by ``ParseCsvFileFn``, which
@@ -420,9 +423,12 @@ class ParseCsvBatchesFn(ParseCsvFileFn):
       yield pd.DataFrame(cells, columns=list(self.spec.columns))
 
   def process(self, readable_file) -> Iterator[Any]:
-    with readable_file.open(mime_type='application/octet-stream') as handle:
-      data = handle.read()
-    typed = self._typed_columns(data)
+    metadata = readable_file.metadata
+    typed = None
+    if (metadata.size_in_bytes <= WHOLE_FILE_MAX_BYTES and CompressionTypes.detect_compression_type(
+        metadata.path) == CompressionTypes.UNCOMPRESSED):  # else memory is bounded per record
+      with readable_file.open(mime_type='application/octet-stream') as handle:
+        typed = self._typed_columns(handle.read())
     if typed is None:
       yield from super().process(readable_file)
       return
@@ -439,6 +445,9 @@ class ParseCsvBatchesFn(ParseCsvFileFn):
     """(header, parser, object cells) of a file every record of which types cleanly, else None."""
     if b'"' in data or data.count(b'\r') != data.count(b'\r\n'):
       return None
+    line_ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord('\n'))
+    if np.diff(line_ends, prepend=-1, append=len(data)).max(initial=0) > max_record_chars():
+      return None  # an oversized record: the record parser dead-letters it
     data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
     try:
       header = data.split(b'\n', 1)[0].decode('utf-8').rstrip('\r').split(',')
