@@ -59,9 +59,13 @@ import math
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.ml.inference.base import RunInference
 from apache_beam.pvalue import AsSingleton
 
 from beam_pipelines.ml import artifacts, blessing, csv_io, inference, model_io, report, tabular
@@ -74,6 +78,7 @@ METRICS_NAMESPACE = 'Evaluate'
 CANDIDATE, BASELINE = 'candidate', 'baseline'
 OVERALL = 'Overall'
 MISSING_VALUE = '<missing>'
+BATCH_SIZE = 10_000  # CSV rows per scored frame
 
 
 class ReconciliationError(RuntimeError):
@@ -84,39 +89,39 @@ SliceKey = Tuple[str, str, str]  # (model, slice feature or 'Overall', value)
 
 
 class ScoreBySlice(beam.PTransform):
-  """Feature rows -> ((model, slice feature, value), (label, probability)), overall and per slice."""
+  """Frames of rows -> ((model, slice feature, value), (labels, probabilities)), overall and per
+  slice: each frame is scored by one ``predict_proba`` call (RunInference shares the loaded model
+  per worker) and leaves as arrays, which the metric combiners take whole."""
 
   def __init__(self, model_name: str, model_dir: str, label: str, slice_feature: Optional[str],
                expected_sha256: Optional[str] = None):
     super().__init__()
     self._name = model_name
-    self._handler = KeyedModelHandler(
-        inference.VerifiedSklearnModelHandler(model_dir, expected_sha256))
+    self._handler = inference.VerifiedSklearnModelHandler(model_dir, expected_sha256)
     self._label = label
     self._slice = slice_feature
 
-  def expand(self, rows):
+  def expand(self, frames):
     label, feature, name = self._label, self._slice, self._name
 
-    def key_by_label_and_slice(row):
-      value = row.get(feature) if feature else None
-      return (int(row[label]), MISSING_VALUE if value is None else str(value)), row
-
-    def to_slices(keyed_result) -> Iterable[Tuple[SliceKey, Tuple[int, float]]]:
-      (label_value, slice_value), result = keyed_result
-      score = (label_value, result.inference)
-      yield (name, OVERALL, ''), score
+    def to_slices(result) -> Iterable[Tuple[SliceKey, Tuple[np.ndarray, np.ndarray]]]:
+      frame, probabilities = result.example, result.inference
+      labels = frame[label].to_numpy(dtype=np.int64)
+      yield (name, OVERALL, ''), (labels, probabilities)
       if feature:
-        yield (name, feature, slice_value), score
+        values = frame[feature]
+        keys = values.astype(object).where(values.notna(), MISSING_VALUE).map(str).to_numpy()
+        for value, rows in pd.Series(keys).groupby(keys, sort=False).indices.items():
+          yield (name, feature, value), (labels[rows], probabilities[rows])
 
-    return (rows
-            | 'KeyByLabelAndSlice' >> beam.Map(key_by_label_and_slice)
+    return (frames
             | 'RunInference' >> RunInference(self._handler)
             | 'ToSlices' >> beam.FlatMap(to_slices))
 
 
-class DropUnlabelled(beam.DoFn):
-  """Passes rows that have a label; counts the others (they cannot be scored against a label)."""
+class LabelledFrames(beam.DoFn):
+  """Arrow record batches -> pandas frames of the rows that have a label; counts the others
+  (they cannot be scored against a label)."""
 
   def __init__(self, label: str):
     super().__init__()
@@ -124,12 +129,12 @@ class DropUnlabelled(beam.DoFn):
     self.labelled = Metrics.counter(METRICS_NAMESPACE, 'labelled_rows')
     self.unlabelled = Metrics.counter(METRICS_NAMESPACE, 'unlabelled_rows')
 
-  def process(self, row: Dict[str, Any]):
-    if row.get(self._label) is None:
-      self.unlabelled.inc()
-      return
-    self.labelled.inc()
-    yield row
+  def process(self, table: pa.Table):
+    labelled = table.filter(pc.is_valid(table[self._label]))
+    self.unlabelled.inc(table.num_rows - labelled.num_rows)
+    if labelled.num_rows:
+      self.labelled.inc(labelled.num_rows)
+      yield labelled.to_pandas()
 
 
 def _clean(metrics: Dict[str, Any]) -> Dict[str, Any]:
@@ -188,25 +193,30 @@ def write_summary(summary: Dict[str, Any], path: str) -> None:
 
 
 class ReadLabelledCsv(beam.PTransform):
-  """Pipeline root -> typed, labelled rows of every CSV file matching a pattern; rows that cannot
+  """Pipeline root -> frames of typed, labelled rows of every CSV file matching a pattern; rows that cannot
   be typed -> ``output/dead_letter/``; counts -> ``output/summary.json``."""
 
-  def __init__(self, input_pattern: str, schema: InputSchema, output: str):
+  def __init__(self, input_pattern: str, schema: InputSchema, output: str,
+               batch_size: int = BATCH_SIZE):
     super().__init__()
+    self._batch_size = batch_size
     self._pattern = input_pattern
     self._spec = schema.parsing_spec()
     self._output = output
 
   def expand(self, root):
     parsed = root | 'ReadCsv' >> csv_io.ReadCsvRows(
-        self._pattern, self._spec, require_label=True, require_features=True)
+        self._pattern, self._spec, require_label=True, require_features=True,
+        batch_size=self._batch_size)
     rows, dead_letters = parsed[csv_io.ROWS], parsed[csv_io.DEAD_LETTER]
     _ = dead_letters | 'WriteDeadLetter' >> csv_io.WriteDeadLetter(
         FileSystems.join(self._output, artifacts.DEAD_LETTER_DIR))
     rows_read = (parsed[csv_io.FILES]
                  | 'RowsPerFile' >> beam.Map(lambda info: info['rows_read'])
                  | 'RowsRead' >> beam.CombineGlobally(sum))
-    scored = rows | 'CountRows' >> beam.combiners.Count.Globally()
+    scored = (rows
+              | 'RowsPerFrame' >> beam.Map(csv_io.count_rows)
+              | 'CountRows' >> beam.CombineGlobally(sum))
     dead = dead_letters | 'CountDeadLetters' >> beam.combiners.Count.Globally()
     _ = (root
          | 'SummaryTrigger' >> beam.Create([None])
@@ -230,9 +240,9 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
     rows = pipeline | 'ReadLabelledCsv' >> ReadLabelledCsv(input_pattern, schema, output)
   else:
     rows = (pipeline
-            | 'ReadEvalSplit' >> beam.io.ReadFromParquet(
+            | 'ReadEvalSplit' >> beam.io.ReadFromParquetBatched(
                 artifacts.split_pattern(features_dir, artifacts.EVAL))
-            | 'DropUnlabelled' >> beam.ParDo(DropUnlabelled(label)))
+            | 'DropUnlabelled' >> beam.ParDo(LabelledFrames(label)))
   scored = [rows | f'Score{name.title()}' >> ScoreBySlice(
       name, info['model_dir'], label, slice_feature, info.get('expected_sha256'))
             for name, info in models.items()]

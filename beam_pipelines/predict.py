@@ -42,11 +42,13 @@ runtime.answer_help_early(__name__, 'predict', __doc__, add_predict_arguments)
 import hashlib
 import json
 import logging
-from typing import Any, Dict, Optional, Sequence, Tuple
+from json.encoder import encode_basestring_ascii  # what json.dumps does to a str
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import pandas as pd
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+from apache_beam.ml.inference.base import PredictionResult, RunInference
 from apache_beam.pvalue import AsSingleton
 
 from beam_pipelines import submission
@@ -57,6 +59,7 @@ from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
 
 DECISION_THRESHOLD = 0.5
+BATCH_SIZE = 10_000  # CSV rows per scored frame
 PREDICTIONS_SUFFIX = artifacts.DEAD_LETTER_SUFFIX  # JSON lines too
 
 
@@ -70,6 +73,15 @@ def row_key(key_column: Optional[str]):
   return key_row
 
 
+def frame_keys(frame: pd.DataFrame, key_column: Optional[str]) -> List[str]:
+  """The key of each row of a frame, as ``row_key`` gives it for the row's dict."""
+  if key_column:
+    return [str(value) for value in frame[key_column].tolist()]
+  key_row = row_key(None)
+  columns = list(frame.columns)
+  return [key_row(dict(zip(columns, values)))[0] for values in frame.itertuples(index=False)]
+
+
 def to_prediction(keyed: Tuple[str, PredictionResult]) -> Dict[str, Any]:
   key, result = keyed
   probability = float(result.inference)
@@ -77,21 +89,30 @@ def to_prediction(keyed: Tuple[str, PredictionResult]) -> Dict[str, Any]:
           'prediction': int(probability >= DECISION_THRESHOLD)}
 
 
+def prediction_lines(result: PredictionResult, key_column: Optional[str]) -> Tuple[str, int]:
+  """A scored frame -> (its predictions as JSON lines joined by newlines, how many): each line is
+  ``json.dumps(to_prediction(...), sort_keys=True)``, written without a dict per row."""
+  probabilities = result.inference.tolist()
+  lines = [f'{{"key": {encode_basestring_ascii(key)}, "prediction": {int(p >= DECISION_THRESHOLD)}, '
+           f'"probability": {float.__repr__(p)}}}'
+           for key, p in zip(frame_keys(result.example, key_column), probabilities)]
+  return '\n'.join(lines), len(lines)
+
+
 class PredictRows(beam.PTransform):
-  """Typed rows -> prediction records, via RunInference with the verified, keyed handler."""
+  """Frames of typed rows -> (JSON lines of their predictions, how many), via RunInference with
+  the verified handler: one ``predict_proba`` call per frame, the model shared per worker."""
 
   def __init__(self, model_dir: str, key_column: Optional[str],
                expected_sha256: Optional[str] = None):
     super().__init__()
-    self._handler = KeyedModelHandler(
-        inference.VerifiedSklearnModelHandler(model_dir, expected_sha256))
+    self._handler = inference.VerifiedSklearnModelHandler(model_dir, expected_sha256)
     self._key_column = key_column
 
-  def expand(self, rows):
-    return (rows
-            | 'KeyRows' >> beam.Map(row_key(self._key_column))
+  def expand(self, frames):
+    return (frames
             | 'RunInference' >> RunInference(self._handler)
-            | 'ToPrediction' >> beam.Map(to_prediction))
+            | 'ToJsonLines' >> beam.Map(prediction_lines, self._key_column))
 
 
 def make_summary(_, rows_read: int, predictions: int, dead: int, context: Dict[str, Any]):
@@ -114,10 +135,11 @@ def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.D
   """
   parse_spec = model_io.read_input_schema(model_dir).parsing_spec(spec.key, spec.name)
   parsed = pipeline | 'ReadCsv' >> csv_io.ReadCsvRows(
-      input_pattern, parse_spec, require_label=False, require_features=True)
+      input_pattern, parse_spec, require_label=False, require_features=True,
+      batch_size=BATCH_SIZE)
   predictions = parsed[csv_io.ROWS] | 'Predict' >> PredictRows(model_dir, spec.key, expected_sha256)
   _ = (predictions
-       | 'ToJson' >> beam.Map(json.dumps, sort_keys=True)
+       | 'Lines' >> beam.Map(lambda lines_and_count: lines_and_count[0])
        | 'WritePredictions' >> beam.io.WriteToText(
            FileSystems.join(output, artifacts.PREDICTIONS_DIR, artifacts.SHARD_PREFIX),
            file_name_suffix=PREDICTIONS_SUFFIX, num_shards=num_shards))
@@ -127,7 +149,9 @@ def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.D
   rows_read = (parsed[csv_io.FILES]
                | 'RowsPerFile' >> beam.Map(lambda info: info['rows_read'])
                | 'RowsRead' >> beam.CombineGlobally(sum))
-  predicted = predictions | 'CountPredictions' >> beam.combiners.Count.Globally()
+  predicted = (predictions
+               | 'Counts' >> beam.Map(lambda lines_and_count: lines_and_count[1])
+               | 'CountPredictions' >> beam.CombineGlobally(sum))
   dead = dead_letters | 'CountDeadLetters' >> beam.combiners.Count.Globally()
   return (pipeline
           | 'SummaryTrigger' >> beam.Create([None])

@@ -25,11 +25,15 @@ def _write(tmp_path, name, text, encoding='utf-8'):
   return str(path)
 
 
-def _read(pattern, spec=SPEC, require_label=True):
-  """Runs ReadCsvRows; returns (rows, dead letters, files) as lists, read back from JSON files."""
+def _read(pattern, spec=SPEC, require_label=True, batch_size=0):
+  """Runs ReadCsvRows; returns (rows, dead letters, files) as lists, read back from JSON files
+  (with ``batch_size``, the rows of each frame)."""
   out = pathlib.Path(tempfile.mkdtemp())
   with TestPipeline() as pipeline:
-    result = pipeline | csv_io.ReadCsvRows(pattern, spec, require_label)
+    parsed = pipeline | csv_io.ReadCsvRows(pattern, spec, require_label, batch_size=batch_size)
+    result = {tag: parsed[tag] for tag in (csv_io.DEAD_LETTER, csv_io.FILES)}
+    result[csv_io.ROWS] = parsed[csv_io.ROWS] | 'FrameRows' >> beam.FlatMap(
+        lambda frame: frame.to_dict('records')) if batch_size else parsed[csv_io.ROWS]
     for tag in (csv_io.ROWS, csv_io.DEAD_LETTER, csv_io.FILES):
       _ = (result[tag] | f'Json{tag}' >> beam.Map(json.dumps)
            | f'Write{tag}' >> beam.io.WriteToText(str(out / tag)))
@@ -189,3 +193,41 @@ class TestScoringReadsEveryModelColumn:
     csv_io.check_input_columns([no_label], self.SCHEMA, require_label=False)
     with pytest.raises(input_schema.InputSchemaError, match=r"lacks column\(s\) \['y'\]"):
       csv_io.check_input_columns([no_label], self.SCHEMA)
+
+
+class TestFramesAreTheRowsOfTheRowParser:
+  """Frames (Arrow's tokeniser on clean files, the record parser otherwise) hold exactly the rows
+  of the record-by-record parser, with the same dead letters and file records."""
+
+  FILES = {
+      'clean.csv': HEADER + 'a,1.5,red,1\nb,,,0\nc, 2 ,  ,true\nd,1e-3,x y,no\n\ne,0.1,z,1\n',
+      'crlf.csv': (HEADER + 'a,0.30000000000000004,red,1\nb,123456789.123456789,,0\n').replace(
+          '\n', '\r\n'),
+      'quoted.csv': HEADER + 'a,1,"two\nlines",0\nb,2,"x, y",1\n',
+      'bad_number.csv': HEADER + 'a,1,red,1\nb,nan,red,0\nc,x,red,1\n',
+      'bad_label.csv': HEADER + 'a,1,red,maybe\nb,2,red,0\n',
+      'short_row.csv': HEADER + 'a,1,red\nb,2,red,0\n',
+      'empty_key.csv': HEADER + ' ,1,red,1\nb,2,red,0\n',
+      'header_only.csv': HEADER,
+      'lone_cr.csv': HEADER + 'a,1,red\r,1\n',
+  }
+  TOKENISED_BY_ARROW = {'clean.csv', 'crlf.csv', 'header_only.csv'}
+
+  @pytest.mark.parametrize('name', sorted(FILES))
+  def test_same_rows_dead_letters_and_files(self, tmp_path, name):
+    path = _write(tmp_path, name, self.FILES[name])
+    typed = csv_io.ParseCsvBatchesFn(SPEC, 2)._typed_columns(self.FILES[name].encode())
+    assert (typed is not None) == (name in self.TOKENISED_BY_ARROW)
+    by_record = _read(path)
+    by_frame = _read(path, batch_size=2)
+    key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+    assert sorted(by_frame[0], key=key) == sorted(by_record[0], key=key)
+    assert by_frame[1:] == by_record[1:]
+
+  def test_a_record_over_the_maximum_is_left_to_the_record_parser(self, tmp_path, monkeypatch):
+    monkeypatch.setenv(csv_io.MAX_RECORD_ENV_VAR, '64')
+    text = HEADER + 'a,1,red,1\nb,2,' + 'r' * 100 + ',0\n'
+    assert csv_io.ParseCsvBatchesFn(SPEC, 2)._typed_columns(text.encode()) is None
+    path = _write(tmp_path, 'long.csv', text)
+    by_record, by_frame = _read(path), _read(path, batch_size=2)
+    assert by_frame == by_record and len(by_record[1]) == 1  # one dead letter, the long record

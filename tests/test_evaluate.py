@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import apache_beam as beam
 import pandas as pd
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -223,7 +224,8 @@ def test_csv_rows_are_typed_by_the_models_input_schema(good_model_dir, tmp_path)
                   'b,7,1.5,300,23,7,Mobile,,no,\n')
   schema = model_io.read_input_schema(str(good_model_dir))
   with TestPipeline() as pipeline:
-    rows = pipeline | evaluate.ReadLabelledCsv(str(path), schema, str(tmp_path / 'out'))
+    frames = pipeline | evaluate.ReadLabelledCsv(str(path), schema, str(tmp_path / 'out'))
+    rows = frames | beam.FlatMap(lambda frame: frame.to_dict('records'))
     assert_that(rows, equal_to([
         {'fare': 12.5, 'trip_miles': 3.0, 'trip_seconds': None, 'trip_start_hour': 8.0,
          'trip_start_day_of_week': 2.0, 'payment_type': 'Cash', 'company': 'Sun Taxi',

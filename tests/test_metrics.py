@@ -137,3 +137,18 @@ def test_log_loss_is_bit_identical_whatever_the_merge_order():
   merged = fn.extract_output(fn.merge_accumulators(chunks[::-1]))
   assert merged == one  # exact equality, not approx
   assert one['log_loss'] == pytest.approx(log_loss(*zip(*pairs)), rel=1e-12)
+
+
+def test_a_batch_of_arrays_gives_exactly_the_metrics_of_its_pairs():
+  fn = metrics.BinaryMetricsCombineFn()
+  pairs = scored_pairs(3000, seed=5) + [(1, 0.0), (0, 1.0), (1, 1.0), (0, 0.0)]  # clipped ends
+  one_by_one = fn.create_accumulator()
+  for pair in pairs:
+    one_by_one = fn.add_input(one_by_one, pair)
+  labels = np.array([y for y, _ in pairs])
+  scores = np.array([p for _, p in pairs])
+  batches = [fn.add_input(fn.create_accumulator(), (labels[i:i + 700], scores[i:i + 700]))
+             for i in range(0, len(pairs), 700)]
+  expected = fn.extract_output(one_by_one)
+  assert fn.extract_output(fn.merge_accumulators(batches[::-1])) == expected  # exact
+  assert expected['log_loss'] == pytest.approx(log_loss(labels, scores), rel=1e-12)

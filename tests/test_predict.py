@@ -7,7 +7,10 @@ import json
 import shutil
 
 import apache_beam as beam
+import numpy as np
+import pandas as pd
 import pytest
+from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -79,10 +82,32 @@ def test_predictions_are_keyed_in_beam_style(good_model_dir):
   with TestPipeline() as pipeline:
     key_to_prediction = (
         pipeline
-        | beam.Create(rows)
+        | beam.Create([pd.DataFrame(rows, columns=['trip_id'] + mldata.NUMERIC + mldata.CATEGORICAL)])
         | predict.PredictRows(str(good_model_dir), 'trip_id')
+        | beam.FlatMap(lambda lines_and_count: lines_and_count[0].split('\n'))
+        | beam.Map(json.loads)
         | beam.Map(lambda r: (r['key'], r['prediction'])))
     assert_that(key_to_prediction, equal_to([('a', 1), ('b', 0)]))
+
+
+def test_prediction_lines_are_json_dumps_of_each_prediction(good_model_dir):
+  rows = mldata.taxi_frame(50, seed=4).drop(columns=['big_tip'])
+  rows.loc[3, 'trip_id'] = 'quote " and \\ and é'
+  result = PredictionResult(example=rows, inference=np.linspace(0, 1, 50))
+  text, count = predict.prediction_lines(result, 'trip_id')
+  expected = [json.dumps({'key': str(k), 'probability': float(p), 'prediction': int(p >= 0.5)},
+                         sort_keys=True)
+              for k, p in zip(rows['trip_id'], np.linspace(0, 1, 50))]
+  assert count == 50 and text.split('\n') == expected
+
+
+def test_frame_keys_without_a_key_column_are_the_row_hashes():
+  frame = pd.DataFrame([[1.0, 'Cash', None], [None, 'Mobile', 1]], columns=['fare', 'payment', 'y'],
+                       dtype=object)
+  key_row = predict.row_key(None)
+  assert predict.frame_keys(frame, None) == [
+      key_row({'fare': 1.0, 'payment': 'Cash', 'y': None})[0],
+      key_row({'fare': None, 'payment': 'Mobile', 'y': 1})[0]]
 
 
 def test_without_a_key_column_the_key_is_a_row_hash():

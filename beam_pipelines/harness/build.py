@@ -10,7 +10,9 @@ bucket path, never inside the wheel.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import pathlib
@@ -67,25 +69,64 @@ def _check(command: List[str], cwd: pathlib.Path, what: str, env: Optional[dict]
     raise HarnessError(f'build: {what} failed ({" ".join(command[2:])}); nothing was built:\n{tail}')
 
 
+def gate_fingerprint(source: pathlib.Path, paths: List[str]) -> str:
+  """sha256 of everything the unit-test gate's result depends on: every source file (git's view,
+  as the wheel), the interpreter, the installed distributions and the tests selected."""
+  digest = hashlib.sha256()
+  installed = sorted(f'{d.metadata["Name"]}=={d.version}'
+                     for d in importlib.metadata.distributions())
+  for part in (UNIT_TEST_MARKERS, *paths, sys.version, *installed):
+    digest.update(part.encode() + b'\0')
+  for name in source_files(source):
+    digest.update(name.encode() + b'\0' + sha256_bytes((source / name).read_bytes()).encode())
+  return digest.hexdigest()
+
+
+def gate_stamp(source: pathlib.Path, fingerprint: str) -> pathlib.Path:
+  """Where a passed gate is recorded: ``$BEAM_PIPELINES_CACHE`` or ``.harness-cache`` (never in a
+  clean clone, so CI always runs the gate)."""
+  cache = pathlib.Path(os.environ.get(layout.CACHE_ENV_VAR) or source / layout.CACHE_DIR)
+  return cache / 'unit-tests-passed' / fingerprint
+
+
+def parallel_arguments() -> List[str]:
+  """pytest-xdist's ``-n N`` (one worker per core, at most 4), when installed and worth it."""
+  workers = min(os.cpu_count() or 1, 4)
+  if workers < 2 or importlib.util.find_spec('xdist') is None:
+    return []
+  return ['-n', str(workers)]
+
+
 def run_gates(source: pathlib.Path) -> None:
   """Lint (ruff) then unit tests (pytest -m 'not integration and not slow') in ``source``.
 
   $BEAM_PIPELINES_UNIT_TESTS narrows the unit tests to some paths (the harness's own integration
   tests use it so as not to re-run the whole suite they are part of); unset, all tests run.
+  The unit tests run on every core (pytest-xdist). A tree whose exact content already passed
+  them, with the same interpreter and packages (``gate_fingerprint``), is not tested again.
   """
   env = dict(os.environ, PYTHONPATH=str(source))
   progress('build: lint (ruff check)')
   _check([sys.executable, '-m', 'ruff', 'check', '--no-cache', '.'], source, 'lint', env)
   paths = shlex.split(os.environ.get(layout.UNIT_TESTS_ENV_VAR, ''))
+  fingerprint = gate_fingerprint(source, paths)
+  stamp = gate_stamp(source, fingerprint)
+  if stamp.exists():
+    progress(f'build: unit tests passed on this exact tree before (fingerprint '
+             f'{fingerprint[:12]}, {stamp.read_text().strip()}): not run again')
+    return
+  parallel = parallel_arguments()
   progress(f'build: unit tests (pytest -m "{UNIT_TEST_MARKERS}"{" " if paths else ""}'
-           f'{" ".join(paths)})')
+           f'{" ".join(paths)}{" " + " ".join(parallel) if parallel else ""})')
   command = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-m',
-             UNIT_TEST_MARKERS, *paths]
+             UNIT_TEST_MARKERS, *parallel, *paths]
   summary, output = run_tests_live(command, source, env)
   if summary is None:
     tail = '\n'.join(output.strip().splitlines()[-40:])
     raise HarnessError(f'build: unit tests failed ({" ".join(command[2:])}); nothing was built:'
                        f'\n{tail}')
+  stamp.parent.mkdir(parents=True, exist_ok=True)
+  stamp.write_text(f'passed {layout.now_utc()}\n')
 
 
 def run_tests_live(command: List[str], cwd: pathlib.Path, env: Optional[dict] = None,

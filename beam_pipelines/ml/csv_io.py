@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
+import io
 import json
 import os
 import re
@@ -30,7 +31,12 @@ import sys
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
@@ -44,6 +50,7 @@ METRICS_NAMESPACE = 'csv_io'
 MAX_RECORD_ENV_VAR = 'BEAM_PIPELINES_MAX_RECORD_BYTES'  # longest CSV line read, default 1 MiB
 DEFAULT_MAX_RECORD = 1 << 20
 PREVIEW_CHARS = 200  # of an oversized line, in its dead letter and messages
+WHOLE_FILE_MAX_BYTES = 256 << 20  # larger files are parsed record by record (ParseCsvBatchesFn)
 KEY, TIMESTAMP, NUMERIC, CATEGORICAL, LABEL = 'key', 'timestamp', 'numeric', 'categorical', 'label'
 _TRUE = frozenset(('1', '1.0', 'true', 'yes', 't', 'y'))
 _FALSE = frozenset(('0', '0.0', 'false', 'no', 'f', 'n'))
@@ -385,6 +392,124 @@ class ParseCsvFileFn(beam.DoFn):
         'extra_columns': parser.extra_columns if parser else []})
 
 
+class ParseCsvBatchesFn(ParseCsvFileFn):
+  """As ``ParseCsvFileFn``, but good rows leave as frames of up to ``batch_size`` rows: pandas
+  DataFrames with the spec's columns, object dtype, each cell the value a row dict would hold.
+
+  An uncompressed file of at most ``WHOLE_FILE_MAX_BYTES`` with no quote character, no record
+  longer than ``max_record_chars()`` and only ``\\n`` or ``\\r\\n`` line ends is first tokenised
+  whole by Arrow's CSV reader (every column as text) and typed column by column with the same
+  rules as ``RowParser``; at the first cell those rules would refuse (a dead letter), a wrong
+  field count or bad UTF-8, the file is parsed again record by record by ``ParseCsvFileFn``, which
+  says which records are bad and why. So the rows and dead letters are the same either way.
+  """
+
+  def __init__(self, spec: DatasetSpec, batch_size: int, require_label: bool = True,
+               require_features: bool = False):
+    super().__init__(spec, require_label, require_features)
+    self.batch_size = batch_size
+    self._buffer: List[List[Any]] = []
+
+  def emit(self, values: List[Any], fields: List[str]) -> Iterable[Any]:
+    self._buffer.append(values)
+    if len(self._buffer) >= self.batch_size:
+      yield from self.flush()
+
+  def flush(self) -> Iterable[Any]:
+    if self._buffer:
+      cells = np.empty((len(self._buffer), len(self.spec.columns)), dtype=object)
+      cells[:] = self._buffer
+      self._buffer = []
+      yield pd.DataFrame(cells, columns=list(self.spec.columns))
+
+  def process(self, readable_file) -> Iterator[Any]:
+    metadata = readable_file.metadata
+    typed = None
+    if (metadata.size_in_bytes <= WHOLE_FILE_MAX_BYTES and CompressionTypes.detect_compression_type(
+        metadata.path) == CompressionTypes.UNCOMPRESSED):  # else memory is bounded per record
+      with readable_file.open(mime_type='application/octet-stream') as handle:
+        typed = self._typed_columns(handle.read())
+    if typed is None:
+      yield from super().process(readable_file)
+      return
+    header, parser, cells = typed
+    for start in range(0, len(cells), self.batch_size):
+      yield pd.DataFrame(cells[start:start + self.batch_size], columns=list(self.spec.columns))
+    self.rows_read.inc(len(cells))
+    yield TaggedOutput(FILES, {
+        'source': readable_file.metadata.path, 'header': header, 'rows_read': len(cells),
+        'rows_dead_lettered': 0, 'missing_columns': parser.missing_columns,
+        'extra_columns': parser.extra_columns})
+
+  def _typed_columns(self, data: bytes) -> Optional[Tuple[List[str], RowParser, np.ndarray]]:
+    """(header, parser, object cells) of a file every record of which types cleanly, else None."""
+    if b'"' in data or data.count(b'\r') != data.count(b'\r\n'):
+      return None
+    line_ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord('\n'))
+    if np.diff(line_ends, prepend=-1, append=len(data)).max(initial=0) > max_record_chars():
+      return None  # an oversized record: the record parser dead-letters it
+    data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+    try:
+      header = data.split(b'\n', 1)[0].decode('utf-8').rstrip('\r').split(',')
+      parser = RowParser(self.spec, header, self.require_label, self.require_features)
+      if parser.header_error or parser.missing_columns or not data.strip():
+        return None
+      table = pa_csv.read_csv(
+          io.BytesIO(data), read_options=pa_csv.ReadOptions(use_threads=False),
+          parse_options=pa_csv.ParseOptions(quote_char=False),
+          convert_options=pa_csv.ConvertOptions(
+              column_types={c: pa.string() for c in header}, strings_can_be_null=False,
+              include_columns=[c for c, i, _ in parser.plan if i is not None]))
+      cells = np.empty((table.num_rows, len(parser.plan)), dtype=object)
+      typing = [(parser.numeric, _numbers), (parser.strings, _strings), (parser.keys, _keys),
+                (parser.labels, lambda texts: [parser._label(n, t) for t in texts.tolist()])]
+      for columns, to_values in typing:
+        for position, index, n in columns:
+          values = to_values(table.column(header[index]).to_numpy())
+          if values is None:
+            return None
+          column = np.empty(len(values), dtype=object)
+          column[:] = values
+          cells[:, position] = column
+      return header, parser, cells
+    except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):  # RowError is a ValueError
+      return None
+
+
+def _numbers(texts: np.ndarray) -> Optional[np.ndarray]:
+  """``RowParser``'s numbers (a blank cell: None) or None when a cell is not a finite number.
+
+  numpy's cast of ``str`` objects to float64 calls Python's ``float`` on each, so the values are
+  those of ``RowParser``; a cell it refuses (blank with spaces, or not a number) is looked at one
+  by one.
+  """
+  present = texts != ''
+  try:
+    numbers = texts[present].astype(np.float64)
+  except ValueError:
+    present = np.array([bool(text.strip()) for text in texts.tolist()], dtype=bool)
+    numbers = np.array([float(text) for text in texts[present].tolist()], dtype=np.float64)
+  if not np.isfinite(numbers).all():
+    return None
+  values = np.full(len(texts), None, dtype=object)
+  values[present] = numbers
+  return values
+
+
+def _strings(texts: np.ndarray) -> List[Optional[str]]:
+  return [text if text and not text.isspace() else None for text in texts.tolist()]
+
+
+def _keys(texts: np.ndarray) -> Optional[List[str]]:
+  texts = texts.tolist()
+  return None if any(not text or text.isspace() for text in texts) else texts
+
+
+def count_rows(elements) -> int:
+  """Rows in a PCollection's element: a frame's length, else 1 (a row dict)."""
+  return len(elements) if isinstance(elements, pd.DataFrame) else 1
+
+
 def resolve_spec(spec: DatasetSpec, file_pattern: Patterns) -> DatasetSpec:
   """The spec with "all" expanded against the first file's header (already-resolved specs pass)."""
   return spec if spec.is_resolved else spec.resolve(read_header(file_pattern))
@@ -416,18 +541,24 @@ class ReadCsvRows(beam.PTransform):
   ``require_label=False`` reads data without (or with unusable) labels, e.g. for inference.
   ``require_features=True`` dead-letters every record of a file whose header lacks a feature
   column (scoring: a model's input is never imputed for a whole file).
+  ``batch_size > 0``: ``rows`` are frames of up to that many rows (``ParseCsvBatchesFn``).
   """
 
   def __init__(self, file_pattern: Patterns, spec: DatasetSpec, require_label: bool = True,
-               require_features: bool = False):
+               require_features: bool = False, batch_size: int = 0):
     super().__init__()
     self.file_pattern = file_pattern
     self.spec = resolve_spec(spec, file_pattern)
     self.require_label = require_label
     self.require_features = require_features
+    self.batch_size = batch_size
 
   def expand(self, root):
-    parse = ParseCsvFileFn(self.spec, self.require_label, self.require_features)
+    if self.batch_size > 0:
+      parse = ParseCsvBatchesFn(self.spec, self.batch_size, self.require_label,
+                                self.require_features)
+    else:
+      parse = ParseCsvFileFn(self.spec, self.require_label, self.require_features)
     return root | 'ReadCsv' >> ReadCsvFiles(self.file_pattern, parse, (DEAD_LETTER, FILES))
 
 

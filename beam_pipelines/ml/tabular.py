@@ -97,8 +97,10 @@ def typed_frame(frame, numeric: Sequence[str], categorical: Sequence[str]):
     out[column] = pd.to_numeric(frame[column], errors='coerce').astype('float64')
   for column in categorical:
     values = frame[column].astype(object)
-    out[column] = values.where(values.notna(), np.nan).map(
-        lambda v: v if isinstance(v, str) or v is np.nan else str(v))
+    values = values.where(values.notna(), np.nan)
+    if pd.api.types.infer_dtype(values, skipna=True) not in ('string', 'empty'):  # else all str
+      values = values.map(lambda v: v if isinstance(v, str) or v is np.nan else str(v))
+    out[column] = values
   return out
 
 
