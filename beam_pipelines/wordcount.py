@@ -39,10 +39,13 @@ from importlib import resources
 from typing import Iterable, Iterator, Optional, Sequence, Tuple
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from beam_pipelines import submission
+from beam_pipelines.ml import csv_io
 from beam_pipelines.store.console import progress
+from beam_pipelines.store.errors import Refusal
 
 METRICS_NAMESPACE = 'WordCount'
 EMPTY_LINES = 'emptyLines'
@@ -122,6 +125,22 @@ def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, output: str, num
       | 'Write' >> beam.io.WriteToText(output, num_shards=num_shards))
 
 
+class OversizedLineError(Refusal, ValueError):
+  """An input line longer than the record limit: refused before the pipeline runs."""
+
+
+def check_line_lengths(input_pattern: str, limit: int) -> None:
+  """Refuses an input with a line longer than ``limit`` characters (one streaming pass, bounded
+  memory): one line that large is not text to count but a runaway file, and would be held whole."""
+  for path in csv_io.match_files(input_pattern):
+    with FileSystems.open(path) as handle:
+      for number, line in enumerate(csv_io.bounded_lines(handle, limit), 1):
+        if isinstance(line, csv_io.OversizedLine):
+          raise OversizedLineError(
+              f'{path}: line {number} is longer than {limit} characters '
+              f'(${csv_io.MAX_RECORD_ENV_VAR} raises the limit); nothing was written')
+
+
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> beam.runners.runner.PipelineResult:
   """Runs the word count. Returns the finished pipeline result (its metrics hold the counters).
 
@@ -131,6 +150,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   known, options = runtime.pipeline_arguments(
       'wordcount', argv, add_wordcount_arguments, save_main_session)
   input_pattern = known.input or default_input()
+  if not runtime.is_dry_run(options):
+    check_line_lengths(input_pattern, csv_io.max_record_chars())
 
   progress(f'wordcount: reading {input_pattern}')
   pipeline = beam.Pipeline(options=options)
@@ -158,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   a one-line message instead of a traceback."""
   try:
     run(argv)
-  except (OSError, UnicodeDecodeError, submission.SubmissionError) as error:
+  except (OSError, UnicodeDecodeError, submission.SubmissionError, Refusal) as error:
     progress(f'wordcount: error: {error}')
     return 2
   return 0

@@ -170,3 +170,11 @@ def test_cli_runs_and_reports(tmp_path):
   assert '45 lines read (7 empty)' in proc.stderr  # the counters, as the summary reports them
   reference = (SUPPORT_FILES / 'reference.txt').read_text(encoding='utf-8').splitlines()
   assert parse_counts(read_shards(str(output))) == parse_counts(reference)
+
+
+def test_a_line_over_the_record_limit_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+  monkeypatch.setenv('BEAM_PIPELINES_MAX_RECORD_BYTES', '1000')
+  (tmp_path / 'in.txt').write_text('short line\n' + 'x' * 5000 + '\nlast line\n')
+  assert wordcount.main(['--input', str(tmp_path / 'in.txt'),
+                         '--output', str(tmp_path / 'out' / 'counts')]) == 2
+  assert not (tmp_path / 'out').exists()

@@ -104,6 +104,12 @@ class RecordTooLarge(Exception):
     self.line = line
 
 
+def bounded_lines(binary, max_line: Optional[int] = None) -> Iterator[Any]:
+  """The lines of a binary stream, each a ``str`` or, past ``max_line`` characters, an
+  ``OversizedLine`` (memory bounded whatever the input): what text readers check before use."""
+  return _open_text(binary, max_line=max_line)
+
+
 def _open_text(binary, chunk_size: int = 1 << 20,
                max_line: Optional[int] = None) -> Iterator[Any]:
   """Lines (with their '\n') of a binary stream decoded as UTF-8; a byte-order mark is dropped.
