@@ -182,3 +182,11 @@ class TestNumbersForPeople:
     assert 'one class only' in report.small_slice_warning({'example_count': 8, 'positive_count': 0})
     assert 'small slice' in report.small_slice_warning({'example_count': 20, 'positive_count': 9})
     assert report.small_slice_warning({'example_count': 500, 'positive_count': 200}) is None
+
+
+def test_the_validation_report_prefers_the_noise_floor_validation_measured():
+  from beam_pipelines.ml import validation_report
+  measured = {'noise_floor': {'fare': {'noise_floor': 0.0412, 'measure': 'JENSEN_SHANNON_DIVERGENCE'}}}
+  assert validation_report.noise_floors(measured, {}, {}) == (
+      {'fare': 0.0412}, validation_report.MEASURED_FLOOR)
+  assert validation_report.noise_floors({}, {}, {}) == ({}, validation_report.ESTIMATED_FLOOR)

@@ -4,9 +4,10 @@ its threshold and the noise floor. Self-contained (inline SVG), unlike TFDV's Fa
 loads its script from CDNs when opened.
 
 Statistics are TFDV ``DatasetFeatureStatisticsList`` protos, read by attribute only (no
-TensorFlow import here). The noise floor of a feature is the distance between the train and eval
-splits of the same span (a random split of one dataset: any distance there is sampling noise),
-computed here with the same measure on the histograms in the statistics.
+TensorFlow import here). The noise floor of a feature is the one validation measured between two
+random halves of the train split (``--noise_floor``) when it did; else it is estimated here as the
+distance between the train and eval splits of the same span (a random split of one dataset: any
+distance there is sampling noise), with the same measure on the histograms in the statistics.
 """
 
 from __future__ import annotations
@@ -122,9 +123,26 @@ def _distance_rows(verdict: Dict[str, Any], floors: Dict[str, float]) -> str:
   return page.table(header, rows, classes)
 
 
+MEASURED_FLOOR = 'measured by validation between two random halves of the train split'
+ESTIMATED_FLOOR = 'estimated from the train and eval histograms of this span'
+
+
+def noise_floors(verdict: Dict[str, Any], current: Dict[str, Any],
+                 evaluation: Dict[str, Any]) -> Tuple[Dict[str, float], str]:
+  """Each feature's noise floor and where it comes from: the one validation measured
+  (``--noise_floor``: TFDV's own measure between random halves) when it did, else an estimate."""
+  measured = verdict.get('noise_floor') or {}
+  if measured:
+    return {f: v['noise_floor'] for f, v in measured.items()}, MEASURED_FLOOR
+  return ({name: compare(current[name], evaluation[name])['distance'] for name in current
+           if name in evaluation and current[name]['kind'] == evaluation[name]['kind']},
+          ESTIMATED_FLOOR)
+
+
 def _feature_section(name: str, verdict: Dict[str, Any], current: Dict[str, Any],
                      evaluation: Dict[str, Any], previous: Dict[str, Any],
-                     floors: Dict[str, float], serving: Dict[str, Any]) -> str:
+                     floors: Dict[str, float], serving: Dict[str, Any],
+                     floor_source: str) -> str:
   anomalies = [a for a in verdict['anomalies'] if a.get('feature') == name]
   measured = [(k, d) for k in ('drift', 'skew') for d in verdict[k] if d['feature'] == name]
   badges = ''.join(f'<span class="badge anomalous">{html.escape(", ".join(a["types"]))}</span>'
@@ -141,31 +159,20 @@ def _feature_section(name: str, verdict: Dict[str, Any], current: Dict[str, Any]
         charts.distance_meter(f'{kind}-{name}', d['value'], d['threshold'], floors.get(name)),
         f'{kind}: {d["measure"]} {page.number(d["value"])} against threshold '
         f'{page.number(d["threshold"])}; grey: noise floor '
-        f'{page.number(floors.get(name))} (train vs eval of this span)'))
-  if name in previous and previous[name]['kind'] == current[name]['kind']:
-    c = compare(current[name], previous[name])
+        f'{page.number(floors.get(name))} ({floor_source})'))
+  for other, key, names, caption in (
+      (previous, 'span-vs-previous', ('this span (train)', 'previous span (train)'),
+       'This span against the previous one'),
+      (serving, 'train-vs-serving', ('train', 'serving'), 'Training against serving data'),
+      (evaluation, 'train-vs-eval', ('train', 'eval'), 'Train against eval of this span')):
+    if name not in other or other[name]['kind'] != current[name]['kind']:
+      continue
+    c = compare(current[name], other[name])
     if c['labels']:
       figures.append(page.figure(
-          charts.bar_chart(f'span-vs-previous-{name}', c['labels'],
-                           {'this span (train)': c['a'], 'previous span (train)': c['b']},
+          charts.bar_chart(f'{key}-{name}', c['labels'], {names[0]: c['a'], names[1]: c['b']},
                            'share of rows'),
-          f'This span against the previous one ({c["measure"]} {page.number(c["distance"])} on '
-          'these bins).'))
-  if name in serving and serving[name]['kind'] == current[name]['kind']:
-    c = compare(current[name], serving[name])
-    if c['labels']:
-      figures.append(page.figure(
-          charts.bar_chart(f'train-vs-serving-{name}', c['labels'],
-                           {'train': c['a'], 'serving': c['b']}, 'share of rows'),
-          f'Training against serving data ({c["measure"]} {page.number(c["distance"])} on '
-          'these bins).'))
-  if name in evaluation and evaluation[name]['kind'] == current[name]['kind']:
-    c = compare(current[name], evaluation[name])
-    if c['labels']:
-      figures.append(page.figure(
-          charts.bar_chart(f'train-vs-eval-{name}', c['labels'],
-                           {'train': c['a'], 'eval': c['b']}, 'share of rows'),
-          f'Train against eval of this span ({c["measure"]} {page.number(c["distance"])}).'))
+          f'{caption} ({c["measure"]} {page.number(c["distance"])} on these bins).'))
   if not figures:
     parts.append('<p class="muted">No values to chart (no statistics for this feature).</p>')
   parts.append(f'<div class="charts">{"".join(figures)}</div></section>')
@@ -191,8 +198,7 @@ def render(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -
   evaluation = feature_distributions(statistics.get('eval'))
   before = feature_distributions(previous)
   serving = feature_distributions(statistics.get('serving'))
-  floors = {name: compare(current[name], evaluation[name])['distance'] for name in current
-            if name in evaluation and current[name]['kind'] == evaluation[name]['kind']}
+  floors, floor_source = noise_floors(verdict, current, evaluation)
   rows = verdict.get('rows', {})
   parts = [f'<h1>Data validation: <span class="{status}" id="status">{status}</span></h1>',
            f'<p>{html.escape(_headline(verdict))}</p>',
@@ -210,8 +216,7 @@ def render(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -
                if anomalies else '<p class="ok">No anomaly.</p>')
   parts.append('<h2>Drift and skew</h2>')
   parts.append('<p class="small muted">Drift: this span against the previous span; skew: '
-               'training against serving. Noise floor: the same measure between the train and '
-               'eval splits of this span (our estimate from the histograms).</p>')
+               f'training against serving. Noise floor: {html.escape(floor_source)}.</p>')
   parts.append(_distance_rows(verdict, floors) if verdict['drift'] or verdict['skew'] else
                '<p class="muted">Not checked (no previous span or serving data given).</p>')
   parts.append('<h2>Features</h2>')
@@ -221,5 +226,6 @@ def render(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -
     parts.append(f'<section class="feature"><h3>{html.escape(name)}'
                  f'<span class="badge anomalous">no statistics</span></h3></section>')
   for name in _order(verdict, list(current)):
-    parts.append(_feature_section(name, verdict, current, evaluation, before, floors, serving))
+    parts.append(_feature_section(name, verdict, current, evaluation, before, floors, serving,
+                                  floor_source))
   return page.shell(f'Data validation: {status}', '\n'.join(parts))
