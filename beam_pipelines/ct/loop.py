@@ -157,15 +157,17 @@ class ContinuousTraining:
 
   def run_span(self, span: str, force: bool = False) -> SpanOutcome:
     """One run on one span (see the module docstring); returns its outcome."""
-    window = window_spans(landed_spans(self.paths), span.rstrip('/'), self.definition.window)
-    entries = lineage.file_entries([f for s in window for f in span_files(s)])
-    sha256 = lineage.data_sha256(lineage.file_entries(span_files(span)))
+    span_entries = lineage.file_entries(span_files(span))
+    sha256 = lineage.data_sha256(span_entries)
     record_path = self.paths.span_record(sha256)
     seen = bucket.read_json(record_path, 'span record') if bucket.exists(record_path) else None
     if seen and not force:
       progress(f'ct: no trigger: span {span} (sha256 {sha256[:12]}) was processed by run '
                f'{seen["run_id"]} ({seen["outcome"]}); nothing to do (--force retrains)')
       return SpanOutcome(NO_TRIGGER, span, sha256=sha256, run_id=seen['run_id'])
+    window = window_spans(landed_spans(self.paths), span.rstrip('/'), self.definition.window)
+    earlier = lineage.file_entries([f for s in window[:-1] for f in span_files(s)])
+    entries = sorted(earlier + span_entries, key=lambda entry: entry['path'])
     trigger = ([] if seen else [TRIGGER_NEW]) + ([TRIGGER_FORCE] if force else [])
     run_id = new_run_id()
     lineage_path = layout.join(self.paths.run(run_id), LINEAGE_FILE)

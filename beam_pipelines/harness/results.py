@@ -36,6 +36,14 @@ class CheckResult:
     return dataclasses.asdict(self)
 
 
+def ml_by_pipeline(ml: Optional[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+  """An "ml" section as {pipeline: verdict}. Records written before pipelines were declared per
+  folder hold one verdict at the top level: that was the bundled taxi pipeline."""
+  if not ml:
+    return {}
+  return {LEGACY_PIPELINE: ml} if 'status' in ml else dict(ml)
+
+
 @dataclasses.dataclass(frozen=True)
 class TestReport:
   """A build's test report; ``status == 'passed'`` makes it the "test passed" record."""
@@ -61,11 +69,7 @@ class TestReport:
   def ml_by_pipeline(self) -> Dict[str, Dict[str, Any]]:
     """The ML check's verdict per declared pipeline. Records written before pipelines were
     declared per folder hold one verdict at the top level: that was the bundled taxi pipeline."""
-    if not self.ml:
-      return {}
-    if 'status' in self.ml:
-      return {LEGACY_PIPELINE: self.ml}
-    return dict(self.ml)
+    return ml_by_pipeline(self.ml)
 
   @property
   def ml_status(self) -> Optional[str]:
@@ -128,10 +132,8 @@ def _worse_ml(previous: Optional[Dict[str, Any]],
     return new
   if not new:
     return previous
-  def by_pipeline(ml):
-    return {LEGACY_PIPELINE: ml} if 'status' in ml else dict(ml)
-  kept = by_pipeline(previous)
-  for name, verdict in by_pipeline(new).items():
+  kept = ml_by_pipeline(previous)
+  for name, verdict in ml_by_pipeline(new).items():
     old = kept.get(name)
     if not old or (verdict.get('status') == NOT_BLESSED and old.get('status') != NOT_BLESSED):
       kept[name] = verdict
