@@ -43,7 +43,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from beam_pipelines import submission
-from beam_pipelines.ml import csv_io
+from beam_pipelines.store import text_lines
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
 
@@ -132,13 +132,13 @@ class OversizedLineError(Refusal, ValueError):
 def check_line_lengths(input_pattern: str, limit: int) -> None:
   """Refuses an input with a line longer than ``limit`` characters (one streaming pass, bounded
   memory): one line that large is not text to count but a runaway file, and would be held whole."""
-  for path in csv_io.match_files(input_pattern):
+  for path in text_lines.match_files(input_pattern):
     with FileSystems.open(path) as handle:
-      for number, line in enumerate(csv_io.bounded_lines(handle, limit), 1):
-        if isinstance(line, csv_io.OversizedLine):
+      for number, line in enumerate(text_lines.bounded_lines(handle, limit), 1):
+        if isinstance(line, text_lines.OversizedLine):
           raise OversizedLineError(
               f'{path}: line {number} is longer than {limit} characters '
-              f'(${csv_io.MAX_RECORD_ENV_VAR} raises the limit); nothing was written')
+              f'(${text_lines.MAX_RECORD_ENV_VAR} raises the limit); nothing was written')
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> beam.runners.runner.PipelineResult:
@@ -151,7 +151,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
       'wordcount', argv, add_wordcount_arguments, save_main_session)
   input_pattern = known.input or default_input()
   if not runtime.is_dry_run(options):
-    check_line_lengths(input_pattern, csv_io.max_record_chars())
+    check_line_lengths(input_pattern, text_lines.max_record_chars())
 
   progress(f'wordcount: reading {input_pattern}')
   pipeline = beam.Pipeline(options=options)

@@ -31,7 +31,7 @@ def dead_pid() -> int:
 
 
 def records_of(data: bytes, **kwargs):
-  return list(csv_io.iter_records(csv_io._open_text(io.BytesIO(data), **kwargs)))
+  return list(csv_io.iter_records(csv_io.bounded_lines(io.BytesIO(data), **kwargs)))
 
 
 class TestBoundedRecords:

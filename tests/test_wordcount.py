@@ -178,3 +178,27 @@ def test_a_line_over_the_record_limit_is_refused_before_anything_is_written(tmp_
   assert wordcount.main(['--input', str(tmp_path / 'in.txt'),
                          '--output', str(tmp_path / 'out' / 'counts')]) == 2
   assert not (tmp_path / 'out').exists()
+
+
+ML_LIBRARIES = ('pandas', 'sklearn', 'tensorflow', 'tensorflow_data_validation', 'tfx_bsl')
+
+
+@pytest.mark.integration
+def test_the_word_count_runs_where_only_beam_is_installed(tmp_path):
+  """A word-count worker (Dataflow, Composer's Beam venv) installs the wheel without its `ml` extra:
+  the run must not import pandas, scikit-learn or TensorFlow."""
+  output = tmp_path / 'counts'
+  code = ('import importlib.abc, runpy, sys\n'
+          f'BLOCKED = {ML_LIBRARIES!r}\n'
+          'class NotInstalled(importlib.abc.MetaPathFinder):\n'
+          '  def find_spec(self, name, path=None, target=None):\n'
+          '    if name.split(".")[0] in BLOCKED:\n'
+          '      raise ModuleNotFoundError(f"No module named {name!r}", name=name)\n'
+          'sys.meta_path.insert(0, NotInstalled())\n'
+          f'sys.argv = ["wordcount", "--input", {str(SUPPORT_FILES / "input.txt")!r}, '
+          f'"--output", {str(output)!r}]\n'
+          'runpy.run_module("beam_pipelines.wordcount", run_name="__main__")\n')
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  reference = (SUPPORT_FILES / 'reference.txt').read_text(encoding='utf-8').splitlines()
+  assert parse_counts(read_shards(str(output))) == parse_counts(reference)

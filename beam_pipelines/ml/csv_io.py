@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import codecs
 import csv
-import dataclasses
 import io
 import json
-import os
 import re
 import sys
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -44,12 +42,21 @@ from apache_beam.pvalue import TaggedOutput
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml.input_schema import InputSchema
 from beam_pipelines.ml.spec import DatasetSpec, SpecError
+from beam_pipelines.store.text_lines import (  # noqa: F401 (this module's readers use them)
+  DEFAULT_MAX_RECORD,
+  MAX_RECORD_ENV_VAR,
+  PREVIEW_CHARS,
+  OversizedLine,
+  Patterns,
+  RecordTooLarge,
+  bounded_lines,
+  match_files,
+  max_record_chars,
+  patterns_of,
+)
 
 ROWS, DEAD_LETTER, FILES = 'rows', 'dead_letter', 'files'
 METRICS_NAMESPACE = 'csv_io'
-MAX_RECORD_ENV_VAR = 'BEAM_PIPELINES_MAX_RECORD_BYTES'  # longest CSV line read, default 1 MiB
-DEFAULT_MAX_RECORD = 1 << 20
-PREVIEW_CHARS = 200  # of an oversized line, in its dead letter and messages
 WHOLE_FILE_MAX_BYTES = 256 << 20  # larger files are parsed record by record (ParseCsvBatchesFn)
 KEY, TIMESTAMP, NUMERIC, CATEGORICAL, LABEL = 'key', 'timestamp', 'numeric', 'categorical', 'label'
 _TRUE = frozenset(('1', '1.0', 'true', 'yes', 't', 'y'))
@@ -64,97 +71,6 @@ class RowError(ValueError):
   """A record cannot be typed by the spec; the message is the dead-letter reason."""
 
 
-Patterns = Union[str, Sequence[str]]  # one glob, or several (e.g. the spans of a window)
-
-
-def patterns_of(file_pattern: Patterns) -> List[str]:
-  return [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
-
-
-def match_files(file_pattern: Patterns) -> List[str]:
-  """Paths matching a pattern or patterns (local or any Beam filesystem), sorted, each once;
-  raises naming the first pattern that matches nothing."""
-  paths = set()
-  for pattern in patterns_of(file_pattern):
-    metadata = FileSystems.match([pattern])[0].metadata_list
-    if not metadata:
-      raise FileNotFoundError(f'no file matches {pattern}')
-    paths.update(m.path for m in metadata)
-  return sorted(paths)
-
-
-def max_record_chars() -> int:
-  """The longest line a CSV reader accepts: $BEAM_PIPELINES_MAX_RECORD_BYTES, else 1 MiB."""
-  value = os.environ.get(MAX_RECORD_ENV_VAR, '')
-  return int(value) if re.fullmatch(r'[0-9]{1,12}', value) and int(value) > 0 else DEFAULT_MAX_RECORD
-
-
-@dataclasses.dataclass
-class OversizedLine:
-  """A line longer than the maximum: only its start is kept; the rest was read and dropped."""
-  preview: str
-  size: int
-  limit: int
-
-
-class RecordTooLarge(Exception):
-  def __init__(self, line: OversizedLine):
-    super().__init__(f'record of {line.size} characters exceeds the maximum of {line.limit} '
-                     f'(${MAX_RECORD_ENV_VAR})')
-    self.line = line
-
-
-def bounded_lines(binary, max_line: Optional[int] = None) -> Iterator[Any]:
-  """The lines of a binary stream, each a ``str`` or, past ``max_line`` characters, an
-  ``OversizedLine`` (memory bounded whatever the input): what text readers check before use."""
-  return _open_text(binary, max_line=max_line)
-
-
-def _open_text(binary, chunk_size: int = 1 << 20,
-               max_line: Optional[int] = None) -> Iterator[Any]:
-  """Lines (with their '\n') of a binary stream decoded as UTF-8; a byte-order mark is dropped.
-
-  Bad bytes survive as surrogates (errors='surrogateescape') and dead-letter their row. A line
-  longer than ``max_line`` characters (default ``max_record_chars()``) comes out as an
-  ``OversizedLine``: memory and time stay bounded whatever the input.
-  """
-  max_line = max_line or max_record_chars()
-  decoder = codecs.getincrementaldecoder('utf-8')(errors='surrogateescape')
-  rest = ''
-  skipping: Optional[OversizedLine] = None
-  first = True
-  while True:
-    chunk = binary.read(chunk_size)
-    text = decoder.decode(chunk, final=not chunk)
-    if first and text:
-      text, first = text[1:] if text.startswith('\ufeff') else text, False
-    pieces = text.split('\n')
-    last = pieces.pop()
-    for piece in pieces:
-      if skipping is not None:
-        skipping.size += len(piece) + 1
-        yield skipping
-        skipping = None
-        continue
-      line, rest = rest + piece, ''
-      if len(line) > max_line:
-        yield OversizedLine(line[:PREVIEW_CHARS], len(line) + 1, max_line)
-      else:
-        yield line + '\n'
-    if skipping is not None:
-      skipping.size += len(last)
-    else:
-      rest += last
-      if len(rest) > max_line:
-        skipping, rest = OversizedLine(rest[:PREVIEW_CHARS], len(rest), max_line), ''
-    if not chunk:
-      break
-  if skipping is not None:
-    yield skipping
-  elif rest:
-    yield rest
-
-
 def read_header(file_pattern: Patterns) -> List[str]:
   """The header row of the first matching file that has one ([] if every file is empty)."""
   for path in match_files(file_pattern):
@@ -167,7 +83,7 @@ def read_header(file_pattern: Patterns) -> List[str]:
 def _file_header(path: str) -> Optional[List[str]]:
   """The header row of one file, None if the file is empty."""
   with FileSystems.open(path) as handle:
-    for _, _, fields, _ in iter_records(_open_text(handle)):
+    for _, _, fields, _ in iter_records(bounded_lines(handle)):
       return list(fields or [])
   return None
 
@@ -373,7 +289,7 @@ class ParseCsvFileFn(beam.DoFn):
     parser = None
     header: List[str] = []
     with readable_file.open(mime_type='application/octet-stream') as handle:
-      for line_number, raw, fields, error in iter_records(_open_text(handle)):
+      for line_number, raw, fields, error in iter_records(bounded_lines(handle)):
         if parser is None:  # the first record is the header
           header = list(fields or [])
           parser = RowParser(self.spec, header, self.require_label, self.require_features)
