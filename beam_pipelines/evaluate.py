@@ -310,7 +310,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   progress(f'evaluate: {", ".join(models)} on {source}'
            f', sliced by {slice_feature or "nothing"}'
            + ('' if known.baseline_model else '; no baseline: value thresholds only (rubber stamp)'))
-  pipeline = beam.Pipeline(options=options)
+  pipeline = runtime.new_pipeline(options)
   build_pipeline(pipeline, known.features, models, label, slice_feature, rule, known.output,
                  known.input, schema)
   result = runtime.run_to_completion(pipeline, options, 'evaluate')

@@ -223,7 +223,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
            f'with spec {spec_path}')
   if not runtime.is_dry_run(options):  # a dry run writes nothing, so it removes nothing either
     clear_outputs(known.output)
-  pipeline = beam.Pipeline(options=options)
+  pipeline = runtime.new_pipeline(options)
   build_pipeline(pipeline, input_pattern, spec, known.output, known.batch_size)
   runtime.run_to_completion(pipeline, options, 'features')
   if runtime.is_dry_run(options):

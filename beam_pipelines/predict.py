@@ -187,7 +187,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
            f'(sha256 {metadata["model_sha256"][:12]}…), key {spec.key or "sha256 of the row"}')
   context = {'input': known.input, 'model': known.model, 'model_sha256': metadata['model_sha256'],
              'output': known.output}
-  pipeline = beam.Pipeline(options=options)
+  pipeline = runtime.new_pipeline(options)
   build_pipeline(pipeline, known.input, spec, known.model, known.output, known.num_shards, context,
                  known.model_sha256)
   runtime.run_to_completion(pipeline, options, 'predict')

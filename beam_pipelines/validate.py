@@ -409,7 +409,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   progress(f'validate: computing statistics of {features_dir} '
            f'({summary["rows_written"]} rows) with TFDV')
   tfdv = _tfdv()
-  pipeline = beam.Pipeline(options=options)
+  pipeline = runtime.new_pipeline(options)
   paths = build_pipeline(pipeline, features_dir, spec, output, known.serving_features,
                          known.noise_floor)
   runtime.run_to_completion(pipeline, options, 'validate')

@@ -154,7 +154,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     check_line_lengths(input_pattern, text_lines.max_record_chars())
 
   progress(f'wordcount: reading {input_pattern}')
-  pipeline = beam.Pipeline(options=options)
+  pipeline = runtime.new_pipeline(options)
   build_pipeline(pipeline, input_pattern, known.output, known.num_shards)
   result = runtime.run_to_completion(pipeline, options, 'wordcount')
   if not runtime.is_dry_run(options):
