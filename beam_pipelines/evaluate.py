@@ -66,9 +66,17 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
-from apache_beam.pvalue import AsSingleton
 
-from beam_pipelines.ml import artifacts, blessing, csv_io, inference, model_io, report, tabular
+from beam_pipelines.ml import (
+  artifacts,
+  blessing,
+  counting,
+  csv_io,
+  inference,
+  model_io,
+  report,
+  tabular,
+)
 from beam_pipelines.ml.input_schema import InputSchema
 from beam_pipelines.ml.metrics import CURVES, BinaryMetricsCombineFn
 from beam_pipelines.store import bucket
@@ -182,10 +190,10 @@ def write_outputs(document: Dict[str, Any], rule: blessing.BlessingRule,
   return record
 
 
-def make_summary(_, rows_read: int, scored: int, dead: int, input_pattern: str) -> Dict[str, Any]:
+def make_summary(totals: Dict[str, int], input_pattern: str) -> Dict[str, Any]:
   """The counts of an evaluation on CSV; they reconcile when every row was scored or rejected."""
-  return {'input': input_pattern, 'rows_read': rows_read, 'rows_scored': scored,
-          'rows_dead_lettered': dead, 'reconciled': rows_read == scored + dead}
+  return {'input': input_pattern, **totals, 'reconciled': totals['rows_read'] == (
+      totals['rows_scored'] + totals['rows_dead_lettered'])}
 
 
 def write_summary(summary: Dict[str, Any], path: str) -> None:
@@ -211,17 +219,13 @@ class ReadLabelledCsv(beam.PTransform):
     rows, dead_letters = parsed[csv_io.ROWS], parsed[csv_io.DEAD_LETTER]
     _ = dead_letters | 'WriteDeadLetter' >> csv_io.WriteDeadLetter(
         FileSystems.join(self._output, artifacts.DEAD_LETTER_DIR))
-    rows_read = (parsed[csv_io.FILES]
-                 | 'RowsPerFile' >> beam.Map(lambda info: info['rows_read'])
-                 | 'RowsRead' >> beam.CombineGlobally(sum))
-    scored = (rows
-              | 'RowsPerFrame' >> beam.Map(csv_io.count_rows)
-              | 'CountRows' >> beam.CombineGlobally(sum))
-    dead = dead_letters | 'CountDeadLetters' >> beam.combiners.Count.Globally()
-    _ = (root
-         | 'SummaryTrigger' >> beam.Create([None])
-         | 'MakeSummary' >> beam.Map(make_summary, AsSingleton(rows_read), AsSingleton(scored),
-                                     AsSingleton(dead), self._pattern)
+    totals = {
+        'rows_read': parsed[csv_io.FILES] | 'RowsPerFile' >> beam.Map(lambda info: info['rows_read']),
+        'rows_scored': rows | 'RowsPerFrame' >> beam.Map(csv_io.count_rows),
+        'rows_dead_lettered': dead_letters | 'OnePerDeadLetter' >> beam.Map(lambda _: 1),
+    } | 'Totals' >> counting.SumCounts()
+    _ = (totals
+         | 'MakeSummary' >> beam.Map(make_summary, self._pattern)
          | 'WriteSummary' >> beam.Map(
              write_summary, FileSystems.join(self._output, artifacts.SUMMARY_FILE)))
     return rows

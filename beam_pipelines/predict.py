@@ -46,21 +46,22 @@ from json.encoder import encode_basestring_ascii  # what json.dumps does to a st
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult, RunInference
-from apache_beam.pvalue import AsSingleton
 
 from beam_pipelines import submission
-from beam_pipelines.ml import artifacts, csv_io, inference, model_io
+from beam_pipelines.ml import artifacts, counting, csv_io, inference, model_io
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.ml.input_schema import InputSchemaError
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
 
 DECISION_THRESHOLD = 0.5
-BATCH_SIZE = 10_000  # CSV rows per scored frame
+BATCH_SIZE = 50_000  # CSV rows per scored frame
 PREDICTIONS_SUFFIX = artifacts.DEAD_LETTER_SUFFIX  # JSON lines too
+LINE = '{{"key": {}, "prediction": {}, "probability": {}}}'  # json.dumps(..., sort_keys=True)
 
 
 def row_key(key_column: Optional[str]):
@@ -92,10 +93,10 @@ def to_prediction(keyed: Tuple[str, PredictionResult]) -> Dict[str, Any]:
 def prediction_lines(result: PredictionResult, key_column: Optional[str]) -> Tuple[str, int]:
   """A scored frame -> (its predictions as JSON lines joined by newlines, how many): each line is
   ``json.dumps(to_prediction(...), sort_keys=True)``, written without a dict per row."""
-  probabilities = result.inference.tolist()
-  lines = [f'{{"key": {encode_basestring_ascii(key)}, "prediction": {int(p >= DECISION_THRESHOLD)}, '
-           f'"probability": {float.__repr__(p)}}}'
-           for key, p in zip(frame_keys(result.example, key_column), probabilities)]
+  probabilities = np.asarray(result.inference, dtype=np.float64)
+  keys = map(encode_basestring_ascii, frame_keys(result.example, key_column))
+  decisions = (probabilities >= DECISION_THRESHOLD).astype(np.int8).tolist()
+  lines = list(map(LINE.format, keys, decisions, map(float.__repr__, probabilities.tolist())))
   return '\n'.join(lines), len(lines)
 
 
@@ -115,10 +116,10 @@ class PredictRows(beam.PTransform):
             | 'ToJsonLines' >> beam.Map(prediction_lines, self._key_column))
 
 
-def make_summary(_, rows_read: int, predictions: int, dead: int, context: Dict[str, Any]):
+def make_summary(totals: Dict[str, int], context: Dict[str, Any]) -> Dict[str, Any]:
   """The counts record; they reconcile when every row read was predicted or dead-lettered."""
-  return {**context, 'rows_read': rows_read, 'predictions_written': predictions,
-          'rows_dead_lettered': dead, 'reconciled': rows_read == predictions + dead}
+  return {**context, **totals, 'reconciled': totals['rows_read'] == (
+      totals['predictions_written'] + totals['rows_dead_lettered'])}
 
 
 def write_summary(summary: Dict[str, Any], path: str) -> None:
@@ -146,17 +147,13 @@ def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.D
   dead_letters = parsed[csv_io.DEAD_LETTER]
   _ = dead_letters | 'WriteDeadLetter' >> csv_io.WriteDeadLetter(
       FileSystems.join(output, artifacts.DEAD_LETTER_DIR))
-  rows_read = (parsed[csv_io.FILES]
-               | 'RowsPerFile' >> beam.Map(lambda info: info['rows_read'])
-               | 'RowsRead' >> beam.CombineGlobally(sum))
-  predicted = (predictions
-               | 'Counts' >> beam.Map(lambda lines_and_count: lines_and_count[1])
-               | 'CountPredictions' >> beam.CombineGlobally(sum))
-  dead = dead_letters | 'CountDeadLetters' >> beam.combiners.Count.Globally()
-  return (pipeline
-          | 'SummaryTrigger' >> beam.Create([None])
-          | 'MakeSummary' >> beam.Map(make_summary, AsSingleton(rows_read), AsSingleton(predicted),
-                                      AsSingleton(dead), context or {})
+  totals = {
+      'rows_read': parsed[csv_io.FILES] | 'RowsPerFile' >> beam.Map(lambda info: info['rows_read']),
+      'predictions_written': predictions | 'Counts' >> beam.Map(lambda lines_and_count: lines_and_count[1]),
+      'rows_dead_lettered': dead_letters | 'OnePerDeadLetter' >> beam.Map(lambda _: 1),
+  } | 'Totals' >> counting.SumCounts()
+  return (totals
+          | 'MakeSummary' >> beam.Map(make_summary, context or {})
           | 'WriteSummary' >> beam.Map(write_summary,
                                        FileSystems.join(output, artifacts.SUMMARY_FILE)))
 
