@@ -149,33 +149,16 @@ DIRECT_RUNNER_NAMES = ('DirectRunner', 'SwitchingDirectRunner')
 
 
 def new_pipeline(options):
-  """A ``beam.Pipeline`` on ``options``; the DirectRunner runs as the local batch engine.
-
-  Since Beam 2.6x the DirectRunner first tries Prism, a Go runner it downloads from GitHub: with
-  network a run silently moves to another engine, without it every run waits on the failed
-  download (~0.4 s per pipeline here) before falling back. A batch pipeline on the DirectRunner
-  (the default) therefore runs on the FnApiRunner directly, the engine the DirectRunner falls
-  back to and the one the tests exercise; ``--runner PrismRunner`` still asks for Prism.
-  """
+  """A ``beam.Pipeline`` on ``options``; the DirectRunner (the default) runs as
+  ``batch_runner.DirectBatchRunner``: the FnApiRunner at once, without Beam's Prism attempt."""
   import apache_beam as beam
   from apache_beam.options.pipeline_options import StandardOptions
 
-  standard = options.view_as(StandardOptions)
-  if standard.runner in (None, *DIRECT_RUNNER_NAMES) and not standard.streaming:
-    return beam.Pipeline(runner=direct_batch_runner(options), options=options)
+  from beam_pipelines import batch_runner  # imports apache_beam: not before --help is answered
+
+  if options.view_as(StandardOptions).runner in (None, *DIRECT_RUNNER_NAMES):
+    return beam.Pipeline(runner=batch_runner.DirectBatchRunner(), options=options)
   return beam.Pipeline(options=options)
-
-
-def direct_batch_runner(options):
-  """The FnApiRunner as the DirectRunner builds it for a batch pipeline: the pipeline options go
-  to the workers (``--direct_num_workers``, ``--direct_running_mode`` apply as usual)."""
-  from apache_beam.portability.api import beam_provision_api_pb2
-  from apache_beam.runners.portability.fn_api_runner import fn_runner
-  from apache_beam.runners.portability.portable_runner import JobServiceHandle
-
-  encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-  return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
-      beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
 
 
 def is_dry_run(options) -> bool:

@@ -7,9 +7,16 @@ import pathlib
 from typing import List
 
 import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+
+from beam_pipelines.batch_runner import DirectBatchRunner
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SUPPORT_FILES = REPO / 'build' / 'support-files'
+
+# TestPipeline runs on the runner the pipelines' CLIs use for the DirectRunner (no Prism attempt).
+TestPipeline.pytest_test_pipeline_options = (
+    f'--runner={DirectBatchRunner.__module__}.{DirectBatchRunner.__name__}')
 
 
 @pytest.fixture(scope='session')
