@@ -12,7 +12,7 @@ reference measured in the same run.
 | features + TFDV statistics | ``tfdv.generate_statistics_from_csv`` | ratio <= 1.5 |
 | features, 2 processes | 1 process (counts identical) | >= 1.6x |
 | features, 2 processes, beyond start-up | each mode's start-up measured on 4,000 rows | (explains the line above) |
-| ``invoke build test deploy`` | | <= 20 s |
+| ``invoke build test deploy``, a changed tree and after install | | <= 20 s |
 
 Each pipeline figure is the best of ``--repeat`` runs (the spread is printed): on a shared
 machine the best is the least disturbed. Beam is imported once before the scoring figures, so
@@ -186,17 +186,24 @@ def scaling_profile(args, root: pathlib.Path, one: dict, two: dict) -> None:
 
 
 def harness_figure(args) -> None:
-  """README command 1 on the defaults (temporary bucket), best of --repeat."""
+  """README command 1 on the defaults (temporary bucket and cache), best of --repeat: first on a
+  tree the gate has not seen (cold cache: the unit tests run), then again on a fresh bucket with
+  the same cache, as after the install, whose first run passed the gate on this tree."""
+  import shutil
+
   import harness_loop
-  totals = []
+  cold, warm = [], []
   for _ in range(args.repeat):
     with tempfile.TemporaryDirectory(prefix='harness-bench-') as tmp:
-      totals.append(harness_loop.one_loop(tmp, checks=True))
-  best = min(totals, key=lambda t: t['TOTAL'])
-  gate = best.get('  build/unit tests', float('nan'))
-  row('invoke build test deploy', f'{best["TOTAL"]:.1f} s (worst '
-      f'{max(t["TOTAL"] for t in totals):.1f})', f'of which the unit-test gate {gate:.1f} s', '',
-      '<= 20 s', best['TOTAL'] <= 20)
+      cold.append(harness_loop.one_loop(tmp, checks=True))
+      shutil.rmtree(os.path.join(tmp, 'bucket'))
+      warm.append(harness_loop.one_loop(tmp, checks=True))
+  for label, totals in (('a changed tree', cold), ('after install (the same tree)', warm)):
+    best = min(totals, key=lambda t: t['TOTAL'])
+    gate = best.get('  build/unit tests', 0.0)
+    row(f'invoke build test deploy, {label}', f'{best["TOTAL"]:.1f} s (worst '
+        f'{max(t["TOTAL"] for t in totals):.1f})', f'of which the unit-test gate {gate:.1f} s', '',
+        '<= 20 s', best['TOTAL'] <= 20)
 
 
 def main(argv=None) -> int:
