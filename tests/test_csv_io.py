@@ -231,3 +231,15 @@ class TestFramesAreTheRowsOfTheRowParser:
     path = _write(tmp_path, 'long.csv', text)
     by_record, by_frame = _read(path), _read(path, batch_size=2)
     assert by_frame == by_record and len(by_record[1]) == 1  # one dead letter, the long record
+
+
+def test_arrow_cast_numbers_equal_pythons_float_and_refused_columns_fall_back():
+  import pyarrow as pa
+  texts = ['0.1', '1e-7', '123456789.123456789', '-0', '.5', '+2.', '007', '', '2.2250738585072014e-308',
+           '0.30000000000000004', '1e22', '9007199254740993']
+  values = csv_io._numbers_of(pa.chunked_array([pa.array(texts)]))
+  assert [v if v is None else float.hex(v) for v in values] == [
+      None if t == '' else float.hex(float(t)) for t in texts]
+  spaced = csv_io._numbers_of(pa.chunked_array([pa.array([' 3', '1_000', '4'])]))
+  assert list(spaced) == [3.0, 1000.0, 4.0]  # what float() reads, cell by cell
+  assert csv_io._numbers_of(pa.chunked_array([pa.array(['1', 'inf'])])) is None

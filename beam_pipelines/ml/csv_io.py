@@ -32,6 +32,7 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
@@ -387,7 +388,8 @@ class ParseCsvBatchesFn(ParseCsvFileFn):
                 (parser.labels, lambda texts: [parser._label(n, t) for t in texts.tolist()])]
       for columns, to_values in typing:
         for position, index, n in columns:
-          values = to_values(table.column(header[index]).to_numpy())
+          column = table.column(header[index])
+          values = _numbers_of(column) if to_values is _numbers else to_values(column.to_numpy())
           if values is None:
             return None
           column = np.empty(len(values), dtype=object)
@@ -396,6 +398,23 @@ class ParseCsvBatchesFn(ParseCsvFileFn):
       return header, parser, cells
     except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):  # RowError is a ValueError
       return None
+
+
+def _numbers_of(column: pa.ChunkedArray) -> Optional[np.ndarray]:
+  """``_numbers`` of a text column, cast by Arrow when it takes every cell: Arrow's text to
+  float64 and Python's ``float`` both round correctly, so the values are the same; a column Arrow
+  refuses (a cell with spaces, ``1_000``, a word) goes through ``_numbers``."""
+  present = pc.not_equal(column, '')
+  try:
+    numbers = pc.cast(pc.filter(column, present), pa.float64()).to_numpy()
+  except pa.ArrowInvalid:
+    return _numbers(column.to_numpy())
+  if not np.isfinite(numbers).all():
+    return None
+  present = present.to_numpy()
+  values = np.full(len(present), None, dtype=object)
+  values[present] = numbers
+  return values
 
 
 def _numbers(texts: np.ndarray) -> Optional[np.ndarray]:
