@@ -145,7 +145,18 @@ def reject_unknown_flags(parser: argparse.ArgumentParser, beam_args: Sequence[st
                  + ' (see --help)')
 
 
-DIRECT_RUNNER_NAMES = ('DirectRunner', 'SwitchingDirectRunner')
+DIRECT_RUNNERS = ('directrunner', 'switchingdirectrunner')  # Beam's own names for it, lower case
+
+
+def is_direct_runner(runner) -> bool:
+  """True for the DirectRunner under any name Beam accepts for it (``DirectRunner``, ``direct``,
+  its dotted path, ...) and when no runner is given (Beam's default)."""
+  if runner is None:
+    return True
+  if not isinstance(runner, str):
+    return False
+  name = runner.rsplit('.', 1)[-1].lower()
+  return name in DIRECT_RUNNERS or f'{name}runner' in DIRECT_RUNNERS
 
 
 def new_pipeline(options):
@@ -154,9 +165,8 @@ def new_pipeline(options):
   import apache_beam as beam
   from apache_beam.options.pipeline_options import StandardOptions
 
-  from beam_pipelines import batch_runner  # imports apache_beam: not before --help is answered
-
-  if options.view_as(StandardOptions).runner in (None, *DIRECT_RUNNER_NAMES):
+  if is_direct_runner(options.view_as(StandardOptions).runner):
+    from beam_pipelines import batch_runner  # imports Beam's runners: only when they are used
     return beam.Pipeline(runner=batch_runner.DirectBatchRunner(), options=options)
   return beam.Pipeline(options=options)
 

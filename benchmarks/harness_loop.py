@@ -34,7 +34,9 @@ MARKS = {
 
 
 def one_loop(tmp: str, checks: bool) -> dict:
-  """Runs the loop once (fresh bucket, cold wheel cache); returns {label: seconds} and total."""
+  """Runs the loop once with the bucket and cache under ``tmp`` (both empty unless a previous
+  loop left them: `run_all.py` reuses the cache to time the loop after install); returns
+  {label: seconds} and total."""
   command = [sys.executable, '-m', 'invoke', 'build'] + ([] if checks else ['--no-checks'])
   command += ['test', 'deploy']
   env = dict(os.environ, BEAM_PIPELINES_BUCKET=os.path.join(tmp, 'bucket'),

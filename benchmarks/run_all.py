@@ -190,7 +190,8 @@ def scaling_profile(args, root: pathlib.Path, one: dict, two: dict) -> None:
   # Rows at which the whole run reaches 1.6x, if the work part keeps its speed-up.
   needed = ((1.6 * fixed_two - fixed_one) / (1 - 1.6 / work_speedup) / work_one
             if work_speedup > 1.6 else float('inf'))
-  reach = (f'1.6x overall from about {needed * args.feature_rows / 1e6:.0f}M rows'
+  needed = max(needed, 0.0)  # start-up no worse with 2 processes: any size reaches it
+  reach = (f'1.6x overall from about {needed * args.feature_rows / 1e6:.1f}M rows'
            if needed != float('inf') else '1.6x overall out of reach')
   row('features, 2 processes: the work beyond start-up',
       f'{work_two:.1f} s vs {work_one:.1f} s: {work_speedup:.2f}x',

@@ -233,13 +233,19 @@ class TestFramesAreTheRowsOfTheRowParser:
     assert by_frame == by_record and len(by_record[1]) == 1  # one dead letter, the long record
 
 
-def test_arrow_cast_numbers_equal_pythons_float_and_refused_columns_fall_back():
+def test_arrow_cast_numbers_equal_pythons_float_and_refused_columns_fall_back(monkeypatch):
   import pyarrow as pa
-  texts = ['0.1', '1e-7', '123456789.123456789', '-0', '.5', '+2.', '007', '', '2.2250738585072014e-308',
-           '0.30000000000000004', '1e22', '9007199254740993']
-  values = csv_io._numbers_of(pa.chunked_array([pa.array(texts)]))
+  texts = ['0.1', '1e-7', '123456789.123456789', '-0', '.5', '2.', '007', '', '2.2250738585072014e-308',
+           '0.30000000000000004', '1e22', '9007199254740993', '-1.7976931348623157e308']
+  arrow = pa.chunked_array([pa.array(texts)])
+  fallback = csv_io._numbers
+  with monkeypatch.context() as patched:  # Arrow must take this column itself
+    patched.setattr(csv_io, '_numbers', lambda texts: pytest.fail('fell back to float()'))
+    values = csv_io._numbers_of(arrow)
   assert [v if v is None else float.hex(v) for v in values] == [
       None if t == '' else float.hex(float(t)) for t in texts]
-  spaced = csv_io._numbers_of(pa.chunked_array([pa.array([' 3', '1_000', '4'])]))
-  assert list(spaced) == [3.0, 1000.0, 4.0]  # what float() reads, cell by cell
+  assert [float.hex(v) for v in values if v is not None] == [
+      float.hex(v) for v in fallback(arrow.to_numpy()) if v is not None]
+  refused = csv_io._numbers_of(pa.chunked_array([pa.array([' 3', '1_000', '+4'])]))
+  assert list(refused) == [3.0, 1000.0, 4.0]  # what float() reads, cell by cell
   assert csv_io._numbers_of(pa.chunked_array([pa.array(['1', 'inf'])])) is None

@@ -43,8 +43,7 @@ from apache_beam.pvalue import TaggedOutput
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml.input_schema import InputSchema
 from beam_pipelines.ml.spec import DatasetSpec, SpecError
-from beam_pipelines.store.text_lines import (  # noqa: F401 (this module's readers use them)
-  DEFAULT_MAX_RECORD,
+from beam_pipelines.store.text_lines import (  # noqa: F401 (MAX_RECORD_ENV_VAR: re-exported)
   MAX_RECORD_ENV_VAR,
   PREVIEW_CHARS,
   OversizedLine,

@@ -40,7 +40,7 @@ def match_files(file_pattern: Patterns) -> List[str]:
 
 
 def max_record_chars() -> int:
-  """The longest line a CSV reader accepts: $BEAM_PIPELINES_MAX_RECORD_BYTES, else 1 MiB."""
+  """The longest line a reader accepts: $BEAM_PIPELINES_MAX_RECORD_BYTES, else 1 MiB."""
   value = os.environ.get(MAX_RECORD_ENV_VAR, '')
   return int(value) if re.fullmatch(r'[0-9]{1,12}', value) and int(value) > 0 else DEFAULT_MAX_RECORD
 
