@@ -383,12 +383,14 @@ class ParseCsvBatchesFn(ParseCsvFileFn):
               column_types={c: pa.string() for c in header}, strings_can_be_null=False,
               include_columns=[c for c, i, _ in parser.plan if i is not None]))
       cells = np.empty((table.num_rows, len(parser.plan)), dtype=object)
-      typing = [(parser.numeric, _numbers), (parser.strings, _strings), (parser.keys, _keys),
-                (parser.labels, lambda texts: [parser._label(n, t) for t in texts.tolist()])]
+      typing = [(parser.numeric, _numbers_of),
+                (parser.strings, lambda column: _strings(column.to_numpy())),
+                (parser.keys, lambda column: _keys(column.to_numpy())),
+                (parser.labels, lambda column: [parser._label(n, t)
+                                                for t in column.to_numpy().tolist()])]
       for columns, to_values in typing:
         for position, index, n in columns:
-          column = table.column(header[index])
-          values = _numbers_of(column) if to_values is _numbers else to_values(column.to_numpy())
+          values = to_values(table.column(header[index]))
           if values is None:
             return None
           column = np.empty(len(values), dtype=object)
@@ -408,12 +410,7 @@ def _numbers_of(column: pa.ChunkedArray) -> Optional[np.ndarray]:
     numbers = pc.cast(pc.filter(column, present), pa.float64()).to_numpy()
   except pa.ArrowInvalid:
     return _numbers(column.to_numpy())
-  if not np.isfinite(numbers).all():
-    return None
-  present = present.to_numpy()
-  values = np.full(len(present), None, dtype=object)
-  values[present] = numbers
-  return values
+  return _boxed(present.to_numpy(), numbers)
 
 
 def _numbers(texts: np.ndarray) -> Optional[np.ndarray]:
@@ -429,9 +426,14 @@ def _numbers(texts: np.ndarray) -> Optional[np.ndarray]:
   except ValueError:
     present = np.array([bool(text.strip()) for text in texts.tolist()], dtype=bool)
     numbers = np.array([float(text) for text in texts[present].tolist()], dtype=np.float64)
+  return _boxed(present, numbers)
+
+
+def _boxed(present: np.ndarray, numbers: np.ndarray) -> Optional[np.ndarray]:
+  """The numbers in the cells ``present`` marks, None in the others; None if one is not finite."""
   if not np.isfinite(numbers).all():
     return None
-  values = np.full(len(texts), None, dtype=object)
+  values = np.full(len(present), None, dtype=object)
   values[present] = numbers
   return values
 
