@@ -56,7 +56,7 @@ runtime.answer_help_early(__name__, 'evaluate', __doc__, add_evaluate_arguments)
 import json
 import logging
 import math
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 import numpy as np
@@ -79,8 +79,16 @@ from beam_pipelines.ml import (
 )
 from beam_pipelines.ml.input_schema import InputSchema
 from beam_pipelines.ml.metrics import CURVES, BinaryMetricsCombineFn
+from beam_pipelines.ml.results import (
+  DRY_RUN,
+  DryRun,
+  Evaluation,
+  ModelRef,
+  ReconciliationError,
+)
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
+from beam_pipelines.store.errors import Refusal
 
 METRICS_NAMESPACE = 'Evaluate'
 CANDIDATE, BASELINE = 'candidate', 'baseline'
@@ -89,8 +97,8 @@ MISSING_VALUE = '<missing>'
 BATCH_SIZE = 10_000  # CSV rows per scored frame
 
 
-class ReconciliationError(RuntimeError):
-  """Counts of an evaluation on CSV do not add up: rows read != scored + dead-lettered."""
+class EvaluationError(Refusal, ValueError):
+  """An evaluation that cannot run as asked (no data given, an unknown slice feature)."""
 
 
 SliceKey = Tuple[str, str, str]  # (model, slice feature or 'Overall', value)
@@ -289,51 +297,81 @@ def check_input(schema: InputSchema, features_dir: Optional[str],
                          f'the CSV behind features {features_dir} (summary.json: missing_columns)')
 
 
-def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
-  """Evaluates and blesses; returns the blessing record (also written to EDIR/blessing.json)."""
-  known, options = runtime.pipeline_arguments('evaluate', argv, add_evaluate_arguments, save_main_session)
-  if bool(known.features) == bool(known.input):
-    raise ValueError('give one of --features DIR (its eval split) or --input CSV_GLOB (every row)')
-  registered = None
-  if known.baseline_record:
-    registered = bucket.read_json(known.baseline_record, 'baseline registry record').get('metrics')
-  rule = blessing.BlessingRule.load(known.blessing_config, registered)
-  models = {CANDIDATE: describe_model(known.model, known.model_sha256)}
-  schema = model_io.read_input_schema(known.model)
-  if known.baseline_model:
-    models[BASELINE] = describe_model(known.baseline_model, known.baseline_sha256)
-    schema = schema.merge(model_io.read_input_schema(known.baseline_model), (CANDIDATE, BASELINE))
+def evaluate(model: ModelRef, output: str, features: Optional[str] = None,
+             input_pattern: Optional[str] = None, baseline: Optional[ModelRef] = None,
+             rule: Optional[blessing.BlessingRule] = None, slice_feature: Optional[str] = None,
+             beam_args: Sequence[str] = (), save_main_session: bool = False
+             ) -> Union[Evaluation, DryRun]:
+  """The core: scores ``model`` (and ``baseline``, on the same rows) on the eval split of
+  ``features`` or on every row of ``input_pattern``, judges it by ``rule`` (default: the default
+  blessing config) and writes ``output``'s metrics, blessing, marker and report.
+
+  Raises ``EvaluationError``, ``ModelIntegrityError``, ``InputSchemaError`` or
+  ``ReconciliationError`` (rows read != scored + dead-lettered).
+  """
+  if bool(features) == bool(input_pattern):
+    raise EvaluationError('give one of --features DIR (its eval split) or --input CSV_GLOB '
+                          '(every row)')
+  rule = rule or blessing.BlessingRule.load()
+  paths = [p for p in (features, input_pattern, output) if p]
+  options = runtime.beam_options('evaluate', beam_args, paths, save_main_session)
+  models = {CANDIDATE: describe_model(model.directory, model.sha256)}
+  schema = model_io.read_input_schema(model.directory)
+  if baseline:
+    models[BASELINE] = describe_model(baseline.directory, baseline.sha256)
+    schema = schema.merge(model_io.read_input_schema(baseline.directory), (CANDIDATE, BASELINE))
   label = schema.label
-  source = known.input or artifacts.split_pattern(known.features, artifacts.EVAL)
-  check_input(schema, known.features, known.input)
+  source = input_pattern or artifacts.split_pattern(features, artifacts.EVAL)
+  check_input(schema, features, input_pattern)
   categorical = [c for name in models for c in models[name]['categorical']]
-  slice_feature = known.slice_feature or next(iter(categorical), None)
+  slice_feature = slice_feature or next(iter(categorical), None)
   if slice_feature and slice_feature not in categorical:
-    raise ValueError(f'--slice_feature {slice_feature!r} is not a categorical feature of the '
-                     f'model(s): {sorted(set(categorical))}')
+    raise EvaluationError(f'--slice_feature {slice_feature} is not a categorical feature of the '
+                          f'model(s): {", ".join(sorted(set(categorical)))}')
   progress(f'evaluate: {", ".join(models)} on {source}'
            f', sliced by {slice_feature or "nothing"}'
-           + ('' if known.baseline_model else '; no baseline: value thresholds only (rubber stamp)'))
+           + ('' if baseline else '; no baseline: value thresholds only (rubber stamp)'))
   pipeline = runtime.new_pipeline(options)
-  build_pipeline(pipeline, known.features, models, label, slice_feature, rule, known.output,
-                 known.input, schema)
+  build_pipeline(pipeline, features, models, label, slice_feature, rule, output,
+                 input_pattern, schema)
   result = runtime.run_to_completion(pipeline, options, 'evaluate')
   if runtime.is_dry_run(options):
-    return {'dry_run': True}
-  with FileSystems.open(FileSystems.join(known.output, artifacts.BLESSING_FILE)) as handle:
-    record = json.loads(handle.read().decode('utf-8'))
-  with FileSystems.open(FileSystems.join(known.output, artifacts.METRICS_FILE)) as handle:
-    document = json.loads(handle.read().decode('utf-8'))
+    return DRY_RUN
+  record = bucket.read_json(FileSystems.join(output, artifacts.BLESSING_FILE), 'blessing record')
+  document = bucket.read_json(FileSystems.join(output, artifacts.METRICS_FILE), 'metrics')
   summary = None
-  if known.input:
-    with FileSystems.open(FileSystems.join(known.output, artifacts.SUMMARY_FILE)) as handle:
-      summary = json.loads(handle.read().decode('utf-8'))
-  _report(result, document, record, known.output, summary)
+  if input_pattern:
+    summary = bucket.read_json(FileSystems.join(output, artifacts.SUMMARY_FILE),
+                               'evaluation summary')
+  _report(result, document, record, output, summary)
   if summary and not summary['reconciled']:
     raise ReconciliationError(f'rows read {summary["rows_read"]} != scored '
                               f'{summary["rows_scored"]} + dead-lettered '
                               f'{summary["rows_dead_lettered"]}')
-  return record
+  return Evaluation(
+      status=record['status'], message=record['message'],
+      rubber_stamped=record['rubber_stamped'], output=output,
+      metrics=document['models'][CANDIDATE]['overall'],
+      baseline_metrics=document['models'].get(BASELINE, {}).get('overall'),
+      baseline=baseline.directory if baseline else None,
+      rows_read=summary['rows_read'] if summary else None,
+      rows_scored=summary['rows_scored'] if summary else None,
+      rows_dead_lettered=summary['rows_dead_lettered'] if summary else None)
+
+
+def run(argv: Optional[Sequence[str]] = None,
+        save_main_session: bool = False) -> Union[Evaluation, DryRun]:
+  """The command line: parses the flags and calls ``evaluate``."""
+  known, beam_args = runtime.parse_arguments('evaluate', argv, add_evaluate_arguments)
+  registered = None
+  if known.baseline_record:
+    registered = bucket.read_json(known.baseline_record, 'baseline registry record').get('metrics')
+  baseline = (ModelRef(known.baseline_model, known.baseline_sha256) if known.baseline_model
+              else None)
+  return evaluate(ModelRef(known.model, known.model_sha256), known.output, known.features,
+                  known.input, baseline, blessing.BlessingRule.load(known.blessing_config,
+                                                                    registered),
+                  known.slice_feature, beam_args, save_main_session)
 
 
 def _report(result, document: Dict[str, Any], record: Dict[str, Any], output: str,
@@ -359,18 +397,15 @@ def _report(result, document: Dict[str, Any], record: Dict[str, Any], output: st
   progress(f'evaluate: done: {record["status"]}; metrics, blessing and report.html in {output}')
 
 
+def exit_status(result: Union[Evaluation, DryRun]) -> int:
+  """3 when the candidate is NOT_BLESSED, else 0."""
+  not_blessed = isinstance(result, Evaluation) and not result.blessed
+  return runtime.EXIT_NOT_BLESSED if not_blessed else runtime.EXIT_OK
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """CLI entry: clear one-line errors for bad models/configs; exit 0 whether blessed or not."""
-  try:
-    run(argv)
-  except (model_io.ModelIntegrityError, blessing.BlessingConfigError, FileNotFoundError,
-          ValueError) as error:
-    progress(f'evaluate: failed: {error}')
-    return 2
-  except ReconciliationError as error:
-    progress(f'evaluate: counts do not reconcile: {error}')
-    return 1
-  return 0
+  """CLI entry: 0 BLESSED, 3 NOT_BLESSED, 2 when the evaluation could not run."""
+  return runtime.main('evaluate', run, argv, exit_status)
 
 
 if __name__ == '__main__':

@@ -36,25 +36,20 @@ runtime.answer_help_early(__name__, 'features', __doc__, add_features_arguments)
 import gc
 import hashlib
 import logging
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
-from beam_pipelines import submission
 from beam_pipelines.ml import artifacts, csv_io
 from beam_pipelines.ml import spec as spec_lib
+from beam_pipelines.ml.results import DRY_RUN, DryRun, FeaturesResult, ReconciliationError
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
-from beam_pipelines.store.errors import Refusal
 
 _HASH_SCALE = float(2 ** 64)
-
-
-class ReconciliationError(Refusal, RuntimeError):
-  """Counts do not add up: rows read != rows written + rows dead-lettered."""
 
 
 def feature_schema(spec: spec_lib.DatasetSpec) -> pa.Schema:
@@ -209,61 +204,84 @@ def clear_outputs(output: str) -> None:
 
 
 
-def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
-  """Runs feature extraction; returns the summary (raises ReconciliationError if counts differ)."""
-  known, options = runtime.pipeline_arguments('features', argv, add_features_arguments, save_main_session)
-  patterns = known.input or [spec_lib.default_sample_path()]
-  input_pattern = patterns[0] if len(patterns) == 1 else patterns
-  spec_path = known.spec or spec_lib.default_spec_path()
+def extract(inputs: Sequence[str], spec_path: str, output: str, beam_args: Sequence[str] = (),
+            batch_size: int = 50000, save_main_session: bool = False
+            ) -> Union[FeaturesResult, DryRun]:
+  """The core: CSV files matching ``inputs`` -> ``output``'s splits, dead letter and summary.
+
+  Raises ``NoInputError`` when a pattern matches nothing, ``SpecError`` for a bad spec and
+  ``ReconciliationError`` when rows read != written + dead-lettered.
+  """
+  patterns = list(inputs)
+  input_pattern: csv_io.Patterns = patterns[0] if len(patterns) == 1 else patterns
   spec = spec_lib.load(spec_path)
+  options = runtime.beam_options('features', beam_args, (*patterns, output), save_main_session)
   files = csv_io.match_files(input_pattern)
   csv_io.check_required_columns(files, spec)
 
   progress(f'features: reading {len(files)} file(s) matching {input_pattern} '
            f'with spec {spec_path}')
   if not runtime.is_dry_run(options):  # a dry run writes nothing, so it removes nothing either
-    clear_outputs(known.output)
+    clear_outputs(output)
   pipeline = runtime.new_pipeline(options)
-  build_pipeline(pipeline, input_pattern, spec, known.output, known.batch_size)
+  build_pipeline(pipeline, input_pattern, spec, output, batch_size)
   runtime.run_to_completion(pipeline, options, 'features')
   if runtime.is_dry_run(options):
-    return {'dry_run': True}
-  summary = artifacts.read_summary(known.output)
-  _report(summary, known.output)
-  if not summary['reconciled']:
+    return DRY_RUN
+  result = read_result(output)
+  _report(result, len(artifacts.read_summary(output)['files']))
+  if not result.reconciled:
     raise ReconciliationError(
-        f"counts do not reconcile: read {summary['rows_read']} != written "
-        f"{summary['rows_written']} + dead-lettered {summary['rows_dead_lettered']}")
-  return summary
+        f'counts do not reconcile: read {result.rows_read} != written '
+        f'{_split_counts(result.rows_written)} + dead-lettered {result.rows_dead_lettered}')
+  return result
 
 
-def _report(summary: Dict[str, Any], output: str) -> None:
+def read_result(output: str) -> FeaturesResult:
+  """The result of a finished extraction, from its ``summary.json``."""
+  summary = artifacts.read_summary(output)
+  return FeaturesResult(
+      output=output, rows_read=summary['rows_read'], rows_written=summary['rows_written'],
+      rows_dead_lettered=summary['rows_dead_lettered'], reconciled=summary['reconciled'],
+      spec_fingerprint=summary['spec_fingerprint'],
+      missing_columns=tuple(summary['missing_columns']),
+      extra_columns=tuple(summary['extra_columns']))
+
+
+def _split_counts(rows_written: Mapping[str, int]) -> str:
+  return ' + '.join(f'{rows_written.get(split, 0):,} {split}' for split in artifacts.SPLITS)
+
+
+def run(argv: Optional[Sequence[str]] = None,
+        save_main_session: bool = False) -> Union[FeaturesResult, DryRun]:
+  """The command line: parses the flags and calls ``extract``."""
+  known, beam_args = runtime.parse_arguments('features', argv, add_features_arguments)
+  return extract(known.input or [spec_lib.default_sample_path()],
+                 known.spec or spec_lib.default_spec_path(), known.output, beam_args,
+                 known.batch_size, save_main_session)
+
+
+def _report(result: FeaturesResult, files: int) -> None:
   """Prints the run's summary: counts per split, dead letters, where everything is."""
-  if summary['missing_columns']:
-    progress(f"features: WARNING: column(s) {summary['missing_columns']} missing from some "
-             'file header(s): written as missing values (validation flags them)')
-  if summary['extra_columns']:
-    progress(f"features: note: column(s) {summary['extra_columns']} not in the spec: ignored")
-  written = summary['rows_written']
+  if result.missing_columns:
+    progress(f"features: WARNING: column(s) {', '.join(result.missing_columns)} missing from "
+             'some file header(s): written as missing values (validation flags them)')
+  if result.extra_columns:
+    progress(f"features: note: column(s) {', '.join(result.extra_columns)} not in the spec: "
+             'ignored')
   progress(
-      f"features: done: {summary['rows_read']} rows read from {len(summary['files'])} file(s) = "
-      f"{written[artifacts.TRAIN]} train + {written[artifacts.EVAL]} eval + "
-      f"{summary['rows_dead_lettered']} dead-lettered"
-      f"{'' if summary['reconciled'] else ' (DO NOT RECONCILE)'}")
+      f'features: done: {result.rows_read:,} rows read from {files} file(s) = '
+      f'{_split_counts(result.rows_written)} + {result.rows_dead_lettered:,} dead-lettered'
+      f"{'' if result.reconciled else ' (DO NOT RECONCILE)'}")
+  output = result.output
   progress(f'features: outputs: {FileSystems.join(output, "{train,eval}")}/*.parquet, '
            f'{FileSystems.join(output, artifacts.DEAD_LETTER_DIR)}/, '
            f'{FileSystems.join(output, artifacts.SUMMARY_FILE)}')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """CLI entry: a bad spec, a missing input or unreconciled counts exit 2 with the message."""
-  try:
-    run(argv)
-  except (spec_lib.SpecError, FileNotFoundError, ReconciliationError,
-          submission.SubmissionError) as error:
-    progress(f'features: error: {error}')
-    return 2
-  return 0
+  """CLI entry: the project's exit statuses (``runtime.main``)."""
+  return runtime.main('features', run, argv)
 
 
 if __name__ == '__main__':

@@ -43,18 +43,24 @@ import hashlib
 import json
 import logging
 from json.encoder import encode_basestring_ascii  # what json.dumps does to a str
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import PredictionResult, RunInference
+from apache_beam.ml.inference import base as inference_base
+from apache_beam.ml.inference.base import RunInference
 
-from beam_pipelines import submission
 from beam_pipelines.ml import artifacts, counting, csv_io, inference, model_io
 from beam_pipelines.ml import spec as spec_lib
-from beam_pipelines.ml.input_schema import InputSchemaError
+from beam_pipelines.ml.results import (
+  DRY_RUN,
+  DryRun,
+  ModelRef,
+  PredictionResult,
+  ReconciliationError,
+)
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
 
@@ -83,14 +89,14 @@ def frame_keys(frame: pd.DataFrame, key_column: Optional[str]) -> List[str]:
   return [key_row(dict(zip(columns, values)))[0] for values in frame.itertuples(index=False)]
 
 
-def to_prediction(keyed: Tuple[str, PredictionResult]) -> Dict[str, Any]:
+def to_prediction(keyed: Tuple[str, inference_base.PredictionResult]) -> Dict[str, Any]:
   key, result = keyed
   probability = float(result.inference)
   return {'key': key, 'probability': probability,
           'prediction': int(probability >= DECISION_THRESHOLD)}
 
 
-def prediction_lines(result: PredictionResult, key_column: Optional[str]) -> Tuple[str, int]:
+def prediction_lines(result: inference_base.PredictionResult, key_column: Optional[str]) -> Tuple[str, int]:
   """A scored frame -> (its predictions as JSON lines joined by newlines, how many): each line is
   ``json.dumps(to_prediction(...), sort_keys=True)``, written without a dict per row."""
   probabilities = np.asarray(result.inference, dtype=np.float64)
@@ -167,49 +173,66 @@ def load_spec(spec_path: Optional[str], metadata: Dict[str, Any]) -> spec_lib.Da
   return spec_lib.load(spec_lib.default_spec_path())
 
 
-def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
-  """Runs batch inference; returns the summary (also written to PDIR/summary.json)."""
-  known, options = runtime.pipeline_arguments('predict', argv, add_predict_arguments, save_main_session)
-  metadata = model_io.read_metadata(known.model)
+def predict(input_pattern: str, model: ModelRef, output: str, spec_path: Optional[str] = None,
+            num_shards: int = 0, beam_args: Sequence[str] = (), save_main_session: bool = False
+            ) -> Union[PredictionResult, DryRun]:
+  """The core: scores every row of the CSV files matching ``input_pattern`` with ``model``;
+  writes ``output``'s predictions, dead letter and summary.
+
+  Raises ``ModelIntegrityError``, ``SpecError``, ``InputSchemaError``, ``NoInputError`` or
+  ``ReconciliationError`` (rows read != predictions + dead-lettered).
+  """
+  options = runtime.beam_options('predict', beam_args, (input_pattern, output), save_main_session)
+  metadata = model_io.read_metadata(model.directory)
   # Fail early and clearly; every worker checks again when it loads the model.
-  model_io.read_verified_bytes(known.model, known.model_sha256)
+  model_io.read_verified_bytes(model.directory, model.sha256)
   schema = model_io.input_schema_from_metadata(metadata)
-  spec = csv_io.resolve_spec(load_spec(known.spec, metadata), known.input)
+  spec = csv_io.resolve_spec(load_spec(spec_path, metadata), input_pattern)
   missing = [f for f in schema.features if f not in spec.features]
   if missing:
-    raise spec_lib.SpecError(f'the model needs feature(s) {missing} that the spec does not read')
-  files = csv_io.match_files(known.input)
+    raise spec_lib.SpecError(f'the model needs feature(s) {", ".join(missing)} that the spec '
+                             f'does not read')
+  files = csv_io.match_files(input_pattern)
   csv_io.check_input_columns(files, schema, require_label=False)
-  progress(f'predict: {len(files)} file(s) matching {known.input} with model {known.model} '
+  progress(f'predict: {len(files)} file(s) matching {input_pattern} with model {model.directory} '
            f'(sha256 {metadata["model_sha256"][:12]}…), key {spec.key or "sha256 of the row"}')
-  context = {'input': known.input, 'model': known.model, 'model_sha256': metadata['model_sha256'],
-             'output': known.output}
+  context = {'input': input_pattern, 'model': model.directory,
+             'model_sha256': metadata['model_sha256'], 'output': output}
   pipeline = runtime.new_pipeline(options)
-  build_pipeline(pipeline, known.input, spec, known.model, known.output, known.num_shards, context,
-                 known.model_sha256)
+  build_pipeline(pipeline, input_pattern, spec, model.directory, output, num_shards, context,
+                 model.sha256)
   runtime.run_to_completion(pipeline, options, 'predict')
   if runtime.is_dry_run(options):
-    return {'dry_run': True}
-  with FileSystems.open(FileSystems.join(known.output, artifacts.SUMMARY_FILE)) as handle:
-    summary = json.loads(handle.read().decode('utf-8'))
-  progress(f'predict: done: {summary["rows_read"]} rows read = {summary["predictions_written"]} '
-           f'predictions + {summary["rows_dead_lettered"]} dead-lettered'
-           f'{"" if summary["reconciled"] else " (DO NOT RECONCILE)"}')
-  progress(f'predict: outputs: {FileSystems.join(known.output, artifacts.PREDICTIONS_DIR)}/, '
-           f'{FileSystems.join(known.output, artifacts.DEAD_LETTER_DIR)}/, '
-           f'{FileSystems.join(known.output, artifacts.SUMMARY_FILE)}')
-  return summary
+    return DRY_RUN
+  summary = bucket.read_json(FileSystems.join(output, artifacts.SUMMARY_FILE), 'predict summary')
+  result = PredictionResult(
+      output=output, rows_read=summary['rows_read'],
+      predictions_written=summary['predictions_written'],
+      rows_dead_lettered=summary['rows_dead_lettered'], reconciled=summary['reconciled'])
+  progress(f'predict: done: {result.rows_read:,} rows read = {result.predictions_written:,} '
+           f'predictions + {result.rows_dead_lettered:,} dead-lettered'
+           f'{"" if result.reconciled else " (DO NOT RECONCILE)"}')
+  progress(f'predict: outputs: {FileSystems.join(output, artifacts.PREDICTIONS_DIR)}/, '
+           f'{FileSystems.join(output, artifacts.DEAD_LETTER_DIR)}/, '
+           f'{FileSystems.join(output, artifacts.SUMMARY_FILE)}')
+  if not result.reconciled:
+    raise ReconciliationError(f'rows read {result.rows_read} != predictions '
+                              f'{result.predictions_written} + dead-lettered '
+                              f'{result.rows_dead_lettered}')
+  return result
+
+
+def run(argv: Optional[Sequence[str]] = None,
+        save_main_session: bool = False) -> Union[PredictionResult, DryRun]:
+  """The command line: parses the flags and calls ``predict``."""
+  known, beam_args = runtime.parse_arguments('predict', argv, add_predict_arguments)
+  return predict(known.input, ModelRef(known.model, known.model_sha256), known.output,
+                 known.spec, known.num_shards, beam_args, save_main_session)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """CLI entry: one-line errors (bad model, spec or input) and a non-zero exit status."""
-  try:
-    summary = run(argv)
-  except (model_io.ModelIntegrityError, spec_lib.SpecError, InputSchemaError, FileNotFoundError,
-          submission.SubmissionError) as error:
-    progress(f'predict: failed: {error}')
-    return 2
-  return 0 if summary.get('dry_run') or summary['reconciled'] else 1
+  """CLI entry: the project's exit statuses (``runtime.main``)."""
+  return runtime.main('predict', run, argv)
 
 
 if __name__ == '__main__':

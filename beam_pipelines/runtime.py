@@ -4,17 +4,71 @@ options, Dataflow staging (``submission``), running to completion."""
 from __future__ import annotations
 
 import argparse
+import datetime
 import difflib
 import logging
 import os
 import re
 import sys
+import tempfile
+import traceback
 import warnings
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 
 from beam_pipelines import submission
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress, ticking
+from beam_pipelines.store.errors import Refusal
+
+R = TypeVar('R')
+
+# The exit statuses of every command line of the project (README, "Exit statuses").
+EXIT_OK = 0  # done
+EXIT_STOPPED = 1  # a data verdict stopped the work (validation: anomalous)
+EXIT_ERROR = 2  # usage error, refusal, or an error (one line; unexpected ones with a log)
+EXIT_NOT_BLESSED = 3  # a model was evaluated and is NOT_BLESSED
+LOG_DIR_VARIABLE = 'BEAM_PIPELINES_LOG_DIR'  # where tracebacks of unexpected errors go
+
+
+def error_log(name: str) -> str:
+  """A new file for the traceback of an unexpected error of ``name`` (in $BEAM_PIPELINES_LOG_DIR,
+  else the temporary directory)."""
+  directory = os.environ.get(LOG_DIR_VARIABLE) or tempfile.gettempdir()
+  os.makedirs(directory, exist_ok=True)
+  stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+  handle, path = tempfile.mkstemp(prefix=f'beam-pipelines-{name}-{stamp}-', suffix='.log',
+                                  dir=directory)
+  os.close(handle)
+  return path
+
+
+def main(name: str, run: Callable[[Optional[Sequence[str]]], R],
+         argv: Optional[Sequence[str]] = None,
+         exit_status: Callable[[R], int] = lambda result: EXIT_OK) -> int:
+  """The one ``main`` of every command line: runs ``run(argv)`` and maps what happens to the
+  project's exit statuses.
+
+  ``exit_status(result)`` turns a finished run into 0, 1 (a stopping verdict) or 3 (NOT_BLESSED).
+  A ``Refusal`` (bad input, spec, model, config, unreconciled counts), a missing or unreadable
+  file and undecodable text are one line ``<name>: error: ...`` and status 2. argparse's usage
+  errors keep their own status 2. Anything else is a bug or an environment failure: one line with
+  its type and the path of a log holding the traceback, and status 2, never a bare "failed".
+  """
+  try:
+    result = run(argv)
+  except Refusal as error:
+    progress(f'{name}: error: {error}')
+    return EXIT_ERROR
+  except (OSError, UnicodeDecodeError) as error:
+    progress(f'{name}: error: {type(error).__name__}: {error}')
+    return EXIT_ERROR
+  except Exception as error:  # noqa: BLE001 - the one place that reports unexpected errors
+    log = error_log(name)
+    with open(log, 'w', encoding='utf-8') as handle:
+      handle.write(traceback.format_exc())
+    progress(f'{name}: unexpected error {type(error).__name__}: {error} (traceback: {log})')
+    return EXIT_ERROR
+  return exit_status(result)
 
 
 def quiet_startup_noise() -> None:
@@ -80,31 +134,51 @@ def answer_help_early(module_name: str, pipeline: str, doc: str,
   parser.parse_args()
 
 
-def pipeline_arguments(pipeline: str, argv, add_arguments: Callable[[argparse.ArgumentParser], None],
-                       save_main_session: bool = False):
-  """The opening of every pipeline's ``run()``: returns (its own flags, Beam PipelineOptions).
+def parse_arguments(pipeline: str, argv: Optional[Sequence[str]],
+                    add_arguments: Callable[[argparse.ArgumentParser], None]
+                    ) -> Tuple[argparse.Namespace, List[str]]:
+  """A pipeline's own flags and the rest (Beam's options); a usage error exits with status 2.
 
-  On Dataflow the built wheel is staged first (``submission.prepare_argv``). The pipeline's flags
-  are plain argparse, not a PipelineOptions subclass: Beam merges every such subclass's flags into
-  one parser, so two pipelines with ``--output`` would clash in one process.
-  ``save_main_session`` stays False: the DoFns live in importable modules that workers get from
-  the staged wheel, and Beam's default cloudpickle needs nothing of the submitting ``__main__``.
+  The pipeline's flags are plain argparse, not a PipelineOptions subclass: Beam merges every such
+  subclass's flags into one parser, so two pipelines with ``--output`` would clash in one process.
+  An unknown flag (neither the pipeline's nor Beam's) names the closest known one.
   """
-  from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
-
-  argv = submission.prepare_argv(pipeline, argv)
-  if any('gs://' in arg for arg in argv):
-    bucket.avoid_credential_retries()  # no ~20 s of retries against a local GCS server
   parser = argparse.ArgumentParser(prog=f'python -m beam_pipelines.{pipeline}', allow_abbrev=False)
   add_arguments(parser)
-  known, beam_args = parser.parse_known_args(argv)
+  known, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
   reject_unknown_flags(parser, beam_args)
   problem = local_path_problem(getattr(known, 'input', None), getattr(known, 'output', None))
   if problem:
     parser.error(problem)
-  options = PipelineOptions(beam_args)
+  return known, beam_args
+
+
+def beam_options(pipeline: str, beam_args: Sequence[str] = (), paths: Sequence[str] = (),
+                 save_main_session: bool = False):
+  """Beam ``PipelineOptions`` of a pipeline's core from its Beam arguments.
+
+  On Dataflow the built wheel is staged first (``submission.prepare_argv``). ``paths`` are the
+  core's own inputs and outputs: a ``gs://`` one (or option) skips the credential retries of a
+  machine without credentials. ``save_main_session`` stays False: the DoFns live in importable
+  modules that workers get from the staged wheel, and Beam's default cloudpickle needs nothing of
+  the submitting ``__main__``.
+  """
+  from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+  args = submission.prepare_argv(pipeline, list(beam_args))
+  if any('gs://' in str(arg) for arg in (*args, *paths)):
+    bucket.avoid_credential_retries()  # no ~20 s of retries against a local GCS server
+  options = PipelineOptions(args)
   options.view_as(SetupOptions).save_main_session = save_main_session
-  return known, options
+  return options
+
+
+def pipeline_arguments(pipeline: str, argv, add_arguments: Callable[[argparse.ArgumentParser], None],
+                       save_main_session: bool = False):
+  """(own flags, Beam PipelineOptions): ``parse_arguments`` then ``beam_options``."""
+  known, beam_args = parse_arguments(pipeline, argv, add_arguments)
+  paths = [str(v) for v in vars(known).values() if isinstance(v, str)]
+  return known, beam_options(pipeline, beam_args, paths, save_main_session)
 
 
 def _beam_option_parser() -> argparse.ArgumentParser:

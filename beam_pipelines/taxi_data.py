@@ -27,9 +27,15 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from beam_pipelines import runtime
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
+from beam_pipelines.store.errors import Refusal
+
+
+class KnobError(Refusal, ValueError):
+  """A generator knob that does not fit the data (an unknown column, too many rare names)."""
 
 COLUMNS = ('trip_id', 'trip_start_timestamp', 'fare', 'trip_miles', 'trip_seconds',
            'trip_start_hour', 'trip_start_day_of_week', 'payment_type', 'company', 'big_tip')
@@ -113,7 +119,7 @@ def _frame(rows: int, date: datetime.date, seed: int, knobs: Knobs):
   }, columns=list(COLUMNS))
   for column, factor in knobs.scale.items():
     if column not in NUMERIC:
-      raise ValueError(f'--scale {column}: not a numeric column {list(NUMERIC)}')
+      raise KnobError(f'--scale {column}: not a numeric column {list(NUMERIC)}')
     frame[column] = np.round(frame[column] * factor, 2)
   if knobs.missing:
     frame.loc[rng.random(rows) < knobs.missing, 'trip_seconds'] = np.nan
@@ -126,7 +132,7 @@ def _frame(rows: int, date: datetime.date, seed: int, knobs: Knobs):
     frame[knobs.add_column] = np.round(rng.random(rows) * 10, 2)
   if knobs.drop_column:
     if knobs.drop_column not in frame.columns:
-      raise ValueError(f'--drop_column {knobs.drop_column}: no such column {list(COLUMNS)}')
+      raise KnobError(f'--drop_column {knobs.drop_column}: no such column {list(COLUMNS)}')
     frame = frame.drop(columns=[knobs.drop_column])
   return frame
 
@@ -144,7 +150,7 @@ def _add_long_tail(frame, names: int, rng) -> None:
   """
   counts = long_tail_counts(len(frame), names)
   if sum(counts) > len(frame) // 2:
-    raise ValueError(f'--long_tail {names}: {sum(counts)} rows of rare names is more than half '
+    raise KnobError(f'--long_tail {names}: {sum(counts)} rows of rare names is more than half '
                      f'of a {len(frame)}-row span')
   chosen = rng.permutation(len(frame))[:sum(counts)]
   names_of_rows = [RARE_COMPANY.format(rank) for rank, count in enumerate(counts, 1)
@@ -289,13 +295,8 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """CLI entry: a knob that does not fit the data is a one-line message and exit status 2."""
-  try:
-    run(argv)
-  except ValueError as error:
-    progress(f'taxi_data: failed: {error}')
-    return 2
-  return 0
+  """CLI entry: a knob that does not fit the data is one line and exit status 2."""
+  return runtime.main('taxi_data', run, argv)
 
 
 if __name__ == '__main__':

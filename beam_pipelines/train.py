@@ -46,6 +46,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--output', required=True, help='Model directory to write.')
   parser.add_argument('--verdict', default=None,
                       help='Validation verdict.json (or its directory); "anomalous" refuses training.')
+  add_hyperparameter_arguments(parser)
+
+
+def add_hyperparameter_arguments(parser: argparse.ArgumentParser) -> None:
+  """The flags that shape the model (a pipeline definition's ``train`` mapping names them too)."""
   parser.add_argument('--classifier', choices=CLASSIFIERS, default='logistic')
   parser.add_argument('--C', type=float, default=1.0, help='logistic: inverse regularisation.')
   parser.add_argument('--max_iter', type=runtime.count(1), default=None,
@@ -70,13 +75,14 @@ runtime.answer_help_early(__name__, 'train', __doc__, add_train_arguments, beam_
 import json
 import logging
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.ml import artifacts, model_io, tabular
 from beam_pipelines.ml import spec as spec_lib
+from beam_pipelines.ml.results import ParamValue, TrainedModel
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
 
@@ -85,7 +91,7 @@ class TrainingRefused(Refusal, RuntimeError):
   """Training did not start: the validation verdict, the data or the options forbid it."""
 
 
-def hyperparameters(known: argparse.Namespace) -> Dict[str, Any]:
+def hyperparameters(known: argparse.Namespace) -> Dict[str, ParamValue]:
   """The options that shape the model, as recorded in its metadata."""
   max_iter = known.max_iter if known.max_iter is not None else DEFAULT_MAX_ITER[known.classifier]
   if known.classifier == 'logistic':
@@ -98,7 +104,8 @@ def hyperparameters(known: argparse.Namespace) -> Dict[str, Any]:
           'n_iter_no_change': known.n_iter_no_change, 'random_state': known.random_state}
 
 
-def build_model(numeric: Sequence[str], categorical: Sequence[str], params: Dict[str, Any]):
+def build_model(numeric: Sequence[str], categorical: Sequence[str],
+                params: Mapping[str, ParamValue]):
   """The unfitted scikit-learn Pipeline: preprocessing of both column kinds + the classifier."""
   from sklearn.compose import ColumnTransformer
   from sklearn.ensemble import HistGradientBoostingClassifier
@@ -158,8 +165,8 @@ def load_spec(spec_path: Optional[str], features_dir: str) -> spec_lib.DatasetSp
 
 
 def train(features_dir: str, spec: spec_lib.DatasetSpec, output: str,
-          params: Dict[str, Any]) -> Dict[str, Any]:
-  """Reads the train split, fits the model, saves it; returns the saved metadata."""
+          params: Mapping[str, ParamValue]) -> TrainedModel:
+  """Reads the train split, fits the model, saves it; returns what was saved."""
   progress(f'train: reading the train split of {features_dir}')
   split = tabular.read_split(features_dir, artifacts.TRAIN)
   spec = spec.resolve(list(split.frame.columns)) if not spec.is_resolved else spec
@@ -170,14 +177,14 @@ def train(features_dir: str, spec: spec_lib.DatasetSpec, output: str,
     raise TrainingRefused(f'{int(labels.isna().sum())} train rows have no label {spec.label!r}')
   y = labels.astype('int64').to_numpy()
   positives = int(y.sum())
-  progress(f'train: {len(y)} rows from {len(split.shards)} shard(s), {positives} positive '
-           f'({positives / max(len(y), 1):.1%}); features {spec.features}')
+  progress(f'train: {len(y):,} rows from {len(split.shards)} shard(s), {positives:,} positive '
+           f'({positives / max(len(y), 1):.1%}); features {", ".join(spec.features)}')
   if len(set(y.tolist())) < 2:
     raise TrainingRefused(f'the train split has a single class ({sorted(set(y.tolist()))}): '
                           'a classifier needs both 0 and 1 labels')
   X = tabular.typed_frame(split.frame, spec.numeric, spec.categorical)
   model = build_model(spec.numeric, spec.categorical, params)
-  progress(f'train: fitting {params}')
+  progress(f'train: fitting {describe_parameters(params)}')
   started = time.monotonic()
   model.fit(X, y)
   seconds = time.monotonic() - started
@@ -187,12 +194,15 @@ def train(features_dir: str, spec: spec_lib.DatasetSpec, output: str,
            f'split {train_accuracy:.4f}')
   data = {'features_dir': features_dir, 'split': artifacts.TRAIN, 'rows': int(len(y)),
           'positives': positives, 'shards': split.shards, 'fingerprint': split.fingerprint}
-  return model_io.save_model(
+  metadata = model_io.save_model(
       model, output, numeric=spec.numeric, categorical=spec.categorical, label=spec.label,
       spec_fingerprint=spec.fingerprint(), data=data, hyperparameters=params,
       extra={'spec': spec.to_dict(), 'training': {
           'seconds': round(seconds, 3), 'train_accuracy': train_accuracy,
           'iterations': iterations}})
+  return TrainedModel(directory=output, model_sha256=metadata['model_sha256'], rows=int(len(y)),
+                      positives=positives, data_fingerprint=split.fingerprint,
+                      hyperparameters=dict(params))
 
 
 def refuse_beam_options(rest: Sequence[str]) -> None:
@@ -207,32 +217,62 @@ def refuse_beam_options(rest: Sequence[str]) -> None:
     raise TrainingRefused(f'unknown flags {" ".join(rest)}: train takes no Beam options')
 
 
-def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-  """Trains and saves a model; returns its metadata. Raises TrainingRefused / SpecError."""
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  add_train_arguments(parser)
+def describe_parameters(params: Mapping[str, ParamValue]) -> str:
+  """Hyperparameters for people: ``classifier logistic, C 1.0, max_iter 1000``."""
+  return ', '.join(f'{name} {value}' for name, value in params.items())
+
+
+class _RefusingParser(argparse.ArgumentParser):
+  """argparse whose errors are refusals (a bad ``train`` mapping of a pipeline definition)."""
+
+  def error(self, message: str):  # type: ignore[override]
+    raise TrainingRefused(f'training parameters: {message}')
+
+
+def parameters(settings: Mapping[str, ParamValue]) -> Dict[str, ParamValue]:
+  """A pipeline definition's ``train`` mapping (flag names without ``--``) as the model's
+  hyperparameters, checked and completed by the same rules and defaults as the flags."""
+  parser = _RefusingParser(prog='train', add_help=False, allow_abbrev=False)
+  add_hyperparameter_arguments(parser)
+  argv = [a for k, v in sorted(settings.items()) for a in (f'--{k}', str(v))]
   known, rest = parser.parse_known_args(argv)
+  if rest:
+    raise TrainingRefused(f'unknown training parameter(s) {" ".join(rest)}')
+  return hyperparameters(known)
+
+
+def fit(features_dir: str, output: str, params: Mapping[str, ParamValue],
+        spec_path: Optional[str] = None, verdict: Optional[str] = None) -> TrainedModel:
+  """The core: fits the model on ``features_dir``'s train split and saves it in ``output``.
+
+  ``verdict`` (validation's verdict.json or its directory): "anomalous" refuses training. Raises
+  ``TrainingRefused``, ``SpecError`` or ``FeaturesError``.
+  """
+  if verdict:
+    status = check_verdict(verdict)
+    progress(f'train: validation verdict is {status}: training allowed')
+  spec = load_spec(spec_path, features_dir)
+  model = train(features_dir, spec, output, params)
+  model_path = FileSystems.join(output, artifacts.MODEL_FILE)
+  progress(f'train: done: {model.rows:,} rows; model {model_path} '
+           f'(sha256 {model.model_sha256[:12]}…), metadata '
+           f'{FileSystems.join(output, artifacts.MODEL_METADATA_FILE)}')
+  return model
+
+
+def run(argv: Optional[Sequence[str]] = None) -> TrainedModel:
+  """The command line: parses the flags and calls ``fit``."""
+  parser = argparse.ArgumentParser(prog='python -m beam_pipelines.train',
+                                   description=__doc__.split('\n')[0])
+  add_train_arguments(parser)
+  known, rest = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
   refuse_beam_options(rest)
-  if known.verdict:
-    status = check_verdict(known.verdict)
-    progress(f'train: validation verdict is {status!r}: training allowed')
-  spec = load_spec(known.spec, known.features)
-  metadata = train(known.features, spec, known.output, hyperparameters(known))
-  model_path = FileSystems.join(known.output, artifacts.MODEL_FILE)
-  progress(f'train: done: {metadata["data"]["rows"]} rows; model {model_path} '
-           f'(sha256 {metadata["model_sha256"][:12]}…), metadata '
-           f'{FileSystems.join(known.output, artifacts.MODEL_METADATA_FILE)}')
-  return metadata
+  return fit(known.features, known.output, hyperparameters(known), known.spec, known.verdict)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """CLI entry: clear one-line errors and a non-zero exit status instead of tracebacks."""
-  try:
-    run(argv)
-  except (TrainingRefused, spec_lib.SpecError, tabular.FeaturesError) as error:
-    progress(f'train: refused: {error}')
-    return 2
-  return 0
+  """CLI entry: the project's exit statuses (``runtime.main``)."""
+  return runtime.main('train', run, argv)
 
 
 if __name__ == '__main__':

@@ -57,20 +57,21 @@ import contextlib
 import io
 import logging
 import math
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines import submission
 from beam_pipelines.ml import artifacts, validation_report
 from beam_pipelines.ml import spec as spec_lib
+from beam_pipelines.ml.results import DRY_RUN, DryRun, Verdict
 from beam_pipelines.runtime import quiet_startup_noise
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
+from beam_pipelines.store.typed_json import from_json
 
 TRAINING_ENV, SERVING_ENV = 'TRAINING', 'SERVING'
 MEASURE_NAMES = {1: 'L_INFTY', 2: 'JENSEN_SHANNON_DIVERGENCE', 3: 'NORMALIZED_ABSOLUTE_DIFFERENCE'}
@@ -388,38 +389,49 @@ def render_report(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=
   return validation_report.render(verdict, statistics, previous)
 
 
-def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, Any]:
-  """Runs validation; returns the verdict (also written to VDIR/verdict.json)."""
+def validate(features_dir: str, output: str, schema_path: Optional[str] = None,
+             previous_statistics: Optional[str] = None, serving_features: Optional[str] = None,
+             with_noise_floor: bool = False, spec_path: Optional[str] = None,
+             beam_args: Sequence[str] = (), save_main_session: bool = False
+             ) -> Union[Verdict, DryRun]:
+  """The core: TFDV statistics of ``features_dir``'s splits, then the schema, drift (against
+  ``previous_statistics``: a statistics file or a validation directory) and skew (against
+  ``serving_features``) checks; writes ``output``'s artifacts and returns the verdict.
+
+  ``schema_path``: a curated schema to check against, or where to store the inferred one when
+  it does not exist yet. Raises ``ValidationError`` when validation cannot run.
+  """
   from google.protobuf import text_format
-  known, options = runtime.pipeline_arguments('validate', argv, add_validate_arguments, save_main_session)
-  features_dir, output = known.features, known.output
+  options = runtime.beam_options('validate', beam_args, (features_dir, output), save_main_session)
   try:
     summary = artifacts.read_summary(features_dir)
   except Exception as error:  # noqa: BLE001
     raise ValidationError(f'{features_dir} is not a features directory (no readable '
                           f'{artifacts.SUMMARY_FILE}): {error}') from error
-  spec = spec_lib.load(known.spec) if known.spec else spec_lib.from_dict(summary['spec'])
+  spec = spec_lib.load(spec_path) if spec_path else spec_lib.from_dict(summary['spec'])
   if not spec.is_resolved:
     raise ValidationError('the spec still holds "all": pass the spec the features were made with')
-  previous_path = known.previous_statistics
+  previous_path = previous_statistics
   if previous_path and not previous_path.endswith(artifacts.STATISTICS_SUFFIX):
     previous_path = statistics_path(previous_path, artifacts.TRAIN)  # a validation directory
   previous = load_statistics(previous_path) if previous_path else None
+  schema_existed = bool(schema_path) and bucket.exists(schema_path)
 
-  progress(f'validate: computing statistics of {features_dir} '
-           f'({summary["rows_written"]} rows) with TFDV')
+  rows = ' + '.join(f'{summary["rows_written"].get(split, 0):,} {split}'
+                    for split in artifacts.SPLITS)
+  progress(f'validate: computing statistics of {features_dir} ({rows} rows) with TFDV')
   tfdv = _tfdv()
   pipeline = runtime.new_pipeline(options)
-  paths = build_pipeline(pipeline, features_dir, spec, output, known.serving_features,
-                         known.noise_floor)
+  paths = build_pipeline(pipeline, features_dir, spec, output, serving_features,
+                         with_noise_floor)
   runtime.run_to_completion(pipeline, options, 'validate')
   if runtime.is_dry_run(options):
-    return {'dry_run': True}
+    return DRY_RUN
   statistics = {split: load_statistics(path) for split, path in paths.items()}
 
-  schema, source = load_or_infer_schema(known.schema, statistics[artifacts.TRAIN], spec)
-  where = {'curated': f' from {known.schema}', 'inferred': f', stored at {known.schema}'}
-  progress(f'validate: schema {source}{where[source] if known.schema else ""}; '
+  schema, source = load_or_infer_schema(schema_path, statistics[artifacts.TRAIN], spec)
+  where = {'curated': f' from {schema_path}', 'inferred': f', stored at {schema_path}'}
+  progress(f'validate: schema {source}{where[source] if schema_path else ""}; '
            f'checking anomalies{", drift" if previous else ""}'
            f'{", skew" if SERVING in statistics else ""}')
   anomalies = {
@@ -430,13 +442,17 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
           statistics[artifacts.EVAL], schema, environment=TRAINING_ENV)}
   verdict = judge(anomalies, statistics, spec, summary.get('extra_columns', ()))
   verdict['warnings'] = rare_value_warnings(schema, statistics, anomalies)
-  if known.noise_floor:
+  if with_noise_floor:
     verdict['noise_floor'] = noise_floor(statistics, schema, spec)
     bucket.write_json(FileSystems.join(output, NOISE_FLOOR_FILE), verdict['noise_floor'])
+  stored = schema_path if schema_path and not schema_existed and bucket.exists(schema_path) else None
   verdict.update({
-      'features': features_dir, 'schema_source': source, 'schema': known.schema,
+      'features': features_dir, 'output': output,
+      'report': FileSystems.join(output, artifacts.REPORT_FILE),
+      'schema_source': source, 'schema': schema_path,
+      'schema_stored_sha256': bucket.sha256_of(stored) if stored else None,
       'previous_statistics': previous_path,
-      'serving_features': known.serving_features, 'statistics': paths,
+      'serving_features': serving_features, 'statistics': paths,
       'rows_dead_lettered': summary.get('rows_dead_lettered'),
       'missing_columns': summary.get('missing_columns', [])})
 
@@ -451,25 +467,34 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   _write_text(FileSystems.join(output, artifacts.REPORT_FILE),
               render_report(verdict, statistics, previous))
   bucket.write_json(FileSystems.join(output, artifacts.VERDICT_FILE), verdict)
-  _report(verdict, output)
-  return verdict
+  result = from_json(Verdict, verdict, 'validation verdict')
+  _report(result, output)
+  return result
 
 
-def _report(verdict: Dict[str, Any], output: str) -> None:
-  for problem in verdict['anomalies']:
-    progress(f"validate: ANOMALY {problem['feature'] or 'dataset'} ({problem['split'] or 'csv'}): "
-             f"{problem['description']}")
-  for warning in verdict.get('warnings', []):
-    progress(f"validate: warning {warning['feature']} ({warning['split']}): "
-             f"{warning['description']}")
-  for feature, floor in sorted(verdict.get('noise_floor', {}).items()):
-    progress(f"validate: noise floor {feature}: {floor['measure']} {floor['noise_floor']:.4f} "
-             f"between random halves of train; threshold {floor['threshold']}, suggested "
-             f"{floor['suggested_threshold']}")
-  for d in verdict['drift'] + verdict['skew']:
-    if d['exceeded']:
-      progress(f"validate: {d['feature']}: {d['measure']} {d['value']:.4f} > {d['threshold']}")
-  progress(f"validate: done: verdict {verdict['status']}: {verdict['message']}")
+def run(argv: Optional[Sequence[str]] = None,
+        save_main_session: bool = False) -> Union[Verdict, DryRun]:
+  """The command line: parses the flags and calls ``validate``."""
+  known, beam_args = runtime.parse_arguments('validate', argv, add_validate_arguments)
+  return validate(known.features, known.output, known.schema, known.previous_statistics,
+                  known.serving_features, known.noise_floor, known.spec, beam_args,
+                  save_main_session)
+
+
+def _report(verdict: Verdict, output: str) -> None:
+  for problem in verdict.anomalies:
+    progress(f"validate: ANOMALY {problem.feature or 'dataset'} ({problem.split or 'csv'}): "
+             f"{problem.description}")
+  for warning in verdict.warnings:
+    progress(f"validate: warning {warning.feature} ({warning.split}): {warning.description}")
+  for feature, floor in sorted(verdict.noise_floor.items()):
+    progress(f"validate: noise floor {feature}: {floor.measure} {floor.noise_floor:.4f} "
+             f"between random halves of train; threshold {floor.threshold}, suggested "
+             f"{floor.suggested_threshold}")
+  for d in verdict.drift + verdict.skew:
+    if d.exceeded:
+      progress(f"validate: {d.feature}: {d.measure} {d.value:.4f} > {d.threshold}")
+  progress(f"validate: done: verdict {verdict.status}: {verdict.message}")
   progress(f'validate: outputs: {FileSystems.join(output, artifacts.VERDICT_FILE)}, '
            f'{FileSystems.join(output, artifacts.REPORT_FILE)}, '
            f'{FileSystems.join(output, artifacts.ANOMALIES_FILE)}, '
@@ -477,14 +502,15 @@ def _report(verdict: Dict[str, Any], output: str) -> None:
            f'{FileSystems.join(output, artifacts.STATISTICS_DIR)}/')
 
 
+def exit_status(result: Union[Verdict, DryRun]) -> int:
+  """1 when the verdict is anomalous (training would be refused), else 0."""
+  anomalous = isinstance(result, Verdict) and result.anomalous
+  return runtime.EXIT_STOPPED if anomalous else runtime.EXIT_OK
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """CLI entry: exit 0 for ok/drift, 1 for anomalous, 2 when validation could not run."""
-  try:
-    verdict = run(argv)
-  except (spec_lib.SpecError, ValidationError, submission.SubmissionError) as error:
-    progress(f'validate: error: {error}')
-    return 2
-  return 1 if verdict.get('status') == artifacts.VERDICT_ANOMALOUS else 0
+  """CLI entry: 0 for ok/drift, 1 for anomalous, 2 when validation could not run."""
+  return runtime.main('validate', run, argv, exit_status)
 
 
 if __name__ == '__main__':

@@ -42,7 +42,6 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_pipelines import submission
 from beam_pipelines.store import text_lines
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
@@ -175,14 +174,9 @@ def _report(result, output: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """CLI entry: a missing input, undecodable text or nothing to stage on Dataflow exit 2 with
-  a one-line message instead of a traceback."""
-  try:
-    run(argv)
-  except (OSError, UnicodeDecodeError, submission.SubmissionError, Refusal) as error:
-    progress(f'wordcount: error: {error}')
-    return 2
-  return 0
+  """CLI entry: the project's exit statuses (``runtime.main``); a missing input, undecodable text
+  or nothing to stage on Dataflow is one line and status 2."""
+  return runtime.main('wordcount', run, argv)
 
 
 if __name__ == '__main__':

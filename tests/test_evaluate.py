@@ -255,7 +255,7 @@ def test_features_lacking_a_model_column_are_refused_naming_it(good_model_dir, t
                         '--output', str(tmp_path / 'e')])
   err = capsys.readouterr().err
   assert code == 2
-  assert "evaluate: failed: eval features" in err and "lacks column(s) ['company']" in err
+  assert "evaluate: error: eval features" in err and "lacks column(s) ['company']" in err
   assert not (tmp_path / 'e' / artifacts.BLESSED).exists()
 
 

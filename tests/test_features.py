@@ -58,12 +58,12 @@ class TestFeatures:
     (output, _), (summary, _) = two_runs
     written = {split: _split_table(output, split).num_rows for split in artifacts.SPLITS}
     dead = _dead_letters(output)
-    assert summary['rows_read'] == SPAN_ROWS
-    assert summary['rows_written'] == written
-    assert summary['rows_dead_lettered'] == len(dead) == MALFORMED
-    assert summary['rows_read'] == sum(written.values()) + len(dead)
-    assert summary['reconciled'] is True
-    assert sum(f['rows_read'] for f in summary['files']) == SPAN_ROWS
+    assert summary.rows_read == SPAN_ROWS
+    assert summary.rows_written == written
+    assert summary.rows_dead_lettered == len(dead) == MALFORMED
+    assert summary.rows_read == sum(written.values()) + len(dead)
+    assert summary.reconciled is True
+    assert sum(f['rows_read'] for f in artifacts.read_summary(str(output))['files']) == SPAN_ROWS
 
   def test_malformed_rows_are_dead_lettered_with_reasons(self, two_runs):
     (output, _), _ = two_runs
@@ -132,8 +132,8 @@ def test_header_only_file_is_an_empty_dataset(tmp_path):
   source = tmp_path / 'h.csv'
   source.write_text(','.join(taxi_data.COLUMNS) + '\n')
   summary = features.run(['--input', str(source), '--output', str(tmp_path / 'out')])
-  assert (summary['rows_read'], summary['rows_dead_lettered']) == (0, 0)
-  assert summary['rows_written'] == {'train': 0, 'eval': 0}
+  assert (summary.rows_read, summary.rows_dead_lettered) == (0, 0)
+  assert summary.rows_written == {'train': 0, 'eval': 0}
   table = pq.read_table(str(tmp_path / 'out' / 'train'))
   assert table.num_rows == 0 and 'fare' in table.column_names
 

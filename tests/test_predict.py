@@ -144,7 +144,7 @@ def test_input_lacking_a_model_column_is_refused_naming_it(good_model_dir, tmp_p
                        '--output', str(tmp_path / 'out')])
   err = capsys.readouterr().err
   assert code == 2
-  assert "predict: failed: input file" in err and "lacks column(s) ['company']" in err
+  assert "predict: error: input file" in err and "lacks column(s) ['company']" in err
   assert len(err.strip().splitlines()) == 1
   assert not (tmp_path / 'out').exists()
 

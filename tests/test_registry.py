@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ from beam_pipelines.ct import lineage, loop, registry, steps
 from beam_pipelines.ct.cache import CACHED, MARKER, RAN, StepCache, step_key
 from beam_pipelines.ct.registry import RegistryError
 from beam_pipelines.ml import artifacts, model_io
+from beam_pipelines.ml.results import TrainedModel
 from beam_pipelines.store.errors import LockedError, Refusal, StorageError
 
 
@@ -207,6 +209,12 @@ class TestVerifiedLoad:
     assert line.endswith('<- production')
 
 
+@dataclasses.dataclass(frozen=True)
+class Rows:
+  """A step result for the cache's own tests."""
+  rows: int
+
+
 class TestStepCache:
 
   def test_miss_runs_hit_reuses_no_cache_reruns(self, tmp_path):
@@ -214,12 +222,13 @@ class TestStepCache:
 
     def step(directory):
       calls.append(directory)
-      return {'rows': 3}
+      return Rows(3)
     cache = StepCache(str(tmp_path / 'cache'))
     key = step_key('features', data='abc', code='c1')
-    assert cache.run('features', key, step)[:2] == ({'rows': 3}, RAN)
-    assert cache.run('features', key, step)[:2] == ({'rows': 3}, CACHED)
-    assert StepCache(str(tmp_path / 'cache'), enabled=False).run('features', key, step)[1] == RAN
+    assert cache.run('features', key, step, Rows)[:2] == (Rows(3), RAN)
+    assert cache.run('features', key, step, Rows)[:2] == (Rows(3), CACHED)
+    disabled = StepCache(str(tmp_path / 'cache'), enabled=False)
+    assert disabled.run('features', key, step, Rows)[1] == RAN
     assert len(calls) == 2
 
   def test_any_input_change_is_a_new_key(self):
@@ -231,9 +240,21 @@ class TestStepCache:
   def test_an_entry_without_its_marker_runs_again(self, tmp_path):
     cache = StepCache(str(tmp_path / 'cache'))
     key = step_key('features', data='abc')
-    directory = cache.run('features', key, lambda d: {'n': 1})[2]
+    directory = cache.run('features', key, lambda d: Rows(1), Rows)[2]
     os.remove(os.path.join(directory, MARKER))
-    assert cache.run('features', key, lambda d: {'n': 2})[:2] == ({'n': 2}, RAN)
+    assert cache.run('features', key, lambda d: Rows(2), Rows)[:2] == (Rows(2), RAN)
+
+  def test_a_marker_holding_another_shape_runs_again(self, tmp_path):
+    """A marker of an older format (or edited by hand) is never read as the step's result."""
+    cache = StepCache(str(tmp_path / 'cache'))
+    key = step_key('features', data='abc')
+    directory = cache.run('features', key, lambda d: Rows(1), Rows)[2]
+    marker = pathlib.Path(directory) / MARKER
+    done = json.loads(marker.read_text())
+    done['result'] = {'rows': 'three'}
+    marker.write_text(json.dumps(done))
+    assert cache.get('features', key, Rows) is None
+    assert cache.run('features', key, lambda d: Rows(2), Rows)[:2] == (Rows(2), RAN)
 
 
 class Poison:
@@ -264,10 +285,12 @@ class TestPoisonedCache:
   def train(self, calls):
     def step(directory):
       calls.append(directory)
-      return {'model_sha256': model_io.save_model(
+      sha256 = model_io.save_model(
           {'weights': [1]}, directory, numeric=['a'], categorical=[], label='y',
           spec_fingerprint='spec', data={'fingerprint': 'data'},
-          hyperparameters={})['model_sha256']}
+          hyperparameters={})['model_sha256']
+      return TrainedModel(directory, sha256, rows=1, positives=1, data_fingerprint='data',
+                          hyperparameters={})
     return step
 
   def test_a_replaced_cached_model_is_retrained_never_unpickled_or_registered(self, tmp_path,
@@ -275,23 +298,27 @@ class TestPoisonedCache:
     calls, proof = [], tmp_path / 'payload-ran'
     cache = StepCache(str(tmp_path / 'cache'))
     key = step_key(steps.TRAINING, features='k', code='c1')
-    first, status, directory = cache.run(steps.TRAINING, key, self.train(calls), steps.verify_model)
+    first, status, directory = cache.run(steps.TRAINING, key, self.train(calls), TrainedModel,
+                                        steps.verify_model)
     assert status == RAN
     poison_model_dir(directory, proof)
     with pytest.raises(model_io.ModelIntegrityError, match='refusing to unpickle'):
-      reg.push(directory, first['model_sha256'])  # the registry checks the step's record
+      reg.push(directory, first.model_sha256)  # the registry checks the step's record
     assert reg.numbers() == []
-    again, status, _ = cache.run(steps.TRAINING, key, self.train(calls), steps.verify_model)
+    again, status, _ = cache.run(steps.TRAINING, key, self.train(calls), TrainedModel,
+                                        steps.verify_model)
     assert status == RAN and len(calls) == 2  # the poisoned entry was not reused
-    model_io.load_model(directory, again['model_sha256'])
+    model_io.load_model(directory, again.model_sha256)
     assert not proof.exists()
 
   def test_an_intact_cached_model_is_reused(self, tmp_path):
     calls = []
     cache = StepCache(str(tmp_path / 'cache'))
     key = step_key(steps.TRAINING, features='k', code='c1')
-    cache.run(steps.TRAINING, key, self.train(calls), steps.verify_model)
-    assert cache.run(steps.TRAINING, key, self.train(calls), steps.verify_model)[1] == CACHED
+    cache.run(steps.TRAINING, key, self.train(calls), TrainedModel,
+                                        steps.verify_model)
+    assert cache.run(steps.TRAINING, key, self.train(calls), TrainedModel,
+                                        steps.verify_model)[1] == CACHED
     assert len(calls) == 1
 
 

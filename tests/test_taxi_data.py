@@ -130,4 +130,4 @@ def test_cli_refuses_a_knob_that_does_not_fit_in_one_line(tmp_path, capsys):
   code = taxi_data.main(['--output', str(tmp_path), '--rows', '60', '--long_tail', '50'])
   assert code == 2
   err = capsys.readouterr().err
-  assert 'taxi_data: failed: --long_tail 50' in err and 'Traceback' not in err
+  assert 'taxi_data: error: --long_tail 50' in err and 'Traceback' not in err

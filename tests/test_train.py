@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from beam_pipelines import train
-from beam_pipelines.ml import artifacts
+from beam_pipelines.ml import artifacts, model_io
 
 import mldata
 
@@ -24,25 +24,26 @@ def test_model_is_a_column_transformer_plus_classifier(good_model_dir):
 
 
 def test_training_is_deterministic(features_dir, good_model_dir, tmp_path):
-  metadata = train.run(['--features', str(features_dir), '--output', str(tmp_path)])
+  model = train.run(['--features', str(features_dir), '--output', str(tmp_path)])
   first = json.loads((good_model_dir / artifacts.MODEL_METADATA_FILE).read_text())
-  assert metadata['data_fingerprint'] == first['data_fingerprint']
-  assert metadata['model_sha256'] == first['model_sha256']
+  assert model.data_fingerprint == first['data_fingerprint']
+  assert model.model_sha256 == first['model_sha256']
 
 
 @pytest.fixture(scope='module')
 def gbt_default(features_dir, tmp_path_factory):
   """A gbt model trained with the default flags (once for the module)."""
   output = tmp_path_factory.mktemp('gbt_default')
-  return output, train.run(['--features', str(features_dir), '--output', str(output),
-                            '--classifier', 'gbt'])
+  train.run(['--features', str(features_dir), '--output', str(output), '--classifier', 'gbt'])
+  return output, model_io.read_metadata(str(output))
 
 
 def test_gbt_hyperparameters_are_recorded(features_dir, tmp_path):
-  metadata = train.run(['--features', str(features_dir), '--output', str(tmp_path),
-                        '--classifier', 'gbt', '--max_iter', '5', '--learning_rate', '0.2',
-                        '--early_stopping', 'false'])
-  assert metadata['hyperparameters'] == {
+  model = train.run(['--features', str(features_dir), '--output', str(tmp_path),
+                     '--classifier', 'gbt', '--max_iter', '5', '--learning_rate', '0.2',
+                     '--early_stopping', 'false'])
+  metadata = model_io.read_metadata(str(tmp_path))
+  assert model.hyperparameters == metadata['hyperparameters'] == {
       'classifier': 'gbt', 'learning_rate': 0.2, 'max_iter': 5, 'max_depth': None,
       'max_leaf_nodes': 31, 'early_stopping': False, 'validation_fraction': 0.1,
       'n_iter_no_change': 10, 'random_state': 0}
@@ -67,7 +68,7 @@ def test_gbt_training_is_deterministic(features_dir, gbt_default, tmp_path):
   _, first = gbt_default
   again = train.run(['--features', str(features_dir), '--output', str(tmp_path),
                      '--classifier', 'gbt'])
-  assert again['model_sha256'] == first['model_sha256']
+  assert again.model_sha256 == first['model_sha256']
 
 
 def test_a_bad_boolean_flag_is_a_usage_error(features_dir, tmp_path, capsys):
@@ -120,5 +121,5 @@ def test_spec_defaults_to_the_one_feature_extraction_recorded(features_dir, tmp_
   shutil.copytree(features_dir, features)
   (features / artifacts.SUMMARY_FILE).write_text(json.dumps({'spec': {
       'label': 'big_tip', 'key': 'trip_id', 'numeric': ['fare'], 'categorical': ['payment_type']}}))
-  metadata = train.run(['--features', str(features), '--output', str(tmp_path / 'm')])
-  assert metadata['features'] == ['fare', 'payment_type']
+  train.run(['--features', str(features), '--output', str(tmp_path / 'm')])
+  assert model_io.read_metadata(str(tmp_path / 'm'))['features'] == ['fare', 'payment_type']

@@ -11,11 +11,10 @@ Exit statuses (the same through ``invoke ct``)::
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 from typing import Dict, List, Optional, Sequence
 
-from beam_pipelines import features, validate
+from beam_pipelines import features, runtime, validate
 from beam_pipelines.ct import demo
 from beam_pipelines.ct.definition import SCHEMA_FILE, load_definition
 from beam_pipelines.ct.loop import (
@@ -29,12 +28,13 @@ from beam_pipelines.ct.loop import (
 from beam_pipelines.ct.outcomes import CHECKED, NO_TRIGGER, NOT_BLESSED, STOPPED, SpanOutcome
 from beam_pipelines.ct.registry import PRODUCTION
 from beam_pipelines.ct.steps import Baseline
+from beam_pipelines.ml.results import Verdict
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.bucket import resolve_bucket
 from beam_pipelines.store.console import progress
-from beam_pipelines.store.errors import Refusal
 
-EXIT_OK, EXIT_STOPPED, EXIT_ERROR, EXIT_NOT_BLESSED = 0, 1, 2, 3
+EXIT_OK, EXIT_STOPPED, EXIT_ERROR, EXIT_NOT_BLESSED = (
+    runtime.EXIT_OK, runtime.EXIT_STOPPED, runtime.EXIT_ERROR, runtime.EXIT_NOT_BLESSED)
 
 USAGE = """
     python -m beam_pipelines.ct [--pipeline NAME] [--bucket URL] [--span DIR] [--force]
@@ -122,16 +122,17 @@ def write_schema(pipeline: Optional[str], span: str, output: str) -> str:
                   f'delete it first to infer a new one')
   span_files(span)
   features_dir, validation_dir = layout.join(output, 'features'), layout.join(output, 'validation')
-  features.run(['--input', span_pattern(span), '--spec', definition.spec_path,
-                '--output', features_dir])
-  verdict = validate.run(['--features', features_dir, '--output', validation_dir,
-                          '--schema', target, '--noise_floor'])
+  features.extract([span_pattern(span)], definition.spec_path, features_dir)
+  verdict = validate.validate(features_dir, validation_dir, target, with_noise_floor=True)
+  if not isinstance(verdict, Verdict):
+    raise CtError('--write_schema needs the pipelines to run, not a --dry_run')
   progress(f'ct: schema of {definition.name} inferred from {span} and written to {target}: '
            f'review it (domains, presence, min_domain_mass), then commit it; ct uses it from '
-           f'the next build on. Verdict of that span: {verdict["status"]}')
-  suggested = {f: v['suggested_threshold'] for f, v in verdict.get('noise_floor', {}).items()}
-  progress(f'ct: suggested drift thresholds above each feature\'s noise floor: '
-           f'{json.dumps(suggested, sort_keys=True)} (details: {validation_dir}/noise_floor.json)')
+           f'the next build on. Verdict of that span: {verdict.status}')
+  suggested = ', '.join(f'{feature} {floor.suggested_threshold}'
+                        for feature, floor in sorted(verdict.noise_floor.items()))
+  progress(f'ct: suggested drift thresholds above each feature\'s noise floor: {suggested} '
+           f'(details: {validation_dir}/noise_floor.json)')
   return target
 
 
@@ -195,9 +196,4 @@ def exit_status(outcomes: Sequence[SpanOutcome]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """The command line; returns its exit status (see the module docstring)."""
-  try:
-    outcomes = run(argv)
-  except Refusal as error:
-    progress(f'ct: error: {error}')
-    return EXIT_ERROR
-  return exit_status(outcomes)
+  return runtime.main('ct', run, argv, exit_status)

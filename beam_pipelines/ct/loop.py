@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from beam_pipelines import predict
 from beam_pipelines.ct import lineage, registry, steps
-from beam_pipelines.ct.cache import StepCache
+from beam_pipelines.ct.cache import CACHED, StepCache
 from beam_pipelines.ct.definition import (
   ON_DRIFT_BLOCK,
   RETRAIN_EVERY_SPAN,
@@ -47,11 +47,13 @@ from beam_pipelines.ct.paths import (
 )
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml.csv_io import match_files
+from beam_pipelines.ml.results import ModelRef, PredictionResult, Verdict
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.crash import crash_point
 from beam_pipelines.store.errors import Refusal
 from beam_pipelines.store.lock import BucketLock
+from beam_pipelines.store.typed_json import to_json
 
 
 class CtError(Refusal):
@@ -199,12 +201,12 @@ class ContinuousTraining:
     """The policy as a predicate on validation's verdict: train or stop after validation."""
     policy = self.definition.policy
 
-    def decide(verdict: Dict[str, Any]) -> bool:
-      drift = verdict['status'] == artifacts.VERDICT_DRIFT
+    def decide(verdict: Verdict) -> bool:
+      drift = verdict.drifted
       if drift:
         run.record['trigger'].append(TRIGGER_DRIFT)
-        progress(f'ct: drift above threshold in {verdict["drifted_features"]} against the '
-                 f'previous span: {verdict["message"]}')
+        progress(f'ct: drift above threshold in {", ".join(verdict.drifted_features)} against '
+                 f'the previous span: {verdict.message}')
       if drift and policy.on_drift == ON_DRIFT_BLOCK:
         return False
       if force or first_model or policy.retrain == RETRAIN_EVERY_SPAN:
@@ -219,54 +221,57 @@ class ContinuousTraining:
       progress(f'ct: drift baseline: span {previous["span"]} (the one before it in time)')
     baseline = self._baseline()
 
-    def on_step(name, status, directory, result):
-      summary = result.get('message') or result.get('model_sha256') or ''
-      progress(f'ct: step {name}: {status}{" (inputs unchanged: outputs reused)" if status == "cached" else ""}'
-               f'  -> {directory}')
-      run.step(name, status, outputs=directory, summary=str(summary)[:300], result=result)
+    def on_step(done: steps.StepRun) -> None:
+      reused = ' (inputs unchanged: outputs reused)' if done.status == CACHED else ''
+      progress(f'ct: step {done.name}: {done.status}{reused}  -> {done.directory}')
+      run.step(done.name, done.status, outputs=done.directory,
+               summary=steps.describe(done.result)[:300], result=to_json(done.result))
 
     done = steps.run_steps(
         self.definition, [span_pattern(s) for s in window], run.record['data']['sha256'],
         self.code['fingerprint'], self.cache, on_step, baseline=baseline, schema=self.schema,
         previous=previous['statistics'] if previous else None,
         train_if=self._train_if(run, force, baseline is None), beam_args=self.options.beam_args)
-    verdict = done[steps.VALIDATION].result
+    verdict = done.validation.result
+    report = verdict.report or layout.join(done.validation.directory, artifacts.REPORT_FILE)
+    statistics = verdict.statistics.get(artifacts.TRAIN)
     outcome = SpanOutcome(NO_TRIGGER, span, sha256=sha256, run_id=run.record['run_id'],
-                          lineage=run.path, verdict=verdict['status'])
-    for warning in verdict.get('warnings', []):
-      progress(f'ct: warning: {warning["feature"]} ({warning["split"]}): {warning["description"]}')
-    if verdict['status'] == artifacts.VERDICT_ANOMALOUS or (
-        verdict['status'] == artifacts.VERDICT_DRIFT
-        and self.definition.policy.on_drift == ON_DRIFT_BLOCK):
-      why = ('anomalies' if verdict['status'] == artifacts.VERDICT_ANOMALOUS
+                          lineage=run.path, verdict=verdict.status)
+    for warning in verdict.warnings:
+      progress(f'ct: warning: {warning.feature} ({warning.split}): {warning.description}')
+    if verdict.anomalous or (verdict.drifted
+                             and self.definition.policy.on_drift == ON_DRIFT_BLOCK):
+      why = ('anomalies' if verdict.anomalous
              else 'drift above threshold (policy on_drift: block)')
-      progress(f'ct: STOPPED at validation ({why}): {verdict["message"]}; report: '
-               f'{verdict["report"]}; production unchanged')
-      run.finish(STOPPED, report=verdict['report'], reason=why)
+      progress(f'ct: STOPPED at validation ({why}): {verdict.message}; report: '
+               f'{report}; production unchanged')
+      run.finish(STOPPED, report=report, reason=why)
       self._record_span(record_path, outcome, STOPPED, None)
-      return dataclasses.replace(outcome, outcome=STOPPED, report=verdict['report'])
-    if steps.TRAINING not in done:
-      progress(f'ct: no trigger: span {span} validated ({verdict["status"]}), no drift above '
+      return dataclasses.replace(outcome, outcome=STOPPED, report=report)
+    if done.training is None or done.evaluation is None:
+      progress(f'ct: no trigger: span {span} validated ({verdict.status}), no drift above '
                f'threshold, and the policy retrains on drift only; production unchanged')
       run.finish(NO_TRIGGER)
-      self._record_span(record_path, outcome, NO_TRIGGER, verdict['statistics'])
+      self._record_span(record_path, outcome, NO_TRIGGER, statistics)
       return outcome
-    evaluation = done[steps.EVALUATION].result
-    model_dir = done[steps.TRAINING].directory
+    evaluation = done.evaluation.result
+    trained = done.training.result
     record, created = self.registry.push(
-        model_dir, done[steps.TRAINING].result['model_sha256'], metrics=evaluation['metrics'], run_id=run.record['run_id'], lineage=run.path,
-        blessing={k: evaluation[k] for k in ('status', 'message', 'rubber_stamped')},
+        done.training.directory, trained.model_sha256, metrics=evaluation.metrics,
+        run_id=run.record['run_id'], lineage=run.path,
+        blessing={'status': evaluation.status, 'message': evaluation.message,
+                  'rubber_stamped': evaluation.rubber_stamped},
         data=run.record['data'], code=self.code, parameters=run.record['parameters'])
     version = record['version']
     crash_point('ct-registered')
     progress(f'ct: model {"registered as" if created else "already registered:"} v{version} '
-             f'({evaluation["status"]}): {evaluation["message"]}')
+             f'({evaluation.status}): {evaluation.message}')
     status = NOT_BLESSED
-    if evaluation['status'] == artifacts.BLESSED:
+    if evaluation.blessed:
       moves = {registry.CANDIDATE: version}
       if self.push:
         moves[registry.PRODUCTION] = version
-      event = self.registry.move(moves, registry.EVENT_PUSH, evaluation['message'],
+      event = self.registry.move(moves, registry.EVENT_PUSH, evaluation.message,
                                  run_id=run.record['run_id'])
       status = PUSHED if self.push else REGISTERED
       if event:
@@ -275,19 +280,20 @@ class ContinuousTraining:
     if self.predict:
       self._predict(run, span)
     run.finish(status, model={'version': version, 'sha256': record['model_sha256'],
-                              'blessing': evaluation['status']})
-    self._record_span(record_path, outcome, status, verdict['statistics'], version)
+                              'blessing': evaluation.status})
+    self._record_span(record_path, outcome, status, statistics, version)
     return dataclasses.replace(outcome, outcome=status, version=version,
-                               blessing=evaluation['status'],
+                               blessing=evaluation.status,
                                production=self.registry.aliases().get(registry.PRODUCTION))
 
   def _predict(self, run: lineage.RunRecord, span: str) -> None:
     directory, record = self.registry.verified_dir(registry.PRODUCTION)
     output = layout.join(run.path.rsplit('/', 1)[0], 'predictions')
-    summary = predict.run(['--input', span_pattern(span), '--model', directory,
-                           '--model_sha256', record['model_sha256'], '--output', output])
+    result = predict.predict(span_pattern(span), ModelRef(directory, record['model_sha256']),
+                             output, beam_args=self.options.beam_args)
+    written = result.predictions_written if isinstance(result, PredictionResult) else 0
     run.step('predict', 'ran', outputs=output, model_version=record['version'],
-             summary=f'{summary["predictions_written"]} predictions')
+             summary=f'{written:,} predictions')
 
   def _record_span(self, path: str, outcome: SpanOutcome, status: str,
                    statistics: Optional[str], version: Optional[int] = None) -> None:
@@ -312,24 +318,23 @@ def check(definition: PipelineDefinition, output: str, baseline: Optional[steps.
   done = steps.run_steps(
       definition, [definition.integration_path], lineage.data_sha256(entries), code['fingerprint'],
       StepCache(cache_dir or layout.join(output, CACHE)),
-      lambda name, status, directory, _: progress(
-          f'ct check: {definition.name}: step {name}: {status} -> {directory}'),
+      lambda done: progress(
+          f'ct check: {definition.name}: step {done.name}: {done.status} -> {done.directory}'),
       baseline=baseline, beam_args=beam_args)
   result = {'pipeline': definition.name, 'input': definition.integration_path, 'data': entries,
             'data_sha256': lineage.data_sha256(entries), 'code': code,
             'parameters': definition.parameters(),
-            'steps': {n: {'status': s.status, 'directory': s.directory, 'result': s.result}
-                      for n, s in done.items()}}
-  verdict = done[steps.VALIDATION].result
-  if steps.EVALUATION in done:
-    evaluation = done[steps.EVALUATION].result
-    result.update(status=evaluation['status'], message=evaluation['message'],
-                  metrics=evaluation['metrics'], baseline_metrics=evaluation['baseline_metrics'],
-                  baseline=evaluation['baseline'],
-                  model_dir=done[steps.TRAINING].directory,
-                  model_sha256=done[steps.TRAINING].result['model_sha256'])
+            'steps': {s.name: {'status': s.status, 'directory': s.directory,
+                               'result': to_json(s.result)} for s in done}}
+  verdict = done.validation.result
+  if done.training and done.evaluation:
+    evaluation = done.evaluation.result
+    result.update(status=evaluation.status, message=evaluation.message,
+                  metrics=evaluation.metrics, baseline_metrics=evaluation.baseline_metrics,
+                  baseline=evaluation.baseline, model_dir=done.training.directory,
+                  model_sha256=done.training.result.model_sha256)
   else:
-    result.update(status='ANOMALOUS', message=verdict['message'], report=verdict['report'])
+    result.update(status='ANOMALOUS', message=verdict.message, report=verdict.report)
   bucket.write_json(layout.join(output, CHECK_FILE), result)
   progress(f'ct check: {definition.name}: {result["status"]}: {result["message"]}; '
            f'{layout.join(output, CHECK_FILE)}')

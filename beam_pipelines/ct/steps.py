@@ -1,28 +1,47 @@
-"""The continuous-training steps, each a cached call of an ML pipeline's ``run``.
+"""The continuous-training steps, each a cached call of an ML pipeline's typed core.
 
 features -> validation -> training -> evaluation, with the pipeline definition of the build
-(its folder under ``beam_pipelines/pipelines/``: spec, training flags, blessing rule). Each step's cache key
-is made of the keys/hashes of its inputs, the code fingerprint and its parameters
-(``ct.cache``), so an unchanged step is skipped and its outputs reused. Used by the continuous
-training runs (``beam_pipelines.ct``) and by the level-2 check of ``invoke test``.
+(its folder under ``beam_pipelines/pipelines/``: spec, training parameters, blessing rule)::
+
+    features.extract(patterns, spec, dir)                    -> FeaturesResult
+    validate.validate(features, dir, schema, previous)       -> Verdict
+    train.fit(features, dir, parameters, spec, verdict)      -> TrainedModel
+    evaluate.evaluate(model, dir, features, baseline, rule)  -> Evaluation
+
+Each step's cache key is made of the keys/hashes of its inputs, the code fingerprint and its
+parameters (``ct.cache``), so an unchanged step is skipped and its typed result reused. Used by
+the continuous training runs (``beam_pipelines.ct``) and by the level-2 check of ``invoke test``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Callable, Generic, Iterator, Optional, Sequence, TypeVar, Union
 
 from beam_pipelines import evaluate, features, train, validate
 from beam_pipelines.ct.cache import StepCache, step_key
 from beam_pipelines.ct.definition import PipelineDefinition
 from beam_pipelines.ml import artifacts
+from beam_pipelines.ml.blessing import BlessingRule
+from beam_pipelines.ml.results import (
+  DryRun,
+  Evaluation,
+  FeaturesResult,
+  ModelRef,
+  TrainedModel,
+  Verdict,
+)
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import ticking
 
 FEATURES, VALIDATION, TRAINING, EVALUATION = 'features', 'validation', 'training', 'evaluation'
-BLESSING_CONFIG_FILE = 'blessing_config.json'  # the pipeline's rule, beside the evaluation
 STEPS = (FEATURES, VALIDATION, TRAINING, EVALUATION)
+StepResult = Union[FeaturesResult, Verdict, TrainedModel, Evaluation]
+R = TypeVar('R', FeaturesResult, Verdict, TrainedModel, Evaluation)
+
+
+class StepDidNotRun(RuntimeError):
+  """A step's core returned no result (a Beam dry run): continuous training needs real outputs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,23 +52,41 @@ class Baseline:
   model_sha256: str
   record_path: Optional[str] = None
 
+  @property
+  def ref(self) -> ModelRef:
+    return ModelRef(self.model_dir, self.model_sha256)
+
 
 @dataclasses.dataclass(frozen=True)
-class StepRun:
+class StepRun(Generic[R]):
   """One step of a run: what it returned, whether it ran or was reused, where its outputs are."""
-  result: Dict[str, Any]
+  name: str
+  result: R
   status: str  # cache.RAN | cache.CACHED
   directory: str
   key: str
 
 
-def features_step(definition: PipelineDefinition, patterns: Sequence[str], directory: str,
-                  beam_args: Sequence[str] = ()) -> Dict[str, Any]:
-  inputs = [a for pattern in patterns for a in ('--input', pattern)]
-  summary = features.run([*inputs, '--spec', definition.spec_path, '--output', directory,
-                          *beam_args])
-  return {key: summary[key] for key in ('rows_read', 'rows_written', 'rows_dead_lettered',
-                                        'missing_columns', 'extra_columns')}
+@dataclasses.dataclass(frozen=True)
+class StepRuns:
+  """The steps of one run that ran or were reused; training and evaluation are None when the
+  run stopped after validation."""
+  features: StepRun[FeaturesResult]
+  validation: StepRun[Verdict]
+  training: Optional[StepRun[TrainedModel]] = None
+  evaluation: Optional[StepRun[Evaluation]] = None
+
+  def __iter__(self) -> Iterator[StepRun]:
+    return iter(s for s in (self.features, self.validation, self.training, self.evaluation) if s)
+
+
+StepHook = Callable[[StepRun], None]
+
+
+def _real(result: Union[R, DryRun], step: str) -> R:
+  if isinstance(result, DryRun):
+    raise StepDidNotRun(f'step {step}: the pipeline was only built (--dry_run): no outputs')
+  return result
 
 
 def _schema_key(cache: StepCache, features_key: str, code: str, schema: Optional[str],
@@ -60,114 +97,92 @@ def _schema_key(cache: StepCache, features_key: str, code: str, schema: Optional
     return None
   sha = bucket.sha256_of(schema)
   inferred = cache.get(VALIDATION, step_key(VALIDATION, code=code, features=features_key,
-                                            schema=None, previous=previous_sha))
-  return None if inferred and inferred.get('schema_stored') == sha else sha
+                                            schema=None, previous=previous_sha), Verdict)
+  return None if inferred and inferred.schema_stored_sha256 == sha else sha
 
 
-def validation_step(features_dir: str, directory: str, schema: Optional[str],
-                    previous: Optional[str], beam_args: Sequence[str] = ()) -> Dict[str, Any]:
-  inferring = bool(schema) and not bucket.exists(schema)
-  argv = ['--features', features_dir, '--output', directory]
-  argv += ['--schema', schema] if schema else []
-  argv += ['--previous_statistics', previous] if previous else []
-  verdict = validate.run(argv + list(beam_args))
-  return {'status': verdict['status'], 'message': verdict['message'],
-          'drifted_features': verdict['drifted_features'],
-          'warnings': [{k: w[k] for k in ('feature', 'split', 'description')}
-                       for w in verdict.get('warnings', [])],
-          'anomalies': [{k: a[k] for k in ('feature', 'types', 'description')}
-                        for a in verdict['anomalies']],
-          'drift': [d for d in verdict['drift'] if d['exceeded']],
-          'statistics': verdict['statistics'][artifacts.TRAIN],
-          'report': layout.join(directory, artifacts.REPORT_FILE),
-          'schema_stored': bucket.sha256_of(schema) if inferring else None}
-
-
-def training_step(definition: PipelineDefinition, features_dir: str, validation_dir: str,
-                  directory: str) -> Dict[str, Any]:
-  metadata = train.run(['--features', features_dir, '--output', directory,
-                        '--spec', definition.spec_path, '--verdict', validation_dir,
-                        *definition.train_flags])
-  return {'model_sha256': metadata['model_sha256'], 'rows': metadata['data']['rows'],
-          'hyperparameters': metadata['hyperparameters']}
-
-
-def verify_model(result: Dict[str, Any], directory: str) -> Optional[str]:
+def verify_model(result: TrainedModel, directory: str) -> Optional[str]:
   """None when the cached model file has the sha256 its training step recorded, else why not."""
   model_file = layout.join(directory, artifacts.MODEL_FILE)
   if not bucket.exists(model_file):
     return f'{model_file} is missing'
   actual = bucket.sha256_of(model_file)
-  if actual != result.get('model_sha256'):
-    return f'{model_file} has sha256 {actual}, the step recorded {result.get("model_sha256")}'
+  if actual != result.model_sha256:
+    return f'{model_file} has sha256 {actual}, the step recorded {result.model_sha256}'
   return None
 
 
-def evaluation_step(definition: PipelineDefinition, features_dir: str, model_dir: str,
-                    model_sha256: str, baseline: Optional[Baseline], directory: str,
-                    beam_args: Sequence[str] = ()) -> Dict[str, Any]:
-  config = layout.join(directory, BLESSING_CONFIG_FILE)
-  bucket.write_json(config, definition.blessing_config)
-  argv = ['--features', features_dir, '--model', model_dir, '--model_sha256', model_sha256,
-          '--output', directory, '--blessing_config', config]
-  if baseline:
-    argv += ['--baseline_model', baseline.model_dir, '--baseline_sha256', baseline.model_sha256]
-    argv += ['--baseline_record', baseline.record_path] if baseline.record_path else []
-  record = evaluate.run(argv + list(beam_args))
-  models = json.loads(bucket.read_bytes(layout.join(directory, artifacts.METRICS_FILE)))['models']
-  return {'status': record['status'], 'message': record['message'],
-          'rubber_stamped': record['rubber_stamped'],
-          'metrics': models['candidate']['overall'],
-          'baseline_metrics': models.get('baseline', {}).get('overall'),
-          'baseline': baseline.model_dir if baseline else None}
-
-
-StepHook = Callable[[str, str, str, Dict[str, Any]], None]  # (step, status, directory, result)
+def blessing_rule(definition: PipelineDefinition, baseline: Optional[Baseline]) -> BlessingRule:
+  """The pipeline's rule, with production's registered metrics when the baseline has a record."""
+  registered = None
+  if baseline and baseline.record_path:
+    registered = bucket.read_json(baseline.record_path, 'baseline registry record').get('metrics')
+  return BlessingRule.from_config(definition.blessing_config, registered)
 
 
 def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha256: str,
               code: str, cache: StepCache, on_step: StepHook, baseline: Optional[Baseline] = None,
               schema: Optional[str] = None, previous: Optional[str] = None,
-              train_if: Callable[[Dict[str, Any]], bool] = lambda verdict: True,
-              beam_args: Sequence[str] = ()) -> Dict[str, StepRun]:
+              train_if: Callable[[Verdict], bool] = lambda verdict: True,
+              beam_args: Sequence[str] = ()) -> StepRuns:
   """Runs (or reuses) each step; stops after validation when it says "anomalous" or when
   ``train_if(verdict)`` is False (the pipeline's policy).
 
-  Returns {step name: StepRun} for the steps that ran or were reused. ``patterns`` are the CSV
-  globs of the spans trained on (the training window). The trained model is loaded (evaluation)
-  or registered only as the bytes whose sha256 the training step recorded. ``beam_args``
-  (runner, Dataflow options) go to the Beam pipelines (features, validation, evaluation);
-  training is scikit-learn in this process and gets none.
+  ``patterns`` are the CSV globs of the spans trained on (the training window). The trained model
+  is loaded (evaluation) or registered only as the bytes whose sha256 the training step recorded.
+  ``beam_args`` (runner, Dataflow options) go to the Beam pipelines (features, validation,
+  evaluation); training is scikit-learn in this process and gets none.
   """
   params = definition.parameters()
-  done: Dict[str, StepRun] = {}
+  hyperparameters = train.parameters(definition.train)  # checked before anything runs
 
-  def step(name: str, fn, verify=None, **inputs):
+  def step(name: str, kind: type, fn: Callable[[str], R], verify=None, **inputs) -> StepRun[R]:
     key = step_key(name, code=code, **inputs)
     with ticking(f'ct: step {name}', delay=1.0):
-      result, status, directory = cache.run(name, key, fn, verify)
-    done[name] = StepRun(result, status, directory, key)
-    on_step(name, status, directory, result)
-    return result, directory, key
+      result, status, directory = cache.run(name, key, fn, kind, verify)
+    done: StepRun[R] = StepRun(name, result, status, directory, key)
+    on_step(done)
+    return done
 
-  _, features_dir, features_key = step(
-      FEATURES, lambda d: features_step(definition, patterns, d, beam_args),
+  extracted = step(
+      FEATURES, FeaturesResult,
+      lambda d: _real(features.extract(patterns, definition.spec_path, d, beam_args), FEATURES),
       data=data_sha256, spec=params['spec_fingerprint'])
   previous_sha = bucket.sha256_of(previous) if previous else None
-  schema_sha = _schema_key(cache, features_key, code, schema, previous_sha)
-  verdict, validation_dir, _ = step(
-      VALIDATION, lambda d: validation_step(features_dir, d, schema, previous, beam_args),
-      features=features_key, schema=schema_sha, previous=previous_sha)
-  if verdict['status'] == artifacts.VERDICT_ANOMALOUS or not train_if(verdict):
-    return done
-  trained, model_dir, _ = step(
-      TRAINING, lambda d: training_step(definition, features_dir, validation_dir, d),
-      verify=verify_model, features=features_key, train=params['train'],
+  schema_sha = _schema_key(cache, extracted.key, code, schema, previous_sha)
+  validated = step(
+      VALIDATION, Verdict,
+      lambda d: _real(validate.validate(extracted.directory, d, schema, previous,
+                                        beam_args=beam_args), VALIDATION),
+      features=extracted.key, schema=schema_sha, previous=previous_sha)
+  if validated.result.anomalous or not train_if(validated.result):
+    return StepRuns(extracted, validated)
+  trained = step(
+      TRAINING, TrainedModel,
+      lambda d: train.fit(extracted.directory, d, hyperparameters, definition.spec_path,
+                          verdict=validated.directory),
+      verify=verify_model, features=extracted.key, train=params['train'],
       spec=params['spec_fingerprint'])
-  step(EVALUATION, lambda d: evaluation_step(definition, features_dir, model_dir,
-                                             trained['model_sha256'], baseline, d, beam_args),
-       features=features_key, model=trained['model_sha256'],
-       baseline=baseline.model_sha256 if baseline else None,
-       registered=bucket.sha256_of(baseline.record_path) if baseline and baseline.record_path
-       else None, blessing=params['blessing_sha256'])
-  return done
+  evaluated = step(
+      EVALUATION, Evaluation,
+      lambda d: _real(evaluate.evaluate(
+          trained.result.ref, d, features=extracted.directory,
+          baseline=baseline.ref if baseline else None,
+          rule=blessing_rule(definition, baseline), beam_args=beam_args), EVALUATION),
+      features=extracted.key, model=trained.result.model_sha256,
+      baseline=baseline.model_sha256 if baseline else None,
+      registered=bucket.sha256_of(baseline.record_path) if baseline and baseline.record_path
+      else None, blessing=params['blessing_sha256'])
+  return StepRuns(extracted, validated, trained, evaluated)
+
+
+def describe(result: StepResult) -> str:
+  """A step's result in one line for people (progress lines, the lineage's step summary)."""
+  if isinstance(result, FeaturesResult):
+    written = ' + '.join(f'{result.rows_written.get(s, 0):,} {s}' for s in artifacts.SPLITS)
+    return (f'{result.rows_read:,} rows read = {written} + {result.rows_dead_lettered:,} '
+            f'dead-lettered')
+  if isinstance(result, TrainedModel):
+    return f'{result.rows:,} rows; model sha256 {result.model_sha256[:12]}…'
+  return result.message
+

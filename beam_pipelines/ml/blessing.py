@@ -330,9 +330,16 @@ class BlessingRule:
 
   @classmethod
   def load(cls, path: Optional[str] = None,
-           registered_metrics: Optional[Dict[str, Any]] = None) -> 'BlessingRule':
-    raw = load_document(path)
-    return cls(parse_config(raw), parse_registered(raw), registered_metrics)
+           registered_metrics: Optional[Mapping[str, Any]] = None) -> 'BlessingRule':
+    """The rule of a config file (the default config when None)."""
+    return cls.from_config(load_document(path), registered_metrics)
+
+  @classmethod
+  def from_config(cls, raw: Mapping[str, Any],
+                  registered_metrics: Optional[Mapping[str, Any]] = None) -> 'BlessingRule':
+    """The rule of a config document (e.g. a pipeline definition's ``blessing``)."""
+    return cls(parse_config(dict(raw)), parse_registered(dict(raw)),
+               dict(registered_metrics) if registered_metrics is not None else None)
 
   def judge(self, candidate: Mapping[str, Any],
             baseline: Optional[Mapping[str, Any]]) -> Blessing:

@@ -23,3 +23,7 @@ class InvalidNameError(Refusal):
 
 class UntrustedPointerError(StorageError):
   """A record points outside where the layout says its object is (another build, another prefix)."""
+
+
+class NoInputError(Refusal, FileNotFoundError):
+  """An input pattern that matches no file."""

@@ -15,6 +15,8 @@ import os
 import re
 from typing import Iterator, List, Optional, Sequence, Union
 
+from beam_pipelines.store.errors import NoInputError
+
 MAX_RECORD_ENV_VAR = 'BEAM_PIPELINES_MAX_RECORD_BYTES'  # longest line read, default 1 MiB
 DEFAULT_MAX_RECORD = 1 << 20
 PREVIEW_CHARS = 200  # of an oversized line, in its dead letter and messages
@@ -34,7 +36,7 @@ def match_files(file_pattern: Patterns) -> List[str]:
   for pattern in patterns_of(file_pattern):
     metadata = FileSystems.match([pattern])[0].metadata_list
     if not metadata:
-      raise FileNotFoundError(f'no file matches {pattern}')
+      raise NoInputError(f'no file matches {pattern}')
     paths.update(m.path for m in metadata)
   return sorted(paths)
 
