@@ -127,7 +127,7 @@ def test_predict_scores_the_span_with_the_production_model(runs):
   step = record['steps']['predict']
   summary = json.loads(open(os.path.join(step['outputs'], 'summary.json')).read())
   assert step['model_version'] == 1
-  assert step['summary'] == f'{summary["predictions_written"]} predictions'
+  assert step['summary'] == f'{summary["predictions_written"]:,} predictions'
   assert summary['model_sha256'] == runs.reg.record(1)['model_sha256']
   assert summary['rows_read'] == summary['predictions_written'] + summary['rows_dead_lettered']
 

@@ -23,10 +23,22 @@ features_dir, good_model_dir = mldata.features_dir, mldata.good_model_dir  # ses
 bad_model_dir, shuffled_features_dir = mldata.bad_model_dir, mldata.shuffled_features_dir
 
 
+def blessing_record(evaluation, output):
+  """The blessing.json an evaluation wrote, checked against the Evaluation it returned."""
+  record = json.loads((output / artifacts.BLESSING_FILE).read_text())
+  assert (evaluation.status, evaluation.message, evaluation.rubber_stamped) == (
+      record['status'], record['message'], record['rubber_stamped'])
+  metrics = json.loads((output / artifacts.METRICS_FILE).read_text())['models']
+  assert evaluation.metrics == metrics['candidate']['overall']
+  assert evaluation.baseline_metrics == metrics.get('baseline', {}).get('overall')
+  return record
+
+
 def run_evaluate(features, model, output, *extra):
-  record = evaluate.run(['--features', str(features), '--model', str(model),
-                         '--output', str(output), *extra])
-  return record, json.loads((output / artifacts.METRICS_FILE).read_text())
+  evaluation = evaluate.run(['--features', str(features), '--model', str(model),
+                             '--output', str(output), *extra])
+  return (blessing_record(evaluation, output),
+          json.loads((output / artifacts.METRICS_FILE).read_text()))
 
 
 @pytest.fixture(scope='module')
@@ -163,7 +175,7 @@ def test_baseline_sha256_from_a_registry_is_checked(features_dir, good_model_dir
 
 
 def test_slicing_by_a_non_categorical_column_is_a_clear_error(features_dir, good_model_dir, tmp_path):
-  with pytest.raises(ValueError, match=r"--slice_feature 'fare' is not a categorical feature"):
+  with pytest.raises(ValueError, match=r"--slice_feature fare is not a categorical feature"):
     run_evaluate(features_dir, good_model_dir, tmp_path, '--slice_feature', 'fare')
 
 
@@ -186,9 +198,11 @@ def on_csv(good_model_dir, tmp_path_factory):
   root = tmp_path_factory.mktemp('on_csv')
   (root / 'span.csv').write_text(eval_split_frame().to_csv(index=False) + ''.join(BAD_ROWS))
   output = root / 'eval'
-  record = evaluate.run(['--input', str(root / '*.csv'), '--model', str(good_model_dir),
-                         '--output', str(output)])
-  return output, record, json.loads((output / artifacts.METRICS_FILE).read_text())
+  evaluation = evaluate.run(['--input', str(root / '*.csv'), '--model', str(good_model_dir),
+                             '--output', str(output)])
+  assert (evaluation.rows_read, evaluation.rows_scored, evaluation.rows_dead_lettered) == (
+      1503, 1500, 3)
+  return output, blessing_record(evaluation, output), json.loads((output / artifacts.METRICS_FILE).read_text())
 
 
 def test_evaluate_on_csv_scores_every_row_as_on_the_features(on_csv, first_model):

@@ -173,7 +173,7 @@ class TestFeaturesCli:
   def test_bundled_sample(self, tmp_path):
     log = self._cli('--output', tmp_path)
     assert 'features: reading 1 file(s)' in log and 'taxi_sample.csv' in log
-    assert 'features: done: 3000 rows read from 1 file(s) =' in log
+    assert 'features: done: 3,000 rows read from 1 file(s) =' in log
     assert '+ 5 dead-lettered' in log and str(tmp_path) in log
     summary = json.loads((tmp_path / artifacts.SUMMARY_FILE).read_text())
     assert summary['reconciled'] and summary['rows_dead_lettered'] == 5

@@ -17,11 +17,16 @@ from beam_pipelines.ml import artifacts
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def cli(module, *args):
-  """Runs a pipeline CLI; returns its stderr (progress lines). Fails the test on a non-zero exit."""
+EXIT_STATUSES = {}  # (module, output) -> exit status, for the tests of the exit statuses
+
+
+def cli(module, *args, allowed=(0,)):
+  """Runs a pipeline CLI; returns its stderr (progress lines). Fails the test on an exit status
+  outside ``allowed``."""
   done = subprocess.run([sys.executable, '-m', f'beam_pipelines.{module}', *map(str, args)],
                         capture_output=True, text=True, timeout=300)
-  assert done.returncode == 0, f'{module} exited {done.returncode}:\n{done.stderr[-3000:]}'
+  assert done.returncode in allowed, f'{module} exited {done.returncode}:\n{done.stderr[-3000:]}'
+  EXIT_STATUSES[module, str(args[args.index('--output') + 1])] = done.returncode
   return done.stderr
 
 
@@ -36,7 +41,8 @@ def sample_run(tmp_path_factory):
   logs['evaluate_first'] = cli('evaluate', '--features', root / 'features', '--model', root / 'model',
                                '--output', root / 'eval_first')
   logs['evaluate'] = cli('evaluate', '--features', root / 'features', '--model', root / 'gbt',
-                         '--baseline_model', root / 'model', '--output', root / 'eval')
+                         '--baseline_model', root / 'model', '--output', root / 'eval',
+                         allowed=(0, 3))  # 3: NOT_BLESSED
   logs['predict'] = cli('predict', '--input', taxi_data.sample_path(), '--model', root / 'model',
                         '--output', root / 'predictions')
   return root, logs
@@ -67,6 +73,8 @@ def test_candidate_against_baseline_gets_a_verdict_by_the_rule(sample_run):
   assert (root / 'eval' / record['status']).exists()
   assert f'evaluate: done: {record["status"]}' in logs['evaluate']
   assert 'evaluate: candidate: accuracy' in logs['evaluate']
+  expected = 0 if record['status'] == artifacts.BLESSED else 3
+  assert EXIT_STATUSES['evaluate', str(root / 'eval')] == expected
 
 
 def test_predict_on_the_sample_reconciles_with_its_malformed_rows(sample_run):

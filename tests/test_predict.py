@@ -70,10 +70,13 @@ def test_malformed_rows_are_dead_lettered_with_reasons(predicted):
 
 def test_counts_reconcile(predicted):
   output, summary, _ = predicted
-  assert summary['rows_read'] == 203
-  assert summary['predictions_written'] == 200 and summary['rows_dead_lettered'] == 3
-  assert summary['reconciled'] is True
-  assert json.loads((output / artifacts.SUMMARY_FILE).read_text()) == summary
+  assert summary.rows_read == 203
+  assert summary.predictions_written == 200 and summary.rows_dead_lettered == 3
+  assert summary.reconciled is True
+  written = json.loads((output / artifacts.SUMMARY_FILE).read_text())
+  assert (written['rows_read'], written['predictions_written'], written['rows_dead_lettered'],
+          written['reconciled']) == (summary.rows_read, summary.predictions_written,
+                                     summary.rows_dead_lettered, summary.reconciled)
 
 
 def test_predictions_are_keyed_in_beam_style(good_model_dir):
@@ -156,4 +159,4 @@ def test_empty_cells_of_a_present_column_are_still_predicted(good_model_dir, tmp
   frame.to_csv(tmp_path / 'new.csv', index=False)
   summary = predict.run(['--input', str(tmp_path / 'new.csv'), '--model', str(good_model_dir),
                          '--output', str(tmp_path / 'out')])
-  assert (summary['predictions_written'], summary['rows_dead_lettered']) == (10, 0)
+  assert (summary.predictions_written, summary.rows_dead_lettered) == (10, 0)

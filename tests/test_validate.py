@@ -15,6 +15,8 @@ import pytest
 
 from beam_pipelines import features, taxi_data, validate
 from beam_pipelines.ml import artifacts
+from beam_pipelines.ml.results import Verdict
+from beam_pipelines.store.typed_json import from_json
 
 pytestmark = pytest.mark.slow
 
@@ -45,24 +47,33 @@ def runs(tmp_path_factory):
   def args(name, *extra):
     return ['--features', str(feature_dirs[name]), '--output', str(outputs[name]), *extra]
 
-  verdicts = {'base': validate.run(args('base', '--schema', str(schema)))}
-  verdicts['drift'] = validate.run(args(
+  verdicts = {'base': verdict_of(args('base', '--schema', str(schema)))}
+  verdicts['drift'] = verdict_of(args(
       'drift', '--schema', str(schema), '--previous_statistics', str(previous),
       '--serving_features', str(feature_dirs['base'])))
   exit_codes = {'dropped': validate.main(args('dropped', '--schema', str(schema),  # a directory:
                                               '--previous_statistics', str(outputs['base'])))}
   verdicts['dropped'] = artifacts.read_verdict(str(outputs['dropped']))
-  verdicts['unknown'] = validate.run(args('unknown', '--schema', str(schema)))
-  verdicts['rare'] = validate.run(args('rare', '--schema', str(schema), '--noise_floor'))
+  verdicts['unknown'] = verdict_of(args('unknown', '--schema', str(schema)))
+  verdicts['rare'] = verdict_of(args('rare', '--schema', str(schema), '--noise_floor'))
   # A person curates the stored schema: the new company is expected from now on.
   curated = root / 'curated.pbtxt'
   curated.write_text(schema.read_text().replace(
       'value: "Yellow Cab"', 'value: "Yellow Cab"\n  value: "Zebra Cab Co (new)"'))
   outputs['curated'] = root / 'validation' / 'curated'
-  verdicts['curated'] = validate.run(['--features', str(feature_dirs['unknown']),
+  verdicts['curated'] = verdict_of(['--features', str(feature_dirs['unknown']),
                                       '--output', str(outputs['curated']), '--schema', str(curated)])
   return {'verdicts': verdicts, 'outputs': outputs, 'schema': schema, 'exit_codes': exit_codes,
           'features': feature_dirs}
+
+
+def verdict_of(argv):
+  """Runs validation; checks that the Verdict it returns is the verdict.json it wrote, and
+  returns that document."""
+  verdict = validate.run(argv)
+  written = artifacts.read_verdict(argv[argv.index('--output') + 1])
+  assert isinstance(verdict, Verdict) and verdict == from_json(Verdict, written)
+  return written
 
 
 def _anomalous_features(verdict):
