@@ -74,11 +74,11 @@ from beam_pipelines.ml import (
   csv_io,
   inference,
   model_io,
-  report,
   tabular,
 )
 from beam_pipelines.ml.input_schema import InputSchema
 from beam_pipelines.ml.metrics import CURVES, BinaryMetricsCombineFn
+from beam_pipelines.pages import evaluation as report
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
 

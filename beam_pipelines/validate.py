@@ -65,8 +65,9 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import submission
-from beam_pipelines.ml import artifacts, validation_report
+from beam_pipelines.ml import artifacts
 from beam_pipelines.ml import spec as spec_lib
+from beam_pipelines.pages import validation as validation_report
 from beam_pipelines.runtime import quiet_startup_noise
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress

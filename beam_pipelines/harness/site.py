@@ -9,7 +9,7 @@
 Built from the typed records only (``store.records``, ``harness.results``, ``ct.registry``,
 ``ct.lineage``); written through ``store.bucket``; every link is relative, so the same files work
 opened from a local bucket with ``file://`` and served from a gs:// bucket. Self-contained pages
-(``ml.page`` style, ``ml.charts`` inline SVG): nothing is fetched.
+(``pages.page`` style, ``pages.charts`` inline SVG): nothing is fetched.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from beam_pipelines.harness.deploy import approval_required, history
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.ml_check import VAR_OVERRIDE
 from beam_pipelines.harness.results import read_report
-from beam_pipelines.ml import artifacts, charts, page
+from beam_pipelines.ml import artifacts
+from beam_pipelines.pages import charts, page
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.errors import Refusal
 

@@ -8,7 +8,7 @@ import html
 import math
 from typing import Any, Dict, List, Optional, Tuple
 
-from beam_pipelines.ml import charts, page
+from beam_pipelines.pages import charts, page
 
 COLUMNS = ('example_count', 'positive_count', 'auc', 'accuracy', 'log_loss', 'auc_error_bound')
 CANDIDATE, BASELINE = 'candidate', 'baseline'

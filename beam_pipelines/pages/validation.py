@@ -16,7 +16,7 @@ import html
 import math
 from typing import Any, Dict, List, Sequence, Tuple
 
-from beam_pipelines.ml import charts, page
+from beam_pipelines.pages import charts, page
 
 NUMERIC_BINS = 12
 TOP_CATEGORIES = 12
