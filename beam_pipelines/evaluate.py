@@ -74,7 +74,6 @@ from beam_pipelines.ml import (
   csv_io,
   inference,
   model_io,
-  report,
   tabular,
 )
 from beam_pipelines.ml.input_schema import InputSchema
@@ -86,6 +85,7 @@ from beam_pipelines.ml.results import (
   ModelRef,
   ReconciliationError,
 )
+from beam_pipelines.pages import evaluation as report
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal

@@ -64,9 +64,10 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines.ml import artifacts, validation_report
+from beam_pipelines.ml import artifacts
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.ml.results import DRY_RUN, DryRun, Verdict
+from beam_pipelines.pages import validation as validation_report
 from beam_pipelines.runtime import quiet_startup_noise
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress
@@ -384,7 +385,7 @@ def verdict_allows_training(path: str) -> bool:
 
 
 def render_report(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -> str:
-  """A self-contained page (``beam_pipelines.ml.validation_report``): verdict, anomalies first,
+  """A self-contained page (``beam_pipelines.pages.validation``): verdict, anomalies first,
   distances against thresholds, per-feature distribution charts; nothing loaded from a CDN."""
   return validation_report.render(verdict, statistics, previous)
 

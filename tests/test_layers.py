@@ -21,6 +21,7 @@ PACKAGE = 'beam_pipelines'
 FLOORS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ('store', ('beam_pipelines.store',)),
     ('ml', ('beam_pipelines.ml',)),
+    ('pages', ('beam_pipelines.pages',)),
     ('runtime', ('beam_pipelines.submission', 'beam_pipelines.runtime', 'beam_pipelines.batch_runner')),
     ('pipelines', ('beam_pipelines.wordcount', 'beam_pipelines.features', 'beam_pipelines.validate',
                    'beam_pipelines.train', 'beam_pipelines.evaluate', 'beam_pipelines.predict',

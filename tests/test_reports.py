@@ -13,7 +13,7 @@ from browser import assert_clean, browser
 
 from beam_pipelines.ct import cli as ct_cli
 from beam_pipelines.harness import site
-from beam_pipelines.ml import page, report
+from beam_pipelines.pages import evaluation, page, validation
 
 pytestmark = pytest.mark.integration
 
@@ -166,27 +166,26 @@ class TestNumbersForPeople:
     assert page.number(['a', 'b']) == 'a, b'
 
   def test_auc_interval_narrows_with_more_examples_and_stays_in_0_1(self):
-    small = report.auc_interval(0.9, 10, 10)
-    large = report.auc_interval(0.9, 1000, 1000)
+    small = evaluation.auc_interval(0.9, 10, 10)
+    large = evaluation.auc_interval(0.9, 1000, 1000)
     assert small[0] < large[0] < 0.9 < large[1] < small[1] <= 1.0
-    assert report.auc_interval(0.9, 0, 10) is None and report.auc_interval(None, 5, 5) is None
+    assert evaluation.auc_interval(0.9, 0, 10) is None and evaluation.auc_interval(None, 5, 5) is None
     # Hanley & McNeil's example: AUC 0.8, 50 and 50 -> standard error about 0.044
-    low, high = report.auc_interval(0.8, 50, 50)
+    low, high = evaluation.auc_interval(0.8, 50, 50)
     assert (high - low) / (2 * 1.96) == pytest.approx(0.0437, abs=0.002)
 
   def test_auc_interval_of_a_tiny_slice_is_wide_even_at_auc_1(self):
-    low, high = report.auc_interval(1.0, 1, 19)  # one positive ranked first: says little
+    low, high = evaluation.auc_interval(1.0, 1, 19)  # one positive ranked first: says little
     assert high == 1.0 and low < 0.1
 
   def test_small_slices_are_warned_about(self):
-    assert 'one class only' in report.small_slice_warning({'example_count': 8, 'positive_count': 0})
-    assert 'small slice' in report.small_slice_warning({'example_count': 20, 'positive_count': 9})
-    assert report.small_slice_warning({'example_count': 500, 'positive_count': 200}) is None
+    assert 'one class only' in evaluation.small_slice_warning({'example_count': 8, 'positive_count': 0})
+    assert 'small slice' in evaluation.small_slice_warning({'example_count': 20, 'positive_count': 9})
+    assert evaluation.small_slice_warning({'example_count': 500, 'positive_count': 200}) is None
 
 
 def test_the_validation_report_prefers_the_noise_floor_validation_measured():
-  from beam_pipelines.ml import validation_report
   measured = {'noise_floor': {'fare': {'noise_floor': 0.0412, 'measure': 'JENSEN_SHANNON_DIVERGENCE'}}}
-  assert validation_report.noise_floors(measured, {}, {}) == (
-      {'fare': 0.0412}, validation_report.MEASURED_FLOOR)
-  assert validation_report.noise_floors({}, {}, {}) == ({}, validation_report.ESTIMATED_FLOOR)
+  assert validation.noise_floors(measured, {}, {}) == (
+      {'fare': 0.0412}, validation.MEASURED_FLOOR)
+  assert validation.noise_floors({}, {}, {}) == ({}, validation.ESTIMATED_FLOOR)

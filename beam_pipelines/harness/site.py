@@ -9,14 +9,14 @@
 Built from the typed records only (``store.records``, ``harness.results``, ``ct.registry``,
 ``ct.lineage``); written through ``store.bucket``; every link is relative, so the same files work
 opened from a local bucket with ``file://`` and served from a gs:// bucket. Self-contained pages
-(``ml.page`` style, ``ml.charts`` inline SVG): nothing is fetched.
+(``pages.page`` style, ``pages.charts`` inline SVG): nothing is fetched.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, TypedDict, cast
 
 from beam_pipelines.ct.paths import CT_DIR, LINEAGE_FILE, REGISTRY_DIR, RUNS, CtPaths
 from beam_pipelines.ct.registry import ALIASES, Registry
@@ -24,13 +24,78 @@ from beam_pipelines.harness.deploy import approval_required, history
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.ml_check import VAR_OVERRIDE
 from beam_pipelines.harness.results import read_report
-from beam_pipelines.ml import artifacts, charts, page
+from beam_pipelines.ml import artifacts
+from beam_pipelines.ml.artifacts import SliceMetrics
+from beam_pipelines.pages import charts, page
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.errors import Refusal
 
 SITE_DIR = 'site'
 INDEX = 'index.html'
 METRIC_CHARTED = ('auc', 'accuracy')
+
+
+# What the site reads of the continuous-training records (``ct.lineage``, ``ct.registry``): every
+# key is optional, as a run killed half-way or an older version leaves some out.
+
+class StepRecord(TypedDict, total=False):
+  """A CT step in a lineage record."""
+
+  status: str
+  outputs: str  # the step's output directory
+  result: Dict[str, object]  # what the step returned, e.g. validation's verdict
+
+
+class DataRecord(TypedDict, total=False):
+  span: str
+  sha256: str
+
+
+class CodeRecord(TypedDict, total=False):
+  build_id: Optional[str]
+  git_commit: Optional[str]
+  wheel_sha256: Optional[str]
+
+
+class ParametersRecord(TypedDict, total=False):
+  train: Dict[str, object]  # the classifier and its hyperparameters
+  spec_fingerprint: str
+
+
+class RunModel(TypedDict, total=False):
+  version: int
+  sha256: str
+  blessing: str
+
+
+class LineageRecord(TypedDict, total=False):
+  """A CT run's ``lineage.json``."""
+
+  run_id: str
+  status: str
+  data: DataRecord
+  code: CodeRecord
+  parameters: ParametersRecord
+  steps: Dict[str, StepRecord]
+  model: RunModel
+
+
+class BlessingRecord(TypedDict, total=False):
+  status: str
+  message: str
+
+
+class VersionRecord(TypedDict, total=False):
+  """A registered model version's ``version.json``."""
+
+  version: int
+  run_id: str
+  lineage: str  # the path of the run's lineage record
+  metrics: SliceMetrics
+  blessing: BlessingRecord
+  data: DataRecord
+  code: CodeRecord
+  parameters: ParametersRecord
 
 
 def model_page(name: str) -> str:
@@ -76,7 +141,7 @@ def pipelines(bucket_url: str) -> Dict[str, List[int]]:
   return {name: sorted(numbers) for name, numbers in sorted(found.items())}
 
 
-def _ct_runs(bucket_url: str, name: str) -> List[Dict[str, Any]]:
+def _ct_runs(bucket_url: str, name: str) -> List[LineageRecord]:
   """Every CT lineage record of a pipeline in prod, oldest first."""
   runs_dir = layout.join(CtPaths(bucket_url, name).root, RUNS)
   paths = [p for p in (bucket.list_tree(runs_dir) if bucket.exists(runs_dir) else [])
@@ -84,13 +149,13 @@ def _ct_runs(bucket_url: str, name: str) -> List[Dict[str, Any]]:
   out = []
   for path in sorted(paths):
     try:
-      out.append({**bucket.read_json(path, 'lineage record'), '_path': path})
+      out.append(cast(LineageRecord, bucket.read_json(path, 'lineage record')))
     except Refusal:
       continue
   return out
 
 
-def _report_links(bucket_url: str, run: Dict[str, Any]) -> Dict[str, Optional[str]]:
+def _report_links(bucket_url: str, run: LineageRecord) -> Dict[str, Optional[str]]:
   steps = run.get('steps') or {}
   links = {}
   for step in ('validation', 'evaluation'):
@@ -107,7 +172,7 @@ def _nav(names: Sequence[str]) -> str:
 
 
 def _deployments(bucket_url: str) -> str:
-  rows = []
+  rows: List[List[object]] = []
   for env in layout.ENVIRONMENTS:
     environment = layout.Env(bucket_url, env)
     try:
@@ -164,7 +229,7 @@ def _tests(bucket_url: str) -> str:
                      'failures'], rows, classes)
 
 
-def _ct_table(bucket_url: str, runs: List[Dict[str, Any]]) -> str:
+def _ct_table(bucket_url: str, runs: List[LineageRecord]) -> str:
   rows, classes = [], []
   for run in reversed(runs):
     links = _report_links(bucket_url, run)
@@ -183,7 +248,7 @@ def _ct_table(bucket_url: str, runs: List[Dict[str, Any]]) -> str:
                      'validation report', 'evaluation report'], rows, classes)
 
 
-def index_page(bucket_url: str, names: Sequence[str], runs: Dict[str, List[Dict[str, Any]]]) -> str:
+def index_page(bucket_url: str, names: Sequence[str], runs: Dict[str, List[LineageRecord]]) -> str:
   body = [f'<h1>beam-pipelines: {html.escape(bucket_url.rsplit("/", 1)[-1] or bucket_url)}</h1>',
           '<h2>Deployed</h2>', _deployments(bucket_url),
           '<h2>Deploy history (newest first)</h2>', _history(bucket_url),
@@ -197,8 +262,8 @@ def index_page(bucket_url: str, names: Sequence[str], runs: Dict[str, List[Dict[
   return page.shell('beam-pipelines: bucket overview', '\n'.join(body), _nav(names))
 
 
-def _lineage_graph(bucket_url: str, number: int, record: Dict[str, Any],
-                   run: Optional[Dict[str, Any]]) -> str:
+def _lineage_graph(bucket_url: str, number: int, record: VersionRecord,
+                   run: Optional[LineageRecord]) -> str:
   data, code = record.get('data') or {}, record.get('code') or {}
   parameters = record.get('parameters') or {}
   train = parameters.get('train') or {}
@@ -222,12 +287,13 @@ def _lineage_graph(bucket_url: str, number: int, record: Dict[str, Any],
                            width=900, title=f'lineage of v{number}')
 
 
-def _metric_chart(records_by_number: Dict[int, Dict[str, Any]], spans: Dict[int, str]) -> str:
+def _metric_chart(records_by_number: Dict[int, VersionRecord], spans: Dict[int, str]) -> str:
   numbers = sorted(records_by_number)
   series = {}
   for metric in METRIC_CHARTED:
-    points = [(i, records_by_number[n]['metrics'][metric]) for i, n in enumerate(numbers)
-              if isinstance((records_by_number[n].get('metrics') or {}).get(metric), float)]
+    values = [(i, (records_by_number[n].get('metrics') or {}).get(metric))
+              for i, n in enumerate(numbers)]
+    points = [(i, value) for i, value in values if isinstance(value, float)]
     if points:
       series[metric] = points
   names = [f'v{n} {spans.get(n, "")[-10:]}' for n in numbers]
@@ -237,10 +303,10 @@ def _metric_chart(records_by_number: Dict[int, Dict[str, Any]], spans: Dict[int,
 
 
 def registry_page(bucket_url: str, name: str, names: Sequence[str],
-                  runs: List[Dict[str, Any]]) -> str:
+                  runs: List[LineageRecord]) -> str:
   reg = Registry(CtPaths(bucket_url, name).registry)
   aliases = reg.aliases()
-  by_number = {r['version']: r for r in reg.versions()}
+  by_number = {r['version']: r for r in cast(List[VersionRecord], reg.versions())}
   run_by_id = {r.get('run_id'): r for r in runs}
   spans = {n: ((r.get('data') or {}).get('span') or '').rsplit('/', 1)[-1]
            for n, r in by_number.items()}

@@ -47,7 +47,7 @@ Batch inference (``python -m beam_pipelines.predict --input CSV --model MDIR --o
     PDIR/summary.json                counts
 """
 
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional, TypedDict, Union
 
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.errors import Refusal
@@ -82,6 +82,138 @@ BLESSED, NOT_BLESSED = 'BLESSED', 'NOT_BLESSED'
 
 # Batch inference
 PREDICTIONS_DIR = 'predictions'
+
+
+# The JSON documents: what verdict.json, metrics.json and blessing.json hold. Keys that some runs
+# or older files lack are in the ``total=False`` part; a metric that is undefined is null.
+
+class Anomaly(TypedDict):
+  """A schema anomaly of validation (or, in ``warnings``, a tolerated one)."""
+
+  feature: Optional[str]  # None: the dataset as a whole
+  split: Optional[str]  # None: the CSV itself (a column not in the spec)
+  types: List[str]  # TFDV's anomaly type names, or EMPTY_SPLIT, NO_VALUES, SCHEMA_NEW_COLUMN
+  description: str
+
+
+class Distance(TypedDict):
+  """One drift (span against the previous span) or skew (train against serving) measurement."""
+
+  feature: str
+  measure: str  # L_INFTY, JENSEN_SHANNON_DIVERGENCE, ...
+  value: float
+  threshold: float
+  exceeded: bool
+
+
+class NoiseFloor(TypedDict):
+  """A feature's drift distance between two random halves of the train split."""
+
+  measure: str
+  noise_floor: float
+  threshold: Optional[float]  # the spec's drift threshold
+  suggested_threshold: float
+
+
+class _VerdictKeys(TypedDict):
+  status: str  # VERDICT_OK, VERDICT_DRIFT or VERDICT_ANOMALOUS
+  message: str
+  anomalies: List[Anomaly]
+  drift: List[Distance]
+  skew: List[Distance]
+
+
+class VerdictDocument(_VerdictKeys, total=False):
+  """``verdict.json``."""
+
+  drifted_features: List[str]
+  skewed_features: List[str]
+  rows: Dict[str, int]  # split -> rows
+  rows_dead_lettered: Optional[int]
+  missing_columns: List[str]
+  warnings: List[Anomaly]
+  noise_floor: Dict[str, NoiseFloor]  # feature -> floor, with --noise_floor
+  features: str  # the features directory validated
+  schema_source: str  # curated | inferred
+  schema: Optional[str]
+  previous_statistics: Optional[str]
+  serving_features: Optional[str]
+  statistics: Dict[str, str]  # split -> statistics file
+
+
+class SliceMetrics(TypedDict, total=False):
+  """A model's metrics overall or on one slice (``ml.metrics``)."""
+
+  example_count: int
+  positive_count: int
+  auc: Optional[float]
+  auc_error_bound: Optional[float]
+  accuracy: Optional[float]
+  log_loss: Optional[float]
+
+
+class Curves(TypedDict):
+  """Chart points of a model on the eval rows (``ml.metrics.roc_and_calibration``)."""
+
+  roc: List[List[float]]  # [false positive rate, true positive rate]
+  calibration: List[List[float]]  # [mean predicted probability, observed positive rate, count]
+
+
+class _ModelKeys(TypedDict):
+  model_dir: str
+  model_sha256: str
+  overall: SliceMetrics
+  slices: Dict[str, SliceMetrics]  # slice value -> metrics
+
+
+class ModelMetrics(_ModelKeys, total=False):
+  """One model's entry in ``metrics.json``: what it is, then its metrics."""
+
+  expected_sha256: Optional[str]
+  label: str
+  features: List[str]
+  categorical: List[str]
+  data_fingerprint: Optional[str]
+  hyperparameters: Optional[Dict[str, object]]
+  curves: Optional[Curves]
+
+
+class MetricsDocument(TypedDict):
+  """``metrics.json``."""
+
+  slice_feature: Optional[str]
+  models: Dict[str, ModelMetrics]  # candidate, and baseline when one was given
+
+
+JsonNumber = Union[float, str, None]  # NaN and infinities are written as strings
+
+
+class BlessingCheck(TypedDict):
+  """One threshold checked on one metric (``ml.blessing.Check``)."""
+
+  metric: str
+  kind: str  # value_threshold | change_threshold | registered_change
+  passed: bool
+  message: str
+  candidate: JsonNumber
+  baseline: JsonNumber
+  diff: JsonNumber
+  relative: JsonNumber
+
+
+class _BlessingKeys(TypedDict):
+  status: str  # BLESSED or NOT_BLESSED
+  message: str
+  rubber_stamped: bool
+  checks: List[BlessingCheck]
+
+
+class BlessingDocument(_BlessingKeys, total=False):
+  """``blessing.json``: the blessing (``ml.blessing.Blessing``), the models and the rule."""
+
+  candidate: str  # model directory
+  baseline: Optional[str]
+  thresholds: Dict[str, object]  # the rule (``BlessingRule.describe``)
 
 
 def split_dir(features_dir: str, split: str) -> str:

@@ -14,9 +14,24 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import (
+  TYPE_CHECKING,
+  Dict,
+  List,
+  Literal,
+  Mapping,
+  Optional,
+  Sequence,
+  Tuple,
+  TypedDict,
+  Union,
+)
 
-from beam_pipelines.ml import charts, page
+from beam_pipelines.ml.artifacts import Distance, VerdictDocument
+from beam_pipelines.pages import charts, page
+
+if TYPE_CHECKING:  # protobuf classes only, for the type checker: no TensorFlow import here
+  from tensorflow_metadata.proto.v0.statistics_pb2 import DatasetFeatureStatisticsList
 
 NUMERIC_BINS = 12
 TOP_CATEGORIES = 12
@@ -24,14 +39,41 @@ L_INFTY, JSD = 'L_INFTY', 'JENSEN_SHANNON_DIVERGENCE'
 _STANDARD_HISTOGRAM = 0  # Histogram.HistogramType.STANDARD
 
 
+Statistics = Optional['DatasetFeatureStatisticsList']
+Bucket = Tuple[float, float, float]  # (low, high, count)
+
+
+class NumericDistribution(TypedDict):
+  kind: Literal['numeric']
+  buckets: List[Bucket]
+
+
+class CategoricalDistribution(TypedDict):
+  kind: Literal['categorical']
+  counts: Dict[str, float]  # value -> count
+
+
+Distribution = Union[NumericDistribution, CategoricalDistribution]
+
+
+class Comparison(TypedDict):
+  """Two distributions of one feature on common categories/bins."""
+
+  labels: List[str]
+  a: List[float]  # share of each label
+  b: List[float]
+  measure: str
+  distance: float
+
+
 def _name(feature) -> str:
   return '.'.join(feature.path.step) if feature.path.step else feature.name
 
 
-def feature_distributions(statistics) -> Dict[str, Dict[str, Any]]:
-  """Feature -> {kind: numeric, buckets: [(low, high, count)]} or {kind: categorical,
-  counts: {value: count}}, from the first dataset of a statistics list."""
-  out: Dict[str, Dict[str, Any]] = {}
+def feature_distributions(statistics: Statistics) -> Dict[str, Distribution]:
+  """Feature -> its distribution (numeric: buckets; categorical: counts per value), from the first
+  dataset of a statistics list."""
+  out: Dict[str, Distribution] = {}
   if statistics is None or not statistics.datasets:
     return out
   for feature in statistics.datasets[0].features:
@@ -48,7 +90,7 @@ def feature_distributions(statistics) -> Dict[str, Dict[str, Any]]:
   return out
 
 
-def _rebin(buckets: Sequence[Tuple[float, float, float]], edges: Sequence[float]) -> List[float]:
+def _rebin(buckets: Sequence[Bucket], edges: Sequence[float]) -> List[float]:
   """Counts of equal-width-ish buckets spread uniformly over new ``edges``."""
   counts = [0.0] * (len(edges) - 1)
   for low, high, count in buckets:
@@ -77,41 +119,58 @@ def _jsd(p: Sequence[float], q: Sequence[float]) -> float:
   return 0.5 * kl(p, m) + 0.5 * kl(q, m)
 
 
-def compare(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
-  """Two distributions of one feature on common categories/bins: labels, shares, distance."""
-  if a['kind'] == 'categorical':
-    values = set(a['counts']) | set(b['counts'])
-    share_a = dict(zip(a['counts'], _shares(list(a['counts'].values()))))
-    share_b = dict(zip(b['counts'], _shares(list(b['counts'].values()))))
-    distance = max((abs(share_a.get(v, 0.0) - share_b.get(v, 0.0)) for v in values), default=0.0)
-    shown = sorted(values, key=lambda v: -(share_a.get(v, 0.0) + share_b.get(v, 0.0)))
-    shown = shown[:TOP_CATEGORIES]
-    return {'labels': shown, 'a': [share_a.get(v, 0.0) for v in shown],
-            'b': [share_b.get(v, 0.0) for v in shown], 'measure': L_INFTY, 'distance': distance}
-  lows = [lo for lo, _, _ in a['buckets'] + b['buckets']]
-  highs = [hi for _, hi, _ in a['buckets'] + b['buckets']]
+def compare(a: Distribution, b: Distribution) -> Comparison:
+  """Two distributions of one feature (of the same kind) on common categories/bins."""
+  if a['kind'] == 'categorical' and b['kind'] == 'categorical':
+    return _compare_counts(a['counts'], b['counts'])
+  if a['kind'] == 'numeric' and b['kind'] == 'numeric':
+    return _compare_buckets(a['buckets'], b['buckets'])
+  raise ValueError(f'cannot compare a {a["kind"]} distribution with a {b["kind"]} one')
+
+
+def _compare_counts(a: Dict[str, float], b: Dict[str, float]) -> Comparison:
+  """Categorical: shares of the most frequent values, L-infinity distance over all values."""
+  values = set(a) | set(b)
+  share_a = dict(zip(a, _shares(list(a.values()))))
+  share_b = dict(zip(b, _shares(list(b.values()))))
+  distance = max((abs(share_a.get(v, 0.0) - share_b.get(v, 0.0)) for v in values), default=0.0)
+  shown = sorted(values, key=lambda v: -(share_a.get(v, 0.0) + share_b.get(v, 0.0)))
+  shown = shown[:TOP_CATEGORIES]
+  return {'labels': shown, 'a': [share_a.get(v, 0.0) for v in shown],
+          'b': [share_b.get(v, 0.0) for v in shown], 'measure': L_INFTY, 'distance': distance}
+
+
+def _compare_buckets(a: List[Bucket], b: List[Bucket]) -> Comparison:
+  """Numeric: shares on common equal-width bins, Jensen-Shannon divergence."""
+  lows = [lo for lo, _, _ in a + b]
+  highs = [hi for _, hi, _ in a + b]
   if not lows:
     return {'labels': [], 'a': [], 'b': [], 'measure': JSD, 'distance': 0.0}
   low, high = min(lows), max(highs)
   width = (high - low) / NUMERIC_BINS or 1.0
   edges = [low + width * i for i in range(NUMERIC_BINS + 1)]
-  share_a, share_b = _shares(_rebin(a['buckets'], edges)), _shares(_rebin(b['buckets'], edges))
+  share_a, share_b = _shares(_rebin(a, edges)), _shares(_rebin(b, edges))
   labels = [f'{edges[i]:.3g}' for i in range(NUMERIC_BINS)]
   return {'labels': labels, 'a': share_a, 'b': share_b, 'measure': JSD,
           'distance': _jsd(share_a, share_b)}
 
 
-def _order(verdict: Dict[str, Any], names: Sequence[str]) -> List[str]:
+def _measured(verdict: VerdictDocument) -> Tuple[Tuple[str, List[Distance]], ...]:
+  """(check, its distances): drift, then skew."""
+  return ('drift', verdict['drift']), ('skew', verdict['skew'])
+
+
+def _order(verdict: VerdictDocument, names: Sequence[str]) -> List[str]:
   """Anomalous features first, then those over a drift/skew threshold, then the rest."""
   anomalous = {a['feature'] for a in verdict['anomalies'] if a.get('feature')}
   exceeded = {d['feature'] for d in verdict['drift'] + verdict['skew'] if d['exceeded']}
   return sorted(names, key=lambda n: (n not in anomalous, n not in exceeded, n))
 
 
-def _distance_rows(verdict: Dict[str, Any], floors: Dict[str, float]) -> str:
+def _distance_rows(verdict: VerdictDocument, floors: Dict[str, float]) -> str:
   rows, classes = [], []
-  for kind in ('drift', 'skew'):
-    for d in sorted(verdict[kind], key=lambda d: (not d['exceeded'], d['feature'])):
+  for kind, distances in _measured(verdict):
+    for d in sorted(distances, key=lambda d: (not d['exceeded'], d['feature'])):
       rows.append([d['feature'], kind, d['measure'],
                    page.cell(d['value'], f'{kind}.{d["feature"]}.value'),
                    page.cell(d['threshold'], f'{kind}.{d["feature"]}.threshold'),
@@ -127,8 +186,8 @@ MEASURED_FLOOR = 'measured by validation between two random halves of the train 
 ESTIMATED_FLOOR = 'estimated from the train and eval histograms of this span'
 
 
-def noise_floors(verdict: Dict[str, Any], current: Dict[str, Any],
-                 evaluation: Dict[str, Any]) -> Tuple[Dict[str, float], str]:
+def noise_floors(verdict: VerdictDocument, current: Mapping[str, Distribution],
+                 evaluation: Mapping[str, Distribution]) -> Tuple[Dict[str, float], str]:
   """Each feature's noise floor and where it comes from: the one validation measured
   (``--noise_floor``: TFDV's own measure between random halves) when it did, else an estimate."""
   measured = verdict.get('noise_floor') or {}
@@ -139,12 +198,13 @@ def noise_floors(verdict: Dict[str, Any], current: Dict[str, Any],
           ESTIMATED_FLOOR)
 
 
-def _feature_section(name: str, verdict: Dict[str, Any], current: Dict[str, Any],
-                     evaluation: Dict[str, Any], previous: Dict[str, Any],
-                     floors: Dict[str, float], serving: Dict[str, Any],
+def _feature_section(name: str, verdict: VerdictDocument, current: Mapping[str, Distribution],
+                     evaluation: Mapping[str, Distribution], previous: Mapping[str, Distribution],
+                     floors: Dict[str, float], serving: Mapping[str, Distribution],
                      floor_source: str) -> str:
   anomalies = [a for a in verdict['anomalies'] if a.get('feature') == name]
-  measured = [(k, d) for k in ('drift', 'skew') for d in verdict[k] if d['feature'] == name]
+  measured = [(k, d) for k, distances in _measured(verdict) for d in distances
+              if d['feature'] == name]
   badges = ''.join(f'<span class="badge anomalous">{html.escape(", ".join(a["types"]))}</span>'
                    for a in anomalies)
   badges += ''.join(f'<span class="badge fail">{k} over threshold</span>'
@@ -179,7 +239,7 @@ def _feature_section(name: str, verdict: Dict[str, Any], current: Dict[str, Any]
   return ''.join(parts)
 
 
-def _headline(verdict: Dict[str, Any]) -> str:
+def _headline(verdict: VerdictDocument) -> str:
   """The verdict's message in words (its anomalous form names features as a Python list)."""
   anomalies = verdict['anomalies']
   if verdict['status'] != 'anomalous' or not anomalies:
@@ -190,7 +250,8 @@ def _headline(verdict: Dict[str, Any]) -> str:
           'training is blocked')
 
 
-def render(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -> str:
+def render(verdict: VerdictDocument, statistics: Mapping[str, Statistics],
+           previous: Statistics = None) -> str:
   """verdict.json + statistics protos per split (train, eval[, serving]) + the previous span's
   train statistics (or None) -> a standalone HTML page."""
   status = verdict['status']
@@ -220,8 +281,8 @@ def render(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -
   parts.append(_distance_rows(verdict, floors) if verdict['drift'] or verdict['skew'] else
                '<p class="muted">Not checked (no previous span or serving data given).</p>')
   parts.append('<h2>Features</h2>')
-  missing = sorted({a['feature'] for a in anomalies
-                    if a.get('feature') and a['feature'] not in current})
+  missing = sorted({feature for feature in (a['feature'] for a in anomalies)
+                    if feature and feature not in current})
   for name in missing:  # anomalies first, even those without statistics (a missing column)
     parts.append(f'<section class="feature"><h3>{html.escape(name)}'
                  f'<span class="badge anomalous">no statistics</span></h3></section>')

@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from beam_pipelines.ml import charts, page
+from beam_pipelines.ml.artifacts import (
+  BlessingDocument,
+  MetricsDocument,
+  ModelMetrics,
+  SliceMetrics,
+)
+from beam_pipelines.pages import charts, page
 
 COLUMNS = ('example_count', 'positive_count', 'auc', 'accuracy', 'log_loss', 'auc_error_bound')
 CANDIDATE, BASELINE = 'candidate', 'baseline'
@@ -34,7 +40,7 @@ def auc_interval(auc: Optional[float], positives: int, negatives: int,
   return max(0.0, auc - half), min(1.0, auc + half)
 
 
-def small_slice_warning(metrics: Dict[str, Any]) -> Optional[str]:
+def small_slice_warning(metrics: SliceMetrics) -> Optional[str]:
   """Why a slice's metrics should not be trusted, or None."""
   count, positives = metrics.get('example_count') or 0, metrics.get('positive_count') or 0
   negatives = count - positives
@@ -46,7 +52,7 @@ def small_slice_warning(metrics: Dict[str, Any]) -> Optional[str]:
   return None
 
 
-def _delta(name: str, candidate: Any, baseline: Any, key: str = '') -> str:
+def _delta(name: str, candidate: object, baseline: object, key: str = '') -> str:
   if not isinstance(candidate, (int, float)) or not isinstance(baseline, (int, float)):
     return '<td>n/a</td>'
   diff = candidate - baseline
@@ -57,14 +63,15 @@ def _delta(name: str, candidate: Any, baseline: Any, key: str = '') -> str:
   return f'<td class="{cls}" data-key="{html.escape(key or "delta." + name)}">{diff:+.4f}</td>'
 
 
-def _charts(models: Dict[str, Any]) -> str:
-  roc, calibration = {}, {}
+def _charts(models: Dict[str, ModelMetrics]) -> str:
+  roc: Dict[str, List[charts.Point]] = {}
+  calibration: Dict[str, List[charts.Point]] = {}
   for name, entry in models.items():
-    curves = entry.get('curves') or {}
+    curves = entry.get('curves')
     auc = entry['overall'].get('auc')
-    if curves.get('roc'):
-      roc[f'{name} (AUC {page.number(auc)})'] = [tuple(p) for p in curves['roc']]
-    if curves.get('calibration'):
+    if curves and curves.get('roc'):
+      roc[f'{name} (AUC {page.number(auc)})'] = [(x, y) for x, y in curves['roc']]
+    if curves and curves.get('calibration'):
       calibration[name] = [(p, o) for p, o, _ in curves['calibration']]
   if not roc and not calibration:
     return '<p class="muted">No curves recorded in metrics.json (evaluated by an older version).</p>'
@@ -85,7 +92,7 @@ def _charts(models: Dict[str, Any]) -> str:
   return ''.join(parts)
 
 
-def _overall(models: Dict[str, Any]) -> str:
+def _overall(models: Dict[str, ModelMetrics]) -> str:
   names = list(models)
   header = ['metric'] + names + (['delta (candidate − baseline)'] if BASELINE in models else [])
   rows = []
@@ -98,9 +105,9 @@ def _overall(models: Dict[str, Any]) -> str:
   return page.table(header, rows)
 
 
-def _slices(feature: str, models: Dict[str, Any]) -> str:
+def _slices(feature: str, models: Dict[str, ModelMetrics]) -> str:
   candidate = models[CANDIDATE]['slices']
-  baseline = models.get(BASELINE, {}).get('slices', {})
+  baseline: Dict[str, SliceMetrics] = models[BASELINE].get('slices', {}) if BASELINE in models else {}
   header = [feature, 'examples', 'positives', 'candidate AUC', '95% interval']
   if baseline:
     header += ['baseline AUC', 'delta AUC']
@@ -115,7 +122,7 @@ def _slices(feature: str, models: Dict[str, Any]) -> str:
            page.cell(metrics.get('auc'), f'slice.{value}.auc'),
            f'{interval[0]:.3f} – {interval[1]:.3f}' if interval else 'n/a']
     if baseline:
-      base = baseline.get(value, {})
+      base: SliceMetrics = baseline.get(value, {})
       row += [page.cell(base.get('auc'), f'baseline.slice.{value}.auc'),
               _delta('auc', metrics.get('auc'), base.get('auc'), f'delta.slice.{value}.auc')]
     row += [metrics.get('accuracy'),
@@ -125,7 +132,7 @@ def _slices(feature: str, models: Dict[str, Any]) -> str:
   return page.table(header, rows, classes)
 
 
-def render(document: Dict[str, Any], record: Dict[str, Any]) -> str:
+def render(document: MetricsDocument, record: BlessingDocument) -> str:
   """metrics.json document + blessing record -> a standalone HTML page."""
   models = document['models']
   status = record['status']
@@ -136,7 +143,7 @@ def render(document: Dict[str, Any], record: Dict[str, Any]) -> str:
                  '(rubber stamp).</p>')
   parts.append(_charts(models))
   parts.append('<h2>Overall</h2>' + _overall(models))
-  checks: List[Dict[str, Any]] = record.get('checks', [])
+  checks = record.get('checks', [])
   if checks:
     parts.append('<h2>Blessing checks</h2>')
     parts.append(page.table(

@@ -1,7 +1,7 @@
 """Pieces of every HTML page we write: one style sheet, numbers for people, tables, a page shell.
 
 Pages are self-contained: no script, no font, no image is fetched; charts are inline SVG
-(``beam_pipelines.ml.charts``). A value that a browser test compares with a JSON artifact carries
+(``beam_pipelines.pages.charts``). A value that a browser test compares with a JSON artifact carries
 ``data-key`` (what it is) beside its text.
 """
 
