@@ -241,7 +241,11 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
   files, typed by ``schema`` (the models' input schema).
   """
   if input_pattern:
+    if schema is None:
+      raise TypeError('build_pipeline() needs the schema that types input_pattern')
     rows = pipeline | 'ReadLabelledCsv' >> ReadLabelledCsv(input_pattern, schema, output)
+  elif features_dir is None:
+    raise TypeError('build_pipeline() needs features_dir or input_pattern')
   else:
     rows = (pipeline
             | 'ReadEvalSplit' >> beam.io.ReadFromParquetBatched(
@@ -280,6 +284,8 @@ def check_input(schema: InputSchema, features_dir: Optional[str],
   if input_pattern:
     csv_io.check_input_columns(csv_io.match_files(input_pattern), schema, require_label=True)
     return
+  if features_dir is None:
+    raise TypeError('check_input() needs features_dir or input_pattern')
   for path, types in tabular.split_column_types(features_dir, artifacts.EVAL).items():
     schema.check_columns(types, f'eval features {path}', require_label=True)
   summary_path = FileSystems.join(features_dir, artifacts.SUMMARY_FILE)

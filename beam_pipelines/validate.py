@@ -248,7 +248,7 @@ def _num_examples(statistics) -> int:
 
 def _present_counts(statistics) -> Dict[str, int]:
   """Feature -> number of examples with a value (from the common statistics)."""
-  counts = {}
+  counts: Dict[str, int] = {}
   for dataset in statistics.datasets:
     for feature in dataset.features:
       stats = feature.num_stats if feature.HasField('num_stats') else feature.string_stats

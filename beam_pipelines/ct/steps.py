@@ -66,7 +66,7 @@ def _schema_key(cache: StepCache, features_key: str, code: str, schema: Optional
 
 def validation_step(features_dir: str, directory: str, schema: Optional[str],
                     previous: Optional[str], beam_args: Sequence[str] = ()) -> Dict[str, Any]:
-  inferring = bool(schema) and not bucket.exists(schema)
+  inferring = schema if schema and not bucket.exists(schema) else None  # validate infers it
   argv = ['--features', features_dir, '--output', directory]
   argv += ['--schema', schema] if schema else []
   argv += ['--previous_statistics', previous] if previous else []
@@ -80,7 +80,7 @@ def validation_step(features_dir: str, directory: str, schema: Optional[str],
           'drift': [d for d in verdict['drift'] if d['exceeded']],
           'statistics': verdict['statistics'][artifacts.TRAIN],
           'report': layout.join(directory, artifacts.REPORT_FILE),
-          'schema_stored': bucket.sha256_of(schema) if inferring else None}
+          'schema_stored': bucket.sha256_of(inferring) if inferring else None}
 
 
 def training_step(definition: PipelineDefinition, features_dir: str, validation_dir: str,

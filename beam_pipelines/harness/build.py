@@ -136,9 +136,11 @@ def run_tests_live(command: List[str], cwd: pathlib.Path, env: Optional[dict] = 
   line = LiveLine(label)
   process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, bufsize=1)
+  stdout = process.stdout
+  assert stdout is not None  # stdout=PIPE
   counts = {'.': 0, 'F': 0, 'E': 0, 's': 0, 'x': 0}
   output, at_line_start = [], True
-  for char in iter(lambda: process.stdout.read(1), ''):
+  for char in iter(lambda: stdout.read(1), ''):
     output.append(char)
     if at_line_start and char in counts:  # progress lines are runs of outcome characters
       counts[char] += 1

@@ -107,7 +107,7 @@ def _nav(names: Sequence[str]) -> str:
 
 
 def _deployments(bucket_url: str) -> str:
-  rows = []
+  rows: List[List[Optional[str]]] = []  # None: an empty cell
   for env in layout.ENVIRONMENTS:
     environment = layout.Env(bucket_url, env)
     try:

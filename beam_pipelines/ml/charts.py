@@ -9,7 +9,7 @@ bucket. Every drawn data mark has ``class="mark"`` and every chart ``class="char
 from __future__ import annotations
 
 import html
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 PALETTE = ('#1f77b4', '#ff7f0e', '#2ca02c', '#9467bd', '#8c564b', '#e377c2')
 Point = Tuple[float, float]
@@ -43,7 +43,7 @@ def _tick_label(value: float) -> str:
   return f'{value:.2f}' if abs(value) < 100 else f'{value:,.0f}'
 
 
-def line_chart(name: str, series: Dict[str, Sequence[Point]], x_label: str, y_label: str,
+def line_chart(name: str, series: Mapping[str, Sequence[Point]], x_label: str, y_label: str,
                x_range: Optional[Tuple[float, float]] = None,
                y_range: Optional[Tuple[float, float]] = None, diagonal: bool = False,
                markers: bool = False, x_names: Optional[Sequence[str]] = None,
