@@ -18,7 +18,7 @@ INSTALL_REQUIRES = [
 ]
 EXTRAS_REQUIRE = {
     'ml': ['tensorflow-data-validation>=1.16,<1.17', 'scikit-learn>=1.3'],
-    'dev': ['pytest', 'invoke', 'build', 'setuptools', 'wheel', 'ruff'],
+    'dev': ['pytest', 'invoke', 'build', 'setuptools', 'wheel', 'ruff', 'mypy'],
 }
 
 setuptools.setup(
@@ -31,7 +31,7 @@ setuptools.setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=setuptools.find_packages(include=['beam_pipelines', 'beam_pipelines.*']),
-    package_data={'beam_pipelines': ['data/*', 'pipelines/*/*']},
+    package_data={'beam_pipelines': ['py.typed', 'data/*', 'pipelines/*/*']},
     include_package_data=False,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -83,7 +83,7 @@ def _say(line: str) -> None:
 def build(c, checks=True):
   """Lint, unit tests, then a reproducible wheel + sdist and the build manifest in dist/.
 
-  :param checks: run ruff and the unit tests first (`--no-checks` only re-packages; CI never skips).
+  :param checks: run ruff, mypy and the unit tests first (`--no-checks` only re-packages; CI never skips).
   """
   with refusals():
     build_step.build(REPO, checks=checks)

@@ -56,7 +56,7 @@ runtime.answer_help_early(__name__, 'evaluate', __doc__, add_evaluate_arguments)
 import json
 import logging
 import math
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union, cast
 
 import apache_beam as beam
 import numpy as np
@@ -188,7 +188,8 @@ def write_outputs(document: Dict[str, Any], rule: blessing.BlessingRule,
   bucket.write_bytes(join(output, artifacts.METRICS_FILE),
                         (json.dumps(document, indent=2, sort_keys=True) + '\n').encode())
   bucket.write_bytes(join(output, artifacts.REPORT_FILE),
-                        report.render(document, record).encode('utf-8'))
+                        report.render(cast(artifacts.MetricsDocument, document),
+                                     cast(artifacts.BlessingDocument, record)).encode('utf-8'))
   bucket.write_bytes(join(output, artifacts.BLESSING_FILE),
                         (json.dumps(record, indent=2, sort_keys=True) + '\n').encode())
   stale = join(output, artifacts.NOT_BLESSED if result.blessed else artifacts.BLESSED)
@@ -249,7 +250,11 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
   files, typed by ``schema`` (the models' input schema).
   """
   if input_pattern:
+    if schema is None:
+      raise TypeError('build_pipeline() needs the schema that types input_pattern')
     rows = pipeline | 'ReadLabelledCsv' >> ReadLabelledCsv(input_pattern, schema, output)
+  elif features_dir is None:
+    raise TypeError('build_pipeline() needs features_dir or input_pattern')
   else:
     rows = (pipeline
             | 'ReadEvalSplit' >> beam.io.ReadFromParquetBatched(
@@ -288,6 +293,8 @@ def check_input(schema: InputSchema, features_dir: Optional[str],
   if input_pattern:
     csv_io.check_input_columns(csv_io.match_files(input_pattern), schema, require_label=True)
     return
+  if features_dir is None:
+    raise TypeError('check_input() needs features_dir or input_pattern')
   for path, types in tabular.split_column_types(features_dir, artifacts.EVAL).items():
     schema.check_columns(types, f'eval features {path}', require_label=True)
   summary_path = FileSystems.join(features_dir, artifacts.SUMMARY_FILE)
@@ -309,7 +316,11 @@ def evaluate(model: ModelRef, output: str, features: Optional[str] = None,
   Raises ``EvaluationError``, ``ModelIntegrityError``, ``InputSchemaError`` or
   ``ReconciliationError`` (rows read != scored + dead-lettered).
   """
-  if bool(features) == bool(input_pattern):
+  if input_pattern and not features:
+    source = input_pattern
+  elif features and not input_pattern:
+    source = artifacts.split_pattern(features, artifacts.EVAL)
+  else:
     raise EvaluationError('give one of --features DIR (its eval split) or --input CSV_GLOB '
                           '(every row)')
   rule = rule or blessing.BlessingRule.load()
@@ -321,7 +332,6 @@ def evaluate(model: ModelRef, output: str, features: Optional[str] = None,
     models[BASELINE] = describe_model(baseline.directory, baseline.sha256)
     schema = schema.merge(model_io.read_input_schema(baseline.directory), (CANDIDATE, BASELINE))
   label = schema.label
-  source = input_pattern or artifacts.split_pattern(features, artifacts.EVAL)
   check_input(schema, features, input_pattern)
   categorical = [c for name in models for c in models[name]['categorical']]
   slice_feature = slice_feature or next(iter(categorical), None)

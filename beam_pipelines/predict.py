@@ -91,7 +91,7 @@ def frame_keys(frame: pd.DataFrame, key_column: Optional[str]) -> List[str]:
 
 def to_prediction(keyed: Tuple[str, inference_base.PredictionResult]) -> Dict[str, Any]:
   key, result = keyed
-  probability = float(result.inference)
+  probability = float(result.inference)  # type: ignore[arg-type]  # Beam types it as an unbound TypeVar
   return {'key': key, 'probability': probability,
           'prediction': int(probability >= DECISION_THRESHOLD)}
 

@@ -183,9 +183,10 @@ def pipeline_arguments(pipeline: str, argv, add_arguments: Callable[[argparse.Ar
 
 def _beam_option_parser() -> argparse.ArgumentParser:
   """One parser holding every Beam pipeline option (each PipelineOptions subclass's flags)."""
-  from apache_beam.options.pipeline_options import PipelineOptions
+  from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-  parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  # Beam's own parser class (value-provider flags); a malformed value raises ArgumentError
+  parser = _BeamArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
   seen, pending = set(), list(PipelineOptions.__subclasses__())
   while pending:
     cls = pending.pop()
@@ -208,8 +209,10 @@ def reject_unknown_flags(parser: argparse.ArgumentParser, beam_args: Sequence[st
   """Exit status 2 (argparse's usage error) when a flag is neither the pipeline's nor Beam's,
   naming the closest known flag; Beam's own options pass through untouched."""
   beam = _beam_option_parser()
-  beam.error = lambda message: None  # only the unknown list is wanted here
-  _, unknown = beam.parse_known_args(list(beam_args))
+  try:
+    _, unknown = beam.parse_known_args(list(beam_args))
+  except argparse.ArgumentError as error:  # a Beam option without its value, or a bad one
+    parser.error(f'{error} (see --help)')
   for token in unknown:
     if not token.startswith('-'):
       continue

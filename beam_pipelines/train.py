@@ -196,7 +196,7 @@ def train(features_dir: str, spec: spec_lib.DatasetSpec, output: str,
           'positives': positives, 'shards': split.shards, 'fingerprint': split.fingerprint}
   metadata = model_io.save_model(
       model, output, numeric=spec.numeric, categorical=spec.categorical, label=spec.label,
-      spec_fingerprint=spec.fingerprint(), data=data, hyperparameters=params,
+      spec_fingerprint=spec.fingerprint(), data=data, hyperparameters=dict(params),
       extra={'spec': spec.to_dict(), 'training': {
           'seconds': round(seconds, 3), 'train_accuracy': train_accuracy,
           'iterations': iterations}})
@@ -225,7 +225,7 @@ def describe_parameters(params: Mapping[str, ParamValue]) -> str:
 class _RefusingParser(argparse.ArgumentParser):
   """argparse whose errors are refusals (a bad ``train`` mapping of a pipeline definition)."""
 
-  def error(self, message: str):  # type: ignore[override]
+  def error(self, message: str):
     raise TrainingRefused(f'training parameters: {message}')
 
 

@@ -57,7 +57,7 @@ import contextlib
 import io
 import logging
 import math
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union, cast
 
 import apache_beam as beam
 import numpy as np
@@ -250,7 +250,7 @@ def _num_examples(statistics) -> int:
 
 def _present_counts(statistics) -> Dict[str, int]:
   """Feature -> number of examples with a value (from the common statistics)."""
-  counts = {}
+  counts: Dict[str, int] = {}
   for dataset in statistics.datasets:
     for feature in dataset.features:
       stats = feature.num_stats if feature.HasField('num_stats') else feature.string_stats
@@ -384,7 +384,8 @@ def verdict_allows_training(path: str) -> bool:
     raise ValidationError(str(error)) from None
 
 
-def render_report(verdict: Dict[str, Any], statistics: Dict[str, Any], previous=None) -> str:
+def render_report(verdict: artifacts.VerdictDocument, statistics: Dict[str, Any],
+                  previous=None) -> str:
   """A self-contained page (``beam_pipelines.pages.validation``): verdict, anomalies first,
   distances against thresholds, per-feature distribution charts; nothing loaded from a CDN."""
   return validation_report.render(verdict, statistics, previous)
@@ -416,7 +417,7 @@ def validate(features_dir: str, output: str, schema_path: Optional[str] = None,
   if previous_path and not previous_path.endswith(artifacts.STATISTICS_SUFFIX):
     previous_path = statistics_path(previous_path, artifacts.TRAIN)  # a validation directory
   previous = load_statistics(previous_path) if previous_path else None
-  schema_existed = bool(schema_path) and bucket.exists(schema_path)
+  schema_existed = schema_path is not None and bucket.exists(schema_path)
 
   rows = ' + '.join(f'{summary["rows_written"].get(split, 0):,} {split}'
                     for split in artifacts.SPLITS)
@@ -466,7 +467,7 @@ def validate(features_dir: str, output: str, schema_path: Optional[str] = None,
   _write_text(FileSystems.join(output, artifacts.ANOMALIES_FILE),
               text_format.MessageToString(merged))
   _write_text(FileSystems.join(output, artifacts.REPORT_FILE),
-              render_report(verdict, statistics, previous))
+              render_report(cast(artifacts.VerdictDocument, verdict), statistics, previous))
   bucket.write_json(FileSystems.join(output, artifacts.VERDICT_FILE), verdict)
   result = from_json(Verdict, verdict, 'validation verdict')
   _report(result, output)

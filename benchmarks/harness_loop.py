@@ -24,6 +24,7 @@ STEPS = ('build', 'test', 'deploy')
 # Sub-steps worth seeing separately, keyed by the progress line that starts them.
 MARKS = {
     'build: lint (': 'build/lint',
+    'build: type check': 'build/type check',
     'build: unit tests': 'build/unit tests',
     'build: wheel + sdist': 'build/wheel+sdist+manifest',
     'test: uploading': 'test/upload+stage',
@@ -76,7 +77,7 @@ def one_loop(tmp: str, checks: bool) -> dict:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--runs', type=int, default=2, help='loops to time (a fresh bucket each)')
-  parser.add_argument('--no-checks', action='store_true', help='skip lint + unit tests in build')
+  parser.add_argument('--no-checks', action='store_true', help='skip lint, type check + unit tests in build')
   args = parser.parse_args(argv)
   results = []
   for run in range(args.runs):

@@ -72,6 +72,16 @@ class TestUnknownPipelineFlags:
       runtime.reject_unknown_flags(self._parser(), ['--runnr=DirectRunner'])
     assert exit_.value.code == 2 and 'did you mean --runner?' in capsys.readouterr().err
 
+  @pytest.mark.parametrize('args, message', [
+      (['--direct_num_workers', 'two'], "argument --direct_num_workers: invalid int value: 'two'"),
+      (['--runner'], 'argument --runner: expected one argument')])
+  def test_a_beam_option_with_a_bad_value_exits_2_naming_the_value(self, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_:
+      runtime.reject_unknown_flags(self._parser(), args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and 'unknown flag' not in err
+
   def test_beam_options_pass_through(self):
     runtime.reject_unknown_flags(self._parser(), [
         '--runner', 'DirectRunner', '--direct_num_workers', '2', '--direct_running_mode',

@@ -97,7 +97,7 @@ def test_build_a_passes_the_level2_check_with_a_rubber_stamp(scenario):
   ml = passed_record(scenario.bucket, scenario.a['build_id'])['ml']['taxi']
   assert ml['status'] == 'BLESSED' and 'rubber-stamped' in ml['message']
   assert ml['metrics']['auc'] > 0.8 and ml['baseline_metrics'] is None
-  assert 'check ml_model: PASSED' in out(scenario.done['loop_a'])
+  assert 'check ml_model: passed' in out(scenario.done['loop_a'])
 
 
 def test_span_1_makes_v1_production_by_rubber_stamp(scenario):

@@ -18,6 +18,7 @@ from beam_pipelines import features, runtime, validate
 from beam_pipelines.ct import demo
 from beam_pipelines.ct.definition import SCHEMA_FILE, load_definition
 from beam_pipelines.ct.loop import (
+  CHECK_ANOMALOUS,
   ContinuousTraining,
   CtError,
   CtOptions,
@@ -143,9 +144,9 @@ def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
       raise CtError('--check needs --output')
     summary = check_all(args.output, read_baselines(args.baselines), args.cache,
                         [args.pipeline] if args.pipeline else None, args.beam_args)
-    return [SpanOutcome(STOPPED if r['status'] == 'ANOMALOUS' else CHECKED, name,
-                        report=r.get('report'), blessing=r['status'])
-            for name, r in summary['pipelines'].items()]
+    return [SpanOutcome(STOPPED if r.status == CHECK_ANOMALOUS else CHECKED, name,
+                        report=r.report, blessing=r.status)
+            for name, r in summary.pipelines.items()]
   if args.write_schema:
     if not args.span or len(args.span) != 1:
       raise CtError('--write_schema needs one --span')

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import pathlib
 from importlib import resources
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, overload
 
 import yaml
 
@@ -111,7 +111,16 @@ def definition_path(name_or_path: Optional[str] = None) -> str:
   return str(pipelines_root() / ref / DEFINITION_FILE)
 
 
+@overload
+def _beside(path: str, value: str) -> str: ...
+
+
+@overload
+def _beside(path: str, value: Optional[str]) -> Optional[str]: ...
+
+
 def _beside(path: str, value: Optional[str]) -> Optional[str]:
+  """``value`` (a path or URL) resolved against the folder of ``path``; None stays None."""
   if value is None or '://' in value or value.startswith('/'):
     return value
   if '://' in path:

@@ -27,6 +27,7 @@ from beam_pipelines.ct.definition import (
   load_definition,
 )
 from beam_pipelines.ct.outcomes import (
+  CHECK_ANOMALOUS,
   NO_TRIGGER,
   NOT_BLESSED,
   PUSHED,
@@ -35,6 +36,8 @@ from beam_pipelines.ct.outcomes import (
   TRIGGER_DRIFT,
   TRIGGER_FORCE,
   TRIGGER_NEW,
+  CheckSummary,
+  PipelineCheck,
   SpanOutcome,
 )
 from beam_pipelines.ct.paths import (
@@ -304,46 +307,46 @@ class ContinuousTraining:
 
 
 def check(definition: PipelineDefinition, output: str, baseline: Optional[steps.Baseline],
-          cache_dir: Optional[str], beam_args: Sequence[str] = ()) -> Dict[str, Any]:
+          cache_dir: Optional[str], beam_args: Sequence[str] = ()) -> PipelineCheck:
   """The level-2 ML check of one declared pipeline: this build's pipeline on its integration
   data, against a baseline (or none: rubber stamp). Writes ``<output>/ml_check.json``."""
   if not definition.integration_path:
     raise CtError(f'pipeline {definition.name} ({definition.path}) names no "integration" CSV: '
                   f'the level-2 check of `invoke test` needs one')
   entries = lineage.file_entries(span_files(definition.integration_path))
+  data_sha256 = lineage.data_sha256(entries)
   code = lineage.code_identity()
   progress(f'ct check: {definition.name}: {len(entries)} file(s) of '
            f'{definition.integration_path}; baseline '
            f'{baseline.model_dir if baseline else "none (rubber stamp)"}')
   done = steps.run_steps(
-      definition, [definition.integration_path], lineage.data_sha256(entries), code['fingerprint'],
+      definition, [definition.integration_path], data_sha256, code['fingerprint'],
       StepCache(cache_dir or layout.join(output, CACHE)),
       lambda done: progress(
           f'ct check: {definition.name}: step {done.name}: {done.status} -> {done.directory}'),
       baseline=baseline, beam_args=beam_args)
-  result = {'pipeline': definition.name, 'input': definition.integration_path, 'data': entries,
-            'data_sha256': lineage.data_sha256(entries), 'code': code,
-            'parameters': definition.parameters(),
-            'steps': {s.name: {'status': s.status, 'directory': s.directory,
-                               'result': to_json(s.result)} for s in done}}
-  verdict = done.validation.result
   if done.training and done.evaluation:
     evaluation = done.evaluation.result
-    result.update(status=evaluation.status, message=evaluation.message,
-                  metrics=evaluation.metrics, baseline_metrics=evaluation.baseline_metrics,
-                  baseline=evaluation.baseline, model_dir=done.training.directory,
-                  model_sha256=done.training.result.model_sha256)
+    result = PipelineCheck(
+        evaluation.status, evaluation.message, data_sha256, metrics=evaluation.metrics,
+        baseline_metrics=evaluation.baseline_metrics, baseline=evaluation.baseline,
+        model_dir=done.training.directory, model_sha256=done.training.result.model_sha256)
   else:
-    result.update(status='ANOMALOUS', message=verdict.message, report=verdict.report)
-  bucket.write_json(layout.join(output, CHECK_FILE), result)
-  progress(f'ct check: {definition.name}: {result["status"]}: {result["message"]}; '
+    verdict = done.validation.result
+    result = PipelineCheck(CHECK_ANOMALOUS, verdict.message, data_sha256, report=verdict.report)
+  bucket.write_json(layout.join(output, CHECK_FILE), {
+      **to_json(result), 'pipeline': definition.name, 'input': definition.integration_path,
+      'data': entries, 'code': code, 'parameters': definition.parameters(),
+      'steps': {s.name: {'status': s.status, 'directory': s.directory,
+                         'result': to_json(s.result)} for s in done}})
+  progress(f'ct check: {definition.name}: {result.status}: {result.message}; '
            f'{layout.join(output, CHECK_FILE)}')
   return result
 
 
 def check_all(output: str, baselines: Dict[str, steps.Baseline], cache_dir: Optional[str],
               names: Optional[Sequence[str]] = None,
-              beam_args: Sequence[str] = ()) -> Dict[str, Any]:
+              beam_args: Sequence[str] = ()) -> CheckSummary:
   """The level-2 check of every pipeline this build declares (or of ``names``): one
   ``<output>/<pipeline>/ml_check.json`` each and a summary ``<output>/ml_checks.json``."""
   results = {}
@@ -352,8 +355,6 @@ def check_all(output: str, baselines: Dict[str, steps.Baseline], cache_dir: Opti
     results[definition.name] = check(
         definition, layout.join(output, definition.name), baselines.get(definition.name),
         layout.join(cache_dir, definition.name) if cache_dir else None, beam_args)
-  summary = {'pipelines': {n: {k: r.get(k) for k in (
-      'status', 'message', 'metrics', 'baseline_metrics', 'baseline', 'model_dir', 'model_sha256',
-      'data_sha256', 'report')} for n, r in results.items()}}
-  bucket.write_json(layout.join(output, CHECKS_FILE), summary)
+  summary = CheckSummary(results)
+  bucket.write_json(layout.join(output, CHECKS_FILE), to_json(summary))
   return summary

@@ -1,9 +1,16 @@
-"""What a continuous-training run did with one span: the record ``ct`` returns and prints."""
+"""What continuous training did: the record ``ct`` returns and prints for each span, and the
+level-2 check of ``invoke test`` (``ml_checks.json``, read by the harness's ``ml_model`` check).
+
+Nothing here imports Beam: the harness reads these records without loading the pipelines."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Dict, Optional
+
+from beam_pipelines.ml.results import Number
+from beam_pipelines.store import bucket
+from beam_pipelines.store.typed_json import from_json
 
 TRIGGER_NEW, TRIGGER_DRIFT, TRIGGER_FORCE = 'new_span', 'drift', 'force'
 PUSHED, REGISTERED, NOT_BLESSED, STOPPED, NO_TRIGGER = (
@@ -27,3 +34,33 @@ class SpanOutcome:
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
+
+
+CHECK_ANOMALOUS = 'ANOMALOUS'  # a check whose integration data stopped at validation
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineCheck:
+  """The level-2 check of one pipeline: its model BLESSED or NOT_BLESSED against the baseline,
+  or ANOMALOUS when its integration data stopped at validation (one entry of ``ml_checks.json``;
+  ``ml_check.json`` beside it adds the data, code, parameters and steps)."""
+  status: str  # artifacts.BLESSED | artifacts.NOT_BLESSED | CHECK_ANOMALOUS
+  message: str
+  data_sha256: str
+  metrics: Optional[Dict[str, Number]] = None
+  baseline_metrics: Optional[Dict[str, Number]] = None
+  baseline: Optional[str] = None
+  model_dir: Optional[str] = None
+  model_sha256: Optional[str] = None
+  report: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckSummary:
+  """``ml_checks.json``: the level-2 check of every pipeline a build declares."""
+  pipelines: Dict[str, PipelineCheck]
+
+
+def read_checks(path: str) -> CheckSummary:
+  """The one reader of ``ml_checks.json``."""
+  return from_json(CheckSummary, bucket.read_json(path, 'ML check results'), path)

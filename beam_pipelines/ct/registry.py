@@ -132,10 +132,10 @@ class Registry:
     if ref not in ALIASES:
       raise RegistryError(f'unknown model reference {ref!r}: use a version number or one of '
                           f'{", ".join(ALIASES)}')
-    number = self.aliases().get(ref)
-    if number is None:
+    aliased = self.aliases().get(ref)
+    if aliased is None:
       raise RegistryError(f'no model is {ref!r} yet in {self.root}: run `invoke ct` first')
-    return number
+    return aliased
 
   def history(self) -> List[Dict[str, Any]]:
     """Alias moves, oldest first."""
@@ -292,8 +292,8 @@ def model_status(reg: Registry) -> str:
     aliases = reg.aliases()
     if not aliases:
       return f'model registry: no production model ({reg.root})'
-    production = reg.record(aliases[PRODUCTION]) if PRODUCTION in aliases else None
-    auc = (production or {}).get('metrics', {}).get('auc')
+    production = reg.record(aliases[PRODUCTION]) if PRODUCTION in aliases else {}
+    auc = production.get('metrics', {}).get('auc')
     override = (bucket.read_json(reg._aliases_path, 'registry aliases').get('event') or {}).get(
         BLESSING_OVERRIDE)
     return (f'model registry: production v{aliases.get(PRODUCTION)}'

@@ -1,6 +1,6 @@
-"""``invoke build``: lint and unit-test gates, a reproducible wheel + sdist, and the build manifest.
+"""``invoke build``: lint, type and unit-test gates, a reproducible wheel + sdist, and the build manifest.
 
-The gates (ruff, unit tests) run in the checkout, as Maven's do. The wheel is built from a snapshot
+The gates (ruff, mypy, unit tests) run in the checkout, as Maven's do. The wheel is built from a snapshot
 of the source tree (tracked and untracked-but-not-ignored files, as git sees them) in a temporary
 directory, so no stale ``build/``/``*.egg-info`` output or ignored file leaks into it. Timestamps inside the wheel come
 from the commit (``SOURCE_DATE_EPOCH`` = commit time, as Maven's ``outputTimestamp``), so building
@@ -33,8 +33,10 @@ from beam_pipelines.store.console import LiveLine, progress
 from beam_pipelines.store.identity import git, git_info
 
 UNIT_TEST_MARKERS = 'not integration and not slow'
+# What a passed gate stamp vouches for (part of the fingerprint: a new check invalidates old stamps).
+FINGERPRINTED_CHECKS = ('mypy', 'pytest')
 _NO_GIT_EXCLUDES = {'.git', '.venv', '.venv-airflow', 'dist', 'bucket', 'outputs', '.harness-cache', '__pycache__',
-                    '.setuptools-build', '.pytest_cache', '.ruff_cache', '.benchmarks'}
+                    '.setuptools-build', '.pytest_cache', '.ruff_cache', '.mypy_cache', '.benchmarks'}
 
 
 def source_files(repo: pathlib.Path) -> List[str]:
@@ -70,12 +72,13 @@ def _check(command: List[str], cwd: pathlib.Path, what: str, env: Optional[dict]
 
 
 def gate_fingerprint(source: pathlib.Path, paths: List[str]) -> str:
-  """sha256 of everything the unit-test gate's result depends on: every source file (git's view,
-  as the wheel), the interpreter, the installed distributions and the tests selected."""
+  """sha256 of everything the type check's and the unit tests' results depend on: every source
+  file (git's view, as the wheel; pyproject.toml holds mypy's config), the interpreter, the
+  installed distributions (mypy and the typed libraries among them) and the tests selected."""
   digest = hashlib.sha256()
   installed = sorted(f'{d.metadata["Name"]}=={d.version}'
                      for d in importlib.metadata.distributions())
-  for part in (UNIT_TEST_MARKERS, *paths, sys.version, *installed):
+  for part in (*FINGERPRINTED_CHECKS, UNIT_TEST_MARKERS, *paths, sys.version, *installed):
     digest.update(part.encode() + b'\0')
   for name in source_files(source):
     digest.update(name.encode() + b'\0' + sha256_bytes((source / name).read_bytes()).encode())
@@ -97,13 +100,24 @@ def parallel_arguments() -> List[str]:
   return ['-n', str(workers)]
 
 
+def type_check(source: pathlib.Path) -> None:
+  """mypy with ``source``'s pyproject.toml config; a HarnessError with mypy's lines on any error.
+
+  mypy's incremental cache (``.mypy_cache``, ignored by git) makes a re-check of a barely changed
+  tree take about a second."""
+  _check([sys.executable, '-m', 'mypy', '--config-file', 'pyproject.toml'], source, 'type check',
+         dict(os.environ, PYTHONPATH=str(source)))
+
+
 def run_gates(source: pathlib.Path) -> None:
-  """Lint (ruff) then unit tests (pytest -m 'not integration and not slow') in ``source``.
+  """Lint (ruff), then type check (mypy), then unit tests (pytest -m 'not integration and not
+  slow') in ``source``.
 
   $BEAM_PIPELINES_UNIT_TESTS narrows the unit tests to some paths (the harness's own integration
   tests use it so as not to re-run the whole suite they are part of); unset, all tests run.
   The unit tests run on every core (pytest-xdist). A tree whose exact content already passed
-  them, with the same interpreter and packages (``gate_fingerprint``), is not tested again.
+  the type check and them, with the same interpreter and packages (``gate_fingerprint``), is not
+  checked again.
   """
   env = dict(os.environ, PYTHONPATH=str(source))
   progress('build: lint (ruff check)')
@@ -112,9 +126,11 @@ def run_gates(source: pathlib.Path) -> None:
   fingerprint = gate_fingerprint(source, paths)
   stamp = gate_stamp(source, fingerprint)
   if stamp.exists():
-    progress(f'build: unit tests passed on this exact tree before (fingerprint '
+    progress(f'build: type check and unit tests passed on this exact tree before (fingerprint '
              f'{fingerprint[:12]}, {stamp.read_text().strip()}): not run again')
     return
+  progress('build: type check (mypy)')
+  type_check(source)
   parallel = parallel_arguments()
   progress(f'build: unit tests (pytest -m "{UNIT_TEST_MARKERS}"{" " if paths else ""}'
            f'{" ".join(paths)}{" " + " ".join(parallel) if parallel else ""})')
@@ -136,9 +152,11 @@ def run_tests_live(command: List[str], cwd: pathlib.Path, env: Optional[dict] = 
   line = LiveLine(label)
   process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, bufsize=1)
+  stdout = process.stdout
+  assert stdout is not None  # stdout=PIPE
   counts = {'.': 0, 'F': 0, 'E': 0, 's': 0, 'x': 0}
   output, at_line_start = [], True
-  for char in iter(lambda: process.stdout.read(1), ''):
+  for char in iter(lambda: stdout.read(1), ''):
     output.append(char)
     if at_line_start and char in counts:  # progress lines are runs of outcome characters
       counts[char] += 1
@@ -214,7 +232,7 @@ def build(repo: pathlib.Path, checks: bool = True) -> records.Manifest:
   if checks:
     run_gates(repo)
   else:
-    progress('build: lint and unit tests SKIPPED (--no-checks)')
+    progress('build: lint, type check and unit tests SKIPPED (--no-checks)')
   with tempfile.TemporaryDirectory(prefix='beam-pipelines-build-') as tmp:
     source = pathlib.Path(tmp) / 'src'
     snapshot(repo, source)

@@ -65,16 +65,21 @@ def set_approval(bucket_url: str, required: bool) -> None:
   bucket.write_json(prod.settings, settings)
 
 
-def load_verified_build(env: layout.Env, build_id: str, passed: TestReport) -> records.Manifest:
-  """The manifest of ``build_id`` in ``env``, after checking every file's bytes against it and
-  its own bytes against the sha256 the "test passed" record names."""
+def pinned_manifest_sha256(build_id: str, passed: TestReport) -> str:
+  """The sha256 of the build's manifest that its "test passed" record names; refuses without one."""
   if not passed.manifest_sha256:
     raise HarnessError(f'the test-passed record of {build_id} does not name its manifest\'s '
                        f'sha256 (written before manifests were pinned): run `invoke test` on '
                        f'that build again. Nothing was changed.')
+  return passed.manifest_sha256
+
+
+def load_verified_build(env: layout.Env, build_id: str, passed: TestReport) -> records.Manifest:
+  """The manifest of ``build_id`` in ``env``, after checking every file's bytes against it and
+  its own bytes against the sha256 the "test passed" record names."""
   manifest = records.read_manifest(env.manifest(build_id),
                                    f'manifest of build {build_id} in {env.name}',
-                                   passed.manifest_sha256)
+                                   pinned_manifest_sha256(build_id, passed))
   if manifest.build_id != build_id:
     raise HarnessError(f'manifest {env.manifest(build_id)} names build '
                        f'{manifest.build_id!r}, not {build_id}. Refusing.')
@@ -176,7 +181,7 @@ def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: b
       if name == manifest.wheel:
         crash_point('copied-wheel')
     bucket.copy_verified(test.manifest(build_id), prod.manifest(build_id),
-                         passed.manifest_sha256, 'manifest')
+                         pinned_manifest_sha256(build_id, passed), 'manifest')
     crash_point('copied-artifacts')
   else:
     manifest = load_verified_build(prod, build_id, passed)

@@ -142,6 +142,7 @@ def launch(site: pathlib.Path, module: str, args: List[str],
     with subprocess.Popen([sys.executable, '-c', LAUNCHER, str(site), module, *args], cwd=cwd,
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as child:
+      assert child.stdout is not None  # stdout=PIPE
       for line in child.stdout:  # progress lines are relayed as they come, not at the end
         line = line.rstrip('\n')
         output.append(line)

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from beam_pipelines.ct import lineage, registry
 from beam_pipelines.ct.definition import declared_pipelines, load_definition
+from beam_pipelines.ct.outcomes import read_checks
 from beam_pipelines.ct.paths import model_registry
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.results import CheckResult, TestReport, read_passed
@@ -25,6 +26,7 @@ from beam_pipelines.ml.artifacts import BLESSED, NOT_BLESSED
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
+from beam_pipelines.store.typed_json import to_json
 
 ML_CHECK = 'ml_model'
 VAR_CACHE = 'ml_cache_location'
@@ -92,24 +94,27 @@ def ml_model(params: Dict[str, str]) -> CheckResult:
   """Passes when every pipeline's candidate model was evaluated (BLESSED or NOT_BLESSED: deploy
   decides); fails when one could not be (e.g. its integration data is anomalous)."""
   try:
-    summary = bucket.read_json(params['result'], 'ML check results')
+    summary = read_checks(params['result'])
   except Refusal as error:
     return CheckResult(ML_CHECK, False, str(error), {})
   try:
     baselines = bucket.read_json(params['baselines'], 'ML check baselines')
   except (Refusal, KeyError):
     baselines = {}
-  details = {name: dict({k: result.get(k) for k in _DETAILS}, baseline_source=(
-      (baselines.get(name) or {}).get('source') or 'none: no production model yet (rubber stamp)'))
-             for name, result in sorted((summary.get('pipelines') or {}).items())}
+  details = {name: dict({k: v for k, v in to_json(result).items() if k in _DETAILS},
+                        baseline_source=((baselines.get(name) or {}).get('source')
+                                         or 'none: no production model yet (rubber stamp)'))
+             for name, result in sorted(summary.pipelines.items())}
   if not details:
     return CheckResult(ML_CHECK, False, 'no pipeline was checked', {})
-  failed = [f'{name}: no model was evaluated: {summary["pipelines"][name].get("message")}'
+  failed = [f'{name}: no model was evaluated: {summary.pipelines[name].message}'
             for name, d in details.items() if d['status'] not in (BLESSED, NOT_BLESSED)]
   if failed:
     return CheckResult(ML_CHECK, False, '; '.join(failed), details)
   return CheckResult(ML_CHECK, True, '; '.join(
-      f'{name}: model {d["status"]} against {d["baseline_source"]}: {d["message"]}'
+      f'{name}: model evaluated against {d["baseline_source"]}: {d["message"]}'
+      + (' (deploy refuses this build unless --override-blessing gives a reason)'
+         if d['status'] == NOT_BLESSED else '')
       for name, d in details.items()), details)
 
 

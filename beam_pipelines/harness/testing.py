@@ -18,6 +18,7 @@ from beam_pipelines.harness import results as results_io
 from beam_pipelines.harness.build import load_local_manifest
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.results import TestReport
+from beam_pipelines.ml.artifacts import NOT_BLESSED
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.identity import actor
@@ -65,7 +66,7 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   for definition, launched in zip(definitions, launches):
     origins[definition.name] = launched.result().origin  # a failed one raises here, in order
     for result in checks.run_checks(definition, variables.values):
-      progress(f'test: check {result.check}: {"PASSED" if result.passed else "FAILED"}: '
+      progress(f'test: check {result.check}: {"passed" if result.passed else "FAILED"}: '
                f'{result.message}')
       results.append({'workflow': definition.name, **result.to_dict()})
   report = results_io.record_results(
@@ -75,5 +76,12 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   if not report.passed:
     raise HarnessError(f'test FAILED for build {build_id}: {"; ".join(report.failures())}. '
                        f'Report: {env.report(build_id)}. No "test passed" record stands.')
-  progress(f'test: PASSED: build {build_id}; record {env.passed(build_id)}')
+  unblessed = sorted(name for name, ml in report.ml_by_pipeline.items()
+                     if ml.get('status') == NOT_BLESSED)
+  if unblessed:
+    progress(f'test: PASSED, but model(s) of {", ".join(unblessed)} NOT_BLESSED: deploy refuses '
+             f'build {build_id} unless --override-blessing gives a reason; record '
+             f'{env.passed(build_id)}')
+  else:
+    progress(f'test: PASSED: build {build_id}; record {env.passed(build_id)}')
   return report

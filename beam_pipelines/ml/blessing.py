@@ -268,7 +268,7 @@ def bless(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
   """Judges a candidate's metrics (and a baseline's, or None for a first model) by the thresholds;
   with ``registered`` (production's metrics as registered), also by ``registered_thresholds``."""
   checks: List[Check] = []
-  for metric, threshold in sorted((registered_thresholds or {}).items()):
+  for metric, change in sorted((registered_thresholds or {}).items()):
     if registered is None:
       break
     value, base = _present(candidate, metric), _present(registered, metric)
@@ -276,28 +276,28 @@ def bless(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
       checks.append(Check(metric, REGISTERED, False, f'{metric}: metric not found for the '
                           f'{"candidate" if value is None else "registered production model"}'))
       continue
-    check = check_change(metric, value, base, threshold)
+    check = check_change(metric, value, base, change)
     checks.append(dataclasses.replace(
         check, kind=REGISTERED,
         message=check.message.replace('vs baseline', "vs production's registered")))
   for metric in sorted(thresholds):
-    threshold = thresholds[metric]
+    bounds = thresholds[metric]
     value = _present(candidate, metric)
     if value is None:
-      kinds = [k for k, t in ((VALUE, threshold.value), (CHANGE, threshold.change))
+      kinds = [k for k, t in ((VALUE, bounds.value), (CHANGE, bounds.change))
                if t and (k == VALUE or baseline is not None)]
       for kind in kinds:
         checks.append(Check(metric, kind, False, f'{metric}: metric not found for the candidate'))
       continue
-    if threshold.value is not None:
-      checks.append(check_value(metric, value, threshold.value))
-    if threshold.change is not None and baseline is not None:
+    if bounds.value is not None:
+      checks.append(check_value(metric, value, bounds.value))
+    if bounds.change is not None and baseline is not None:
       base = _present(baseline, metric)
       if base is None:
         checks.append(Check(metric, CHANGE, False, f'{metric}: metric not found for the baseline',
                             candidate=value))
       else:
-        checks.append(check_change(metric, value, base, threshold.change))
+        checks.append(check_change(metric, value, base, bounds.change))
   failed = [c for c in checks if not c.passed]
   rubber_stamped = baseline is None
   if failed:

@@ -26,7 +26,7 @@ import io
 import json
 import re
 import sys
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 import numpy as np
@@ -118,7 +118,7 @@ def check_input_columns(files: Sequence[str], schema: InputSchema,
 class _LineTap:
   """Iterates physical lines for ``csv.reader`` and keeps the ones its last record consumed."""
 
-  def __init__(self, lines: Iterable[str]):
+  def __init__(self, lines: Iterable[Union[str, OversizedLine]]):
     self._lines = iter(lines)
     self.count = 0
     self._taken: List[str] = []
@@ -140,8 +140,10 @@ class _LineTap:
     return raw.rstrip('\r\n')
 
 
-def iter_records(text: Iterable[str]) -> Iterator[Tuple[int, str, Optional[List[str]], Optional[str]]]:
-  """(first line number, raw text, fields, syntax error) per CSV record; blank lines skipped."""
+def iter_records(text: Iterable[Union[str, OversizedLine]]
+                 ) -> Iterator[Tuple[int, str, Optional[List[str]], Optional[str]]]:
+  """(first line number, raw text, fields, syntax error) per CSV record; blank lines skipped.
+  Fields are None exactly when there is an error (an ``OversizedLine`` is one)."""
   tap = _LineTap(text)
   reader = csv.reader(tap, strict=True)
   while True:
@@ -297,6 +299,7 @@ class ParseCsvFileFn(beam.DoFn):
             continue
         records += 1
         if error is None:
+          assert fields is not None  # iter_records: fields are None only with an error
           try:
             values = parser.parse(fields, check_utf8=_UNDECODABLE.search(raw) is not None)
             yield from self.emit(values, fields)
@@ -383,14 +386,14 @@ class ParseCsvBatchesFn(ParseCsvFileFn):
               column_types={c: pa.string() for c in header}, strings_can_be_null=False,
               include_columns=[c for c, i, _ in parser.plan if i is not None]))
       cells = np.empty((table.num_rows, len(parser.plan)), dtype=object)
-      typing = [(parser.numeric, _numbers_of),
-                (parser.strings, lambda column: _strings(column.to_numpy())),
-                (parser.keys, lambda column: _keys(column.to_numpy())),
-                (parser.labels, lambda column: [parser._label(n, t)
-                                                for t in column.to_numpy().tolist()])]
+      typing = [(parser.numeric, lambda column, _: _numbers_of(column)),
+                (parser.strings, lambda column, _: _strings(column.to_numpy())),
+                (parser.keys, lambda column, _: _keys(column.to_numpy())),
+                (parser.labels, lambda column, name: [parser._label(name, t)
+                                                      for t in column.to_numpy().tolist()])]
       for columns, to_values in typing:
-        for position, index, n in columns:
-          values = to_values(table.column(header[index]))
+        for position, index, name in columns:
+          values = to_values(table.column(header[index]), name)
           if values is None:
             return None
           column = np.empty(len(values), dtype=object)
@@ -443,8 +446,8 @@ def _strings(texts: np.ndarray) -> List[Optional[str]]:
 
 
 def _keys(texts: np.ndarray) -> Optional[List[str]]:
-  texts = texts.tolist()
-  return None if any(not text or text.isspace() for text in texts) else texts
+  keys = texts.tolist()
+  return None if any(not key or key.isspace() for key in keys) else keys
 
 
 def count_rows(elements) -> int:

@@ -149,10 +149,10 @@ def _compare_buckets(a: List[Bucket], b: List[Bucket]) -> Comparison:
   low, high = min(lows), max(highs)
   width = (high - low) / NUMERIC_BINS or 1.0
   edges = [low + width * i for i in range(NUMERIC_BINS + 1)]
-  share_a, share_b = _shares(_rebin(a, edges)), _shares(_rebin(b, edges))
+  bins_a, bins_b = _shares(_rebin(a, edges)), _shares(_rebin(b, edges))
   labels = [f'{edges[i]:.3g}' for i in range(NUMERIC_BINS)]
-  return {'labels': labels, 'a': share_a, 'b': share_b, 'measure': JSD,
-          'distance': _jsd(share_a, share_b)}
+  return {'labels': labels, 'a': bins_a, 'b': bins_b, 'measure': JSD,
+          'distance': _jsd(bins_a, bins_b)}
 
 
 def _measured(verdict: VerdictDocument) -> Tuple[Tuple[str, List[Distance]], ...]:

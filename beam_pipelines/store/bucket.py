@@ -361,12 +361,12 @@ def remove_stale_temps(prefix: str, step: str) -> List[str]:
 def _gcs_blob(path: str):
   """The google-cloud-storage blob of a gs:// path (anonymous without credentials)."""
   from google.auth.exceptions import DefaultCredentialsError
-  from google.cloud import storage
+  from google.cloud.storage import Client
   bucket_name, _, name = path[len('gs://'):].partition('/')
   try:
-    client = storage.Client()
+    client = Client()
   except DefaultCredentialsError:
-    client = storage.Client.create_anonymous_client()
+    client = Client.create_anonymous_client()
   return client.bucket(bucket_name).blob(name)
 
 

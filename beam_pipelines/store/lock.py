@@ -21,11 +21,14 @@ import json
 import os
 import socket
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import LockedError, StorageError
+
+if TYPE_CHECKING:
+  from typing import TypeGuard  # Python 3.10+; only for the type checker (3.9 is supported)
 
 
 def process_start_time(pid: int) -> Optional[str]:
@@ -41,13 +44,14 @@ def process_start_time(pid: int) -> Optional[str]:
 MAX_PID = 1 << 22  # Linux's pid_max ceiling: a lock naming a pid outside 1..MAX_PID is garbled
 
 
-def checkable_pid(pid) -> bool:
+def checkable_pid(pid: object) -> TypeGuard[int]:
   """True for a pid that can name a process (not a bool, not <= 0: kill(0 or -1) is a group)."""
   return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid <= MAX_PID
 
 
-def process_alive(pid: int, start_time: Optional[str]) -> bool:
-  """True if ``pid`` runs on this host and (when known) is the same process that took the lock."""
+def process_alive(pid: object, start_time: Optional[str]) -> bool:
+  """True if ``pid`` (any value read from a lock) runs on this host and (when known) is the same
+  process that took the lock."""
   if not checkable_pid(pid):
     return False
   try:

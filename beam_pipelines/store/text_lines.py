@@ -13,7 +13,7 @@ import codecs
 import dataclasses
 import os
 import re
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence, Set, Union
 
 from beam_pipelines.store.errors import NoInputError
 
@@ -32,7 +32,7 @@ def match_files(file_pattern: Patterns) -> List[str]:
   """Paths matching a pattern or patterns (local or any Beam filesystem), sorted, each once;
   raises naming the first pattern that matches nothing."""
   from apache_beam.io.filesystems import FileSystems  # imports apache_beam (~2 s): only when used
-  paths = set()
+  paths: Set[str] = set()
   for pattern in patterns_of(file_pattern):
     metadata = FileSystems.match([pattern])[0].metadata_list
     if not metadata:

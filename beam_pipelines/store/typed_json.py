@@ -62,7 +62,7 @@ def _convert(kind: Any, data: Any, where: str) -> Any:
       except RecordError as error:
         errors.append(str(error))
     raise RecordError(errors[0] if len(errors) == 1 else f'{where}: {data!r} fits none of {kind}')
-  if dataclasses.is_dataclass(kind):
+  if isinstance(kind, type) and dataclasses.is_dataclass(kind):
     if not isinstance(data, Mapping):
       raise RecordError(f'{where}: expected an object, got {type(data).__name__}')
     hints, values = _hints(kind), {}
@@ -70,7 +70,7 @@ def _convert(kind: Any, data: Any, where: str) -> Any:
       if field.name in data:
         values[field.name] = _convert(hints[field.name], data[field.name], f'{where}.{field.name}')
       elif (field.default is dataclasses.MISSING
-            and field.default_factory is dataclasses.MISSING):  # type: ignore[misc]
+            and field.default_factory is dataclasses.MISSING):
         raise RecordError(f'{where}: field {field.name!r} is missing')
     return kind(**values)
   if origin is tuple:

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 def test_first_loop_deploys_build_a_and_says_where_everything_is(loop):
   assert loop.a != loop.b
   out = loop.first.stdout + loop.first.stderr
-  for step in ('build: lint (ruff check)', 'build: unit tests', 'test: PASSED', 'deploy: promoting'):
+  for step in ('build: lint (ruff check)', 'build: type check (mypy)', 'build: unit tests',
+               'test: PASSED', 'deploy: promoting'):
     assert step in out
   assert f'deployed: prod: build {loop.a}' in out
   assert f'{loop.bucket}/prod/variables.json' in out
