@@ -80,7 +80,7 @@ class ExtractFeaturesFn(csv_io.ParseCsvFileFn):
     self.batch_size = batch_size
     self.key_index = spec.columns.index(spec.key) if spec.key else None
 
-  def setup(self):
+  def setup(self) -> None:
     self.schema = feature_schema(self.spec)
     self.buffers: Dict[str, List[Tuple[Any, ...]]] = {s: [] for s in artifacts.SPLITS}
 

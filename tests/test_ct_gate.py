@@ -66,13 +66,17 @@ def _summary(tmp_path, pipelines, baselines=None):
 
 def test_the_ml_check_passes_evaluated_models_and_keeps_each_pipelines_metrics(tmp_path):
   params = _summary(tmp_path, {
-      'taxi': {'status': 'NOT_BLESSED', 'message': 'auc worse', 'metrics': {'auc': 0.8}},
-      'churn': {'status': 'BLESSED', 'message': 'rubber stamp', 'metrics': {'auc': 0.7}}},
+      'taxi': {'status': 'NOT_BLESSED', 'message': 'NOT_BLESSED: auc worse', 'metrics': {'auc': 0.8},
+               'data_sha256': 'd1'},
+      'churn': {'status': 'BLESSED', 'message': 'BLESSED: rubber stamp', 'metrics': {'auc': 0.7},
+                'data_sha256': 'd2'}},
       {'taxi': {'model_dir': '/m', 'model_sha256': 'abc', 'source': 'prod build X'}, 'churn': None})
   result = gate.ml_model(params)
   assert result.passed
-  assert 'taxi: model NOT_BLESSED against prod build X' in result.message
-  assert 'churn: model BLESSED against none: no production model yet' in result.message
+  assert ('taxi: model evaluated against prod build X: NOT_BLESSED: auc worse (deploy refuses '
+          'this build unless --override-blessing gives a reason)') in result.message
+  assert ('churn: model evaluated against none: no production model yet (rubber stamp): '
+          'BLESSED: rubber stamp;') in result.message + ';'
   assert result.details['taxi']['metrics'] == {'auc': 0.8}
   assert gate.report_section([{'check': gate.ML_CHECK, 'details': result.details}]) == result.details
 
@@ -80,6 +84,6 @@ def test_the_ml_check_passes_evaluated_models_and_keeps_each_pipelines_metrics(t
 def test_the_ml_check_fails_when_a_pipeline_has_no_evaluated_model(tmp_path):
   assert not gate.ml_model({'result': str(tmp_path / 'absent.json')}).passed
   result = gate.ml_model(_summary(tmp_path, {
-      'taxi': {'status': 'BLESSED', 'message': 'ok'},
-      'churn': {'status': 'ANOMALOUS', 'message': 'company missing'}}))
+      'taxi': {'status': 'BLESSED', 'message': 'ok', 'data_sha256': 'd1'},
+      'churn': {'status': 'ANOMALOUS', 'message': 'company missing', 'data_sha256': 'd2'}}))
   assert not result.passed and 'churn: no model was evaluated: company missing' in result.message
