@@ -56,7 +56,7 @@ runtime.answer_help_early(__name__, 'evaluate', __doc__, add_evaluate_arguments)
 import json
 import logging
 import math
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union, cast
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, TypedDict, Union, cast
 
 import apache_beam as beam
 import numpy as np
@@ -77,12 +77,13 @@ from beam_pipelines.ml import (
   tabular,
 )
 from beam_pipelines.ml.input_schema import InputSchema
-from beam_pipelines.ml.metrics import CURVES, BinaryMetricsCombineFn
+from beam_pipelines.ml.metrics import BinaryMetricsCombineFn, MetricsAndCurves
 from beam_pipelines.ml.results import (
   DRY_RUN,
   DryRun,
   Evaluation,
   ModelRef,
+  Number,
   ReconciliationError,
 )
 from beam_pipelines.pages import evaluation as report
@@ -153,43 +154,55 @@ class LabelledFrames(beam.DoFn):
       yield labelled.to_pandas()
 
 
-def _clean(metrics: Dict[str, Any]) -> Dict[str, Any]:
+def metric_map(metrics: artifacts.SliceMetrics) -> Dict[str, Number]:
+  """A slice's metrics as a plain map of numbers (what the blessing and the registry record)."""
+  return {name: value for name, value in metrics.items()
+          if value is None or isinstance(value, (int, float))}
+
+
+def _number(value: float) -> Optional[float]:
+  return None if math.isnan(value) else value
+
+
+def _clean(metrics: MetricsAndCurves) -> artifacts.SliceMetrics:
   """NaN (undefined) metrics become null in JSON, which the blessing treats as missing."""
-  return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+  return artifacts.SliceMetrics(
+      example_count=metrics['example_count'], positive_count=metrics['positive_count'],
+      auc=_number(metrics['auc']), auc_error_bound=_number(metrics['auc_error_bound']),
+      accuracy=_number(metrics['accuracy']), log_loss=_number(metrics['log_loss']))
 
 
-def assemble(slice_metrics: List[Tuple[SliceKey, Dict[str, Any]]],
-             models: Dict[str, Dict[str, Any]], slice_feature: Optional[str]) -> Dict[str, Any]:
+def assemble(slice_metrics: List[Tuple[SliceKey, MetricsAndCurves]],
+             models: Dict[str, ModelDescription],
+             slice_feature: Optional[str]) -> artifacts.MetricsDocument:
   """[(slice key, metrics)] -> the metrics.json document."""
-  document: Dict[str, Any] = {'slice_feature': slice_feature, 'models': {}}
-  for name, info in models.items():
-    document['models'][name] = {**info, 'overall': {}, 'slices': {}}
+  entries = {name: artifacts.ModelMetrics(
+      **info, overall=artifacts.SliceMetrics(), slices={}) for name, info in models.items()}
   for (name, feature, value), metrics in sorted(slice_metrics, key=lambda kv: kv[0]):
-    entry = document['models'][name]
-    curves = metrics.pop(CURVES, None)
+    entry = entries[name]
     if feature == OVERALL:
       entry['overall'] = _clean(metrics)
-      entry[CURVES] = curves  # ROC and calibration points of the report's charts
+      entry['curves'] = metrics['curves']  # ROC and calibration points of the report's charts
     else:
       entry['slices'][value] = _clean(metrics)
-  return document
+  return artifacts.MetricsDocument(slice_feature=slice_feature, models=entries)
 
 
-def write_outputs(document: Dict[str, Any], rule: blessing.BlessingRule,
-                  output: str) -> Dict[str, Any]:
+def write_outputs(document: artifacts.MetricsDocument, rule: blessing.BlessingRule,
+                  output: str) -> artifacts.BlessingDocument:
   """Judges the candidate, writes metrics, report, blessing and marker (marker last)."""
   models = document['models']
-  baseline = models.get(BASELINE, {}).get('overall') if BASELINE in models else None
+  baseline = models[BASELINE]['overall'] if BASELINE in models else None
   result = rule.judge(models[CANDIDATE]['overall'], baseline)
-  record = {**result.to_dict(), 'candidate': models[CANDIDATE]['model_dir'],
-            'baseline': models.get(BASELINE, {}).get('model_dir'),
-            'thresholds': rule.describe()}
+  record = artifacts.BlessingDocument(
+      **result.to_dict(), candidate=models[CANDIDATE]['model_dir'],
+      baseline=models[BASELINE]['model_dir'] if BASELINE in models else None,
+      thresholds=rule.describe())
   join = FileSystems.join
   bucket.write_bytes(join(output, artifacts.METRICS_FILE),
                         (json.dumps(document, indent=2, sort_keys=True) + '\n').encode())
   bucket.write_bytes(join(output, artifacts.REPORT_FILE),
-                        report.render(cast(artifacts.MetricsDocument, document),
-                                     cast(artifacts.BlessingDocument, record)).encode('utf-8'))
+                        report.render(document, record).encode('utf-8'))
   bucket.write_bytes(join(output, artifacts.BLESSING_FILE),
                         (json.dumps(record, indent=2, sort_keys=True) + '\n').encode())
   stale = join(output, artifacts.NOT_BLESSED if result.blessed else artifacts.BLESSED)
@@ -199,13 +212,24 @@ def write_outputs(document: Dict[str, Any], rule: blessing.BlessingRule,
   return record
 
 
-def make_summary(totals: Dict[str, int], input_pattern: str) -> Dict[str, Any]:
+class EvaluationSummary(TypedDict):
+  """``summary.json`` of an evaluation on CSV: rows read = scored + dead-lettered."""
+  input: str
+  rows_read: int
+  rows_scored: int
+  rows_dead_lettered: int
+  reconciled: bool
+
+
+def make_summary(totals: Dict[str, int], input_pattern: str) -> EvaluationSummary:
   """The counts of an evaluation on CSV; they reconcile when every row was scored or rejected."""
-  return {'input': input_pattern, **totals, 'reconciled': totals['rows_read'] == (
-      totals['rows_scored'] + totals['rows_dead_lettered'])}
+  return EvaluationSummary(
+      input=input_pattern, rows_read=totals['rows_read'], rows_scored=totals['rows_scored'],
+      rows_dead_lettered=totals['rows_dead_lettered'],
+      reconciled=totals['rows_read'] == totals['rows_scored'] + totals['rows_dead_lettered'])
 
 
-def write_summary(summary: Dict[str, Any], path: str) -> None:
+def write_summary(summary: EvaluationSummary, path: str) -> None:
   bucket.write_bytes(path, (json.dumps(summary, indent=2, sort_keys=True) + '\n').encode())
 
 
@@ -241,7 +265,8 @@ class ReadLabelledCsv(beam.PTransform):
 
 
 def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
-                   models: Dict[str, Dict[str, Any]], label: str, slice_feature: Optional[str],
+                   models: Dict[str, ModelDescription], label: str,
+                   slice_feature: Optional[str],
                    rule: blessing.BlessingRule, output: str, input_pattern: Optional[str] = None,
                    schema: Optional[InputSchema] = None):
   """Adds read -> score (each model) -> combine per slice -> write to ``pipeline``.
@@ -273,17 +298,29 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
           | 'WriteOutputs' >> beam.Map(write_outputs, rule, output))
 
 
-def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> Dict[str, Any]:
+class ModelDescription(TypedDict):
+  """What metrics.json records about a model besides its metrics."""
+  model_dir: str
+  model_sha256: str
+  expected_sha256: Optional[str]
+  label: str
+  features: List[str]
+  categorical: List[str]
+  data_fingerprint: Optional[str]
+  hyperparameters: Optional[Dict[str, object]]
+
+
+def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> ModelDescription:
   """What metrics.json records about a model (its metadata; the file's sha256 is checked now, to
   fail early and clearly, and again by the handler on every worker that loads it)."""
   metadata = model_io.read_metadata(model_dir)
   model_io.read_verified_bytes(model_dir, expected_sha256)
   schema = model_io.input_schema_from_metadata(metadata)
-  return {'model_dir': model_dir, 'model_sha256': metadata['model_sha256'],
-          'expected_sha256': expected_sha256, 'label': schema.label,
-          'features': schema.features, 'categorical': list(schema.categorical),
-          'data_fingerprint': metadata.get('data_fingerprint'),
-          'hyperparameters': metadata.get('hyperparameters')}
+  return ModelDescription(
+      model_dir=model_dir, model_sha256=metadata['model_sha256'],
+      expected_sha256=expected_sha256, label=schema.label, features=list(schema.features),
+      categorical=list(schema.categorical), data_fingerprint=metadata.get('data_fingerprint'),
+      hyperparameters=metadata.get('hyperparameters'))
 
 
 def check_input(schema: InputSchema, features_dir: Optional[str],
@@ -347,12 +384,14 @@ def evaluate(model: ModelRef, output: str, features: Optional[str] = None,
   result = runtime.run_to_completion(pipeline, options, 'evaluate')
   if runtime.is_dry_run(options):
     return DRY_RUN
-  record = bucket.read_json(FileSystems.join(output, artifacts.BLESSING_FILE), 'blessing record')
-  document = bucket.read_json(FileSystems.join(output, artifacts.METRICS_FILE), 'metrics')
-  summary = None
+  record = cast(artifacts.BlessingDocument, bucket.read_json(
+      FileSystems.join(output, artifacts.BLESSING_FILE), 'blessing record'))
+  document = cast(artifacts.MetricsDocument, bucket.read_json(
+      FileSystems.join(output, artifacts.METRICS_FILE), 'metrics'))
+  summary: Optional[EvaluationSummary] = None
   if input_pattern:
-    summary = bucket.read_json(FileSystems.join(output, artifacts.SUMMARY_FILE),
-                               'evaluation summary')
+    summary = cast(EvaluationSummary, bucket.read_json(
+        FileSystems.join(output, artifacts.SUMMARY_FILE), 'evaluation summary'))
   _report(result, document, record, output, summary)
   if summary and not summary['reconciled']:
     raise ReconciliationError(f'rows read {summary["rows_read"]} != scored '
@@ -361,8 +400,9 @@ def evaluate(model: ModelRef, output: str, features: Optional[str] = None,
   return Evaluation(
       status=record['status'], message=record['message'],
       rubber_stamped=record['rubber_stamped'], output=output,
-      metrics=document['models'][CANDIDATE]['overall'],
-      baseline_metrics=document['models'].get(BASELINE, {}).get('overall'),
+      metrics=metric_map(document['models'][CANDIDATE]['overall']),
+      baseline_metrics=(metric_map(document['models'][BASELINE]['overall'])
+                        if BASELINE in document['models'] else None),
       baseline=baseline.directory if baseline else None,
       rows_read=summary['rows_read'] if summary else None,
       rows_scored=summary['rows_scored'] if summary else None,
@@ -384,8 +424,8 @@ def run(argv: Optional[Sequence[str]] = None,
                   known.slice_feature, beam_args, save_main_session)
 
 
-def _report(result, document: Dict[str, Any], record: Dict[str, Any], output: str,
-            summary: Optional[Dict[str, Any]] = None) -> None:
+def _report(result, document: artifacts.MetricsDocument, record: artifacts.BlessingDocument,
+            output: str, summary: Optional[EvaluationSummary] = None) -> None:
   """Prints rows scored, the overall metrics of each model, the verdict and where outputs are."""
   if summary:
     progress(f'evaluate: {summary["rows_read"]} rows read = {summary["rows_scored"]} scored + '

@@ -57,7 +57,7 @@ import contextlib
 import io
 import logging
 import math
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Union
 
 import apache_beam as beam
 import numpy as np
@@ -74,6 +74,12 @@ from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
 from beam_pipelines.store.typed_json import from_json
 
+if TYPE_CHECKING:  # protobuf classes only, for the type checker: TFDV is imported when used
+  from tensorflow_metadata.proto.v0.anomalies_pb2 import Anomalies
+  from tensorflow_metadata.proto.v0.statistics_pb2 import DatasetFeatureStatisticsList
+
+Statistics = Dict[str, 'DatasetFeatureStatisticsList']  # split -> its statistics
+AnomaliesBySplit = Dict[str, 'Anomalies']
 TRAINING_ENV, SERVING_ENV = 'TRAINING', 'SERVING'
 MEASURE_NAMES = {1: 'L_INFTY', 2: 'JENSEN_SHANNON_DIVERGENCE', 3: 'NORMALIZED_ABSOLUTE_DIFFERENCE'}
 
@@ -259,8 +265,8 @@ def _present_counts(statistics) -> Dict[str, int]:
   return counts
 
 
-def rare_value_warnings(schema, statistics: Dict[str, Any],
-                        anomalies_by_split: Dict[str, Any]) -> List[Dict[str, Any]]:
+def rare_value_warnings(schema, statistics: Statistics,
+                        anomalies_by_split: AnomaliesBySplit) -> List[artifacts.Anomaly]:
   """Values outside a categorical feature's domain that the minimum domain mass tolerates: the
   same check with a strict domain, minus what already is an anomaly. One entry per feature/split."""
   from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -275,13 +281,15 @@ def rare_value_warnings(schema, statistics: Dict[str, Any],
     for feature, info in sorted(found.anomaly_info.items()):
       if (any(r.type == unexpected for r in info.reason)
           and feature not in anomalies_by_split[split].anomaly_info):
-        warnings.append({'feature': feature, 'split': split, 'types': ['RARE_NEW_VALUES'],
-                         'description': f'{info.description.strip()} Tolerated: under the '
-                                        f'minimum domain mass of the spec.'})
+        warnings.append(artifacts.Anomaly(
+            feature=feature, split=split, types=['RARE_NEW_VALUES'],
+            description=f'{info.description.strip()} Tolerated: under the minimum domain mass '
+                        f'of the spec.'))
   return warnings
 
 
-def noise_floor(statistics: Dict[str, Any], schema, spec: spec_lib.DatasetSpec) -> Dict[str, Any]:
+def noise_floor(statistics: Statistics, schema,
+                spec: spec_lib.DatasetSpec) -> Dict[str, artifacts.NoiseFloor]:
   """Each feature's drift distance between two random halves of the train split (its noise
   floor, with the spec's measure) and a suggested threshold above it."""
   probe = type(schema)()
@@ -292,14 +300,14 @@ def noise_floor(statistics: Dict[str, Any], schema, spec: spec_lib.DatasetSpec) 
       set_threshold(feature.drift_comparator, spec.measure(feature.name), 1e-9)
   found = _tfdv().validate_statistics(statistics[HALVES[0]], probe, environment=TRAINING_ENV,
                                       previous_statistics=statistics[HALVES[1]])
-  floors = {}
+  floors: Dict[str, artifacts.NoiseFloor] = {}
   for info in found.drift_skew_info:
     for m in info.drift_measurements:
       floor = float(m.value)
-      floors['.'.join(info.path.step)] = {
-          'measure': MEASURE_NAMES.get(m.type, str(m.type)), 'noise_floor': round(floor, 6),
-          'threshold': spec.threshold('.'.join(info.path.step), 'drift'),
-          'suggested_threshold': suggested_threshold(floor)}
+      floors['.'.join(info.path.step)] = artifacts.NoiseFloor(
+          measure=MEASURE_NAMES.get(m.type, str(m.type)), noise_floor=round(floor, 6),
+          threshold=spec.threshold('.'.join(info.path.step), 'drift'),
+          suggested_threshold=suggested_threshold(floor))
   return floors
 
 
@@ -308,17 +316,18 @@ def suggested_threshold(floor: float) -> float:
   return math.ceil((2 * floor + 0.02) * 100) / 100
 
 
-def judge(anomalies_by_split: Dict[str, Any], statistics: Dict[str, Any],
-          spec: spec_lib.DatasetSpec, extra_columns: Sequence[str] = ()) -> Dict[str, Any]:
+def judge(anomalies_by_split: AnomaliesBySplit, statistics: Statistics,
+          spec: spec_lib.DatasetSpec,
+          extra_columns: Sequence[str] = ()) -> artifacts.VerdictDocument:
   """The verdict: anomalous (schema anomalies, an empty split, a feature without any value,
   columns not in the spec) > drift (drift or skew above a threshold) > ok."""
   from tensorflow_metadata.proto.v0 import anomalies_pb2
   comparators = {anomalies_pb2.AnomalyInfo.Type.Value(name) for name in (
       'COMPARATOR_L_INFTY_HIGH', 'COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH',
       'COMPARATOR_NORMALIZED_ABSOLUTE_DIFFERENCE_HIGH')}
-  problems: List[Dict[str, Any]] = []
-  drift: List[Dict[str, Any]] = []
-  skew: List[Dict[str, Any]] = []
+  problems: List[artifacts.Anomaly] = []
+  drift: List[artifacts.Distance] = []
+  skew: List[artifacts.Distance] = []
   for split, anomalies in anomalies_by_split.items():
     for feature, info in sorted(anomalies.anomaly_info.items()):
       types = [anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason
@@ -336,9 +345,9 @@ def judge(anomalies_by_split: Dict[str, Any], statistics: Dict[str, Any],
       for kind, measurements in (('drift', info.drift_measurements),
                                  ('skew', info.skew_measurements)):
         for m in measurements:
-          entry = {'feature': feature, 'measure': MEASURE_NAMES.get(m.type, str(m.type)),
-                   'value': round(m.value, 6), 'threshold': m.threshold,
-                   'exceeded': m.value > m.threshold}
+          entry = artifacts.Distance(
+              feature=feature, measure=MEASURE_NAMES.get(m.type, str(m.type)),
+              value=round(m.value, 6), threshold=m.threshold, exceeded=m.value > m.threshold)
           (drift if kind == 'drift' else skew).append(entry)
   if _num_examples(statistics[artifacts.EVAL]) == 0:
     problems.append({'feature': None, 'split': artifacts.EVAL, 'types': ['EMPTY_SPLIT'],
@@ -384,7 +393,7 @@ def verdict_allows_training(path: str) -> bool:
     raise ValidationError(str(error)) from None
 
 
-def render_report(verdict: artifacts.VerdictDocument, statistics: Dict[str, Any],
+def render_report(verdict: artifacts.VerdictDocument, statistics: Statistics,
                   previous=None) -> str:
   """A self-contained page (``beam_pipelines.pages.validation``): verdict, anomalies first,
   distances against thresholds, per-feature distribution charts; nothing loaded from a CDN."""
@@ -467,7 +476,7 @@ def validate(features_dir: str, output: str, schema_path: Optional[str] = None,
   _write_text(FileSystems.join(output, artifacts.ANOMALIES_FILE),
               text_format.MessageToString(merged))
   _write_text(FileSystems.join(output, artifacts.REPORT_FILE),
-              render_report(cast(artifacts.VerdictDocument, verdict), statistics, previous))
+              render_report(verdict, statistics, previous))
   bucket.write_json(FileSystems.join(output, artifacts.VERDICT_FILE), verdict)
   result = from_json(Verdict, verdict, 'validation verdict')
   _report(result, output)

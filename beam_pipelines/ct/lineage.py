@@ -16,9 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, cast
 
 import beam_pipelines
+from beam_pipelines.ct.records import (
+  CodeIdentity,
+  FileEntry,
+  LineageDocument,
+  ModelEntry,
+  RunData,
+  StepEntry,
+)
 from beam_pipelines.ml.tabular import data_fingerprint
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.errors import Refusal
@@ -32,14 +40,15 @@ CODE_SUFFIXES = ('.py', '.yaml', '.json', '.csv', '.txt', '.pbtxt')
 STEP_ORDER = ('features', 'validation', 'training', 'evaluation', 'push', 'predict')
 
 
-def file_entries(paths: Sequence[str]) -> List[Dict[str, Any]]:
+def file_entries(paths: Sequence[str]) -> List[FileEntry]:
   """[{"path", "sha256", "size"}] of data files, sorted by path."""
-  return [{'path': p, 'sha256': bucket.sha256_of(p), 'size': bucket.size(p)} for p in sorted(paths)]
+  return [FileEntry(path=p, sha256=bucket.sha256_of(p), size=bucket.size(p))
+          for p in sorted(paths)]
 
 
-def data_sha256(entries: Sequence[Dict[str, Any]]) -> str:
+def data_sha256(entries: Sequence[FileEntry]) -> str:
   """One hash of a span: over (file name, sha256) pairs, wherever the span sits."""
-  return data_fingerprint(entries)
+  return data_fingerprint([{'path': e['path'], 'sha256': e['sha256']} for e in entries])
 
 
 def _package_dir() -> pathlib.Path:
@@ -57,42 +66,56 @@ def code_fingerprint(package: Optional[pathlib.Path] = None) -> str:
   return digest.hexdigest()
 
 
-def code_identity(build_id: Optional[str] = None, wheel_sha256: Optional[str] = None) -> Dict[str, Any]:
+def code_identity(build_id: Optional[str] = None,
+                  wheel_sha256: Optional[str] = None) -> CodeIdentity:
   """Which code runs: the deployed wheel (build id + wheel sha256) or the source tree (git commit).
 
   A process started from an installed deployed wheel (``harness.install``) finds the wheel's
   sha256 in the install directory's marker; a ``wheel_sha256`` given that disagrees is refused.
   """
   package = _package_dir()
-  identity = {'version': beam_pipelines.__version__, 'fingerprint': code_fingerprint(package)}
+  version, fingerprint = beam_pipelines.__version__, code_fingerprint(package)
   marker = package.parent / INSTALLED_MARKER
   if marker.is_file():
     installed = marker.read_text().strip()
     if wheel_sha256 and wheel_sha256 != installed:
       raise LineageError(f'this code was installed from wheel {installed}, not {wheel_sha256}: '
                          f'refusing to record a wrong lineage')
-    return dict(identity, source='deployed-wheel', build_id=build_id, wheel_sha256=installed)
+    return CodeIdentity(version=version, fingerprint=fingerprint, source='deployed-wheel',
+                        build_id=build_id, wheel_sha256=installed)
   repo = package.parent
   commit, dirty, _ = git_info(repo)
-  return dict(identity, source='source-tree', build_id=build_id, wheel_sha256=wheel_sha256,
-              git_commit=commit, git_dirty=dirty)
+  return CodeIdentity(version=version, fingerprint=fingerprint, source='source-tree',
+                      build_id=build_id, wheel_sha256=wheel_sha256, git_commit=commit,
+                      git_dirty=dirty)
 
 
 class RunRecord:
   """A run's lineage record, saved after every change."""
 
-  def __init__(self, path: str, **fields: Any):
+  def __init__(self, path: str, run_id: str, trigger: List[str], code: CodeIdentity,
+               data: RunData, parameters: Dict[str, object]):
     self.path = path
-    self.record: Dict[str, Any] = {'started_at': layout.now_utc(), 'status': 'running',
-                                   'steps': {}, **fields}
+    self.record = LineageDocument(
+        run_id=run_id, started_at=layout.now_utc(), status='running', steps={},
+        trigger=trigger, code=code, data=data, parameters=parameters)
     self.save()
 
-  def step(self, name: str, status: str, **info: Any) -> None:
-    self.record['steps'][name] = {'status': status, **info}
+  def step(self, name: str, status: str, **info: object) -> None:
+    self.record['steps'][name] = cast(StepEntry, dict(info, status=status))
     self.save()
 
-  def finish(self, status: str, **fields: Any) -> Dict[str, Any]:
-    self.record.update(status=status, finished_at=layout.now_utc(), **fields)
+  def finish(self, status: str, model: Optional[ModelEntry] = None, report: Optional[str] = None,
+             reason: Optional[str] = None, error: Optional[str] = None) -> LineageDocument:
+    self.record['status'], self.record['finished_at'] = status, layout.now_utc()
+    if model is not None:
+      self.record['model'] = model
+    if report is not None:
+      self.record['report'] = report
+    if reason is not None:
+      self.record['reason'] = reason
+    if error is not None:
+      self.record['error'] = error
     self.save()
     return self.record
 
@@ -100,7 +123,7 @@ class RunRecord:
     bucket.write_json(self.path, self.record)
 
 
-def render(record: Dict[str, Any]) -> List[str]:
+def render(record: LineageDocument) -> List[str]:
   """A lineage record as the lines of ``invoke lineage``."""
   code, data = record.get('code', {}), record.get('data', {})
   if code.get('source') == 'deployed-wheel':

@@ -24,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union, cast
 
+from beam_pipelines.ct.records import AliasEvent, VersionRecord
 from beam_pipelines.ml import artifacts, model_io
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import progress
@@ -108,14 +109,14 @@ class Registry:
         found.append(int(path[:-len(suffix)].rsplit('/', 1)[-1]))
     return sorted(found)
 
-  def record(self, number: int) -> Dict[str, Any]:
+  def record(self, number: int) -> VersionRecord:
     path = self.record_path(number)
     if not bucket.exists(path):
       raise RegistryError(f'model version {number} does not exist in {self.root} '
                           f'(versions: {self.numbers() or "none"})')
-    return bucket.read_json(path, f'model version {number}')
+    return cast(VersionRecord, bucket.read_json(path, f'model version {number}'))
 
-  def versions(self) -> List[Dict[str, Any]]:
+  def versions(self) -> List[VersionRecord]:
     return [self.record(n) for n in self.numbers()]
 
   def aliases(self) -> Dict[str, int]:
@@ -137,12 +138,12 @@ class Registry:
       raise RegistryError(f'no model is {ref!r} yet in {self.root}: run `invoke ct` first')
     return aliased
 
-  def history(self) -> List[Dict[str, Any]]:
+  def history(self) -> List[AliasEvent]:
     """Alias moves, oldest first."""
-    return [bucket.read_json(p, 'registry history event') for p in bucket.list_files(self._history_dir)
-            if p.endswith('.json')]
+    return [cast(AliasEvent, bucket.read_json(p, 'registry history event'))
+            for p in bucket.list_files(self._history_dir) if p.endswith('.json')]
 
-  def verified_dir(self, ref: Union[str, int]) -> Tuple[str, Dict[str, Any]]:
+  def verified_dir(self, ref: Union[str, int]) -> Tuple[str, VersionRecord]:
     """(directory, record) of a version after checking every file's sha256 against its record."""
     number = self.resolve(ref)
     record = self.record(number)
@@ -159,7 +160,7 @@ class Registry:
   # Writing (each under the registry lock) ----------------------------------------------------
 
   def push(self, model_dir: str, expected_sha256: Optional[str] = None,
-           **facts: Any) -> Tuple[Dict[str, Any], bool]:
+           **facts: object) -> Tuple[VersionRecord, bool]:
     """Registers the model in ``model_dir`` as the next version; returns (record, created).
 
     ``expected_sha256`` is the model file's sha256 as the step that trained it recorded it (the
@@ -184,24 +185,25 @@ class Registry:
         bucket.write_bytes(layout.join(target, name), data)
         bucket.verify(layout.join(target, name), files[name], f'registered {name}')
       crash_point('registry-files-written')
-      record = {'version': number, 'model_sha256': metadata['model_sha256'], 'files': files,
-                'source': model_dir, 'registered_at': layout.now_utc(), **facts}
+      record = cast(VersionRecord, {
+          'version': number, 'model_sha256': metadata['model_sha256'], 'files': files,
+          'source': model_dir, 'registered_at': layout.now_utc(), **facts})
       bucket.write_json(self.record_path(number), record)  # the commit point
       return record, True
 
   def move(self, moves: Dict[str, int], event: str, reason: str = '',
-           **facts: Any) -> Optional[Dict[str, Any]]:
+           **facts: object) -> Optional[AliasEvent]:
     """Moves aliases together (one atomic write) and records the event; None if nothing moved."""
     with self._locked(f'registry {event}'):
       return self._move(moves, event, reason, **facts)
 
-  def gate(self, number: int, event: str, override: Optional[str] = None) -> Dict[str, Any]:
+  def gate(self, number: int, event: str, override: Optional[str] = None) -> Dict[str, str]:
     """What a version must pass to become ``production`` by hand: every file's sha256 against its
     record (the pickle's bytes too) and a BLESSED verdict, unless ``override`` gives a reason.
     Returns the facts to record with the move (the override, if one was needed)."""
     directory, record = self.verified_dir(number)
     model_io.read_verified_bytes(directory, record['model_sha256'])
-    status = (record.get('blessing') or {}).get('status')
+    status = blessing_status(record)
     if status == artifacts.BLESSED:
       return {}
     if override and override.strip():
@@ -213,14 +215,15 @@ class Registry:
                         f'--override-blessing "<why>" (recorded). Nothing was changed.')
 
   def promote(self, ref: Union[str, int], reason: str = '',
-              override_blessing: Optional[str] = None) -> Optional[Dict[str, Any]]:
+              override_blessing: Optional[str] = None) -> Optional[AliasEvent]:
     """Points ``production`` at a version (``model-promote --version N``), after ``gate``."""
     number = self.resolve(ref)
     facts = self.gate(number, EVENT_PROMOTE, override_blessing)
     return self.move({PRODUCTION: number}, EVENT_PROMOTE, reason or f'promoted to v{number}',
                      **facts)
 
-  def rollback(self, reason: str = '', override_blessing: Optional[str] = None) -> Dict[str, Any]:
+  def rollback(self, reason: str = '',
+               override_blessing: Optional[str] = None) -> Optional[AliasEvent]:
     """Points ``production`` back at the version it held before the live one was pushed/promoted,
     after ``gate``."""
     with self._locked(f'registry {EVENT_ROLLBACK}'):
@@ -233,7 +236,8 @@ class Registry:
                          reason or f'rollback from v{live} to v{target}', **facts)
       return event
 
-  def _move(self, moves: Dict[str, int], event: str, reason: str, **facts: Any):
+  def _move(self, moves: Dict[str, int], event: str, reason: str,
+            **facts: object) -> Optional[AliasEvent]:
     self._record_missing_event()
     for alias, number in moves.items():
       if alias not in ALIASES:
@@ -244,10 +248,11 @@ class Registry:
     if after == before:
       return None
     stamp = layout.event_id(event, 'registry').rsplit('-registry', 1)[0]
-    record = {'event_id': stamp, 'event': event, 'at': layout.now_utc(), 'by': actor(),
-              'reason': reason, 'aliases': after,
-              'moves': {a: {'from': before.get(a), 'to': n} for a, n in sorted(moves.items())
-                        if before.get(a) != n}, **facts}
+    record = cast(AliasEvent, {
+        'event_id': stamp, 'event': event, 'at': layout.now_utc(), 'by': actor(),
+        'reason': reason, 'aliases': after,
+        'moves': {a: {'from': before.get(a), 'to': n} for a, n in sorted(moves.items())
+                  if before.get(a) != n}, **facts})
     bucket.write_json(self._aliases_path, {'aliases': after, 'event': record})  # the commit point
     crash_point('registry-moved')
     bucket.write_json(layout.join(self._history_dir, f'{stamp}.json'), record)
@@ -263,7 +268,7 @@ class Registry:
                         dict(event, recovered=True))
 
 
-def rollback_target(events: List[Dict[str, Any]], live: int) -> int:
+def rollback_target(events: List[AliasEvent], live: int) -> int:
   """The production version before ``live`` was last made production (rollbacks not counted)."""
   made = [e['moves'][PRODUCTION]['to'] for e in events
           if e.get('event') != EVENT_ROLLBACK and PRODUCTION in e.get('moves', {})]
@@ -273,14 +278,20 @@ def rollback_target(events: List[Dict[str, Any]], live: int) -> int:
   return target
 
 
-def describe(record: Dict[str, Any], aliases: Dict[str, int]) -> str:
+def blessing_status(record: VersionRecord) -> Optional[str]:
+  """BLESSED / NOT_BLESSED as the version's evaluation judged it; None when not evaluated."""
+  blessing = record.get('blessing')
+  return blessing['status'] if blessing else None
+
+
+def describe(record: VersionRecord, aliases: Dict[str, int]) -> str:
   """One line of ``invoke model-list``."""
   number = record['version']
   names = [a for a in ALIASES if aliases.get(a) == number]
   metrics = record.get('metrics') or {}
   shown = ', '.join(f'{k} {metrics[k]:.4f}' for k in ('auc', 'accuracy', 'log_loss')
                     if isinstance(metrics.get(k), float))
-  blessing = (record.get('blessing') or {}).get('status', '?')
+  blessing = blessing_status(record) or '?'
   return (f'v{number:<3d} {blessing:11s} {shown or "no metrics"}  sha256 {record["model_sha256"][:12]}'
           f'  run {record.get("run_id", "?")}  {record.get("registered_at", "")}'
           + (f'  <- {", ".join(names)}' if names else ''))
@@ -292,12 +303,13 @@ def model_status(reg: Registry) -> str:
     aliases = reg.aliases()
     if not aliases:
       return f'model registry: no production model ({reg.root})'
-    production = reg.record(aliases[PRODUCTION]) if PRODUCTION in aliases else {}
-    auc = production.get('metrics', {}).get('auc')
+    production = reg.record(aliases[PRODUCTION]) if PRODUCTION in aliases else None
+    auc = (production.get('metrics') or {}).get('auc') if production else None
     override = (bucket.read_json(reg._aliases_path, 'registry aliases').get('event') or {}).get(
         BLESSING_OVERRIDE)
     return (f'model registry: production v{aliases.get(PRODUCTION)}'
-            + (f' (auc {auc:.4f}, run {production.get("run_id")})' if isinstance(auc, float) else '')
+            + (f' (auc {auc:.4f}, run {production.get("run_id")})'
+               if production and isinstance(auc, float) else '')
             + (f' BLESSING OVERRIDDEN: "{override}"' if override else '')
             + f', candidate v{aliases.get(CANDIDATE)}; {len(reg.numbers())} version(s) in {reg.root}')
   except Refusal as error:

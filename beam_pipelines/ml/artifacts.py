@@ -134,6 +134,9 @@ class VerdictDocument(_VerdictKeys, total=False):
   warnings: List[Anomaly]
   noise_floor: Dict[str, NoiseFloor]  # feature -> floor, with --noise_floor
   features: str  # the features directory validated
+  output: str  # the validation directory
+  report: str  # its report.html
+  schema_stored_sha256: Optional[str]  # sha256 of the schema this run inferred and stored
   schema_source: str  # curated | inferred
   schema: Optional[str]
   previous_statistics: Optional[str]

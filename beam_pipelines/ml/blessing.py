@@ -98,8 +98,11 @@ class Check:
   diff: Optional[float] = None
   relative: Optional[float] = None
 
-  def to_dict(self) -> Dict[str, Any]:
-    return {k: _json_number(v) for k, v in dataclasses.asdict(self).items()}
+  def to_dict(self) -> artifacts.BlessingCheck:
+    return artifacts.BlessingCheck(
+        metric=self.metric, kind=self.kind, passed=self.passed, message=self.message,
+        candidate=_json_number(self.candidate), baseline=_json_number(self.baseline),
+        diff=_json_number(self.diff), relative=_json_number(self.relative))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,12 +118,13 @@ class Blessing:
   def blessed(self) -> bool:
     return self.status == artifacts.BLESSED
 
-  def to_dict(self) -> Dict[str, Any]:
-    return {'status': self.status, 'message': self.message, 'rubber_stamped': self.rubber_stamped,
-            'checks': [c.to_dict() for c in self.checks]}
+  def to_dict(self) -> artifacts.BlessingDocument:
+    return artifacts.BlessingDocument(
+        status=self.status, message=self.message, rubber_stamped=self.rubber_stamped,
+        checks=[c.to_dict() for c in self.checks])
 
 
-def _json_number(value):
+def _json_number(value: Optional[float]) -> artifacts.JsonNumber:
   """NaN/inf are not JSON: write them as strings."""
   if isinstance(value, float) and not math.isfinite(value):
     return str(value)

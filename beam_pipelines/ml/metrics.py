@@ -26,10 +26,12 @@ A metric that is undefined (AUC with a single class, anything on no examples) is
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Tuple, Union
+from typing import Dict, List, Tuple, TypedDict, Union
 
 import apache_beam as beam
 import numpy as np
+
+from beam_pipelines.ml.artifacts import Curves
 
 LabelAndScore = Tuple[int, float]
 Scored = Union[LabelAndScore, Tuple[np.ndarray, np.ndarray]]  # one example, or arrays of them
@@ -189,8 +191,19 @@ class AucCombineFn(beam.CombineFn):
     return {AUC: (wins + 0.5 * ties) / pairs, AUC_ERROR_BOUND: 0.5 * ties / pairs}
 
 
+class MetricsAndCurves(TypedDict):
+  """Every metric of one slice (NaN when undefined) and its chart points."""
+  example_count: int
+  positive_count: int
+  accuracy: float
+  log_loss: float
+  auc: float
+  auc_error_bound: float
+  curves: Curves
+
+
 def roc_and_calibration(histogram: np.ndarray, thresholds: int = 101,
-                        bins: int = 10) -> Dict[str, Any]:
+                        bins: int = 10) -> Curves:
   """An AUC accumulator (row 0 negatives, row 1 positives per score bucket) -> chart points.
 
   ``roc``: [false positive rate, true positive rate] at ``thresholds`` equally spaced score
@@ -241,9 +254,10 @@ class BinaryMetricsCombineFn(beam.CombineFn):
     return [c.merge_accumulators([a[i] for a in accumulators])
             for i, c in enumerate(self._combiners)]
 
-  def extract_output(self, accumulator) -> Dict[str, Any]:
-    output: Dict[str, Any] = {}
-    for combiner, part in zip(self._combiners, accumulator):
-      output.update(combiner.extract_output(part))
-    output[CURVES] = roc_and_calibration(accumulator[-1])
-    return output
+  def extract_output(self, accumulator) -> MetricsAndCurves:
+    counts, accuracy, loss, auc = (
+        c.extract_output(a) for c, a in zip(self._combiners, accumulator))
+    return MetricsAndCurves(
+        example_count=counts[EXAMPLE_COUNT], positive_count=counts[POSITIVE_COUNT],
+        accuracy=accuracy[ACCURACY], log_loss=loss[LOG_LOSS], auc=auc[AUC],
+        auc_error_bound=auc[AUC_ERROR_BOUND], curves=roc_and_calibration(accumulator[-1]))

@@ -22,7 +22,7 @@ from typing import Dict, Optional, Tuple, Union
 from beam_pipelines.ml import artifacts
 from beam_pipelines.store.errors import Refusal
 
-Number = Optional[float]  # a metric; None when undefined (e.g. AUC of one class)
+Number = Union[int, float, None]  # a metric (a count is an int); None when undefined
 ParamValue = Union[bool, int, float, str, None]  # a hyperparameter's value
 
 

@@ -1,0 +1,139 @@
+"""The JSON records of continuous training, typed: what a run's lineage, a registry version, an
+alias move and a span record hold (docs/continuous-training.md describes each file).
+
+Each has one writer and one reader: the lineage record ``ct.lineage.RunRecord`` (``lineage.json``
+of a run), a registry version and an alias move ``ct.registry.Registry`` (``version.json``,
+``aliases.json``, ``history/``), a span record ``ct.loop`` (``spans/<sha256>.json``). Keys that a
+record of an older build may lack are in the ``total=False`` parts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional, TypedDict
+
+from beam_pipelines.ml.results import Number
+
+
+class FileEntry(TypedDict):
+  """A data file of a span: where, its sha256 and its size."""
+  path: str
+  sha256: str
+  size: int
+
+
+class _CodeKeys(TypedDict):
+  version: str
+  fingerprint: str  # sha256 of the package's files: the code part of every cache key
+  source: str  # deployed-wheel | source-tree
+
+
+class CodeIdentity(_CodeKeys, total=False):
+  """Which code ran: a deployed wheel (build id, wheel sha256) or a source tree (git commit)."""
+  build_id: Optional[str]
+  wheel_sha256: Optional[str]
+  git_commit: Optional[str]
+  git_dirty: Optional[bool]
+
+
+class RunData(TypedDict):
+  """The data a run trained on: the span, its training window and every file's sha256."""
+  span: str
+  window: List[str]
+  files: List[FileEntry]
+  sha256: str  # of the whole window
+  span_sha256: str
+
+
+class StepEntry(TypedDict, total=False):
+  """One step of a run in its lineage: status, outputs, a line for people and its result."""
+  status: str
+  outputs: str
+  summary: str
+  result: Dict[str, object]  # the step's typed result as JSON (``ml.results``)
+  version: int  # push: the registry version
+  created: bool
+  model_version: int  # predict: the production version that scored
+
+
+class ModelEntry(TypedDict):
+  """The model a run registered."""
+  version: int
+  sha256: str
+  blessing: str
+
+
+class _LineageKeys(TypedDict):
+  run_id: str
+  started_at: str
+  status: str  # running | pushed | registered | not_blessed | stopped | no_trigger | failed
+  steps: Dict[str, StepEntry]
+
+
+class LineageDocument(_LineageKeys, total=False):
+  """``lineage.json`` of a run."""
+  trigger: List[str]
+  code: CodeIdentity
+  data: RunData
+  parameters: Dict[str, object]  # the pipeline definition's parameters, as recorded
+  finished_at: str
+  model: ModelEntry
+  report: str  # stopped: the validation report
+  reason: str
+  error: str  # failed: the exception
+
+
+class BlessingSummary(TypedDict):
+  """A version's blessing, as its evaluation judged it."""
+  status: str  # BLESSED | NOT_BLESSED
+  message: str
+  rubber_stamped: bool
+
+
+class _VersionKeys(TypedDict):
+  version: int
+  model_sha256: str
+  files: Dict[str, str]  # file name -> sha256
+  source: str  # the directory it was registered from
+  registered_at: str
+
+
+class VersionRecord(_VersionKeys, total=False):
+  """``versions/<n>/version.json`` of the registry."""
+  metrics: Dict[str, Number]
+  blessing: BlessingSummary
+  run_id: str
+  lineage: str  # the run's lineage.json
+  data: RunData
+  code: CodeIdentity
+  parameters: Dict[str, object]
+
+
+class _EventKeys(TypedDict):
+  event_id: str
+  event: str  # push | promote | rollback
+  at: str
+  by: str
+  reason: str
+  aliases: Dict[str, int]  # the aliases after the move
+  moves: Dict[str, Dict[str, Optional[int]]]  # alias -> {"from": n or None, "to": n}
+
+
+class AliasEvent(_EventKeys, total=False):
+  """An alias move of the registry (``history/<event_id>.json``, and in ``aliases.json``)."""
+  run_id: str
+  blessing_override: str
+  recovered: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanRecord:
+  """``spans/<sha256>.json``: what continuous training did with a span (the last run on it)."""
+  span: str
+  sha256: str
+  run_id: Optional[str] = None
+  verdict: Optional[str] = None  # validation's status
+  outcome: Optional[str] = None  # pushed | registered | not_blessed | stopped | no_trigger
+  statistics: Optional[str] = None  # its train statistics: the drift baseline of the next span
+  version: Optional[int] = None  # the registry version of its model
+  at: str = ''
