@@ -127,7 +127,8 @@ class ExtractFeatures(beam.PTransform):
         (csv_io.DEAD_LETTER, csv_io.FILES) + artifacts.SPLITS)
 
 
-def make_summary(_, files, written, dead, input_pattern, spec, output) -> Dict[str, Any]:
+def make_summary(_, files, written, dead, input_pattern, spec,
+                 output) -> artifacts.FeaturesSummary:
   """The run's counts, per file and in total; ``reconciled`` says whether they add up."""
   files = sorted(files, key=lambda f: f['source'])
   rows_read = sum(f['rows_read'] for f in files)

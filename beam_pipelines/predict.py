@@ -43,7 +43,7 @@ import hashlib
 import json
 import logging
 from json.encoder import encode_basestring_ascii  # what json.dumps does to a str
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, TypedDict, Union
 
 import apache_beam as beam
 import numpy as np
@@ -67,12 +67,13 @@ from beam_pipelines.store.console import progress
 DECISION_THRESHOLD = 0.5
 BATCH_SIZE = 50_000  # CSV rows per scored frame
 PREDICTIONS_SUFFIX = artifacts.DEAD_LETTER_SUFFIX  # JSON lines too
+Row = Dict[str, object]  # a typed CSV row: column -> value
 LINE = '{{"key": {}, "prediction": {}, "probability": {}}}'  # json.dumps(..., sort_keys=True)
 
 
 def row_key(key_column: Optional[str]):
   """row -> (key, row): the key column's value, or a sha256 of the row's values."""
-  def key_row(row: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+  def key_row(row: Row) -> Tuple[str, Row]:
     if key_column:
       return str(row[key_column]), row
     canonical = json.dumps(row, sort_keys=True, default=str).encode('utf-8')
@@ -89,11 +90,18 @@ def frame_keys(frame: pd.DataFrame, key_column: Optional[str]) -> List[str]:
   return [key_row(dict(zip(columns, values)))[0] for values in frame.itertuples(index=False)]
 
 
-def to_prediction(keyed: Tuple[str, inference_base.PredictionResult]) -> Dict[str, Any]:
+class Prediction(TypedDict):
+  """One line of ``predictions/part-*.jsonl``."""
+  key: str
+  probability: float
+  prediction: int
+
+
+def to_prediction(keyed: Tuple[str, inference_base.PredictionResult]) -> Prediction:
   key, result = keyed
   probability = float(result.inference)  # type: ignore[arg-type]  # Beam types it as an unbound TypeVar
-  return {'key': key, 'probability': probability,
-          'prediction': int(probability >= DECISION_THRESHOLD)}
+  return Prediction(key=key, probability=probability,
+                    prediction=int(probability >= DECISION_THRESHOLD))
 
 
 def prediction_lines(result: inference_base.PredictionResult, key_column: Optional[str]) -> Tuple[str, int]:
@@ -122,18 +130,37 @@ class PredictRows(beam.PTransform):
             | 'ToJsonLines' >> beam.Map(prediction_lines, self._key_column))
 
 
-def make_summary(totals: Dict[str, int], context: Dict[str, Any]) -> Dict[str, Any]:
+class PredictSummary(TypedDict):
+  """``summary.json``: what was scored with which model, and rows read = predictions +
+  dead-lettered."""
+  input: str
+  model: str
+  model_sha256: str
+  output: str
+  rows_read: int
+  predictions_written: int
+  rows_dead_lettered: int
+  reconciled: bool
+
+
+def make_summary(totals: Dict[str, int], context: Dict[str, str]) -> PredictSummary:
   """The counts record; they reconcile when every row read was predicted or dead-lettered."""
-  return {**context, **totals, 'reconciled': totals['rows_read'] == (
-      totals['predictions_written'] + totals['rows_dead_lettered'])}
+  return PredictSummary(
+      input=context['input'], model=context['model'], model_sha256=context['model_sha256'],
+      output=context['output'], rows_read=totals['rows_read'],
+      predictions_written=totals['predictions_written'],
+      rows_dead_lettered=totals['rows_dead_lettered'],
+      reconciled=totals['rows_read'] == (totals['predictions_written']
+                                         + totals['rows_dead_lettered']))
 
 
-def write_summary(summary: Dict[str, Any], path: str) -> None:
+def write_summary(summary: PredictSummary, path: str) -> None:
   bucket.write_bytes(path, (json.dumps(summary, indent=2, sort_keys=True) + '\n').encode())
 
 
 def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.DatasetSpec,
-                   model_dir: str, output: str, num_shards: int = 0, context=None,
+                   model_dir: str, output: str, num_shards: int = 0,
+                   context: Optional[Dict[str, str]] = None,
                    expected_sha256: Optional[str] = None):
   """Adds read -> predict -> write predictions, dead letters and the summary to ``pipeline``.
 
@@ -159,12 +186,15 @@ def build_pipeline(pipeline: beam.Pipeline, input_pattern: str, spec: spec_lib.D
       'rows_dead_lettered': dead_letters | 'OnePerDeadLetter' >> beam.Map(lambda _: 1),
   } | 'Totals' >> counting.SumCounts()
   return (totals
-          | 'MakeSummary' >> beam.Map(make_summary, context or {})
+          | 'MakeSummary' >> beam.Map(make_summary, context or {
+              'input': input_pattern, 'model': model_dir,
+              'model_sha256': expected_sha256 or '', 'output': output})
           | 'WriteSummary' >> beam.Map(write_summary,
                                        FileSystems.join(output, artifacts.SUMMARY_FILE)))
 
 
-def load_spec(spec_path: Optional[str], metadata: Dict[str, Any]) -> spec_lib.DatasetSpec:
+def load_spec(spec_path: Optional[str],
+              metadata: model_io.ModelMetadata) -> spec_lib.DatasetSpec:
   """The given spec, else the one saved with the model, else the bundled taxi spec."""
   if spec_path:
     return spec_lib.load(spec_path)

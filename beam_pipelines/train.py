@@ -192,8 +192,9 @@ def train(features_dir: str, spec: spec_lib.DatasetSpec, output: str,
   iterations = int(np.max(model.named_steps['classifier'].n_iter_))
   progress(f'train: fitted in {seconds:.2f}s ({iterations} iterations); accuracy on the train '
            f'split {train_accuracy:.4f}')
-  data = {'features_dir': features_dir, 'split': artifacts.TRAIN, 'rows': int(len(y)),
-          'positives': positives, 'shards': split.shards, 'fingerprint': split.fingerprint}
+  data = model_io.TrainingData(
+      features_dir=features_dir, split=artifacts.TRAIN, rows=int(len(y)), positives=positives,
+      shards=split.shards, fingerprint=split.fingerprint)
   metadata = model_io.save_model(
       model, output, numeric=spec.numeric, categorical=spec.categorical, label=spec.label,
       spec_fingerprint=spec.fingerprint(), data=data, hyperparameters=dict(params),

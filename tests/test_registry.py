@@ -16,6 +16,7 @@ import pytest
 
 from beam_pipelines.ct import lineage, loop, registry, steps
 from beam_pipelines.ct.cache import CACHED, MARKER, RAN, StepCache, step_key
+from beam_pipelines.ct.records import SpanRecord
 from beam_pipelines.ct.registry import RegistryError
 from beam_pipelines.ml import artifacts, model_io
 from beam_pipelines.ml.results import TrainedModel
@@ -342,14 +343,14 @@ class TestSpanOrder:
   """Drift is measured against the span before in time; a window is the spans before in time."""
 
   RECORDS = [  # processed out of order: March landed before February
-      {'span': 'in/2013-01', 'sha256': 'a', 'statistics': 'a.pb'},
-      {'span': 'in/2013-03', 'sha256': 'c', 'statistics': 'c.pb'},
-      {'span': 'in/2013-02', 'sha256': 'b', 'statistics': 'b.pb'},
+      SpanRecord('in/2013-01', 'a', statistics='a.pb'),
+      SpanRecord('in/2013-03', 'c', statistics='c.pb'),
+      SpanRecord('in/2013-02', 'b', statistics='b.pb'),
   ]
 
   def test_the_drift_baseline_is_the_chronological_predecessor(self):
-    assert loop.chronological_previous(self.RECORDS, 'in/2013-03', 'c')['span'] == 'in/2013-02'
-    assert loop.chronological_previous(self.RECORDS, 'in/2013-02', 'b')['span'] == 'in/2013-01'
+    assert loop.chronological_previous(self.RECORDS, 'in/2013-03', 'c').span == 'in/2013-02'
+    assert loop.chronological_previous(self.RECORDS, 'in/2013-02', 'b').span == 'in/2013-01'
     assert loop.chronological_previous(self.RECORDS, 'in/2013-01', 'a') is None
 
   def test_a_window_is_the_span_and_the_ones_before_it(self):

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import pathlib
 from importlib import resources
-from typing import Any, Dict, List, Optional, overload
+from typing import Any, Dict, List, Mapping, Optional, overload
 
 import yaml
 
@@ -68,7 +68,7 @@ class PipelineDefinition:
     return [a for k, v in sorted(self.train.items()) for a in (f'--{k}', str(v))]
 
   @property
-  def blessing_config(self) -> Dict[str, Any]:
+  def blessing_config(self) -> Mapping[str, object]:
     return self.blessing if self.blessing is not None else blessing_lib.DEFAULT_CONFIG
 
   def parameters(self) -> Dict[str, Any]:

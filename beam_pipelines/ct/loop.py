@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import secrets
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from beam_pipelines import predict
 from beam_pipelines.ct import lineage, registry, steps
@@ -48,6 +48,7 @@ from beam_pipelines.ct.paths import (
   SPAN_FILES,
   CtPaths,
 )
+from beam_pipelines.ct.records import SpanRecord
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml.csv_io import match_files
 from beam_pipelines.ml.results import ModelRef, PredictionResult, Verdict
@@ -56,7 +57,7 @@ from beam_pipelines.store.console import progress
 from beam_pipelines.store.crash import crash_point
 from beam_pipelines.store.errors import Refusal
 from beam_pipelines.store.lock import BucketLock
-from beam_pipelines.store.typed_json import to_json
+from beam_pipelines.store.typed_json import from_json, to_json
 
 
 class CtError(Refusal):
@@ -101,22 +102,25 @@ def landed_spans(paths: CtPaths) -> List[str]:
                  if f.endswith('.csv') and '.tmp-' not in f})
 
 
-def processed_spans(paths: CtPaths) -> List[Dict[str, Any]]:
+def read_span_record(path: str) -> SpanRecord:
+  """The one reader of a span record (``spans/<sha256>.json``)."""
+  return from_json(SpanRecord, bucket.read_json(path, 'span record'), path)
+
+
+def processed_spans(paths: CtPaths) -> List[SpanRecord]:
   """Records of processed spans, in the order they were processed."""
-  records = [bucket.read_json(p, 'span record') for p in bucket.list_files(paths.spans)
-             if p.endswith('.json')]
-  return sorted(records, key=lambda r: (r.get('at', ''), r.get('run_id', '')))
+  records = [read_span_record(p) for p in bucket.list_files(paths.spans) if p.endswith('.json')]
+  return sorted(records, key=lambda r: (r.at, r.run_id or ''))
 
 
-def chronological_previous(records: Sequence[Dict[str, Any]], span: str,
-                           sha256: str) -> Optional[Dict[str, Any]]:
+def chronological_previous(records: Sequence[SpanRecord], span: str,
+                           sha256: str) -> Optional[SpanRecord]:
   """The record of the span just before ``span`` in time (span names sort chronologically) that
   has statistics: the drift baseline. Not the last one processed: spans may land out of order."""
-  earlier = [r for r in records if r.get('statistics') and r['sha256'] != sha256
-             and r['span'] < span]
+  earlier = [r for r in records if r.statistics and r.sha256 != sha256 and r.span < span]
   latest = {}
   for record in earlier:  # a span processed twice: its latest record
-    latest[record['span']] = record
+    latest[record.span] = record
   return latest[max(latest)] if latest else None
 
 
@@ -151,7 +155,7 @@ class ContinuousTraining:
       for root in (self.paths.root, self.registry.root):
         bucket.remove_stale_temps(root, 'ct')
       if spans is None:
-        done = {r['span'] for r in processed_spans(self.paths)}
+        done = {r.span for r in processed_spans(self.paths)}
         landed = landed_spans(self.paths)
         spans = [s for s in landed if s not in done] or landed[-1:]
         if not spans:
@@ -165,11 +169,11 @@ class ContinuousTraining:
     span_entries = lineage.file_entries(span_files(span))
     sha256 = lineage.data_sha256(span_entries)
     record_path = self.paths.span_record(sha256)
-    seen = bucket.read_json(record_path, 'span record') if bucket.exists(record_path) else None
+    seen = read_span_record(record_path) if bucket.exists(record_path) else None
     if seen and not force:
       progress(f'ct: no trigger: span {span} (sha256 {sha256[:12]}) was processed by run '
-               f'{seen["run_id"]} ({seen["outcome"]}); nothing to do (--force retrains)')
-      return SpanOutcome(NO_TRIGGER, span, sha256=sha256, run_id=seen['run_id'])
+               f'{seen.run_id} ({seen.outcome}); nothing to do (--force retrains)')
+      return SpanOutcome(NO_TRIGGER, span, sha256=sha256, run_id=seen.run_id)
     window = window_spans(landed_spans(self.paths), span.rstrip('/'), self.definition.window)
     earlier = lineage.file_entries([f for s in window[:-1] for f in span_files(s)])
     entries = sorted(earlier + span_entries, key=lambda entry: entry['path'])
@@ -221,7 +225,7 @@ class ContinuousTraining:
                   record_path: str, force: bool) -> SpanOutcome:
     previous = chronological_previous(processed_spans(self.paths), span.rstrip('/'), sha256)
     if previous:
-      progress(f'ct: drift baseline: span {previous["span"]} (the one before it in time)')
+      progress(f'ct: drift baseline: span {previous.span} (the one before it in time)')
     baseline = self._baseline()
 
     def on_step(done: steps.StepRun) -> None:
@@ -233,7 +237,7 @@ class ContinuousTraining:
     done = steps.run_steps(
         self.definition, [span_pattern(s) for s in window], run.record['data']['sha256'],
         self.code['fingerprint'], self.cache, on_step, baseline=baseline, schema=self.schema,
-        previous=previous['statistics'] if previous else None,
+        previous=previous.statistics if previous else None,
         train_if=self._train_if(run, force, baseline is None), beam_args=self.options.beam_args)
     verdict = done.validation.result
     report = verdict.report or layout.join(done.validation.directory, artifacts.REPORT_FILE)
@@ -300,10 +304,11 @@ class ContinuousTraining:
 
   def _record_span(self, path: str, outcome: SpanOutcome, status: str,
                    statistics: Optional[str], version: Optional[int] = None) -> None:
-    bucket.write_json(path, {'span': outcome.span, 'sha256': outcome.sha256,
-                             'run_id': outcome.run_id, 'verdict': outcome.verdict,
-                             'outcome': status, 'statistics': statistics, 'version': version,
-                             'at': layout.now_utc()})
+    if outcome.span is None or outcome.sha256 is None:
+      raise CtError(f'no span record without a span and its sha256 ({path})')
+    bucket.write_json(path, to_json(SpanRecord(
+        outcome.span, outcome.sha256, run_id=outcome.run_id, verdict=outcome.verdict,
+        outcome=status, statistics=statistics, version=version, at=layout.now_utc())))
 
 
 def check(definition: PipelineDefinition, output: str, baseline: Optional[steps.Baseline],

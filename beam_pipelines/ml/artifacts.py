@@ -47,7 +47,7 @@ Batch inference (``python -m beam_pipelines.predict --input CSV --model MDIR --o
     PDIR/summary.json                counts
 """
 
-from typing import Any, Dict, List, Optional, TypedDict, Union
+from typing import Dict, List, Optional, TypedDict, Union, cast
 
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.errors import Refusal
@@ -231,16 +231,43 @@ def split_pattern(features_dir: str, split: str) -> str:
   return FileSystems.join(features_dir, split, f'{SHARD_PREFIX}-*{FEATURES_SUFFIX}')
 
 
-def read_summary(features_dir: str) -> Dict[str, Any]:
+class FileCounts(TypedDict):
+  """One CSV file of a feature extraction: rows read, columns missing from or extra to the spec."""
+  source: str
+  rows_read: int
+  missing_columns: List[str]
+  extra_columns: List[str]
+
+
+class _SummaryKeys(TypedDict):
+  spec: Dict[str, object]  # the resolved spec (``ml.spec.DatasetSpec.to_dict``)
+  rows_written: Dict[str, int]  # split -> rows
+
+
+class FeaturesSummary(_SummaryKeys, total=False):
+  """Feature extraction's ``summary.json``: rows read = rows written + rows dead-lettered."""
+  input: Union[str, List[str]]  # the pattern(s) read
+  output: str
+  spec_fingerprint: str
+  files: List[FileCounts]
+  rows_read: int
+  rows_dead_lettered: int
+  reconciled: bool
+  missing_columns: List[str]
+  extra_columns: List[str]
+
+
+def read_summary(features_dir: str) -> FeaturesSummary:
   """The one reader of feature extraction's ``summary.json``."""
-  return bucket.read_json(layout.join(features_dir, SUMMARY_FILE), 'features summary')
+  return cast(FeaturesSummary, bucket.read_json(layout.join(features_dir, SUMMARY_FILE),
+                                                'features summary'))
 
 
 class ArtifactError(Refusal):
   """An artifact of a pipeline that is missing, unreadable or not what its contract says."""
 
 
-def read_verdict(path: str) -> Dict[str, Any]:
+def read_verdict(path: str) -> VerdictDocument:
   """The one reader of validation's ``verdict.json`` (the file, or its validation directory).
 
   A verdict that cannot be read, or whose status is not ok/drift/anomalous, is an ArtifactError:
@@ -254,4 +281,4 @@ def read_verdict(path: str) -> Dict[str, Any]:
     raise ArtifactError(f'cannot read validation verdict {path}: {error}') from None
   if verdict.get('status') not in (VERDICT_OK, VERDICT_DRIFT, VERDICT_ANOMALOUS):
     raise ArtifactError(f'validation verdict {path} has unknown status {verdict.get("status")!r}')
-  return verdict
+  return cast(VerdictDocument, verdict)

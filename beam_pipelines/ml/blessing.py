@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import yaml
 
@@ -51,7 +51,7 @@ HIGHER_IS_BETTER, LOWER_IS_BETTER = 'HIGHER_IS_BETTER', 'LOWER_IS_BETTER'
 DIRECTIONS = (HIGHER_IS_BETTER, LOWER_IS_BETTER)
 VALUE, CHANGE, REGISTERED = 'value_threshold', 'change_threshold', 'registered_change'
 
-DEFAULT_CONFIG: Dict[str, Any] = {
+DEFAULT_CONFIG: Mapping[str, object] = {
     'metrics': {
         'auc': {
             VALUE: {'lower_bound': 0.6},
@@ -186,7 +186,7 @@ def parse_registered(raw: Any) -> Dict[str, ChangeThreshold]:
           for metric, bounds in section.items()}
 
 
-def load_document(path: Optional[str] = None) -> Dict[str, Any]:
+def load_document(path: Optional[str] = None) -> Mapping[str, object]:
   """A YAML/JSON blessing config document (any bucket path), checked; the default when None."""
   if path is None:
     return DEFAULT_CONFIG
@@ -330,7 +330,7 @@ class BlessingRule:
 
   thresholds: Dict[str, MetricThreshold]
   registered_thresholds: Dict[str, ChangeThreshold] = dataclasses.field(default_factory=dict)
-  registered_metrics: Optional[Dict[str, Any]] = None
+  registered_metrics: Optional[Dict[str, Union[int, float, None]]] = None
 
   @classmethod
   def load(cls, path: Optional[str] = None,
@@ -350,7 +350,7 @@ class BlessingRule:
     return bless(candidate, baseline, self.thresholds, self.registered_metrics,
                  self.registered_thresholds)
 
-  def describe(self) -> Dict[str, Any]:
+  def describe(self) -> Dict[str, object]:
     """The rule as JSON-ready data (for the blessing record, reports and lineage)."""
     registered = {m: {k: _json_number(v) for k, v in dataclasses.asdict(t).items()}
                   for m, t in sorted(self.registered_thresholds.items())}

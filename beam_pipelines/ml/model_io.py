@@ -19,7 +19,7 @@ import io
 import json
 import logging
 import platform
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, TypedDict, cast
 
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml import input_schema as input_schema_lib
@@ -27,6 +27,41 @@ from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.errors import Refusal
 
 FORMAT_VERSION = 1
+
+
+class TrainingData(TypedDict):
+  """What a model was trained on (``model.json``'s ``data``)."""
+  features_dir: str
+  split: str
+  rows: int
+  positives: int
+  shards: List[Dict[str, str]]  # {"path", "sha256"} of each Parquet shard
+  fingerprint: str
+
+
+class _MetadataKeys(TypedDict):
+  model_sha256: str
+  numeric: List[str]
+  categorical: List[str]
+  label: str
+
+
+class ModelMetadata(_MetadataKeys, total=False):
+  """``model.json``: the model file, its input schema, data, hyperparameters and versions.
+  Keys a model of an older format may lack are optional; ``read_metadata`` checks the others."""
+  format_version: int
+  model_file: str
+  model_bytes: int
+  features: List[str]
+  input_schema: Dict[str, object]  # ``ml.input_schema.InputSchema.to_dict``
+  spec_fingerprint: str
+  data: TrainingData
+  data_fingerprint: str
+  hyperparameters: Dict[str, object]
+  versions: Dict[str, str]  # library -> version
+  created: str
+  spec: Dict[str, object]  # the dataset spec it was trained with
+  training: Dict[str, object]  # seconds, train accuracy, iterations
 
 
 class ModelIntegrityError(Refusal, RuntimeError):
@@ -49,9 +84,9 @@ def model_paths(model_dir: str):
 
 
 def save_model(model: Any, model_dir: str, *, numeric: Sequence[str], categorical: Sequence[str],
-               label: str, spec_fingerprint: str, data: Dict[str, Any],
-               hyperparameters: Dict[str, Any], extra: Optional[Dict[str, Any]] = None
-               ) -> Dict[str, Any]:
+               label: str, spec_fingerprint: str, data: TrainingData,
+               hyperparameters: Mapping[str, object],
+               extra: Optional[Mapping[str, object]] = None) -> ModelMetadata:
   """Pickles ``model`` with joblib and writes it and its metadata atomically; returns the metadata.
 
   ``data`` describes the training data: at least ``fingerprint`` (sha256 of the shards).
@@ -61,7 +96,7 @@ def save_model(model: Any, model_dir: str, *, numeric: Sequence[str], categorica
   joblib.dump(model, buffer)
   payload = buffer.getvalue()
   model_path, metadata_path = model_paths(model_dir)
-  metadata = {
+  metadata = cast(ModelMetadata, {
       'format_version': FORMAT_VERSION,
       'model_file': artifacts.MODEL_FILE,
       'model_sha256': bucket.sha256_bytes(payload),
@@ -74,17 +109,17 @@ def save_model(model: Any, model_dir: str, *, numeric: Sequence[str], categorica
       'spec_fingerprint': spec_fingerprint,
       'data': data,
       'data_fingerprint': data['fingerprint'],
-      'hyperparameters': hyperparameters,
+      'hyperparameters': dict(hyperparameters),
       'versions': library_versions(),
       'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       **(extra or {}),
-  }
+  })
   bucket.write_bytes(model_path, payload)
   bucket.write_bytes(metadata_path, (json.dumps(metadata, indent=2, sort_keys=True) + '\n').encode())
   return metadata
 
 
-def read_metadata(model_dir: str) -> Dict[str, Any]:
+def read_metadata(model_dir: str) -> ModelMetadata:
   """The model's metadata; raises ModelIntegrityError when absent or unreadable."""
   _, metadata_path = model_paths(model_dir)
   try:
@@ -95,7 +130,7 @@ def read_metadata(model_dir: str) -> Dict[str, Any]:
   for field in ('model_sha256', 'numeric', 'categorical', 'label'):
     if field not in metadata:
       raise ModelIntegrityError(f'model metadata {metadata_path} lacks {field!r}; refusing to load')
-  return metadata
+  return cast(ModelMetadata, metadata)
 
 
 def read_input_schema(model_dir: str) -> input_schema_lib.InputSchema:
@@ -106,7 +141,7 @@ def read_input_schema(model_dir: str) -> input_schema_lib.InputSchema:
   return input_schema_from_metadata(read_metadata(model_dir))
 
 
-def input_schema_from_metadata(metadata: Dict[str, Any]) -> input_schema_lib.InputSchema:
+def input_schema_from_metadata(metadata: ModelMetadata) -> input_schema_lib.InputSchema:
   """The input schema of metadata already read (``read_metadata``); see ``read_input_schema``."""
   if 'input_schema' in metadata:
     return input_schema_lib.from_dict(metadata['input_schema'])

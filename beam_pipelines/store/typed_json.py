@@ -38,7 +38,7 @@ def to_json(record: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
-def _hints(cls: type) -> Dict[str, Any]:
+def _hints(cls: type) -> Dict[str, object]:
   return typing.get_type_hints(cls)
 
 
