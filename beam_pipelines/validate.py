@@ -69,7 +69,7 @@ from beam_pipelines.ml import artifacts, validation_report
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.runtime import quiet_startup_noise
 from beam_pipelines.store import bucket
-from beam_pipelines.store.console import progress
+from beam_pipelines.store.console import counts, progress
 from beam_pipelines.store.errors import Refusal
 
 TRAINING_ENV, SERVING_ENV = 'TRAINING', 'SERVING'
@@ -407,7 +407,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
   previous = load_statistics(previous_path) if previous_path else None
 
   progress(f'validate: computing statistics of {features_dir} '
-           f'({summary["rows_written"]} rows) with TFDV')
+           f'({counts(summary["rows_written"], "rows")}) with TFDV')
   tfdv = _tfdv()
   pipeline = runtime.new_pipeline(options)
   paths = build_pipeline(pipeline, features_dir, spec, output, known.serving_features,
