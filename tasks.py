@@ -45,6 +45,7 @@ from beam_pipelines.store.errors import Refusal
 
 REPO = pathlib.Path(__file__).resolve().parent
 CT_EXIT_STATUSES = (0, 1, 3)  # pushed or no trigger, stopped at validation, NOT_BLESSED
+CT_EXIT_ERROR = 2  # ct's error: a failure of the workflow, unless its JSON line was asked for
 CONTAINER_REPO_ENV_VAR = 'BEAM_PIPELINES_CONTAINER_REPO'  # the project's SDK container images
 HELP_FLAGS = ('--help', '-h')
 
@@ -279,8 +280,9 @@ def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False
   Dataflow the steps run in the SDK container of $BEAM_PIPELINES_CONTAINER_REPO).
   """
   url = _bucket(bucket)
-  flags = ['--bucket', url] + (['--pipeline', pipeline] if pipeline else []) + (
-      ['--span', span] if span else []) + [
+  with refusals():
+    pipeline = _pipeline(pipeline)  # several declared and none named: refused here, in one line
+  flags = ['--bucket', url, '--pipeline', pipeline] + (['--span', span] if span else []) + [
       f for f, on in (('--force', force), ('--no_cache', no_cache), ('--no_push', no_push),
                       ('--predict', predict), ('--json', json_)) if on] + shlex.split(
       c.remainder or '')
@@ -294,13 +296,15 @@ def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False
     if not bucket_io.exists(layout.Env(url, layout.PROD).variables):
       raise HarnessError('nothing is deployed in prod: run `invoke build test deploy` first, or '
                          '`invoke ct --source` to run the source tree\'s pipeline')
-    done = run_deployed(REPO, url, 'ct', layout.PROD, flags, accept=CT_EXIT_STATUSES,
+    accept = CT_EXIT_STATUSES + ((CT_EXIT_ERROR,) if json_ else ())  # its JSON line says why
+    done = run_deployed(REPO, url, 'ct', layout.PROD, flags, accept=accept,
                         container_repo=os.environ.get(CONTAINER_REPO_ENV_VAR) or None)
     if json_:
       print(_json_line(done['lines']), flush=True)
-    more = f' --pipeline {pipeline}' if pipeline else ''
-    _say(f'ct: done with deployed build {done["build_id"]} (exit status {done["returncode"]}); '
-         f'`invoke model-list{more}`, `invoke lineage{more} --model production`')
+    if done['returncode'] != CT_EXIT_ERROR:
+      _say(f'ct: done with deployed build {done["build_id"]} (exit status {done["returncode"]}); '
+           f'`invoke model-list --pipeline {pipeline}`, '
+           f'`invoke lineage --pipeline {pipeline} --model production`')
   if done['returncode']:
     raise Exit(code=done['returncode'])
 
