@@ -6,6 +6,10 @@ Exit statuses (the same through ``invoke ct``)::
     1  a span stopped at validation: anomalies, or drift with the policy ``on_drift: block``
     2  an error: bad flags, a missing span, data that does not match the spec, a refusal
     3  a model was trained and evaluated but NOT_BLESSED: production is unchanged
+
+With ``--json`` the last line of stdout (all of it) is one JSON object: the exit status and its
+meaning, the outcome of each span (docs/continuous-training.md). The flags are parsed before the
+loop, Beam, TFDV or any pipeline is imported: ``--help`` and usage errors answer at once.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ USAGE = """
                                                       # infer a schema for review, in the folder
 
 exit status: 0 pushed/no trigger, 1 stopped at validation, 2 error, 3 not blessed
+(--json: the last line of stdout is one JSON object saying it, and what happened to each span)
 
 Any other flag is a Beam option of the pipeline steps (features, validation, evaluation), e.g.
 --runner DataflowRunner --project P --region R --temp_location gs://B/tmp --extra_package WHEEL;
