@@ -79,6 +79,7 @@ def as_json(done: subprocess.CompletedProcess) -> dict:
   return value
 
 
+@pytest.mark.integration
 class TestJson:
 
   def test_model_list(self, bucket):
@@ -135,13 +136,16 @@ class TestJson:
     assert (line['exit_status'], line['result']) == (2, 'error')
     assert "unexpected argument 'stray'" in line['error'] and line['outcomes'] == []
 
-  def test_the_json_line_names_every_exit_status(self):
-    for status in (0, 1, 2, 3):
-      assert json.loads(ct_cli.json_line(status, [], {}))['result'] == ct_cli.EXIT_RESULTS[status]
+
+
+def test_the_ct_json_line_names_every_exit_status():
+  for status in (0, 1, 2, 3):
+    assert json.loads(ct_cli.json_line(status, [], {}))['result'] == ct_cli.EXIT_RESULTS[status]
 
 
 class TestForPeople:
 
+  @pytest.mark.integration
   def test_no_python_reprs_in_model_list_lineage_or_status(self, bucket):
     for args in (('model-list',), ('lineage',), ('lineage', '--model', '1'), ('status',)):
       done = invoke(*args, bucket=bucket)
@@ -149,6 +153,7 @@ class TestForPeople:
       assert not re.search(r"[{\[]'|[{}\[\]]", done.stdout), (args, done.stdout)
       assert 'None' not in done.stdout and 'True' not in done.stdout, (args, done.stdout)
 
+  @pytest.mark.integration
   def test_model_list_and_lineage_read_as_sentences(self, bucket):
     listed = invoke('model-list', bucket=bucket).stdout
     assert 'aliases: production v2, candidate v2' in listed
@@ -188,6 +193,7 @@ def imported_heavy(call: str, argv, bucket: pathlib.Path) -> list:
   return json.loads(done.stdout.splitlines()[-1].replace("'", '"'))
 
 
+@pytest.mark.integration
 class TestNoHeavyImports:
 
   @pytest.mark.parametrize('args', [('status',), ('status', '--json'), ('model-list',),
@@ -207,6 +213,7 @@ class TestNoHeavyImports:
     assert done.returncode == 0 and '--json' in done.stdout and 'exit status' in done.stdout
 
 
+@pytest.mark.integration
 class TestTaskHelp:
 
   @pytest.mark.parametrize('name', sorted(Collection.from_module(tasks).task_names))
@@ -239,6 +246,7 @@ class TestSeveralPipelines:
     with pytest.raises(DefinitionError, match='no pipeline is declared'):
       choose_pipeline(None, [])
 
+  @pytest.mark.integration
   def test_a_model_task_or_ct_without_pipeline_lists_the_choices(self, bucket, tmp_path):
     project = tmp_path / 'project'
     snapshot(REPO, project)

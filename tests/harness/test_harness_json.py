@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .support import invoke
+
+pytestmark = pytest.mark.integration  # it needs the loop: never in the unit-test gate the loop runs
 
 
 def test_invoke_ct_json_relays_the_deployed_builds_line(project, bucket_copy, loop):
