@@ -14,23 +14,28 @@ Every task that touches the bucket takes ``--bucket URL`` (default: $BEAM_PIPELI
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
 import pathlib
 import re
 import shlex
+import sys
+from typing import Any, Dict, Optional, Sequence
 
-from invoke import Exit
+from invoke import Collection, Exit, Program
 from invoke import task as invoke_task
 
-from beam_pipelines.ct.lineage import render as render_lineage
+from beam_pipelines.ct import views
+from beam_pipelines.ct.definition import choose_pipeline, declared_pipelines
 from beam_pipelines.ct.paths import model_registry
-from beam_pipelines.ct.registry import VERSION_NUMBER, describe
+from beam_pipelines.ct.registry import VERSION_NUMBER, describe_moves
 from beam_pipelines.harness import build as build_step
 from beam_pipelines.harness import deploy as deploy_step
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.run import run_pipeline as run_deployed
 from beam_pipelines.harness.site import build_site
-from beam_pipelines.harness.status import status_lines
+from beam_pipelines.harness.status import status_lines, status_report
 from beam_pipelines.harness.testing import run_test
 from beam_pipelines.store import bucket as bucket_io
 from beam_pipelines.store import layout, lock
@@ -40,17 +45,42 @@ from beam_pipelines.store.errors import Refusal
 
 REPO = pathlib.Path(__file__).resolve().parent
 CT_EXIT_STATUSES = (0, 1, 3)  # pushed or no trigger, stopped at validation, NOT_BLESSED
+CT_EXIT_ERROR = 2  # ct's error: a failure of the workflow, unless its JSON line was asked for
 CONTAINER_REPO_ENV_VAR = 'BEAM_PIPELINES_CONTAINER_REPO'  # the project's SDK container images
+HELP_FLAGS = ('--help', '-h')
 
 
 def task(*args, **kwargs):
   """invoke's ``@task``, with each ``:param x:`` docstring line as the ``--help`` of ``--x``, and
   no automatic short flags: invoke would derive ``-f`` for ``approval --off`` (a gate turned off by
-  one letter) and ``-b`` for ``--bucket`` in most tasks but ``--build-id`` in ``deploy``."""
+  one letter) and ``-b`` for ``--bucket`` in most tasks but ``--build-id`` in ``deploy``.
+
+  Help never runs a task: invoke hands ``--help`` to a positional argument (``invoke run --help``)
+  or to a flag waiting for its value as if it were the value; the task then prints its help."""
   def decorate(fn):
     help_lines = dict(re.findall(r':param (\w+): (.+)', fn.__doc__ or ''))
-    return invoke_task(help=help_lines, auto_shortflags=False, **kwargs)(fn)
+    name = kwargs.get('name') or fn.__name__.replace('_', '-')
+
+    @functools.wraps(fn)
+    def body(c, *values, **options):
+      if any(isinstance(v, str) and v in HELP_FLAGS for v in (*values, *options.values())):
+        _print_help(name)
+        return None
+      return fn(c, *values, **options)
+    return invoke_task(help=help_lines, auto_shortflags=False, **kwargs)(body)
   return decorate(args[0]) if args and callable(args[0]) else decorate
+
+
+def _print_help(name: str) -> None:
+  """``invoke --help <name>``, from inside a task."""
+  program = Program(namespace=Collection.from_module(sys.modules[__name__]), binary='inv[oke]',
+                    binary_names=['invoke', 'inv'])
+  program.run(['invoke', '--help', name], exit=False)
+
+
+def _print_json(value: Dict[str, Any]) -> None:
+  """One JSON object on stdout, the only thing a ``--json`` task prints there."""
+  print(json.dumps(value, indent=2, sort_keys=True), flush=True)
 
 
 @contextlib.contextmanager
@@ -148,15 +178,20 @@ def run_pipeline(c, pipeline, env=layout.PROD, bucket=None, container_repo=None)
 
 
 @task
-def status(c, pipeline=None, bucket=None):
+def status(c, pipeline=None, bucket=None, json_=False):
   """Show what is deployed where, the last test result, the models in production, the approval
   gate, the lock, the history.
 
   :param pipeline: show only this pipeline's models (default: every declared pipeline).
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  :param json_: print one JSON object instead (fields: docs/harness.md).
   """
   with refusals():
-    print('\n'.join(status_lines(_bucket(bucket), pipelines=[pipeline] if pipeline else None)))
+    url, only = _bucket(bucket), [pipeline] if pipeline else None
+    if json_:
+      _print_json(status_report(url, pipelines=only))
+    else:
+      print('\n'.join(status_lines(url, pipelines=only)))
 
 
 @task
@@ -215,17 +250,22 @@ def _summary(url: str) -> None:
        f'{layout.Env(url, layout.PROD).path(layout.RESULTS, layout.RUNS)}/')
 
 
-def _registry(url, pipeline):
-  return model_registry(url, pipeline)
+def _pipeline(pipeline: Optional[str]) -> str:
+  """``--pipeline``, else the only declared pipeline; several and none named is a refusal."""
+  return choose_pipeline(pipeline, declared_pipelines())
+
+
+def _registry(url: str, pipeline: Optional[str]):
+  return model_registry(url, _pipeline(pipeline))
 
 
 @task(name='ct')
 def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False, no_push=False,
-                        predict=False, source=False, bucket=None):
+                        predict=False, source=False, bucket=None, json_=False):
   """Continuous training of the deployed prod build (its `ct` workflow) on each new landed span of
   a pipeline. Exit status: 0 pushed or no trigger, 1 stopped at validation, 3 NOT_BLESSED.
 
-  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); needed when several are declared.
 
   :param span: a span directory (or CSV glob) to process instead of the new spans of the landing area.
   :param force: retrain even when there is no trigger (cached steps are reused).
@@ -234,15 +274,18 @@ def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False
   :param predict: then run batch inference of the span with the production model.
   :param source: run the source tree's pipeline instead of the deployed build's.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  :param json_: end with ct's JSON line on stdout (fields: docs/continuous-training.md).
 
   Beam options after `--` go to the pipeline steps (e.g. `-- --runner DataflowRunner ...`; on
   Dataflow the steps run in the SDK container of $BEAM_PIPELINES_CONTAINER_REPO).
   """
   url = _bucket(bucket)
-  flags = ['--bucket', url] + (['--pipeline', pipeline] if pipeline else []) + (
-      ['--span', span] if span else []) + [
+  with refusals():
+    pipeline = _pipeline(pipeline)  # several declared and none named: refused here, in one line
+  flags = ['--bucket', url, '--pipeline', pipeline] + (['--span', span] if span else []) + [
       f for f, on in (('--force', force), ('--no_cache', no_cache), ('--no_push', no_push),
-                      ('--predict', predict)) if on] + shlex.split(c.remainder or '')
+                      ('--predict', predict), ('--json', json_)) if on] + shlex.split(
+      c.remainder or '')
   with refusals():
     if source:
       from beam_pipelines.ct import cli as ct_cli  # imports Beam and the pipelines: only when run
@@ -253,13 +296,30 @@ def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False
     if not bucket_io.exists(layout.Env(url, layout.PROD).variables):
       raise HarnessError('nothing is deployed in prod: run `invoke build test deploy` first, or '
                          '`invoke ct --source` to run the source tree\'s pipeline')
-    done = run_deployed(REPO, url, 'ct', layout.PROD, flags, accept=CT_EXIT_STATUSES,
+    accept = CT_EXIT_STATUSES + ((CT_EXIT_ERROR,) if json_ else ())  # its JSON line says why
+    done = run_deployed(REPO, url, 'ct', layout.PROD, flags, accept=accept,
                         container_repo=os.environ.get(CONTAINER_REPO_ENV_VAR) or None)
-    more = f' --pipeline {pipeline}' if pipeline else ''
-    _say(f'ct: done with deployed build {done["build_id"]} (exit status {done["returncode"]}); '
-         f'`invoke model-list{more}`, `invoke lineage{more} --model production`')
+    if json_:
+      print(_json_line(done['lines']), flush=True)
+    if done['returncode'] != CT_EXIT_ERROR:
+      _say(f'ct: done with deployed build {done["build_id"]} (exit status {done["returncode"]}); '
+           f'`invoke model-list --pipeline {pipeline}`, '
+           f'`invoke lineage --pipeline {pipeline} --model production`')
   if done['returncode']:
     raise Exit(code=done['returncode'])
+
+
+def _json_line(lines: Sequence[str]) -> str:
+  """The JSON line a deployed ct printed last (a build from before --json has none: refused)."""
+  for line in reversed(lines):
+    if line.startswith('{'):
+      try:
+        if isinstance(json.loads(line), dict):
+          return line
+      except ValueError:
+        continue
+  raise HarnessError('the deployed build printed no JSON line: it predates `ct --json`; '
+                     'deploy a newer build, or run without --json')
 
 
 @task(name='ct-demo')
@@ -277,39 +337,36 @@ def ct_demo(c, bucket=None):
 
 
 @task(name='model-list')
-def model_list(c, pipeline=None, bucket=None):
+def model_list(c, pipeline=None, bucket=None, json_=False):
   """The model registry: every version (blessing, metrics, sha256, run), aliases, alias history.
 
-  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); needed when several are declared.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  :param json_: print one JSON object instead (fields: docs/continuous-training.md).
   """
   with refusals():
-    reg = _registry(_bucket(bucket), pipeline)
-    aliases = reg.aliases()
-    print(f'registry: {reg.root}')
-    for record in reg.versions():
-      print(describe(record, aliases))
-    print(f'aliases: {aliases or "none"}')
-    for event in reg.history()[-10:]:
-      moves = ', '.join(f'{a} {"v" + str(m["from"]) if m["from"] else "-"}->v{m["to"]}'
-                        for a, m in event['moves'].items())
-      print(f'  {event["at"]}  {event["event"]:8s} {moves}  ({event["reason"][:80]})')
+    url, name = _bucket(bucket), _pipeline(pipeline)
+    view = views.model_list(model_registry(url, name), name)
+    if json_:
+      _print_json(view)
+    else:
+      print('\n'.join(views.model_list_lines(view)))
 
 
 @task(name='model-promote')
-def model_promote(c, version, reason='', override_blessing=None, pipeline=None, bucket=None):
+def model_promote(c, version=None, reason='', override_blessing=None, pipeline=None, bucket=None):
   """Point the `production` alias at a registered version (atomic, recorded in the history).
 
-  :param version: the version number to serve.
+  :param version: the version number to serve (required).
   :param reason: why (recorded).
   :param override_blessing: promote a version that is not BLESSED; the reason is recorded.
-  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); needed when several are declared.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
-    if not VERSION_NUMBER.fullmatch(str(version)):
-      raise HarnessError(f'--version must be a registered version number (see `invoke '
-                         f'model-list`), got {version!r}')
+    if version is None or not VERSION_NUMBER.fullmatch(str(version)):
+      raise HarnessError('--version must be a registered version number (see `invoke '
+                         'model-list`), got ' + ('nothing' if version is None else repr(version)))
     reg = _registry(_bucket(bucket), pipeline)
     event = reg.promote(int(version), reason, override_blessing)
     _say(f'model-promote: production is v{reg.aliases()["production"]}'
@@ -322,31 +379,28 @@ def model_rollback(c, reason='', override_blessing=None, pipeline=None, bucket=N
 
   :param reason: why (recorded).
   :param override_blessing: roll back to a version that is not BLESSED; the reason is recorded.
-  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); needed when several are declared.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
     reg = _registry(_bucket(bucket), pipeline)
     event = reg.rollback(reason, override_blessing)
-    move = event['moves']['production']
-    _say(f'model-rollback: production v{move["from"]} -> v{move["to"]}')
+    _say(f'model-rollback: {describe_moves(event["moves"])}')
 
 
 @task
-def lineage(c, model='production', pipeline=None, bucket=None):
+def lineage(c, model='production', pipeline=None, bucket=None, json_=False):
   """Which data, code and parameters made a registered model (its run's lineage record).
 
   :param model: production, candidate or a version number.
-  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); default: the only one, else taxi.
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); needed when several are declared.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  :param json_: print one JSON object instead (fields: docs/continuous-training.md).
   """
   with refusals():
-    reg = _registry(_bucket(bucket), pipeline)
-    number = reg.resolve(model)
-    record = reg.record(number)
-    metrics = ', '.join(f'{k} {v:.4f}' for k, v in sorted((record.get('metrics') or {}).items())
-                        if isinstance(v, float))
-    print(f'model v{number} ({model}): sha256 {record["model_sha256"]}, '
-          f'{record["blessing"]["status"]}; {metrics}')
-    print('\n'.join(render_lineage(bucket_io.read_json(record['lineage'], 'lineage record'))))
-    print(f'lineage record: {record["lineage"]}')
+    url, name = _bucket(bucket), _pipeline(pipeline)
+    view = views.lineage(model_registry(url, name), name, model)
+    if json_:
+      _print_json(view)
+    else:
+      print('\n'.join(views.lineage_lines(view)))

@@ -42,32 +42,38 @@ def error_log(name: str) -> str:
   return path
 
 
+def failure_status(name: str, error: BaseException) -> int:
+  """Reports why ``name`` failed in one line and returns its exit status (always 2).
+
+  A ``Refusal`` (bad input, spec, model, config, unreconciled counts), a missing or unreadable
+  file and undecodable text are one line ``<name>: error: ...``. Anything else is a bug or an
+  environment failure: one line with its type and the path of a log holding the traceback, never
+  a bare "failed".
+  """
+  if isinstance(error, Refusal):
+    progress(f'{name}: error: {error}')
+  elif isinstance(error, (OSError, UnicodeDecodeError)):
+    progress(f'{name}: error: {type(error).__name__}: {error}')
+  else:
+    log = error_log(name)
+    with open(log, 'w', encoding='utf-8') as handle:
+      handle.write(''.join(traceback.format_exception(error)))
+    progress(f'{name}: unexpected error {type(error).__name__}: {error} (traceback: {log})')
+  return EXIT_ERROR
+
+
 def main(name: str, run: Callable[[Optional[Sequence[str]]], R],
          argv: Optional[Sequence[str]] = None,
          exit_status: Callable[[R], int] = lambda result: EXIT_OK) -> int:
   """The one ``main`` of every command line: runs ``run(argv)`` and maps what happens to the
-  project's exit statuses.
-
-  ``exit_status(result)`` turns a finished run into 0, 1 (a stopping verdict) or 3 (NOT_BLESSED).
-  A ``Refusal`` (bad input, spec, model, config, unreconciled counts), a missing or unreadable
-  file and undecodable text are one line ``<name>: error: ...`` and status 2. argparse's usage
-  errors keep their own status 2. Anything else is a bug or an environment failure: one line with
-  its type and the path of a log holding the traceback, and status 2, never a bare "failed".
+  project's exit statuses: ``exit_status(result)`` turns a finished run into 0, 1 (a stopping
+  verdict) or 3 (NOT_BLESSED); a failure is 2 (``failure_status``); argparse's usage errors keep
+  their own status 2.
   """
   try:
     result = run(argv)
-  except Refusal as error:
-    progress(f'{name}: error: {error}')
-    return EXIT_ERROR
-  except (OSError, UnicodeDecodeError) as error:
-    progress(f'{name}: error: {type(error).__name__}: {error}')
-    return EXIT_ERROR
-  except Exception as error:  # noqa: BLE001 - the one place that reports unexpected errors
-    log = error_log(name)
-    with open(log, 'w', encoding='utf-8') as handle:
-      handle.write(traceback.format_exc())
-    progress(f'{name}: unexpected error {type(error).__name__}: {error} (traceback: {log})')
-    return EXIT_ERROR
+  except Exception as error:  # noqa: BLE001 - the one place that reports failures
+    return failure_status(name, error)
   return exit_status(result)
 
 

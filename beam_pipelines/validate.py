@@ -70,7 +70,7 @@ from beam_pipelines.ml.results import DRY_RUN, DryRun, Verdict
 from beam_pipelines.pages import validation as validation_report
 from beam_pipelines.runtime import quiet_startup_noise
 from beam_pipelines.store import bucket
-from beam_pipelines.store.console import progress
+from beam_pipelines.store.console import counts, progress
 from beam_pipelines.store.errors import Refusal
 from beam_pipelines.store.typed_json import from_json
 
@@ -428,9 +428,8 @@ def validate(features_dir: str, output: str, schema_path: Optional[str] = None,
   previous = load_statistics(previous_path) if previous_path else None
   schema_existed = schema_path is not None and bucket.exists(schema_path)
 
-  rows = ' + '.join(f'{summary["rows_written"].get(split, 0):,} {split}'
-                    for split in artifacts.SPLITS)
-  progress(f'validate: computing statistics of {features_dir} ({rows} rows) with TFDV')
+  progress(f'validate: computing statistics of {features_dir} '
+           f'({counts(summary["rows_written"], "rows")}) with TFDV')
   tfdv = _tfdv()
   pipeline = runtime.new_pipeline(options)
   paths = build_pipeline(pipeline, features_dir, spec, output, serving_features,

@@ -7,7 +7,6 @@ import pytest
 
 from beam_pipelines import train
 from beam_pipelines.ct import cli
-from beam_pipelines.ct.loop import CtError
 
 DATAFLOW = ['--runner', 'DataflowRunner', '--project', 'my-project', '--region', 'us-central1',
             '--temp_location', 'gs://my-bucket-123/tmp']
@@ -33,7 +32,7 @@ def test_train_main_says_so_in_one_line(tmp_path, capsys):
 def test_ct_accepts_beam_options():
   args = cli.parse_args(['--force', *DATAFLOW, '--max_num_workers', '3'])
   assert args.force and args.beam_args == (*DATAFLOW, '--max_num_workers', '3')
-  with pytest.raises(CtError, match="unexpected argument 'stray'"):
+  with pytest.raises(cli.UsageError, match="unexpected argument 'stray'"):
     cli.parse_args(['stray'])
 
 

@@ -5,5 +5,5 @@ against the production model -> blessing -> registry push (``production`` moves 
 definition of a build), ``cache`` (content-addressed step outputs), ``steps`` (each step a cached
 call of an ML pipeline's ``run``), ``lineage`` (which code, data and parameters made what),
 ``registry`` (versions and aliases), ``outcomes`` (what a run did), ``loop`` (the runs), ``demo``,
-``cli`` (``python -m beam_pipelines.ct``). This floor calls the pipelines; it never knows the harness.
+``views`` (what ``model-list`` and ``lineage`` show), ``cli`` (``python -m beam_pipelines.ct``). This floor calls the pipelines; it never knows the harness.
 """

@@ -6,36 +6,45 @@ Exit statuses (the same through ``invoke ct``)::
     1  a span stopped at validation: anomalies, or drift with the policy ``on_drift: block``
     2  an error: bad flags, a missing span, data that does not match the spec, a refusal
     3  a model was trained and evaluated but NOT_BLESSED: production is unchanged
+
+With ``--json`` the last line of stdout (all of it) is one JSON object: the exit status and its
+meaning, the outcome of each span (docs/continuous-training.md). The flags are parsed before the
+loop, Beam, TFDV or any pipeline is imported: ``--help`` and usage errors answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import pathlib
-from typing import Dict, List, Optional, Sequence
+import sys
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from beam_pipelines import features, runtime, validate
-from beam_pipelines.ct import demo
+from beam_pipelines import runtime
 from beam_pipelines.ct.definition import SCHEMA_FILE, load_definition
-from beam_pipelines.ct.loop import (
+from beam_pipelines.ct.outcomes import (
   CHECK_ANOMALOUS,
-  ContinuousTraining,
-  CtError,
-  CtOptions,
-  check_all,
-  span_files,
-  span_pattern,
+  CHECKED,
+  NO_TRIGGER,
+  NOT_BLESSED,
+  STOPPED,
+  SpanOutcome,
 )
-from beam_pipelines.ct.outcomes import CHECKED, NO_TRIGGER, NOT_BLESSED, STOPPED, SpanOutcome
 from beam_pipelines.ct.registry import PRODUCTION
-from beam_pipelines.ct.steps import Baseline
-from beam_pipelines.ml.results import Verdict
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.bucket import resolve_bucket
-from beam_pipelines.store.console import progress
+from beam_pipelines.store.console import number, progress
+from beam_pipelines.store.errors import Refusal
+
+if TYPE_CHECKING:  # the loop imports Beam, TFDV and every pipeline: after the flags are parsed
+  from beam_pipelines.ct.loop import ContinuousTraining
+  from beam_pipelines.ct.steps import Baseline
 
 EXIT_OK, EXIT_STOPPED, EXIT_ERROR, EXIT_NOT_BLESSED = (
     runtime.EXIT_OK, runtime.EXIT_STOPPED, runtime.EXIT_ERROR, runtime.EXIT_NOT_BLESSED)
+EXIT_RESULTS = {EXIT_OK: 'done', EXIT_STOPPED: 'stopped_at_validation', EXIT_ERROR: 'error',
+                EXIT_NOT_BLESSED: 'not_blessed'}  # the "result" of the --json line
 
 USAGE = """
     python -m beam_pipelines.ct [--pipeline NAME] [--bucket URL] [--span DIR] [--force]
@@ -47,6 +56,7 @@ USAGE = """
                                                       # infer a schema for review, in the folder
 
 exit status: 0 pushed/no trigger, 1 stopped at validation, 2 error, 3 not blessed
+(--json: the last line of stdout is one JSON object saying it, and what happened to each span)
 
 Any other flag is a Beam option of the pipeline steps (features, validation, evaluation), e.g.
 --runner DataflowRunner --project P --region R --temp_location gs://B/tmp --extra_package WHEEL;
@@ -54,11 +64,15 @@ training is scikit-learn in this process and reads/writes gs:// itself.
 """
 
 
+class UsageError(Refusal):
+  """Flags that do not make a ct command (one line, exit status 2)."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
   """argparse whose usage errors are refusals (one line, exit status 2), not SystemExit."""
 
   def error(self, message: str):
-    raise CtError(f'{message} (see python -m beam_pipelines.ct --help)')
+    raise UsageError(f'{message} (see python -m beam_pipelines.ct --help)')
 
 
 def parse_args(argv: Optional[Sequence[str]]):
@@ -67,7 +81,8 @@ def parse_args(argv: Optional[Sequence[str]]):
                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE)
   parser.add_argument('--pipeline', default=None,
                       help='A declared pipeline (a folder of beam_pipelines/pipelines/) or the '
-                      'path of a pipeline.yaml; default: the only one, else taxi.')
+                      'path of a pipeline.yaml; default: the only one declared (with several, '
+                      'say which).')
   parser.add_argument('--bucket', default=None,
                       help='Bucket URL (default: $BEAM_PIPELINES_BUCKET, else ./bucket).')
   parser.add_argument('--env', default=layout.PROD, help='Environment of the bucket (prod).')
@@ -95,6 +110,9 @@ def parse_args(argv: Optional[Sequence[str]]):
   parser.add_argument('--write_schema', action='store_true',
                       help="Infer the schema of --span and write it into the pipeline's folder "
                       '(schema.pbtxt) for review; with each feature\'s noise floor.')
+  parser.add_argument('--json', action='store_true',
+                      help='End with one line of JSON on stdout (outcome of each span, exit status '
+                      'and its meaning); progress stays on stderr.')
   args, beam_args = parser.parse_known_args(argv)
   if beam_args and not beam_args[0].startswith('--'):
     parser.error(f'unexpected argument {beam_args[0]!r}')
@@ -104,6 +122,8 @@ def parse_args(argv: Optional[Sequence[str]]):
 
 def read_baselines(path: str) -> Dict[str, Baseline]:
   """The --baselines file: {pipeline: {model_dir, model_sha256, record_path}}."""
+  from beam_pipelines.ct.loop import CtError  # imports Beam: only when a command runs
+  from beam_pipelines.ct.steps import Baseline  # imports the pipelines: only when a command runs
   if not path:
     return {}
   raw = bucket.read_json(path, 'ML check baselines')
@@ -116,6 +136,9 @@ def read_baselines(path: str) -> Dict[str, Baseline]:
 
 def write_schema(pipeline: Optional[str], span: str, output: str) -> str:
   """Features and validation of ``span``; the inferred schema goes into the pipeline's folder."""
+  from beam_pipelines import features, validate  # Beam and TFDV: only when a command runs
+  from beam_pipelines.ct.loop import CtError, span_files, span_pattern  # imports Beam: when run
+  from beam_pipelines.ml.results import Verdict  # with the pipelines it types
   definition = load_definition(pipeline)
   target = str(pathlib.PurePosixPath(definition.path).parent / SCHEMA_FILE)
   if bucket.exists(target):
@@ -130,28 +153,39 @@ def write_schema(pipeline: Optional[str], span: str, output: str) -> str:
   progress(f'ct: schema of {definition.name} inferred from {span} and written to {target}: '
            f'review it (domains, presence, min_domain_mass), then commit it; ct uses it from '
            f'the next build on. Verdict of that span: {verdict.status}')
-  suggested = ', '.join(f'{feature} {floor.suggested_threshold}'
-                        for feature, floor in sorted(verdict.noise_floor.items()))
-  progress(f'ct: suggested drift thresholds above each feature\'s noise floor: {suggested} '
-           f'(details: {validation_dir}/noise_floor.json)')
+  suggested = {f: v.suggested_threshold for f, v in sorted(verdict.noise_floor.items())}
+  progress(f'ct: suggested drift thresholds above each feature\'s noise floor: '
+           f'{number(suggested)} (details: {validation_dir}/noise_floor.json)')
   return target
 
 
 def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
-  args = parse_args(argv)
+  """Parses ``argv`` and runs the command; returns the outcome of each span."""
+  return execute(parse_args(argv))[0]
+
+
+def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]]:
+  """Runs parsed flags; returns (the outcome of each span, what the JSON line says besides)."""
+  from beam_pipelines.ct import demo  # imports Beam and the pipelines: only when a command runs
+  from beam_pipelines.ct.loop import (  # imports Beam, TFDV, the pipelines: only when run
+    ContinuousTraining,
+    CtError,
+    CtOptions,
+    check_all,
+  )
   if args.check:
     if not args.output:
       raise CtError('--check needs --output')
     summary = check_all(args.output, read_baselines(args.baselines), args.cache,
                         [args.pipeline] if args.pipeline else None, args.beam_args)
-    return [SpanOutcome(STOPPED if r.status == CHECK_ANOMALOUS else CHECKED, name,
-                        report=r.report, blessing=r.status)
-            for name, r in summary.pipelines.items()]
+    return ([SpanOutcome(STOPPED if r.status == CHECK_ANOMALOUS else CHECKED, name,
+                         report=r.report, blessing=r.status)
+             for name, r in summary.pipelines.items()], {'mode': 'check'})
   if args.write_schema:
     if not args.span or len(args.span) != 1:
       raise CtError('--write_schema needs one --span')
-    write_schema(args.pipeline, args.span[0], args.output or 'outputs/write-schema')
-    return []
+    target = write_schema(args.pipeline, args.span[0], args.output or 'outputs/write-schema')
+    return [], {'mode': 'write_schema', 'schema': target}
   if args.demo and not args.bucket:
     url = demo.fresh_demo_bucket()  # never the real bucket: the demo moves `production`
   else:
@@ -161,12 +195,18 @@ def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
       push=not args.no_push, predict=args.predict, build_id=args.build_id,
       wheel_sha256=args.wheel_sha256, beam_args=args.beam_args))
   if args.demo:
-    demo.run_demo(ct)  # it prints what happened to each span; a stopped span 3 is the design
+    shown = demo.run_demo(ct)  # it prints what happened to each span; a stopped span 3 is the design
     summarise(ct, [])
-    return []
+    return shown, dict(_where(ct), mode='demo')
   outcomes = ct.run(args.span, args.force)
   summarise(ct, outcomes)
-  return outcomes
+  return outcomes, dict(_where(ct), mode='run')
+
+
+def _where(ct: ContinuousTraining) -> Dict[str, Any]:
+  """The pipeline, bucket, registry and production version after a run (for the JSON line)."""
+  return {'pipeline': ct.definition.name, 'bucket': ct.bucket_url, 'registry': ct.registry.root,
+          'production': ct.registry.aliases().get(PRODUCTION)}
 
 
 def summarise(ct: ContinuousTraining, outcomes: List[SpanOutcome]) -> None:
@@ -195,6 +235,34 @@ def exit_status(outcomes: Sequence[SpanOutcome]) -> int:
   return EXIT_OK
 
 
+def json_line(status: int, outcomes: Sequence[SpanOutcome], facts: Dict[str, Any],
+              error: Optional[str] = None) -> str:
+  """The last line of ``--json``: one JSON object (fields in docs/continuous-training.md)."""
+  return json.dumps({'exit_status': status, 'result': EXIT_RESULTS[status], 'error': error,
+                     'outcomes': [o.to_dict() for o in outcomes], 'mode': None, 'pipeline': None,
+                     'bucket': None, 'registry': None, 'production': None, **facts},
+                    sort_keys=True)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """The command line; returns its exit status (see the module docstring)."""
-  return runtime.main('ct', run, argv, exit_status)
+  """The command line; returns its exit status (see the module docstring). ``--help`` and usage
+  errors answer before Beam, TFDV or any pipeline is imported."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  as_json = '--json' in argv
+  outcomes: List[SpanOutcome] = []
+  facts: Dict[str, Any] = {}
+  try:
+    args = parse_args(argv)
+    # With --json, stdout carries only the final line: anything a step prints goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+      outcomes, facts = execute(args)
+  except Exception as error:  # noqa: BLE001 - runtime.failure_status says what it was
+    status = runtime.failure_status('ct', error)
+    if as_json:
+      print(json_line(status, [], facts, f'{type(error).__name__}: {error}'
+                      if not isinstance(error, Refusal) else str(error)), flush=True)
+    return status
+  status = EXIT_OK if facts.get('mode') == 'demo' else exit_status(outcomes)
+  if as_json:
+    print(json_line(status, outcomes, facts), flush=True)
+  return status

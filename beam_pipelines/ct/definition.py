@@ -21,7 +21,7 @@ import dataclasses
 import json
 import pathlib
 from importlib import resources
-from typing import Any, Dict, List, Mapping, Optional, overload
+from typing import Any, Dict, List, Mapping, Optional, Sequence, overload
 
 import yaml
 
@@ -32,7 +32,6 @@ from beam_pipelines.store.errors import Refusal
 
 DEFINITION_FILE = 'pipeline.yaml'
 SCHEMA_FILE = 'schema.pbtxt'
-DEFAULT_PIPELINE = 'taxi'
 RETRAIN_EVERY_SPAN, RETRAIN_ON_DRIFT = 'every_span', 'on_drift'
 ON_DRIFT_RETRAIN, ON_DRIFT_BLOCK = 'retrain', 'block'
 _FIELDS = ('spec', 'integration', 'schema', 'train', 'window', 'blessing', 'policy')
@@ -93,10 +92,23 @@ def declared_pipelines() -> List[str]:
   return sorted(p.parent.name for p in root.glob(f'*/{DEFINITION_FILE}')) if root.is_dir() else []
 
 
+def choose_pipeline(requested: Optional[str], declared: Sequence[str]) -> str:
+  """``requested`` if given, else the only declared pipeline; with several (or none) declared and
+  none requested, a refusal listing the choices. No pipeline is chosen silently."""
+  if requested:
+    return requested
+  if len(declared) == 1:
+    return declared[0]
+  if not declared:
+    raise DefinitionError(f'no pipeline is declared (no folder of {pipelines_root()} holds a '
+                          f'{DEFINITION_FILE}): name one with --pipeline PATH/{DEFINITION_FILE}')
+  raise DefinitionError(f'{len(declared)} pipelines are declared ({", ".join(declared)}): say '
+                        f'which with --pipeline NAME')
+
+
 def default_pipeline() -> str:
-  """The only declared pipeline, else the bundled taxi one."""
-  names = declared_pipelines()
-  return names[0] if len(names) == 1 else DEFAULT_PIPELINE
+  """The only declared pipeline; several (or none) is a refusal listing them."""
+  return choose_pipeline(None, declared_pipelines())
 
 
 def definition_path(name_or_path: Optional[str] = None) -> str:
@@ -164,7 +176,7 @@ def _read_yaml(path: str, what: str) -> Any:
 
 
 def load_definition(name_or_path: Optional[str] = None) -> PipelineDefinition:
-  """A declared pipeline by name (default: the only one, else taxi), or a pipeline.yaml path."""
+  """A declared pipeline by name (default: the only one), or a pipeline.yaml path."""
   path = definition_path(name_or_path)
   raw = _read_yaml(path, 'pipeline definition')
   if not isinstance(raw, dict) or not raw.get('spec') or not isinstance(raw.get('train', {}), dict):

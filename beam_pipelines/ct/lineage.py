@@ -29,6 +29,7 @@ from beam_pipelines.ct.records import (
 )
 from beam_pipelines.ml.tabular import data_fingerprint
 from beam_pipelines.store import bucket, layout
+from beam_pipelines.store.console import fields
 from beam_pipelines.store.errors import Refusal
 from beam_pipelines.store.identity import INSTALLED_MARKER, git_info
 
@@ -138,7 +139,9 @@ def render(record: LineageDocument) -> List[str]:
            f'  code:       {made_by}; code fingerprint {str(code.get("fingerprint"))[:16]}',
            f'  data:       span {data.get("span")} sha256 {data.get("sha256")}']
   lines += [f'              {f["path"]}  sha256 {f["sha256"]}' for f in data.get('files', [])]
-  lines.append(f'  parameters: {record.get("parameters")}')
+  params = fields(record.get('parameters') or {})
+  lines += [f'  {"parameters:" if i == 0 else "":11s} {key} {value}'
+            for i, (key, value) in enumerate(params)]
   steps = record.get('steps', {})
   order = [s for s in STEP_ORDER if s in steps] + sorted(set(steps) - set(STEP_ORDER))
   for name, step in ((n, steps[n]) for n in order):

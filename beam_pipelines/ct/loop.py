@@ -53,7 +53,7 @@ from beam_pipelines.ml import artifacts
 from beam_pipelines.ml.csv_io import match_files
 from beam_pipelines.ml.results import ModelRef, PredictionResult, Verdict
 from beam_pipelines.store import bucket, layout
-from beam_pipelines.store.console import progress
+from beam_pipelines.store.console import number, progress
 from beam_pipelines.store.crash import crash_point
 from beam_pipelines.store.errors import Refusal
 from beam_pipelines.store.lock import BucketLock
@@ -200,7 +200,7 @@ class ContinuousTraining:
       return None
     directory, record = self.registry.verified_dir(registry.PRODUCTION)
     progress(f'ct: baseline: production model v{record["version"]} (sha256 verified; '
-             f'registered metrics {record.get("metrics", {}).get("auc")} auc)')
+             f'registered auc {number(record.get("metrics", {}).get("auc"))})')
     return steps.Baseline(directory, record['model_sha256'],
                           self.registry.record_path(record['version']))
 
@@ -282,7 +282,7 @@ class ContinuousTraining:
                                  run_id=run.record['run_id'])
       status = PUSHED if self.push else REGISTERED
       if event:
-        progress(f'ct: aliases moved: {event["moves"]}')
+        progress(f'ct: aliases moved: {registry.describe_moves(event["moves"])}')
     run.step('push', status, version=version, created=created)
     if self.predict:
       self._predict(run, span)

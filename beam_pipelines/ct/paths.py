@@ -53,5 +53,5 @@ class CtPaths:
 
 def model_registry(bucket_url: str, pipeline: Optional[str] = None,
                    env: str = layout.PROD) -> Registry:
-  """The registry of a declared pipeline's model (default: the only one, else taxi)."""
+  """The registry of a declared pipeline's model (default: the only one declared)."""
   return Registry(CtPaths(bucket_url, pipeline, env).registry)

@@ -113,7 +113,7 @@ class Registry:
     path = self.record_path(number)
     if not bucket.exists(path):
       raise RegistryError(f'model version {number} does not exist in {self.root} '
-                          f'(versions: {self.numbers() or "none"})')
+                          f'(versions: {", ".join(map(str, self.numbers())) or "none"})')
     return cast(VersionRecord, bucket.read_json(path, f'model version {number}'))
 
   def versions(self) -> List[VersionRecord]:
@@ -123,6 +123,13 @@ class Registry:
     if not bucket.exists(self._aliases_path):
       return {}
     return dict(bucket.read_json(self._aliases_path, 'registry aliases').get('aliases', {}))
+
+  def last_event(self) -> Optional[AliasEvent]:
+    """The alias move that wrote ``aliases.json`` (None before the first move)."""
+    if not bucket.exists(self._aliases_path):
+      return None
+    return cast(Optional[AliasEvent],
+                bucket.read_json(self._aliases_path, 'registry aliases').get('event'))
 
   def resolve(self, ref: Union[str, int]) -> int:
     """'production' / 'candidate' / a version number -> a committed version number."""
@@ -295,6 +302,18 @@ def describe(record: VersionRecord, aliases: Dict[str, int]) -> str:
   return (f'v{number:<3d} {blessing:11s} {shown or "no metrics"}  sha256 {record["model_sha256"][:12]}'
           f'  run {record.get("run_id", "?")}  {record.get("registered_at", "")}'
           + (f'  <- {", ".join(names)}' if names else ''))
+
+
+def describe_moves(moves: Dict[str, Dict[str, Optional[int]]]) -> str:
+  """Alias moves for people: ``production v2 -> v3, candidate - -> v3``."""
+  return ', '.join(f'{alias} {"v" + str(m["from"]) if m.get("from") else "-"} -> v{m["to"]}'
+                   for alias, m in moves.items()) or 'none'
+
+
+def describe_aliases(aliases: Dict[str, int]) -> str:
+  """Aliases for people: ``production v3, candidate v3`` (or ``none``)."""
+  order = [a for a in ALIASES if a in aliases] + sorted(set(aliases) - set(ALIASES))
+  return ', '.join(f'{a} v{aliases[a]}' for a in order) or 'none'
 
 
 def model_status(reg: Registry) -> str:

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.store import bucket, layout
@@ -127,9 +127,11 @@ def site_problem(site: pathlib.Path, wheel: pathlib.Path) -> Optional[str]:
 
 
 class Launched(NamedTuple):
-  """A workflow that ran from a deployed wheel: where the package came from, its exit status."""
+  """A workflow that ran from a deployed wheel: where the package came from, its exit status,
+  the lines it printed (stdout and stderr, in order)."""
   origin: str
   returncode: int
+  output: Tuple[str, ...] = ()
 
 
 def launch(site: pathlib.Path, module: str, args: List[str],
@@ -157,7 +159,7 @@ def launch(site: pathlib.Path, module: str, args: List[str],
   if origin is None or not origin.startswith(str(site) + os.sep):
     raise HarnessError(f'{module} did not run from the deployed wheel at {site} (came from {origin})')
   progress(f'workflow: {module} ran from the deployed wheel: {origin}')
-  return Launched(origin, returncode)
+  return Launched(origin, returncode, tuple(output))
 
 
 def cache_root(repo: pathlib.Path) -> pathlib.Path:

@@ -50,7 +50,7 @@ def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: s
   output = args[len(args) - 1 - args[::-1].index('--output') + 1] if '--output' in args else None
   return {'build_id': variables.build_id, 'run_id': run_id, 'workflow': definition.name,
           'args': args, 'output': output, 'origin': launched.origin,
-          'returncode': launched.returncode}
+          'returncode': launched.returncode, 'lines': list(launched.output)}
 
 
 def _stage_for_dataflow(definition: workflows.WorkflowDefinition,

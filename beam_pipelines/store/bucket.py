@@ -1,5 +1,8 @@
 """Bucket I/O through Beam's ``FileSystems`` (local paths and ``gs://`` alike): atomic writes, sha256.
 
+Local reads (``exists``, ``read_bytes``, ``sha256_of``, listings) use the file system directly,
+exactly as Beam's ``LocalFileSystem`` does, so that read-only commands never import Beam.
+
 Atomic writes: on a local filesystem, a temporary sibling object is written then renamed over the
 target (POSIX rename is atomic); on an object store (``gs://``) a single-object put is atomic, so
 the object is written directly. Readers therefore see the old or the new content, never half.
@@ -20,7 +23,7 @@ import socket
 import tempfile
 import urllib.parse
 import warnings
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, List, Mapping, Optional, Tuple
 
 from beam_pipelines.store import layout
 from beam_pipelines.store.console import progress
@@ -119,13 +122,22 @@ def check_reachable(url: str, timeout: float = REACH_TIMEOUT_SECONDS) -> None:
 
 
 def exists(path: str) -> bool:
+  if is_local(path):
+    return os.path.exists(path)  # what Beam's LocalFileSystem does, without importing Beam
   return _fs(path).exists(path)
+
+
+def _open_read(path: str) -> BinaryIO:
+  """A binary reader of ``path``: the file itself locally, Beam's FileSystems elsewhere."""
+  if is_local(path):
+    return open(path, 'rb')  # Beam's LocalFileSystem.open of an uncompressed file is exactly this
+  return _fs(path).open(path, compression_type=_uncompressed())
 
 
 def read_bytes(path: str, what: str = 'object') -> bytes:
   if not exists(path):
     raise StorageError(f'{what} not found: {path}')
-  with _fs(path).open(path, compression_type=_uncompressed()) as handle:
+  with _open_read(path) as handle:
     return handle.read()
 
 
@@ -170,7 +182,7 @@ def sha256_of(path: str) -> str:
   if not exists(path):
     raise StorageError(f'artifact missing: {path}')
   digest = hashlib.sha256()
-  with _fs(path).open(path, compression_type=_uncompressed()) as handle:
+  with _open_read(path) as handle:
     for chunk in iter(lambda: handle.read(_CHUNK), b''):
       digest.update(chunk)
   return digest.hexdigest()
@@ -199,7 +211,7 @@ def fetch_verified(url: str, expected_sha256: str, local_path: str, what: str = 
   fd, scratch = tempfile.mkstemp(dir=directory, prefix=f'.fetch-{os.getpid()}-')
   digest = hashlib.sha256()
   try:
-    with os.fdopen(fd, 'wb') as target, _fs(url).open(url, compression_type=_uncompressed()) as source:
+    with os.fdopen(fd, 'wb') as target, _open_read(url) as source:
       for chunk in iter(lambda: source.read(_CHUNK), b''):
         digest.update(chunk)
         target.write(chunk)

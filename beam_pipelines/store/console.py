@@ -1,16 +1,59 @@
-"""Progress lines a user follows (what step, how many records), on stderr like logging, and a
-live line for long work (terminal only) that ends in a one-line summary with the time."""
+"""Progress lines a user follows (what step, how many records), on stderr like logging, a live
+line for long work (terminal only) that ends in a one-line summary with the time, and values
+written for people (``number``, ``counts``), never as Python reprs."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import sys
 import threading
 import time
-from typing import Iterator, Optional, TextIO
+from typing import Any, Iterator, List, Mapping, Optional, TextIO, Tuple
 
 PREFIX = '[beam-pipelines]'
+SPLIT_ORDER = ('train', 'eval')  # counts per split are read in this order
+
+
+def number(value: Any, digits: int = 4) -> str:
+  """A value as a person reads it: 1,234 / 0.9326 / yes / no / n/a; lists comma-joined, mappings
+  as ``key value`` pairs (never a Python repr)."""
+  if value is None:
+    return 'n/a'
+  if isinstance(value, bool):
+    return 'yes' if value else 'no'
+  if isinstance(value, int):
+    return f'{value:,}'
+  if isinstance(value, float):
+    if math.isnan(value):
+      return 'n/a'
+    if value and abs(value) < 10 ** -digits:
+      return f'{value:.1e}'
+    return f'{value:.{digits}f}'
+  if isinstance(value, (list, tuple)):
+    return ', '.join(number(v, digits) for v in value) or 'none'
+  if isinstance(value, Mapping):
+    return ', '.join(f'{k} {number(v, digits)}' for k, v in value.items()) or 'none'
+  return str(value)
+
+
+def fields(value: Any, prefix: str = '') -> List[Tuple[str, str]]:
+  """A nested record as ``(dotted.key, value for people)`` pairs, one per leaf, keys sorted."""
+  if isinstance(value, Mapping) and value:
+    return [pair for key, item in sorted(value.items(), key=lambda kv: str(kv[0]))
+            for pair in fields(item, f'{prefix}.{key}' if prefix else str(key))]
+  if isinstance(value, (list, tuple)) and any(isinstance(v, (Mapping, list, tuple)) for v in value):
+    return [pair for i, item in enumerate(value, 1) for pair in fields(item, f'{prefix}.{i}')]
+  return [(prefix, number(value))]
+
+
+def counts(values: Any, unit: str) -> str:
+  """``{'eval': 401, 'train': 1596}`` -> ``1,596 train + 401 eval rows``; a single count -> ``N rows``."""
+  if not isinstance(values, Mapping):
+    return f'{number(values)} {unit}'
+  order = [k for k in SPLIT_ORDER if k in values] + sorted(k for k in values if k not in SPLIT_ORDER)
+  return ' + '.join(f'{number(values[k])} {k}' for k in order) + f' {unit}' if order else f'0 {unit}'
 
 
 def progress(message: str) -> None:

@@ -316,3 +316,12 @@ def test_status_flags_a_tampered_wheel_a_dead_holders_lock_and_a_blessing_overri
   assert f'VERIFY FAILED: prod wheel bytes changed: {wheel}' in done.stdout
   assert 'BLESSING OVERRIDDEN: "B breaks the report"' in done.stdout
   assert f'(pid {gone.pid}, deploy)' in done.stdout and 'STALE: that process is gone' in done.stdout
+  view = json.loads(invoke(project, bucket_copy, 'status', '--json').stdout)
+  prod = view['environments']['prod']
+  assert (prod['deployed'], prod['build_id'], prod['verified']) == (True, loop.a, False)
+  assert 'bytes changed' in prod['verify_problem']
+  assert prod['blessing_override'] == 'B breaks the report'
+  assert view['environments']['test']['build_id'] == loop.b
+  assert (view['lock']['state'], view['lock']['holder']['pid']) == ('stale', gone.pid)
+  assert view['history']['events'][-1]['build_id'] == loop.a
+  assert view['passed_builds'] == sorted([loop.a, loop.b])

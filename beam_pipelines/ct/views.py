@@ -1,0 +1,56 @@
+"""What ``invoke model-list`` and ``invoke lineage`` show: one JSON-ready object each (their
+``--json`` output, fields in docs/continuous-training.md) and its lines for people.
+
+Read-only: the registry's and the lineage's JSON records, never a model; reading a local bucket
+imports neither Beam nor any pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Union
+
+from beam_pipelines.ct.lineage import render as render_lineage
+from beam_pipelines.ct.registry import Registry, describe, describe_aliases, describe_moves
+from beam_pipelines.store import bucket
+from beam_pipelines.store.console import number
+
+HISTORY_SHOWN = 10  # alias moves listed for people (the JSON holds all of them)
+
+
+def model_list(reg: Registry, pipeline: str) -> Dict[str, Any]:
+  """The registry of ``pipeline``: every version's record as stored, the aliases, the history."""
+  return {'pipeline': pipeline, 'registry': reg.root, 'aliases': reg.aliases(),
+          'versions': reg.versions(), 'history': reg.history()}
+
+
+def model_list_lines(view: Dict[str, Any]) -> List[str]:
+  """A ``model_list`` for people."""
+  lines = [f'registry: {view["registry"]}']
+  lines += [describe(record, view['aliases']) for record in view['versions']]
+  lines.append(f'aliases: {describe_aliases(view["aliases"])}')
+  for event in view['history'][-HISTORY_SHOWN:]:
+    lines.append(f'  {event["at"]}  {event["event"]:8s} {describe_moves(event["moves"])}  '
+                 f'({event["reason"][:80]})')
+  return lines
+
+
+def lineage(reg: Registry, pipeline: str, model: Union[str, int]) -> Dict[str, Any]:
+  """The version ``model`` names (an alias or a number), its registry record and its run's
+  lineage record."""
+  version = reg.resolve(model)
+  record = reg.record(version)
+  return {'pipeline': pipeline, 'model': str(model), 'version': version, 'registry': reg.root,
+          'record': record, 'lineage_path': record['lineage'],
+          'lineage': bucket.read_json(record['lineage'], 'lineage record')}
+
+
+def lineage_lines(view: Dict[str, Any]) -> List[str]:
+  """A ``lineage`` for people."""
+  record = view['record']
+  metrics = ', '.join(f'{k} {number(v)}' for k, v in sorted((record.get('metrics') or {}).items())
+                      if isinstance(v, float))
+  return ([f'model v{view["version"]} ({view["model"]}): sha256 {record["model_sha256"]}, '
+           f'{(record.get("blessing") or {}).get("status", "not evaluated")}; '
+           f'{metrics or "no metrics"}']
+          + render_lineage(view['lineage'])
+          + [f'lineage record: {view["lineage_path"]}'])
