@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional, Sequence
 from invoke import Collection, Exit, Program
 from invoke import task as invoke_task
 
+from beam_pipelines import runtime
 from beam_pipelines.ct import views
 from beam_pipelines.ct.definition import choose_pipeline, declared_pipelines
 from beam_pipelines.ct.paths import model_registry
@@ -85,16 +86,18 @@ def _print_json(value: Dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def refusals():
-  """Turns any refusal into a clear one-line message and exit status 1 (a failure after a commit
-  point says so: INCOMPLETE, not REFUSED)."""
+  """Turns any refusal into a clear one-line message and exit status 2, as every command line of
+  the project (README, "Exit statuses"); a failure after a commit point says so: INCOMPLETE, not
+  REFUSED."""
   try:
     yield
   except Refusal as error:
     verdict = 'INCOMPLETE' if getattr(error, 'committed', False) else 'REFUSED'
-    raise Exit(f'[beam-pipelines] {verdict}: {error}', code=1) from None
+    raise Exit(f'[beam-pipelines] {verdict}: {error}', code=runtime.EXIT_ERROR) from None
   except OSError as error:  # a full disk, a read-only bucket, a path that is a file
     raise Exit(f'[beam-pipelines] FAILED: {error}. A disk, permission or path problem; commit '
-               f'points are written last, so what was live still is.', code=1) from None
+               f'points are written last, so what was live still is.',
+               code=runtime.EXIT_ERROR) from None
 
 
 def _bucket(url):

@@ -94,4 +94,4 @@ def test_a_wrong_word_count_fails_the_test_dag_and_deploy_refuses(composer):
   assert report.status == 'failed' and f'{word} (expected {int(count) + 1}' in ' '.join(
       report.failures())
   refused = invoke(composer.project, composer.bucket, 'deploy', '--build-id', composer.build_id)
-  assert refused.returncode == 1 and 'did not pass test' in refused.stderr + refused.stdout
+  assert refused.returncode == 2 and 'did not pass test' in refused.stderr + refused.stdout

@@ -110,9 +110,9 @@ class TestJson:
     assert (view['last_test'], view['passed_builds'], view['approval_required']) == (None, [], False)
     assert view['lock']['state'] == 'free' and view['history']['events'] == []
 
-  def test_a_refusal_prints_no_json_and_exits_1(self, bucket):
+  def test_a_refusal_prints_no_json_and_exits_2(self, bucket):
     done = invoke('lineage', '--model', '7', '--json', bucket=bucket)
-    assert done.returncode == 1 and done.stdout == ''
+    assert done.returncode == 2 and done.stdout == ''
     assert 'model version 7 does not exist' in done.stderr and '(versions: 1, 2)' in done.stderr
 
   def test_ct_ends_with_one_json_line(self, tmp_path):
@@ -232,7 +232,7 @@ class TestTaskHelp:
 
   def test_model_promote_without_a_version_is_refused(self, tmp_path):
     done = invoke('model-promote', bucket=tmp_path / 'bucket')
-    assert done.returncode == 1 and '--version must be a registered version number' in done.stderr
+    assert done.returncode == 2 and '--version must be a registered version number' in done.stderr
 
 
 class TestSeveralPipelines:
@@ -254,7 +254,7 @@ class TestSeveralPipelines:
     shutil.copytree(pipelines / 'taxi', pipelines / 'rides')
     for task in ('model-list', 'model-rollback', 'lineage'):
       done = invoke(task, bucket=bucket, cwd=project)
-      assert done.returncode == 1, done.stdout + done.stderr
+      assert done.returncode == 2, done.stdout + done.stderr
       assert done.stderr.strip().splitlines() == [
           '[beam-pipelines] REFUSED: 2 pipelines are declared (rides, taxi): say which with '
           '--pipeline NAME']

@@ -151,7 +151,7 @@ def test_a_degrading_pipeline_change_is_refused_at_deploy_naming_the_metric(scen
   assert ml['baseline_source'] == (f'the model of prod build {scenario.a["build_id"]} on the '
                                    f'same integration data')
   refused = scenario.done['deploy_b']
-  assert refused.returncode == 1
+  assert refused.returncode == 2
   assert 'NOT_BLESSED' in out(refused) and 'auc' in out(refused)
   assert '--override-blessing' in out(refused)
   assert scenario.prod_after_refusal == scenario.a['build_id']

@@ -159,3 +159,19 @@ def test_python_m_exits_with_mains_status(module, argv, status, tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert done.returncode == status, done.stderr[-2000:]
   assert 'Traceback' not in done.stderr
+
+
+@pytest.mark.parametrize('task, status', [
+    (['status'], 0),
+    (['lineage', '--model', '7'], 2),  # a refusal: no such version
+    (['model-promote'], 2),  # a refusal: no version given
+    (['deploy', '--build-id', '../escape'], 2),  # a refusal: a hostile build id
+])
+def test_invoke_tasks_exit_by_the_table(task, status, tmp_path):
+  done = subprocess.run([sys.executable, '-m', 'invoke', *task, '--bucket',
+                         str(tmp_path / 'bucket')], capture_output=True, text=True,
+                        cwd=pathlib.Path(__file__).resolve().parent.parent, timeout=300)
+  assert done.returncode == status, done.stdout + done.stderr
+  assert 'Traceback' not in done.stderr
+  if status == 2:
+    assert 'REFUSED' in done.stderr, done.stderr

@@ -187,7 +187,7 @@ class TestCommandLines:
                           env=dict(os.environ, PYTHONPATH=REPO, BEAM_PIPELINES_BUCKET='gs://b-x',
                                    STORAGE_EMULATOR_HOST='http://127.0.0.1:9'))
     assert time.monotonic() - started < 15
-    assert done.returncode == 1 and 'Traceback' not in done.stderr
+    assert done.returncode == 2 and 'Traceback' not in done.stderr
     assert done.stderr.strip().count('\n') == 0 and 'cannot reach' in done.stderr
 
   def test_an_input_directory_and_an_output_below_a_file_are_errors(self, tmp_path):
@@ -207,5 +207,5 @@ class TestCommandLines:
     done = subprocess.run([sys.executable, '-m', 'invoke', 'deploy'], capture_output=True,
                           text=True, cwd=REPO, timeout=120,
                           env=dict(os.environ, PYTHONPATH=REPO, BEAM_PIPELINES_BUCKET=str(blocker)))
-    assert done.returncode == 1 and 'Traceback' not in done.stderr
+    assert done.returncode == 2 and 'Traceback' not in done.stderr
     assert f'the bucket {blocker} is a file' in done.stderr

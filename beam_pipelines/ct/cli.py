@@ -116,6 +116,8 @@ def parse_args(argv: Optional[Sequence[str]]):
   args, beam_args = parser.parse_known_args(argv)
   if beam_args and not beam_args[0].startswith('--'):
     parser.error(f'unexpected argument {beam_args[0]!r}')
+  if beam_args:  # Beam options of the steps: an unknown flag is refused now, not after a span
+    runtime.reject_unknown_flags(parser, beam_args)
   args.beam_args = tuple(beam_args)
   return args
 

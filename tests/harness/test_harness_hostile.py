@@ -32,8 +32,8 @@ def prod_state(bucket: pathlib.Path) -> dict:
 
 
 def one_line_refusal(done, *fragments):
-  """Exit status 1, a REFUSED line naming every fragment, and no traceback."""
-  assert done.returncode == 1, done.stdout + done.stderr
+  """Exit status 2, a REFUSED line naming every fragment, and no traceback."""
+  assert done.returncode == 2, done.stdout + done.stderr
   assert 'Traceback' not in done.stderr, done.stderr
   assert 'REFUSED' in done.stderr
   for fragment in fragments:
@@ -254,7 +254,7 @@ def test_a_full_disk_during_deploy_is_one_line_and_the_next_deploy_cleans_up(pro
   subprocess.run(['mount', '-o', f'remount,size={size}', str(small_disk)], check=True)
   before = prod_state(copy)
   done = invoke(project, copy, 'deploy', '--build-id', loop.a)
-  assert done.returncode == 1, done.stderr
+  assert done.returncode == 2, done.stderr
   assert 'Traceback' not in done.stderr and 'No space left on device' in done.stderr
   assert done.stderr.strip().splitlines()[-1].startswith('[beam-pipelines] FAILED')
   assert prod_variables(copy)['build_id'] == loop.b
@@ -279,7 +279,7 @@ def test_a_read_only_bucket_is_one_line_and_nothing_changes(project, bucket_copy
   subprocess.run(['mount', '-o', 'remount,ro', str(small_disk)], check=True)
   before = prod_state(copy)
   done = invoke(project, copy, 'deploy', '--build-id', loop.a)
-  assert done.returncode == 1 and 'Traceback' not in done.stderr, done.stderr
+  assert done.returncode == 2 and 'Traceback' not in done.stderr, done.stderr
   assert 'Read-only file system' in done.stderr
   assert prod_state(copy) == before
 
