@@ -17,8 +17,16 @@ import sys
 
 import pytest
 
-from beam_pipelines import evaluate, features, predict, runtime, taxi_data, train, validate
-from beam_pipelines import wordcount
+from beam_pipelines import (
+  evaluate,
+  features,
+  predict,
+  runtime,
+  taxi_data,
+  train,
+  validate,
+  wordcount,
+)
 from beam_pipelines.ct import cli as ct_cli
 from beam_pipelines.ml import artifacts
 
