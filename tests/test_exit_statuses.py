@@ -131,7 +131,7 @@ def test_every_cli_exits_by_the_table_in_every_kind_of_failure(data, capsys, tmp
   for main, kind, argv in cases(data):
     status = run_main(main, argv)
     err = capsys.readouterr().err
-    name = main.__module__.rsplit('.', 1)[-1]
+    name = 'ct' if main is ct_cli.main else main.__module__.rsplit('.', 1)[-1]
     if status != EXPECTED[kind]:
       wrong.append(f'{main.__module__} {kind}: exit {status}, expected {EXPECTED[kind]}: '
                    f'{err[-600:]}')

@@ -36,6 +36,7 @@ from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.bucket import resolve_bucket
 from beam_pipelines.store.console import number, progress
 from beam_pipelines.store.errors import Refusal
+from beam_pipelines.store.typed_json import to_json
 
 if TYPE_CHECKING:  # the loop imports Beam, TFDV and every pipeline: after the flags are parsed
   from beam_pipelines.ct.loop import ContinuousTraining
@@ -241,7 +242,7 @@ def json_line(status: int, outcomes: Sequence[SpanOutcome], facts: Dict[str, Any
               error: Optional[str] = None) -> str:
   """The last line of ``--json``: one JSON object (fields in docs/continuous-training.md)."""
   return json.dumps({'exit_status': status, 'result': EXIT_RESULTS[status], 'error': error,
-                     'outcomes': [o.to_dict() for o in outcomes], 'mode': None, 'pipeline': None,
+                     'outcomes': [to_json(o) for o in outcomes], 'mode': None, 'pipeline': None,
                      'bucket': None, 'registry': None, 'production': None, **facts},
                     sort_keys=True)
 

@@ -21,12 +21,13 @@ import dataclasses
 import json
 import pathlib
 from importlib import resources
-from typing import Any, Dict, List, Mapping, Optional, Sequence, overload
+from typing import Any, Dict, List, Mapping, Optional, Sequence, TypedDict, overload
 
 import yaml
 
 from beam_pipelines.ml import blessing as blessing_lib
 from beam_pipelines.ml import spec as spec_lib
+from beam_pipelines.ml.results import ParamValue
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.errors import Refusal
 
@@ -48,6 +49,20 @@ class Policy:
   on_drift: str = ON_DRIFT_RETRAIN
 
 
+class PipelineParameters(TypedDict):
+  """A pipeline's parameters as lineage records and cache keys hold them."""
+  pipeline: str
+  definition: str  # its pipeline.yaml
+  spec: str
+  spec_fingerprint: str
+  train: Dict[str, ParamValue]
+  window: int
+  blessing: Mapping[str, object]  # the blessing config document
+  blessing_sha256: str
+  schema_sha256: Optional[str]
+  policy: Dict[str, str]
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineDefinition:
   """One declared pipeline: its spec, data for the level-2 check, training, blessing and policy."""
@@ -55,11 +70,11 @@ class PipelineDefinition:
   name: str
   path: str  # its pipeline.yaml
   spec_path: str
-  train: Dict[str, Any]
+  train: Dict[str, ParamValue]  # flags of beam_pipelines.train, without ``--``
   integration_path: Optional[str] = None
   schema_path: Optional[str] = None  # the reviewed schema in the folder, when there is one
   window: int = 1
-  blessing: Optional[Dict[str, Any]] = None  # the config document; None: the default rule
+  blessing: Optional[Mapping[str, object]] = None  # the config document; None: the default rule
   policy: Policy = Policy()
 
   @property
@@ -70,16 +85,16 @@ class PipelineDefinition:
   def blessing_config(self) -> Mapping[str, object]:
     return self.blessing if self.blessing is not None else blessing_lib.DEFAULT_CONFIG
 
-  def parameters(self) -> Dict[str, Any]:
+  def parameters(self) -> PipelineParameters:
     """The pipeline's parameters as lineage and cache keys record them."""
     schema = bucket.sha256_of(self.schema_path) if self.schema_path else None
-    return {'pipeline': self.name, 'definition': self.path, 'spec': self.spec_path,
-            'spec_fingerprint': spec_lib.load(self.spec_path).fingerprint(),
-            'train': dict(self.train), 'window': self.window,
-            'blessing': self.blessing_config,
-            'blessing_sha256': bucket.sha256_bytes(
-                json.dumps(self.blessing_config, sort_keys=True).encode('utf-8')),
-            'schema_sha256': schema, 'policy': dataclasses.asdict(self.policy)}
+    return PipelineParameters(
+        pipeline=self.name, definition=self.path, spec=self.spec_path,
+        spec_fingerprint=spec_lib.load(self.spec_path).fingerprint(),
+        train=dict(self.train), window=self.window, blessing=self.blessing_config,
+        blessing_sha256=bucket.sha256_bytes(
+            json.dumps(self.blessing_config, sort_keys=True).encode('utf-8')),
+        schema_sha256=schema, policy=dataclasses.asdict(self.policy))
 
 
 def pipelines_root() -> pathlib.Path:
@@ -155,7 +170,7 @@ def _policy(raw: Any, path: str) -> Policy:
   return policy
 
 
-def _blessing(raw: Any, path: str) -> Optional[Dict[str, Any]]:
+def _blessing(raw: Any, path: str) -> Optional[Mapping[str, object]]:
   if isinstance(raw, str):  # a config file beside the definition
     raw = _read_yaml(_beside(path, raw), 'blessing config')
   if raw is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import List, NamedTuple, Optional
 
 from beam_pipelines import taxi_data
 from beam_pipelines.ct.loop import ContinuousTraining
@@ -34,16 +34,16 @@ def fresh_demo_bucket() -> str:
 class DemoSpan(NamedTuple):
   title: str
   date: datetime.date
-  knobs: Optional[Dict[str, Any]]  # taxi_data.Knobs fields; None: the bundled sample itself
+  knobs: Optional[taxi_data.Knobs]  # None: the bundled sample itself
 
 
 DEMO_SPANS = (
     DemoSpan('span 1: the bundled sample', datetime.date(2026, 11, 1), None),
-    DemoSpan('span 2: same distribution', datetime.date(2026, 11, 2), {'malformed': 5}),
+    DemoSpan('span 2: same distribution', datetime.date(2026, 11, 2), taxi_data.Knobs(malformed=5)),
     DemoSpan('span 3: column "company" missing', datetime.date(2026, 11, 3),
-             {'drop_column': 'company'}),
+             taxi_data.Knobs(drop_column='company')),
     DemoSpan('span 4: drift, 30% of card payments moved to cash', datetime.date(2026, 11, 4),
-             {'payment_shift': 0.3}),
+             taxi_data.Knobs(payment_shift=0.3)),
 )
 
 
@@ -51,7 +51,7 @@ def span_text(span: DemoSpan, rows: int) -> bytes:
   """The CSV bytes of a demo span (deterministic)."""
   if span.knobs is None:
     return taxi_data.render_sample().encode('utf-8')
-  return taxi_data.render_span(rows, span.date, 0, taxi_data.Knobs(**span.knobs))[0].encode('utf-8')
+  return taxi_data.render_span(rows, span.date, 0, span.knobs)[0].encode('utf-8')
 
 
 def land(landing: str, span: DemoSpan, rows: int = 3000) -> str:

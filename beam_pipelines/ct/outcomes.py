@@ -6,7 +6,7 @@ Nothing here imports Beam: the harness reads these records without loading the p
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 from beam_pipelines.ml.results import Number
 from beam_pipelines.store import bucket
@@ -31,9 +31,6 @@ class SpanOutcome:
   version: Optional[int] = None  # registry version of the model
   blessing: Optional[str] = None  # BLESSED | NOT_BLESSED
   production: Optional[int] = None  # the production version after the run
-
-  def to_dict(self) -> Dict[str, Any]:
-    return dataclasses.asdict(self)
 
 
 CHECK_ANOMALOUS = 'ANOMALOUS'  # a check whose integration data stopped at validation

@@ -7,7 +7,7 @@ returns a ``CheckResult``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List
+from typing import Callable, Dict, List, Mapping
 
 from beam_pipelines.harness import golden, ml_check, workflows
 from beam_pipelines.harness.results import CheckResult
@@ -20,10 +20,10 @@ CHECKS: Dict[str, CheckFn] = {
 
 
 def run_checks(definition: workflows.WorkflowDefinition,
-               values: Dict[str, Any]) -> List[CheckResult]:
+               values: Mapping[str, object]) -> List[CheckResult]:
   """Runs the definition's checks in order (their names were checked when it was parsed)."""
   results = []
   for spec in definition.checks:
-    params = {k: workflows.render(v, values) if isinstance(v, str) else v for k, v in spec.items()}
+    params = {k: workflows.render(v, values) for k, v in spec.items()}
     results.append(CHECKS[spec['check']](params))
   return results

@@ -20,7 +20,7 @@ the manifest again, so ``run`` checks the same chain from prod's side.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 from beam_pipelines.harness import checks, ml_check, publish, workflows
 from beam_pipelines.harness.errors import HarnessError
@@ -31,6 +31,8 @@ from beam_pipelines.store.crash import crash_point
 from beam_pipelines.store.errors import Refusal, UntrustedPointerError
 from beam_pipelines.store.history import previous_target
 from beam_pipelines.store.lock import BucketLock
+
+HistoryEvent = records.Variables  # a deployment's variables that say what went live, and when
 
 # Named points of a deployment where the test hook $BEAM_PIPELINES_CRASH_AT kills the process.
 CRASH_POINTS = ('locked', 'copied-wheel', 'copied-artifacts', 'workflows-deployed', 'committed',
@@ -91,7 +93,7 @@ def load_verified_build(env: layout.Env, build_id: str, passed: TestReport) -> r
   return manifest
 
 
-def history_with_skipped(bucket_url: str) -> Tuple[List[Dict[str, Any]], List[str]]:
+def history_with_skipped(bucket_url: str) -> Tuple[List[HistoryEvent], List[str]]:
   """(deployment history events oldest first, refusals of the entries that could not be read).
 
   An unreadable entry (not JSON, not an object) is skipped and reported, never blocks a reader.
@@ -108,7 +110,7 @@ def history_with_skipped(bucket_url: str) -> Tuple[List[Dict[str, Any]], List[st
   return events, skipped
 
 
-def history(bucket_url: str) -> List[Dict[str, Any]]:
+def history(bucket_url: str) -> List[HistoryEvent]:
   """Deployment history events, oldest first (unreadable entries skipped, with a message)."""
   events, skipped = history_with_skipped(bucket_url)
   for message in skipped:
@@ -147,7 +149,7 @@ def record_missing_event(prod: layout.Env, live: Optional[records.DeploymentVari
              f'that an interrupted run made live but could not record')
 
 
-def _event(values: Dict[str, Any]) -> Dict[str, Any]:
+def _event(values: Mapping[str, records.VariableValue]) -> HistoryEvent:
   return {k: values.get(k) for k in (
       layout.VAR_EVENT_ID, layout.VAR_EVENT, layout.VAR_BUILD_ID, layout.VAR_PREVIOUS_BUILD_ID,
       layout.VAR_SHA256, layout.VAR_WHEEL_FILE, layout.VAR_DEPLOYED_AT, layout.VAR_DEPLOYED_BY,
@@ -155,7 +157,7 @@ def _event(values: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: bool,
-             override: Optional[Dict[str, Any]] = None) -> records.DeploymentVariables:
+             override: Optional[ml_check.BlessingOverride] = None) -> records.DeploymentVariables:
   """Makes ``build_id`` live in prod (caller holds the lock). Returns the new prod variables."""
   test = layout.Env(bucket_url, layout.TEST)
   prod = layout.Env(bucket_url, layout.PROD)
@@ -191,10 +193,12 @@ def _promote(bucket_url: str, build_id: str, event: str, approved: bool, copy: b
     if not bucket.list_files(prod.path(target.rsplit('/', 1)[0])) and bucket.exists(test.path(source)):
       bucket.write_bytes(prod.path(target), bucket.read_bytes(test.path(source)))
       progress(f'{event}: prod had no inputs: seeded {prod.path(target)} from the test input')
+  recorded: records.Variables = {} if override is None else {
+      ml_check.VAR_OVERRIDE: override[ml_check.VAR_OVERRIDE],
+      ml_check.VAR_OVERRIDE_PIPELINES: override[ml_check.VAR_OVERRIDE_PIPELINES]}
   values = publish.deployment_variables(
       prod, manifest, event=event, event_id=layout.event_id(event, build_id),
-      previous_build_id=live.build_id if live else None, approved=approved,
-      **(override or {}))
+      previous_build_id=live.build_id if live else None, approved=approved, **recorded)
   bucket.write_json(prod.variables, values)  # the commit point
   try:
     crash_point('committed')
@@ -260,9 +264,10 @@ def newest_deployable(bucket_url: str) -> str:
   return passed[-1]
 
 
-def rollback_target(events: List[Dict[str, Any]], live_build: Optional[str]) -> str:
+def rollback_target(events: List[HistoryEvent], live_build: Optional[str]) -> str:
   """The build deployed before the live one was (last) deployed; deploy events only."""
-  deployed = [e[layout.VAR_BUILD_ID] for e in events if e.get(layout.VAR_EVENT) == layout.EVENT_DEPLOY]
+  deployed = [build for e in events if e.get(layout.VAR_EVENT) == layout.EVENT_DEPLOY
+              for build in [e.get(layout.VAR_BUILD_ID)] if isinstance(build, str)]
   target = previous_target(deployed, live_build)
   if target is None:
     raise HarnessError(f'nothing to roll back to: no build was deployed before {live_build}')

@@ -14,29 +14,41 @@ variables and history with the pipelines it covers).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, Final, List, Optional, Tuple, TypedDict, cast
 
 from beam_pipelines.ct import lineage, registry
 from beam_pipelines.ct.definition import declared_pipelines, load_definition
-from beam_pipelines.ct.outcomes import read_checks
+from beam_pipelines.ct.outcomes import PipelineCheck, read_checks
 from beam_pipelines.ct.paths import model_registry
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.harness.results import CheckResult, TestReport, read_passed
+from beam_pipelines.harness.results import (
+    CheckResult,
+    MlSection,
+    MlVerdict,
+    ResultEntry,
+    TestReport,
+    read_passed,
+)
 from beam_pipelines.ml.artifacts import BLESSED, NOT_BLESSED
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
-from beam_pipelines.store.typed_json import to_json
 
 ML_CHECK = 'ml_model'
 VAR_CACHE = 'ml_cache_location'
 VAR_BASELINES = 'ml_baselines'  # JSON file {pipeline: {model_dir, model_sha256, record_path}}
 VAR_BASELINE_SOURCE = 'ml_baseline_source'
-VAR_OVERRIDE = 'blessing_override'  # prod variable / history field: why a NOT_BLESSED build went out
-VAR_OVERRIDE_PIPELINES = 'blessing_override_pipelines'  # ... and whose models it covered
+VAR_OVERRIDE: Final = 'blessing_override'  # prod variable / history field: why a NOT_BLESSED build went out
+VAR_OVERRIDE_PIPELINES: Final = 'blessing_override_pipelines'  # ... and whose models it covered
 BASELINES_FILE = 'ml_baselines.json'
-_DETAILS = ('status', 'message', 'metrics', 'baseline_metrics', 'baseline', 'model_dir',
-            'model_sha256', 'data_sha256')
+RUBBER_STAMP = 'none: no production model yet (rubber stamp)'
+
+
+class BlessingOverride(TypedDict):
+  """Why a build with NOT_BLESSED models went out anyway, and whose models: recorded in prod's
+  variables and its history event."""
+  blessing_override: str
+  blessing_override_pipelines: List[str]
 
 
 def _production_build_model(bucket_url: str, pipeline: str,
@@ -47,13 +59,18 @@ def _production_build_model(bucket_url: str, pipeline: str,
   if live is None or not bucket.exists(test.passed(live.build_id)):
     return None
   ml = read_passed(bucket_url, live.build_id).ml_by_pipeline.get(pipeline)  # signature checked
-  if not ml or ml.get('data_sha256') != data_sha256 or not ml.get('model_dir'):
+  model_dir = ml.get('model_dir') if ml else None
+  if not ml or ml.get('data_sha256') != data_sha256 or not model_dir:
     return None
-  model_file = layout.join(ml['model_dir'], 'model.joblib')
+  model_file = layout.join(model_dir, 'model.joblib')
   if not bucket.exists(model_file):  # e.g. the test cache was cleaned: fall back to the registry
     return None
-  bucket.verify(model_file, ml['model_sha256'], f'model of prod build {live.build_id}')
-  return ({'model_dir': ml['model_dir'], 'model_sha256': ml['model_sha256']},
+  model_sha256 = ml.get('model_sha256')
+  if not model_sha256:
+    raise HarnessError(f'the test-passed record of prod build {live.build_id} names model '
+                       f'{model_dir} of {pipeline} without its sha256. Refusing to use it.')
+  bucket.verify(model_file, model_sha256, f'model of prod build {live.build_id}')
+  return ({'model_dir': model_dir, 'model_sha256': model_sha256},
           f'the model of prod build {live.build_id} on the same integration data')
 
 
@@ -83,7 +100,7 @@ def baseline_variables(bucket_url: str, build_id: str) -> Dict[str, str]:
     found = (_production_build_model(bucket_url, pipeline, _integration_sha256(pipeline))
              or _registry_production(bucket_url, pipeline))
     baselines[pipeline] = dict(found[0], source=found[1]) if found else None
-    sources.append(f'{pipeline}: {found[1] if found else "none: no production model yet (rubber stamp)"}')
+    sources.append(f'{pipeline}: {found[1] if found else RUBBER_STAMP}')
   path = layout.join(test.build_results(build_id), BASELINES_FILE)
   bucket.write_json(path, baselines)
   return {VAR_CACHE: test.path('ct', 'cache'), VAR_BASELINES: path,
@@ -101,9 +118,7 @@ def ml_model(params: Dict[str, str]) -> CheckResult:
     baselines = bucket.read_json(params['baselines'], 'ML check baselines')
   except (Refusal, KeyError):
     baselines = {}
-  details = {name: dict({k: v for k, v in to_json(result).items() if k in _DETAILS},
-                        baseline_source=((baselines.get(name) or {}).get('source')
-                                         or 'none: no production model yet (rubber stamp)'))
+  details = {name: _verdict(result, (baselines.get(name) or {}).get('source') or RUBBER_STAMP)
              for name, result in sorted(summary.pipelines.items())}
   if not details:
     return CheckResult(ML_CHECK, False, 'no pipeline was checked', {})
@@ -118,13 +133,23 @@ def ml_model(params: Dict[str, str]) -> CheckResult:
       for name, d in details.items()), details)
 
 
-def report_section(results: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def _verdict(result: PipelineCheck, baseline_source: str) -> MlVerdict:
+  """One pipeline's entry of the ML check's details (and of the report's "ml" section)."""
+  return MlVerdict(
+      status=result.status, message=result.message,
+      metrics=None if result.metrics is None else dict(result.metrics),
+      baseline_metrics=None if result.baseline_metrics is None else dict(result.baseline_metrics),
+      baseline=result.baseline, model_dir=result.model_dir, model_sha256=result.model_sha256,
+      data_sha256=result.data_sha256, baseline_source=baseline_source)
+
+
+def report_section(results: List[ResultEntry]) -> Optional[MlSection]:
   """The "ml" part of the test report: {pipeline: the ML check's details}."""
-  return next((r['details'] for r in results if r['check'] == ML_CHECK), None)
+  return next((cast(MlSection, r['details']) for r in results if r['check'] == ML_CHECK), None)
 
 
 def refuse_unblessed(passed: TestReport, build_id: str, override: Optional[str],
-                     event: str = 'deploy') -> Optional[Dict[str, Any]]:
+                     event: str = 'deploy') -> Optional[BlessingOverride]:
   """Raises when a pipeline's model is NOT_BLESSED and no reason overrides; returns the override
   record ({VAR_OVERRIDE: reason, VAR_OVERRIDE_PIPELINES: [...]}) or None."""
   unblessed = {name: ml for name, ml in passed.ml_by_pipeline.items()

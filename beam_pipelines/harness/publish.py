@@ -7,7 +7,6 @@ sha256-checked against the build's manifest on both sides.
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Dict
 
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.identity import actor
@@ -33,11 +32,11 @@ def deploy_workflows(manifest: records.Manifest, source: layout.Env, target: lay
 
 
 def deployment_variables(env: layout.Env, manifest: records.Manifest,
-                         **extra: Any) -> Dict[str, Any]:
+                         **extra: records.VariableValue) -> records.Variables:
   """The variables of ``env`` for the build of ``manifest`` (what every workflow reads); they pin
   the manifest already written to ``env`` by its sha256."""
   build_id = manifest.build_id
-  values = {
+  values: records.Variables = {
       layout.VAR_BUILD_ID: build_id,
       layout.VAR_VERSION: manifest.version,
       layout.VAR_WHEEL_FILE: env.artifact(build_id, manifest.wheel),

@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, cast
 
 from beam_pipelines.harness import results
+from beam_pipelines.harness.results import ResultEntry
 from beam_pipelines.store.errors import Refusal
 
 RESULT_KEYS = ('check', 'passed', 'message')
@@ -46,7 +47,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 2
   try:
     report = results.record_results(args.bucket, args.build_id, args.sha256, args.wheel_file,
-                                    [dict(r, details=r.get('details', {})) for r in found],
+                                    cast(List[ResultEntry],  # their keys were checked above
+                                         [dict(r, details=r.get('details', {})) for r in found]),
                                     args.tested_by)
   except Refusal as error:
     print(f'error: {error}', file=sys.stderr)

@@ -12,16 +12,31 @@ never removes any. A failed result, from any source, ends the build's "test pass
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, TypedDict, Union, cast
 
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.ml.artifacts import NOT_BLESSED
+from beam_pipelines.ml.results import Number
 from beam_pipelines.store import bucket, layout, signing
 from beam_pipelines.store.lock import BucketLock
 
 ML_KEY = 'ml'  # key of the ML check's details in the report / "test passed" record
 LEGACY_PIPELINE = 'taxi'  # the one pipeline of records written before pipelines had folders
+
+
+class _ResultKeys(TypedDict):
+  check: str
+  passed: bool
+  message: str
+  details: Mapping[str, object]  # the check's own evidence, kept as it gave it
+
+
+class ResultEntry(_ResultKeys, total=False):
+  """One check's result in a test report's ``results``."""
+  workflow: str  # the test workflow whose check it is
+  tested_by: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,18 +45,59 @@ class CheckResult:
   check: str
   passed: bool
   message: str
-  details: Dict[str, Any]
+  details: Mapping[str, object]
 
-  def to_dict(self) -> Dict[str, Any]:
-    return dataclasses.asdict(self)
+  def to_dict(self) -> ResultEntry:
+    return ResultEntry(check=self.check, passed=self.passed, message=self.message,
+                       details=copy.deepcopy(dict(self.details)))
 
 
-def ml_by_pipeline(ml: Optional[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+class MlVerdict(TypedDict, total=False):
+  """The ML check's verdict on one pipeline's model (``ct.outcomes.PipelineCheck`` and the
+  baseline it was judged against), as the report's "ml" section keeps it."""
+  status: str  # BLESSED | NOT_BLESSED | ANOMALOUS
+  message: str
+  metrics: Optional[Dict[str, Number]]
+  baseline_metrics: Optional[Dict[str, Number]]
+  baseline: Optional[str]
+  model_dir: Optional[str]
+  model_sha256: Optional[str]
+  data_sha256: str
+  baseline_source: str
+
+
+MlSection = Dict[str, MlVerdict]  # pipeline -> verdict
+# The "ml" part of a report: by pipeline, or (records written before pipelines were declared per
+# folder) one verdict at the top level.
+RecordedMl = Union[MlSection, MlVerdict]
+
+
+def ml_by_pipeline(ml: Optional[RecordedMl]) -> MlSection:
   """An "ml" section as {pipeline: verdict}. Records written before pipelines were declared per
   folder hold one verdict at the top level: that was the bundled taxi pipeline."""
   if not ml:
     return {}
-  return {LEGACY_PIPELINE: ml} if 'status' in ml else dict(ml)
+  if 'status' in ml:
+    return {LEGACY_PIPELINE: cast(MlVerdict, ml)}
+  return dict(cast(MlSection, ml))
+
+
+class _ReportKeys(TypedDict):
+  build_id: str
+  sha256: str
+  wheel_file: str
+  status: str
+  tested_at: str
+  tested_by: str
+  manifest_sha256: Optional[str]
+  module_origins: Dict[str, str]
+  results: List[ResultEntry]
+  ml: Optional[RecordedMl]
+
+
+class ReportDocument(_ReportKeys, total=False):
+  """``report.json`` and the "test passed" record (a ``TestReport``)."""
+  signature: Optional[str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +113,8 @@ class TestReport:
   tested_by: str
   manifest_sha256: Optional[str] = None  # of the build's manifest: ties wheel and workflows to it
   module_origins: Dict[str, str] = dataclasses.field(default_factory=dict)
-  results: List[Dict[str, Any]] = dataclasses.field(default_factory=list)  # + workflow's name
-  ml: Optional[Dict[str, Any]] = None
+  results: List[ResultEntry] = dataclasses.field(default_factory=list)
+  ml: Optional[RecordedMl] = None
   signature: Optional[str] = None  # HMAC with $BEAM_PIPELINES_SIGNING_KEY, when one is set
 
   @property
@@ -66,7 +122,7 @@ class TestReport:
     return self.status == layout.STATUS_PASSED
 
   @property
-  def ml_by_pipeline(self) -> Dict[str, Dict[str, Any]]:
+  def ml_by_pipeline(self) -> MlSection:
     """The ML check's verdict per declared pipeline. Records written before pipelines were
     declared per folder hold one verdict at the top level: that was the bundled taxi pipeline."""
     return ml_by_pipeline(self.ml)
@@ -85,11 +141,11 @@ class TestReport:
   def failures(self) -> List[str]:
     return [f'{r["check"]}: {r["message"]}' for r in self.results if not r['passed']]
 
-  def to_dict(self) -> Dict[str, Any]:
-    return dataclasses.asdict(self)
+  def to_dict(self) -> ReportDocument:
+    return cast(ReportDocument, dataclasses.asdict(self))
 
   @classmethod
-  def from_dict(cls, raw: Dict[str, Any], source: str) -> 'TestReport':
+  def from_dict(cls, raw: Mapping[str, Any], source: str) -> 'TestReport':
     try:
       return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw})
     except TypeError as error:
@@ -124,8 +180,8 @@ def passed_builds(bucket_url: str) -> List[str]:
   return sorted(n for n in names if layout.BUILD_ID_PATTERN.fullmatch(n))
 
 
-def _worse_ml(previous: Optional[Dict[str, Any]],
-              new: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def _worse_ml(previous: Optional[RecordedMl],
+              new: Optional[RecordedMl]) -> Optional[RecordedMl]:
   """The ML section to keep, pipeline by pipeline: the recorded verdict, unless absent or a new
   NOT_BLESSED outweighs it. A verdict is never dropped."""
   if not previous:
@@ -141,8 +197,8 @@ def _worse_ml(previous: Optional[Dict[str, Any]],
 
 
 def record_results(bucket_url: str, build_id: str, sha256: str, wheel_file: str,
-                   results: List[Dict[str, Any]], tested_by: str,
-                   ml: Optional[Dict[str, Any]] = None,
+                   results: List[ResultEntry], tested_by: str,
+                   ml: Optional[MlSection] = None,
                    module_origins: Optional[Dict[str, str]] = None,
                    manifest_sha256: Optional[str] = None) -> TestReport:
   """Adds ``results`` (and the ML verdict) to the build's report; returns the merged report.
@@ -164,7 +220,7 @@ def record_results(bucket_url: str, build_id: str, sha256: str, wheel_file: str,
       raise HarnessError(f'{test.report(build_id)} records wheel {previous.sha256}, not '
                          f'{sha256}: refusing to mix evidence of other bytes')
     recorded = list(previous.results) if previous else []
-    merged = recorded + [dict(r, tested_by=r.get('tested_by', tested_by))
+    merged = recorded + [ResultEntry({**r, 'tested_by': r.get('tested_by', tested_by)})
                          for r in results if r not in recorded]
     passed = all(r['passed'] for r in merged)
     report = TestReport(

@@ -10,13 +10,25 @@ from __future__ import annotations
 import datetime
 import pathlib
 import secrets
-from typing import Any, Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence, TypedDict
 
 from beam_pipelines import submission
 from beam_pipelines.harness import checks, install, workflows
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.console import progress
+
+
+class RunSummary(TypedDict):
+  """What ``run_pipeline`` ran and where its outputs are."""
+  build_id: str
+  run_id: str
+  workflow: str
+  args: List[str]
+  output: Optional[str]  # the ``--output`` argument, when there is one
+  origin: str  # where the module was imported from (the installed wheel)
+  returncode: int
+  lines: List[str]  # what the workflow printed on stdout (ct --json: its last line)
 
 
 def new_run_id() -> str:
@@ -26,7 +38,7 @@ def new_run_id() -> str:
 
 def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: str,
                  extra_args: List[str], accept: Sequence[int] = (0,),
-                 container_repo: Optional[str] = None) -> Dict[str, Any]:
+                 container_repo: Optional[str] = None) -> RunSummary:
   """Runs ``pipeline`` as deployed in ``env_name``; returns what ran, its exit status (one of
   ``accept``; any other is a HarnessError) and where outputs are.
 
@@ -48,9 +60,9 @@ def run_pipeline(repo: pathlib.Path, bucket_url: str, pipeline: str, env_name: s
   site = install.install(variables.wheel_file, variables.sha256, install.cache_root(repo))
   launched = install.launch(site, definition.module, args, accept)
   output = args[len(args) - 1 - args[::-1].index('--output') + 1] if '--output' in args else None
-  return {'build_id': variables.build_id, 'run_id': run_id, 'workflow': definition.name,
-          'args': args, 'output': output, 'origin': launched.origin,
-          'returncode': launched.returncode, 'lines': list(launched.output)}
+  return RunSummary(build_id=variables.build_id, run_id=run_id, workflow=definition.name,
+                    args=args, output=output, origin=launched.origin,
+                    returncode=launched.returncode, lines=list(launched.output))
 
 
 def _stage_for_dataflow(definition: workflows.WorkflowDefinition,

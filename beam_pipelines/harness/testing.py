@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import pathlib
+from typing import Dict, List
 
 from beam_pipelines.harness import checks, install, ml_check, publish, workflows
 from beam_pipelines.harness import results as results_io
 from beam_pipelines.harness.build import load_local_manifest
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.harness.results import TestReport
+from beam_pipelines.harness.results import ResultEntry, TestReport
 from beam_pipelines.ml.artifacts import NOT_BLESSED
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import progress
@@ -48,7 +49,7 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   deployment = workflows.verified_deployment(env, checks.CHECKS)  # as the test DAG reads them
   variables = deployment.variables
   manifest_sha256 = bucket.sha256_bytes((repo / layout.DIST_DIR / layout.MANIFEST_FILE).read_bytes())
-  if variables.build_id != build_id or variables.get(layout.VAR_MANIFEST_SHA256) != manifest_sha256:
+  if variables.build_id != build_id or variables.manifest_sha256 != manifest_sha256:
     raise HarnessError(f'another `invoke test` replaced {env.variables} (now build '
                        f'{variables.build_id}) or the uploaded manifest while this one ran; run '
                        f'`invoke test` again')
@@ -62,13 +63,14 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
     for definition, args in zip(definitions, arguments):  # in parallel: one process each
       progress(f'test: running workflow {definition.name} on the DirectRunner')
       launches.append(pool.submit(install.launch, site, definition.module, args))
-  results, origins = [], {}
+  results: List[ResultEntry] = []
+  origins: Dict[str, str] = {}
   for definition, launched in zip(definitions, launches):
     origins[definition.name] = launched.result().origin  # a failed one raises here, in order
     for result in checks.run_checks(definition, variables.values):
       progress(f'test: check {result.check}: {"passed" if result.passed else "FAILED"}: '
                f'{result.message}')
-      results.append({'workflow': definition.name, **result.to_dict()})
+      results.append(ResultEntry({'workflow': definition.name, **result.to_dict()}))
   report = results_io.record_results(
       bucket_url, build_id, variables.sha256, variables.wheel_file, results, actor(),
       ml=ml_check.report_section(results), module_origins=origins,

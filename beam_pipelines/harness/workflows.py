@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from typing import Any, Collection, Dict, List, Tuple
+from typing import Collection, Dict, List, Mapping, Tuple
 
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.store import bucket, layout, records
@@ -38,7 +38,7 @@ class WorkflowDefinition:
   env: str
   module: str
   args: Tuple[str, ...]
-  checks: Tuple[Dict[str, Any], ...] = ()
+  checks: Tuple[Dict[str, str], ...] = ()  # {"check": name, parameter: template, ...}
 
 
 def parse_definition(data: bytes, source: str, known_checks: Collection[str]) -> WorkflowDefinition:
@@ -63,6 +63,9 @@ def parse_definition(data: bytes, source: str, known_checks: Collection[str]) ->
     if not isinstance(check, dict) or check.get('check') not in known_checks:
       raise HarnessError(f'workflow definition {source}: unknown check {check!r} '
                          f'(known: {", ".join(sorted(known_checks))})')
+    if not all(isinstance(v, str) for v in check.values()):
+      raise HarnessError(f'workflow definition {source}: check {check["check"]!r}: parameters '
+                         f'must be strings')
   return WorkflowDefinition(str(raw['name']), str(raw['pipeline']), raw['env'], raw['module'],
                             tuple(raw['args']), tuple(checks))
 
@@ -82,7 +85,7 @@ def verified_deployment(env: layout.Env, known_checks: Collection[str]) -> Deplo
   """
   variables = records.read_variables(env)
   build_id = variables.build_id
-  pinned = variables.get(layout.VAR_MANIFEST_SHA256)
+  pinned = variables.manifest_sha256
   if not pinned:
     raise HarnessError(f'{env.variables} does not pin its build manifest ({layout.VAR_MANIFEST_SHA256} '
                        f'missing): deploy build {build_id} again. Nothing was run.')
@@ -116,7 +119,7 @@ def find(definitions: Collection[WorkflowDefinition], pipeline: str, env: str) -
                      f'{", ".join(known) or "none"}')
 
 
-def render(template: str, values: Dict[str, Any]) -> str:
+def render(template: str, values: Mapping[str, object]) -> str:
   """Fills ``{name}`` placeholders from ``values``; an unknown name is a HarnessError."""
   try:
     return template.format_map(values)
@@ -125,5 +128,5 @@ def render(template: str, values: Dict[str, Any]) -> str:
                        f'{", ".join(sorted(values))}') from None
 
 
-def render_args(definition: WorkflowDefinition, values: Dict[str, Any]) -> List[str]:
+def render_args(definition: WorkflowDefinition, values: Mapping[str, object]) -> List[str]:
   return [render(arg, values) for arg in definition.args]

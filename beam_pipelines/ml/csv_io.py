@@ -26,7 +26,7 @@ import io
 import json
 import re
 import sys
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypedDict, Union
 
 import apache_beam as beam
 import numpy as np
@@ -258,7 +258,15 @@ class RowParser:
     return None
 
 
-def dead_letter_record(source: str, line_number: int, line: str, reason: str) -> Dict[str, Any]:
+class DeadLetter(TypedDict):
+  """A row that could not be typed: one line of ``dead_letter/part-*.jsonl``."""
+  source: str
+  line_number: int
+  line: str
+  reason: str
+
+
+def dead_letter_record(source: str, line_number: int, line: str, reason: str) -> DeadLetter:
   if _UNDECODABLE.search(line):  # keep bad bytes visible as \\xNN, and the record encodable
     line = line.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
   return {'source': source, 'line_number': line_number, 'line': line, 'reason': reason}

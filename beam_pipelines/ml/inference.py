@@ -4,7 +4,7 @@ once its sha256 checks (``model_io``), over whole frames of rows (or row dicts).
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ logging.getLogger().addFilter(_BeamMemoryWarningFilter())
 
 
 
-Rows = Union[Dict[str, Any], pd.DataFrame]  # one row, or a batch of rows as a frame
+Rows = Union[Mapping[str, object], pd.DataFrame]  # one row (column -> value), or a batch as a frame
 
 
 class VerifiedSklearnModelHandler(SklearnModelHandlerPandas):
@@ -60,7 +60,8 @@ class VerifiedSklearnModelHandler(SklearnModelHandlerPandas):
       raise NotImplementedError('a verified model is identified by its directory, not a file path')
 
   def run_inference(self, batch: Sequence[Rows], model: Any,
-                    inference_args: Optional[Dict[str, Any]] = None) -> Iterable[PredictionResult]:
+                    inference_args: Optional[Mapping[str, object]] = None  # not used
+                    ) -> Iterable[PredictionResult]:
     kinds = {isinstance(e, pd.DataFrame) for e in batch}
     if kinds == {True}:
       return [PredictionResult(example=frame, inference=self._probabilities(model, frame),

@@ -15,7 +15,7 @@ empty *cell* in a present column stays a missing value, which the model's impute
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, TypedDict
 
 from beam_pipelines.ml.spec import DatasetSpec
 from beam_pipelines.store.errors import Refusal
@@ -26,6 +26,17 @@ COLUMN_TYPES = (NUMERIC, CATEGORICAL)
 
 class InputSchemaError(Refusal, ValueError):
   """Data does not fit a model's input schema (a column missing or of the wrong type)."""
+
+
+class ColumnDocument(TypedDict):
+  name: str
+  type: Optional[str]  # NUMERIC or CATEGORICAL; BINARY for the label
+
+
+class InputSchemaDocument(TypedDict):
+  """``model.json``'s ``input_schema``."""
+  columns: List[ColumnDocument]
+  label: ColumnDocument
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +56,7 @@ class InputSchema:
       return NUMERIC
     return CATEGORICAL if column in self.categorical else None
 
-  def to_dict(self) -> Dict[str, Any]:
+  def to_dict(self) -> InputSchemaDocument:
     return {'columns': [{'name': c, 'type': self.column_type(c)} for c in self.features],
             'label': {'name': self.label, 'type': BINARY}}
 

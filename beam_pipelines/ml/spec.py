@@ -30,7 +30,7 @@ import hashlib
 import json
 import pathlib
 from importlib import resources
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, TypedDict, Union, cast
 
 from beam_pipelines.store.errors import Refusal
 
@@ -47,6 +47,21 @@ _FIELDS = ('name', 'label', 'key', 'timestamp', 'numeric', 'categorical', 'ignor
 
 class SpecError(Refusal, ValueError):
   """The dataset spec is invalid; the message names the field."""
+
+
+class SpecDocument(TypedDict):
+  """A spec as JSON (``DatasetSpec.to_dict``): what its fingerprint hashes and outputs record."""
+  label: str
+  numeric: Union[str, List[str]]  # "all" until resolved
+  categorical: Union[str, List[str]]
+  name: str
+  key: Optional[str]
+  timestamp: Optional[str]
+  ignore: List[str]
+  eval_fraction: float
+  thresholds: Dict[str, Dict[str, float]]
+  measures: Dict[str, str]
+  min_domain_mass: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,16 +135,16 @@ class DatasetSpec:
     if not self.is_resolved:
       raise SpecError('spec has "all" columns: call resolve(header) first')
 
-  def to_dict(self) -> Dict[str, Any]:
-    return {f: (list(v) if isinstance(v, tuple) else v)
-            for f, v in dataclasses.asdict(self).items()}
+  def to_dict(self) -> SpecDocument:
+    return cast(SpecDocument, {f: (list(v) if isinstance(v, tuple) else v)
+                               for f, v in dataclasses.asdict(self).items()})
 
   def fingerprint(self) -> str:
     """sha256 of the spec's canonical JSON: part of a cache key / lineage record."""
     return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
-def _column_list(raw: Dict[str, Any], field: str) -> Union[str, tuple]:
+def _column_list(raw: Mapping[str, object], field: str) -> Union[str, tuple]:
   value = raw.get(field, ())
   if value == ALL:
     return ALL

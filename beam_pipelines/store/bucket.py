@@ -23,7 +23,7 @@ import socket
 import tempfile
 import urllib.parse
 import warnings
-from typing import Any, BinaryIO, List, Mapping, Optional, Tuple
+from typing import BinaryIO, List, Mapping, Optional, Tuple
 
 from beam_pipelines.store import layout
 from beam_pipelines.store.console import progress
@@ -169,7 +169,7 @@ def write_bytes(path: str, data: bytes) -> None:
     fs.rename([target], [path])
 
 
-def write_json(path: str, value: Mapping[str, Any]) -> None:
+def write_json(path: str, value: Mapping[str, object]) -> None:
   write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + '\n').encode('utf-8'))
 
 

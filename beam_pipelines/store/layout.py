@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime
 import re
 import secrets
-from typing import Optional
+from typing import Final, Optional
 
 from beam_pipelines.store.errors import InvalidNameError
 
@@ -107,18 +107,18 @@ REQUIRED_VARIABLES = (VAR_BUILD_ID, VAR_WHEEL_FILE, VAR_SHA256, VAR_MANIFEST_FIL
                       VAR_WORKFLOWS_DIR)
 
 # Manifest fields
-M_NAME = 'name'
-M_VERSION = 'version'
-M_BUILD_ID = 'build_id'
-M_CREATED_AT = 'created_at'
-M_GIT_COMMIT = 'git_commit'
-M_GIT_DIRTY = 'git_dirty'
-M_SOURCE_DATE_EPOCH = 'source_date_epoch'
-M_PYTHON = 'python_version'
-M_BEAM = 'beam_version'
-M_WHEEL = 'wheel'  # relative name of the wheel among files
-M_SDIST = 'sdist'
-M_FILES = 'files'  # {relative name: {"sha256": hex, "size": bytes}}
+M_NAME: Final = 'name'
+M_VERSION: Final = 'version'
+M_BUILD_ID: Final = 'build_id'
+M_CREATED_AT: Final = 'created_at'
+M_GIT_COMMIT: Final = 'git_commit'
+M_GIT_DIRTY: Final = 'git_dirty'
+M_SOURCE_DATE_EPOCH: Final = 'source_date_epoch'
+M_PYTHON: Final = 'python_version'
+M_BEAM: Final = 'beam_version'
+M_WHEEL: Final = 'wheel'  # relative name of the wheel among files
+M_SDIST: Final = 'sdist'
+M_FILES: Final = 'files'  # {relative name: {"sha256": hex, "size": bytes}}
 
 # Records
 EVENT_DEPLOY, EVENT_ROLLBACK = 'deploy', 'rollback'

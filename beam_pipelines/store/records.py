@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, TypedDict, Union
 
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.errors import StorageError, UntrustedPointerError
@@ -20,6 +20,28 @@ class FileEntry:
   """One file of a build: its sha256 and size in bytes."""
   sha256: str
   size: int
+
+
+class FileDocument(TypedDict):
+  """One file's entry in ``manifest.json``."""
+  sha256: str
+  size: int
+
+
+class ManifestDocument(TypedDict):
+  """``manifest.json`` (keys: ``layout.M_*``)."""
+  name: str
+  version: str
+  build_id: str
+  created_at: Optional[str]
+  git_commit: Optional[str]
+  git_dirty: bool
+  source_date_epoch: Optional[int]
+  python_version: Optional[str]
+  beam_version: Optional[str]
+  wheel: str
+  sdist: str
+  files: Dict[str, FileDocument]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,14 +68,15 @@ class Manifest:
     """The build's workflow definitions: ``workflows/<name>.json`` -> entry."""
     return {n: e for n, e in sorted(self.files.items()) if n.startswith(layout.WORKFLOWS + '/')}
 
-  def to_dict(self) -> Dict[str, Any]:
+  def to_dict(self) -> ManifestDocument:
     return {
         layout.M_NAME: self.name, layout.M_VERSION: self.version, layout.M_BUILD_ID: self.build_id,
         layout.M_CREATED_AT: self.created_at, layout.M_GIT_COMMIT: self.git_commit,
         layout.M_GIT_DIRTY: self.git_dirty, layout.M_SOURCE_DATE_EPOCH: self.source_date_epoch,
         layout.M_PYTHON: self.python_version, layout.M_BEAM: self.beam_version,
         layout.M_WHEEL: self.wheel, layout.M_SDIST: self.sdist,
-        layout.M_FILES: {n: dataclasses.asdict(e) for n, e in sorted(self.files.items())},
+        layout.M_FILES: {n: FileDocument(sha256=e.sha256, size=e.size)
+                         for n, e in sorted(self.files.items())},
     }
 
   @classmethod
@@ -102,6 +125,10 @@ def read_manifest(path: str, what: str = 'build manifest',
   return Manifest.from_dict(raw, path)
 
 
+VariableValue = Union[str, bool, None, List[str]]  # text, a flag, or the pipelines an override covers
+Variables = Dict[str, VariableValue]  # what ``variables.json`` holds (names: ``layout.VAR_*``)
+
+
 @dataclasses.dataclass(frozen=True)
 class DeploymentVariables:
   """An environment's ``variables.json``: which build runs there and where its workflows read and
@@ -112,14 +139,24 @@ class DeploymentVariables:
   sha256: str
   manifest_file: str
   workflows_dir: str
-  values: Dict[str, Any]
+  values: Variables
 
-  def get(self, name: str, default: Any = None) -> Any:
+  def get(self, name: str, default: VariableValue = None) -> VariableValue:
     return self.values.get(name, default)
+
+  def text(self, name: str) -> Optional[str]:
+    """A text variable (a sha256, an id, a location); None when absent or not text."""
+    value = self.values.get(name)
+    return value if isinstance(value, str) else None
 
   @property
   def version(self) -> Optional[str]:
-    return self.values.get(layout.VAR_VERSION)
+    return self.text(layout.VAR_VERSION)
+
+  @property
+  def manifest_sha256(self) -> Optional[str]:
+    """The sha256 of the build's manifest the variables pin; None in ones written before."""
+    return self.text(layout.VAR_MANIFEST_SHA256)
 
   @classmethod
   def from_dict(cls, env: str, raw: Mapping[str, Any], source: str) -> 'DeploymentVariables':
