@@ -2,8 +2,12 @@
 
 ``tests/pinned/scoring.json`` holds the outputs of the row-at-a-time scoring (one dict per row
 through RunInference and per-element metric combiners) on the seeded ``mldata`` sets; the current
-code must reproduce them bit for bit (floats compared exactly, predictions per key). Regenerate only when a change is meant to alter outputs:
-``PYTHONPATH=. python tests/test_scoring_pinned.py``.
+code must reproduce them: the same keys, counts and decisions exactly, and every float within a
+relative 1e-12. That bound, not bit-for-bit equality, because the file was written on one CPU and
+another CPU's BLAS kernels round differently (measured on an AMD EPYC against the pinned file:
+617 floats apart, at most 1.3e-13 relative, in training and scoring alike), while any change to
+what is computed moves metrics and probabilities by far more. Regenerate only when a change is
+meant to alter outputs: ``PYTHONPATH=. python tests/test_scoring_pinned.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import json
 import pathlib
 import sys
 
-import numpy as np
 import pytest
 
 import mldata
@@ -67,25 +70,47 @@ def pinned():
   return json.loads(PINNED.read_text())
 
 
+RELATIVE = 1e-12  # floats: a few ulps of another CPU's BLAS, far below any real change
+
+
+def differences(got, want, path=''):
+  """Where ``got`` and ``want`` differ: structure, keys, ints and strings exactly, floats beyond
+  ``RELATIVE``."""
+  if isinstance(want, dict) and isinstance(got, dict):
+    if sorted(got) != sorted(want):
+      return [f'{path}: keys {sorted(got)} != {sorted(want)}']
+    return [d for key in want for d in differences(got[key], want[key], f'{path}.{key}')]
+  if isinstance(want, list) and isinstance(got, list):
+    if len(got) != len(want):
+      return [f'{path}: {len(got)} items != {len(want)}']
+    return [d for i, (g, w) in enumerate(zip(got, want)) for d in differences(g, w, f'{path}[{i}]')]
+  if isinstance(want, float) and isinstance(got, float):
+    close = got == want or abs(got - want) <= RELATIVE * max(abs(want), abs(got))
+    return [] if close else [f'{path}: {got!r} != {want!r}']
+  return [] if (type(got), got) == (type(want), want) else [f'{path}: {got!r} != {want!r}']
+
+
+def test_the_comparison_sees_a_real_change():
+  assert differences({'auc': 0.8734360306300658}, {'auc': 0.8734360306300658 * (1 + 1e-13)}) == []
+  assert differences({'auc': 0.8734}, {'auc': 0.8735}) and differences({'n': 162}, {'n': 161})
+  assert differences({'auc': 1}, {'auc': 1.0}) and differences({'a': 1.0}, {'b': 1.0})
+
+
 def test_evaluation_metrics_on_features_are_the_pinned_ones(outputs, pinned):
-  assert outputs['evaluate_features'] == pinned['evaluate_features']
+  assert not differences(outputs['evaluate_features'], pinned['evaluate_features'])
 
 
 def test_evaluation_metrics_on_csv_are_the_pinned_ones(outputs, pinned):
-  assert outputs['evaluate_csv'] == pinned['evaluate_csv']
+  assert not differences(outputs['evaluate_csv'], pinned['evaluate_csv'])
 
 
 def test_predictions_are_the_pinned_ones(outputs, pinned):
-  """Same keys and decisions; the same probabilities, bit for bit, except where the row-at-a-time
-  code scored a row alone: RunInference's first batch held one row, and a one-row product takes
-  another BLAS path (a few ulp apart), which scoring now never does (a lone row is scored as two)."""
+  """Same keys and decisions; the same probabilities within ``RELATIVE``."""
   assert outputs['prediction_lines'] == pinned['prediction_lines'] == 700
   got, want = outputs['predictions'], pinned['predictions']
   assert sorted(got) == sorted(want)
   assert {k: v[0] for k, v in got.items()} == {k: v[0] for k, v in want.items()}
-  differ = {k: abs(got[k][1] - want[k][1]) / np.spacing(want[k][1])
-            for k in got if got[k][1] != want[k][1]}
-  assert len(differ) <= 1 and all(ulp <= 8 for ulp in differ.values()), differ
+  assert not differences(got, want)
 
 
 if __name__ == '__main__':  # regenerate the pinned file (see the module docstring)
