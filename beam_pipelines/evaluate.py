@@ -173,7 +173,7 @@ def _clean(metrics: MetricsAndCurves) -> artifacts.SliceMetrics:
 
 
 def assemble(slice_metrics: List[Tuple[SliceKey, MetricsAndCurves]],
-             models: Dict[str, ModelDescription],
+             models: Dict[str, artifacts.ModelDescription],
              slice_feature: Optional[str]) -> artifacts.MetricsDocument:
   """[(slice key, metrics)] -> the metrics.json document."""
   entries = {name: artifacts.ModelMetrics(
@@ -265,7 +265,7 @@ class ReadLabelledCsv(beam.PTransform):
 
 
 def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
-                   models: Dict[str, ModelDescription], label: str,
+                   models: Dict[str, artifacts.ModelDescription], label: str,
                    slice_feature: Optional[str],
                    rule: blessing.BlessingRule, output: str, input_pattern: Optional[str] = None,
                    schema: Optional[InputSchema] = None):
@@ -298,25 +298,13 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
           | 'WriteOutputs' >> beam.Map(write_outputs, rule, output))
 
 
-class ModelDescription(TypedDict):
-  """What metrics.json records about a model besides its metrics."""
-  model_dir: str
-  model_sha256: str
-  expected_sha256: Optional[str]
-  label: str
-  features: List[str]
-  categorical: List[str]
-  data_fingerprint: Optional[str]
-  hyperparameters: Optional[Dict[str, object]]
-
-
-def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> ModelDescription:
+def describe_model(model_dir: str, expected_sha256: Optional[str] = None) -> artifacts.ModelDescription:
   """What metrics.json records about a model (its metadata; the file's sha256 is checked now, to
   fail early and clearly, and again by the handler on every worker that loads it)."""
   metadata = model_io.read_metadata(model_dir)
   model_io.read_verified_bytes(model_dir, expected_sha256)
   schema = model_io.input_schema_from_metadata(metadata)
-  return ModelDescription(
+  return artifacts.ModelDescription(
       model_dir=model_dir, model_sha256=metadata['model_sha256'],
       expected_sha256=expected_sha256, label=schema.label, features=list(schema.features),
       categorical=list(schema.categorical), data_fingerprint=metadata.get('data_fingerprint'),

@@ -267,8 +267,8 @@ class ContinuousTraining:
         done.training.directory, trained.model_sha256, metrics=evaluation.metrics,
         run_id=run.record['run_id'], lineage=run.path,
         blessing={'status': evaluation.status, 'message': evaluation.message,
-                  'rubber_stamped': evaluation.rubber_stamped},
-        data=run.record['data'], code=self.code, parameters=run.record['parameters'])
+                  'rubber_stamped': evaluation.rubber_stamped})  # data, code, parameters: in
+    # the run's lineage record, which the version refers to (its one source)
     version = record['version']
     crash_point('ct-registered')
     progress(f'ct: model {"registered as" if created else "already registered:"} v{version} '

@@ -99,11 +99,14 @@ class _VersionKeys(TypedDict):
 
 
 class VersionRecord(_VersionKeys, total=False):
-  """``versions/<n>/version.json`` of the registry."""
+  """``versions/<n>/version.json`` of the registry: the model, its metrics and blessing, and the
+  run that made it; the data, code and parameters are in that run's lineage record, which the
+  version refers to (``lineage``) rather than copies. Versions registered before that carry
+  copies in ``data``, ``code`` and ``parameters``."""
   metrics: Dict[str, Number]
   blessing: BlessingSummary
   run_id: str
-  lineage: str  # the run's lineage.json
+  lineage: str  # the run's lineage.json: the one source of the data, code and parameters
   data: RunData
   code: CodeIdentity
   parameters: Dict[str, object]

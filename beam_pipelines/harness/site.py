@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Dict, List, Optional, Sequence, TypedDict, cast
+from typing import Any, Dict, List, Optional, Sequence, Tuple, TypedDict, cast
 
 from beam_pipelines.ct.paths import CT_DIR, LINEAGE_FILE, REGISTRY_DIR, RUNS, CtPaths
 from beam_pipelines.ct.registry import ALIASES, Registry
@@ -262,10 +262,19 @@ def index_page(bucket_url: str, names: Sequence[str], runs: Dict[str, List[Linea
   return page.shell('beam-pipelines: bucket overview', '\n'.join(body), _nav(names))
 
 
+def _facts(record: VersionRecord,
+           run: Optional[LineageRecord]) -> Tuple[DataRecord, CodeRecord, ParametersRecord]:
+  """A version's data, code and parameters, from its run's lineage record: the one source (a
+  version registered before versions referred to their run carries its own copies)."""
+  source = run or {}
+  return (source.get('data') or record.get('data') or {},
+          source.get('code') or record.get('code') or {},
+          source.get('parameters') or record.get('parameters') or {})
+
+
 def _lineage_graph(bucket_url: str, number: int, record: VersionRecord,
                    run: Optional[LineageRecord]) -> str:
-  data, code = record.get('data') or {}, record.get('code') or {}
-  parameters = record.get('parameters') or {}
+  data, code, parameters = _facts(record, run)
   train = parameters.get('train') or {}
   build = code.get('build_id') or f'source tree {(code.get("git_commit") or "")[:10]}'
   links = _report_links(bucket_url, run) if run else {'validation': None, 'evaluation': None}
@@ -308,8 +317,8 @@ def registry_page(bucket_url: str, name: str, names: Sequence[str],
   aliases = reg.aliases()
   by_number = {r['version']: r for r in cast(List[VersionRecord], reg.versions())}
   run_by_id = {r.get('run_id'): r for r in runs}
-  spans = {n: ((r.get('data') or {}).get('span') or '').rsplit('/', 1)[-1]
-           for n, r in by_number.items()}
+  facts = {n: _facts(r, run_by_id.get(r.get('run_id'))) for n, r in by_number.items()}
+  spans = {n: (data.get('span') or '').rsplit('/', 1)[-1] for n, (data, _, _) in facts.items()}
   body = [f'<h1>Model registry: {html.escape(name)}</h1>',
           '<p>' + ', '.join(f'<b>{a}</b>: ' + (f'<span data-key="alias.{a}">v{aliases[a]}</span>'
                                                if a in aliases else 'none') for a in ALIASES)
@@ -326,7 +335,7 @@ def registry_page(bucket_url: str, name: str, names: Sequence[str],
     metrics = record.get('metrics') or {}
     links = _report_links(bucket_url, run_by_id.get(record.get('run_id'), {}))
     status = (record.get('blessing') or {}).get('status')
-    code = record.get('code') or {}
+    data, code, _ = facts[number]
     held = [a for a, v in aliases.items() if v == number]
     rows.append([f'v{number}' + (f' ({", ".join(held)})' if held else ''),
                  page.cell(status, f'v{number}.blessing', status or ''),
@@ -334,7 +343,7 @@ def registry_page(bucket_url: str, name: str, names: Sequence[str],
                  page.cell(metrics.get('accuracy'), f'v{number}.accuracy'),
                  page.cell(metrics.get('log_loss'), f'v{number}.log_loss'),
                  page.cell(metrics.get('example_count'), f'v{number}.example_count'),
-                 spans.get(number), _short((record.get('data') or {}).get('sha256')),
+                 spans.get(number), _short(data.get('sha256')),
                  code.get('build_id') or f'source {(code.get("git_commit") or "")[:10]}',
                  _td_link('validation', links.get('validation')) if links.get('validation') else '',
                  _td_link('evaluation', links.get('evaluation')) if links.get('evaluation') else ''])
@@ -354,10 +363,10 @@ def registry_page(bucket_url: str, name: str, names: Sequence[str],
   body.append('<h2>Lineage of each version</h2>')
   for number in sorted(by_number, reverse=True):
     record = by_number[number]
-    parameters = record.get('parameters') or {}
+    data, _, parameters = facts[number]
     body.append(f'<h3 id="v{number}">v{number}</h3>')
     body.append(_lineage_graph(bucket_url, number, record, run_by_id.get(record.get('run_id'))))
-    body.append(f'<p class="small muted">data sha256 {html.escape(str((record.get("data") or {}).get("sha256")))}; '
+    body.append(f'<p class="small muted">data sha256 {html.escape(str(data.get("sha256")))}; '
                 f'training parameters {html.escape(json.dumps(parameters.get("train") or {}, sort_keys=True))}</p>')
   return page.shell(f'Model registry: {name}', '\n'.join(body), _nav(names))
 

@@ -162,22 +162,27 @@ class Curves(TypedDict):
   calibration: List[List[float]]  # [mean predicted probability, observed positive rate, count]
 
 
-class _ModelKeys(TypedDict):
+class ModelDescription(TypedDict):
+  """What ``metrics.json`` records about a model besides its metrics."""
+
   model_dir: str
   model_sha256: str
-  overall: SliceMetrics
-  slices: Dict[str, SliceMetrics]  # slice value -> metrics
-
-
-class ModelMetrics(_ModelKeys, total=False):
-  """One model's entry in ``metrics.json``: what it is, then its metrics."""
-
-  expected_sha256: Optional[str]
+  expected_sha256: Optional[str]  # the sha256 the caller (a registry, a step) required
   label: str
   features: List[str]
   categorical: List[str]
   data_fingerprint: Optional[str]
   hyperparameters: Optional[Dict[str, object]]
+
+
+class _ModelKeys(ModelDescription):
+  overall: SliceMetrics
+  slices: Dict[str, SliceMetrics]  # slice value -> metrics
+
+
+class ModelMetrics(_ModelKeys, total=False):
+  """One model's entry in ``metrics.json``: what it is, then its metrics and chart points."""
+
   curves: Optional[Curves]
 
 

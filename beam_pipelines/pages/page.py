@@ -8,8 +8,9 @@ Pages are self-contained: no script, no font, no image is fetched; charts are in
 from __future__ import annotations
 
 import html
-import math
 from typing import Any, Iterable, Optional, Sequence
+
+from beam_pipelines.store.console import number  # numbers for people: one definition
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em 2em; color: #222; max-width: 1100px; }
@@ -31,27 +32,6 @@ svg.chart { background: #fff; border: 1px solid #e4e4e4; }
 section.feature { margin-bottom: 1.5em; }
 nav a { margin-right: 1em; }
 """
-
-
-def number(value: Any, digits: int = 4) -> str:
-  """A value as a person reads it: 1,234 / 0.9326 / yes / no / n/a; lists comma-joined."""
-  if value is None:
-    return 'n/a'
-  if isinstance(value, bool):
-    return 'yes' if value else 'no'
-  if isinstance(value, int):
-    return f'{value:,}'
-  if isinstance(value, float):
-    if math.isnan(value):
-      return 'n/a'
-    if value and abs(value) < 10 ** -digits:
-      return f'{value:.1e}'
-    return f'{value:.{digits}f}'
-  if isinstance(value, (list, tuple)):
-    return ', '.join(number(v, digits) for v in value) or 'none'
-  if isinstance(value, dict):
-    return ', '.join(f'{k} {number(v, digits)}' for k, v in value.items()) or 'none'
-  return str(value)
 
 
 def esc(value: Any) -> str:
