@@ -284,12 +284,20 @@ def fetch_wheel(url: str, sha256: str, dest_dir: Optional[str] = None) -> str:
 # Running.
 
 
+PIPELINE_MODULES = ('wordcount', 'features', 'validate', 'train', 'evaluate', 'predict',
+                    'taxi_data')  # what --pipeline may name: the Beam pipeline modules
+
+
+def pipeline_module(pipeline: str):
+  """The module ``beam_pipelines.<pipeline>`` of a Beam pipeline; SubmissionError otherwise."""
+  if pipeline not in PIPELINE_MODULES:
+    raise SubmissionError(f'not a pipeline: {pipeline!r} (one of {", ".join(PIPELINE_MODULES)})')
+  return importlib.import_module(f'beam_pipelines.{pipeline}')
+
+
 def run_pipeline(pipeline: str, beam_args: Sequence[str]):
   """Runs ``beam_pipelines.<pipeline>.run(beam_args)`` in this process; returns its result."""
-  if not re.fullmatch(r'[a-z][a-z0-9_]*', pipeline):
-    raise SubmissionError(f'not a pipeline name: {pipeline!r}')
-  module = importlib.import_module(f'beam_pipelines.{pipeline}')
-  return module.run(list(beam_args))
+  return pipeline_module(pipeline).run(list(beam_args))
 
 
 def parse_args(argv: Optional[Sequence[str]] = None):
@@ -336,16 +344,18 @@ def resolve_cli(argv: Optional[Sequence[str]] = None) -> Tuple[str, List[str], O
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The command line: the pipeline's own ``main`` gives the exit status (README, "Exit
+  statuses"): 0 done, 1 a stopping verdict, 2 an error, 3 NOT_BLESSED."""
   try:
     pipeline, args, build_id = resolve_cli(argv)
+    module = pipeline_module(pipeline)
   except SubmissionError as error:
-    print(f'error: {error}', file=sys.stderr)
+    progress(f'submission: error: {error}')
     return 2
   if is_dataflow(args):
     progress(f'submission: {pipeline} on Dataflow as job {flag_values(args, "--job_name")[-1]} '
              f'(build {build_id or "unknown"})')
-  run_pipeline(pipeline, args)
-  return 0
+  return module.main(list(args))
 
 
 if __name__ == '__main__':

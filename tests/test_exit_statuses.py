@@ -152,6 +152,9 @@ def test_every_cli_exits_by_the_table_in_every_kind_of_failure(data, capsys, tmp
     ('wordcount', ['--num_shard', '2'], 2),
     ('taxi_data', ['--output', '{tmp}/td', '--drop_column', 'no_such_column'], 2),
     ('ct', ['--no_such_flag'], 2),
+    ('submission', ['--pipeline', '../escape'], 2),  # the DAGs' entry point: refused
+    ('submission', ['--pipeline', 'wordcount', '--input', '{tmp}/none*.txt',
+                    '--output', '{tmp}/counts'], 2),  # the pipeline's own main decides
 ])
 def test_python_m_exits_with_mains_status(module, argv, status, tmp_path):
   done = subprocess.run([sys.executable, '-m', f'beam_pipelines.{module}',
