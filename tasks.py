@@ -88,7 +88,8 @@ def _print_json(value: Dict[str, Any]) -> None:
 def refusals():
   """Turns any refusal into a clear one-line message and exit status 2, as every command line of
   the project (README, "Exit statuses"); a failure after a commit point says so: INCOMPLETE, not
-  REFUSED."""
+  REFUSED. Anything else is an unexpected error: one line with its type and the log of its
+  traceback (``runtime.failure_status``), status 2."""
   try:
     yield
   except Refusal as error:
@@ -98,6 +99,10 @@ def refusals():
     raise Exit(f'[beam-pipelines] FAILED: {error}. A disk, permission or path problem; commit '
                f'points are written last, so what was live still is.',
                code=runtime.EXIT_ERROR) from None
+  except Exit:
+    raise
+  except Exception as error:  # noqa: BLE001 - a bug: its type, and its traceback in a log
+    raise Exit(code=runtime.failure_status('invoke', error)) from None
 
 
 def _bucket(url):
