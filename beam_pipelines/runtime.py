@@ -15,7 +15,6 @@ import traceback
 import warnings
 from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 
-from beam_pipelines import submission
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import progress, ticking
 from beam_pipelines.store.errors import Refusal
@@ -171,6 +170,7 @@ def beam_options(pipeline: str, beam_args: Sequence[str] = (), paths: Sequence[s
   """
   from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+  from beam_pipelines import submission  # its staging: only when a pipeline runs, not for --help
   args = submission.prepare_argv(pipeline, list(beam_args))
   if any('gs://' in str(arg) for arg in (*args, *paths)):
     bucket.avoid_credential_retries()  # no ~20 s of retries against a local GCS server
