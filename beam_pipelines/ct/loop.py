@@ -344,7 +344,7 @@ def check(definition: PipelineDefinition, output: str, baseline: Optional[steps.
       'data': entries, 'code': code, 'parameters': definition.parameters(),
       'steps': {s.name: {'status': s.status, 'directory': s.directory,
                          'result': to_json(s.result)} for s in done}})
-  progress(f'ct check: {definition.name}: {result.status}: {result.message}; '
+  progress(f'ct check: {definition.name}: {result.message}; '
            f'{layout.join(output, CHECK_FILE)}')
   return result
 
