@@ -45,8 +45,7 @@ from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
 
 REPO = pathlib.Path(__file__).resolve().parent
-CT_EXIT_STATUSES = (0, 1, 3)  # pushed or no trigger, stopped at validation, NOT_BLESSED
-CT_EXIT_ERROR = 2  # ct's error: a failure of the workflow, unless its JSON line was asked for
+CT_EXIT_STATUSES = (runtime.EXIT_OK, runtime.EXIT_STOPPED, runtime.EXIT_NOT_BLESSED)  # ct that ran
 CONTAINER_REPO_ENV_VAR = 'BEAM_PIPELINES_CONTAINER_REPO'  # the project's SDK container images
 HELP_FLAGS = ('--help', '-h')
 
@@ -304,12 +303,12 @@ def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False
     if not bucket_io.exists(layout.Env(url, layout.PROD).variables):
       raise HarnessError('nothing is deployed in prod: run `invoke build test deploy` first, or '
                          '`invoke ct --source` to run the source tree\'s pipeline')
-    accept = CT_EXIT_STATUSES + ((CT_EXIT_ERROR,) if json_ else ())  # its JSON line says why
+    accept = CT_EXIT_STATUSES + ((runtime.EXIT_ERROR,) if json_ else ())  # its JSON line says why
     done = run_deployed(REPO, url, 'ct', layout.PROD, flags, accept=accept,
                         container_repo=os.environ.get(CONTAINER_REPO_ENV_VAR) or None)
     if json_:
       print(_json_line(done['lines']), flush=True)
-    if done['returncode'] != CT_EXIT_ERROR:
+    if done['returncode'] != runtime.EXIT_ERROR:
       _say(f'ct: done with deployed build {done["build_id"]} (exit status {done["returncode"]}); '
            f'`invoke model-list --pipeline {pipeline}`, '
            f'`invoke lineage --pipeline {pipeline} --model production`')

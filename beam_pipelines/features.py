@@ -36,7 +36,7 @@ runtime.answer_help_early(__name__, 'features', __doc__, add_features_arguments)
 import gc
 import hashlib
 import logging
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 import pyarrow as pa
@@ -47,7 +47,7 @@ from beam_pipelines.ml import artifacts, csv_io
 from beam_pipelines.ml import spec as spec_lib
 from beam_pipelines.ml.results import DRY_RUN, DryRun, FeaturesResult, ReconciliationError
 from beam_pipelines.store import bucket
-from beam_pipelines.store.console import progress
+from beam_pipelines.store.console import counts, progress
 
 _HASH_SCALE = float(2 ** 64)
 
@@ -229,28 +229,24 @@ def extract(inputs: Sequence[str], spec_path: str, output: str, beam_args: Seque
   runtime.run_to_completion(pipeline, options, 'features')
   if runtime.is_dry_run(options):
     return DRY_RUN
-  result = read_result(output)
-  _report(result, len(artifacts.read_summary(output)['files']))
+  summary = artifacts.read_summary(output)
+  result = result_of(summary, output)
+  _report(result, len(summary['files']))
   if not result.reconciled:
     raise ReconciliationError(
         f'counts do not reconcile: read {result.rows_read} != written '
-        f'{_split_counts(result.rows_written)} + dead-lettered {result.rows_dead_lettered}')
+        f'{counts(result.rows_written, "")} + dead-lettered {result.rows_dead_lettered}')
   return result
 
 
-def read_result(output: str) -> FeaturesResult:
+def result_of(summary: artifacts.FeaturesSummary, output: str) -> FeaturesResult:
   """The result of a finished extraction, from its ``summary.json``."""
-  summary = artifacts.read_summary(output)
   return FeaturesResult(
       output=output, rows_read=summary['rows_read'], rows_written=summary['rows_written'],
       rows_dead_lettered=summary['rows_dead_lettered'], reconciled=summary['reconciled'],
       spec_fingerprint=summary['spec_fingerprint'],
       missing_columns=tuple(summary['missing_columns']),
       extra_columns=tuple(summary['extra_columns']))
-
-
-def _split_counts(rows_written: Mapping[str, int]) -> str:
-  return ' + '.join(f'{rows_written.get(split, 0):,} {split}' for split in artifacts.SPLITS)
 
 
 def run(argv: Optional[Sequence[str]] = None,
@@ -272,7 +268,7 @@ def _report(result: FeaturesResult, files: int) -> None:
              'ignored')
   progress(
       f'features: done: {result.rows_read:,} rows read from {files} file(s) = '
-      f'{_split_counts(result.rows_written)} + {result.rows_dead_lettered:,} dead-lettered'
+      f'{counts(result.rows_written, "")} + {result.rows_dead_lettered:,} dead-lettered'
       f"{'' if result.reconciled else ' (DO NOT RECONCILE)'}")
   output = result.output
   progress(f'features: outputs: {FileSystems.join(output, "{train,eval}")}/*.parquet, '

@@ -24,13 +24,9 @@ import time
 from typing import Dict, List, Sequence
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / 'tests')]
 
-from beam_pipelines.ct import lineage, registry  # noqa: E402 - the repository's package, above
-from beam_pipelines.ct.definition import load_definition  # noqa: E402
-from beam_pipelines.ct.paths import CtPaths  # noqa: E402
-from beam_pipelines.ml import model_io  # noqa: E402
-from beam_pipelines.store import layout  # noqa: E402
+import ctdata  # noqa: E402 - the tests' bucket of two registered versions, on the path above
 
 TARGETS = {'ct --help': 1.0, 'invoke status': 1.5}
 COMMANDS = {
@@ -41,28 +37,6 @@ COMMANDS = {
     'invoke model-list --json': [sys.executable, '-m', 'invoke', 'model-list', '--json'],
     'invoke lineage': [sys.executable, '-m', 'invoke', 'lineage'],
 }
-
-
-def prepare(root: pathlib.Path) -> None:
-  """Two registered taxi versions with lineage records; v2 is production and candidate."""
-  paths = CtPaths(str(root), 'taxi')
-  reg = registry.Registry(paths.registry)
-  parameters = dict(load_definition('taxi').parameters(), push=True, cache=True, predict=False)
-  for number in (1, 2):
-    model = str(root / 'scratch' / f'model{number}')
-    model_io.save_model({'weights': [number]}, model, numeric=['a'], categorical=[], label='y',
-                        spec_fingerprint='spec', data={'fingerprint': 'data'},
-                        hyperparameters={'C': 1.0})
-    run_id = f'2026110{number}T000000Z-bench{number}'
-    run = lineage.RunRecord(
-        layout.join(paths.run(run_id), 'lineage.json'), run_id=run_id, trigger=['new_span'],
-        code={'source': 'source-tree', 'version': '0.1.0', 'fingerprint': '0' * 64},
-        data={'span': f'span-{number}', 'sha256': '0' * 64, 'files': []}, parameters=parameters)
-    record, _ = reg.push(model, metrics={'auc': 0.9 + number / 100}, run_id=run_id,
-                         lineage=run.path, blessing={'status': 'BLESSED', 'message': 'bench'})
-    run.finish('pushed', model={'version': record['version']})
-    reg.move({registry.CANDIDATE: number, registry.PRODUCTION: number}, registry.EVENT_PUSH,
-             'bench')
 
 
 def time_command(command: Sequence[str], bucket: pathlib.Path, runs: int) -> List[float]:
@@ -85,7 +59,7 @@ def main(argv: Sequence[str] = ()) -> Dict[str, List[float]]:
   results = {}
   with tempfile.TemporaryDirectory(prefix='cli-latency-') as tmp:
     bucket = pathlib.Path(tmp) / 'bucket'
-    prepare(bucket)
+    ctdata.build_bucket(bucket)
     for name, command in COMMANDS.items():
       results[name] = time_command(command, bucket, args.runs)
   load_after = os.getloadavg()

@@ -19,51 +19,18 @@ from invoke import Collection
 
 import tasks
 from beam_pipelines.ct import cli as ct_cli
-from beam_pipelines.ct import lineage, registry
+from beam_pipelines.ct import registry
 from beam_pipelines.ct.definition import DefinitionError, choose_pipeline, load_definition
-from beam_pipelines.ct.paths import CtPaths
 from beam_pipelines.harness.build import snapshot
-from beam_pipelines.ml import model_io
-from beam_pipelines.store import console, layout
+from beam_pipelines.store import console
+
+import ctdata
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HEAVY = ('apache_beam', 'tensorflow', 'tensorflow_data_validation', 'sklearn', 'pyarrow')
-AUC = {1: 0.907734409553295, 2: 0.9177344095532951}
-
-
-def build_bucket(root: pathlib.Path) -> pathlib.Path:
-  """Two registered versions of taxi, each with its run's lineage record; v2 is production."""
-  paths = CtPaths(str(root), 'taxi')
-  reg = registry.Registry(paths.registry)
-  parameters = dict(load_definition('taxi').parameters(), push=True, cache=True, predict=False)
-  for number in (1, 2):
-    model = str(root / 'scratch' / f'model{number}')
-    model_io.save_model({'weights': [number]}, model, numeric=['a'], categorical=[], label='y',
-                        spec_fingerprint='spec', data={'fingerprint': 'data'},
-                        hyperparameters={'C': 1.0})
-    run_id = f'2026110{number}T000000Z-00000{number}'
-    run = lineage.RunRecord(
-        layout.join(paths.run(run_id), 'lineage.json'), run_id=run_id, trigger=['new_span'],
-        code={'source': 'source-tree', 'version': '0.1.0', 'git_commit': 'c' * 40,
-              'fingerprint': 'f' * 64},
-        data={'span': f'span-2026-11-0{number}', 'sha256': 'd' * 64,
-              'files': [{'path': f'span-2026-11-0{number}/data.csv', 'sha256': 'e' * 64,
-                         'size': 10}]},
-        parameters=parameters)
-    run.step('features', 'ran', outputs=str(root / 'cache'), summary='',
-             result={'rows_written': {'eval': 401, 'train': 1596}})
-    record, _ = reg.push(model, metrics={'auc': AUC[number], 'accuracy': 0.81}, run_id=run_id,
-                         lineage=run.path, blessing={'status': 'BLESSED', 'message': 'ok',
-                                                     'rubber_stamped': number == 1})
-    run.finish('pushed', model={'version': record['version']})
-    reg.move({registry.CANDIDATE: number, registry.PRODUCTION: number}, registry.EVENT_PUSH,
-             'blessed')
-  return root
-
-
 @pytest.fixture(scope='module')
 def bucket(tmp_path_factory) -> pathlib.Path:
-  return build_bucket(tmp_path_factory.mktemp('cli') / 'bucket')
+  return ctdata.build_bucket(tmp_path_factory.mktemp('cli') / 'bucket')
 
 
 def invoke(*args: str, bucket: pathlib.Path, cwd: pathlib.Path = REPO) -> subprocess.CompletedProcess:
@@ -88,7 +55,7 @@ class TestJson:
     assert view['registry'] == str(bucket / 'prod' / 'registry' / 'taxi')
     assert view['aliases'] == {'production': 2, 'candidate': 2}
     assert [v['version'] for v in view['versions']] == [1, 2]
-    assert view['versions'][0]['metrics']['auc'] == AUC[1]
+    assert view['versions'][0]['metrics']['auc'] == ctdata.AUC[1]
     assert [e['moves']['production']['to'] for e in view['history']] == [1, 2]
 
   def test_lineage(self, bucket):
@@ -105,7 +72,7 @@ class TestJson:
     assert {n: e['deployed'] for n, e in view['environments'].items()} == {'test': False,
                                                                            'prod': False}
     assert view['models']['taxi']['production'] == 2
-    assert view['models']['taxi']['production_auc'] == AUC[2]
+    assert view['models']['taxi']['production_auc'] == ctdata.AUC[2]
     assert view['models']['taxi']['versions'] == 2
     assert (view['last_test'], view['passed_builds'], view['approval_required']) == (None, [], False)
     assert view['lock']['state'] == 'free' and view['history']['events'] == []
@@ -164,7 +131,7 @@ class TestForPeople:
 
   def test_numbers_and_counts_for_people(self):
     assert console.counts({'eval': 401, 'train': 1596}, 'rows') == '1,596 train + 401 eval rows'
-    assert console.number(AUC[1]) == '0.9077'
+    assert console.number(ctdata.AUC[1]) == '0.9077'
     assert console.number({'b': None, 'a': True}) == 'b n/a, a yes'
     assert console.fields({'t': {'C': 1.0, 'k': ['x', 'y']}, 'w': 2}) == [
         ('t.C', '1.0000'), ('t.k', 'x, y'), ('w', '2')]

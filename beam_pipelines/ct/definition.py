@@ -78,10 +78,6 @@ class PipelineDefinition:
   policy: Policy = Policy()
 
   @property
-  def train_flags(self) -> List[str]:
-    return [a for k, v in sorted(self.train.items()) for a in (f'--{k}', str(v))]
-
-  @property
   def blessing_config(self) -> Mapping[str, object]:
     return self.blessing if self.blessing is not None else blessing_lib.DEFAULT_CONFIG
 

@@ -314,22 +314,3 @@ def describe_aliases(aliases: Dict[str, int]) -> str:
   """Aliases for people: ``production v3, candidate v3`` (or ``none``)."""
   order = [a for a in ALIASES if a in aliases] + sorted(set(aliases) - set(ALIASES))
   return ', '.join(f'{a} v{aliases[a]}' for a in order) or 'none'
-
-
-def model_status(reg: Registry) -> str:
-  """The line of `invoke status` about a registry: production and candidate versions."""
-  try:
-    aliases = reg.aliases()
-    if not aliases:
-      return f'model registry: no production model ({reg.root})'
-    production = reg.record(aliases[PRODUCTION]) if PRODUCTION in aliases else None
-    auc = (production.get('metrics') or {}).get('auc') if production else None
-    override = (bucket.read_json(reg._aliases_path, 'registry aliases').get('event') or {}).get(
-        BLESSING_OVERRIDE)
-    return (f'model registry: production v{aliases.get(PRODUCTION)}'
-            + (f' (auc {auc:.4f}, run {production.get("run_id")})'
-               if production and isinstance(auc, float) else '')
-            + (f' BLESSING OVERRIDDEN: "{override}"' if override else '')
-            + f', candidate v{aliases.get(CANDIDATE)}; {len(reg.numbers())} version(s) in {reg.root}')
-  except Refusal as error:
-    return f'model registry: UNREADABLE: {error}'

@@ -32,7 +32,7 @@ from beam_pipelines.ml.results import (
   Verdict,
 )
 from beam_pipelines.store import bucket, layout
-from beam_pipelines.store.console import ticking
+from beam_pipelines.store.console import counts, ticking
 
 FEATURES, VALIDATION, TRAINING, EVALUATION = 'features', 'validation', 'training', 'evaluation'
 STEPS = (FEATURES, VALIDATION, TRAINING, EVALUATION)
@@ -179,7 +179,7 @@ def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha2
 def describe(result: StepResult) -> str:
   """A step's result in one line for people (progress lines, the lineage's step summary)."""
   if isinstance(result, FeaturesResult):
-    written = ' + '.join(f'{result.rows_written.get(s, 0):,} {s}' for s in artifacts.SPLITS)
+    written = counts(result.rows_written, '')
     return (f'{result.rows_read:,} rows read = {written} + {result.rows_dead_lettered:,} '
             f'dead-lettered')
   if isinstance(result, TrainedModel):

@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any, Dict, List, Union
 
 from beam_pipelines.ct.lineage import render as render_lineage
-from beam_pipelines.ct.registry import Registry, describe, describe_aliases, describe_moves
+from beam_pipelines.ct.registry import (
+  Registry,
+  blessing_status,
+  describe,
+  describe_aliases,
+  describe_moves,
+)
 from beam_pipelines.store import bucket
 from beam_pipelines.store.console import number
 
@@ -50,7 +56,7 @@ def lineage_lines(view: Dict[str, Any]) -> List[str]:
   metrics = ', '.join(f'{k} {number(v)}' for k, v in sorted((record.get('metrics') or {}).items())
                       if isinstance(v, float))
   return ([f'model v{view["version"]} ({view["model"]}): sha256 {record["model_sha256"]}, '
-           f'{(record.get("blessing") or {}).get("status", "not evaluated")}; '
+           f'{blessing_status(record) or "not evaluated"}; '
            f'{metrics or "no metrics"}']
           + render_lineage(view['lineage'])
           + [f'lineage record: {view["lineage_path"]}'])

@@ -58,10 +58,6 @@ class FeaturesResult:
   missing_columns: Tuple[str, ...] = ()
   extra_columns: Tuple[str, ...] = ()
 
-  @property
-  def rows_total_written(self) -> int:
-    return sum(self.rows_written.values())
-
 
 @dataclasses.dataclass(frozen=True)
 class Finding:

@@ -49,11 +49,13 @@ def fields(value: Any, prefix: str = '') -> List[Tuple[str, str]]:
 
 
 def counts(values: Any, unit: str) -> str:
-  """``{'eval': 401, 'train': 1596}`` -> ``1,596 train + 401 eval rows``; a single count -> ``N rows``."""
+  """``{'eval': 401, 'train': 1596}`` -> ``1,596 train + 401 eval rows``; a single count -> ``N rows``;
+  with ``unit`` empty, the counts alone."""
+  suffix = f' {unit}' if unit else ''
   if not isinstance(values, Mapping):
-    return f'{number(values)} {unit}'
+    return f'{number(values)}{suffix}'
   order = [k for k in SPLIT_ORDER if k in values] + sorted(k for k in values if k not in SPLIT_ORDER)
-  return ' + '.join(f'{number(values[k])} {k}' for k in order) + f' {unit}' if order else f'0 {unit}'
+  return (' + '.join(f'{number(values[k])} {k}' for k in order) if order else '0') + suffix
 
 
 def progress(message: str) -> None:
