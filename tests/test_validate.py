@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 ROWS = 4000
 SPANS = {
     'base': taxi_data.Knobs(),
-    'drift': taxi_data.Knobs(payment_shift=0.5, scale={'fare': 1.5}),
+    'drift': taxi_data.Knobs(payment_shift=0.5, scale={'fare': 2.0}),
     'dropped': taxi_data.Knobs(drop_column='company'),
     'unknown': taxi_data.Knobs(unknown_category=0.05, add_column='tolls'),
     'rare': taxi_data.Knobs(unknown_category=0.004),  # a new company on 0.4% of the rows

@@ -96,18 +96,36 @@ class Anomaly(TypedDict):
   description: str
 
 
-class Distance(TypedDict):
-  """One drift (span against the previous span) or skew (train against serving) measurement."""
-
+class _DistanceKeys(TypedDict):
   feature: str
   measure: str  # L_INFTY, JENSEN_SHANNON_DIVERGENCE, ...
   value: float
-  threshold: float
+  threshold: float  # the threshold applied: the configured one, raised to the noise floor
   exceeded: bool
 
 
+class Distance(_DistanceKeys, total=False):
+  """One drift (span against the previous span) or skew (train against serving) measurement
+  (``beam_pipelines.ml.drift``)."""
+
+  noise_floor: float  # what sampling noise alone reaches between samples of these sizes
+  configured_threshold: float  # the spec's, the schema's or the default one
+  threshold_source: str  # spec | schema | default
+
+
+class LabelDrift(TypedDict):
+  """The label's positive rate in the previous span and in this one."""
+
+  baseline_rate: float
+  rate: float
+  difference: float
+  noise_floor: float  # the difference sampling alone stays under 95 times in 100
+  beyond_noise: bool
+
+
 class NoiseFloor(TypedDict):
-  """A feature's drift distance between two random halves of the train split."""
+  """A feature's noise floor between two samples the size of the train split, and a threshold
+  above it (``beam_pipelines.ml.drift``)."""
 
   measure: str
   noise_floor: float
@@ -133,6 +151,9 @@ class VerdictDocument(_VerdictKeys, total=False):
   missing_columns: List[str]
   warnings: List[Anomaly]
   noise_floor: Dict[str, NoiseFloor]  # feature -> floor, with --noise_floor
+  label_drift: Optional[LabelDrift]  # with previous statistics
+  leakage: Dict[str, Optional[float]]  # feature -> its AUC alone (None: too few rows to judge)
+  rows_read: Optional[int]
   features: str  # the features directory validated
   output: str  # the validation directory
   report: str  # its report.html

@@ -74,13 +74,26 @@ class Distance:
   feature: str
   measure: str
   value: float
-  threshold: float
+  threshold: float  # applied: the configured one, raised to the noise floor when below it
   exceeded: bool
+  noise_floor: Optional[float] = None
+  configured_threshold: Optional[float] = None
+  threshold_source: Optional[str] = None  # spec | schema | default
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelDrift:
+  """The label's positive rate in the previous span and in this one."""
+  baseline_rate: float
+  rate: float
+  difference: float
+  noise_floor: float
+  beyond_noise: bool
 
 
 @dataclasses.dataclass(frozen=True)
 class NoiseFloor:
-  """A feature's drift distance between random halves of its own train split."""
+  """A feature's noise floor between two samples the size of its train split."""
   measure: str
   noise_floor: float
   threshold: Optional[float]
@@ -111,6 +124,9 @@ class Verdict:
   serving_features: Optional[str] = None
   rows_dead_lettered: Optional[int] = None
   missing_columns: Tuple[str, ...] = ()
+  label_drift: Optional[LabelDrift] = None
+  leakage: Dict[str, Optional[float]] = dataclasses.field(default_factory=dict)
+  rows_read: Optional[int] = None
 
   @property
   def anomalous(self) -> bool:

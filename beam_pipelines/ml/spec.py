@@ -15,9 +15,17 @@ A spec is a small YAML or JSON file::
     measures:                      # optional: the distance of a feature's drift/skew check
       fare: jensen_shannon         # l_infinity (categorical only), jensen_shannon,
                                    # normalized_abs_difference (categorical only)
-    min_domain_mass: 0.99          # optional, default 0.99: categorical values outside the schema's
-                                   # domain are a warning while they hold under 1% of the rows (TFDV's
-                                   # distribution_constraints.min_domain_mass), an anomaly above
+    min_domain_mass: 0.99          # optional, default 0.99: the share of a categorical feature's rows
+                                   # its domain must hold (TFDV's distribution_constraints); judged
+                                   # with a small-sample allowance (docs/ml.md, "Schema policy")
+    new_values: warn               # optional: warn (default) | block. warn: categories may grow: a
+                                   # new value is a warning unless that one value holds more than
+                                   # 1 - min_domain_mass of the rows; block: all new values together
+    presence_tolerance: 0.1        # optional: an inferred schema requires each feature in at least
+                                   # (share seen in the train split - this) of the rows
+    max_dead_letter_fraction: 0.05  # optional: more rows dead-lettered than this stops the span
+    leakage: warn                  # optional: warn (default) | block | off: a feature that alone
+    leakage_auc: 0.98              # predicts the label with AUC >= leakage_auc (default 0.98)
 
 A bad spec raises ``SpecError`` naming the field. ``resolve(header)`` checks the spec against a CSV
 header and expands "all".
@@ -41,8 +49,14 @@ L_INFINITY, JENSEN_SHANNON, NORMALIZED_ABS_DIFFERENCE = (
 MEASURES = (L_INFINITY, JENSEN_SHANNON, NORMALIZED_ABS_DIFFERENCE)
 CATEGORICAL_ONLY_MEASURES = (L_INFINITY, NORMALIZED_ABS_DIFFERENCE)
 DEFAULT_MIN_DOMAIN_MASS = 0.99
+NEW_VALUES_WARN, NEW_VALUES_BLOCK = 'warn', 'block'
+LEAKAGE_WARN, LEAKAGE_BLOCK, LEAKAGE_OFF = 'warn', 'block', 'off'
+DEFAULT_PRESENCE_TOLERANCE = 0.1
+DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.05
+DEFAULT_LEAKAGE_AUC = 0.98
 _FIELDS = ('name', 'label', 'key', 'timestamp', 'numeric', 'categorical', 'ignore',
-           'eval_fraction', 'thresholds', 'measures', 'min_domain_mass')
+           'eval_fraction', 'thresholds', 'measures', 'min_domain_mass', 'new_values',
+           'presence_tolerance', 'max_dead_letter_fraction', 'leakage', 'leakage_auc')
 
 
 class SpecError(Refusal, ValueError):
@@ -62,6 +76,11 @@ class SpecDocument(TypedDict):
   thresholds: Dict[str, Dict[str, float]]
   measures: Dict[str, str]
   min_domain_mass: float
+  new_values: str
+  presence_tolerance: float
+  max_dead_letter_fraction: float
+  leakage: str
+  leakage_auc: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +98,11 @@ class DatasetSpec:
   thresholds: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
   measures: Dict[str, str] = dataclasses.field(default_factory=dict)
   min_domain_mass: float = DEFAULT_MIN_DOMAIN_MASS
+  new_values: str = NEW_VALUES_WARN
+  presence_tolerance: float = DEFAULT_PRESENCE_TOLERANCE
+  max_dead_letter_fraction: float = DEFAULT_MAX_DEAD_LETTER_FRACTION
+  leakage: str = LEAKAGE_WARN
+  leakage_auc: float = DEFAULT_LEAKAGE_AUC
 
   def measure(self, feature: str) -> str:
     """The distance of a feature's drift/skew check: the spec's choice, else TFDV's usual one
@@ -213,12 +237,40 @@ def from_dict(raw: Any) -> DatasetSpec:
   mass = raw.get('min_domain_mass', DEFAULT_MIN_DOMAIN_MASS)
   if isinstance(mass, bool) or not isinstance(mass, (int, float)) or not 0 < mass <= 1:
     raise SpecError(f"spec field 'min_domain_mass' must be a number in (0, 1], got {mass!r}")
+  leakage_auc = _fraction(raw, 'leakage_auc', DEFAULT_LEAKAGE_AUC)
+  if leakage_auc <= 0.5:
+    raise SpecError("spec field 'leakage_auc' must be above 0.5 (an AUC of chance)")
   return DatasetSpec(
       label=raw['label'], numeric=numeric, categorical=categorical,
       name=raw.get('name', 'dataset'), key=raw.get('key'), timestamp=raw.get('timestamp'),
       ignore=tuple(ignore), eval_fraction=float(eval_fraction),
       thresholds={f: {k: float(v) for k, v in kinds.items()} for f, kinds in thresholds.items()},
-      measures=dict(measures), min_domain_mass=float(mass))
+      measures=dict(measures), min_domain_mass=float(mass),
+      new_values=_choice(raw, 'new_values', (NEW_VALUES_WARN, NEW_VALUES_BLOCK)),
+      presence_tolerance=_fraction(raw, 'presence_tolerance', DEFAULT_PRESENCE_TOLERANCE, True),
+      max_dead_letter_fraction=_fraction(raw, 'max_dead_letter_fraction',
+                                         DEFAULT_MAX_DEAD_LETTER_FRACTION, True),
+      leakage=_choice(raw, 'leakage', (LEAKAGE_WARN, LEAKAGE_BLOCK, LEAKAGE_OFF)),
+      leakage_auc=leakage_auc)
+
+
+def _choice(raw: Mapping[str, object], field: str, choices: Sequence[str]) -> str:
+  value = raw.get(field, choices[0])
+  if value not in choices:
+    raise SpecError(f'spec field {field!r} must be one of {list(choices)}, got {value!r}')
+  return str(value)
+
+
+def _fraction(raw: Mapping[str, object], field: str, default: float,
+              closed: bool = False) -> float:
+  """A number in (0, 1] (``closed``: [0, 1])."""
+  value = raw.get(field, default)
+  number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+  low_ok = number is not None and (number >= 0 if closed else number > 0)
+  if number is None or not low_ok or number > 1:
+    raise SpecError(f'spec field {field!r} must be a number in {"[0" if closed else "(0"}, 1], '
+                    f'got {value!r}')
+  return float(number)
 
 
 def load(path: Union[str, pathlib.Path]) -> DatasetSpec:
