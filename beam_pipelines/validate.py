@@ -7,18 +7,16 @@
 ``beam_pipelines.features``. The schema is the curated one when ``--schema`` names an existing
 file; otherwise it is inferred from the train statistics (and stored at ``--schema`` if given,
 ready to be curated: first use). Drift is checked against ``--previous_statistics`` (a previous
-span's ``statistics/train.pb``: L-infinity for categorical, Jensen-Shannon for numeric features,
-thresholds from the spec), skew against the statistics of ``--serving_features``.
+span's ``statistics/train.pb``), skew against the statistics of ``--serving_features``, every
+feature on the baseline's quantile bins or value shares (``ml.drift``).
 
 Outputs (``ml/artifacts.py``): ``statistics/{train,eval[,serving]}.pb``, ``schema.pbtxt``,
 ``anomalies.pbtxt``, ``verdict.json`` (``ok`` | ``drift`` | ``anomalous``, naming features and
 distances) and ``report.html``. "anomalous" blocks training (``verdict_allows_training``); drift
-or skew alone is reported and can trigger retraining. Categorical values outside the schema's
-domain that hold less than ``1 - min_domain_mass`` of the rows (the spec's, default 1%) are
-warnings, not anomalies: real data has rare values that fall in one split and not the other.
-``--noise_floor`` measures each feature's distance between two random halves of the train split
-(what a threshold must stay above) and suggests thresholds (``noise_floor.json``). Any other flag
-is a Beam pipeline option.
+or skew alone is reported and can trigger retraining. The spec's schema policy (empty cells, new
+categorical values, dead-lettered rows, leaking columns) is in docs/ml.md, "Schema policy".
+``--noise_floor`` writes each feature's noise floor for samples the size of the train split and
+a threshold above it (``noise_floor.json``). Any other flag is a Beam pipeline option.
 """
 
 from __future__ import annotations
@@ -46,8 +44,8 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--serving_features', default=None,
                       help='Features directory of serving data, for the skew check.')
   parser.add_argument('--noise_floor', action='store_true',
-                      help="Measure each feature's drift distance between two random halves of "
-                      'the train split and suggest thresholds above it (noise_floor.json).')
+                      help="Write each feature's noise floor for samples the size of the train "
+                      'split and a threshold above it (noise_floor.json).')
 
 
 # Answers --help before importing Beam (~2 s).

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import real_covid
 from beam_pipelines import features, validate
 from beam_pipelines.ml import artifacts, drift
 from beam_pipelines.ml.results import Verdict
+
+import real_covid
 
 pytestmark = pytest.mark.slow
 

@@ -147,7 +147,7 @@ def bar_chart(name: str, categories: Sequence[str], series: Mapping[str, Sequenc
 def distance_meter(name: str, value: float, threshold: Optional[float],
                    floor: Optional[float] = None, width: int = 460, height: int = 46) -> str:
   """A horizontal bar: the distance, a red tick at the threshold, a grey band up to the noise
-  floor (the distance between two random halves of the same data, when known)."""
+  floor (what sampling alone reaches between samples of the sizes compared, when known)."""
   scale_max = max(value, threshold or 0.0, floor or 0.0) * 1.25 or 1.0
   left, plot_w = 8, width - 16
 

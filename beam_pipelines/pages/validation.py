@@ -4,10 +4,10 @@ its threshold and the noise floor. Self-contained (inline SVG), unlike TFDV's Fa
 loads its script from CDNs when opened.
 
 Statistics are TFDV ``DatasetFeatureStatisticsList`` protos, read by attribute only (no
-TensorFlow import here). The noise floor of a feature is the one validation measured between two
-random halves of the train split (``--noise_floor``) when it did; else it is estimated here as the
-distance between the train and eval splits of the same span (a random split of one dataset: any
-distance there is sampling noise), with the same measure on the histograms in the statistics.
+TensorFlow import here). The noise floor of a distance is the one validation computed for it
+(``beam_pipelines.ml.drift``: what two samples of one population, of the sizes compared, stay
+under 95 times in 100); a verdict written before validation computed it gets an estimate here:
+the distance between the train and eval splits of the same span.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def _distance_rows(verdict: VerdictDocument, floors: Dict[str, float]) -> str:
       rows.append([d['feature'], kind, d['measure'],
                    page.cell(d['value'], f'{kind}.{d["feature"]}.value'),
                    page.cell(d['threshold'], f'{kind}.{d["feature"]}.threshold'),
-                   floors.get(d['feature']),
+                   d.get('noise_floor', floors.get(d['feature'])),
                    '<td class="text fail">over threshold</td>' if d['exceeded'] else
                    '<td class="text pass">within</td>'])
       classes.append('fail' if d['exceeded'] else '')
@@ -182,14 +182,15 @@ def _distance_rows(verdict: VerdictDocument, floors: Dict[str, float]) -> str:
   return page.table(header, rows, classes)
 
 
-MEASURED_FLOOR = 'measured by validation between two random halves of the train split'
+MEASURED_FLOOR = ('computed by validation: the distance two samples of one population, of the '
+                  'sizes compared, stay under 95 times in 100')
 ESTIMATED_FLOOR = 'estimated from the train and eval histograms of this span'
 
 
 def noise_floors(verdict: VerdictDocument, current: Mapping[str, Distribution],
                  evaluation: Mapping[str, Distribution]) -> Tuple[Dict[str, float], str]:
-  """Each feature's noise floor and where it comes from: the one validation measured
-  (``--noise_floor``: TFDV's own measure between random halves) when it did, else an estimate."""
+  """Each feature's noise floor and where it comes from: the one validation computed
+  (``ml.drift``) when the verdict has it, else an estimate from the train and eval histograms."""
   measured = verdict.get('noise_floor') or {}
   if measured:
     return {f: v['noise_floor'] for f, v in measured.items()}, MEASURED_FLOOR
