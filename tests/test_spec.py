@@ -44,6 +44,11 @@ def test_fingerprint_is_stable_and_sensitive():
     ({**BASE, 'colour': 'red'}, "'colour'"),
     ({**BASE, 'categorical': ['payment', 'fare']}, "'fare'"),
     (['label', 'tip'], 'mapping'),
+    ({**BASE, 'new_values': 'allow'}, "'new_values'"),
+    ({**BASE, 'leakage': True}, "'leakage'"),
+    ({**BASE, 'leakage_auc': 0.4}, "'leakage_auc'"),
+    ({**BASE, 'presence_tolerance': 1.5}, "'presence_tolerance'"),
+    ({**BASE, 'max_dead_letter_fraction': -0.1}, "'max_dead_letter_fraction'"),
 ])
 def test_bad_spec_names_the_field(raw, field):
   with pytest.raises(SpecError, match=field):
@@ -67,3 +72,14 @@ def test_load_reports_path_and_yaml_errors(tmp_path):
   good = tmp_path / 'spec.json'
   good.write_text('{"label": "tip", "numeric": ["fare"]}')
   assert spec.load(good).numeric == ('fare',)
+
+
+def test_the_schema_policy_has_defaults_for_real_data():
+  policy = spec.from_dict(BASE)
+  assert (policy.new_values, policy.leakage, policy.leakage_auc) == ('warn', 'warn', 0.98)
+  assert (policy.presence_tolerance, policy.max_dead_letter_fraction) == (0.1, 0.05)
+  strict = spec.from_dict({**BASE, 'new_values': 'block', 'leakage': 'block',
+                           'max_dead_letter_fraction': 0})
+  assert (strict.new_values, strict.leakage, strict.max_dead_letter_fraction) == (
+      'block', 'block', 0.0)
+  assert strict.fingerprint() != policy.fingerprint()  # a policy change is a spec change
