@@ -214,6 +214,21 @@ def infer_schema(train_statistics, spec: spec_lib.DatasetSpec):
   return schema
 
 
+def fold_statistics(schema, statistics: Sequence, spec: spec_lib.DatasetSpec):
+  """The schema updated to accept what ``statistics`` show (``tfdv.update_schema``): new
+  categorical values join their domains, presence and value counts relax to what was seen. What
+  a person accepts: a span's train and eval splits into the schema it was inferred from
+  (``ct --write_schema``), or an accepted span into the committed schema (``ct
+  --update_schema``)."""
+  tfdv = _tfdv()
+  for found in statistics:
+    schema = tfdv.update_schema(schema, found)
+  for feature in schema.feature:
+    feature.ClearField('shape')
+  apply_spec(schema, spec)
+  return schema
+
+
 def tolerate_absence(schema, statistics, tolerance: float) -> None:
   """Presence as a tolerance around the share of rows each feature was seen in."""
   total = _num_examples(statistics)
