@@ -28,6 +28,8 @@ from invoke import task as invoke_task
 
 from beam_pipelines import runtime
 from beam_pipelines.ct import views
+from beam_pipelines.ct.cli import json_line
+from beam_pipelines.ct.cli import read_result as read_ct_result
 from beam_pipelines.ct.definition import choose_pipeline, declared_pipelines
 from beam_pipelines.ct.paths import model_registry
 from beam_pipelines.ct.registry import VERSION_NUMBER, describe_moves
@@ -45,7 +47,9 @@ from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
 
 REPO = pathlib.Path(__file__).resolve().parent
-CT_EXIT_STATUSES = (runtime.EXIT_OK, runtime.EXIT_STOPPED, runtime.EXIT_NOT_BLESSED)  # ct that ran
+ANY_STATUS = range(-255, 256)  # a process's exit status, or minus the signal that killed it
+CT_RESULTS = {runtime.EXIT_OK: 'done', runtime.EXIT_STOPPED: 'stopped at validation',
+              runtime.EXIT_NOT_BLESSED: 'model NOT_BLESSED'}
 CONTAINER_REPO_ENV_VAR = 'BEAM_PIPELINES_CONTAINER_REPO'  # the project's SDK container images
 HELP_FLAGS = ('--help', '-h')
 
@@ -268,9 +272,11 @@ def _registry(url: str, pipeline: Optional[str]):
 
 @task(name='ct')
 def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False, no_push=False,
-                        predict=False, source=False, bucket=None, json_=False):
+                        predict=False, source=False, bucket=None, json_=False, readmit=None,
+                        reason=''):
   """Continuous training of the deployed prod build (its `ct` workflow) on each new landed span of
-  a pipeline. Exit status: 0 pushed or no trigger, 1 stopped at validation, 3 NOT_BLESSED.
+  a pipeline. Exit status, as `python -m beam_pipelines.ct`: 0 pushed or no trigger, 1 stopped at
+  validation, 2 an error, 3 NOT_BLESSED.
 
   :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); needed when several are declared.
 
@@ -282,6 +288,9 @@ def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False
   :param source: run the source tree's pipeline instead of the deployed build's.
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   :param json_: end with ct's JSON line on stdout (fields: docs/continuous-training.md).
+  :param readmit: a span that stopped, failed or was NOT_BLESSED (its directory or name) re-admitted
+      into later training windows and drift baselines; nothing retrained; recorded.
+  :param reason: with --readmit: why (recorded).
 
   Beam options after `--` go to the pipeline steps (e.g. `-- --runner DataflowRunner ...`; on
   Dataflow the steps run in the SDK container of $BEAM_PIPELINES_CONTAINER_REPO).
@@ -289,31 +298,38 @@ def continuous_training(c, pipeline=None, span=None, force=False, no_cache=False
   url = _bucket(bucket)
   with refusals():
     pipeline = _pipeline(pipeline)  # several declared and none named: refused here, in one line
-  flags = ['--bucket', url, '--pipeline', pipeline] + (['--span', span] if span else []) + [
+  flags = ['--bucket', url, '--pipeline', pipeline] + (['--span', span] if span else []) + (
+      ['--readmit', readmit] + (['--reason', reason] if reason else []) if readmit else []) + [
       f for f, on in (('--force', force), ('--no_cache', no_cache), ('--no_push', no_push),
-                      ('--predict', predict), ('--json', json_)) if on] + shlex.split(
-      c.remainder or '')
+                      ('--predict', predict)) if on] + shlex.split(c.remainder or '')
   with refusals():
     if source:
       from beam_pipelines.ct import cli as ct_cli  # imports Beam and the pipelines: only when run
-      status = ct_cli.main(flags)
+      status = ct_cli.main(flags + (['--json'] if json_ else []))
       if status:
-        raise Exit(f'[beam-pipelines] ct: exit status {status}', code=status)
+        raise Exit(f'[beam-pipelines] ct: exit status {status} ({ct_cli.EXIT_RESULTS[status]})',
+                   code=status)
       return
     if not bucket_io.exists(layout.Env(url, layout.PROD).variables):
       raise HarnessError('nothing is deployed in prod: run `invoke build test deploy` first, or '
                          '`invoke ct --source` to run the source tree\'s pipeline')
-    accept = CT_EXIT_STATUSES + ((runtime.EXIT_ERROR,) if json_ else ())  # its JSON line says why
-    done = run_deployed(REPO, url, 'ct', layout.PROD, flags, accept=accept,
+    # --json always: the deployed ct's JSON line is its status; a process that ends without one
+    # (a crash outside its main, a kill) is an error, whatever its exit status
+    done = run_deployed(REPO, url, 'ct', layout.PROD, flags + ['--json'],
+                        accept=ANY_STATUS,
                         container_repo=os.environ.get(CONTAINER_REPO_ENV_VAR) or None)
-    if json_:
-      print(_json_line(done['lines']), flush=True)
-    if done['returncode'] != runtime.EXIT_ERROR:
-      _say(f'ct: done with deployed build {done["build_id"]} (exit status {done["returncode"]}); '
-           f'`invoke model-list --pipeline {pipeline}`, '
-           f'`invoke lineage --pipeline {pipeline} --model production`')
-  if done['returncode']:
-    raise Exit(code=done['returncode'])
+  status, error = read_ct_result(done['returncode'], done['lines'])
+  if json_:
+    print(_json_line(done['lines']) if status == done['returncode']
+          else json_line(status, [], {}, error), flush=True)
+  if status == runtime.EXIT_ERROR:
+    raise Exit(f'[beam-pipelines] ct: error with deployed build {done["build_id"]} (exit status '
+               f'{status}): {error}', code=status)
+  _say(f'ct: {CT_RESULTS[status]} with deployed build {done["build_id"]} (exit status {status}); '
+       f'`invoke model-list --pipeline {pipeline}`, '
+       f'`invoke lineage --pipeline {pipeline} --model production`')
+  if status:
+    raise Exit(code=status)
 
 
 def _json_line(lines: Sequence[str]) -> str:

@@ -10,6 +10,7 @@ log that holds the traceback. The ``python -m`` wiring is checked once per modul
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -178,3 +179,51 @@ def test_invoke_tasks_exit_by_the_table(task, status, tmp_path):
   assert 'Traceback' not in done.stderr
   if status == 2:
     assert 'REFUSED' in done.stderr, done.stderr
+
+
+def test_ct_status_comes_from_its_result_line_and_a_crash_is_an_error():
+  line = ct_cli.json_line(1, [], {'mode': 'run'})
+  assert ct_cli.read_result(1, ['progress', line]) == (1, None)
+  assert ct_cli.read_result(0, [ct_cli.json_line(0, [], {})]) == (0, None)
+  refused = ct_cli.json_line(2, [], {}, 'span x: no CSV file matches x/*.csv')
+  assert ct_cli.read_result(2, [refused]) == (2, 'span x: no CSV file matches x/*.csv')
+  crash = ['Traceback (most recent call last):', '  File "x.py", line 1',
+           'pickle.UnpicklingError: invalid load key, \'x\'.']
+  status, error = ct_cli.read_result(1, crash)  # a crash outside ct's main: Python's status 1
+  assert status == 2 and "UnpicklingError: invalid load key, 'x'." in error
+  assert 'exit status 1 and no result line' in error
+  assert ct_cli.read_result(-9, ['[beam-pipelines] ct: step features'])[0] == 2  # killed
+  assert ct_cli.read_result(3, [line])[0] == 2  # a line that says another status: not trusted
+
+
+CRASH_HOOK = """
+import pickle
+from beam_pipelines.ct import lineage
+
+def crash(*args, **kwargs):
+  raise pickle.UnpicklingError("invalid load key, 'x'.")
+
+lineage.file_entries = crash
+"""
+
+
+def test_invoke_ct_from_the_source_tree_exits_as_python_m_ct(tmp_path):
+  """A crash inside ct (an unpickling error, put in by a sitecustomize hook): exit 2 with its type
+  and message, the same through `invoke ct --source` as `python -m beam_pipelines.ct`."""
+  repo = pathlib.Path(__file__).resolve().parent.parent
+  (tmp_path / 'hook').mkdir()
+  (tmp_path / 'hook' / 'sitecustomize.py').write_text(CRASH_HOOK)
+  env = dict(os.environ, PYTHONPATH=f'{tmp_path / "hook"}{os.pathsep}{repo}')
+  bucket = tmp_path / 'bucket'
+  landed = bucket / 'prod' / 'inputs' / 'ct' / 'taxi' / 'span-2026-11-01'
+  landed.mkdir(parents=True)
+  (landed / 'data.csv').write_text('trip_id\n1\n')
+  flags = ['--pipeline', 'taxi', '--bucket', str(bucket)]
+  direct = subprocess.run([sys.executable, '-m', 'beam_pipelines.ct', *flags], env=env,
+                          capture_output=True, text=True, timeout=300)
+  invoked = subprocess.run([sys.executable, '-m', 'invoke', 'ct', '--source', *flags], env=env,
+                           capture_output=True, text=True, cwd=repo, timeout=300)
+  assert direct.returncode == invoked.returncode == 2, direct.stderr + invoked.stderr
+  for done in (direct, invoked):
+    assert "unexpected error UnpicklingError: invalid load key, 'x'." in done.stderr, done.stderr
+    assert 'Traceback' not in done.stderr and 'ct: done' not in done.stderr

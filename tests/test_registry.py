@@ -16,7 +16,7 @@ import pytest
 
 from beam_pipelines.ct import lineage, loop, registry, steps
 from beam_pipelines.ct.cache import CACHED, MARKER, RAN, StepCache, step_key
-from beam_pipelines.ct.records import SpanRecord
+from beam_pipelines.ct.records import Readmission, SpanRecord
 from beam_pipelines.ct.registry import RegistryError
 from beam_pipelines.ml import artifacts, model_io
 from beam_pipelines.ml.results import TrainedModel
@@ -358,3 +358,91 @@ class TestSpanOrder:
     assert loop.window_spans(landed, 'in/2013-03', 2) == ['in/2013-02', 'in/2013-03']
     assert loop.window_spans(landed, 'in/2013-02', 5) == ['in/2013-01', 'in/2013-02']
     assert loop.window_spans(landed, 'in/2013-04', 1) == ['in/2013-04']
+
+
+class TestRefusedSpans:
+  """A span stopped, failed or NOT_BLESSED is in no later window and no drift baseline, unless a
+  person re-admitted it; a stopped or failed span runs again once the schema, spec or code
+  changed."""
+
+  READMISSION = Readmission('someone@host', '2026-11-05T00:00:00Z', 'known gap')
+  RECORDS = [
+      SpanRecord('in/2013-01', 'a', statistics='a.pb', outcome='pushed'),
+      SpanRecord('in/2013-02', 'b', statistics='b.pb', outcome='not_blessed'),
+      SpanRecord('in/2013-03', 'c', outcome='stopped'),
+      SpanRecord('in/2013-04', 'd', outcome='failed', error='ValueError: x'),
+  ]
+
+  def test_a_refused_span_is_never_the_drift_baseline(self):
+    assert loop.chronological_previous(self.RECORDS, 'in/2013-05', 'e').span == 'in/2013-01'
+    readmitted = [dataclasses.replace(self.RECORDS[1], readmitted=self.READMISSION)]
+    assert loop.chronological_previous(self.RECORDS + readmitted, 'in/2013-05',
+                                       'e').span == 'in/2013-02'
+
+  def test_the_latest_record_of_a_span_decides(self):
+    refused_later = self.RECORDS + [SpanRecord('in/2013-01', 'a2', statistics='a2.pb',
+                                               outcome='not_blessed')]
+    assert loop.chronological_previous(refused_later, 'in/2013-05', 'e') is None
+
+  def test_only_accepted_spans_are_accepted(self):
+    assert [loop.accepted(r) for r in self.RECORDS] == [True, False, False, False]
+    assert loop.accepted(SpanRecord('s', 'x', outcome='no_trigger'))
+    assert loop.accepted(dataclasses.replace(self.RECORDS[3], readmitted=self.READMISSION))
+
+  def test_a_change_of_schema_spec_or_code_is_named(self):
+    current = {'schema_sha256': 's', 'spec_fingerprint': 'p', 'code_fingerprint': 'c'}
+    same = SpanRecord('in/x', 'x', outcome='stopped', **current)
+    assert loop.changes(same, current) == []
+    assert loop.changes(dataclasses.replace(same, schema_sha256='t'), current) == ['schema']
+    assert loop.changes(dataclasses.replace(same, spec_fingerprint=None,
+                                            code_fingerprint='d'), current) == ['spec', 'code']
+    older_build = SpanRecord('in/x', 'x', outcome='stopped')  # written before the fingerprint
+    assert loop.changes(older_build, current) == ['schema', 'spec', 'code']
+
+  def test_records_of_older_builds_still_read(self, tmp_path):
+    path = tmp_path / 'a.json'
+    path.write_text(json.dumps({'span': 'in/2013-01', 'sha256': 'a', 'outcome': 'stopped',
+                                'run_id': 'r', 'at': '2013'}))
+    record = loop.read_span_record(str(path))
+    assert record.readmitted is None and record.code_fingerprint is None
+
+
+class TestReevaluation:
+  """The registry never contradicts itself: a re-evaluation of registered bytes updates the
+  version's record before any alias moves; an alias moves only to a BLESSED version."""
+
+  def test_a_different_blessing_of_the_same_bytes_is_appended_and_becomes_current(self, reg,
+                                                                                  models):
+    reg.push(models[0], run_id='r1', blessing={'status': 'NOT_BLESSED', 'message': 'worse'})
+    record, created = reg.push(models[0], run_id='r2', metrics={'auc': 0.9},
+                               blessing={'status': 'BLESSED', 'message': 'better'})
+    assert not created and registry.blessing_status(record) == 'BLESSED'
+    stored = reg.record(1)
+    assert stored == record and stored['run_id'] == 'r1'
+    assert [(e['run_id'], e['blessing']['status']) for e in stored['evaluations']] == [
+        ('r1', 'NOT_BLESSED'), ('r2', 'BLESSED')]
+    reg.move({registry.PRODUCTION: 1}, registry.EVENT_PUSH, 'blessed')  # allowed now
+
+  def test_the_same_blessing_again_leaves_the_record_as_it_is(self, reg, models):
+    first, _ = reg.push(models[0], run_id='r1', blessing={'status': 'BLESSED'})
+    again, _ = reg.push(models[0], run_id='r2', blessing={'status': 'BLESSED'})
+    assert again == first == reg.record(1) and 'evaluations' not in again
+
+  def test_an_alias_never_moves_to_a_version_not_blessed(self, reg, models):
+    reg.push(models[0], blessing={'status': 'BLESSED'})
+    reg.move({registry.PRODUCTION: 1}, registry.EVENT_PUSH, 'blessed')
+    reg.push(models[0], run_id='r2', blessing={'status': 'NOT_BLESSED'})  # re-evaluated
+    reg.push(models[1], blessing={'status': 'NOT_BLESSED'})
+    for number in (1, 2):
+      with pytest.raises(RegistryError, match=f'v{number} is NOT_BLESSED'):
+        reg.move({registry.CANDIDATE: number}, registry.EVENT_PUSH, 'no')
+    assert reg.aliases() == {registry.PRODUCTION: 1}
+    event = reg.move({registry.CANDIDATE: 2}, registry.EVENT_PROMOTE, 'by hand',
+                     **{registry.BLESSING_OVERRIDE: 'a person decided'})
+    assert event['moves'] == {'candidate': {'from': None, 'to': 2}}
+
+  def test_promote_accepts_the_version_that_is_live(self, reg, models):
+    reg.push(models[0], blessing={'status': 'BLESSED'})
+    reg.promote(1)
+    reg.push(models[0], run_id='r2', blessing={'status': 'NOT_BLESSED'})  # re-evaluated
+    assert reg.promote(1) is None and reg.aliases()[registry.PRODUCTION] == 1

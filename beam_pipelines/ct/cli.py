@@ -28,6 +28,7 @@ from beam_pipelines.ct.outcomes import (
   CHECKED,
   NO_TRIGGER,
   NOT_BLESSED,
+  READMITTED,
   STOPPED,
   SpanOutcome,
 )
@@ -55,6 +56,8 @@ USAGE = """
                                                       # the level-2 check of `invoke test`
     python -m beam_pipelines.ct --write_schema --pipeline NAME --span DIR
                                                       # infer a schema for review, in the folder
+    python -m beam_pipelines.ct --readmit SPAN [--reason WHY] [--pipeline NAME]
+                                                      # a refused span trains again (no retrain)
 
 exit status: 0 pushed/no trigger, 1 stopped at validation, 2 error, 3 not blessed
 (--json: the last line of stdout is one JSON object saying it, and what happened to each span)
@@ -103,7 +106,9 @@ def parse_args(argv: Optional[Sequence[str]]):
   parser.add_argument('--check', action='store_true',
                       help='The level-2 check of `invoke test`: every declared pipeline (or '
                       '--pipeline) on its integration data, against --baselines.')
-  parser.add_argument('--output', default=None, help='--check: output directory.')
+  parser.add_argument('--output', default=None,
+                      help='--check: output directory; --write_schema: scratch outputs '
+                      '(default outputs/write-schema/<pipeline>).')
   parser.add_argument('--cache', default=None, help='--check: step cache directory.')
   parser.add_argument('--baselines', default='',
                       help='--check: JSON file {pipeline: {model_dir, model_sha256, record_path}} '
@@ -111,6 +116,11 @@ def parse_args(argv: Optional[Sequence[str]]):
   parser.add_argument('--write_schema', action='store_true',
                       help="Infer the schema of --span and write it into the pipeline's folder "
                       '(schema.pbtxt) for review; with each feature\'s noise floor.')
+  parser.add_argument('--readmit', default=None, metavar='SPAN',
+                      help='Re-admit a span that stopped, failed or was NOT_BLESSED (its directory '
+                      'or name) into later training windows and drift baselines; nothing is '
+                      'retrained; recorded in its span record and a lineage record.')
+  parser.add_argument('--reason', default='', help='--readmit: why (recorded).')
   parser.add_argument('--json', action='store_true',
                       help='End with one line of JSON on stdout (outcome of each span, exit status '
                       'and its meaning); progress stays on stderr.')
@@ -137,8 +147,12 @@ def read_baselines(path: str) -> Dict[str, Baseline]:
     raise CtError(f'{path} is not a baselines file ({error})') from None
 
 
-def write_schema(pipeline: Optional[str], span: str, output: str) -> str:
-  """Features and validation of ``span``; the inferred schema goes into the pipeline's folder."""
+WRITE_SCHEMA_OUTPUT = 'outputs/write-schema'  # + /<pipeline>: one scratch folder per pipeline
+
+
+def write_schema(pipeline: Optional[str], span: str, output: Optional[str] = None) -> str:
+  """Features and validation of ``span``; the inferred schema goes into the pipeline's folder.
+  Scratch outputs go to ``output`` (default ``outputs/write-schema/<pipeline>``)."""
   from beam_pipelines import features, validate  # Beam and TFDV: only when a command runs
   from beam_pipelines.ct.loop import CtError, span_files, span_pattern  # imports Beam: when run
   from beam_pipelines.ml.results import Verdict  # with the pipelines it types
@@ -148,14 +162,18 @@ def write_schema(pipeline: Optional[str], span: str, output: str) -> str:
     raise CtError(f'{target} exists: it is the reviewed schema of {definition.name}. Edit it, or '
                   f'delete it first to infer a new one')
   span_files(span)
+  output = output or layout.join(WRITE_SCHEMA_OUTPUT, definition.name)
   features_dir, validation_dir = layout.join(output, 'features'), layout.join(output, 'validation')
   features.extract([span_pattern(span)], definition.spec_path, features_dir)
   verdict = validate.validate(features_dir, validation_dir, target, with_noise_floor=True)
   if not isinstance(verdict, Verdict):
     raise CtError('--write_schema needs the pipelines to run, not a --dry_run')
   progress(f'ct: schema of {definition.name} inferred from {span} and written to {target}: '
-           f'review it (domains, presence, min_domain_mass), then commit it; ct uses it from '
-           f'the next build on. Verdict of that span: {verdict.status}')
+           f'review it, then commit it; ct uses it from the next build on. Review the domains '
+           f'(values a category may take, min_domain_mass) and the presence of each feature '
+           f'(presence.min_fraction: the share of rows that must have a value, and shape: a '
+           f'feature that must be present in every row); TFDV infers both from this one span. '
+           f'Verdict of that span: {verdict.status}; scratch outputs: {output}')
   suggested = {f: v.suggested_threshold for f, v in sorted(verdict.noise_floor.items())}
   progress(f'ct: suggested drift thresholds above each feature\'s noise floor: '
            f'{number(suggested)} (details: {validation_dir}/noise_floor.json)')
@@ -187,7 +205,7 @@ def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]
   if args.write_schema:
     if not args.span or len(args.span) != 1:
       raise CtError('--write_schema needs one --span')
-    target = write_schema(args.pipeline, args.span[0], args.output or 'outputs/write-schema')
+    target = write_schema(args.pipeline, args.span[0], args.output)
     return [], {'mode': 'write_schema', 'schema': target}
   if args.demo and not args.bucket:
     url = demo.fresh_demo_bucket()  # never the real bucket: the demo moves `production`
@@ -201,6 +219,10 @@ def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]
     shown = demo.run_demo(ct)  # it prints what happened to each span; a stopped span 3 is the design
     summarise(ct, [])
     return shown, dict(_where(ct), mode='demo')
+  if args.readmit:
+    if args.span or args.force:
+      raise CtError('--readmit takes a span of its own: no --span, no --force')
+    return [ct.readmit(args.readmit, args.reason)], dict(_where(ct), mode='readmit')
   outcomes = ct.run(args.span, args.force)
   summarise(ct, outcomes)
   return outcomes, dict(_where(ct), mode='run')
@@ -218,6 +240,7 @@ def summarise(ct: ContinuousTraining, outcomes: List[SpanOutcome]) -> None:
     if outcome.outcome == NO_TRIGGER:
       continue
     detail = (f'stopped at validation (report {outcome.report})' if outcome.outcome == STOPPED
+              else 're-admitted (nothing retrained)' if outcome.outcome == READMITTED
               else f'model v{outcome.version} {outcome.blessing}, {outcome.outcome}')
     progress(f'ct: done: span {outcome.span}: {detail}; lineage {outcome.lineage}')
   production = ct.registry.aliases().get(PRODUCTION)
@@ -245,6 +268,24 @@ def json_line(status: int, outcomes: Sequence[SpanOutcome], facts: Dict[str, Any
                      'outcomes': [to_json(o) for o in outcomes], 'mode': None, 'pipeline': None,
                      'bucket': None, 'registry': None, 'production': None, **facts},
                     sort_keys=True)
+
+
+def read_result(returncode: int, lines: Sequence[str]) -> Tuple[int, Optional[str]]:
+  """(exit status, error) of a ct process from its exit status and its output with ``--json``:
+  its JSON line's status when it agrees with the process's; anything else (no JSON line, another
+  status: a crash outside ``main``, a killed process) is an error, 2, with the output's last line
+  (a traceback ends with the exception's type and message)."""
+  for line in reversed(lines):
+    if line.startswith('{'):
+      try:
+        result = json.loads(line)
+      except ValueError:
+        continue
+      if isinstance(result, dict) and result.get('exit_status') == returncode:
+        return returncode, result.get('error')
+      break
+  last = next((line.strip() for line in reversed(lines) if line.strip()), 'no output')
+  return EXIT_ERROR, f'ct ended with exit status {returncode} and no result line: {last}'
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -2,11 +2,14 @@
 evaluation against the production model -> blessing -> registry push (``production`` moves only if
 blessed); and the level-2 check of ``invoke test`` (``check``).
 
-Triggers: a span not trained on yet (``new_span``), ``--force``; drift above the spec's thresholds
-against the previous span is recorded as a trigger (``drift``). With no trigger it says so and does
-nothing. Anomalies stop the run with the validation report's path; production is unchanged. Every
-run writes a lineage record; unchanged steps are reused from the step cache (``--no_cache``
-forces them). The bucket layout is ``beam_pipelines.ct.paths``.
+Triggers: a span not trained on yet (``new_span``), ``--force``, a stopped or failed span whose
+schema, spec or code changed since (``changed``); drift above the spec's thresholds against the
+previous span is recorded as a trigger (``drift``). With no trigger it says so and does nothing.
+Anomalies, or a spec column missing from any file of the training window, stop the run with the
+validation report's path; production is unchanged. A span stopped, failed or NOT_BLESSED is
+refused: in no later training window and no drift baseline until a person re-admits it
+(``readmit``). Every run writes a lineage record; unchanged steps are reused from the step cache
+(``--no_cache`` forces them). The bucket layout is ``beam_pipelines.ct.paths``.
 """
 
 from __future__ import annotations
@@ -28,11 +31,16 @@ from beam_pipelines.ct.definition import (
 )
 from beam_pipelines.ct.outcomes import (
   CHECK_ANOMALOUS,
+  FAILED,
   NO_TRIGGER,
   NOT_BLESSED,
   PUSHED,
+  READMITTED,
+  REFUSED,
   REGISTERED,
+  RERUN_ON_CHANGE,
   STOPPED,
+  TRIGGER_CHANGED,
   TRIGGER_DRIFT,
   TRIGGER_FORCE,
   TRIGGER_NEW,
@@ -48,7 +56,7 @@ from beam_pipelines.ct.paths import (
   SPAN_FILES,
   CtPaths,
 )
-from beam_pipelines.ct.records import SpanRecord
+from beam_pipelines.ct.records import Readmission, SpanRecord, VersionRecord
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml.csv_io import match_files
 from beam_pipelines.ml.results import ModelRef, PredictionResult, Verdict
@@ -56,6 +64,7 @@ from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import number, progress
 from beam_pipelines.store.crash import crash_point
 from beam_pipelines.store.errors import Refusal
+from beam_pipelines.store.identity import actor
 from beam_pipelines.store.lock import BucketLock
 from beam_pipelines.store.typed_json import from_json, to_json
 
@@ -113,19 +122,40 @@ def processed_spans(paths: CtPaths) -> List[SpanRecord]:
   return sorted(records, key=lambda r: (r.at, r.run_id or ''))
 
 
+def accepted(record: SpanRecord) -> bool:
+  """Whether a span may train and be a drift baseline: not refused, or re-admitted."""
+  return record.readmitted is not None or record.outcome not in REFUSED
+
+
+def latest_records(records: Sequence[SpanRecord]) -> Dict[str, SpanRecord]:
+  """Span name -> its latest record (``records`` in the order they were processed)."""
+  return {r.span.rstrip('/'): r for r in records}
+
+
 def chronological_previous(records: Sequence[SpanRecord], span: str,
                            sha256: str) -> Optional[SpanRecord]:
   """The record of the span just before ``span`` in time (span names sort chronologically) that
-  has statistics: the drift baseline. Not the last one processed: spans may land out of order."""
-  earlier = [r for r in records if r.statistics and r.sha256 != sha256 and r.span < span]
-  latest = {}
-  for record in earlier:  # a span processed twice: its latest record
-    latest[record.span] = record
-  return latest[max(latest)] if latest else None
+  was accepted and has statistics: the drift baseline. Not the last one processed: spans may land
+  out of order. A refused span (stopped, failed, NOT_BLESSED) is never a baseline."""
+  earlier = latest_records([r for r in records if r.sha256 != sha256 and r.span.rstrip('/') < span])
+  usable = {name: r for name, r in earlier.items() if r.statistics and accepted(r)}
+  return usable[max(usable)] if usable else None
+
+
+def changes(record: SpanRecord, current: Dict[str, Optional[str]]) -> List[str]:
+  """What differs (schema, spec, code) between what decided ``record`` and ``current``; a record
+  of an older build, without that fingerprint, differs in all three."""
+  if record.code_fingerprint is None:
+    return list(FINGERPRINT)
+  return [name for name, key in FINGERPRINT.items() if getattr(record, key) != current[key]]
+
+
+FINGERPRINT = {'schema': 'schema_sha256', 'spec': 'spec_fingerprint', 'code': 'code_fingerprint'}
 
 
 def window_spans(landed: Sequence[str], span: str, window: int) -> List[str]:
-  """The spans a model is trained on: ``span`` and the ``window - 1`` landed before it in time."""
+  """The spans a model is trained on: ``span`` and the ``window - 1`` of ``landed`` before it in
+  time (the caller passes the accepted spans only)."""
   earlier = sorted(s for s in landed if s < span)
   return earlier[max(0, len(earlier) - (window - 1)):] + [span] if window > 1 else [span]
 
@@ -155,14 +185,59 @@ class ContinuousTraining:
       for root in (self.paths.root, self.registry.root):
         bucket.remove_stale_temps(root, 'ct')
       if spans is None:
-        done = {r.span for r in processed_spans(self.paths)}
-        landed = landed_spans(self.paths)
-        spans = [s for s in landed if s not in done] or landed[-1:]
+        spans = self.pending()
         if not spans:
           progress(f'ct: no trigger: the landing area {self.paths.landing} holds no span; '
                    f'nothing to do')
           return [SpanOutcome(NO_TRIGGER, None)]
       return [self.run_span(span, force) for span in spans]
+
+  def fingerprint(self) -> Dict[str, Optional[str]]:
+    """What decides a span besides its data: the schema file's sha256, the spec, the code."""
+    schema = self.schema
+    return {'schema_sha256': bucket.sha256_of(schema) if bucket.exists(schema) else None,
+            'spec_fingerprint': self.definition.parameters()['spec_fingerprint'],
+            'code_fingerprint': self.code['fingerprint']}
+
+  def pending(self) -> List[str]:
+    """The landed spans to process: those with no record, and those stopped or failed under
+    another schema, spec or code; else the last landed (to say there is nothing to do)."""
+    landed = landed_spans(self.paths)
+    latest = latest_records(processed_spans(self.paths))
+    current, pending = self.fingerprint(), []
+    for span in landed:
+      record = latest.get(span)
+      if record is None or self._rerun(record, current):
+        pending.append(span)
+      elif record.outcome == FAILED and record.readmitted is None:
+        progress(f'ct: skipping span {span}: it failed in run {record.run_id} ({record.error}) '
+                 f'under the same schema, spec and code; `--span {span} --force` retries it, '
+                 f'`--readmit {span}` accepts it as it is')
+    return pending or landed[-1:]
+
+  @staticmethod
+  def _rerun(record: SpanRecord, current: Dict[str, Optional[str]]) -> List[str]:
+    """What changed since a stopped or failed span was decided (empty: nothing, or another
+    outcome, or re-admitted)."""
+    if record.outcome not in RERUN_ON_CHANGE or record.readmitted is not None:
+      return []
+    return changes(record, current)
+
+  def _window(self, span: str) -> List[str]:
+    """The training window of ``span``: it and the accepted spans before it (refused ones left
+    out, saying so)."""
+    latest = latest_records(processed_spans(self.paths))
+    landed = landed_spans(self.paths)
+    window = window_spans([s for s in landed if s in latest and accepted(latest[s])], span,
+                          self.definition.window)
+    if self.definition.window > 1:
+      start = window[0] if len(window) == self.definition.window else ''
+      left_out = [f'{s} ({latest[s].outcome})' for s in landed
+                  if start <= s < span and s in latest and not accepted(latest[s])]
+      if left_out:
+        progress(f'ct: training window leaves out refused span(s) {", ".join(left_out)} '
+                 f'(`--readmit SPAN` re-admits one)')
+    return window
 
   def run_span(self, span: str, force: bool = False) -> SpanOutcome:
     """One run on one span (see the module docstring); returns its outcome."""
@@ -170,14 +245,20 @@ class ContinuousTraining:
     sha256 = lineage.data_sha256(span_entries)
     record_path = self.paths.span_record(sha256)
     seen = read_span_record(record_path) if bucket.exists(record_path) else None
-    if seen and not force:
+    changed = self._rerun(seen, self.fingerprint()) if seen and not force else []
+    if seen and not force and not changed:
       progress(f'ct: no trigger: span {span} (sha256 {sha256[:12]}) was processed by run '
                f'{seen.run_id} ({seen.outcome}); nothing to do (--force retrains)')
       return SpanOutcome(NO_TRIGGER, span, sha256=sha256, run_id=seen.run_id)
-    window = window_spans(landed_spans(self.paths), span.rstrip('/'), self.definition.window)
+    if changed:
+      progress(f'ct: span {span} {seen.outcome if seen else ""} in run '
+               f'{seen.run_id if seen else ""} under another {", ".join(changed)}: running it '
+               f'again')
+    window = self._window(span.rstrip('/'))
     earlier = lineage.file_entries([f for s in window[:-1] for f in span_files(s)])
     entries = sorted(earlier + span_entries, key=lambda entry: entry['path'])
-    trigger = ([] if seen else [TRIGGER_NEW]) + ([TRIGGER_FORCE] if force else [])
+    trigger = (([] if seen else [TRIGGER_NEW]) + ([TRIGGER_CHANGED] if changed else [])
+               + ([TRIGGER_FORCE] if force else []))
     run_id = new_run_id()
     lineage_path = layout.join(self.paths.run(run_id), LINEAGE_FILE)
     progress(f'ct: {self.definition.name}: run {run_id}: span {span} (sha256 {sha256[:12]}, '
@@ -192,8 +273,62 @@ class ContinuousTraining:
     try:
       return self._train_span(run, span, window, sha256, record_path, force)
     except Exception as error:
-      run.finish('failed', error=f'{type(error).__name__}: {error}')
+      message = f'{type(error).__name__}: {error}'
+      run.finish(FAILED, error=message)
+      self._record_failed(record_path, SpanOutcome(FAILED, span, sha256=sha256, run_id=run_id,
+                                                   lineage=run.path), message)
       raise
+
+  def _record_failed(self, path: str, outcome: SpanOutcome, error: str) -> None:
+    """Records a span whose run raised (later runs skip it); a record that cannot be written is
+    said, never put in place of the run's own error."""
+    try:
+      self._record_span(path, outcome, FAILED, None, error=error)
+      progress(f'ct: span {outcome.span} recorded as failed: later runs skip it until the schema, '
+               f'spec or code changes (`--span {outcome.span} --force` retries it now)')
+    except Exception as recording:  # noqa: BLE001 - the run's error is the one to raise
+      progress(f'ct: could not record span {outcome.span} as failed: '
+               f'{type(recording).__name__}: {recording}')
+
+  def readmit(self, span: str, reason: str = '') -> SpanOutcome:
+    """Re-admits a refused span (stopped, failed, NOT_BLESSED) into later training windows and
+    drift baselines, without retraining; recorded in its span record and a lineage record."""
+    with BucketLock(self.paths.lock, 'continuous training readmit',
+                    guards=f'continuous training of {self.paths.root}'):
+      record = self._record_of(span)
+      if accepted(record):
+        why = 'already re-admitted' if record.readmitted else record.outcome
+        progress(f'ct: span {record.span} is {why}: it is in training windows already; nothing '
+                 f'to do')
+        return SpanOutcome(NO_TRIGGER, record.span, sha256=record.sha256, run_id=record.run_id)
+      run_id = new_run_id()
+      run = lineage.RunRecord(
+          layout.join(self.paths.run(run_id), LINEAGE_FILE), run_id=run_id, trigger=[READMITTED],
+          code=self.code, data={'span': record.span, 'window': [], 'files': [],
+                                'sha256': record.sha256, 'span_sha256': record.sha256},
+          parameters={'readmitted_outcome': record.outcome, 'decided_by_run': record.run_id})
+      readmission = Readmission(actor(), layout.now_utc(), reason.strip(), run.path)
+      run.finish(READMITTED, reason=reason.strip() or f're-admitted by {readmission.by}')
+      bucket.write_json(self.paths.span_record(record.sha256),
+                        to_json(dataclasses.replace(record, readmitted=readmission)))
+      progress(f'ct: span {record.span} ({record.outcome} in run {record.run_id}) re-admitted by '
+               f'{readmission.by}: later training windows and drift baselines include it; '
+               f'nothing retrained; lineage {run.path}')
+      return SpanOutcome(READMITTED, record.span, sha256=record.sha256, run_id=run_id,
+                         lineage=run.path)
+
+  def _record_of(self, span: str) -> SpanRecord:
+    """The latest record of a span given as its directory or its name (``span-2026-11-03``)."""
+    name = span.rstrip('/')
+    found = {s: r for s, r in latest_records(processed_spans(self.paths)).items()
+             if name in (s, s.rsplit('/', 1)[-1])}
+    if not found:
+      raise CtError(f'span {span}: ct has no record of it in {self.paths.spans}: nothing to '
+                    f're-admit (run `ct` on it first)')
+    if len(found) > 1:
+      raise CtError(f'span {span} names several spans ({", ".join(sorted(found))}): give its '
+                    f'directory')
+    return next(iter(found.values()))
 
   def _baseline(self) -> Optional[steps.Baseline]:
     if self.registry.aliases().get(registry.PRODUCTION) is None:
@@ -209,6 +344,8 @@ class ContinuousTraining:
     policy = self.definition.policy
 
     def decide(verdict: Verdict) -> bool:
+      if verdict.missing_columns:  # a span of the window lacks a column: never train on it
+        return False
       drift = verdict.drifted
       if drift:
         run.record['trigger'].append(TRIGGER_DRIFT)
@@ -246,11 +383,16 @@ class ContinuousTraining:
                           lineage=run.path, verdict=verdict.status)
     for warning in verdict.warnings:
       progress(f'ct: warning: {warning.feature} ({warning.split}): {warning.description}')
-    if verdict.anomalous or (verdict.drifted
-                             and self.definition.policy.on_drift == ON_DRIFT_BLOCK):
+    missing = ((missing_columns(done.features.directory) or f'column(s) '
+                f'{", ".join(verdict.missing_columns)} missing from a file of the window')
+               if verdict.missing_columns else '')
+    if verdict.anomalous or missing or (verdict.drifted
+                                        and self.definition.policy.on_drift == ON_DRIFT_BLOCK):
       why = ('anomalies' if verdict.anomalous
+             else 'a column missing from a file of the training window' if missing
              else 'drift above threshold (policy on_drift: block)')
-      progress(f'ct: STOPPED at validation ({why}): {verdict.message}; report: '
+      message = '; '.join(m for m in (missing, verdict.message) if m)
+      progress(f'ct: STOPPED at validation ({why}): {message}; report: '
                f'{report}; production unchanged')
       run.finish(STOPPED, report=report, reason=why)
       self._record_span(record_path, outcome, STOPPED, None)
@@ -276,11 +418,11 @@ class ContinuousTraining:
     status = NOT_BLESSED
     if evaluation.blessed:
       moves = {registry.CANDIDATE: version}
-      if self.push:
+      if self.push and not self._newer_in_production(span, version):
         moves[registry.PRODUCTION] = version
       event = self.registry.move(moves, registry.EVENT_PUSH, evaluation.message,
                                  run_id=run.record['run_id'])
-      status = PUSHED if self.push else REGISTERED
+      status = PUSHED if registry.PRODUCTION in moves else REGISTERED
       if event:
         progress(f'ct: aliases moved: {registry.describe_moves(event["moves"])}')
     run.step('push', status, version=version, created=created)
@@ -293,6 +435,20 @@ class ContinuousTraining:
                                blessing=evaluation.status,
                                production=self.registry.aliases().get(registry.PRODUCTION))
 
+  def _newer_in_production(self, span: str, version: int) -> bool:
+    """Whether production serves a model of a span newer than ``span`` (then it stays: a run on
+    an older span, e.g. ``--force``, never moves production back; says how to promote)."""
+    live = self.registry.aliases().get(registry.PRODUCTION)
+    if live is None or live == version:
+      return False
+    trained_on = production_span(self.registry.record(live))
+    if not trained_on or span_name(span) >= span_name(trained_on):
+      return False
+    progress(f'ct: span {span_name(span)} is older than span {span_name(trained_on)}, which '
+             f'production v{live} was trained on: production stays v{live}; v{version} is '
+             f'candidate (`invoke model-promote --version {version} --reason "<why>"` serves it)')
+    return True
+
   def _predict(self, run: lineage.RunRecord, span: str) -> None:
     directory, record = self.registry.verified_dir(registry.PRODUCTION)
     output = layout.join(run.path.rsplit('/', 1)[0], 'predictions')
@@ -303,12 +459,39 @@ class ContinuousTraining:
              summary=f'{written:,} predictions')
 
   def _record_span(self, path: str, outcome: SpanOutcome, status: str,
-                   statistics: Optional[str], version: Optional[int] = None) -> None:
+                   statistics: Optional[str], version: Optional[int] = None,
+                   error: Optional[str] = None) -> None:
     if outcome.span is None or outcome.sha256 is None:
       raise CtError(f'no span record without a span and its sha256 ({path})')
+    current = self.fingerprint()
     bucket.write_json(path, to_json(SpanRecord(
         outcome.span, outcome.sha256, run_id=outcome.run_id, verdict=outcome.verdict,
-        outcome=status, statistics=statistics, version=version, at=layout.now_utc())))
+        outcome=status, statistics=statistics, version=version, at=layout.now_utc(),
+        error=error, schema_sha256=current['schema_sha256'],
+        spec_fingerprint=current['spec_fingerprint'],
+        code_fingerprint=current['code_fingerprint'])))
+
+
+def span_name(span: str) -> str:
+  """A span's name, the last part of its directory (names sort chronologically)."""
+  return span.rstrip('/').rsplit('/', 1)[-1]
+
+
+def production_span(record: VersionRecord) -> Optional[str]:
+  """The span a registered version was trained on, from its run's lineage record (or the copy
+  an older version carries)."""
+  data = record.get('data')
+  if not data and record.get('lineage') and bucket.exists(record['lineage']):
+    data = bucket.read_json(record['lineage'], 'lineage record').get('data')
+  return data.get('span') if data else None
+
+
+def missing_columns(features_dir: str) -> str:
+  """Which file of a training window lacks which spec column (from the features summary), as a
+  sentence; empty when every file has every column."""
+  files = artifacts.read_summary(features_dir).get('files', [])
+  return '; '.join(f'column(s) {", ".join(f["missing_columns"])} missing from {f["source"]}'
+                   for f in files if f['missing_columns'])
 
 
 def check(definition: PipelineDefinition, output: str, baseline: Optional[steps.Baseline],

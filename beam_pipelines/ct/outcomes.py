@@ -13,14 +13,19 @@ from beam_pipelines.store import bucket
 from beam_pipelines.store.typed_json import from_json
 
 TRIGGER_NEW, TRIGGER_DRIFT, TRIGGER_FORCE = 'new_span', 'drift', 'force'
+TRIGGER_CHANGED = 'changed'  # a stopped/failed span re-run after a schema, spec or code change
 PUSHED, REGISTERED, NOT_BLESSED, STOPPED, NO_TRIGGER = (
     'pushed', 'registered', 'not_blessed', 'stopped', 'no_trigger')
+FAILED, READMITTED = 'failed', 'readmitted'
+REFUSED = (STOPPED, FAILED, NOT_BLESSED)  # out of training windows and drift baselines
+RERUN_ON_CHANGE = (STOPPED, FAILED)  # run again once the schema, spec or code changed
 CHECKED = 'checked'  # the level-2 check of `invoke test` evaluated a model (nothing pushed)
 
 
 @dataclasses.dataclass(frozen=True)
 class SpanOutcome:
-  """One span's outcome: pushed, registered (``--no_push``), not_blessed, stopped or no_trigger."""
+  """One span's outcome: pushed, registered (``--no_push``), not_blessed, stopped, no_trigger or
+  readmitted (``--readmit``)."""
   outcome: str
   span: Optional[str]
   sha256: Optional[str] = None

@@ -90,6 +90,15 @@ class BlessingSummary(TypedDict):
   rubber_stamped: bool
 
 
+class EvaluationEntry(TypedDict, total=False):
+  """One evaluation of a registered version: the run that made it, when, and its blessing."""
+  run_id: Optional[str]
+  lineage: Optional[str]
+  at: str
+  blessing: BlessingSummary
+  metrics: Dict[str, Number]
+
+
 class _VersionKeys(TypedDict):
   version: int
   model_sha256: str
@@ -102,9 +111,12 @@ class VersionRecord(_VersionKeys, total=False):
   """``versions/<n>/version.json`` of the registry: the model, its metrics and blessing, and the
   run that made it; the data, code and parameters are in that run's lineage record, which the
   version refers to (``lineage``) rather than copies. Versions registered before that carry
-  copies in ``data``, ``code`` and ``parameters``."""
+  copies in ``data``, ``code`` and ``parameters``. ``blessing`` is the latest evaluation's; when
+  a later run re-evaluated the same model bytes to another blessing, ``evaluations`` lists every
+  evaluation, oldest first (``metrics``, ``run_id`` and ``lineage`` stay the registering run's)."""
   metrics: Dict[str, Number]
   blessing: BlessingSummary
+  evaluations: List[EvaluationEntry]
   run_id: str
   lineage: str  # the run's lineage.json: the one source of the data, code and parameters
   data: RunData
@@ -130,13 +142,32 @@ class AliasEvent(_EventKeys, total=False):
 
 
 @dataclasses.dataclass(frozen=True)
+class Readmission:
+  """A person's decision that a refused span may train and be a drift baseline again."""
+  by: str
+  at: str
+  reason: str = ''
+  lineage: Optional[str] = None  # the lineage record of the re-admission
+
+
+@dataclasses.dataclass(frozen=True)
 class SpanRecord:
-  """``spans/<sha256>.json``: what continuous training did with a span (the last run on it)."""
+  """``spans/<sha256>.json``: what continuous training did with a span (the last run on it).
+
+  A span ``stopped``, ``failed`` or ``not_blessed`` is refused: in no later training window and
+  no drift baseline, unless ``readmitted``. The fingerprint of what decided it (schema, spec,
+  code) lets a stopped or failed span run again by itself once one of them changes; records of
+  older builds lack it (None)."""
   span: str
   sha256: str
   run_id: Optional[str] = None
   verdict: Optional[str] = None  # validation's status
-  outcome: Optional[str] = None  # pushed | registered | not_blessed | stopped | no_trigger
+  outcome: Optional[str] = None  # pushed | registered | not_blessed | stopped | no_trigger | failed
   statistics: Optional[str] = None  # its train statistics: the drift baseline of the next span
   version: Optional[int] = None  # the registry version of its model
   at: str = ''
+  error: Optional[str] = None  # failed: the exception, type and message
+  schema_sha256: Optional[str] = None  # the schema file validation used
+  spec_fingerprint: Optional[str] = None
+  code_fingerprint: Optional[str] = None
+  readmitted: Optional[Readmission] = None

@@ -4,7 +4,9 @@ Layout under a registry root (``<bucket>/prod/registry/<model name>``, see ``bea
 
     versions/<N>/model.joblib, model.json   the model's files, copied and sha256-checked
     versions/<N>/version.json               the commit marker, written LAST: each file's sha256,
-                                            metrics, blessing, lineage (run id, record path)
+                                            metrics, blessing, lineage (run id, record path);
+                                            rewritten (under the lock) only to add a
+                                            re-evaluation that changed the blessing
     aliases.json                            {"aliases": {"production": N, "candidate": M},
                                              "event": the move that wrote it}
     history/<event_id>.json                 one object per alias move (who, when, why, from/to)
@@ -15,6 +17,8 @@ reads, and the next push (same number, under the lock) overwrites them. ``aliase
 object, replaced in one atomic write, so aliases move together or not at all; a move killed
 before its history object was written is recorded by the next locked operation (as deploy does).
 Aliases are MLflow's: ``production`` is what serving uses, ``candidate`` the latest blessed model.
+An alias moves only to a version whose latest blessing is BLESSED (or not evaluated), unless the
+move records a ``blessing_override``.
 A model is loaded only after every file's sha256 matches ``version.json`` (``model_io`` checks the
 pickle's bytes again before unpickling).
 """
@@ -26,7 +30,7 @@ import re
 import time
 from typing import Dict, List, Optional, Tuple, Union, cast
 
-from beam_pipelines.ct.records import AliasEvent, VersionRecord
+from beam_pipelines.ct.records import AliasEvent, EvaluationEntry, VersionRecord
 from beam_pipelines.ml import artifacts, model_io
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import progress
@@ -173,7 +177,8 @@ class Registry:
     ``expected_sha256`` is the model file's sha256 as the step that trained it recorded it (the
     metadata beside the file could be rewritten with it). ``facts`` (metrics, blessing, lineage,
     run_id ...) go into the record. A model whose sha256 is already registered is not registered
-    twice: its record comes back with ``created=False``.
+    twice: its record comes back with ``created=False``, updated first when this evaluation's
+    blessing differs from the record's (``reevaluate``).
     """
     payload = model_io.read_verified_bytes(model_dir, expected_sha256)  # unfinished or changed: no
     metadata = model_io.read_metadata(model_dir)
@@ -181,7 +186,7 @@ class Registry:
       self._record_missing_event()
       for existing in self.versions():
         if existing['model_sha256'] == metadata['model_sha256']:
-          return existing, False
+          return self._reevaluate(existing, facts), False
       number = (self.numbers() or [0])[-1] + 1
       target = self.version_dir(number)
       files = {}
@@ -197,6 +202,29 @@ class Registry:
           'source': model_dir, 'registered_at': layout.now_utc(), **facts})
       bucket.write_json(self.record_path(number), record)  # the commit point
       return record, True
+
+  def _reevaluate(self, record: VersionRecord, facts: Dict[str, object]) -> VersionRecord:
+    """A registered model evaluated again to another blessing: the evaluation is appended to its
+    record and its blessing becomes the latest (under the registry lock, before any move)."""
+    blessing = facts.get('blessing')
+    if not isinstance(blessing, dict) or blessing.get('status') == blessing_status(record):
+      return record
+    first = EvaluationEntry(run_id=record.get('run_id'), lineage=record.get('lineage'),
+                            at=record['registered_at'])
+    if 'blessing' in record:
+      first['blessing'] = record['blessing']
+    if 'metrics' in record:
+      first['metrics'] = record['metrics']
+    latest = cast(EvaluationEntry, {
+        'run_id': facts.get('run_id'), 'lineage': facts.get('lineage'), 'at': layout.now_utc(),
+        'blessing': blessing, 'metrics': facts.get('metrics') or {}})
+    updated = cast(VersionRecord, dict(
+        record, blessing=blessing, evaluations=list(record.get('evaluations') or [first]) + [latest]))
+    bucket.write_json(self.record_path(record['version']), updated)
+    progress(f'registry: v{record["version"]} re-evaluated by run {facts.get("run_id")}: '
+             f'{blessing_status(record) or "not evaluated"} -> {blessing.get("status")} '
+             f'(recorded in its {VERSION_FILE})')
+    return updated
 
   def move(self, moves: Dict[str, int], event: str, reason: str = '',
            **facts: object) -> Optional[AliasEvent]:
@@ -223,8 +251,11 @@ class Registry:
 
   def promote(self, ref: Union[str, int], reason: str = '',
               override_blessing: Optional[str] = None) -> Optional[AliasEvent]:
-    """Points ``production`` at a version (``model-promote --version N``), after ``gate``."""
+    """Points ``production`` at a version (``model-promote --version N``), after ``gate``; the
+    version already live is left as it is (None)."""
     number = self.resolve(ref)
+    if self.aliases().get(PRODUCTION) == number:
+      return None
     facts = self.gate(number, EVENT_PROMOTE, override_blessing)
     return self.move({PRODUCTION: number}, EVENT_PROMOTE, reason or f'promoted to v{number}',
                      **facts)
@@ -249,7 +280,11 @@ class Registry:
     for alias, number in moves.items():
       if alias not in ALIASES:
         raise RegistryError(f'unknown alias {alias!r}: use one of {", ".join(ALIASES)}')
-      self.record(number)  # must be committed
+      status = blessing_status(self.record(number))  # must be committed
+      if status not in (None, artifacts.BLESSED) and BLESSING_OVERRIDE not in facts:
+        raise RegistryError(f'model v{number} is {status} by its latest evaluation: refusing to '
+                            f'move {alias} to it without a recorded --override-blessing. '
+                            f'Nothing was changed.')
     before = self.aliases()
     after = dict(before, **moves)
     if after == before:
