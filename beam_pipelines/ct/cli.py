@@ -22,7 +22,6 @@ import sys
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from beam_pipelines import runtime
-from beam_pipelines.ct.definition import SCHEMA_FILE, load_definition
 from beam_pipelines.ct.outcomes import (
   CHECK_ANOMALOUS,
   CHECKED,
@@ -35,7 +34,7 @@ from beam_pipelines.ct.outcomes import (
 from beam_pipelines.ct.registry import PRODUCTION
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.bucket import resolve_bucket
-from beam_pipelines.store.console import number, progress
+from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
 from beam_pipelines.store.typed_json import to_json
 
@@ -56,6 +55,8 @@ USAGE = """
                                                       # the level-2 check of `invoke test`
     python -m beam_pipelines.ct --write_schema --pipeline NAME --span DIR
                                                       # infer a schema for review, in the folder
+    python -m beam_pipelines.ct --update_schema --pipeline NAME --span DIR
+                                                      # fold an accepted span into that schema
     python -m beam_pipelines.ct --readmit SPAN [--reason WHY] [--pipeline NAME]
                                                       # a refused span trains again (no retrain)
 
@@ -107,15 +108,20 @@ def parse_args(argv: Optional[Sequence[str]]):
                       help='The level-2 check of `invoke test`: every declared pipeline (or '
                       '--pipeline) on its integration data, against --baselines.')
   parser.add_argument('--output', default=None,
-                      help='--check: output directory; --write_schema: scratch outputs '
-                      '(default outputs/write-schema/<pipeline>).')
+                      help='--check: output directory; --write_schema/--update_schema: scratch '
+                      'outputs (default outputs/write-schema/<pipeline>, '
+                      'outputs/update-schema/<pipeline>).')
   parser.add_argument('--cache', default=None, help='--check: step cache directory.')
   parser.add_argument('--baselines', default='',
                       help='--check: JSON file {pipeline: {model_dir, model_sha256, record_path}} '
                       'of the models to beat (none: rubber stamp).')
   parser.add_argument('--write_schema', action='store_true',
                       help="Infer the schema of --span and write it into the pipeline's folder "
-                      '(schema.pbtxt) for review; with each feature\'s noise floor.')
+                      '(schema.pbtxt) for review; with each feature\'s noise floor. The span '
+                      'passes under the schema written.')
+  parser.add_argument('--update_schema', action='store_true',
+                      help="Fold what --span shows (new categorical values, rarer presence) into "
+                      "the pipeline's committed schema (tfdv.update_schema) and say what changed.")
   parser.add_argument('--readmit', default=None, metavar='SPAN',
                       help='Re-admit a span that stopped, failed or was NOT_BLESSED (its directory '
                       'or name) into later training windows and drift baselines; nothing is '
@@ -147,39 +153,6 @@ def read_baselines(path: str) -> Dict[str, Baseline]:
     raise CtError(f'{path} is not a baselines file ({error})') from None
 
 
-WRITE_SCHEMA_OUTPUT = 'outputs/write-schema'  # + /<pipeline>: one scratch folder per pipeline
-
-
-def write_schema(pipeline: Optional[str], span: str, output: Optional[str] = None) -> str:
-  """Features and validation of ``span``; the inferred schema goes into the pipeline's folder.
-  Scratch outputs go to ``output`` (default ``outputs/write-schema/<pipeline>``)."""
-  from beam_pipelines import features, validate  # Beam and TFDV: only when a command runs
-  from beam_pipelines.ct.loop import CtError, span_files, span_pattern  # imports Beam: when run
-  from beam_pipelines.ml.results import Verdict  # with the pipelines it types
-  definition = load_definition(pipeline)
-  target = str(pathlib.PurePosixPath(definition.path).parent / SCHEMA_FILE)
-  if bucket.exists(target):
-    raise CtError(f'{target} exists: it is the reviewed schema of {definition.name}. Edit it, or '
-                  f'delete it first to infer a new one')
-  span_files(span)
-  output = output or layout.join(WRITE_SCHEMA_OUTPUT, definition.name)
-  features_dir, validation_dir = layout.join(output, 'features'), layout.join(output, 'validation')
-  features.extract([span_pattern(span)], definition.spec_path, features_dir)
-  verdict = validate.validate(features_dir, validation_dir, target, with_noise_floor=True)
-  if not isinstance(verdict, Verdict):
-    raise CtError('--write_schema needs the pipelines to run, not a --dry_run')
-  progress(f'ct: schema of {definition.name} inferred from {span} and written to {target}: '
-           f'review it, then commit it; ct uses it from the next build on. Review the domains '
-           f'(values a category may take, min_domain_mass) and the presence of each feature '
-           f'(presence.min_fraction: the share of rows that must have a value, and shape: a '
-           f'feature that must be present in every row); TFDV infers both from this one span. '
-           f'Verdict of that span: {verdict.status}; scratch outputs: {output}')
-  suggested = {f: v.suggested_threshold for f, v in sorted(verdict.noise_floor.items())}
-  progress(f'ct: suggested drift thresholds above each feature\'s noise floor: '
-           f'{number(suggested)} (details: {validation_dir}/noise_floor.json)')
-  return target
-
-
 def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
   """Parses ``argv`` and runs the command; returns the outcome of each span."""
   return execute(parse_args(argv))[0]
@@ -202,11 +175,16 @@ def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]
     return ([SpanOutcome(STOPPED if r.status == CHECK_ANOMALOUS else CHECKED, name,
                          report=r.report, blessing=r.status)
              for name, r in summary.pipelines.items()], {'mode': 'check'})
-  if args.write_schema:
-    if not args.span or len(args.span) != 1:
-      raise CtError('--write_schema needs one --span')
-    target = write_schema(args.pipeline, args.span[0], args.output)
-    return [], {'mode': 'write_schema', 'schema': target}
+  if args.write_schema or args.update_schema:
+    from beam_pipelines.ct import schemas  # imports Beam and TFDV: only when a command runs
+    flag = '--write_schema' if args.write_schema else '--update_schema'
+    if not args.span or len(args.span) != 1 or (args.write_schema and args.update_schema):
+      raise CtError(f'{flag} needs one --span (and not both schema commands)')
+    if args.write_schema:
+      target = schemas.write_schema(args.pipeline, args.span[0], args.output or '')
+      return [], {'mode': 'write_schema', 'schema': target}
+    target, changed = schemas.update_schema(args.pipeline, args.span[0], args.output or '')
+    return [], {'mode': 'update_schema', 'schema': target, 'changes': changed}
   if args.demo and not args.bucket:
     url = demo.fresh_demo_bucket()  # never the real bucket: the demo moves `production`
   else:

@@ -344,8 +344,6 @@ class ContinuousTraining:
     policy = self.definition.policy
 
     def decide(verdict: Verdict) -> bool:
-      if verdict.missing_columns:  # a span of the window lacks a column: never train on it
-        return False
       drift = verdict.drifted
       if drift:
         run.record['trigger'].append(TRIGGER_DRIFT)
@@ -512,7 +510,7 @@ def check(definition: PipelineDefinition, output: str, baseline: Optional[steps.
       StepCache(cache_dir or layout.join(output, CACHE)),
       lambda done: progress(
           f'ct check: {definition.name}: step {done.name}: {done.status} -> {done.directory}'),
-      baseline=baseline, beam_args=beam_args)
+      baseline=baseline, schema=definition.schema_path, beam_args=beam_args)
   if done.training and done.evaluation:
     evaluation = done.evaluation.result
     result = PipelineCheck(
