@@ -10,8 +10,9 @@ import types
 
 import pytest
 
-import real_covid
 from beam_pipelines.ct import cli as ct_cli
+
+import real_covid
 
 pytestmark = pytest.mark.slow
 
