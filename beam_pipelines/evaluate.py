@@ -2,9 +2,11 @@
 
 ReadFromParquet(eval split), or every row of a CSV span (``--input``, parsed by the models' input
 schema, bad rows dead-lettered) -> RunInference with the sha256-checking scikit-learn handler (the
-candidate and, if given, the baseline, on the same rows) -> metric combiners per slice (overall and
-each value of one categorical feature) -> metrics.json, blessing.json, a BLESSED / NOT_BLESSED
-marker and report.html (see ``beam_pipelines.ml.artifacts`` and ``beam_pipelines.ml.blessing``).
+candidate and, if given, the baseline, on the same frames, their scores joined per row) -> metric
+combiners per slice (overall and each value of one categorical feature) and, with a baseline, the
+paired comparison of both AUCs on the same rows (DeLong's standard error of the difference, on a
+bounded deterministic sample) -> metrics.json, blessing.json, a BLESSED / NOT_BLESSED marker and
+report.html (see ``beam_pipelines.ml.artifacts`` and ``beam_pipelines.ml.blessing``).
 
     python -m beam_pipelines.evaluate (--features DIR | --input 'CSV_GLOB') --model MDIR \\
         --output EDIR [--baseline_model BDIR] [--blessing_config PATH] [--slice_feature company]
@@ -65,7 +67,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import RunInference
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from beam_pipelines.ml import (
   artifacts,
@@ -77,9 +79,16 @@ from beam_pipelines.ml import (
   tabular,
 )
 from beam_pipelines.ml.input_schema import InputSchema
-from beam_pipelines.ml.metrics import BinaryMetricsCombineFn, MetricsAndCurves
+from beam_pipelines.ml.metrics import (
+  DEFAULT_PAIRED_ROWS,
+  BinaryMetricsCombineFn,
+  MetricsAndCurves,
+  PairedAucCombineFn,
+  PairedRows,
+)
 from beam_pipelines.ml.results import (
   DRY_RUN,
+  AucComparison,
   DryRun,
   Evaluation,
   ModelRef,
@@ -105,35 +114,62 @@ class EvaluationError(Refusal, ValueError):
 SliceKey = Tuple[str, str, str]  # (model, slice feature or 'Overall', value)
 
 
-class ScoreBySlice(beam.PTransform):
-  """Frames of rows -> ((model, slice feature, value), (labels, probabilities)), overall and per
-  slice: each frame is scored by one ``predict_proba`` call (RunInference shares the loaded model
-  per worker) and leaves as arrays, which the metric combiners take whole."""
+ScoredFrame = Tuple[pd.DataFrame, Dict[str, np.ndarray]]  # rows, {model: P(label = 1) per row}
 
-  def __init__(self, model_name: str, model_dir: str, label: str, slice_feature: Optional[str],
-               expected_sha256: Optional[str] = None):
+
+class ScoreModel(beam.PTransform):
+  """(frame, {model: probabilities}) -> the same with this model's probabilities added.
+
+  RunInference runs keyed by the scores so far, so every model scores the very same frame and the
+  scores of all models stay joined per row (one ``predict_proba`` call per frame and model; the
+  loaded model is shared per worker)."""
+
+  def __init__(self, model_name: str, model_dir: str, expected_sha256: Optional[str] = None):
     super().__init__()
     self._name = model_name
-    self._handler = inference.VerifiedSklearnModelHandler(model_dir, expected_sha256)
-    self._label = label
-    self._slice = slice_feature
+    self._handler: KeyedModelHandler = KeyedModelHandler(
+        inference.VerifiedSklearnModelHandler(model_dir, expected_sha256))
 
-  def expand(self, frames):
-    label, feature, name = self._label, self._slice, self._name
-
-    def to_slices(result) -> Iterable[Tuple[SliceKey, Tuple[np.ndarray, np.ndarray]]]:
-      frame, probabilities = result.example, result.inference
-      labels = frame[label].to_numpy(dtype=np.int64)
-      yield (name, OVERALL, ''), (labels, probabilities)
-      if feature:
-        values = frame[feature]
-        keys = values.astype(object).where(values.notna(), MISSING_VALUE).map(str).to_numpy()
-        for value, rows in pd.Series(keys).groupby(keys, sort=False).indices.items():
-          yield (name, feature, value), (labels[rows], probabilities[rows])
-
-    return (frames
+  def expand(self, scored):
+    name = self._name
+    return (scored
+            | 'KeyByScores' >> beam.Map(lambda frame_scores: (frame_scores[1], frame_scores[0]))
             | 'RunInference' >> RunInference(self._handler)
-            | 'ToSlices' >> beam.FlatMap(to_slices))
+            | 'AddScores' >> beam.Map(
+                lambda keyed: (keyed[1].example, {**keyed[0], name: keyed[1].inference})))
+
+
+def to_slices(scored: ScoredFrame, label: str, feature: Optional[str]
+              ) -> Iterable[Tuple[SliceKey, Tuple[np.ndarray, np.ndarray]]]:
+  """A scored frame -> ((model, slice feature, value), (labels, probabilities)) per model, overall
+  and per slice: arrays, which the metric combiners take whole."""
+  frame, scores = scored
+  labels = frame[label].to_numpy(dtype=np.int64)
+  groups: Dict[str, np.ndarray] = {}
+  if feature:
+    values = frame[feature]
+    keys = values.astype(object).where(values.notna(), MISSING_VALUE).map(str).to_numpy()
+    groups = pd.Series(keys).groupby(keys, sort=False).indices
+  for name, probabilities in scores.items():
+    yield (name, OVERALL, ''), (labels, probabilities)
+    for value, rows in groups.items():
+      yield (name, feature or '', value), (labels[rows], probabilities[rows])
+
+
+def row_keys(frame: pd.DataFrame) -> np.ndarray:
+  """A uint64 hash per row of its content (every column) and its occurrence among identical rows
+  of the frame: the same rows get the same keys in every run, whatever the order of the frames."""
+  content = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+  occurrence = pd.Series(content).groupby(content, sort=False).cumcount().to_numpy()
+  return pd.util.hash_pandas_object(pd.DataFrame({'content': content, 'occurrence': occurrence}),
+                                    index=False).to_numpy(dtype=np.uint64)
+
+
+def paired_rows(scored: ScoredFrame, label: str) -> PairedRows:
+  """A frame scored by both models -> (row keys, labels, candidate scores, baseline scores)."""
+  frame, scores = scored
+  return (row_keys(frame), frame[label].to_numpy(dtype=np.int64), scores[CANDIDATE],
+          scores[BASELINE])
 
 
 class LabelledFrames(beam.DoFn):
@@ -173,9 +209,9 @@ def _clean(metrics: MetricsAndCurves) -> artifacts.SliceMetrics:
 
 
 def assemble(slice_metrics: List[Tuple[SliceKey, MetricsAndCurves]],
-             models: Dict[str, artifacts.ModelDescription],
-             slice_feature: Optional[str]) -> artifacts.MetricsDocument:
-  """[(slice key, metrics)] -> the metrics.json document."""
+             models: Dict[str, artifacts.ModelDescription], slice_feature: Optional[str],
+             comparison: Optional[artifacts.AucComparison] = None) -> artifacts.MetricsDocument:
+  """[(slice key, metrics)] (and the paired AUC comparison, with a baseline) -> metrics.json."""
   entries = {name: artifacts.ModelMetrics(
       **info, overall=artifacts.SliceMetrics(), slices={}) for name, info in models.items()}
   for (name, feature, value), metrics in sorted(slice_metrics, key=lambda kv: kv[0]):
@@ -185,7 +221,10 @@ def assemble(slice_metrics: List[Tuple[SliceKey, MetricsAndCurves]],
       entry['curves'] = metrics['curves']  # ROC and calibration points of the report's charts
     else:
       entry['slices'][value] = _clean(metrics)
-  return artifacts.MetricsDocument(slice_feature=slice_feature, models=entries)
+  document = artifacts.MetricsDocument(slice_feature=slice_feature, models=entries)
+  if comparison is not None:
+    document['comparison'] = {'auc': comparison}
+  return document
 
 
 def write_outputs(document: artifacts.MetricsDocument, rule: blessing.BlessingRule,
@@ -193,11 +232,14 @@ def write_outputs(document: artifacts.MetricsDocument, rule: blessing.BlessingRu
   """Judges the candidate, writes metrics, report, blessing and marker (marker last)."""
   models = document['models']
   baseline = models[BASELINE]['overall'] if BASELINE in models else None
-  result = rule.judge(models[CANDIDATE]['overall'], baseline)
+  comparison = document.get('comparison')
+  result = rule.judge(models[CANDIDATE]['overall'], baseline, comparison)
   record = artifacts.BlessingDocument(
       **result.to_dict(), candidate=models[CANDIDATE]['model_dir'],
       baseline=models[BASELINE]['model_dir'] if BASELINE in models else None,
       thresholds=rule.describe())
+  if comparison:
+    record['comparison'] = comparison
   join = FileSystems.join
   bucket.write_bytes(join(output, artifacts.METRICS_FILE),
                         (json.dumps(document, indent=2, sort_keys=True) + '\n').encode())
@@ -268,8 +310,10 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
                    models: Dict[str, artifacts.ModelDescription], label: str,
                    slice_feature: Optional[str],
                    rule: blessing.BlessingRule, output: str, input_pattern: Optional[str] = None,
-                   schema: Optional[InputSchema] = None):
-  """Adds read -> score (each model) -> combine per slice -> write to ``pipeline``.
+                   schema: Optional[InputSchema] = None,
+                   max_paired_rows: int = DEFAULT_PAIRED_ROWS):
+  """Adds read -> score (each model, the same frames) -> combine per slice (and, with a baseline,
+  the paired AUC comparison on at most ``max_paired_rows`` rows) -> write to ``pipeline``.
 
   Reads the eval split of ``features_dir``, or with ``input_pattern`` every row of those CSV
   files, typed by ``schema`` (the models' input schema).
@@ -285,16 +329,23 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
             | 'ReadEvalSplit' >> beam.io.ReadFromParquetBatched(
                 artifacts.split_pattern(features_dir, artifacts.EVAL))
             | 'DropUnlabelled' >> beam.ParDo(LabelledFrames(label)))
-  scored = [rows | f'Score{name.title()}' >> ScoreBySlice(
-      name, info['model_dir'], label, slice_feature, info.get('expected_sha256'))
-            for name, info in models.items()]
+  scored = rows | 'Unscored' >> beam.Map(lambda frame: (frame, {}))
+  for name, info in models.items():
+    scored = scored | f'Score{name.title()}' >> ScoreModel(
+        name, info['model_dir'], info.get('expected_sha256'))
   slice_to_metrics = (
       scored
-      | 'FlattenModels' >> beam.Flatten()
+      | 'ToSlices' >> beam.FlatMap(to_slices, label, slice_feature)
       | 'MetricsPerSlice' >> beam.CombinePerKey(BinaryMetricsCombineFn()))
+  comparison = None
+  if BASELINE in models:  # both models scored the same rows: compare them row by row
+    comparison = beam.pvalue.AsSingleton(
+        scored
+        | 'PairRows' >> beam.Map(paired_rows, label)
+        | 'CompareAuc' >> beam.CombineGlobally(PairedAucCombineFn(max_paired_rows)))
   return (slice_to_metrics
           | 'Gather' >> beam.combiners.ToList()
-          | 'Assemble' >> beam.Map(assemble, models, slice_feature)
+          | 'Assemble' >> beam.Map(assemble, models, slice_feature, comparison)
           | 'WriteOutputs' >> beam.Map(write_outputs, rule, output))
 
 
@@ -394,7 +445,14 @@ def evaluate(model: ModelRef, output: str, features: Optional[str] = None,
       baseline=baseline.directory if baseline else None,
       rows_read=summary['rows_read'] if summary else None,
       rows_scored=summary['rows_scored'] if summary else None,
-      rows_dead_lettered=summary['rows_dead_lettered'] if summary else None)
+      rows_dead_lettered=summary['rows_dead_lettered'] if summary else None,
+      auc_comparison=_comparison(document))
+
+
+def _comparison(document: artifacts.MetricsDocument) -> Optional[AucComparison]:
+  """The paired AUC comparison metrics.json holds (with a baseline), as a typed record."""
+  comparison = document.get('comparison', {}).get('auc')
+  return AucComparison(**comparison) if comparison else None
 
 
 def run(argv: Optional[Sequence[str]] = None,
@@ -431,6 +489,12 @@ def _report(result, document: artifacts.MetricsDocument, record: artifacts.Bless
     overall = entry['overall']
     progress(f'evaluate: {name}: ' + ', '.join(
         f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in overall.items()))
+  comparison = document.get('comparison', {}).get('auc')
+  if comparison and comparison['auc_difference'] is not None:
+    error = comparison['standard_error']
+    progress(f'evaluate: auc candidate - baseline on the same {comparison["sampled_rows"]} rows: '
+             f'{comparison["auc_difference"]:+.6f}'
+             + (f' (paired standard error {error:.2g})' if error is not None else ''))
   progress(f'evaluate: {record["message"]}')
   progress(f'evaluate: done: {record["status"]}; metrics, blessing and report.html in {output}')
 

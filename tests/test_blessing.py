@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
-from beam_pipelines.ml import artifacts, blessing
+from beam_pipelines.ml import artifacts, blessing, metrics
 from beam_pipelines.ml.blessing import (
   HIGHER_IS_BETTER,
   LOWER_IS_BETTER,
@@ -162,7 +163,7 @@ class TestConfig:
   def test_default_is_the_tfx_taxi_template_with_a_floor_and_a_bounded_drop(self):
     thresholds = blessing.load_config()
     assert thresholds['auc'].value == ValueThreshold(lower_bound=0.6)
-    assert thresholds['auc'].change == ChangeThreshold(HIGHER_IS_BETTER, absolute=-1e-10)
+    assert thresholds['auc'].change == ChangeThreshold(HIGHER_IS_BETTER, absolute=-1e-10, noise='paired')
     assert blessing.parse_registered(blessing.DEFAULT_CONFIG) == {
         'auc': ChangeThreshold(HIGHER_IS_BETTER, absolute=-0.05)}
 
@@ -228,3 +229,145 @@ class TestRegisteredChange:
     described = blessing.BlessingRule.load(registered_metrics={'auc': 0.9}).describe()
     assert described['registered_change']['auc']['absolute'] == -0.05
     assert described['registered_metrics'] == {'auc': 0.9}
+
+
+def compare(labels, candidate, baseline):
+  """The paired comparison the evaluation records (``PairedAucCombineFn`` on every row)."""
+  combine = metrics.PairedAucCombineFn()
+  keys = np.arange(labels.size, dtype=np.uint64)
+  return combine.extract_output(combine.add_input(
+      combine.create_accumulator(), (keys, labels, candidate, baseline)))
+
+
+def judged(rule, comparison):
+  """The rule on metric maps as metrics.json holds them (here, the comparison's exact AUCs)."""
+  return rule.judge({'auc': comparison['candidate_auc']}, {'auc': comparison['baseline_auc']},
+                    {'auc': comparison})
+
+
+EXACT_RULE = {'metrics': {'auc': {'value_threshold': {'lower_bound': 0.6}, 'change_threshold': {
+    'direction': HIGHER_IS_BETTER, 'absolute': -1e-10}}}}
+
+
+class TestPairedChange:
+  """The default change threshold on AUC: not worse than the baseline beyond sampling noise, judged
+  by the paired (DeLong) standard error of the difference on the same rows."""
+
+  def test_near_identical_models_are_blessed_where_the_exact_rule_refuses(self):
+    # As measured: AUC 0.99932 vs 0.99942 on the same 880 rows with 50 positives.
+    rng = np.random.default_rng(9)
+    labels = np.zeros(880, dtype=int)
+    labels[:50] = 1
+    baseline = rng.normal(size=880) + 4.2 * labels
+    candidate = baseline + rng.normal(0, 0.15, 880)
+    comparison = compare(labels, candidate, baseline)
+    assert -2e-4 < comparison['auc_difference'] < 0
+    result = judged(blessing.BlessingRule.load(), comparison)
+    assert result.blessed, result.message
+    change = result.checks[-1]
+    assert (change.kind, change.noise, change.rows) == (blessing.CHANGE, blessing.PAIRED, 880)
+    assert change.bound == pytest.approx(
+        comparison['auc_difference'] + 1.6448536 * comparison['standard_error'])
+    assert 'diff -0.0000' in change.message and 'upper bound +0.000' in change.message
+    assert change.message.endswith('not worse beyond noise, ok')
+    exact = judged(blessing.BlessingRule.from_config(EXACT_RULE), comparison)
+    assert exact.status == artifacts.NOT_BLESSED and 'short by' in exact.message
+
+  def test_a_candidate_worse_on_the_same_rows_is_not_blessed(self):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 2000)
+    baseline = rng.normal(size=2000) + 1.5 * labels
+    candidate = baseline.copy()
+    shuffled = rng.choice(2000, 600, replace=False)  # 30% of the rows' scores shuffled
+    candidate[shuffled] = rng.permutation(candidate[shuffled])
+    comparison = compare(labels, candidate, baseline)
+    result = judged(blessing.BlessingRule.load(), comparison)
+    assert result.status == artifacts.NOT_BLESSED
+    assert 'worse beyond noise: bound -0.0' in result.message and 'short by' in result.message
+    assert comparison['upper_bound'] < 0
+
+  def test_a_small_real_drop_is_worse_beyond_noise_on_enough_rows(self):
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 50_000)
+    baseline = rng.normal(size=labels.size) + 1.5 * labels
+    candidate = baseline + rng.normal(0, 0.1, labels.size)  # AUC 0.0015 lower, SE 0.0002
+    comparison = compare(labels, candidate, baseline)
+    assert -0.003 < comparison['auc_difference'] < -0.001
+    assert not judged(blessing.BlessingRule.load(), comparison).blessed
+
+  def test_identical_models_pass_with_a_zero_error(self):
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    scores = np.array([0.1, 0.9, 0.4, 0.35, 0.8, 0.2])
+    comparison = compare(labels, scores, scores)
+    assert comparison['standard_error'] == 0
+    assert judged(blessing.BlessingRule.load(), comparison).blessed
+
+  def test_without_a_standard_error_the_exact_rule_applies_saying_so(self):
+    rule = blessing.BlessingRule.load()
+    for paired in (None, {'auc': {'standard_error': None, 'candidate_auc': 0.79}}):
+      result = rule.judge({'auc': 0.79}, {'auc': 0.8}, paired)
+      assert result.status == artifacts.NOT_BLESSED
+      assert 'short by 0.01' in result.message
+      assert result.message.endswith('(no paired standard error: exact rule)')
+      assert result.checks[-1].noise is None
+
+  def test_a_config_without_noise_keeps_tfmas_exact_rule(self):
+    comparison = {'candidate_auc': 0.79, 'baseline_auc': 0.8, 'auc_difference': -0.01,
+                  'standard_error': 0.05, 'rows': 100, 'sampled_rows': 100}
+    rule = blessing.BlessingRule.from_config(EXACT_RULE)
+    assert rule.thresholds['auc'].change.noise == blessing.EXACT
+    result = rule.judge({'auc': 0.79}, {'auc': 0.8}, {'auc': comparison})
+    assert not result.blessed and 'exact rule' not in result.message
+    paired = blessing.BlessingRule.load().judge({'auc': 0.79}, {'auc': 0.8}, {'auc': comparison})
+    assert paired.blessed
+
+  def test_lower_is_better_bounds_the_difference_from_below(self):
+    comparison = {'candidate_auc': 0.81, 'baseline_auc': 0.8, 'auc_difference': 0.01,
+                  'standard_error': 0.004, 'rows': 100, 'sampled_rows': 100}
+    threshold = ChangeThreshold(LOWER_IS_BETTER, absolute=0.0, noise=blessing.PAIRED)
+    check = blessing.check_change('auc', 0.81, 0.8, threshold, comparison)
+    assert check.bound == pytest.approx(0.01 - 1.6448536 * 0.004) and not check.passed
+    assert 'lower bound' in check.message
+
+  def test_confidence_sets_z_and_a_sample_is_named(self):
+    comparison = {'candidate_auc': 0.79, 'baseline_auc': 0.8, 'auc_difference': -0.01,
+                  'standard_error': 0.005, 'rows': 900_000, 'sampled_rows': 200_000}
+    threshold = ChangeThreshold(HIGHER_IS_BETTER, absolute=0.0, noise=blessing.PAIRED,
+                                confidence=0.99)
+    check = blessing.check_change('auc', 0.79, 0.8, threshold, comparison)
+    assert check.bound == pytest.approx(-0.01 + 2.3263479 * 0.005) and check.passed
+    assert 'a sample of 200000 of 900000 rows' in check.message
+    assert 'one-sided 99% upper bound' in check.message
+
+  def test_the_record_has_the_error_and_the_bound(self):
+    comparison = {'candidate_auc': 0.79, 'baseline_auc': 0.8, 'auc_difference': -0.01,
+                  'standard_error': 0.005, 'rows': 100, 'sampled_rows': 100}
+    record = blessing.BlessingRule.load().judge(
+        {'auc': 0.79}, {'auc': 0.8}, {'auc': comparison}).to_dict()
+    change = json.loads(json.dumps(record))['checks'][-1]
+    assert (change['noise'], change['standard_error'], change['rows']) == ('paired', 0.005, 100)
+    assert change['bound'] == pytest.approx(-0.01 + 1.6448536 * 0.005)
+    exact = blessing.bless({'auc': 0.9}, {'auc': 0.8}, auc_rule()).to_dict()['checks'][0]
+    assert 'noise' not in exact and 'bound' not in exact
+
+  @pytest.mark.parametrize('change, field', [
+      ({'direction': HIGHER_IS_BETTER, 'noise': 'bootstrap'}, 'change_threshold.noise'),
+      ({'direction': HIGHER_IS_BETTER, 'noise': 'paired', 'confidence': 1.0},
+       'change_threshold.confidence'),
+  ])
+  def test_bad_noise_fields_are_named(self, change, field):
+    with pytest.raises(blessing.BlessingConfigError, match=field.replace('.', r'\.')):
+      blessing.parse_config({'metrics': {'auc': {'change_threshold': change}}})
+
+  def test_paired_noise_is_for_auc_only_and_not_for_registered_change(self):
+    with pytest.raises(blessing.BlessingConfigError, match='auc only, not log_loss'):
+      blessing.parse_config({'metrics': {'log_loss': {'change_threshold': {
+          'direction': LOWER_IS_BETTER, 'noise': 'paired'}}}})
+    with pytest.raises(blessing.BlessingConfigError, match='registered_change.auc fields'):
+      blessing.parse_registered({'registered_change': {'auc': {
+          'direction': HIGHER_IS_BETTER, 'noise': 'paired'}}})
+
+  def test_the_rule_describes_the_noise(self):
+    described = blessing.BlessingRule.load().describe()
+    assert described['auc']['change_threshold']['noise'] == 'paired'
+    assert described['auc']['change_threshold']['confidence'] == 0.95

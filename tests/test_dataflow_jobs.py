@@ -103,7 +103,7 @@ PIPELINES = [
         'StatisticsTrain', 'WriteTrainStatistics', 'StatisticsEval', 'WriteEvalStatistics'),
         needs=('features_dir',), slow=True),
     DataflowCase('evaluate', _evaluate, (
-        'ReadEvalSplit', 'DropUnlabelled', 'ScoreCandidate', 'FlattenModels', 'MetricsPerSlice',
+        'ReadEvalSplit', 'DropUnlabelled', 'ScoreCandidate', 'ToSlices', 'MetricsPerSlice',
         'WriteOutputs'), needs=('features_dir', 'good_model_dir'), slow=True),
     DataflowCase('predict', _predict, (
         'ReadCsv', 'Predict', 'WritePredictions', 'WriteDeadLetter'),

@@ -3,6 +3,7 @@ is rubber-stamped, metrics equal scikit-learn's, unverified models are refused."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -31,6 +32,10 @@ def blessing_record(evaluation, output):
   metrics = json.loads((output / artifacts.METRICS_FILE).read_text())['models']
   assert evaluation.metrics == metrics['candidate']['overall']
   assert evaluation.baseline_metrics == metrics.get('baseline', {}).get('overall')
+  comparison = json.loads((output / artifacts.METRICS_FILE).read_text()).get('comparison')
+  assert record.get('comparison') == comparison
+  assert (dataclasses.asdict(evaluation.auc_comparison) if evaluation.auc_comparison
+          else None) == (comparison or {}).get('auc')
   return record
 
 
@@ -75,6 +80,40 @@ def test_candidate_and_baseline_are_scored_on_the_same_rows(worse_vs_good):
   candidate, baseline = (metrics['models'][m]['overall'] for m in ('candidate', 'baseline'))
   assert candidate['example_count'] == baseline['example_count'] == 1500
   assert candidate['positive_count'] == baseline['positive_count']
+
+
+def test_both_models_are_compared_row_by_row_on_the_same_rows(worse_vs_good):
+  _, record, metrics = worse_vs_good
+  comparison = metrics['comparison']['auc']
+  candidate, baseline = (metrics['models'][m]['overall'] for m in ('candidate', 'baseline'))
+  assert comparison['rows'] == comparison['sampled_rows'] == candidate['example_count'] == 1500
+  assert comparison['positives'] == candidate['positive_count']
+  for name, entry in (('candidate', candidate), ('baseline', baseline)):  # exact vs histogram AUC
+    assert abs(comparison[f'{name}_auc'] - entry['auc']) <= entry['auc_error_bound'] + 1e-12
+  assert comparison['auc_difference'] == pytest.approx(
+      comparison['candidate_auc'] - comparison['baseline_auc'])
+  assert comparison['upper_bound'] == pytest.approx(
+      comparison['auc_difference'] + 1.6448536 * comparison['standard_error'])
+  change = [c for c in record['checks'] if c['kind'] == 'change_threshold'][0]
+  assert (change['noise'], change['rows']) == ('paired', 1500)
+  assert 'worse beyond noise' in change['message'] and 'paired, exact AUCs on 1500 rows' in change['message']
+
+
+def test_the_comparison_is_the_same_on_every_run_and_worker_count(features_dir, good_model_dir,
+                                                                  bad_model_dir, worse_vs_good,
+                                                                  tmp_path):
+  _, _, first = worse_vs_good
+  _, again = run_evaluate(features_dir, bad_model_dir, tmp_path, '--baseline_model',
+                          str(good_model_dir), '--direct_num_workers', '3',
+                          '--direct_running_mode', 'multi_threading')
+  assert again['comparison'] == first['comparison']
+
+
+def test_row_keys_depend_on_the_rows_only_and_separate_duplicates():
+  frame = pd.DataFrame({'a': [1.0, 2.0, 1.0, None], 'b': ['x', 'y', 'x', 'z']})
+  keys = evaluate.row_keys(frame)
+  assert len(set(keys.tolist())) == 4  # rows 0 and 2 are identical, yet keyed apart
+  assert evaluate.row_keys(frame.iloc[[1, 0, 3]]).tolist() == keys[[1, 0, 3]].tolist()
 
 
 def test_metrics_are_per_slice_of_payment_type(worse_vs_good):
@@ -172,6 +211,8 @@ def test_baseline_sha256_from_a_registry_is_checked(features_dir, good_model_dir
   record, _ = run_evaluate(features_dir, good_model_dir, tmp_path, '--baseline_model',
                            str(good_model_dir), '--baseline_sha256', sha256)
   assert record['status'] == artifacts.BLESSED  # the same model is at least as good as itself
+  change = record['checks'][-1]
+  assert (change['diff'], change['standard_error'], change['noise']) == (0.0, 0.0, 'paired')
 
 
 def test_slicing_by_a_non_categorical_column_is_a_clear_error(features_dir, good_model_dir, tmp_path):

@@ -152,3 +152,130 @@ def test_a_batch_of_arrays_gives_exactly_the_metrics_of_its_pairs():
   expected = fn.extract_output(one_by_one)
   assert fn.extract_output(fn.merge_accumulators(batches[::-1])) == expected  # exact
   assert expected['log_loss'] == pytest.approx(log_loss(labels, scores), rel=1e-12)
+
+
+def direct_delong(labels, candidate, baseline):
+  """DeLong's AUC difference and its variance straight from the definition, O(m x n) pairs."""
+  positive = np.asarray(labels).astype(bool)
+  components = []
+  for scores in (candidate, baseline):
+    x, y = scores[positive], scores[~positive]
+    psi = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+    components.append((psi.mean(axis=1), psi.mean(axis=0), psi.mean()))
+  m, n = positive.sum(), (~positive).sum()
+  s10 = np.cov(np.vstack([components[0][0], components[1][0]]))
+  s01 = np.cov(np.vstack([components[0][1], components[1][1]]))
+  c = np.array([1.0, -1.0])
+  return components[0][2] - components[1][2], c @ s10 @ c / m + c @ s01 @ c / n
+
+
+def paired_scores(n=400, seed=0, decimals=None):
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 2, n)
+  candidate = rng.normal(size=n) + labels
+  baseline = candidate + rng.normal(0, 0.7, n)
+  if decimals is not None:  # coarse scores: many ties within and across the classes
+    candidate, baseline = candidate.round(decimals), baseline.round(decimals)
+  return labels, candidate, baseline
+
+
+def keyed(labels, candidate, baseline):
+  """Rows with distinct, shuffled sample keys (as the pipeline's row hashes)."""
+  keys = np.random.default_rng(99).permutation(labels.size).astype(np.uint64) * np.uint64(2**40)
+  return keys, labels, candidate, baseline
+
+
+def chunks(element, size):
+  return [tuple(a[i:i + size] for a in element) for i in range(0, element[0].size, size)]
+
+
+class TestDeLong:
+
+  @pytest.mark.parametrize('seed, decimals', [(0, None), (1, 1), (2, 0)])
+  def test_variance_equals_the_direct_computation(self, seed, decimals):
+    labels, candidate, baseline = paired_scores(n=300, seed=seed, decimals=decimals)
+    paired = metrics.delong(labels, candidate, baseline)
+    diff, variance = direct_delong(labels, candidate, baseline)
+    assert paired['auc_difference'] == pytest.approx(diff, abs=1e-12)
+    assert paired['variance'] == pytest.approx(variance, rel=1e-9)
+
+  @pytest.mark.parametrize('decimals', [None, 1])
+  def test_aucs_equal_sklearn(self, decimals):
+    labels, candidate, baseline = paired_scores(seed=4, decimals=decimals)
+    paired = metrics.delong(labels, candidate, baseline)
+    assert paired['candidate_auc'] == pytest.approx(roc_auc_score(labels, candidate), abs=1e-12)
+    assert paired['baseline_auc'] == pytest.approx(roc_auc_score(labels, baseline), abs=1e-12)
+
+  def test_midranks_share_tied_ranks(self):
+    assert metrics.midranks(np.array([3.0, 1.0, 3.0, 2.0, 3.0])).tolist() == [4, 1, 4, 2, 4]
+
+  def test_identical_models_differ_by_zero_with_zero_error(self):
+    labels, candidate, _ = paired_scores()
+    paired = metrics.delong(labels, candidate, candidate)
+    assert paired['auc_difference'] == 0 and paired['variance'] == 0
+
+  def test_one_class_or_a_single_positive_leaves_it_undefined(self):
+    labels, candidate, baseline = paired_scores(n=50)
+    assert math.isnan(metrics.delong(np.zeros(50), candidate, baseline)['auc_difference'])
+    one = np.zeros(50, dtype=int)
+    one[3] = 1
+    paired = metrics.delong(one, candidate, baseline)
+    assert not math.isnan(paired['auc_difference']) and math.isnan(paired['variance'])
+
+
+class TestPairedAucCombineFn:
+
+  def test_in_beam_equals_delong_on_every_row(self):
+    element = keyed(*paired_scores(n=3000, seed=5))
+    direct = metrics.delong(*element[1:])
+    error = math.sqrt(direct['variance'])
+    with TestPipeline() as pipeline:
+      compared = (pipeline
+                  | beam.Create(chunks(element, 250))
+                  | beam.CombineGlobally(metrics.PairedAucCombineFn())
+                  | beam.Map(lambda c: (c['rows'], c['sampled_rows'], c['positives'],
+                                        round(c['auc_difference'], 12),
+                                        round(c['standard_error'], 12),
+                                        round(c['upper_bound'] - c['auc_difference'], 12))))
+      assert_that(compared, equal_to([(
+          3000, 3000, int(element[1].sum()), round(direct['auc_difference'], 12), round(error, 12),
+          round(metrics.Z_95 * error, 12))]))
+
+  def test_the_sample_is_bounded_and_the_same_whatever_the_order_and_merges(self):
+    element = keyed(*paired_scores(n=5000, seed=6))
+    combine = metrics.PairedAucCombineFn(max_rows=1000)
+    results = []
+    for size, reverse in ((5000, False), (300, False), (77, True)):
+      parts = chunks(element, size)[::-1 if reverse else 1]
+      accumulators = [combine.add_input(combine.create_accumulator(), p) for p in parts]
+      merged = combine.merge_accumulators(accumulators)
+      assert merged[2].shape[1] <= 2 * 1000  # memory bounded by the sample, not the rows
+      results.append(combine.extract_output(merged))
+    assert results[0] == results[1] == results[2]  # bit-identical
+    assert results[0]['rows'] == 5000 and results[0]['sampled_rows'] == 1000
+
+  def test_the_sample_keeps_the_rows_with_the_smallest_keys(self):
+    keys, labels, candidate, baseline = keyed(*paired_scores(n=2000, seed=7))
+    combine = metrics.PairedAucCombineFn(max_rows=500)
+    result = combine.extract_output(combine.add_input(
+        combine.create_accumulator(), (keys, labels, candidate, baseline)))
+    kept = np.argsort(keys)[:500]
+    direct = metrics.delong(labels[kept], candidate[kept], baseline[kept])
+    assert result['auc_difference'] == pytest.approx(direct['auc_difference'], abs=1e-12)
+    assert result['sampled_positives'] == int(labels[kept].sum())
+
+
+@pytest.mark.parametrize('n', [300, 2000])
+def test_one_sided_test_rejects_equally_good_models_about_5_percent_of_the_time(n):
+  """Pairs of equally good, correlated models: 'worse beyond noise' (diff + 1.645 SE < 0) should be
+  concluded about 5 times in 100."""
+  rng = np.random.default_rng(n)
+  simulations, rejected = 1000, 0
+  for _ in range(simulations):
+    labels = rng.random(n) < 0.2
+    signal = rng.normal(size=n) + 1.2 * labels
+    candidate = signal + rng.normal(0, 0.8, n)  # same noise: the same true AUC
+    baseline = signal + rng.normal(0, 0.8, n)
+    paired = metrics.delong(labels, candidate, baseline)
+    rejected += paired['auc_difference'] + metrics.Z_95 * math.sqrt(paired['variance']) < 0
+  assert 0.02 <= rejected / simulations <= 0.09

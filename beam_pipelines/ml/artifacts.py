@@ -207,18 +207,43 @@ class ModelMetrics(_ModelKeys, total=False):
   curves: Optional[Curves]
 
 
-class MetricsDocument(TypedDict):
-  """``metrics.json``."""
+DELONG = 'DeLong'
 
+
+class AucComparison(TypedDict):
+  """The candidate against the baseline on the same rows (``ml.metrics.PairedAucCombineFn``):
+  exact AUCs on a bounded sample of the rows, their difference and DeLong's standard error of it.
+  Undefined values (one class only; fewer than 2 rows of a class for the error) are null."""
+
+  rows: int  # rows both models scored
+  positives: int
+  sampled_rows: int  # rows of the sample the test used (all of them up to the bound)
+  sampled_positives: int
+  candidate_auc: Optional[float]
+  baseline_auc: Optional[float]
+  auc_difference: Optional[float]  # candidate - baseline
+  standard_error: Optional[float]  # of auc_difference, paired (the models' errors correlate)
+  z: float  # 1.645: one-sided 95%
+  lower_bound: Optional[float]  # auc_difference - z x standard_error
+  upper_bound: Optional[float]  # auc_difference + z x standard_error
+  method: str  # DeLong
+
+
+class _MetricsKeys(TypedDict):
   slice_feature: Optional[str]
   models: Dict[str, ModelMetrics]  # candidate, and baseline when one was given
+
+
+class MetricsDocument(_MetricsKeys, total=False):
+  """``metrics.json``."""
+
+  comparison: Dict[str, AucComparison]  # with a baseline: 'auc' -> the paired comparison
 
 
 JsonNumber = Union[float, str, None]  # NaN and infinities are written as strings
 
 
-class BlessingCheck(TypedDict):
-  """One threshold checked on one metric (``ml.blessing.Check``)."""
+class _CheckKeys(TypedDict):
 
   metric: str
   kind: str  # value_threshold | change_threshold | registered_change
@@ -228,6 +253,16 @@ class BlessingCheck(TypedDict):
   baseline: JsonNumber
   diff: JsonNumber
   relative: JsonNumber
+
+
+class BlessingCheck(_CheckKeys, total=False):
+  """One threshold checked on one metric (``ml.blessing.Check``); a change threshold judged
+  within sampling noise also has the paired comparison's numbers."""
+
+  noise: str  # 'paired': diff and its standard error from the same rows
+  standard_error: JsonNumber
+  bound: JsonNumber  # the one-sided bound of diff compared with the thresholds
+  rows: int  # rows of the paired comparison
 
 
 class _BlessingKeys(TypedDict):
@@ -243,6 +278,7 @@ class BlessingDocument(_BlessingKeys, total=False):
   candidate: str  # model directory
   baseline: Optional[str]
   thresholds: Dict[str, object]  # the rule (``BlessingRule.describe``)
+  comparison: Dict[str, AucComparison]  # the paired comparison, with a baseline
 
 
 def split_dir(features_dir: str, split: str) -> str:

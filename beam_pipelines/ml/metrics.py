@@ -19,6 +19,9 @@ per key (slice) with ``CombinePerKey``:
 - ``BinaryMetricsCombineFn``: all of the above in one pass, returning a metrics dict, plus
   ``curves`` (``roc_and_calibration``): the ROC curve at 101 thresholds and a 10-bin calibration
   (reliability) table, read from the same AUC histogram, for the report's charts.
+- ``PairedAucCombineFn``: two models scored on the same rows, ``(keys, labels, candidate,
+  baseline)`` arrays -> their exact AUCs, the difference and DeLong's standard error of it
+  (``delong``), on a bounded, deterministic sample of the rows (at most 200,000 by default).
 
 A metric that is undefined (AUC with a single class, anything on no examples) is NaN.
 """
@@ -26,12 +29,13 @@ A metric that is undefined (AUC with a single class, anything on no examples) is
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple, TypedDict, Union
+from statistics import NormalDist
+from typing import Dict, List, Optional, Tuple, TypedDict, Union
 
 import apache_beam as beam
 import numpy as np
 
-from beam_pipelines.ml.artifacts import Curves
+from beam_pipelines.ml.artifacts import DELONG, AucComparison, Curves
 
 LabelAndScore = Tuple[int, float]
 Scored = Union[LabelAndScore, Tuple[np.ndarray, np.ndarray]]  # one example, or arrays of them
@@ -261,3 +265,124 @@ class BinaryMetricsCombineFn(beam.CombineFn):
         example_count=counts[EXAMPLE_COUNT], positive_count=counts[POSITIVE_COUNT],
         accuracy=accuracy[ACCURACY], log_loss=loss[LOG_LOSS], auc=auc[AUC],
         auc_error_bound=auc[AUC_ERROR_BOUND], curves=roc_and_calibration(accumulator[-1]))
+
+
+# Paired comparison of two models scored on the same rows: DeLong's test of the AUC difference.
+
+Z_95 = NormalDist().inv_cdf(0.95)  # one-sided 95%: 1.6449
+DEFAULT_PAIRED_ROWS = 200_000
+PairedRows = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # keys, labels, candidate, baseline
+
+
+def midranks(values: np.ndarray) -> np.ndarray:
+  """1-based ranks of ``values``, tied values sharing the mean of their ranks (O(n log n))."""
+  order = np.argsort(values, kind='mergesort')
+  ordered = values[order]
+  starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1]
+  ends = np.r_[starts[1:], ordered.size]
+  ranks = np.empty(ordered.size, dtype=np.float64)
+  ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+  return ranks
+
+
+class PairedAuc(TypedDict):
+  """Two models' exact AUCs on the same rows, their difference and its DeLong variance."""
+  candidate_auc: float
+  baseline_auc: float
+  auc_difference: float  # candidate - baseline
+  variance: float  # of the difference; NaN with fewer than 2 rows of either class
+
+
+def delong(labels: np.ndarray, candidate: np.ndarray, baseline: np.ndarray) -> PairedAuc:
+  """Exact AUCs of two score arrays on the same rows and the variance of their difference.
+
+  DeLong, DeLong & Clarke-Pearson (1988), by the midrank algorithm of Sun & Xu (2014): each
+  model's structural components are V10 per positive (share of negatives it outscores, ties 1/2)
+  and V01 per negative (share of positives that outscore it); var(diff) = (S10 contrast) / m +
+  (S01 contrast) / n, with S the 2 x 2 sample covariances of the components of both models over
+  the m positives and the n negatives.
+  """
+  positive = np.asarray(labels).astype(bool)
+  m, n = int(positive.sum()), int((~positive).sum())
+  if not m or not n:
+    return PairedAuc(candidate_auc=math.nan, baseline_auc=math.nan, auc_difference=math.nan,
+                     variance=math.nan)
+  v10, v01, aucs = [], [], []
+  for scores in (np.asarray(candidate, np.float64), np.asarray(baseline, np.float64)):
+    pos, neg = scores[positive], scores[~positive]
+    overall = midranks(np.concatenate([pos, neg]))
+    within_pos, within_neg = midranks(pos), midranks(neg)
+    aucs.append(float((overall[:m].sum() - m * (m + 1) / 2.0) / (m * n)))
+    v10.append((overall[:m] - within_pos) / n)
+    v01.append(1.0 - (overall[m:] - within_neg) / m)
+  contrast = np.array([1.0, -1.0])
+  variance = math.nan
+  if m > 1 and n > 1:
+    variance = float(contrast @ np.cov(np.vstack(v10)) @ contrast / m
+                     + contrast @ np.cov(np.vstack(v01)) @ contrast / n)
+    variance = max(variance, 0.0)  # rounding can leave -1e-20 for identical models
+  return PairedAuc(candidate_auc=aucs[0], baseline_auc=aucs[1],
+                   auc_difference=aucs[0] - aucs[1], variance=variance)
+
+
+class PairedAucCombineFn(beam.CombineFn):
+  """(keys, labels, candidate scores, baseline scores) arrays of the same rows -> the paired AUC
+  comparison (``artifacts.AucComparison``).
+
+  Keeps the ``max_rows`` rows with the smallest keys (a bottom-k sample: keys are hashes of the
+  rows, so it is a uniform sample, the same whatever the order, bundles or workers, and its memory
+  is bounded by ``max_rows``, not by the rows), counts every row, and computes DeLong's test on the
+  sample: the difference, its standard error and one-sided 95% bounds ``diff -/+ 1.645 SE``.
+  """
+
+  def __init__(self, max_rows: int = DEFAULT_PAIRED_ROWS):
+    super().__init__()
+    self._max_rows = max_rows
+
+  def create_accumulator(self):
+    return [0, 0, np.zeros((3, 0), dtype=np.float64), np.zeros(0, dtype=np.uint64)]
+
+  def _keep(self, accumulator, slack: int = 1):
+    """Prunes the sample to the ``max_rows`` smallest (key, label, candidate, baseline) once it
+    holds more than ``slack`` x ``max_rows`` rows (a total order: the same rows in any order)."""
+    rows, keys = accumulator[2], accumulator[3]
+    if keys.size > slack * self._max_rows:
+      order = np.lexsort((rows[2], rows[1], rows[0], keys))[:self._max_rows]
+      accumulator[2], accumulator[3] = rows[:, order], keys[order]
+    return accumulator
+
+  def add_input(self, accumulator, element: PairedRows):
+    keys, labels, candidate, baseline = element
+    labels = np.asarray(labels).astype(bool)
+    accumulator[0] += int(labels.size)
+    accumulator[1] += int(labels.sum())
+    accumulator[2] = np.hstack([accumulator[2], np.vstack([
+        labels.astype(np.float64), np.asarray(candidate, np.float64),
+        np.asarray(baseline, np.float64)])])
+    accumulator[3] = np.concatenate([accumulator[3], np.asarray(keys, np.uint64)])
+    return self._keep(accumulator, slack=2)
+
+  def merge_accumulators(self, accumulators):
+    accumulators = list(accumulators)
+    merged = [sum(a[0] for a in accumulators), sum(a[1] for a in accumulators),
+              np.hstack([a[2] for a in accumulators]), np.concatenate([a[3] for a in accumulators])]
+    return self._keep(merged, slack=2)
+
+  def extract_output(self, accumulator) -> AucComparison:
+    total, positives = accumulator[0], accumulator[1]
+    rows, keys = accumulator[2], accumulator[3]
+    order = np.lexsort((rows[2], rows[1], rows[0], keys))[:self._max_rows]  # one fixed order
+    labels, candidate, baseline = rows[0][order], rows[1][order], rows[2][order]
+    paired = delong(labels, candidate, baseline)
+    error = math.sqrt(paired['variance']) if paired['variance'] >= 0 else math.nan
+    diff = paired['auc_difference']
+    return AucComparison(
+        rows=total, positives=positives, sampled_rows=int(labels.size),
+        sampled_positives=int(labels.sum()), candidate_auc=_defined(paired['candidate_auc']),
+        baseline_auc=_defined(paired['baseline_auc']), auc_difference=_defined(diff),
+        standard_error=_defined(error), z=Z_95, lower_bound=_defined(diff - Z_95 * error),
+        upper_bound=_defined(diff + Z_95 * error), method=DELONG)
+
+
+def _defined(value: float) -> Optional[float]:
+  return None if math.isnan(value) else value

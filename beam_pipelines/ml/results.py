@@ -153,6 +153,24 @@ class TrainedModel:
 
 
 @dataclasses.dataclass(frozen=True)
+class AucComparison:
+  """The candidate's AUC against the baseline's on the same rows (``artifacts.AucComparison``):
+  the difference and DeLong's paired standard error of it, on a bounded sample of the rows."""
+  rows: int
+  positives: int
+  sampled_rows: int
+  sampled_positives: int
+  candidate_auc: Optional[float]
+  baseline_auc: Optional[float]
+  auc_difference: Optional[float]  # candidate - baseline
+  standard_error: Optional[float]
+  z: float  # one-sided 95%
+  lower_bound: Optional[float]  # auc_difference - z x standard_error
+  upper_bound: Optional[float]  # auc_difference + z x standard_error
+  method: str = artifacts.DELONG
+
+
+@dataclasses.dataclass(frozen=True)
 class Evaluation:
   """An evaluation and its blessing (``blessing.json``; the metrics are in ``metrics.json``)."""
   status: str  # artifacts.BLESSED | NOT_BLESSED
@@ -165,6 +183,7 @@ class Evaluation:
   rows_read: Optional[int] = None  # with a CSV input: rows read = scored + dead-lettered
   rows_scored: Optional[int] = None
   rows_dead_lettered: Optional[int] = None
+  auc_comparison: Optional[AucComparison] = None  # with a baseline: paired, on the same rows
 
   @property
   def blessed(self) -> bool:
