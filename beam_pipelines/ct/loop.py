@@ -386,8 +386,8 @@ class ContinuousTraining:
                if verdict.missing_columns else '')
     if verdict.anomalous or missing or (verdict.drifted
                                         and self.definition.policy.on_drift == ON_DRIFT_BLOCK):
-      why = ('anomalies' if verdict.anomalous
-             else 'a column missing from a file of the training window' if missing
+      why = ('a column missing from a file of the training window' if missing
+             else 'anomalies' if verdict.anomalous
              else 'drift above threshold (policy on_drift: block)')
       message = '; '.join(m for m in (missing, verdict.message) if m)
       progress(f'ct: STOPPED at validation ({why}): {message}; report: '
