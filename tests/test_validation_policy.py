@@ -52,6 +52,9 @@ def _cases(root: pathlib.Path):
   rows = np.random.RandomState(1).rand(len(dead)) < 0.47
   dead.loc[rows, 'age'] = np.inf  # not a number a model can use: dead-lettered
   without_payor = real_covid.span(SECOND).drop(columns=['payor_group'])
+  sample = first.head(400).copy()  # a small integration sample: six clinics seen once each
+  sample.iloc[[30, 90, 150, 210, 270, 330], sample.columns.get_loc('clinic_name')] = [
+      f'clinic seen once {i}' for i in range(6)]
   corrupted = _odd_even(first, odd=True).copy()
   swap = np.random.RandomState(2).rand(len(corrupted)) < 0.4
   corrupted.loc[swap, 'demo_group'] = 'client'  # a broken export: 40% of the rows on one value
@@ -63,6 +66,7 @@ def _cases(root: pathlib.Path):
       'one_empty': ([one_empty], spec, schema, None),
       'grown': ([grown], spec, schema, None),
       'grown_block': ([grown], _spec(root, 'block', 'new_values: block\n'), schema, None),
+      'small_sample': ([sample], spec, schema, None),
       'committed_stricter': ([first], _spec(root, 'loose', 'min_domain_mass: 0.98\n'),
                              str(strict_schema), None),
       'window_missing': ([first, without_payor], spec, schema, None),
@@ -137,6 +141,15 @@ def test_new_values_block_when_the_spec_says_so_and_their_mass_is_real(runs):
   verdict = runs['verdicts']['grown_block']
   assert verdict['status'] == artifacts.VERDICT_ANOMALOUS
   assert ('clinic_name', 'NEW_VALUES_WITH_MASS') in _types(verdict)
+
+
+def test_singletons_in_a_small_sample_are_not_real_mass(runs):
+  verdict = runs['verdicts']['small_sample']
+  clinic = [w for w in verdict['warnings'] if w['feature'] == 'clinic_name']
+  shares = [float(w['description'].split('; ')[-1].split('%')[0]) for w in clinic]
+  assert max(shares) > 1.0  # more than 1% of a split's rows, yet six values seen once each
+  assert ('clinic_name', 'NEW_VALUES_WITH_MASS') not in _types(verdict)
+  assert verdict['status'] != artifacts.VERDICT_ANOMALOUS, verdict['message']
 
 
 def test_the_spec_decides_the_domain_mass_even_over_a_committed_schema(runs):
