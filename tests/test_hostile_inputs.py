@@ -80,19 +80,46 @@ class TestOddPaths:
 
   def test_temp_files_of_dead_writers_are_removed_and_live_ones_kept(self, tmp_path):
     dead, live = dead_pid(), os.getpid()
-    stale = [tmp_path / f'variables.json.tmp-{dead}-0a1b2c3d', tmp_path / f'.fetch-{dead}-x1y2',
-             tmp_path / 'sub' / f'.create-{dead}-q9', tmp_path / f'site-{dead}-abc']
-    kept = [tmp_path / f'variables.json.tmp-{live}-0a1b2c3d', tmp_path / 'variables.json',
+    stale = [tmp_path / f'.beam-pipelines-tmp-{dead}-0a1b2c3d4e5f6a7b',
+             tmp_path / 'sub' / f'.beam-pipelines-tmp-{dead}-00000000ffffffff',
+             tmp_path / f'.beam-pipelines-tmp-{dead}-0123456789abcdef.site']
+    kept = [tmp_path / f'.beam-pipelines-tmp-{live}-0a1b2c3d4e5f6a7b', tmp_path / 'variables.json',
             tmp_path / 'notes.tmp-old']
     for path in stale + kept:
       path.parent.mkdir(parents=True, exist_ok=True)
-      if path.name.startswith('site-'):
+      if path.name.endswith('.site'):
         (path / 'beam_pipelines').mkdir(parents=True)
       else:
         path.write_text('x')
     removed = bucket.remove_stale_temps(str(tmp_path), 'test')
     assert sorted(removed) == sorted(str(p) for p in stale)
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+  def test_user_files_that_look_like_temp_names_are_never_removed(self, tmp_path):
+    dead = dead_pid()
+    folder = tmp_path / 'landing' / f'site-{dead}-east'
+    folder.mkdir(parents=True)
+    (folder / 'data.csv').write_text('a\n1\n')
+    users = [folder, folder / 'data.csv', tmp_path / f'notes.tmp-{dead}-v2',
+             tmp_path / f'.create-{dead}-draft', tmp_path / f'.fetch-{dead}-x1y2',
+             tmp_path / f'variables.json.tmp-{dead}-0a1b2c3d',
+             tmp_path / f'.beam-pipelines-tmp-{dead}-0a1b2c3d',  # too short a token
+             tmp_path / f'.beam-pipelines-tmp-{dead}-0a1b2c3d4e5f6a7b.txt']
+    for path in users[2:]:
+      path.write_text('mine')
+    dir_named_as_file = tmp_path / f'.beam-pipelines-tmp-{dead}-0a1b2c3d4e5f6a7b'
+    (dir_named_as_file / 'keep').mkdir(parents=True)  # only a '.site' name is a staging folder
+    assert bucket.remove_stale_temps(str(tmp_path), 'test') == []
+    assert all(p.exists() for p in users + [dir_named_as_file / 'keep'])
+    assert bucket.list_files(str(tmp_path)) == sorted(str(p) for p in users[2:])
+
+  def test_the_writers_leave_only_their_own_temp_names(self, tmp_path):
+    for name in (bucket.temp_name(), bucket.temp_name(directory=True)):
+      assert bucket.is_temp_name(name) and bucket.TEMP_NAME.fullmatch(name).group(1) == str(
+          os.getpid())
+    assert bucket.create_exclusive(str(tmp_path / 'a.json'), b'{}')
+    bucket.write_bytes(str(tmp_path / 'b.json'), b'{}')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a.json', 'b.json']
 
   def test_an_unreachable_gs_bucket_is_refused_in_seconds(self, monkeypatch):
     monkeypatch.setenv('STORAGE_EMULATOR_HOST', 'http://127.0.0.1:9')

@@ -108,7 +108,7 @@ def span_files(span: str) -> List[str]:
 def landed_spans(paths: CtPaths) -> List[str]:
   """Span directories of the landing area (those holding CSV files), sorted by name."""
   return sorted({f.rsplit('/', 1)[0] for f in bucket.list_tree(paths.landing)
-                 if f.endswith('.csv') and '.tmp-' not in f})
+                 if f.endswith('.csv') and not bucket.is_temp_name(f.rsplit('/', 1)[-1])})
 
 
 def read_span_record(path: str) -> SpanRecord:

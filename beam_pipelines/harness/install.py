@@ -73,7 +73,8 @@ def install(wheel_url: str, sha256: str, cache_root: pathlib.Path) -> pathlib.Pa
       return site
     progress(f'install: the installed copy in {site} is not the wheel\'s ({problem}); '
              f'installing it again')
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=f'site-{os.getpid()}-', dir=home))
+  staging = home / bucket.temp_name(directory=True)
+  staging.mkdir(mode=0o700)
   command = installer_command(staging, wheel)
   progress(f'install: {" ".join(command[:3])} --no-deps --target {site} {wheel.name} '
            f'(sha256 verified)')

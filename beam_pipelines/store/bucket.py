@@ -6,8 +6,9 @@ exactly as Beam's ``LocalFileSystem`` does, so that read-only commands never imp
 Atomic writes: on a local filesystem, a temporary sibling object is written then renamed over the
 target (POSIX rename is atomic); on an object store (``gs://``) a single-object put is atomic, so
 the object is written directly. Readers therefore see the old or the new content, never half.
-Every temporary name carries its writer's pid (``<name>.tmp-<pid>-<hex>``, ``.fetch-<pid>-…``,
-``.create-<pid>-…``), so ``clean_stale_temps`` can remove those of writers that are gone.
+Every temporary name is ``temp_name()``'s: ``.beam-pipelines-tmp-<pid>-<16 hex>`` (``.site`` for an
+install's staging directory), matched exactly by ``TEMP_NAME``; ``clean_stale_temps`` removes those
+of writers that are gone and nothing else, so a user's ``notes.tmp-1-v2`` or ``site-9-east`` stays.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import re
 import secrets
 import shutil
 import socket
-import tempfile
 import urllib.parse
 import warnings
 from typing import BinaryIO, List, Mapping, Optional, Tuple
@@ -30,10 +30,34 @@ from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import StorageError
 
 _CHUNK = 1 << 20
-# Temporary names of this module's writers (and the installer's staging dirs): group 1 is the pid.
-TEMP_NAME = re.compile(r'(?:.+\.tmp-|\.fetch-|\.create-|site-)([0-9]+)-[0-9a-z_]+')
+# The temporary names of this module's writers and the installer's staging dirs (group 1: the
+# writer's pid; ``.site``: a directory). Nothing else is ever cleaned as temporary.
+TEMP_PREFIX = '.beam-pipelines-tmp-'
+TEMP_DIR_SUFFIX = '.site'
+TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r'([1-9][0-9]{0,9})-[0-9a-f]{16}'
+                       + f'({re.escape(TEMP_DIR_SUFFIX)})?')
 EMULATOR_ENV_VAR = 'STORAGE_EMULATOR_HOST'  # a local GCS server (google-cloud-storage's variable)
 _credentials_checked = False
+
+
+def temp_name(directory: bool = False) -> str:
+  """A fresh temporary name of this process (``TEMP_NAME``): pid and 64 random bits."""
+  return f'{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}{TEMP_DIR_SUFFIX if directory else ""}'
+
+
+def is_temp_name(name: str) -> bool:
+  """Whether a file or folder name (no directory) is one of ``temp_name``'s."""
+  return TEMP_NAME.fullmatch(name) is not None
+
+
+def _create_temp(directory: str) -> Tuple[int, str]:
+  """(fd, path) of a new private temporary file in ``directory`` (like ``tempfile.mkstemp``)."""
+  while True:
+    path = os.path.join(directory, temp_name())
+    try:
+      return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), path
+    except FileExistsError:
+      continue
 
 
 def _fs(path: str):
@@ -161,7 +185,7 @@ def write_bytes(path: str, data: bytes) -> None:
   fs = _fs(path)
   target = path
   if is_local(path):
-    target = f'{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}'
+    target = os.path.join(os.path.dirname(path), temp_name())
   with fs.create(target, mime_type='application/octet-stream',
                  compression_type=_uncompressed()) as handle:
     handle.write(data)
@@ -208,7 +232,7 @@ def fetch_verified(url: str, expected_sha256: str, local_path: str, what: str = 
     raise StorageError(f'{what} missing: {url}')
   directory = os.path.dirname(os.path.abspath(local_path))
   os.makedirs(directory, exist_ok=True)
-  fd, scratch = tempfile.mkstemp(dir=directory, prefix=f'.fetch-{os.getpid()}-')
+  fd, scratch = _create_temp(directory)
   digest = hashlib.sha256()
   try:
     with os.fdopen(fd, 'wb') as target, _open_read(url) as source:
@@ -267,7 +291,7 @@ def list_files(prefix: str) -> List[str]:
     paths = [os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))]
   else:
     paths = _match(layout.join(escape_pattern(prefix), '*'))
-  return sorted(p for p in paths if '.tmp-' not in p.rsplit('/', 1)[-1])
+  return sorted(p for p in paths if not is_temp_name(p.rsplit('/', 1)[-1]))
 
 
 def list_tree(prefix: str) -> List[str]:
@@ -302,7 +326,7 @@ def create_exclusive(path: str, data: bytes) -> bool:
     os.makedirs(directory, exist_ok=True)
     # Written in full under a private name, then hard-linked into place: link() fails if the
     # name exists (atomic on POSIX), so no reader ever sees a half-written object.
-    fd, scratch = tempfile.mkstemp(dir=directory, prefix=f'.create-{os.getpid()}-')
+    fd, scratch = _create_temp(directory)
     try:
       with os.fdopen(fd, 'wb') as handle:
         handle.write(data)
@@ -336,7 +360,9 @@ def _pid_running(pid: int) -> bool:
 
 def clean_stale_temps(prefix: str) -> List[str]:
   """Removes the temporary files (and install staging dirs) under the local ``prefix`` whose
-  writer process no longer runs on this host; returns their paths. Object stores have none."""
+  writer process no longer runs on this host; returns their paths. Only names ``TEMP_NAME``
+  matches exactly are touched, and a folder only when named as one; symlinks are never followed.
+  Object stores have none."""
   if not is_local(prefix) or not os.path.isdir(prefix):
     return []
   removed = []
@@ -346,9 +372,10 @@ def clean_stale_temps(prefix: str) -> List[str]:
       if not match or _pid_running(int(match.group(1))):
         continue
       path = os.path.join(root, name)
-      if os.path.isdir(path) and not os.path.islink(path):
-        if not name.startswith('site-'):
-          continue
+      is_dir = os.path.isdir(path) and not os.path.islink(path)
+      if is_dir != bool(match.group(2)):
+        continue
+      if is_dir:
         shutil.rmtree(path, ignore_errors=True)
         dirs.remove(name)
       else:

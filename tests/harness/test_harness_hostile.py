@@ -18,7 +18,7 @@ import pytest
 
 from beam_pipelines.harness import deploy, install, run
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.store import layout, signing
+from beam_pipelines.store import bucket, layout, signing
 from beam_pipelines.store.errors import Refusal
 
 from .support import invoke, prod_variables
@@ -259,13 +259,13 @@ def test_a_full_disk_during_deploy_is_one_line_and_the_next_deploy_cleans_up(pro
   assert done.stderr.strip().splitlines()[-1].startswith('[beam-pipelines] FAILED')
   assert prod_variables(copy)['build_id'] == loop.b
   assert deploy.live_deployment_ok(layout.Env(str(copy), layout.PROD)) is None
-  leftovers = [p for p in (copy / 'prod').rglob('*') if '.tmp-' in p.name]
+  leftovers = [p for p in (copy / 'prod').rglob('*') if bucket.is_temp_name(p.name)]
   subprocess.run(['mount', '-o', 'remount,size=64m', str(small_disk)], check=True)
   again = invoke(project, copy, 'deploy', '--build-id', loop.a)
   assert again.returncode == 0, again.stderr
   if leftovers:
     assert 'temporary file(s) left by writers that are gone' in again.stderr
-  assert not [p for p in (copy / 'prod').rglob('*') if '.tmp-' in p.name]
+  assert not [p for p in (copy / 'prod').rglob('*') if bucket.is_temp_name(p.name)]
   assert prod_variables(copy)['build_id'] == loop.a and prod_state(copy) != before
 
 
