@@ -46,6 +46,7 @@ MODEL_FILES = (artifacts.MODEL_FILE, artifacts.MODEL_METADATA_FILE)
 VERSIONS, VERSION_FILE, ALIASES_FILE, HISTORY = 'versions', 'version.json', 'aliases.json', 'history'
 LOCK_FILE = 'registry.lock'
 VERSION_NUMBER = re.compile(r'[0-9]{1,9}')  # ASCII digits only: '³' or '٣' is not a version
+EVENT_ID = re.compile(r'[0-9A-Za-z][0-9A-Za-z_.-]{0,199}')  # a history object's name: no path
 LOCK_WAIT_SECONDS = 120.0  # a push waits this long for another push/move to finish
 EVENT_PUSH, EVENT_PROMOTE, EVENT_ROLLBACK = 'push', 'promote', 'rollback'
 CRASH_POINTS = ('registry-files-written', 'registry-moved')  # $BEAM_PIPELINES_CRASH_AT points
@@ -118,15 +119,34 @@ class Registry:
     if not bucket.exists(path):
       raise RegistryError(f'model version {number} does not exist in {self.root} '
                           f'(versions: {", ".join(map(str, self.numbers())) or "none"})')
-    return cast(VersionRecord, bucket.read_json(path, f'model version {number}'))
+    return checked_version(bucket.read_json(path, f'model version {number}'), path)
+
+  def versions_and_skipped(self) -> Tuple[List[VersionRecord], List[str]]:
+    """(readable version records, one line per unreadable one naming its file)."""
+    found, skipped = [], []
+    for number in self.numbers():
+      try:
+        found.append(self.record(number))
+      except Refusal as error:
+        skipped.append(str(error))
+    return found, skipped
 
   def versions(self) -> List[VersionRecord]:
-    return [self.record(n) for n in self.numbers()]
+    """Readable version records; an unreadable one is skipped and said."""
+    found, skipped = self.versions_and_skipped()
+    for message in skipped:
+      progress(f'registry: skipped an unreadable version: {message}')
+    return found
 
   def aliases(self) -> Dict[str, int]:
     if not bucket.exists(self._aliases_path):
       return {}
-    return dict(bucket.read_json(self._aliases_path, 'registry aliases').get('aliases', {}))
+    raw = bucket.read_json(self._aliases_path, 'registry aliases').get('aliases', {})
+    if not isinstance(raw, dict) or not all(
+        isinstance(a, str) and isinstance(n, int) and not isinstance(n, bool) for a, n in raw.items()):
+      raise RegistryError(f'{self._aliases_path}: "aliases" is not {{alias: version number}}: it '
+                          f'was edited by hand or by another tool; restore it. Nothing was changed.')
+    return dict(raw)
 
   def last_event(self) -> Optional[AliasEvent]:
     """The alias move that wrote ``aliases.json`` (None before the first move)."""
@@ -149,10 +169,24 @@ class Registry:
       raise RegistryError(f'no model is {ref!r} yet in {self.root}: run `invoke ct` first')
     return aliased
 
+  def history_and_skipped(self) -> Tuple[List[AliasEvent], List[str]]:
+    """(alias moves oldest first, one line per unreadable or malformed event naming its file)."""
+    events, skipped = [], []
+    for path in bucket.list_files(self._history_dir):
+      if not path.endswith('.json'):
+        continue
+      try:
+        events.append(checked_event(bucket.read_json(path, 'registry history event'), path))
+      except Refusal as error:
+        skipped.append(str(error))
+    return events, skipped
+
   def history(self) -> List[AliasEvent]:
-    """Alias moves, oldest first."""
-    return [cast(AliasEvent, bucket.read_json(p, 'registry history event'))
-            for p in bucket.list_files(self._history_dir) if p.endswith('.json')]
+    """Alias moves, oldest first; an unreadable or malformed event is skipped and said."""
+    events, skipped = self.history_and_skipped()
+    for message in skipped:
+      progress(f'registry: skipped an unreadable history event: {message}')
+    return events
 
   def verified_dir(self, ref: Union[str, int]) -> Tuple[str, VersionRecord]:
     """(directory, record) of a version after checking every file's sha256 against its record."""
@@ -305,15 +339,45 @@ class Registry:
     if not bucket.exists(self._aliases_path):
       return
     event = bucket.read_json(self._aliases_path, 'registry aliases').get('event')
-    if event and not bucket.exists(layout.join(self._history_dir, f'{event["event_id"]}.json')):
+    if not isinstance(event, dict) or not isinstance(event.get('event_id'), str) or not (
+        EVENT_ID.fullmatch(event['event_id'])):
+      return
+    if not bucket.exists(layout.join(self._history_dir, f'{event["event_id"]}.json')):
       bucket.write_json(layout.join(self._history_dir, f'{event["event_id"]}.json'),
                         dict(event, recovered=True))
+
+
+def checked_version(raw: dict, path: str) -> VersionRecord:
+  """A version record whose fields the readers use are there and typed; else a RegistryError
+  naming the file."""
+  files = raw.get('files')
+  problems = [name for name, ok in (
+      ('version', isinstance(raw.get('version'), int)),
+      ('model_sha256', isinstance(raw.get('model_sha256'), str)),
+      ('files', isinstance(files, dict) and all(
+          isinstance(k, str) and isinstance(v, str) for k, v in files.items())),
+      ('blessing', raw.get('blessing') is None or (isinstance(raw['blessing'], dict) and isinstance(
+          raw['blessing'].get('status'), (str, type(None)))))) if not ok]
+  if problems:
+    raise RegistryError(f'{path} is not a model version record (bad or missing '
+                        f'{", ".join(problems)}): restore or delete it. Nothing was changed.')
+  return cast(VersionRecord, raw)
+
+
+def checked_event(raw: dict, path: str) -> AliasEvent:
+  """A history event with its moves ({alias: {"from", "to"}}); else a RegistryError naming it."""
+  moves = raw.get('moves')
+  if not isinstance(moves, dict) or not all(
+      isinstance(m, dict) and isinstance(m.get('to'), int) for m in moves.values()):
+    raise RegistryError(f'{path} is not a registry history event (bad or missing "moves"). '
+                        f'Nothing was changed.')
+  return cast(AliasEvent, raw)
 
 
 def rollback_target(events: List[AliasEvent], live: int) -> int:
   """The production version before ``live`` was last made production (rollbacks not counted)."""
   made = [e['moves'][PRODUCTION]['to'] for e in events
-          if e.get('event') != EVENT_ROLLBACK and PRODUCTION in e.get('moves', {})]
+          if e.get('event') != EVENT_ROLLBACK and PRODUCTION in (e.get('moves') or {})]
   target = previous_target(made, live)
   if target is None:
     raise RegistryError(f'nothing to roll back to: no model was production before v{live}')
@@ -330,7 +394,7 @@ def describe(record: VersionRecord, aliases: Dict[str, int]) -> str:
   """One line of ``invoke model-list``."""
   number = record['version']
   names = [a for a in ALIASES if aliases.get(a) == number]
-  metrics = record.get('metrics') or {}
+  metrics = record.get('metrics') if isinstance(record.get('metrics'), dict) else {}
   shown = ', '.join(f'{k} {metrics[k]:.4f}' for k in ('auc', 'accuracy', 'log_loss')
                     if isinstance(metrics.get(k), float))
   blessing = blessing_status(record) or '?'

@@ -25,8 +25,10 @@ HISTORY_SHOWN = 10  # alias moves listed for people (the JSON holds all of them)
 
 def model_list(reg: Registry, pipeline: str) -> Dict[str, Any]:
   """The registry of ``pipeline``: every version's record as stored, the aliases, the history."""
+  versions, skipped_versions = reg.versions_and_skipped()
+  history, skipped_events = reg.history_and_skipped()
   return {'pipeline': pipeline, 'registry': reg.root, 'aliases': reg.aliases(),
-          'versions': reg.versions(), 'history': reg.history()}
+          'versions': versions, 'history': history, 'skipped': skipped_versions + skipped_events}
 
 
 def model_list_lines(view: Dict[str, Any]) -> List[str]:
@@ -35,8 +37,9 @@ def model_list_lines(view: Dict[str, Any]) -> List[str]:
   lines += [describe(record, view['aliases']) for record in view['versions']]
   lines.append(f'aliases: {describe_aliases(view["aliases"])}')
   for event in view['history'][-HISTORY_SHOWN:]:
-    lines.append(f'  {event["at"]}  {event["event"]:8s} {describe_moves(event["moves"])}  '
-                 f'({event["reason"][:80]})')
+    lines.append(f'  {event.get("at", "?")}  {str(event.get("event", "?")):8s} '
+                 f'{describe_moves(event["moves"])}  ({str(event.get("reason", ""))[:80]})')
+  lines += [f'  SKIPPED an unreadable entry: {message}' for message in view.get('skipped', [])]
   return lines
 
 

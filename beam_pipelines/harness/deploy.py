@@ -104,9 +104,17 @@ def history_with_skipped(bucket_url: str) -> Tuple[List[HistoryEvent], List[str]
     if not path.endswith('.json'):
       continue
     try:
-      events.append(bucket.read_json(path, 'history event'))
+      event = bucket.read_json(path, 'history event')
     except Refusal as error:
       skipped.append(str(error))
+      continue
+    build_id = event.get(layout.VAR_BUILD_ID)
+    if not isinstance(event.get(layout.VAR_EVENT), str) or not isinstance(build_id, str) or not (
+        layout.BUILD_ID_PATTERN.fullmatch(build_id)):
+      skipped.append(f'history event at {path} lacks a valid "event" or "build_id". '
+                     f'Nothing was changed.')
+      continue
+    events.append(event)
   return events, skipped
 
 
