@@ -112,6 +112,7 @@ def _bucket(url):
   """The bucket URL of a task; a gs:// bucket that cannot be reached is refused in seconds."""
   resolved = resolve_bucket(url, REPO)
   with refusals():
+    bucket_io.check_bucket_name(resolved)
     bucket_io.check_reachable(resolved)
   return resolved
 

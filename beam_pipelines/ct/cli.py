@@ -33,7 +33,7 @@ from beam_pipelines.ct.outcomes import (
 )
 from beam_pipelines.ct.registry import PRODUCTION
 from beam_pipelines.store import bucket, layout
-from beam_pipelines.store.bucket import resolve_bucket
+from beam_pipelines.store.bucket import check_bucket_name, resolve_bucket
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
 from beam_pipelines.store.typed_json import to_json
@@ -189,6 +189,7 @@ def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]
     url = demo.fresh_demo_bucket()  # never the real bucket: the demo moves `production`
   else:
     url = resolve_bucket(args.bucket, pathlib.Path.cwd())
+    check_bucket_name(url)
   ct = ContinuousTraining(url, CtOptions(
       env=args.env, pipeline=args.pipeline, use_cache=not args.no_cache,
       push=not args.no_push, predict=args.predict, build_id=args.build_id,

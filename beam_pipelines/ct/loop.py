@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import secrets
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -90,19 +91,39 @@ def new_run_id() -> str:
   return f'{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}'
 
 
+def _is_folder(span: str) -> bool:
+  """Whether ``span`` names a folder: a local directory, or an object-store prefix with objects."""
+  if bucket.is_local(span):
+    return os.path.isdir(span)
+  return not span.endswith('.csv') and bool(bucket.list_files(span))
+
+
 def span_pattern(span: str) -> str:
-  """A span's CSV files as a pattern: a directory's ``*.csv``, or a file/glob as given."""
+  """A span's CSV files as a pattern: a folder's ``*.csv`` or a file, each literal whatever its
+  name holds (``[``, ``?``, ``*``); a path that names neither is a glob as given."""
+  if _is_folder(span):
+    return layout.join(bucket.escape_pattern(span.rstrip('/')), SPAN_FILES)
+  if span.endswith('.csv') and bucket.exists(span):
+    return bucket.escape_pattern(span)
   if any(c in span for c in '*?[') or span.endswith('.csv'):
     return span
   return layout.join(span, SPAN_FILES)
 
 
 def span_files(span: str) -> List[str]:
+  """The CSV files of a span; a symbolic link in a local span is refused, never followed."""
   pattern = span_pattern(span)
   try:
-    return match_files(pattern)
+    files = match_files(pattern)
   except FileNotFoundError:
     raise CtError(f'span {span}: no CSV file matches {pattern}') from None
+  if bucket.is_local(span):
+    links = [p for p in [span.rstrip('/')] + files if os.path.islink(p)]
+    if links:
+      raise CtError(f'span {span}: {links[0]} is a symbolic link: a span\'s files are read as '
+                    f'they are, never through links. Replace it by a copy of the file or remove '
+                    f'it. Nothing was run.')
+  return files
 
 
 def landed_spans(paths: CtPaths) -> List[str]:

@@ -256,6 +256,16 @@ def escape_pattern(path: str) -> str:
   return re.sub(r'([\[*?])', r'[\1]', path)
 
 
+def check_bucket_name(url: str) -> None:
+  """Refuses a bucket whose path holds ``[``, ``*`` or ``?``: Beam's file sinks match their own
+  output paths as patterns, so no pipeline could write in it (the harness's own I/O is literal)."""
+  odd = sorted({c for c in url if c in '[*?'})
+  if odd:
+    raise StorageError(f'the bucket path {url} holds {" ".join(repr(c) for c in odd)}: Beam\'s file '
+                       f'writers read their output paths as patterns, so no pipeline could write '
+                       f'there; use a path without [, * or ?. Nothing was done.')
+
+
 def size(path: str) -> int:
   if is_local(path):
     return os.path.getsize(path) if os.path.isfile(path) else 0
