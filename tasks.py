@@ -41,7 +41,7 @@ from beam_pipelines.harness.site import build_site
 from beam_pipelines.harness.status import status_lines, status_report
 from beam_pipelines.harness.testing import run_test
 from beam_pipelines.store import bucket as bucket_io
-from beam_pipelines.store import layout, lock
+from beam_pipelines.store import layout, lock, text_lines
 from beam_pipelines.store.bucket import resolve_bucket
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
@@ -113,6 +113,7 @@ def _bucket(url):
   resolved = resolve_bucket(url, REPO)
   with refusals():
     bucket_io.check_bucket_name(resolved)
+    text_lines.max_record_chars()  # a bad $BEAM_PIPELINES_MAX_RECORD_BYTES: refused before any run
     bucket_io.check_reachable(resolved)
   return resolved
 

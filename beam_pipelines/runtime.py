@@ -15,7 +15,7 @@ import traceback
 import warnings
 from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 
-from beam_pipelines.store import bucket
+from beam_pipelines.store import bucket, text_lines
 from beam_pipelines.store.console import progress, ticking
 from beam_pipelines.store.errors import Refusal
 
@@ -152,6 +152,10 @@ def parse_arguments(pipeline: str, argv: Optional[Sequence[str]],
   add_arguments(parser)
   known, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
   reject_unknown_flags(parser, beam_args)
+  try:
+    text_lines.max_record_chars()
+  except text_lines.SettingError as error:
+    parser.error(str(error))
   problem = local_path_problem(getattr(known, 'input', None), getattr(known, 'output', None))
   if problem:
     parser.error(problem)

@@ -250,6 +250,33 @@ def test_read_variables_refuses_bad_files(support, tmp_path):
     support.read_variables(str(tmp_path), 'test')
 
 
+def test_the_contract_mirror_holds_the_layout_names(support):
+  env = layout.Env('gs://b', layout.TEST)
+  assert (support.ARTIFACTS, support.WORKFLOWS, support.MANIFEST_FILE) == (
+      layout.ARTIFACTS, layout.WORKFLOWS, layout.MANIFEST_FILE)
+  assert {k: f'gs://b/test/{v}' for k, v in support.LOCATION_DIRS.items()} == (
+      env.location_variables())
+  assert support.BUILD_ID_PATTERN.pattern == layout.BUILD_ID_PATTERN.pattern
+
+
+@pytest.mark.parametrize('key, value', [
+    ('lock_file', '/etc/passwd'), ('lock_file', 'gs://other/prod/artifacts/x/lock.txt'),
+    ('wheel_file', 'OTHER/beam_pipelines-0.1.0-py3-none-any.whl'),
+    ('manifest_file', 'OTHER/manifest.json'), ('workflows_dir', '/tmp/workflows'),
+    ('output_location', 'gs://elsewhere/results'), ('build_id', '../x'),
+    ('lock_sha256', None)])
+def test_read_variables_refuses_a_pointer_outside_the_build(support, test_bucket, key, value):
+  env = layout.Env(str(test_bucket), layout.TEST)
+  variables = json.loads(pathlib.Path(env.variables).read_text())
+  if value is None:
+    del variables[key]
+  else:
+    variables[key] = value.replace('OTHER', env.artifacts('20260101T000000Z-0000000-000000'))
+  pathlib.Path(env.variables).write_text(json.dumps(variables))
+  with pytest.raises(ValueError, match='build id|points outside build'):
+    support.read_variables(str(test_bucket), 'test')
+
+
 def test_stage_wheel_checks_sha256_and_reuses_a_good_copy(support, test_bucket, tmp_path):
   variables = support.read_variables(str(test_bucket), 'test')
   staged = support.stage_wheel(variables, str(tmp_path / 'wheels'))

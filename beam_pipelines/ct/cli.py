@@ -32,7 +32,7 @@ from beam_pipelines.ct.outcomes import (
   SpanOutcome,
 )
 from beam_pipelines.ct.registry import PRODUCTION
-from beam_pipelines.store import bucket, layout
+from beam_pipelines.store import bucket, layout, text_lines
 from beam_pipelines.store.bucket import check_bucket_name, resolve_bucket
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
@@ -135,6 +135,10 @@ def parse_args(argv: Optional[Sequence[str]]):
     parser.error(f'unexpected argument {beam_args[0]!r}')
   if beam_args:  # Beam options of the steps: an unknown flag is refused now, not after a span
     runtime.reject_unknown_flags(parser, beam_args)
+  try:
+    text_lines.max_record_chars()
+  except text_lines.SettingError as error:
+    parser.error(str(error))
   args.beam_args = tuple(beam_args)
   return args
 

@@ -132,7 +132,8 @@ def check_reachable(url: str, timeout: float = REACH_TIMEOUT_SECONDS) -> None:
     return
   emulator = os.environ.get('STORAGE_EMULATOR_HOST')
   if emulator:
-    parsed = urllib.parse.urlsplit(emulator if '://' in emulator else f'http://{emulator}')
+    check_emulator_host(emulator)
+    parsed = urllib.parse.urlsplit(emulator)
     host, port = parsed.hostname or '', parsed.port or (443 if parsed.scheme == 'https' else 80)
   else:
     host, port = GCS_HOST
@@ -143,6 +144,20 @@ def check_reachable(url: str, timeout: float = REACH_TIMEOUT_SECONDS) -> None:
                        f'({error.strerror or error}): check the network'
                        f'{" and $STORAGE_EMULATOR_HOST" if emulator else ""}. '
                        f'Nothing was done.') from None
+
+
+def check_emulator_host(value: str) -> None:
+  """Refuses a $STORAGE_EMULATOR_HOST that is not ``http(s)://host[:port]``: google-cloud-storage
+  needs the scheme, and without it every request fails far from the cause."""
+  try:
+    parsed = urllib.parse.urlsplit(value)
+    port_ok = parsed.port is None or parsed.port > 0
+  except ValueError:
+    parsed, port_ok = None, False
+  if parsed is None or parsed.scheme not in ('http', 'https') or not parsed.hostname or not port_ok:
+    raise StorageError(f'${EMULATOR_ENV_VAR} is {value!r}: expected http://HOST:PORT or '
+                       f'https://HOST:PORT (with the scheme), e.g. http://localhost:9023. '
+                       f'Nothing was done.')
 
 
 def exists(path: str) -> bool:

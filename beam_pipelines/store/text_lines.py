@@ -15,7 +15,7 @@ import os
 import re
 from typing import Iterator, List, Optional, Sequence, Set, Union
 
-from beam_pipelines.store.errors import NoInputError
+from beam_pipelines.store.errors import NoInputError, Refusal
 
 MAX_RECORD_ENV_VAR = 'BEAM_PIPELINES_MAX_RECORD_BYTES'  # longest line read, default 1 MiB
 DEFAULT_MAX_RECORD = 1 << 20
@@ -41,10 +41,20 @@ def match_files(file_pattern: Patterns) -> List[str]:
   return sorted(paths)
 
 
+class SettingError(Refusal):
+  """An environment variable holding a value it cannot have; the message names it."""
+
+
 def max_record_chars() -> int:
-  """The longest line a reader accepts: $BEAM_PIPELINES_MAX_RECORD_BYTES, else 1 MiB."""
-  value = os.environ.get(MAX_RECORD_ENV_VAR, '')
-  return int(value) if re.fullmatch(r'[0-9]{1,12}', value) and int(value) > 0 else DEFAULT_MAX_RECORD
+  """The longest line a reader accepts: $BEAM_PIPELINES_MAX_RECORD_BYTES, else 1 MiB; any other
+  value than a whole number >= 1 is refused in one line naming the variable."""
+  value = os.environ.get(MAX_RECORD_ENV_VAR)
+  if value is None or value == '':
+    return DEFAULT_MAX_RECORD
+  if not re.fullmatch(r'[0-9]{1,12}', value) or int(value) < 1:
+    raise SettingError(f'${MAX_RECORD_ENV_VAR} is {value!r}: expected a whole number of '
+                      f'characters >= 1 (unset: {DEFAULT_MAX_RECORD}). Nothing was read.')
+  return int(value)
 
 
 @dataclasses.dataclass

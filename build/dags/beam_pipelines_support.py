@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from typing import Dict, List, Optional, Tuple
@@ -30,6 +31,12 @@ PASSED = 'passed'
 STATUS_PASSED = 'passed'
 REQUIRED_VARIABLES = ('build_id', 'wheel_file', 'sha256', 'manifest_file', 'workflows_dir')
 LOCK_VARIABLES = ('lock_file', 'lock_sha256')  # the build's requirements lock
+ARTIFACTS, WORKFLOWS, MANIFEST_FILE = 'artifacts', 'workflows', 'manifest.json'
+LOCATION_DIRS = {'input_location': 'inputs', 'output_location': 'results',
+                 'reference_location': 'references', 'staging_location': 'staging',
+                 'temp_location': 'temp'}
+BUILD_ID_PATTERN = re.compile(r'[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7}-[0-9a-f]{6}')
+FILE_NAME_PATTERN = re.compile(r'[A-Za-z0-9_+-][A-Za-z0-9_.+-]*')  # a plain name, no directory
 
 # Composer (Airflow) variables: where the bucket is and how jobs run. Everything about the build
 # comes from the bucket's variables.json, written by `invoke test` / `invoke deploy`.
@@ -98,9 +105,37 @@ def read_variables(bucket: str, env: str) -> Dict[str, str]:
     variables = json.loads(_read_bytes(path).decode('utf-8'))
   except ValueError as error:
     raise ValueError(f'{path} is not valid JSON: {error}') from None
+  if not isinstance(variables, dict):
+    raise ValueError(f'{path} is not a JSON object')
   missing = [key for key in REQUIRED_VARIABLES if not variables.get(key)]
   if missing:
     raise ValueError(f'{path} lacks {", ".join(missing)}')
+  return check_pointers(bucket, env, variables, path)
+
+
+def check_pointers(bucket: str, env: str, variables: Dict[str, str], path: str) -> Dict[str, str]:
+  """Refuses variables that point anywhere but the named build's objects in ``env`` (the
+  harness's ``records.check_pointers``): its wheel, manifest, workflows and lock, and the env's
+  own locations. A lock file needs its sha256."""
+  build_id = variables['build_id']
+  if not isinstance(build_id, str) or not BUILD_ID_PATTERN.fullmatch(build_id):
+    raise ValueError(f'{path}: build_id {build_id!r} is not a build id: refusing it')
+  artifacts = _join(bucket, env, ARTIFACTS, build_id)
+  expected = {'manifest_file': _join(artifacts, MANIFEST_FILE),
+              'workflows_dir': _join(bucket, env, WORKFLOWS, build_id)}
+  expected.update({key: _join(bucket, env, name) for key, name in LOCATION_DIRS.items()})
+  for key in ('wheel_file', 'lock_file'):
+    value = variables.get(key)
+    name = value.rsplit('/', 1)[-1] if isinstance(value, str) else ''
+    if value is not None:
+      expected[key] = _join(artifacts, name if FILE_NAME_PATTERN.fullmatch(name) else '<name>')
+  wrong = [f'{k} is {variables[k]!r}, expected {v!r}' for k, v in expected.items()
+           if k in variables and variables[k] != v]
+  if variables.get('lock_file') and not variables.get('lock_sha256'):
+    wrong.append('lock_file has no lock_sha256')
+  if wrong:
+    raise ValueError(f'{path} points outside build {build_id} in {_join(bucket, env)}: '
+                     f'{"; ".join(wrong)}. Refusing to use it.')
   return variables
 
 
@@ -128,8 +163,10 @@ def stage_wheel(variables: Dict[str, str], wheel_dir: str) -> str:
 
 def _stage_lock(variables: Dict[str, str], directory: str) -> None:
   """The build's lock beside its wheel (sha256-checked): the Beam venv's pip constraints."""
-  if not all(variables.get(k) for k in LOCK_VARIABLES):
+  if not variables.get('lock_file'):
     return  # a build from before the lock was shipped
+  if not variables.get('lock_sha256'):
+    raise ValueError(f'{variables["lock_file"]} has no lock_sha256 to check it by: refusing it')
   data = _read_bytes(variables['lock_file'])
   if hashlib.sha256(data).hexdigest() != variables['lock_sha256']:
     raise ValueError(f'{variables["lock_file"]} does not have the sha256 the variables record: '
