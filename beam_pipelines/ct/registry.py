@@ -394,7 +394,8 @@ def describe(record: VersionRecord, aliases: Dict[str, int]) -> str:
   """One line of ``invoke model-list``."""
   number = record['version']
   names = [a for a in ALIASES if aliases.get(a) == number]
-  metrics = record.get('metrics') if isinstance(record.get('metrics'), dict) else {}
+  raw = record.get('metrics')
+  metrics = raw if isinstance(raw, dict) else {}
   shown = ', '.join(f'{k} {metrics[k]:.4f}' for k in ('auc', 'accuracy', 'log_loss')
                     if isinstance(metrics.get(k), float))
   blessing = blessing_status(record) or '?'
