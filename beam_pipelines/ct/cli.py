@@ -144,17 +144,27 @@ def parse_args(argv: Optional[Sequence[str]]):
 
 
 def read_baselines(path: str) -> Dict[str, Baseline]:
-  """The --baselines file: {pipeline: {model_dir, model_sha256, record_path}}."""
+  """The --baselines file: {pipeline: {model_dir, model_sha256, record_path}}. A baseline with a
+  registry record must have that record's model sha256 (checked here, before any model is loaded;
+  loading checks the model's bytes against it)."""
   from beam_pipelines.ct.loop import CtError  # imports Beam: only when a command runs
   from beam_pipelines.ct.steps import Baseline  # imports the pipelines: only when a command runs
   if not path:
     return {}
   raw = bucket.read_json(path, 'ML check baselines')
   try:
-    return {name: Baseline(entry['model_dir'], entry['model_sha256'], entry.get('record_path'))
-            for name, entry in raw.items() if entry}
+    baselines = {name: Baseline(entry['model_dir'], entry['model_sha256'], entry.get('record_path'))
+                 for name, entry in raw.items() if entry}
   except (TypeError, KeyError) as error:
     raise CtError(f'{path} is not a baselines file ({error})') from None
+  for name, baseline in baselines.items():
+    if baseline.record_path:
+      recorded = bucket.read_json(baseline.record_path, 'baseline registry record')
+      if recorded.get('model_sha256') != baseline.model_sha256:
+        raise CtError(f'baseline of {name}: model sha256 {baseline.model_sha256} is not the one '
+                      f'its registry record {baseline.record_path} holds '
+                      f'({recorded.get("model_sha256")}). Refusing to load it.')
+  return baselines
 
 
 def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:

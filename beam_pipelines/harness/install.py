@@ -1,8 +1,8 @@
 """Runs a workflow from a *deployed* wheel: download it from the bucket, check its sha256, install it
 into an isolated directory (a local cache keyed by sha256), run the module from there.
 
-The run is a subprocess with ``PYTHONPATH=<install dir>``, started from a temporary directory
-outside the repository; a launcher checks that ``beam_pipelines`` was imported from the install
+The run is a subprocess with ``PYTHONPATH=<install dir>`` and without the signing key in its
+environment, started from a temporary directory outside the repository; a launcher checks that ``beam_pipelines`` was imported from the install
 directory (not the source tree) before running the module, and the caller checks it again.
 
 The install directory is a cache on this machine, so it is checked before every use against the
@@ -27,7 +27,7 @@ import zipfile
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from beam_pipelines.harness.errors import HarnessError
-from beam_pipelines.store import bucket, layout
+from beam_pipelines.store import bucket, layout, signing
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.identity import INSTALLED_MARKER
 
@@ -127,6 +127,11 @@ def site_problem(site: pathlib.Path, wheel: pathlib.Path) -> Optional[str]:
   return None
 
 
+def workflow_environment() -> Dict[str, str]:
+  """This process's environment without the signing key: it stays in the process that signs."""
+  return {k: v for k, v in os.environ.items() if k != signing.SIGNING_KEY_ENV_VAR}
+
+
 class Launched(NamedTuple):
   """A workflow that ran from a deployed wheel: where the package came from, its exit status,
   the lines it printed (stdout and stderr, in order)."""
@@ -139,7 +144,7 @@ def launch(site: pathlib.Path, module: str, args: List[str],
            accept: Sequence[int] = (0,)) -> Launched:
   """Runs ``python -m module args`` from ``site`` only; an exit status not in ``accept`` is a
   HarnessError with the output's tail (a status in it is the workflow's answer, e.g. ct's)."""
-  env = dict(os.environ, PYTHONPATH=str(site), PYTHONDONTWRITEBYTECODE='1')
+  env = dict(workflow_environment(), PYTHONPATH=str(site), PYTHONDONTWRITEBYTECODE='1')
   origin, output = None, []
   with tempfile.TemporaryDirectory(prefix='beam-pipelines-run-') as cwd:
     with subprocess.Popen([sys.executable, '-c', LAUNCHER, str(site), module, *args], cwd=cwd,

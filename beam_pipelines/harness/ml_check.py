@@ -10,10 +10,19 @@ that pipeline, else none (rubber stamp). The ``ml_model`` check reads the result
 passed" record keeps them under ``"ml"``, one entry per pipeline; ``refuse_unblessed`` makes
 deploy refuse a build with any NOT_BLESSED model unless a reason overrides it (recorded in prod's
 variables and history with the pipelines it covers).
+
+Nothing the check trusts is read from ``test/``: the baselines are resolved in memory (the signed
+passed record of prod's build, else the registry's sha256-checked record) and handed to the
+workflow in a private local directory of this run, which also holds its step cache and outputs.
+Only afterwards are the outputs copied to ``test/results/<build_id>/ml/`` as evidence, each
+verdict's model as the bytes whose sha256 the run recorded.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
 from typing import Dict, Final, List, Optional, Tuple, TypedDict, cast
 
 from beam_pipelines.ct import lineage, registry
@@ -29,18 +38,20 @@ from beam_pipelines.harness.results import (
     TestReport,
     read_passed,
 )
-from beam_pipelines.ml.artifacts import BLESSED, NOT_BLESSED
+from beam_pipelines.ml.artifacts import BLESSED, MODEL_FILE, NOT_BLESSED
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
 
 ML_CHECK = 'ml_model'
-VAR_CACHE = 'ml_cache_location'
-VAR_BASELINES = 'ml_baselines'  # JSON file {pipeline: {model_dir, model_sha256, record_path}}
+# Values of the ML workflow, given in memory (never read back from test/variables.json):
+VAR_CACHE = 'ml_cache_location'  # private local step cache of this run
+VAR_OUTPUT = 'ml_output_location'  # private local outputs of this run
+VAR_BASELINES = 'ml_baselines'  # private local JSON file {pipeline: {model_dir, model_sha256, ...}}
 VAR_BASELINE_SOURCE = 'ml_baseline_source'
 VAR_OVERRIDE: Final = 'blessing_override'  # prod variable / history field: why a NOT_BLESSED build went out
 VAR_OVERRIDE_PIPELINES: Final = 'blessing_override_pipelines'  # ... and whose models it covered
-BASELINES_FILE = 'ml_baselines.json'
+EVIDENCE_DIR = 'ml'  # test/results/<build_id>/ml: the check's outputs, as evidence
 RUBBER_STAMP = 'none: no production model yet (rubber stamp)'
 
 
@@ -91,20 +102,62 @@ def _integration_sha256(pipeline: str) -> Optional[str]:
   return lineage.data_sha256(lineage.file_entries([definition.integration_path]))
 
 
-def baseline_variables(bucket_url: str, build_id: str) -> Dict[str, str]:
-  """Test variables of the ML workflow: its step cache, and the file naming each declared
-  pipeline's model to beat (written here; a pipeline absent from it is rubber-stamped)."""
-  test = layout.Env(bucket_url, layout.TEST)
-  baselines, sources = {}, []
+Baselines = Dict[str, Optional[Dict[str, str]]]  # pipeline -> model to beat (None: rubber stamp)
+
+
+def resolve_baselines(bucket_url: str) -> Tuple[Baselines, str]:
+  """Each declared pipeline's model to beat, resolved in memory from verified records, and the
+  sentence naming their sources."""
+  baselines: Baselines = {}
+  sources = []
   for pipeline in declared_pipelines():
     found = (_production_build_model(bucket_url, pipeline, _integration_sha256(pipeline))
              or _registry_production(bucket_url, pipeline))
     baselines[pipeline] = dict(found[0], source=found[1]) if found else None
     sources.append(f'{pipeline}: {found[1] if found else RUBBER_STAMP}')
-  path = layout.join(test.build_results(build_id), BASELINES_FILE)
-  bucket.write_json(path, baselines)
-  return {VAR_CACHE: test.path('ct', 'cache'), VAR_BASELINES: path,
-          VAR_BASELINE_SOURCE: '; '.join(sources)}
+  return baselines, '; '.join(sources)
+
+
+def private_values(workdir: pathlib.Path, baselines: Baselines) -> Dict[str, str]:
+  """The ML workflow's values in ``workdir`` (a private directory of this run): the baselines
+  file (mode 0600), the step cache and the output directory."""
+  path = workdir / 'baselines.json'
+  fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+  with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+    json.dump(baselines, handle, sort_keys=True)
+  output = workdir / EVIDENCE_DIR
+  return {VAR_BASELINES: str(path), VAR_OUTPUT: str(output), VAR_CACHE: str(output / 'steps')}
+
+
+def _local_verdicts(results: List[ResultEntry], output: pathlib.Path) -> List[Tuple[str, MlVerdict]]:
+  """(pipeline, verdict) of each ML verdict whose model this run trained in ``output``."""
+  found = []
+  for entry in results:
+    if entry['check'] == ML_CHECK:
+      for pipeline, verdict in cast(MlSection, entry['details']).items():
+        model_dir = verdict.get('model_dir')
+        if model_dir and pathlib.Path(model_dir).is_relative_to(output):
+          found.append((pipeline, verdict))
+  return found
+
+
+def publish_evidence(results: List[ResultEntry], workdir: pathlib.Path, destination: str) -> None:
+  """Copies the check's private outputs to ``destination`` (evidence nothing reads back for
+  trust) and points each verdict's ``model_dir`` at its copy; a model whose bytes are not those
+  the run recorded is refused before anything is copied."""
+  output = workdir / EVIDENCE_DIR
+  verdicts = _local_verdicts(results, output)
+  for pipeline, verdict in verdicts:
+    bucket.verify(str(pathlib.Path(str(verdict['model_dir']), MODEL_FILE)),
+                  verdict.get('model_sha256') or '', f'model of {pipeline} trained by this test run')
+  for root, _, names in os.walk(output):
+    for name in sorted(names):
+      local = pathlib.Path(root, name)
+      bucket.write_bytes(layout.join(destination, *local.relative_to(output).parts),
+                         local.read_bytes())
+  for _, verdict in verdicts:
+    relative = pathlib.Path(str(verdict['model_dir'])).relative_to(output)
+    verdict['model_dir'] = layout.join(destination, *relative.parts)
 
 
 def ml_model(params: Dict[str, str]) -> CheckResult:

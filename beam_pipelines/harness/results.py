@@ -196,11 +196,19 @@ def _worse_ml(previous: Optional[RecordedMl],
   return kept
 
 
+def _failures_only(report: TestReport) -> TestReport:
+  """``report`` reduced to what may be kept from an unverified record: its failed results."""
+  failed = [r for r in report.results if isinstance(r, dict) and r.get('passed') is False
+            and isinstance(r.get('check'), str) and isinstance(r.get('message'), str)]
+  return dataclasses.replace(report, results=failed, ml=None, module_origins={},
+                             manifest_sha256=None)
+
+
 def record_results(bucket_url: str, build_id: str, sha256: str, wheel_file: str,
                    results: List[ResultEntry], tested_by: str,
                    ml: Optional[MlSection] = None,
                    module_origins: Optional[Dict[str, str]] = None,
-                   manifest_sha256: Optional[str] = None) -> TestReport:
+                   manifest_sha256: Optional[str] = None, fresh: bool = False) -> TestReport:
   """Adds ``results`` (and the ML verdict) to the build's report; returns the merged report.
 
   Under the build's record lock: the recorded report is read, the new results are appended (a
@@ -208,6 +216,11 @@ def record_results(bucket_url: str, build_id: str, sha256: str, wheel_file: str,
   better one), the status is ``passed`` only while every result passed, and the report is written.
   The "test passed" record is then written, or removed when a result failed. Evidence for other
   bytes than the recorded ones is refused.
+
+  ``fresh`` (``invoke test``): the report holds this run's results only. Of a recorded report,
+  which anyone with write access to ``test/`` may have written, only failed results are kept
+  (they can only block the build); its passing results, ML verdicts and origins never are, so
+  nothing this run did not produce is signed.
   """
   test = layout.Env(bucket_url, layout.TEST)
   if not results:
@@ -216,6 +229,8 @@ def record_results(bucket_url: str, build_id: str, sha256: str, wheel_file: str,
                   guards=f'the test report of {build_id}'):
     previous = (read_report(test.report(build_id)) if bucket.exists(test.report(build_id))
                 else None)
+    if previous and fresh:
+      previous = _failures_only(previous)
     if previous and (previous.build_id, previous.sha256) != (build_id, sha256):
       raise HarnessError(f'{test.report(build_id)} records wheel {previous.sha256}, not '
                          f'{sha256}: refusing to mix evidence of other bytes')

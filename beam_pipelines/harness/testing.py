@@ -4,15 +4,18 @@ Upload the built wheel and manifest under the build id, deploy the build's workf
 stage the integration input and golden reference, set the test variables, then run every test
 workflow from the *uploaded* wheel (in parallel, one process each) and its checks; write the
 report, and on success the "test passed" record that ``deploy`` consumes. The ML workflow
-(``ml_test``, level 2) gets the model to beat from ``harness.ml_check``; the report keeps its
-metrics and blessing under ``"ml"``.
+(``ml_test``, level 2) gets the model to beat from ``harness.ml_check``, resolved in memory, and
+runs in a private local directory of this run; the report keeps its metrics and blessing under
+``"ml"``. The report holds this run's results only (``record_results(fresh=True)``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import pathlib
-from typing import Dict, List
+import shutil
+import tempfile
+from typing import Dict, List, Mapping, Tuple
 
 from beam_pipelines.harness import checks, install, ml_check, publish, workflows
 from beam_pipelines.harness import results as results_io
@@ -40,10 +43,10 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   for target, source in sorted(layout.TEST_FIXTURES.items()):
     bucket.write_bytes(env.path(target), (repo / source).read_bytes())
   progress(f'test: integration input and reference staged under {env.inputs}, {env.references}')
-  ml_values = ml_check.baseline_variables(bucket_url, build_id)
-  progress(f'test: ML check baseline: {ml_values[ml_check.VAR_BASELINE_SOURCE]}')
-  bucket.write_json(env.variables,
-                    publish.deployment_variables(env, manifest, event='test', **ml_values))
+  baselines, sources = ml_check.resolve_baselines(bucket_url)
+  progress(f'test: ML check baseline: {sources}')
+  bucket.write_json(env.variables, publish.deployment_variables(
+      env, manifest, event='test', **{ml_check.VAR_BASELINE_SOURCE: sources}))
   progress(f'test: variables set: {env.variables}')
 
   deployment = workflows.verified_deployment(env, checks.CHECKS)  # as the test DAG reads them
@@ -57,24 +60,18 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   definitions = [d for d in deployment.definitions if d.env == layout.TEST]
   if not definitions:
     raise HarnessError(f'build {build_id} has no test workflow definition')
-  arguments = [workflows.render_args(d, variables.values) for d in definitions]
-  with concurrent.futures.ThreadPoolExecutor(max_workers=len(definitions)) as pool:
-    launches = []
-    for definition, args in zip(definitions, arguments):  # in parallel: one process each
-      progress(f'test: running workflow {definition.name} on the DirectRunner')
-      launches.append(pool.submit(install.launch, site, definition.module, args))
-  results: List[ResultEntry] = []
-  origins: Dict[str, str] = {}
-  for definition, launched in zip(definitions, launches):
-    origins[definition.name] = launched.result().origin  # a failed one raises here, in order
-    for result in checks.run_checks(definition, variables.values):
-      progress(f'test: check {result.check}: {"passed" if result.passed else "FAILED"}: '
-               f'{result.message}')
-      results.append(ResultEntry({'workflow': definition.name, **result.to_dict()}))
+  workdir = pathlib.Path(tempfile.mkdtemp(prefix='beam-pipelines-test-'))  # mode 0700
+  try:
+    values = {**variables.values, **ml_check.private_values(workdir, baselines)}
+    results, origins = _run_workflows(site, definitions, values)
+    ml_check.publish_evidence(results, workdir,
+                              layout.join(env.build_results(build_id), ml_check.EVIDENCE_DIR))
+  finally:
+    shutil.rmtree(workdir, ignore_errors=True)
   report = results_io.record_results(
       bucket_url, build_id, variables.sha256, variables.wheel_file, results, actor(),
       ml=ml_check.report_section(results), module_origins=origins,
-      manifest_sha256=manifest_sha256)
+      manifest_sha256=manifest_sha256, fresh=True)
   if not report.passed:
     raise HarnessError(f'test FAILED for build {build_id}: {"; ".join(report.failures())}. '
                        f'Report: {env.report(build_id)}. No "test passed" record stands.')
@@ -87,3 +84,24 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   else:
     progress(f'test: PASSED: build {build_id}; record {env.passed(build_id)}')
   return report
+
+
+def _run_workflows(site: pathlib.Path, definitions: List[workflows.WorkflowDefinition],
+                   values: Mapping[str, object]) -> Tuple[List[ResultEntry], Dict[str, str]]:
+  """Runs each test workflow from the installed wheel (in parallel, one process each), then its
+  checks; returns the checks' results and where each workflow's package came from."""
+  arguments = [workflows.render_args(d, values) for d in definitions]
+  with concurrent.futures.ThreadPoolExecutor(max_workers=len(definitions)) as pool:
+    launches = []
+    for definition, args in zip(definitions, arguments):  # in parallel: one process each
+      progress(f'test: running workflow {definition.name} on the DirectRunner')
+      launches.append(pool.submit(install.launch, site, definition.module, args))
+  results: List[ResultEntry] = []
+  origins: Dict[str, str] = {}
+  for definition, launched in zip(definitions, launches):
+    origins[definition.name] = launched.result().origin  # a failed one raises here, in order
+    for result in checks.run_checks(definition, values):
+      progress(f'test: check {result.check}: {"passed" if result.passed else "FAILED"}: '
+               f'{result.message}')
+      results.append(ResultEntry({'workflow': definition.name, **result.to_dict()}))
+  return results, origins
