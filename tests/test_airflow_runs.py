@@ -2,9 +2,9 @@
 provider), on a local bucket that `invoke build test` filled, on the DirectRunner.
 
 The Beam task builds its own virtualenv and installs the staged wheel constrained by the build's
-lock (as on Composer, where pip does it; here uv, which Airflow uses when it is on PATH). The test DAG adds its verdict to the build's test report through the
-harness's writer; the prod DAG runs the deployed build; a wrong word count fails the test DAG and
-ends the build's "test passed" record, so deploy refuses it.
+lock (as on Composer, where pip does it; here uv, which Airflow uses when it is on PATH). The test
+DAG adds its verdict through the harness's writer, as its own evidence beside the build's (signed)
+"test passed" record; the prod DAG runs the deployed build; a wrong word count fails the test DAG and its evidence makes deploy refuse.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import types
 
 import pytest
 
-from beam_pipelines.harness import results
-from beam_pipelines.store import layout
+from beam_pipelines.harness import evidence, results
+from beam_pipelines.store import layout, signing
 
 from conftest import REPO
-from harness.support import invoke, make_project
+from harness.support import invoke, make_project, prod_variables
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,15 +29,14 @@ AIRFLOW = REPO / '.venv-airflow' / 'bin' / 'airflow'
 FINISHED = re.compile(r'DagRun Finished: dag_id=(\w+).*?state=(\w+)')
 
 
-@pytest.fixture(scope='module')
-def composer(tmp_path_factory):
-  """A project copy, its build tested by `invoke test` on a local bucket, and a local Airflow."""
+def start_composer(root, **invoke_env: str) -> types.SimpleNamespace:
+  """A project copy in ``root``, its build tested by `invoke test` (with ``invoke_env``) on a local
+  bucket, and a local Airflow whose environment holds no signing key (Composer does not)."""
   if not AIRFLOW.exists():
     pytest.fail(f'{AIRFLOW} is missing: run scripts/install.sh')
-  root = tmp_path_factory.mktemp('composer')
   project = make_project(root / 'project')
   bucket = root / 'bucket'
-  tested = invoke(project, bucket, 'build', '--no-checks', 'test')
+  tested = invoke(project, bucket, 'build', '--no-checks', 'test', **invoke_env)
   assert tested.returncode == 0, tested.stderr[-3000:]
   build_id = json.loads((project / 'dist' / 'manifest.json').read_text())['build_id']
   # uv on PATH: Airflow builds the Beam task's venv with it (Composer uses pip; same constraints).
@@ -48,11 +47,26 @@ def composer(tmp_path_factory):
              AIRFLOW_VAR_BEAM_PIPELINES_BUCKET=str(bucket),
              AIRFLOW_VAR_BEAM_PIPELINES_RUNNER='DirectRunner',
              AIRFLOW_VAR_BEAM_PIPELINES_WHEEL_DIR=str(root / 'wheels'))
-  env.pop('PYTHONPATH', None)
+  for name in ('PYTHONPATH', signing.SIGNING_KEY_ENV_VAR):
+    env.pop(name, None)
   migrated = subprocess.run([str(AIRFLOW), 'db', 'migrate'], env=env, capture_output=True,
                             text=True, timeout=300)
   assert migrated.returncode == 0, migrated.stderr[-3000:]
-  return types.SimpleNamespace(project=project, bucket=bucket, build_id=build_id, env=env)
+  return types.SimpleNamespace(project=project, bucket=bucket, build_id=build_id, env=env,
+                               invoke_env=invoke_env)
+
+
+@pytest.fixture(scope='module')
+def composer(tmp_path_factory):
+  """A build tested by `invoke test` without a signing key, and a local Airflow."""
+  return start_composer(tmp_path_factory.mktemp('composer'))
+
+
+@pytest.fixture(scope='module')
+def signed(tmp_path_factory):
+  """The same with signing on: `invoke` holds the key, Airflow does not."""
+  return start_composer(tmp_path_factory.mktemp('signed'),
+                        **{signing.SIGNING_KEY_ENV_VAR: 'ci-secret-of-the-test'})
 
 
 def dags_test(composer, dag_id: str) -> str:
@@ -65,13 +79,18 @@ def dags_test(composer, dag_id: str) -> str:
   return finished[-1][1]
 
 
-def test_the_test_dag_adds_its_verdict_and_keeps_invoke_tests(composer):
+def test_the_test_dag_adds_its_evidence_and_keeps_invoke_tests(composer):
+  passed_file = layout.Env(str(composer.bucket), layout.TEST).passed(composer.build_id)
+  before = open(passed_file, 'rb').read()
   assert dags_test(composer, 'beam_pipelines_test') == 'success'
+  assert open(passed_file, 'rb').read() == before  # the verdict of `invoke test`, untouched
   record = results.read_passed(str(composer.bucket), composer.build_id)
-  sources = [(r['check'], r['tested_by'].split('/')[0], r.get('runner')) for r in record.results]
-  assert ('golden_counts', 'composer:beam_pipelines_test', 'DirectRunner') in sources
-  assert {'ml_model', 'golden_counts'} <= {c for c, s, _ in sources if not s.startswith('composer')}
+  assert {'ml_model', 'golden_counts'} <= {r['check'] for r in record.results}
   assert record.ml_status == 'BLESSED'
+  (run,) = evidence.read_evidence(str(composer.bucket), composer.build_id)
+  assert run.passed and run.sha256 == record.sha256
+  assert [(r['check'], r['tested_by'].split('/')[0], r.get('runner')) for r in run.results] == [
+      ('golden_counts', 'composer:beam_pipelines_test', 'DirectRunner')]
 
 
 def test_the_prod_dag_runs_the_deployed_build(composer):
@@ -83,15 +102,49 @@ def test_the_prod_dag_runs_the_deployed_build(composer):
   assert shards and all(': ' in p.read_text() for p in shards)
 
 
-def test_a_wrong_word_count_fails_the_test_dag_and_deploy_refuses(composer):
-  reference = composer.bucket / layout.TEST / 'references' / 'wordcount' / 'reference.txt'
+def fail_the_golden_reference(bucket) -> str:
+  """Makes the test reference's first count one too high; returns the message a run gives."""
+  reference = bucket / layout.TEST / 'references' / 'wordcount' / 'reference.txt'
   lines = reference.read_text().splitlines()
   word, count = lines[0].rsplit(': ', 1)
   reference.write_text('\n'.join([f'{word}: {int(count) + 1}', *lines[1:]]) + '\n')
+  return f'{word} (expected {int(count) + 1}'
+
+
+def test_a_wrong_word_count_fails_the_test_dag_and_deploy_refuses(composer):
+  expected = fail_the_golden_reference(composer.bucket)
   assert dags_test(composer, 'beam_pipelines_test') == 'failed'
-  report = results.read_report(
-      layout.Env(str(composer.bucket), layout.TEST).report(composer.build_id))
-  assert report.status == 'failed' and f'{word} (expected {int(count) + 1}' in ' '.join(
-      report.failures())
+  failed = [r for r in evidence.read_evidence(str(composer.bucket), composer.build_id)
+            if not r.passed]
+  assert failed and expected in ' '.join(failed[0].failures())
   refused = invoke(composer.project, composer.bucket, 'deploy', '--build-id', composer.build_id)
   assert refused.returncode == 2 and 'did not pass test' in refused.stderr + refused.stdout
+
+
+def test_with_signing_on_a_passing_dag_run_leaves_the_build_deployable(signed):
+  """The test DAG (no key) adds its evidence beside the signed passed record; deploy (with the key)
+  checks both, and with evidence required it waits for a passing run."""
+  key = signed.invoke_env
+  passed_file = layout.Env(str(signed.bucket), layout.TEST).passed(signed.build_id)
+  before = json.loads(open(passed_file, 'rb').read())
+  assert before[signing.SIGNATURE].startswith('hmac-sha256:')
+  required = dict(key, **{evidence.REQUIRE_ENV_VAR: '1'})
+  waiting = invoke(signed.project, signed.bucket, 'deploy', **required)
+  assert waiting.returncode == 2 and 'no passing test run' in waiting.stderr + waiting.stdout
+  assert dags_test(signed, 'beam_pipelines_test') == 'success'
+  assert json.loads(open(passed_file, 'rb').read()) == before  # still signed, unchanged
+  (run,) = evidence.read_evidence(str(signed.bucket), signed.build_id)
+  assert run.passed and run.tested_by.startswith('composer:beam_pipelines_test/')
+  deployed = invoke(signed.project, signed.bucket, 'deploy', **required)
+  assert deployed.returncode == 0, deployed.stderr[-3000:]
+  assert prod_variables(signed.bucket)['build_id'] == signed.build_id
+
+
+def test_with_signing_on_a_failed_dag_run_still_blocks_the_deploy(signed):
+  fail_the_golden_reference(signed.bucket)
+  assert dags_test(signed, 'beam_pipelines_test') == 'failed'
+  refused = invoke(signed.project, signed.bucket, 'deploy', '--build-id', signed.build_id,
+                   **signed.invoke_env)
+  said = refused.stderr + refused.stdout
+  assert refused.returncode == 2 and 'did not pass test: the run composer:beam_pipelines_test/' in said
+  assert 'Nothing was changed' in said

@@ -23,7 +23,7 @@ import sys
 
 import pytest
 
-from beam_pipelines.harness import compare, ml_check, results
+from beam_pipelines.harness import compare, evidence, ml_check, results
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.store import layout
 
@@ -343,7 +343,7 @@ def test_dataflow_settings_become_the_jobs_options(support, test_bucket):
 @pytest.mark.integration
 def test_test_dag_logic_end_to_end_on_the_direct_runner(support, test_bucket, tmp_path):
   """read_variables -> stage_wheel -> prepare -> run (as the Beam provider's hook builds the
-  command) -> golden check -> record_passed, which the harness's deploy accepts."""
+  command) -> golden check -> record_passed: the run's evidence, bound to the build it ran."""
   variables = support.read_variables(str(test_bucket), 'test')
   wheel = support.stage_wheel(variables, str(tmp_path / 'wheels'))
   options = support.job_options(variables, 'wordcount_test', wheel, 'manual-1')
@@ -359,7 +359,8 @@ def test_test_dag_logic_end_to_end_on_the_direct_runner(support, test_bucket, tm
   assert support.record_results(
       str(test_bucket), variables, [support.check_results([check])], ['wordcount_test'],
       'DirectRunner', 'composer:test', code=str(REPO)) == 'passed'
-  assert results.read_passed(str(test_bucket), BUILD_ID).sha256 == variables['sha256']
+  (run,) = evidence.read_evidence(str(test_bucket), BUILD_ID)
+  assert run.passed and (run.build_id, run.sha256) == (BUILD_ID, variables['sha256'])
 
 
 def _record_invoke_test(bucket, variables, ml_status):
@@ -376,37 +377,47 @@ def _record_invoke_test(bucket, variables, ml_status):
 GOLDEN_OK = [{'check': 'golden_counts', 'passed': True, 'message': '1 shard(s) equal'}]
 
 
-def test_a_dag_run_never_erases_the_ml_verdict(support, test_bucket):
-  """A NOT_BLESSED build stays refused by deploy after the test DAG adds its passing evidence."""
+def _evidence(bucket):
+  return evidence.read_evidence(str(bucket), BUILD_ID)
+
+
+def test_a_dag_run_adds_its_evidence_and_leaves_the_passed_record_alone(support, test_bucket):
+  """The run's verdict is its own record; the passed record (the ML verdict with it) is unchanged,
+  so a NOT_BLESSED build stays refused by deploy."""
   variables = support.read_variables(str(test_bucket), 'test')
   _record_invoke_test(test_bucket, variables, 'NOT_BLESSED')
+  passed_file = pathlib.Path(layout.Env(str(test_bucket), layout.TEST).passed(BUILD_ID))
+  before = passed_file.read_bytes()
   assert support.record_results(str(test_bucket), variables, [GOLDEN_OK], ['wordcount_test'],
                                 'DataflowRunner', 'composer:test/run-1', code=str(REPO)) == 'passed'
+  assert passed_file.read_bytes() == before
+  (run,) = _evidence(test_bucket)
+  assert (run.build_id, run.sha256, run.tested_by, run.status) == (
+      BUILD_ID, variables['sha256'], 'composer:test/run-1', 'passed')
+  assert [(r['check'], r['runner']) for r in run.results] == [('golden_counts', 'DataflowRunner')]
   record = results.read_passed(str(test_bucket), BUILD_ID)
-  assert record.ml_status == 'NOT_BLESSED'
-  assert [(r['check'], r['tested_by']) for r in record.results] == [
-      ('golden_counts', 'user@host'), ('ml_model', 'user@host'),
-      ('golden_counts', 'composer:test/run-1')]
-  assert record.results[-1]['runner'] == 'DataflowRunner'
+  evidence.check_evidence(str(test_bucket), record)
   with pytest.raises(HarnessError, match='NOT_BLESSED'):
     ml_check.refuse_unblessed(record, BUILD_ID, None)
 
 
-def test_a_wrong_count_on_dataflow_ends_the_passed_record(support, test_bucket):
+def test_a_wrong_count_on_dataflow_refuses_the_build(support, test_bucket):
   variables = support.read_variables(str(test_bucket), 'test')
   _record_invoke_test(test_bucket, variables, 'BLESSED')
   wrong = [{'check': 'golden_counts', 'passed': False, 'message': 'wrong 1: b (expected 2, got 3)'}]
   with pytest.raises(ValueError, match='FAILED its tests: golden_counts: wrong 1'):
     support.record_results(str(test_bucket), variables, [wrong], ['wordcount_test'],
                            'DataflowRunner', 'composer:test/run-2', code=str(REPO))
-  with pytest.raises(HarnessError, match='did not pass test'):
-    results.read_passed(str(test_bucket), BUILD_ID)
-  report = results.read_report(layout.Env(str(test_bucket), layout.TEST).report(BUILD_ID))
-  assert report.status == 'failed' and len(report.results) == 3 and report.ml_status == 'BLESSED'
+  record = results.read_passed(str(test_bucket), BUILD_ID)  # the verdict of `invoke test` stays
+  with pytest.raises(HarnessError, match='did not pass test: the run composer:test/run-2 failed '
+                                         r'\(golden_counts: wrong 1'):
+    evidence.check_evidence(str(test_bucket), record)
   # a later passing run adds evidence; it cannot bring the pass back
-  with pytest.raises(ValueError, match='FAILED'):
-    support.record_results(str(test_bucket), variables, [GOLDEN_OK], ['wordcount_test'],
-                           'DataflowRunner', 'composer:test/run-3', code=str(REPO))
+  assert support.record_results(str(test_bucket), variables, [GOLDEN_OK], ['wordcount_test'],
+                                'DataflowRunner', 'composer:test/run-3', code=str(REPO)) == 'passed'
+  assert [r.status for r in _evidence(test_bucket)] == ['failed', 'passed']
+  with pytest.raises(HarnessError, match='run-2 failed'):
+    evidence.check_evidence(str(test_bucket), record)
 
 
 def test_a_failed_beam_job_is_recorded_as_a_failure(support, test_bucket):
@@ -415,16 +426,62 @@ def test_a_failed_beam_job_is_recorded_as_a_failure(support, test_bucket):
   with pytest.raises(ValueError, match='run_wordcount_test did not succeed'):
     support.record_results(str(test_bucket), variables, [None], ['wordcount_test'],
                            'DataflowRunner', 'composer:test/run-4', code=str(REPO))
-  assert results.read_report(
-      layout.Env(str(test_bucket), layout.TEST).report(BUILD_ID)).status == 'failed'
+  assert [r.status for r in _evidence(test_bucket)] == ['failed']
+
+
+def test_a_retried_recording_adds_a_record_never_overwrites_one(support, test_bucket):
+  variables = support.read_variables(str(test_bucket), 'test')
+  wrong = [{'check': 'golden_counts', 'passed': False, 'message': 'wrong'}]
+  with pytest.raises(ValueError, match='FAILED'):
+    support.record_results(str(test_bucket), variables, [wrong], ['wordcount_test'],
+                           'DataflowRunner', 'composer:test/run-5', code=str(REPO))
+  support.record_results(str(test_bucket), variables, [GOLDEN_OK], ['wordcount_test'],
+                         'DataflowRunner', 'composer:test/run-5', code=str(REPO))
+  names = sorted(p.name for p in pathlib.Path(evidence.evidence_dir(str(test_bucket), BUILD_ID))
+                 .iterdir())
+  assert names == ['composer-test-run-5-2.json', 'composer-test-run-5.json']
+  assert sorted(r.status for r in _evidence(test_bucket)) == ['failed', 'passed']
 
 
 def test_evidence_for_other_bytes_is_refused(support, test_bucket):
   variables = support.read_variables(str(test_bucket), 'test')
   _record_invoke_test(test_bucket, variables, 'BLESSED')
-  with pytest.raises(RuntimeError, match='refusing to mix evidence'):
+  with pytest.raises(RuntimeError, match='refusing to record evidence of other bytes'):
     support.record_results(str(test_bucket), dict(variables, sha256='0' * 64), [GOLDEN_OK],
                            ['wordcount_test'], 'DataflowRunner', 'composer:x', code=str(REPO))
+  assert _evidence(test_bucket) == []
+
+
+def test_deploys_can_require_a_passing_run(support, test_bucket, monkeypatch):
+  variables = support.read_variables(str(test_bucket), 'test')
+  record = _record_invoke_test(test_bucket, variables, 'BLESSED')
+  evidence.check_evidence(str(test_bucket), record)  # not required: the passed record is enough
+  monkeypatch.setenv(evidence.REQUIRE_ENV_VAR, '1')
+  with pytest.raises(HarnessError, match='no passing test run on Dataflow/Composer'):
+    evidence.check_evidence(str(test_bucket), record)
+  support.record_results(str(test_bucket), variables, [GOLDEN_OK], ['wordcount_test'],
+                         'DataflowRunner', 'composer:test/run-6', code=str(REPO))
+  evidence.check_evidence(str(test_bucket), record)
+  monkeypatch.delenv(evidence.REQUIRE_ENV_VAR)
+  prod_settings = pathlib.Path(layout.Env(str(test_bucket), layout.PROD).settings)
+  prod_settings.parent.mkdir(parents=True)
+  prod_settings.write_text(json.dumps({evidence.REQUIRE_SETTING: True}))
+  assert evidence.required(str(test_bucket))
+
+
+def test_unreadable_or_foreign_evidence_refuses_the_build(support, test_bucket):
+  variables = support.read_variables(str(test_bucket), 'test')
+  record = _record_invoke_test(test_bucket, variables, 'BLESSED')
+  where = pathlib.Path(evidence.evidence_dir(str(test_bucket), BUILD_ID))
+  where.mkdir(parents=True)
+  (where / 'garbage.json').write_text('{"status": "passed"}')
+  with pytest.raises(HarnessError, match='cannot be read: .*not a test-run evidence record'):
+    evidence.check_evidence(str(test_bucket), record)
+  (where / 'garbage.json').write_text(json.dumps(
+      {'build_id': BUILD_ID, 'sha256': '0' * 64, 'wheel_file': 'w', 'tested_by': 'x',
+       'recorded_at': 'now', 'status': 'passed', 'results': []}))
+  with pytest.raises(HarnessError, match='not the tested'):
+    evidence.check_evidence(str(test_bucket), record)
 
 
 def test_golden_check_names_differences(support, tmp_path):

@@ -2,9 +2,9 @@
 
 Order of a deployment (prod variables.json is the single commit point)::
 
-    lock -> checks (passed record, manifest, sha256 of every test artifact) -> copy artifacts to
-    prod/artifacts/<id>/ (verified) -> workflows to prod/workflows/<id>/ (verified) ->
-    variables.json (one atomic write: the new build is live) -> history event -> unlock
+    lock -> checks (passed record, test-run evidence, manifest, sha256 of every test artifact)
+    -> copy artifacts to prod/artifacts/<id>/ (verified) -> workflows to prod/workflows/<id>/
+    (verified) -> variables.json (one atomic write: the new build is live) -> history event -> unlock
 
 Everything written before the commit point is immutable per build id, so ``kill -9`` anywhere
 leaves prod on the previous build or on the new one, complete. The next run removes the stale
@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import List, Mapping, Optional, Tuple
 
-from beam_pipelines.harness import checks, ml_check, publish, workflows
+from beam_pipelines.harness import checks, evidence, ml_check, publish, workflows
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.results import TestReport, passed_builds, read_passed, read_report
 from beam_pipelines.store import bucket, layout, records
@@ -241,8 +241,9 @@ def deploy(bucket_url: str, build_id: Optional[str] = None, approve: bool = Fals
     bucket.remove_stale_temps(prod.root, layout.EVENT_DEPLOY)
     if build_id is None:
       build_id = newest_deployable(bucket_url)
-    override = ml_check.refuse_unblessed(read_passed(bucket_url, build_id), build_id,
-                                         override_blessing)
+    passed = read_passed(bucket_url, build_id)
+    evidence.check_evidence(bucket_url, passed)  # a failed test run refuses; a passing one if required
+    override = ml_check.refuse_unblessed(passed, build_id, override_blessing)
     progress(f'deploy: promoting build {build_id} to prod')
     values = _promote(bucket_url, build_id, layout.EVENT_DEPLOY, approve, copy=True,
                       override=override)
@@ -297,8 +298,10 @@ def rollback(bucket_url: str, build_id: Optional[str] = None, approve: bool = Fa
     if not bucket.exists(prod.manifest(target)):
       raise HarnessError(f'build {target} was never deployed to prod ({prod.manifest(target)} '
                          f'missing): use `invoke deploy --build-id {target}`')
-    override = ml_check.refuse_unblessed(read_passed(bucket_url, target), target,
-                                         override_blessing, event=layout.EVENT_ROLLBACK)
+    passed = read_passed(bucket_url, target)
+    evidence.check_evidence(bucket_url, passed, layout.EVENT_ROLLBACK)
+    override = ml_check.refuse_unblessed(passed, target, override_blessing,
+                                         event=layout.EVENT_ROLLBACK)
     progress(f'rollback: prod {live.build_id} -> {target}')
     return _promote(bucket_url, target, layout.EVENT_ROLLBACK, approve, copy=False,
                     override=override)

@@ -9,6 +9,7 @@ the Apache Beam provider brings ``apache_beam``. The contract is the harness's
                                                       input/output/reference/staging/temp locations
     <workflows_dir>/<workflow>.json                   the deployed workflow definition: module, args
     <bucket>/test/passed/<build_id>.json              "test passed" record (what prod deploy consumes)
+    <bucket>/test/evidence/<build_id>/<run>.json      a test DAG run's own evidence (deploy reads it)
 
 The DAGs run the same deployed workflow definitions as the local harness (``invoke test``/``run``),
 with the runner and the GCP project chosen by Composer's variables instead of the DirectRunner.
@@ -339,7 +340,7 @@ def golden_counts(output: str, reference: str) -> str:
   return f'{len(shards)} shard(s) equal {reference}: {message}'
 
 
-RECORD_MODULE = 'beam_pipelines.harness.record'  # the harness's one writer of test records
+RECORD_MODULE = 'beam_pipelines.harness.record'  # the harness's writer of a run's evidence
 
 
 def check_results(checks: List[dict]) -> List[dict]:
@@ -358,12 +359,13 @@ def check_results(checks: List[dict]) -> List[dict]:
 
 def record_results(bucket: str, variables: Dict[str, str], results: List[Optional[List[dict]]],
                    workflows: List[str], runner: str, tested_by: str, code: str) -> str:
-  """Adds this DAG run's verdicts to the build's test report, through the harness's own writer.
+  """Records this DAG run's verdicts as its own evidence on the build, through the harness's writer.
 
   ``results`` holds each workflow's check results (None: its Beam job failed, so its checks did
   not run: recorded as a failure). ``code`` is the build's wheel (or source tree) put on
-  ``PYTHONPATH`` to run ``python -m beam_pipelines.harness.record``: the writer that keeps every
-  earlier verdict (``invoke test``'s golden and ML checks). Raises when any verdict failed.
+  ``PYTHONPATH`` to run ``python -m beam_pipelines.harness.record``, which adds
+  ``test/evidence/<build_id>/<run>.json`` and never rewrites the build's (signed) "test passed"
+  record; deploy refuses a build with a failed run. Raises when any verdict failed.
   """
   if not variables or not code:
     raise ValueError('nothing to record: read_variables or stage_wheel did not succeed')

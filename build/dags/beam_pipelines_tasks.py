@@ -136,7 +136,7 @@ def workflow_tasks(workflow: str, env: str, *, check: bool):
 
 
 def record_passed_task(workflows: List[str]) -> PythonOperator:
-  """Adds the run's verdicts to the build's test record; runs even when a Beam job failed."""
+  """Records the run's verdicts as its evidence on the build; runs even when a Beam job failed."""
   results = '{{ [%s] }}' % ', '.join(f"ti.xcom_pull(task_ids='check_{w}')" for w in workflows)
   return PythonOperator(
       task_id='record_passed', python_callable=_record,

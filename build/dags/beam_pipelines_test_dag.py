@@ -1,5 +1,5 @@
 """Test DAG (the tutorial's test_word_count): run the build under test on the test inputs, compare
-every output with its golden reference, and record "test passed" for the prod deploy to consume.
+every output with its golden reference, and record the run's evidence for the prod deploy to check.
 
 Triggered by Cloud Build (build/cloudbuild.yaml) after `invoke test` has uploaded the build and
 written <bucket>/test/variables.json. Composer variables: see beam_pipelines_support.AIRFLOW_VARIABLES.
