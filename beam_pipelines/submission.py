@@ -35,6 +35,7 @@ import sys
 import tempfile
 from typing import List, Optional, Sequence, Tuple
 
+from beam_pipelines import runtime
 from beam_pipelines.store import bucket as bucket_io
 from beam_pipelines.store import layout, records
 from beam_pipelines.store.console import progress
@@ -330,6 +331,7 @@ def resolve_cli(argv: Optional[Sequence[str]] = None) -> Tuple[str, List[str], O
           f'locally use `invoke run {known.pipeline} --env {known.env}` (it installs that wheel)')
     if not known.bucket:
       raise SubmissionError('--env needs --bucket (or $BEAM_PIPELINES_BUCKET)')
+    bucket_io.check_reachable(known.bucket)  # in seconds, not minutes of retries
     deployed = read_deployed(known.bucket, known.env)
     wheel = fetch_wheel(deployed.wheel_file, deployed.sha256)
     build_id = build_id or deployed.build_id
@@ -347,9 +349,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """The command line: the pipeline's own ``main`` gives the exit status (README, "Exit
   statuses"): 0 done, 1 a stopping verdict, 2 an error, 3 NOT_BLESSED."""
   try:
+    runtime.refuse_unreachable(sys.argv[1:] if argv is None else argv)
     pipeline, args, build_id = resolve_cli(argv)
     module = pipeline_module(pipeline)
-  except SubmissionError as error:
+  except Refusal as error:  # a SubmissionError, an unreachable or unreadable bucket
     progress(f'submission: error: {error}')
     return 2
   if is_dataflow(args):
