@@ -20,6 +20,8 @@ from beam_pipelines.store.errors import StorageError
 
 SIGNING_KEY_ENV_VAR = 'BEAM_PIPELINES_SIGNING_KEY'
 SIGNATURE = 'signature'  # the field of a signed record
+UNSIGNED_HINT = (' (a record written before the key was set: see docs/harness.md, "Turning signing '
+                 'on over an existing bucket")')
 
 
 def signing_key() -> Optional[bytes]:
@@ -50,4 +52,4 @@ def check(record: Mapping[str, Any], what: str) -> None:
   if not isinstance(given, str) or not hmac.compare_digest(given, signature(record, key)):
     raise StorageError(f'{what} is {"not signed" if not given else "signed with another key"} '
                        f'(${SIGNING_KEY_ENV_VAR} is set): it was not written by a test step '
-                       f'holding the key. Refusing to use it.')
+                       f'holding the key. Refusing to use it{UNSIGNED_HINT if not given else ""}.')
