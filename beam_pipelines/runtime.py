@@ -13,7 +13,7 @@ import sys
 import tempfile
 import traceback
 import warnings
-from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple, TypeVar
+from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 
 from beam_pipelines.store import bucket, text_lines
 from beam_pipelines.store.console import progress, ticking
@@ -61,30 +61,6 @@ def failure_status(name: str, error: BaseException) -> int:
   return EXIT_ERROR
 
 
-GS_BUCKET = re.compile(r'gs://([a-z0-9][a-z0-9._-]*)', re.IGNORECASE)
-_reached: Set[str] = set()  # gs:// buckets this process has reached
-
-
-def gs_buckets(values: Iterable[object]) -> List[str]:
-  """The distinct ``gs://<bucket>`` named anywhere in ``values`` (flags, ``--k=v``, lists)."""
-  found: List[str] = []
-  for value in values:
-    for name in GS_BUCKET.findall(str(value)):
-      if f'gs://{name}' not in found:
-        found.append(f'gs://{name}')
-  return found
-
-
-def refuse_unreachable(values: Iterable[object]) -> None:
-  """Refuses within seconds, in one line naming the bucket, when a gs:// bucket named in
-  ``values`` cannot be reached (``bucket.check_reachable``, as the ``invoke`` tasks do), instead
-  of minutes of client retries ending in a traceback."""
-  for url in gs_buckets(values):
-    if url not in _reached:
-      bucket.check_reachable(url)
-      _reached.add(url)
-
-
 def main(name: str, run: Callable[[Optional[Sequence[str]]], R],
          argv: Optional[Sequence[str]] = None,
          exit_status: Callable[[R], int] = lambda result: EXIT_OK) -> int:
@@ -92,10 +68,11 @@ def main(name: str, run: Callable[[Optional[Sequence[str]]], R],
   project's exit statuses: ``exit_status(result)`` turns a finished run into 0, 1 (a stopping
   verdict) or 3 (NOT_BLESSED); a failure is 2 (``failure_status``); argparse's usage errors keep
   their own status 2. A gs:// bucket named in the arguments that cannot be reached is refused
-  before anything runs.
+  before anything runs (not with ``--dry_run``, which contacts none).
   """
   try:
-    refuse_unreachable(sys.argv[1:] if argv is None else argv)
+    from beam_pipelines import submission  # standard library and the storage floor only
+    submission.refuse_unreachable(sys.argv[1:] if argv is None else argv)
     result = run(argv)
   except Exception as error:  # noqa: BLE001 - the one place that reports failures
     return failure_status(name, error)

@@ -35,7 +35,6 @@ import sys
 import tempfile
 from typing import List, Optional, Sequence, Tuple
 
-from beam_pipelines import runtime
 from beam_pipelines.store import bucket as bucket_io
 from beam_pipelines.store import layout, records
 from beam_pipelines.store.console import progress
@@ -82,6 +81,20 @@ def flag_values(beam_args: Sequence[str], *names: str) -> List[str]:
 def has_flag(beam_args: Sequence[str], *names: str) -> bool:
   """True when any of ``names`` is given, with or without a value."""
   return any(arg == name or arg.startswith(name + '=') for arg in beam_args for name in names)
+
+
+def is_dry_run(beam_args: Sequence[str]) -> bool:
+  """True when Beam's ``--dry_run`` is given a value (Beam takes any non-empty one as true): the
+  job is only built, and no gs:// location is contacted."""
+  values = flag_values(beam_args, '--dry_run')
+  return bool(values and values[-1])
+
+
+def refuse_unreachable(argv: Sequence[str]) -> None:
+  """Each gs:// bucket named in a command line must be reachable (``bucket.refuse_unreachable``),
+  unless the command only builds a job (``--dry_run``)."""
+  if not is_dry_run(argv):
+    bucket_io.refuse_unreachable(argv)
 
 
 def runner_of(beam_args: Sequence[str]) -> Optional[str]:
@@ -349,7 +362,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """The command line: the pipeline's own ``main`` gives the exit status (README, "Exit
   statuses"): 0 done, 1 a stopping verdict, 2 an error, 3 NOT_BLESSED."""
   try:
-    runtime.refuse_unreachable(sys.argv[1:] if argv is None else argv)
+    refuse_unreachable(sys.argv[1:] if argv is None else argv)
     pipeline, args, build_id = resolve_cli(argv)
     module = pipeline_module(pipeline)
   except Refusal as error:  # a SubmissionError, an unreachable or unreadable bucket

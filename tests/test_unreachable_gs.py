@@ -13,6 +13,7 @@ import time
 import pytest
 
 from beam_pipelines import runtime
+from beam_pipelines.store import bucket
 
 from conftest import REPO
 
@@ -84,10 +85,10 @@ def test_submission_refuses_the_unreachable_bucket_of_a_deployed_build(closed_po
 
 
 def test_the_buckets_named_in_arguments():
-  assert runtime.gs_buckets(['--input', 'gs://a/x/*.csv', '--output=gs://b.c/out', 'local',
+  assert bucket.gs_buckets(['--input', 'gs://a/x/*.csv', '--output=gs://b.c/out', 'local',
                              'gs://a/y', ['gs://d_e/1', 'gs://f-g']]) == [
       'gs://a', 'gs://b.c', 'gs://d_e', 'gs://f-g']
-  runtime.refuse_unreachable(['--input', '/local/path', 's3://elsewhere/x'])  # nothing to check
+  bucket.refuse_unreachable(['--input', '/local/path', 's3://elsewhere/x'])  # nothing to check
 
 
 def test_the_one_main_refuses_before_running(closed_port, monkeypatch, capsys):
@@ -97,3 +98,11 @@ def test_the_one_main_refuses_before_running(closed_port, monkeypatch, capsys):
   assert ran == []
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and 'wordcount: error: cannot reach' in err[0] and GS in err[0]
+
+
+def test_a_dry_run_contacts_no_bucket_and_is_not_refused(closed_port, monkeypatch):
+  monkeypatch.setenv('STORAGE_EMULATOR_HOST', closed_port)
+  ran = []
+  argv = ['--runner', 'DataflowRunner', '--temp_location', f'{GS}/tmp', '--dry_run', 'True']
+  assert runtime.main('wordcount', ran.append, argv) == 0
+  assert ran == [argv]

@@ -204,7 +204,7 @@ def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]
   else:
     url = resolve_bucket(args.bucket, pathlib.Path.cwd())
     check_bucket_name(url)
-    runtime.refuse_unreachable([url])  # also $BEAM_PIPELINES_BUCKET
+    bucket.refuse_unreachable([url])  # also $BEAM_PIPELINES_BUCKET
   ct = ContinuousTraining(url, CtOptions(
       env=args.env, pipeline=args.pipeline, use_cache=not args.no_cache,
       push=not args.no_push, predict=args.predict, build_id=args.build_id,
@@ -291,7 +291,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   facts: Dict[str, Any] = {}
   try:
     args = parse_args(argv)
-    runtime.refuse_unreachable(argv)  # a gs:// span, output or bucket: one line in seconds
+    bucket.refuse_unreachable(argv)  # a gs:// span, output or bucket: one line in seconds
     # With --json, stdout carries only the final line: anything a step prints goes to stderr.
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
       outcomes, facts = execute(args)
