@@ -4,10 +4,10 @@ The report is written to ``test/results/<build_id>/report.json``; while every ch
 same record is written to ``test/passed/<build_id>.json``, which is what ``deploy`` consumes. Its
 ``ml`` part holds the level-2 ML check's verdict (metrics, blessing, baseline).
 
-``record_results`` is the one writer of both, for ``invoke test`` and for the Composer test DAG
-(which runs it from the build's own wheel, ``python -m beam_pipelines.harness.record``): each call
-adds evidence (word count against its golden reference, the Dataflow job's, the ML verdict) and
-never removes any. A failed result, from any source, ends the build's "test passed" record.
+``record_results`` is the one writer of both, for ``invoke test``: each call adds evidence (word
+count against its golden reference, the ML verdict) and never removes any; a failed result ends
+the build's "test passed" record. The Composer test DAG never writes them: its runs add their own
+records (``evidence``), which deploy checks beside the passed record.
 """
 
 from __future__ import annotations
