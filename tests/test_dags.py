@@ -462,6 +462,9 @@ def test_deploys_can_require_a_passing_run(support, test_bucket, monkeypatch):
   support.record_results(str(test_bucket), variables, [GOLDEN_OK], ['wordcount_test'],
                          'DataflowRunner', 'composer:test/run-6', code=str(REPO))
   evidence.check_evidence(str(test_bucket), record)
+  monkeypatch.setenv(evidence.REQUIRE_ENV_VAR, 'on')
+  with pytest.raises(HarnessError, match="BEAM_PIPELINES_REQUIRE_EVIDENCE is 'on': expected 1 or 0"):
+    evidence.required(str(test_bucket))
   monkeypatch.delenv(evidence.REQUIRE_ENV_VAR)
   prod_settings = pathlib.Path(layout.Env(str(test_bucket), layout.PROD).settings)
   prod_settings.parent.mkdir(parents=True)

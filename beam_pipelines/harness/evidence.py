@@ -76,8 +76,8 @@ def run_name(tested_by: str) -> str:
 
 def write_evidence(bucket_url: str, build_id: str, sha256: str, wheel_file: str,
                    results: List[ResultEntry], tested_by: str) -> Tuple[str, Evidence]:
-  """Adds a run's evidence as a new record; returns (its path, the record). The build's passed record and
-  report are read only: evidence for other bytes than the tested ones is refused."""
+  """Adds a run's evidence as a new record; returns (its path, the record). The build's passed
+  record and report are only read: evidence for other bytes than the tested ones is refused."""
   if not results:
     raise HarnessError(f'no test results to record for build {build_id}')
   test = layout.Env(bucket_url, layout.TEST)
@@ -116,9 +116,14 @@ def read_evidence(bucket_url: str, build_id: str) -> List[Evidence]:
 
 
 def required(bucket_url: str) -> bool:
-  """Whether deploys need a passing run's evidence: the environment variable or prod settings."""
-  if os.environ.get(REQUIRE_ENV_VAR, '') in ('1', 'true', 'yes'):
+  """Whether deploys need a passing run's evidence: the environment variable or prod settings.
+  A value of the variable other than 1/true/yes or 0/false/no (or empty) is refused."""
+  value = os.environ.get(REQUIRE_ENV_VAR, '').strip().lower()
+  if value in ('1', 'true', 'yes'):
     return True
+  if value not in ('', '0', 'false', 'no'):
+    raise HarnessError(f'${REQUIRE_ENV_VAR} is {os.environ[REQUIRE_ENV_VAR]!r}: expected 1 or 0 '
+                       f'(true/false, yes/no). Nothing was changed.')
   prod = layout.Env(bucket_url, layout.PROD)
   if not bucket.exists(prod.settings):
     return False
