@@ -23,7 +23,7 @@ import sys
 
 import pytest
 
-from beam_pipelines.harness import compare, evidence, ml_check, results
+from beam_pipelines.harness import compare, evidence, ml_check, results, status
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.store import layout
 
@@ -418,6 +418,11 @@ def test_a_wrong_count_on_dataflow_refuses_the_build(support, test_bucket):
   assert [r.status for r in _evidence(test_bucket)] == ['failed', 'passed']
   with pytest.raises(HarnessError, match='run-2 failed'):
     evidence.check_evidence(str(test_bucket), record)
+  runs = status.status_report(str(test_bucket))['last_test']['runs']
+  assert (runs['passed'], runs['failed']) == (1, 1)
+  assert runs['failures'] == ['composer:test/run-2: golden_counts: wrong 1: b (expected 2, got 3)']
+  assert '  test DAG runs  1 passed, 1 failed (FAILED: composer:test/run-2: golden_counts' in (
+      '\n'.join(status.status_lines(str(test_bucket))))
 
 
 def test_a_failed_beam_job_is_recorded_as_a_failure(support, test_bucket):

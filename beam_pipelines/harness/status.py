@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from beam_pipelines.ct.definition import declared_pipelines
 from beam_pipelines.ct.paths import model_registry
 from beam_pipelines.ct.registry import CANDIDATE, PRODUCTION, Registry
+from beam_pipelines.harness import evidence
 from beam_pipelines.harness.deploy import (
   approval_required,
   history_with_skipped,
@@ -49,7 +50,20 @@ def _last_test(bucket_url: str) -> Optional[Dict[str, Any]]:
     return None
   report = read_report(test.report(builds[-1]))
   return {'build_id': builds[-1], 'status': report.status, 'tested_at': report.tested_at,
-          'failures': report.failures(), 'report': test.report(builds[-1])}
+          'failures': report.failures(), 'report': test.report(builds[-1]),
+          'runs': _runs(bucket_url, builds[-1])}
+
+
+def _runs(bucket_url: str, build_id: str) -> Dict[str, Any]:
+  """The test runs' evidence on ``build_id`` (the Composer test DAG's): counts and failures; an
+  unreadable record is reported, never raised."""
+  try:
+    runs = evidence.read_evidence(bucket_url, build_id)
+  except Refusal as error:
+    return {'passed': None, 'failed': None, 'failures': [], 'error': str(error)}
+  return {'passed': sum(r.passed for r in runs), 'failed': sum(not r.passed for r in runs),
+          'failures': [f'{r.tested_by}: {f}' for r in runs if not r.passed for f in r.failures()],
+          'error': None}
 
 
 def _models(reg: Registry) -> Dict[str, Any]:
@@ -120,8 +134,15 @@ def _last_test_text(view: Optional[Dict[str, Any]]) -> str:
   if view is None:
     return 'last test: none'
   failed = view['failures']
+  runs = view['runs']
+  if runs['error']:
+    runs_text = f'UNREADABLE: {runs["error"]}'
+  else:
+    runs_text = (f'{runs["passed"]} passed, {runs["failed"]} failed'
+                 + (f' (FAILED: {"; ".join(runs["failures"])})' if runs['failed'] else ''))
   return (f'last test: build {view["build_id"]} {view["status"].upper()} at {view["tested_at"]}'
-          + (f' ({"; ".join(failed)})' if failed else '') + f'\n  report  {view["report"]}')
+          + (f' ({"; ".join(failed)})' if failed else '') + f'\n  report  {view["report"]}'
+          + f'\n  test DAG runs  {runs_text}')
 
 
 def _version(number: Optional[int]) -> str:
