@@ -112,3 +112,13 @@ def test_model_list_and_model_rollback_on_a_garbage_history_file(reg, tmp_path):
     assert done.returncode == 0, done.stderr
     assert 'Traceback' not in done.stderr
   assert reg.aliases()[registry.PRODUCTION] == 1
+
+
+def test_lineage_of_a_version_without_its_lineage_path_is_one_line(reg):
+  path = pathlib.Path(reg.record_path(2))
+  record = json.loads(path.read_text())
+  del record['lineage']
+  path.write_text(json.dumps(record))
+  with pytest.raises(Refusal, match='names no lineage record') as refused:
+    views.lineage(reg, 'taxi', 'production')
+  assert '\n' not in str(refused.value) and str(path) in str(refused.value)

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Union
 from beam_pipelines.ct.lineage import render as render_lineage
 from beam_pipelines.ct.registry import (
   Registry,
+  RegistryError,
   blessing_status,
   describe,
   describe_aliases,
@@ -48,9 +49,13 @@ def lineage(reg: Registry, pipeline: str, model: Union[str, int]) -> Dict[str, A
   lineage record."""
   version = reg.resolve(model)
   record = reg.record(version)
+  path = record.get('lineage')
+  if not isinstance(path, str) or not path:
+    raise RegistryError(f'{reg.record_path(version)} names no lineage record (a malformed or '
+                        f'hand-written version): its files and sha256 are in `invoke model-list`')
   return {'pipeline': pipeline, 'model': str(model), 'version': version, 'registry': reg.root,
-          'record': record, 'lineage_path': record['lineage'],
-          'lineage': bucket.read_json(record['lineage'], 'lineage record')}
+          'record': record, 'lineage_path': path,
+          'lineage': bucket.read_json(path, 'lineage record')}
 
 
 def lineage_lines(view: Dict[str, Any]) -> List[str]:
