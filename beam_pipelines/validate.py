@@ -266,6 +266,21 @@ def checked_by_tfdv(schema):
   return probe
 
 
+def presence_allowance(schema, rows: int):
+  """A copy of the schema whose presence minimums allow for the sampling noise of a split of
+  ``rows`` rows: each ``min_fraction`` lowered by its one-sided 95% margin, 1.645 x sqrt(f(1-f)
+  / rows), so a 20-row eval split does not stop on the share of a 0.9-present feature drawn by
+  chance (a minimum of 1, every row, stays 1)."""
+  allowed = type(schema)()
+  allowed.CopyFrom(schema)
+  for feature in allowed.feature:
+    fraction = feature.presence.min_fraction
+    if 0 < fraction < 1 and rows > 0:
+      margin = 1.6448536269514722 * math.sqrt(fraction * (1 - fraction) / rows)
+      feature.presence.min_fraction = max(0.0, fraction - margin)
+  return allowed
+
+
 def _num_examples(statistics) -> int:
   return sum(d.num_examples for d in statistics.datasets)
 
@@ -563,8 +578,9 @@ def validate(features_dir: str, output: str, schema_path: Optional[str] = None,
            f'checking anomalies{", drift" if previous else ""}'
            f'{", skew" if SERVING in statistics else ""}, leakage')
   probe = checked_by_tfdv(schema)
-  anomalies = {split: tfdv.validate_statistics(statistics[split], probe, environment=TRAINING_ENV)
-               for split in artifacts.SPLITS}
+  anomalies = {split: tfdv.validate_statistics(
+      statistics[split], presence_allowance(probe, _num_examples(statistics[split])),
+      environment=TRAINING_ENV) for split in artifacts.SPLITS}
   new_values, warnings = new_value_findings(schema, statistics, spec)
   aucs = (guards.single_feature_aucs(features_dir, spec.label, spec.numeric, spec.categorical)
           if spec.leakage != spec_lib.LEAKAGE_OFF else {})

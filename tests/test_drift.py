@@ -110,3 +110,49 @@ def test_label_shift_beyond_noise():
   same = drift.label_shift(before, numeric([0] * 820 + [1] * 180))
   assert same is not None and not same.beyond_noise
   assert math.isclose(same.noise_floor, 1.96 * math.sqrt(0.175 * 0.825 * 2 / 1000), rel_tol=1e-3)
+
+
+def test_a_truncated_value_list_is_not_drift():
+  """TFDV lists a categorical feature's 1,000 most frequent values; with 2,000 equally frequent
+  ones, each side lists another half. Identical data must not read as drift."""
+  values = [f'v{i}' for i in range(2000)]
+  before, after = categorical({}), categorical({})
+  for feature, listed in ((before, values[:1000]), (after, values[500:1500])):
+    feature.string_stats.common_stats.num_non_missing = 200_000
+    feature.string_stats.common_stats.tot_num_values = 200_000
+    for rank, value in enumerate(listed):
+      feature.string_stats.rank_histogram.buckets.add(low_rank=rank, high_rank=rank, label=value,
+                                                      sample_count=100)
+  found = drift.compare('zip', before, after, 'jensen_shannon')
+  assert found is not None and found.value < 1e-9
+  assert drift.compare('zip', before, after, 'l_infinity').value < 1e-9
+
+
+def test_a_binary_column_is_compared_by_its_share_of_ones():
+  """Quantile buckets of a 0/1 column include one spanning 0 to 1; its mass cannot be placed.
+  71% against 69% zeros is a small distance, not a jump of a whole decile."""
+  rng = np.random.RandomState(4)
+  before = numeric((rng.rand(100_000) > 0.71).astype(float))
+  after = numeric((rng.rand(100_000) > 0.69).astype(float))
+  assert drift.is_binary(before) and drift.is_binary(after)
+  found = drift.compare('flag', before, after, 'jensen_shannon')
+  exact = drift.jensen_shannon(np.array([1 - before.num_stats.mean, before.num_stats.mean]),
+                               np.array([1 - after.num_stats.mean, after.num_stats.mean]))
+  assert found is not None and found.value == pytest.approx(exact, abs=1e-6) and found.value < 0.001
+
+
+def test_presence_minimums_allow_for_the_size_of_a_split():
+  from tensorflow_metadata.proto.v0 import schema_pb2
+
+  from beam_pipelines import validate
+  schema = schema_pb2.Schema()
+  for name, fraction in (('payor', 0.8), ('age', 1.0), ('note', 0.0)):
+    feature = schema.feature.add(name=name)
+    feature.presence.min_fraction = fraction
+  small = {f.name: f.presence.min_fraction for f in validate.presence_allowance(schema, 20).feature}
+  large = {f.name: f.presence.min_fraction
+           for f in validate.presence_allowance(schema, 1_000_000).feature}
+  assert small['payor'] == pytest.approx(0.8 - 1.645 * math.sqrt(0.16 / 20), abs=1e-3)
+  assert large['payor'] == pytest.approx(0.8, abs=1e-3)
+  assert small['age'] == 1.0 and small['note'] == 0.0
+  assert schema.feature[0].presence.min_fraction == pytest.approx(0.8)  # the schema is unchanged

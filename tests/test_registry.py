@@ -422,6 +422,7 @@ class TestReevaluation:
     assert [(e['run_id'], e['blessing']['status']) for e in stored['evaluations']] == [
         ('r1', 'NOT_BLESSED'), ('r2', 'BLESSED')]
     reg.move({registry.PRODUCTION: 1}, registry.EVENT_PUSH, 'blessed')  # allowed now
+    assert stored['metrics'] == {'auc': 0.9}  # the metrics beside the blessing are its own
 
   def test_the_same_blessing_again_leaves_the_record_as_it_is(self, reg, models):
     first, _ = reg.push(models[0], run_id='r1', blessing={'status': 'BLESSED'})

@@ -253,7 +253,8 @@ class Registry:
         'run_id': facts.get('run_id'), 'lineage': facts.get('lineage'), 'at': layout.now_utc(),
         'blessing': blessing, 'metrics': facts.get('metrics') or {}})
     updated = cast(VersionRecord, dict(
-        record, blessing=blessing, evaluations=list(record.get('evaluations') or [first]) + [latest]))
+        record, blessing=blessing, metrics=facts.get('metrics') or record.get('metrics') or {},
+        evaluations=list(record.get('evaluations') or [first]) + [latest]))
     bucket.write_json(self.record_path(record['version']), updated)
     progress(f'registry: v{record["version"]} re-evaluated by run {facts.get("run_id")}: '
              f'{blessing_status(record) or "not evaluated"} -> {blessing.get("status")} '

@@ -192,22 +192,54 @@ def noise_floor(measure: str, baseline_shares: np.ndarray, n_baseline: int,
   return min(1.0, expected + _Z95 * spread)
 
 
+def is_binary(feature) -> bool:
+  """A numeric feature whose values are all 0 or 1 (its quantile buckets cannot place the mass
+  of a bucket spanning 0 to 1; its mean can)."""
+  if not feature.HasField('num_stats'):
+    return False
+  buckets = _quantile_buckets(feature)
+  ends = {v for low, high, _ in buckets for v in (low, high)}
+  return bool(buckets) and ends <= {0.0, 1.0}
+
+
+def _aligned_shares(base: Dict[str, float], cur: Dict[str, float]
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+  """Both sides' shares over the same values. When a side lists only its most frequent values
+  (the rest in ``OTHER``), a value listed on one side only may hide in the other's ``OTHER``: such
+  values are folded into ``OTHER`` on both sides, so truncation never reads as drift."""
+  if OTHER in base or OTHER in cur:
+    listed = (set(base) & set(cur)) - {OTHER}
+    base = _fold(base, listed)
+    cur = _fold(cur, listed)
+  values = sorted(set(base) | set(cur))
+  return (np.array([base.get(v, 0.0) for v in values]),
+          np.array([cur.get(v, 0.0) for v in values]))
+
+
+def _fold(shares: Dict[str, float], listed: set) -> Dict[str, float]:
+  folded = {v: s for v, s in shares.items() if v in listed}
+  rest = sum(s for v, s in shares.items() if v not in listed)
+  if rest > 0:
+    folded[OTHER] = rest
+  return folded
+
+
 def compare(name: str, baseline, current, measure: str) -> Optional[Comparison]:
   """The distance of one feature between two FeatureNameStatistics, or None when either side has
   no value (presence is the schema's check, not drift's)."""
   n, m = non_missing(baseline), non_missing(current)
   if not n or not m:
     return None
-  if baseline.HasField('num_stats') and current.HasField('num_stats'):
+  if is_binary(baseline) and is_binary(current):  # a 0/1 column: its mean is its share of 1s
+    p = np.array([1 - baseline.num_stats.mean, baseline.num_stats.mean])
+    q = np.array([1 - current.num_stats.mean, current.num_stats.mean])
+  elif baseline.HasField('num_stats') and current.HasField('num_stats'):
     edges = quantile_edges(baseline)
     p, q = binned_shares(baseline, edges), binned_shares(current, edges)
     keep = (p > 0) | (q > 0)  # a bin empty on both sides is no bin
     p, q = p[keep], q[keep]
   else:
-    base, cur = value_shares(baseline), value_shares(current)
-    values = sorted(set(base) | set(cur))
-    p = np.array([base.get(v, 0.0) for v in values])
-    q = np.array([cur.get(v, 0.0) for v in values])
+    p, q = _aligned_shares(value_shares(baseline), value_shares(current))
   if measure == spec_lib.JENSEN_SHANNON:
     value = jensen_shannon(p, q)
   elif measure == spec_lib.L_INFINITY:
