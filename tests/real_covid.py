@@ -37,6 +37,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+import realdata
+
 NAME = 'covid'
 LABEL = 'positive'
 COLUMNS = ['pan_day', 'subject_id', 'fake_first_name', 'fake_last_name', 'gender', 'age',
@@ -51,17 +53,8 @@ SPANS: Dict[str, Tuple[int, int]] = {  # span name (sorts in time) -> first and 
     'day029-056': (29, 56), 'day057-084': (57, 84), 'day085-107': (85, 107)}
 LEAK_NOISE = 0.23  # AUC of label + N(0, sd): Phi(1 / (sd * sqrt(2))) ~ 0.999
 
-PIPELINE_YAML = """\
-# COVID-19 tests of a children's hospital in 2020: will the test come back positive?
-spec: spec.yaml
-integration: integration.csv
-train:
-  classifier: logistic
-  C: 1.0
-  max_iter: 1000
-  random_state: 0
-window: 2
-"""
+PIPELINE_YAML = ("# COVID-19 tests of a children's hospital in 2020: will the test come back "
+                 'positive?\n' + realdata.TRAIN_WINDOW_OF_TWO)
 
 # Written from the CSV header alone: what a person would declare without studying the data.
 SPEC_YAML = f"""\

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import subprocess
 import types
 
 import numpy as np
@@ -20,7 +19,7 @@ from beam_pipelines.ct.paths import CtPaths
 
 import realdata
 from conftest import REPO
-from harness.support import invoke, make_project
+from harness.support import commit_all, logged_runs, make_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,19 +39,10 @@ def team(tmp_path_factory):
   root = tmp_path_factory.mktemp('real-data')
   s = types.SimpleNamespace(project=make_project(root / 'project'), bucket=root / 'bucket', done={})
   realdata.write_pipeline_folder(s.project)
-  git = ['git', '-c', 'user.name=team', '-c', 'user.email=team@test.invalid']
-  subprocess.run(git + ['add', '-A'], cwd=s.project, check=True)
-  subprocess.run(git + ['commit', '-q', '-m', 'add the flights pipeline'], cwd=s.project, check=True)
+  commit_all(s.project, 'add the flights pipeline')
   s.registry = registry.Registry(CtPaths(str(s.bucket), 'flights').registry)
-
-  logs = REPO / 'outputs' / 'real-data'  # for a person to read (gitignored)
-  logs.mkdir(parents=True, exist_ok=True)
-
-  def run(name, *args):
-    s.done[name] = invoke(s.project, s.bucket, *args)
-    (logs / f'{name}.log').write_text(f'$ invoke {" ".join(args)}\n{out(s.done[name])}'
-                                      f'(exit status {s.done[name].returncode})\n')
-    return s.done[name]
+  # logs for a person to read (gitignored)
+  run = logged_runs(s.project, s.bucket, s.done, REPO / 'outputs' / 'real-data')
 
   run('loop', 'build', '--no-checks', 'test', 'deploy')
   s.january = realdata.month(1)

@@ -19,7 +19,7 @@ from beam_pipelines.ct.paths import CtPaths
 
 import real_covid
 from conftest import REPO
-from harness.support import invoke, make_project
+from harness.support import commit_all, logged_runs, make_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,19 +35,11 @@ def team(tmp_path_factory):
                             done={}, aliases={})
   folder = real_covid.write_pipeline_folder(s.project)
   s.schema_files = sorted(folder.glob('*.pbtxt'))
-  git = ['git', '-c', 'user.name=team', '-c', 'user.email=team@test.invalid']
-  subprocess.run(git + ['add', '-A'], cwd=s.project, check=True)
-  subprocess.run(git + ['commit', '-q', '-m', 'add the covid pipeline'], cwd=s.project, check=True)
+  commit_all(s.project, 'add the covid pipeline')
   paths = CtPaths(str(s.bucket), real_covid.NAME)
   s.registry = registry.Registry(paths.registry)
-  logs = REPO / 'outputs' / 'real-time-ordered'  # for a person to read (gitignored)
-  logs.mkdir(parents=True, exist_ok=True)
-
-  def run(name, *args):
-    s.done[name] = invoke(s.project, s.bucket, *args)
-    (logs / f'{name}.log').write_text(f'$ invoke {" ".join(args)}\n{out(s.done[name])}'
-                                      f'(exit status {s.done[name].returncode})\n')
-    return s.done[name]
+  # logs for a person to read (gitignored)
+  run = logged_runs(s.project, s.bucket, s.done, REPO / 'outputs' / 'real-time-ordered')
 
   run('loop', 'build', '--no-checks', 'test', 'deploy')
   for span in real_covid.SPANS:

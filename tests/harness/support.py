@@ -30,6 +30,26 @@ def make_project(destination: pathlib.Path) -> pathlib.Path:
   return destination
 
 
+def commit_all(project: pathlib.Path, message: str) -> None:
+  """Commits every change of ``project`` as a team member would (a new pipeline folder)."""
+  git = ['git', '-c', 'user.name=team', '-c', 'user.email=team@test.invalid']
+  subprocess.run(git + ['add', '-A'], cwd=project, check=True)
+  subprocess.run(git + ['commit', '-q', '-m', message], cwd=project, check=True)
+
+
+def logged_runs(project: pathlib.Path, bucket: pathlib.Path, done: dict, logs: pathlib.Path):
+  """``run(name, *args)``: the real `invoke` CLI, its result kept in ``done[name]`` and its output
+  written to ``logs/<name>.log`` for a person to read."""
+  logs.mkdir(parents=True, exist_ok=True)
+
+  def run(name: str, *args: str):
+    done[name] = invoke(project, bucket, *args)
+    (logs / f'{name}.log').write_text(f'$ invoke {" ".join(args)}\n{done[name].stdout}'
+                                      f'{done[name].stderr}(exit status {done[name].returncode})\n')
+    return done[name]
+  return run
+
+
 def invoke(project: pathlib.Path, bucket: pathlib.Path, *args: str, **env_extra: str):
   """Runs the real `invoke` CLI in ``project`` on ``bucket``; returns the CompletedProcess."""
   env = dict(os.environ, **{layout.BUCKET_ENV_VAR: str(bucket)}, **env_extra)
