@@ -138,7 +138,82 @@ class ComputeStatistics(beam.PTransform):
     return (
         tables
         | 'ToRecordBatches' >> beam.FlatMap(_record_batches)
-        | 'GenerateStatistics' >> tfdv.GenerateStatistics(tfdv.StatsOptions()))
+        | 'GenerateStatistics' >> tfdv.GenerateStatistics(
+            tfdv.StatsOptions(generators=[small_integer_values()])))
+
+
+def small_integer_values():
+  """A TFDV statistics generator: the exact count of each value of every numeric feature whose
+  values are all integers, at most ``pages.validation.MAX_CATEGORY_VALUES`` of them (a 0/1 label,
+  day of week, hour), stored as the feature's custom statistic ``pages.validation.VALUE_COUNTS``
+  (a rank histogram) beside TFDV's own, so the report draws such a feature as categories."""
+  _tfdv()
+  from tensorflow_data_validation.statistics.generators import stats_generator
+  from tensorflow_metadata.proto.v0 import statistics_pb2
+  limit = validation_report.MAX_CATEGORY_VALUES
+
+  class SmallIntegerValues(stats_generator.CombinerStatsGenerator):
+    """Feature -> {value: count} while its values are small-integer, None once they are not."""
+
+    def __init__(self):
+      super().__init__('SmallIntegerValues')
+
+    def create_accumulator(self) -> Dict[str, Optional[Dict[float, int]]]:
+      return {}
+
+    def add_input(self, accumulator, batch: pa.RecordBatch):
+      for name, column in zip(batch.schema.names, batch.columns):
+        if name in accumulator and accumulator[name] is None:
+          continue
+        if not pa.types.is_list(column.type):  # a column without any value in this batch
+          continue
+        values = column.flatten()
+        if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+          accumulator[name] = None
+          continue
+        array = np.asarray(values.to_numpy(zero_copy_only=False), dtype=float)
+        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+          accumulator[name] = None
+          continue
+        found, times = np.unique(array, return_counts=True)
+        counts = accumulator.setdefault(name, {})
+        for value, count in zip(found.tolist(), times.tolist()):
+          counts[value] = counts.get(value, 0) + count
+        if len(counts) > limit:
+          accumulator[name] = None
+      return accumulator
+
+    def merge_accumulators(self, accumulators):
+      merged: Dict[str, Optional[Dict[float, int]]] = {}
+      for accumulator in accumulators:
+        for name, found in accumulator.items():
+          if found is None or (name in merged and merged[name] is None):
+            merged[name] = None
+            continue
+          into = merged.setdefault(name, {})
+          for value, count in found.items():
+            into[value] = into.get(value, 0) + count  # type: ignore[index]
+          if len(into) > limit:  # type: ignore[arg-type]
+            merged[name] = None
+      return merged
+
+    def extract_output(self, accumulator):
+      result = statistics_pb2.DatasetFeatureStatistics()
+      for name, found in sorted(accumulator.items()):
+        if not found:
+          continue
+        feature = result.features.add()
+        feature.path.step.append(name)
+        custom = feature.custom_stats.add()
+        custom.name = validation_report.VALUE_COUNTS
+        for rank, (value, count) in enumerate(sorted(found.items())):
+          bucket = custom.rank_histogram.buckets.add()
+          bucket.low_rank = bucket.high_rank = rank
+          bucket.label = f'{value:.0f}'
+          bucket.sample_count = count
+      return result
+
+  return SmallIntegerValues()
 
 
 def statistics_path(output: str, split: str) -> str:

@@ -9,6 +9,7 @@ bucket. Every drawn data mark has ``class="mark"`` and every chart ``class="char
 from __future__ import annotations
 
 import html
+import math
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 PALETTE = ('#1f77b4', '#ff7f0e', '#2ca02c', '#9467bd', '#8c564b', '#e377c2')
@@ -33,14 +34,65 @@ def _legend(names: Sequence[str], x: float, y: float, dashed: Sequence[bool] = (
   return ''.join(parts)
 
 
+def human_number(value: Optional[float]) -> str:
+  """A number as people read it, never in exponent notation: 1,460 / 12.35 / 0.25 / 0.0412 /
+  3.2M / -7; None and NaN read "n/a". Whole numbers below a million get thousands separators;
+  from a million on, three significant digits and M, B or T; other values keep about three
+  significant digits (two decimals from 1 to 100, one from 100 to 1,000)."""
+  if value is None:
+    return 'n/a'
+  v = float(value)
+  if math.isnan(v):
+    return 'n/a'
+  if math.isinf(v):
+    return '∞' if v > 0 else '-∞'
+  sign, a = ('-' if v < 0 else ''), abs(v)
+  for limit, suffix in ((1e12, 'T'), (1e9, 'B'), (1e6, 'M')):
+    if round(a, 0) >= limit:
+      scaled = a / limit
+      decimals = 2 if scaled < 10 else 1 if scaled < 100 else 0
+      return f'{sign}{_trim(f"{scaled:,.{decimals}f}")}{suffix}'
+  if a == 0:
+    return '0'
+  decimals = 0 if a >= 1000 else 1 if a >= 100 else 2 if a >= 1 else 2 - math.floor(math.log10(a))
+  rounded = round(a, decimals)
+  if rounded == 0:
+    return '0'
+  if rounded >= 1000 or rounded == int(rounded):
+    return f'{sign}{rounded:,.0f}'
+  return f'{sign}{_trim(f"{rounded:.{decimals}f}")}'
+
+
+def human_percent(share: Optional[float]) -> str:
+  """A share (0.456) as a percentage for people: 45.6% / 0.1% / <0.1% / 0%."""
+  if share is None or math.isnan(share):
+    return 'n/a'
+  if 0 < share < 0.001:
+    return '<0.1%'
+  return f'{_trim(f"{100 * share:.1f}")}%'
+
+
+def _trim(text: str) -> str:
+  return text.rstrip('0').rstrip('.') if '.' in text else text
+
+
+def _nice_step(raw: float) -> float:
+  magnitude = 10 ** math.floor(math.log10(raw))
+  return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+
+
 def _ticks(low: float, high: float, count: int = 5) -> List[float]:
-  if high <= low:
+  """Round tick values (multiples of 1, 2, 2.5 or 5 times a power of ten) inside [low, high]."""
+  if not high > low:
     return [low]
-  return [low + (high - low) * i / (count - 1) for i in range(count)]
+  step = _nice_step((high - low) / max(count - 1, 1))
+  first = math.ceil(low / step - 1e-9)
+  ticks = [round(i * step, 12) for i in range(first, math.floor(high / step + 1e-9) + 1)]
+  return ticks if len(ticks) >= 2 else [low, high]
 
 
 def _tick_label(value: float) -> str:
-  return f'{value:.2f}' if abs(value) < 100 else f'{value:,.0f}'
+  return human_number(value)
 
 
 def line_chart(name: str, series: Mapping[str, Sequence[Point]], x_label: str, y_label: str,
@@ -131,7 +183,8 @@ def bar_chart(name: str, categories: Sequence[str], series: Mapping[str, Sequenc
       h = value / top_value * plot_h
       out.append(f'<rect class="mark" x="{gx + s * bar:.1f}" y="{top + plot_h - h:.1f}" '
                  f'width="{max(bar - 1, 1):.1f}" height="{h:.1f}" fill="{PALETTE[s % len(PALETTE)]}">'
-                 f'<title>{html.escape(label)} {html.escape(category)}: {value:.4f}</title></rect>')
+                 f'<title>{html.escape(label)} {html.escape(category)}: {human_number(value)}'
+                 f'</title></rect>')
     if c % step == 0:
       text = category if len(category) <= 12 else category[:11] + '…'
       out.append(f'<text x="{gx + group * 0.4:.1f}" y="{top + plot_h + 12}" text-anchor="end" '
@@ -155,17 +208,19 @@ def distance_meter(name: str, value: float, threshold: Optional[float],
     return left + x / scale_max * plot_w
 
   over = threshold is not None and value > threshold
-  out = [_open(name, width, height, f'distance {value:.4f} vs threshold {threshold}')]
+  out = [_open(name, width, height, f'distance {human_number(value)} vs threshold '
+                               f'{human_number(threshold)}')]
   if floor is not None:
     out.append(f'<rect x="{left}" y="6" width="{sx(floor) - left:.1f}" height="16" fill="#e6e6e6">'
-               f'<title>noise floor {floor:.4f}</title></rect>')
+               f'<title>noise floor {human_number(floor)}</title></rect>')
   out.append(f'<rect class="mark" x="{left}" y="10" width="{max(sx(value) - left, 1.5):.1f}" '
-             f'height="8" fill="{"#b00020" if over else "#1f77b4"}"><title>distance {value:.4f}'
+             f'height="8" fill="{"#b00020" if over else "#1f77b4"}"><title>distance '
+             f'{human_number(value)}'
              f'</title></rect>')
   if threshold is not None:
     out.append(f'<line x1="{sx(threshold):.1f}" x2="{sx(threshold):.1f}" y1="2" y2="26" '
                f'stroke="#b00020" stroke-width="2"/><text x="{sx(threshold):.1f}" y="38" '
-               f'text-anchor="middle" fill="#b00020">threshold {threshold:g}</text>')
+               f'text-anchor="middle" fill="#b00020">threshold {human_number(threshold)}</text>')
   out.append(f'<text x="{left}" y="38">0</text></svg>')
   return ''.join(out)
 

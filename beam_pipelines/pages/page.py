@@ -31,6 +31,9 @@ figure { margin: 0; } figcaption { font-size: 0.85em; color: #555; max-width: 46
 svg.chart { background: #fff; border: 1px solid #e4e4e4; }
 section.feature { margin-bottom: 1.5em; }
 nav a { margin-right: 1em; }
+.scroll { overflow-x: auto; max-width: 100%; }
+td.values { text-align: left; max-width: 24em; overflow-wrap: anywhere; }
+p, li, figcaption { overflow-wrap: anywhere; } td.text { overflow-wrap: break-word; }
 """
 
 
@@ -64,6 +67,11 @@ def shell(title: str, body: str, nav: str = '') -> str:
           f'<meta name="viewport" content="width=device-width, initial-scale=1">'
           f'<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n'
           f'{nav}{body}\n</body></html>\n')
+
+
+def scroll(content: str) -> str:
+  """``content`` (a wide table) in a box that scrolls sideways, so the page itself never does."""
+  return f'<div class="scroll">{content}</div>'
 
 
 def figure(svg: str, caption: str) -> str:
