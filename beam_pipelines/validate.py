@@ -192,8 +192,8 @@ def small_integer_values():
             continue
           into = merged.setdefault(name, {})
           for value, count in found.items():
-            into[value] = into.get(value, 0) + count  # type: ignore[index]
-          if len(into) > limit:  # type: ignore[arg-type]
+            into[value] = into.get(value, 0) + count
+          if len(into) > limit:
             merged[name] = None
       return merged
 

@@ -18,10 +18,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import realdata
 from beam_pipelines.ml import artifacts
 from beam_pipelines.pages import charts, validation
 from beam_pipelines.pages.charts import human_number, human_percent
+
+import realdata
 
 
 class TestHumanNumbers:

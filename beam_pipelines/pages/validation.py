@@ -162,7 +162,7 @@ def compare(a: Distribution, b: Distribution, baseline: Optional[Distribution] =
     if a['counts'] and b['counts']:
       return _compare_counts(a['counts'], b['counts'], ordered=True)
     base = baseline if baseline is not None and baseline['kind'] == 'numeric' else a
-    return _compare_deciles(a, b, base)  # type: ignore[arg-type]
+    return _compare_deciles(a, b, base)
   raise ValueError(f'cannot compare a {a["kind"]} distribution with a {b["kind"]} one')
 
 
@@ -270,8 +270,9 @@ def summarize(statistics: Statistics) -> Dict[str, FeatureSummary]:
         'missing': missing / (count + missing) if count + missing else 0.0}
     if numeric:
       num = feature.num_stats
-      summary.update(mean=num.mean, std=num.std_dev, min=num.min, max=num.max,
-                     zeros=num.num_zeros / count if count else 0.0)
+      summary['mean'], summary['std'] = num.mean, num.std_dev
+      summary['min'], summary['max'] = num.min, num.max
+      summary['zeros'] = num.num_zeros / count if count else 0.0
       median = quantile_median(feature)
       if median is not None:
         summary['median'] = median
@@ -281,8 +282,8 @@ def summarize(statistics: Statistics) -> Dict[str, FeatureSummary]:
     else:
       top = sorted(((v.value, v.frequency) for v in feature.string_stats.top_values),
                    key=lambda vf: -vf[1])[:TOP_VALUES]
-      summary.update(unique=int(feature.string_stats.unique),
-                     top=[(value, frequency / count if count else 0.0) for value, frequency in top])
+      summary['unique'] = int(feature.string_stats.unique)
+      summary['top'] = [(value, frequency / count if count else 0.0) for value, frequency in top]
     out[_name(feature)] = summary
   return out
 
