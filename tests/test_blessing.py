@@ -336,7 +336,7 @@ class TestPairedChange:
                                 confidence=0.99)
     check = blessing.check_change('auc', 0.79, 0.8, threshold, comparison)
     assert check.bound == pytest.approx(-0.01 + 2.3263479 * 0.005) and check.passed
-    assert 'a sample of 200000 of 900000 rows' in check.message
+    assert 'a sample of 200,000 of the same 900,000 rows' in check.message
     assert 'one-sided 99% upper bound' in check.message
 
   def test_the_record_has_the_error_and_the_bound(self):
@@ -359,10 +359,11 @@ class TestPairedChange:
     with pytest.raises(blessing.BlessingConfigError, match=field.replace('.', r'\.')):
       blessing.parse_config({'metrics': {'auc': {'change_threshold': change}}})
 
-  def test_paired_noise_is_for_auc_only_and_not_for_registered_change(self):
-    with pytest.raises(blessing.BlessingConfigError, match='auc only, not log_loss'):
-      blessing.parse_config({'metrics': {'log_loss': {'change_threshold': {
-          'direction': LOWER_IS_BETTER, 'noise': 'paired'}}}})
+  def test_paired_noise_is_for_compared_metrics_only_and_not_for_registered_change(self):
+    assert blessing.PAIRED_METRICS == metrics.PAIRED_METRICS
+    with pytest.raises(blessing.BlessingConfigError, match='brier_score only, not accuracy'):
+      blessing.parse_config({'metrics': {'accuracy': {'change_threshold': {
+          'direction': HIGHER_IS_BETTER, 'noise': 'non_inferiority'}}}})
     with pytest.raises(blessing.BlessingConfigError, match='registered_change.auc fields'):
       blessing.parse_registered({'registered_change': {'auc': {
           'direction': HIGHER_IS_BETTER, 'noise': 'paired'}}})
