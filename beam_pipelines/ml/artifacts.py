@@ -340,6 +340,7 @@ class FeaturesSummary(_SummaryKeys, total=False):
   reconciled: bool
   missing_columns: List[str]
   extra_columns: List[str]
+  split: Dict[str, object]  # a time split: its rule and cutoff (``features.TimeSplit``)
 
 
 def read_summary(features_dir: str) -> FeaturesSummary:
