@@ -347,7 +347,7 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
       | 'MetricsPerSlice' >> beam.CombinePerKey(BinaryMetricsCombineFn()))
   comparison = None
   if BASELINE in models:  # both models scored the same rows: compare them row by row
-    data = input_pattern or artifacts.split_pattern(features_dir, artifacts.EVAL)
+    data = input_pattern or artifacts.split_pattern(cast(str, features_dir), artifacts.EVAL)
     comparison = beam.pvalue.AsSingleton(
         scored
         | 'PairRows' >> beam.Map(paired_rows, label)
@@ -465,7 +465,8 @@ def _comparison(document: artifacts.MetricsDocument) -> Optional[AucComparison]:
   if not comparison:
     return None
   fields = AucComparison.__dataclass_fields__  # older fields only: the record has more
-  return AucComparison(**{k: v for k, v in comparison.items() if k in fields})
+  kept: dict = {k: v for k, v in comparison.items() if k in fields}
+  return AucComparison(**kept)
 
 
 def run(argv: Optional[Sequence[str]] = None,

@@ -124,14 +124,14 @@ class TimestampsFn(csv_io.ParseCsvFileFn):
   def __init__(self, spec: spec_lib.DatasetSpec, batch_size: int = 50000):
     super().__init__(spec, require_label=True)
     self.batch_size = batch_size
-    self.time_index = spec.columns.index(spec.timestamp)
+    self.time_index = spec.columns.index(str(spec.timestamp))
 
   def setup(self) -> None:
     self.seconds: List[float] = []
     self.untimed = 0
 
   def emit(self, values: List[Any], fields: List[str]) -> Iterable[Any]:
-    seconds = timestamp_seconds(values[self.time_index], self.spec.timestamp)
+    seconds = timestamp_seconds(values[self.time_index], str(self.spec.timestamp))
     if seconds is None:
       self.untimed += 1
     else:
@@ -197,7 +197,7 @@ class ExtractFeaturesFn(csv_io.ParseCsvFileFn):
     super().__init__(spec, require_label=True)
     self.batch_size = batch_size
     self.key_index = spec.columns.index(spec.key) if spec.key else None
-    self.time_index = (spec.columns.index(spec.timestamp)
+    self.time_index = (spec.columns.index(str(spec.timestamp))
                        if spec.split == spec_lib.SPLIT_TIME else None)
     self.cutoff: Optional[float] = None
 

@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
-from beam_pipelines.ml import artifacts, blessing, metrics
+from beam_pipelines import evaluate, train
+from beam_pipelines.ml import artifacts, blessing, metrics, model_io, tabular
 from beam_pipelines.ml.blessing import (
   HIGHER_IS_BETTER,
   LOWER_IS_BETTER,
@@ -482,7 +484,6 @@ class TestNonInferiorityOnRealModels:
   @pytest.fixture(scope='class')
   @classmethod
   def evaluated(cls, features_dir, good_model_dir, tmp_path_factory):
-    from beam_pipelines import evaluate, train
     root = tmp_path_factory.mktemp('non_inferiority')
     train.run(['--features', str(features_dir), '--output', str(root / 'weak'), '--C', '0.003'])
     span = mldata.taxi_frame(250, 236, id_offset=10_000)
@@ -512,8 +513,6 @@ class TestNonInferiorityOnRealModels:
     assert 'non-inferiority not shown' in record['message']
 
   def test_the_values_are_scikit_learns_on_the_same_rows(self, evaluated, good_model_dir):
-    from sklearn.metrics import roc_auc_score
-    from beam_pipelines.ml import model_io, tabular
     _, record, document, span, root = evaluated
     check = record['checks'][0]
     labels = span['big_tip'].to_numpy()

@@ -142,10 +142,10 @@ class Check:
       check['bound'] = _json_number(self.bound)
     if self.measured is not None:
       measured = self.measured
-      check.update(rows=measured.rows, positives=measured.positives,
-                   total_rows=measured.total_rows, ci_level=CI_LEVEL,
-                   ci_lower=_json_number(measured.ci_lower),
-                   ci_upper=_json_number(measured.ci_upper))
+      check['rows'], check['positives'] = measured.rows, measured.positives
+      check['total_rows'], check['ci_level'] = measured.total_rows, CI_LEVEL
+      check['ci_lower'] = _json_number(measured.ci_lower)
+      check['ci_upper'] = _json_number(measured.ci_upper)
       if measured.data is not None:
         check['data'] = measured.data
     elif self.rows is not None:

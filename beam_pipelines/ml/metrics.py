@@ -371,16 +371,13 @@ def paired_mean(labels: np.ndarray, candidate: np.ndarray, baseline: np.ndarray,
                     difference=math.fsum(differences.tolist()) / labels.size, variance=variance)
 
 
-class PairedAucCombineFn(beam.CombineFn):
-  """(keys, labels, candidate scores, baseline scores) arrays of the same rows -> the paired AUC
-  comparison (``artifacts.MetricComparison``, with the AUC fields ``candidate_auc``,
-  ``baseline_auc`` and ``auc_difference``).
+class _PairedSampleCombineFn(beam.CombineFn):
+  """(keys, labels, candidate scores, baseline scores) arrays of the same rows -> a bounded,
+  deterministic sample of them and the count of every row (what the paired comparisons use).
 
   Keeps the ``max_rows`` rows with the smallest keys (a bottom-k sample: keys are hashes of the
   rows, so it is a uniform sample, the same whatever the order, bundles or workers, and its memory
-  is bounded by ``max_rows``, not by the rows), counts every row, and computes DeLong's test on the
-  sample: the difference, its standard error, one-sided 95% bounds ``diff -/+ 1.645 SE`` and the
-  two-sided 95% confidence interval ``diff -/+ 1.96 SE``.
+  is bounded by ``max_rows``, not by the rows).
   """
 
   def __init__(self, max_rows: int = DEFAULT_PAIRED_ROWS):
@@ -422,29 +419,37 @@ class PairedAucCombineFn(beam.CombineFn):
     order = np.lexsort((rows[2], rows[1], rows[0], keys))[:self._max_rows]
     return rows[0][order], rows[1][order], rows[2][order]
 
-  def _auc(self, accumulator, sample) -> MetricComparison:
-    labels, candidate, baseline = sample
-    paired = delong(labels, candidate, baseline)
-    comparison = _comparison(accumulator, labels, paired['candidate_auc'],
-                             paired['baseline_auc'], paired['auc_difference'],
-                             paired['variance'], DELONG)
-    comparison.update(candidate_auc=_defined(paired['candidate_auc']),
-                      baseline_auc=_defined(paired['baseline_auc']),
-                      auc_difference=_defined(paired['auc_difference']))
-    return comparison
+
+
+class PairedAucCombineFn(_PairedSampleCombineFn):
+  """Paired rows -> the AUC comparison on the sample (``artifacts.MetricComparison``, with the
+  older fields ``candidate_auc``, ``baseline_auc`` and ``auc_difference``): DeLong's test, the
+  difference, its standard error, one-sided 95% bounds ``diff -/+ 1.645 SE`` and the two-sided
+  95% confidence interval ``diff -/+ 1.96 SE``."""
 
   def extract_output(self, accumulator) -> MetricComparison:
-    return self._auc(accumulator, self._sample(accumulator))
+    return _auc_comparison(accumulator, self._sample(accumulator))
 
 
-class PairedMetricsCombineFn(PairedAucCombineFn):
+def _auc_comparison(accumulator, sample) -> MetricComparison:
+  labels, candidate, baseline = sample
+  paired = delong(labels, candidate, baseline)
+  comparison = _comparison(accumulator, labels, paired['candidate_auc'], paired['baseline_auc'],
+                           paired['auc_difference'], paired['variance'], DELONG)
+  comparison['candidate_auc'] = _defined(paired['candidate_auc'])
+  comparison['baseline_auc'] = _defined(paired['baseline_auc'])
+  comparison['auc_difference'] = _defined(paired['auc_difference'])
+  return comparison
+
+
+class PairedMetricsCombineFn(_PairedSampleCombineFn):
   """As ``PairedAucCombineFn``, for every metric with a paired comparison, on the same sample:
   ``{'auc': DeLong, 'log_loss': paired mean, 'brier_score': paired mean}`` (``PAIRED_METRICS``),
   each an ``artifacts.MetricComparison``."""
 
   def extract_output(self, accumulator) -> Dict[str, MetricComparison]:
     sample = self._sample(accumulator)
-    compared = {AUC: self._auc(accumulator, sample)}
+    compared = {AUC: _auc_comparison(accumulator, sample)}
     for metric in LOSSES:
       paired = paired_mean(*sample, metric)
       compared[metric] = _comparison(accumulator, sample[0], paired['candidate'],
