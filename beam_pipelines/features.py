@@ -384,6 +384,12 @@ def extract(inputs: Sequence[str], spec_path: str, output: str, beam_args: Seque
   summary = artifacts.read_summary(output)
   result = result_of(summary, output)
   _report(result, len(summary['files']))
+  if 'split' in summary:
+    split = cast(TimeSplit, summary['split'])
+    progress(f"features: time split: eval = the {result.rows_written[artifacts.EVAL]:,} rows after "
+             f"{split['cutoff_utc']} (the {1 - split['eval_fraction']:.0%} quantile of "
+             f"{split['timestamp']}); {split['rows_without_timestamp']:,} without a timestamp in "
+             'train')
   if not result.reconciled:
     raise ReconciliationError(
         f'counts do not reconcile: read {result.rows_read} != written '

@@ -18,16 +18,18 @@ Semantics (TFMA's ``metrics_validator``, rule for rule):
   baseline is 0, and then the check fails, as in TFMA). HIGHER_IS_BETTER passes when
   ``diff >= absolute and relative >= relative_bound`` (unset bounds -inf); LOWER_IS_BETTER passes
   when ``diff <= absolute and relative <= relative_bound`` (unset bounds +inf).
-- change threshold within noise (ours, beyond TFMA; ``noise: paired``, AUC only): both models are
-  scored on the same eval rows, so their AUCs are compared row by row (``ml.metrics.delong``:
-  DeLong's variance of the difference of two correlated AUCs). The check then uses the exact AUCs
-  on those rows and the one-sided bound ``bound = diff + z x SE`` for HIGHER_IS_BETTER (``diff - z
-  x SE`` for LOWER_IS_BETTER; ``z`` = 1.645 at the default ``confidence: 0.95``) in diff's place:
-  HIGHER_IS_BETTER passes when ``bound >= absolute`` (and ``bound / baseline >= relative``), i.e.
-  the candidate fails only when it is worse than the threshold beyond sampling noise, and a
-  candidate equally good fails about 5 times in 100 at ``absolute`` ~ 0. Without a paired standard
-  error (no comparison; fewer than 2 rows of a class) it is TFMA's exact rule; ``noise: exact``
-  (the default when the field is absent) keeps TFMA's exact rule always.
+- change threshold on the same rows with confidence (ours, beyond TFMA; ``auc``, ``log_loss``,
+  ``brier_score``): both models are scored on the same eval rows, so each difference has a paired
+  standard error (``ml.metrics``: DeLong's for AUC; sd(per-row loss differences)/sqrt(n) for the
+  mean losses). The check then uses both models' values on those rows and a one-sided bound in
+  diff's place (``z`` = 1.645 at the default ``confidence: 0.95``):
+  ``noise: paired`` (benefit of the doubt) judges ``diff + z x SE`` (``diff - z x SE`` for
+  LOWER_IS_BETTER): the candidate fails only when worse than the threshold beyond noise; without
+  a standard error it is TFMA's exact rule. ``noise: non_inferiority`` (burden of proof) judges
+  ``diff - z x SE`` (``diff + z x SE`` for LOWER_IS_BETTER) against ``absolute``, the margin: it
+  passes only when shown no worse than the margin, and fails without a standard error.
+  ``noise: exact`` (the default when the field is absent) keeps TFMA's exact rule always. Every
+  change check of a compared metric records the two-sided 95% interval and the rows.
 - every thresholded metric must be present (and a number) for the candidate, and for the baseline
   when a change threshold is checked; a missing one fails with "metric not found".
 - no baseline: change thresholds are ignored and the candidate is judged ("rubber stamped") on its
