@@ -83,7 +83,7 @@ from beam_pipelines.ml.metrics import (
   DEFAULT_PAIRED_ROWS,
   BinaryMetricsCombineFn,
   MetricsAndCurves,
-  PairedAucCombineFn,
+  PairedMetricsCombineFn,
   PairedRows,
 )
 from beam_pipelines.ml.results import (
@@ -210,8 +210,9 @@ def _clean(metrics: MetricsAndCurves) -> artifacts.SliceMetrics:
 
 def assemble(slice_metrics: List[Tuple[SliceKey, MetricsAndCurves]],
              models: Dict[str, artifacts.ModelDescription], slice_feature: Optional[str],
-             comparison: Optional[artifacts.AucComparison] = None) -> artifacts.MetricsDocument:
-  """[(slice key, metrics)] (and the paired AUC comparison, with a baseline) -> metrics.json."""
+             comparison: Optional[Dict[str, artifacts.MetricComparison]] = None
+             ) -> artifacts.MetricsDocument:
+  """[(slice key, metrics)] (and the paired comparisons, with a baseline) -> metrics.json."""
   entries = {name: artifacts.ModelMetrics(
       **info, overall=artifacts.SliceMetrics(), slices={}) for name, info in models.items()}
   for (name, feature, value), metrics in sorted(slice_metrics, key=lambda kv: kv[0]):
@@ -223,8 +224,15 @@ def assemble(slice_metrics: List[Tuple[SliceKey, MetricsAndCurves]],
       entry['slices'][value] = _clean(metrics)
   document = artifacts.MetricsDocument(slice_feature=slice_feature, models=entries)
   if comparison is not None:
-    document['comparison'] = {'auc': comparison}
+    document['comparison'] = comparison
   return document
+
+
+def name_the_rows(comparison: Dict[str, artifacts.MetricComparison],
+                  data: str) -> Dict[str, artifacts.MetricComparison]:
+  """Each paired comparison with the data its rows came from (eval split files or input)."""
+  return {metric: artifacts.MetricComparison(**entry, data=data)
+          for metric, entry in comparison.items()}
 
 
 def write_outputs(document: artifacts.MetricsDocument, rule: blessing.BlessingRule,
@@ -339,10 +347,12 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
       | 'MetricsPerSlice' >> beam.CombinePerKey(BinaryMetricsCombineFn()))
   comparison = None
   if BASELINE in models:  # both models scored the same rows: compare them row by row
+    data = input_pattern or artifacts.split_pattern(cast(str, features_dir), artifacts.EVAL)
     comparison = beam.pvalue.AsSingleton(
         scored
         | 'PairRows' >> beam.Map(paired_rows, label)
-        | 'CompareAuc' >> beam.CombineGlobally(PairedAucCombineFn(max_paired_rows)))
+        | 'CompareOnSameRows' >> beam.CombineGlobally(PairedMetricsCombineFn(max_paired_rows))
+        | 'NameTheRows' >> beam.Map(name_the_rows, data))
   return (slice_to_metrics
           | 'Gather' >> beam.combiners.ToList()
           | 'Assemble' >> beam.Map(assemble, models, slice_feature, comparison)
@@ -452,7 +462,11 @@ def evaluate(model: ModelRef, output: str, features: Optional[str] = None,
 def _comparison(document: artifacts.MetricsDocument) -> Optional[AucComparison]:
   """The paired AUC comparison metrics.json holds (with a baseline), as a typed record."""
   comparison = document.get('comparison', {}).get('auc')
-  return AucComparison(**comparison) if comparison else None
+  if not comparison:
+    return None
+  fields = AucComparison.__dataclass_fields__  # older fields only: the record has more
+  kept: dict = {k: v for k, v in comparison.items() if k in fields}
+  return AucComparison(**kept)
 
 
 def run(argv: Optional[Sequence[str]] = None,
@@ -489,12 +503,10 @@ def _report(result, document: artifacts.MetricsDocument, record: artifacts.Bless
     overall = entry['overall']
     progress(f'evaluate: {name}: ' + ', '.join(
         f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in overall.items()))
-  comparison = document.get('comparison', {}).get('auc')
-  if comparison and comparison['auc_difference'] is not None:
-    error = comparison['standard_error']
-    progress(f'evaluate: auc candidate - baseline on the same {comparison["sampled_rows"]} rows: '
-             f'{comparison["auc_difference"]:+.6f}'
-             + (f' (paired standard error {error:.2g})' if error is not None else ''))
+  for metric, comparison in sorted(document.get('comparison', {}).items()):
+    compared = blessing.measured(comparison)
+    if compared is not None:
+      progress(f'evaluate: {compared.describe(metric)}')
   progress(f'evaluate: {record["message"]}')
   progress(f'evaluate: done: {record["status"]}; metrics, blessing and report.html in {output}')
 

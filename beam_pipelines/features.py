@@ -4,7 +4,9 @@
 
 Reads CSV files with a real CSV parser (``ml.csv_io``), types every column by the dataset spec,
 assigns each row to train or eval by a sha256 of its key (of the whole row without a key) against
-``eval_fraction`` (stable across runs and runners), and writes, as ``ml/artifacts.py`` says,
+``eval_fraction`` (stable across runs and runners) or, with the spec's ``split: time``, by time
+(``TimeSplit``: eval = the rows after the cutoff, the timestamp at the ``1 - eval_fraction``
+quantile, computed by a first pass), and writes, as ``ml/artifacts.py`` says,
 ``DIR/{train,eval}/part-*.parquet``, ``DIR/dead_letter/part-*.jsonl`` and ``DIR/summary.json``
 (rows read = rows written + rows dead-lettered, checked). Defaults: the bundled taxi sample and
 spec, output ``outputs/features``. Any other flag is a Beam pipeline option.
@@ -33,15 +35,18 @@ def add_features_arguments(parser: argparse.ArgumentParser) -> None:
 # Answers --help before importing Beam (~2 s).
 runtime.answer_help_early(__name__, 'features', __doc__, add_features_arguments)
 
+import datetime
 import gc
 import hashlib
 import logging
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, TypedDict, Union, cast
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton, TaggedOutput
+from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 
 from beam_pipelines.ml import artifacts, csv_io
 from beam_pipelines.ml import spec as spec_lib
@@ -50,6 +55,7 @@ from beam_pipelines.store import bucket
 from beam_pipelines.store.console import counts, progress
 
 _HASH_SCALE = float(2 ** 64)
+SPLIT = 'split'  # ExtractFeatures' output of a time split: its rule and cutoff (``TimeSplit``)
 
 
 def feature_schema(spec: spec_lib.DatasetSpec) -> pa.Schema:
@@ -72,21 +78,149 @@ def assign_split(token: str, eval_fraction: float) -> str:
   return artifacts.EVAL if eval_hash(token) < eval_fraction else artifacts.TRAIN
 
 
+QUANTILE_STEPS = 1000  # the cutoff's quantile is read on a grid of 0.1% of the rows
+
+
+class TimeSplit(TypedDict):
+  """summary.json's ``split`` of a time split: the rule and the cutoff the first pass found."""
+  by: str  # 'time'
+  timestamp: str  # the column
+  eval_fraction: float
+  cutoff: Optional[float]  # seconds since the epoch (UTC); null when no row has a timestamp
+  cutoff_utc: Optional[str]  # the same as an ISO 8601 time
+  rows_timed: int  # rows with a timestamp, over which the quantile was taken
+  rows_without_timestamp: int  # written to train
+
+
+def timestamp_seconds(text: Optional[str], column: str = 'timestamp') -> Optional[float]:
+  """A timestamp cell as seconds since the epoch: a number as written (already seconds, or any
+  ordered number), else an ISO 8601 date/time (``2026-01-01``, ``2026-01-01 10:28:33``,
+  ``2026-01-01T10:28:33+02:00``; without a zone it is UTC); None for a missing cell. Anything
+  else raises ``csv_io.RowError`` (the row is dead-lettered)."""
+  if text is None:
+    return None
+  try:
+    number = float(text)
+  except ValueError:
+    pass
+  else:
+    if number - number == 0:  # finite
+      return number
+  try:
+    moment = datetime.datetime.fromisoformat(text.strip())
+  except ValueError:
+    raise csv_io.RowError(f'column {column!r} (the timestamp): {text!r} is not a time (ISO 8601 '
+                          'or a number)') from None
+  if moment.tzinfo is None:
+    moment = moment.replace(tzinfo=datetime.timezone.utc)
+  return moment.timestamp()
+
+
+class TimestampsFn(csv_io.ParseCsvFileFn):
+  """The first pass of a time split: a CSV file -> (seconds of its timed rows, rows without a
+  timestamp) per batch. Rows are parsed as ``ExtractFeaturesFn`` parses them, so the cutoff is over
+  exactly the rows written; only one float per row leaves."""
+
+  def __init__(self, spec: spec_lib.DatasetSpec, batch_size: int = 50000):
+    super().__init__(spec, require_label=True)
+    self.batch_size = batch_size
+    self.time_index = spec.columns.index(str(spec.timestamp))
+
+  def setup(self) -> None:
+    self.seconds: List[float] = []
+    self.untimed = 0
+
+  def emit(self, values: List[Any], fields: List[str]) -> Iterable[Any]:
+    seconds = timestamp_seconds(values[self.time_index], str(self.spec.timestamp))
+    if seconds is None:
+      self.untimed += 1
+    else:
+      self.seconds.append(seconds)
+    if len(self.seconds) >= self.batch_size:
+      yield from self.flush()
+
+  def flush(self) -> Iterable[Any]:
+    if self.seconds or self.untimed:
+      yield self.seconds, self.untimed
+    self.seconds, self.untimed = [], 0
+
+
+def make_time_split(quantiles: List[float], untimed: int, timed: int,
+                    spec: spec_lib.DatasetSpec) -> TimeSplit:
+  """The rule and the cutoff: the timestamp at the ``1 - eval_fraction`` quantile (of
+  ``QUANTILE_STEPS + 1`` approximate quantiles, min to max), or None without timed rows."""
+  cutoff = None
+  if quantiles:
+    cutoff = float(quantiles[round((1 - spec.eval_fraction) * (len(quantiles) - 1))])
+  return TimeSplit(
+      by=spec_lib.SPLIT_TIME, timestamp=str(spec.timestamp), eval_fraction=spec.eval_fraction,
+      cutoff=cutoff, cutoff_utc=None if cutoff is None else datetime.datetime.fromtimestamp(
+          cutoff, datetime.timezone.utc).isoformat(),
+      rows_timed=int(timed), rows_without_timestamp=int(untimed))
+
+
+class ComputeTimeSplit(beam.PTransform):
+  """Readable CSV files -> one ``TimeSplit`` (the first pass): each file's timestamps go, in
+  batches, into Beam's ``ApproximateQuantiles`` sketch (bounded memory, mergeable; exact while
+  the rows fit one of its buffers, thousands of rows; beyond, within 0.1% of the rows in rank)."""
+
+  def __init__(self, spec: spec_lib.DatasetSpec, batch_size: int = 50000):
+    super().__init__()
+    self.spec = spec
+    self.batch_size = batch_size
+
+  def expand(self, files):
+    batches = files | 'ParseTimestamps' >> beam.ParDo(
+        TimestampsFn(self.spec, self.batch_size)).with_outputs(
+            csv_io.DEAD_LETTER, csv_io.FILES, main=csv_io.ROWS)
+    timed = batches[csv_io.ROWS]
+    quantiles = (timed
+                 | 'Seconds' >> beam.Map(lambda batch: batch[0])
+                 | 'Quantiles' >> beam.CombineGlobally(ApproximateQuantilesCombineFn.create(
+                     num_quantiles=QUANTILE_STEPS + 1, input_batched=True)))
+    untimed = (timed | 'Untimed' >> beam.Map(lambda batch: batch[1])
+               | 'SumUntimed' >> beam.CombineGlobally(sum))
+    count = (timed | 'Timed' >> beam.Map(lambda batch: len(batch[0]))
+             | 'SumTimed' >> beam.CombineGlobally(sum))
+    return quantiles | 'Cutoff' >> beam.Map(make_time_split, AsSingleton(untimed),
+                                            AsSingleton(count), self.spec)
+
+
 class ExtractFeaturesFn(csv_io.ParseCsvFileFn):
-  """A CSV file -> Arrow tables per split (tagged 'train'/'eval'), dead letters, file info."""
+  """A CSV file -> Arrow tables per split (tagged 'train'/'eval'), dead letters, file info.
+
+  Hash split: by ``assign_split`` of the key (or row). Time split: ``process`` is given the
+  first pass's ``TimeSplit``; a row goes to eval when its timestamp is after the cutoff, to train
+  otherwise or when it has none; an unreadable timestamp is a dead letter."""
 
   def __init__(self, spec: spec_lib.DatasetSpec, batch_size: int = 50000):
     super().__init__(spec, require_label=True)
     self.batch_size = batch_size
     self.key_index = spec.columns.index(spec.key) if spec.key else None
+    self.time_index = (spec.columns.index(str(spec.timestamp))
+                       if spec.split == spec_lib.SPLIT_TIME else None)
+    self.cutoff: Optional[float] = None
+
+  def process(self, readable_file, time_split: Optional[TimeSplit] = None):
+    if time_split is not None:
+      self.cutoff = time_split['cutoff']
+    yield from super().process(readable_file)
+
+  def time_split(self, values: List[Any]) -> str:
+    seconds = timestamp_seconds(values[cast(int, self.time_index)], str(self.spec.timestamp))
+    late = seconds is not None and self.cutoff is not None and seconds > self.cutoff
+    return artifacts.EVAL if late else artifacts.TRAIN
 
   def setup(self) -> None:
     self.schema = feature_schema(self.spec)
     self.buffers: Dict[str, List[Tuple[Any, ...]]] = {s: [] for s in artifacts.SPLITS}
 
   def emit(self, values: List[Any], fields: List[str]) -> Iterable[Any]:
-    token = values[self.key_index] if self.key_index is not None else '\x1f'.join(fields)
-    split = assign_split(token, self.spec.eval_fraction)
+    if self.time_index is not None:
+      split = self.time_split(values)
+    else:
+      token = values[self.key_index] if self.key_index is not None else '\x1f'.join(fields)
+      split = assign_split(token, self.spec.eval_fraction)
     buffer = self.buffers[split]
     buffer.append(tuple(values))  # tuples of atoms leave the GC's tracking: cheaper collections
     if len(buffer) >= self.batch_size:
@@ -122,18 +256,31 @@ class ExtractFeatures(beam.PTransform):
     self.batch_size = batch_size
 
   def expand(self, root):
-    return root | 'ReadCsv' >> csv_io.ReadCsvFiles(
-        self.file_pattern, ExtractFeaturesFn(self.spec, self.batch_size),
-        (csv_io.DEAD_LETTER, csv_io.FILES) + artifacts.SPLITS)
+    tags = (csv_io.DEAD_LETTER, csv_io.FILES) + artifacts.SPLITS
+    if self.spec.split != spec_lib.SPLIT_TIME:
+      return root | 'ReadCsv' >> csv_io.ReadCsvFiles(
+          self.file_pattern, ExtractFeaturesFn(self.spec, self.batch_size), tags)
+    # Time split: two passes over the files; the second gets one small record (the cutoff).
+    files = (root
+             | 'Patterns' >> beam.Create(csv_io.patterns_of(self.file_pattern))
+             | 'MatchFiles' >> fileio.MatchAll()
+             | 'ReadMatches' >> fileio.ReadMatches()
+             | 'Reshuffle' >> beam.Reshuffle())
+    time_split = files | 'TimeSplit' >> ComputeTimeSplit(self.spec, self.batch_size)
+    parsed = files | 'ParseFiles' >> beam.ParDo(
+        ExtractFeaturesFn(self.spec, self.batch_size), AsSingleton(time_split)).with_outputs(
+            *tags, main=csv_io.ROWS)
+    return {**{tag: parsed[tag] for tag in tags}, SPLIT: time_split}
 
 
 def make_summary(_, files, written, dead, input_pattern, spec,
-                 output) -> artifacts.FeaturesSummary:
-  """The run's counts, per file and in total; ``reconciled`` says whether they add up."""
+                 output, split: Optional[TimeSplit] = None) -> artifacts.FeaturesSummary:
+  """The run's counts, per file and in total; ``reconciled`` says whether they add up; with a
+  time split, its rule and cutoff."""
   files = sorted(files, key=lambda f: f['source'])
   rows_read = sum(f['rows_read'] for f in files)
   rows_written = {split: int(written.get(split, 0)) for split in artifacts.SPLITS}
-  return {
+  summary: artifacts.FeaturesSummary = {
       'input': input_pattern, 'output': output, 'spec': spec.to_dict(),
       'spec_fingerprint': spec.fingerprint(), 'files': files,
       'rows_read': rows_read, 'rows_written': rows_written,
@@ -142,6 +289,9 @@ def make_summary(_, files, written, dead, input_pattern, spec,
       'missing_columns': sorted({c for f in files for c in f['missing_columns']}),
       'extra_columns': sorted({c for f in files for c in f['extra_columns']}),
   }
+  if split is not None:
+    summary['split'] = dict(split)
+  return summary
 
 
 class WriteSummary(beam.PTransform):
@@ -186,11 +336,13 @@ def build_pipeline(pipeline: beam.Pipeline, input_pattern: csv_io.Patterns,
         file_name_suffix=artifacts.FEATURES_SUFFIX)
   _ = extracted[csv_io.DEAD_LETTER] | 'WriteDeadLetter' >> csv_io.WriteDeadLetter(
       FileSystems.join(output, artifacts.DEAD_LETTER_DIR))
+  time_split = ({'split': AsSingleton(extracted[SPLIT])}
+                if extract.spec.split == spec_lib.SPLIT_TIME else {})
   _ = ((extracted[csv_io.FILES], extracted[csv_io.DEAD_LETTER])
        + tuple(extracted[split] for split in artifacts.SPLITS)
        | 'WriteSummary' >> WriteSummary(
            FileSystems.join(output, artifacts.SUMMARY_FILE), input_pattern=input_pattern,
-           spec=extract.spec, output=output))
+           spec=extract.spec, output=output, **time_split))
   return extract.spec
 
 
@@ -232,6 +384,12 @@ def extract(inputs: Sequence[str], spec_path: str, output: str, beam_args: Seque
   summary = artifacts.read_summary(output)
   result = result_of(summary, output)
   _report(result, len(summary['files']))
+  if 'split' in summary:
+    split = cast(TimeSplit, summary['split'])
+    progress(f"features: time split: eval = the {result.rows_written[artifacts.EVAL]:,} rows after "
+             f"{split['cutoff_utc']} (the {1 - split['eval_fraction']:.0%} quantile of "
+             f"{split['timestamp']}); {split['rows_without_timestamp']:,} without a timestamp in "
+             'train')
   if not result.reconciled:
     raise ReconciliationError(
         f'counts do not reconcile: read {result.rows_read} != written '

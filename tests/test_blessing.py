@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
-from beam_pipelines.ml import artifacts, blessing, metrics
+from beam_pipelines import evaluate, train
+from beam_pipelines.ml import artifacts, blessing, metrics, model_io, tabular
 from beam_pipelines.ml.blessing import (
   HIGHER_IS_BETTER,
   LOWER_IS_BETTER,
@@ -16,6 +18,10 @@ from beam_pipelines.ml.blessing import (
   MetricThreshold,
   ValueThreshold,
 )
+
+import mldata
+
+features_dir, good_model_dir = mldata.features_dir, mldata.good_model_dir  # session fixtures
 
 
 def auc_rule(**change):
@@ -336,7 +342,7 @@ class TestPairedChange:
                                 confidence=0.99)
     check = blessing.check_change('auc', 0.79, 0.8, threshold, comparison)
     assert check.bound == pytest.approx(-0.01 + 2.3263479 * 0.005) and check.passed
-    assert 'a sample of 200000 of 900000 rows' in check.message
+    assert 'a sample of 200,000 of the same 900,000 rows' in check.message
     assert 'one-sided 99% upper bound' in check.message
 
   def test_the_record_has_the_error_and_the_bound(self):
@@ -359,10 +365,11 @@ class TestPairedChange:
     with pytest.raises(blessing.BlessingConfigError, match=field.replace('.', r'\.')):
       blessing.parse_config({'metrics': {'auc': {'change_threshold': change}}})
 
-  def test_paired_noise_is_for_auc_only_and_not_for_registered_change(self):
-    with pytest.raises(blessing.BlessingConfigError, match='auc only, not log_loss'):
-      blessing.parse_config({'metrics': {'log_loss': {'change_threshold': {
-          'direction': LOWER_IS_BETTER, 'noise': 'paired'}}}})
+  def test_paired_noise_is_for_compared_metrics_only_and_not_for_registered_change(self):
+    assert blessing.PAIRED_METRICS == metrics.PAIRED_METRICS
+    with pytest.raises(blessing.BlessingConfigError, match='brier_score only, not accuracy'):
+      blessing.parse_config({'metrics': {'accuracy': {'change_threshold': {
+          'direction': HIGHER_IS_BETTER, 'noise': 'non_inferiority'}}}})
     with pytest.raises(blessing.BlessingConfigError, match='registered_change.auc fields'):
       blessing.parse_registered({'registered_change': {'auc': {
           'direction': HIGHER_IS_BETTER, 'noise': 'paired'}}})
@@ -371,3 +378,157 @@ class TestPairedChange:
     described = blessing.BlessingRule.load().describe()
     assert described['auc']['change_threshold']['noise'] == 'paired'
     assert described['auc']['change_threshold']['confidence'] == 0.95
+
+
+def interval(diff, error, rows=2007, positives=412, total=None, **more):
+  """A paired comparison record (``artifacts.MetricComparison``) of given numbers."""
+  return {'candidate': 0.8 + diff, 'baseline': 0.8, 'difference': diff, 'standard_error': error,
+          'rows': total or rows, 'sampled_rows': rows, 'sampled_positives': positives,
+          'positives': positives, 'data': 'features/eval/part-*.parquet', **more}
+
+
+def ni_rule(metric='auc', direction=HIGHER_IS_BETTER, absolute=-0.01, **more):
+  return blessing.BlessingRule.from_config({'metrics': {metric: {'change_threshold': {
+      'direction': direction, 'absolute': absolute, 'noise': 'non_inferiority', **more}}}})
+
+
+class TestNonInferiority:
+  """``noise: non_inferiority``: the burden of proof is on the candidate. It passes only when the
+  one-sided bound against it (diff - z SE when higher is better) clears the margin."""
+
+  def test_a_small_gain_inside_a_wide_interval_is_not_shown_non_inferior(self):
+    compared = interval(0.002, 0.0066)  # 95% CI [-0.0109, +0.0149]
+    result = ni_rule(absolute=-0.005).judge({'auc': 0.802}, {'auc': 0.8}, {'auc': compared})
+    assert result.status == artifacts.NOT_BLESSED
+    check = result.checks[-1]
+    assert check.bound == pytest.approx(0.002 - 1.6448536 * 0.0066)
+    assert 'non-inferiority not shown: bound -0.008856' in check.message
+    assert 'one-sided 95% lower bound' in check.message
+    paired = blessing.BlessingRule.from_config({'metrics': {'auc': {'change_threshold': {
+        'direction': HIGHER_IS_BETTER, 'absolute': -0.005, 'noise': 'paired'}}}})
+    assert paired.judge({'auc': 0.802}, {'auc': 0.8}, {'auc': compared}).blessed
+
+  def test_a_tight_interval_above_the_margin_passes(self):
+    result = ni_rule().judge({'auc': 0.8}, {'auc': 0.801}, {'auc': interval(-0.001, 0.002)})
+    assert result.blessed, result.message
+    assert result.checks[-1].bound == pytest.approx(-0.001 - 1.6448536 * 0.002)
+    assert result.message.endswith('shown no worse than the margin, ok')
+
+  @pytest.mark.parametrize('diff, error, passed', [
+      (0.0, 0.006, True),      # bound -0.00987 >= -0.01
+      (0.0, 0.0061, False),    # bound -0.01003
+      (-0.02, 0.0, False),     # exactly known and worse than the margin
+      (-0.01, 0.0, True),      # on the margin: passes (>=, as TFMA)
+  ])
+  def test_the_rule_on_numbers(self, diff, error, passed):
+    check = blessing.check_change('auc', 0.8 + diff, 0.8, ChangeThreshold(
+        HIGHER_IS_BETTER, absolute=-0.01, noise=blessing.NON_INFERIORITY), interval(diff, error))
+    assert check.passed is passed
+    assert check.bound == pytest.approx(diff - 1.6448536 * error)
+
+  def test_lower_is_better_bounds_the_loss_increase_from_above(self):
+    # log loss: candidate 0.004 higher, SE 0.003; margin: at most 0.01 higher
+    threshold = ChangeThreshold(LOWER_IS_BETTER, absolute=0.01, noise=blessing.NON_INFERIORITY)
+    check = blessing.check_change('log_loss', 0.404, 0.4, threshold, interval(0.004, 0.003))
+    assert check.bound == pytest.approx(0.004 + 1.6448536 * 0.003) and check.passed
+    assert 'upper bound' in check.message
+    worse = blessing.check_change('log_loss', 0.404, 0.4, threshold, interval(0.004, 0.004))
+    assert not worse.passed  # bound 0.01058 > 0.01
+    paired = ChangeThreshold(LOWER_IS_BETTER, absolute=0.0, noise=blessing.PAIRED)
+    assert blessing.check_change('log_loss', 0.404, 0.4, paired, interval(0.004, 0.004)).passed
+
+  def test_without_a_paired_error_nothing_is_shown_and_it_fails(self):
+    for compared in (None, interval(0.01, None), {'candidate_auc': 0.81}):
+      result = ni_rule().judge({'auc': 0.81}, {'auc': 0.8}, {'auc': compared} if compared else None)
+      assert result.status == artifacts.NOT_BLESSED
+      assert 'non-inferiority cannot be shown without a paired comparison' in result.message
+    assert ni_rule().judge({'auc': 0.81}, None).blessed  # no baseline: rubber stamp, as ever
+
+  def test_the_record_has_the_interval_and_the_rows_for_every_rule(self):
+    compared = interval(0.002, 0.0066, rows=2007, positives=412, total=3026)
+    for rule, noise in ((ni_rule(), 'non_inferiority'),
+                        (blessing.BlessingRule.load(), 'paired'),
+                        (blessing.BlessingRule.from_config(EXACT_RULE), None)):
+      check = json.loads(json.dumps(rule.judge(
+          {'auc': 0.802}, {'auc': 0.8}, {'auc': compared}).to_dict()))['checks'][-1]
+      assert check['kind'] == 'change_threshold' and check.get('noise') == noise
+      assert (check['rows'], check['positives'], check['total_rows'], check['data']) == (
+          2007, 412, 3026, 'features/eval/part-*.parquet')
+      assert check['ci_level'] == 0.95
+      assert check['ci_lower'] == pytest.approx(0.002 - 1.959964 * 0.0066)
+      assert check['ci_upper'] == pytest.approx(0.002 + 1.959964 * 0.0066)
+    assert ('auc candidate - baseline on a sample of 2,007 of the same 3,026 rows (412 positives) '
+            'of features/eval/part-*.parquet: +0.0020, 95% CI [-0.0109, +0.0149]'
+            ) == blessing.measured(compared).describe('auc')
+
+  def test_losses_are_judged_on_the_comparison_even_when_the_slices_lack_them(self):
+    compared = interval(-0.003, 0.001)
+    rule = ni_rule('brier_score', LOWER_IS_BETTER, 0.005)
+    result = rule.judge({'auc': 0.9}, {'auc': 0.9}, {'brier_score': compared})
+    assert result.blessed, result.message
+    assert result.checks[-1].candidate == pytest.approx(0.797)
+    assert not rule.judge({'auc': 0.9}, {'auc': 0.9}).blessed  # no comparison: not found
+
+  def test_the_config_reads_non_inferiority_and_describes_it(self):
+    rule = ni_rule('log_loss', LOWER_IS_BETTER, 0.01, confidence=0.975)
+    change = rule.thresholds['log_loss'].change
+    assert (change.noise, change.absolute, change.confidence) == ('non_inferiority', 0.01, 0.975)
+    assert rule.describe()['log_loss']['change_threshold']['noise'] == 'non_inferiority'
+
+
+@pytest.mark.slow
+class TestNonInferiorityOnRealModels:
+  """Two logistic regressions trained by the pipeline, compared by ``evaluate`` on the same 250
+  held-out trips: the better-regularised one gains +0.0019 AUC, well inside the interval."""
+
+  @pytest.fixture(scope='class')
+  @classmethod
+  def evaluated(cls, features_dir, good_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp('non_inferiority')
+    train.run(['--features', str(features_dir), '--output', str(root / 'weak'), '--C', '0.003'])
+    span = mldata.taxi_frame(250, 236, id_offset=10_000)
+    mldata.write_shards(span, root / 'span' / artifacts.EVAL, 1)
+    config = root / 'non_inferiority.yaml'
+    config.write_text('metrics:\n  auc:\n    change_threshold: {direction: HIGHER_IS_BETTER, '
+                      'absolute: -0.002, noise: non_inferiority}\n')
+    evaluation = evaluate.run([
+        '--features', str(root / 'span'), '--model', str(good_model_dir), '--output',
+        str(root / 'eval'), '--baseline_model', str(root / 'weak'), '--blessing_config',
+        str(config)])
+    record = json.loads((root / 'eval' / artifacts.BLESSING_FILE).read_text())
+    document = json.loads((root / 'eval' / artifacts.METRICS_FILE).read_text())
+    return evaluation, record, document, span, root
+
+  def test_a_small_gain_inside_a_wide_interval_is_not_a_push(self, evaluated):
+    evaluation, record, _, span, root = evaluated
+    assert evaluation.status == record['status'] == artifacts.NOT_BLESSED
+    (check,) = record['checks']
+    assert check['noise'] == 'non_inferiority' and not check['passed']
+    assert 0.0015 < check['diff'] < 0.0025  # a +0.002 delta ...
+    assert check['ci_lower'] < -0.005 and check['ci_upper'] > 0.008  # ... inside a wide interval
+    assert check['bound'] < -0.002  # lower one-sided bound below the margin
+    assert (check['rows'], check['total_rows'], check['positives']) == (
+        250, 250, int(span['big_tip'].sum()))
+    assert check['data'] == str(root / 'span' / 'eval' / 'part-*.parquet')
+    assert 'non-inferiority not shown' in record['message']
+
+  def test_the_values_are_scikit_learns_on_the_same_rows(self, evaluated, good_model_dir):
+    _, record, document, span, root = evaluated
+    check = record['checks'][0]
+    labels = span['big_tip'].to_numpy()
+    features = tabular.typed_frame(span, mldata.NUMERIC, mldata.CATEGORICAL)
+    for key, model in (('candidate', good_model_dir), ('baseline', root / 'weak')):
+      scores = model_io.load_model(str(model)).predict_proba(features)[:, 1]
+      assert check[key] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+      assert document['comparison']['brier_score'][key] == pytest.approx(
+          np.mean((scores - labels) ** 2), abs=1e-12)
+    assert set(document['comparison']) == {'auc', 'log_loss', 'brier_score'}
+    assert record['comparison'] == document['comparison']
+
+  def test_the_same_comparison_passes_with_benefit_of_the_doubt(self, evaluated):
+    _, _, document, _, _ = evaluated
+    paired = blessing.BlessingRule.from_config({'metrics': {'auc': {'change_threshold': {
+        'direction': HIGHER_IS_BETTER, 'absolute': -0.002, 'noise': 'paired'}}}})
+    overall = {m: document['models'][m]['overall'] for m in ('candidate', 'baseline')}
+    result = paired.judge(overall['candidate'], overall['baseline'], document['comparison'])
+    assert result.blessed and result.message.endswith('not worse beyond noise, ok')

@@ -198,3 +198,85 @@ class TestFeaturesCli:
                            '--help'], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and '--spec' in done.stdout
     assert 'apache_beam' not in done.stderr
+
+
+TIME_SPEC = {'label': 'y', 'key': 'id', 'timestamp': 'ts', 'numeric': ['x'],
+             'split': {'by': 'time', 'eval_fraction': 0.25}}
+
+
+class TestTimeSplit:
+  """``split: time``: the eval split is the latest rows by the timestamp (after the cutoff, the
+  timestamp at the 1 - eval_fraction quantile); untimed rows train; unreadable ones dead-letter."""
+
+  def test_rows_after_the_cutoff_go_to_eval(self, tmp_path):
+    lines = ['id,ts,x,y']
+    # 12 timed rows out of order (hours 0..11 of one day, ISO with and without a zone), one
+    # without a timestamp, one unreadable, and one as seconds since the epoch (hour 12).
+    for hour in (5, 11, 0, 7, 3, 9, 1, 10, 2, 8, 4, 6):
+      stamp = f'2026-03-01T{hour:02d}:00:00' + ('+00:00' if hour % 2 else '')
+      lines.append(f'r{hour},{stamp},{hour},1')
+    epoch = datetime.datetime(2026, 3, 1, 12, tzinfo=datetime.timezone.utc).timestamp()
+    lines += ['untimed,,99,0', 'bad,yesterday,98,0', f'epoch,{epoch:.0f},12,1']
+    path = tmp_path / 'a.csv'
+    path.write_text('\n'.join(lines) + '\n')
+    spec = from_dict(TIME_SPEC)
+    with TestPipeline() as pipeline:
+      result = pipeline | features.ExtractFeatures(str(path), spec)
+      for split, expected in ((artifacts.EVAL, [10.0, 11.0, 12.0]),
+                              (artifacts.TRAIN, [float(h) for h in range(10)] + [99.0])):
+        assert_that(
+            result[split] | f'X{split}' >> beam.FlatMap(lambda t: t.column('x').to_pylist()),
+            equal_to(expected), label=f'Check{split}')
+      assert_that(result['dead_letter'] | beam.Map(lambda d: d['reason']),
+                  equal_to(["column 'ts' (the timestamp): 'yesterday' is not a time (ISO 8601 "
+                            "or a number)"]), label='CheckDead')
+      assert_that(result[features.SPLIT] | beam.Map(
+          lambda s: (s['cutoff_utc'], s['rows_timed'], s['rows_without_timestamp'])),
+          equal_to([('2026-03-01T09:00:00+00:00', 13, 1)]), label='CheckCutoff')
+
+  def test_timestamps_read_as_the_spec_types_them(self):
+    assert features.timestamp_seconds(None) is None
+    assert features.timestamp_seconds('1767225600') == 1767225600.0
+    assert features.timestamp_seconds('2026-01-01') == 1767225600.0
+    assert features.timestamp_seconds('2026-01-01 02:00:00+02:00') == 1767225600.0
+    assert features.timestamp_seconds('2026-01-01T00:00:00Z') == 1767225600.0
+    with pytest.raises(ValueError, match="'nan' is not a time"):
+      features.timestamp_seconds('nan', 'ts')
+
+  def test_no_timed_row_puts_every_row_in_train(self):
+    split = features.make_time_split([], 3, 0, from_dict(TIME_SPEC))
+    assert (split['cutoff'], split['rows_without_timestamp']) == (None, 3)
+
+
+@pytest.mark.integration
+def test_a_time_split_run_evaluates_on_exactly_the_latest_rows(tmp_path):
+  """End to end: 400 trips written in shuffled order across two files; the eval split holds
+  exactly the latest 20% by trip_start_timestamp, and summary.json records the rule and cutoff."""
+  import numpy as np
+  import pandas as pd
+  rng = np.random.default_rng(5)
+  stamps = pd.date_range('2026-05-01', periods=400, freq='17min')
+  frame = pd.DataFrame({
+      'trip_id': [f't{i:04d}' for i in range(400)],
+      'trip_start_timestamp': stamps.strftime('%Y-%m-%d %H:%M:%S'),
+      'fare': rng.gamma(2, 5, 400).round(2), 'payment_type': rng.choice(['Cash', 'Card'], 400),
+      'big_tip': rng.integers(0, 2, 400)}).sample(frac=1, random_state=6)
+  (tmp_path / 'in').mkdir()
+  for index, part in enumerate(np.array_split(frame, 2)):
+    part.to_csv(tmp_path / 'in' / f'part{index}.csv', index=False)
+  spec = tmp_path / 'spec.yaml'
+  spec.write_text('label: big_tip\nkey: trip_id\ntimestamp: trip_start_timestamp\n'
+                  'numeric: [fare]\ncategorical: [payment_type]\nsplit: time\n')
+  result = features.run(['--input', str(tmp_path / 'in' / '*.csv'), '--spec', str(spec),
+                         '--output', str(tmp_path / 'out')])
+  assert result.rows_written == {artifacts.TRAIN: 320, artifacts.EVAL: 80}
+  latest = sorted(frame.sort_values('trip_start_timestamp')['trip_id'][-80:])
+  assert sorted(_split_table(tmp_path / 'out', artifacts.EVAL).column('trip_id').to_pylist()
+                ) == latest
+  summary = artifacts.read_summary(str(tmp_path / 'out'))
+  cutoff = stamps[319].tz_localize('UTC')
+  assert summary['split'] == {
+      'by': 'time', 'timestamp': 'trip_start_timestamp', 'eval_fraction': 0.2,
+      'cutoff': cutoff.timestamp(), 'cutoff_utc': cutoff.isoformat(), 'rows_timed': 400,
+      'rows_without_timestamp': 0}
+  assert summary['spec']['split'] == 'time'

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from sklearn.metrics import accuracy_score, log_loss, roc_auc_score, roc_curve
+from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score, roc_curve
 
 from beam_pipelines.ml import metrics
 
@@ -279,3 +279,118 @@ def test_one_sided_test_rejects_equally_good_models_about_5_percent_of_the_time(
     paired = metrics.delong(labels, candidate, baseline)
     rejected += paired['auc_difference'] + metrics.Z_95 * math.sqrt(paired['variance']) < 0
   assert 0.02 <= rejected / simulations <= 0.09
+
+
+def paired_probabilities(n=2000, seed=11):
+  """Two correlated probability models of the same rows (the candidate a little sharper)."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 2, n)
+  signal = 1.4 * labels - 0.7 + rng.normal(0, 1, n)
+  candidate = 1 / (1 + np.exp(-(1.1 * signal + rng.normal(0, 0.3, n))))
+  baseline = 1 / (1 + np.exp(-(signal + rng.normal(0, 0.3, n))))
+  return labels, candidate, baseline
+
+
+def direct_losses(metric, labels, scores):
+  """Per-row losses from the definitions (natural log; scores away from 0 and 1 here)."""
+  if metric == metrics.LOG_LOSS:
+    return -(labels * np.log(scores) + (1 - labels) * np.log(1 - scores))
+  return (scores - labels) ** 2
+
+
+class TestPairedMeans:
+  """Log loss and Brier score of two models on the same rows: the difference of two means of
+  per-row losses is the mean of the per-row differences, with standard error sd(d) / sqrt(n)."""
+
+  @pytest.mark.parametrize('metric', [metrics.LOG_LOSS, metrics.BRIER_SCORE])
+  def test_values_and_standard_error_equal_a_direct_numpy_computation(self, metric):
+    labels, candidate, baseline = paired_probabilities()
+    paired = metrics.paired_mean(labels, candidate, baseline, metric)
+    mine, theirs = (direct_losses(metric, labels, s) for s in (candidate, baseline))
+    reference = (log_loss if metric == metrics.LOG_LOSS else brier_score_loss)
+    assert paired['candidate'] == pytest.approx(reference(labels, candidate), rel=1e-12)
+    assert paired['baseline'] == pytest.approx(reference(labels, baseline), rel=1e-12)
+    assert paired['difference'] == pytest.approx(mine.mean() - theirs.mean(), abs=1e-14)
+    error = np.std(mine - theirs, ddof=1) / np.sqrt(labels.size)
+    assert math.sqrt(paired['variance']) == pytest.approx(error, rel=1e-12)
+    # pairing matters: the unpaired error (independent samples) is several times larger here
+    unpaired = math.sqrt((np.var(mine, ddof=1) + np.var(theirs, ddof=1)) / labels.size)
+    assert unpaired > 3 * error
+
+  @pytest.mark.parametrize('metric', [metrics.LOG_LOSS, metrics.BRIER_SCORE])
+  def test_standard_error_agrees_with_a_paired_bootstrap(self, metric):
+    labels, candidate, baseline = paired_probabilities(n=1500, seed=12)
+    paired = metrics.paired_mean(labels, candidate, baseline, metric)
+    differences = (direct_losses(metric, labels, candidate)
+                   - direct_losses(metric, labels, baseline))
+    rng = np.random.default_rng(13)
+    resampled = rng.integers(0, labels.size, (2000, labels.size))  # rows drawn with replacement
+    bootstrap = differences[resampled].mean(axis=1)
+    assert math.sqrt(paired['variance']) == pytest.approx(np.std(bootstrap, ddof=1), rel=0.08)
+
+  def test_one_row_has_no_error_and_no_rows_nothing(self):
+    one = metrics.paired_mean(np.array([1]), np.array([0.8]), np.array([0.6]), metrics.BRIER_SCORE)
+    assert one['difference'] == pytest.approx(0.04 - 0.16) and math.isnan(one['variance'])
+    assert math.isnan(metrics.paired_mean(np.zeros(0), np.zeros(0), np.zeros(0),
+                                          metrics.LOG_LOSS)['difference'])
+
+  def test_equally_good_models_are_worse_beyond_noise_about_5_percent_of_the_time(self):
+    rng = np.random.default_rng(14)
+    simulations, rejected = 600, 0
+    for _ in range(simulations):
+      labels = rng.random(500) < 0.3
+      signal = 1.3 * labels - 0.6 + rng.normal(0, 1, 500)
+      candidate, baseline = (1 / (1 + np.exp(-(signal + rng.normal(0, 0.7, 500))))
+                             for _ in range(2))
+      paired = metrics.paired_mean(labels, candidate, baseline, metrics.LOG_LOSS)
+      rejected += paired['difference'] - metrics.Z_95 * math.sqrt(paired['variance']) > 0
+    assert 0.02 <= rejected / simulations <= 0.09
+
+
+class TestPairedMetricsCombineFn:
+
+  def test_in_beam_every_metric_is_compared_on_the_same_rows(self):
+    element = keyed(*paired_probabilities(n=3000, seed=15))
+    labels, candidate, baseline = element[1:]
+    with TestPipeline() as pipeline:
+      compared = (pipeline
+                  | beam.Create(chunks(element, 250))
+                  | beam.CombineGlobally(metrics.PairedMetricsCombineFn())
+                  | beam.Map(lambda c: sorted(
+                      (metric, e['rows'], e['sampled_rows'], e['positives'], e['method'],
+                       round(e['difference'], 12), round(e['standard_error'], 12),
+                       round(e['ci_upper'] - e['difference'], 12))
+                      for metric, e in c.items())))
+      expected = []
+      delong = metrics.delong(labels, candidate, baseline)
+      for metric, method, diff, variance in [
+          (metrics.AUC, 'DeLong', delong['auc_difference'], delong['variance'])] + [
+          (m, 'paired mean', p['difference'], p['variance']) for m, p in (
+              (m, metrics.paired_mean(labels, candidate, baseline, m))
+              for m in (metrics.LOG_LOSS, metrics.BRIER_SCORE))]:
+        error = math.sqrt(variance)
+        expected.append((metric, 3000, 3000, int(labels.sum()), method, round(diff, 12),
+                         round(error, 12), round(1.959964 * error, 6)))
+      assert_that(compared | beam.Map(lambda rows: [r[:7] + (round(r[7], 6),) for r in rows]),
+                  equal_to([sorted(expected)]))
+
+  def test_losses_use_the_same_bounded_sample_as_the_auc(self):
+    keys, labels, candidate, baseline = keyed(*paired_probabilities(n=2000, seed=16))
+    combine = metrics.PairedMetricsCombineFn(max_rows=500)
+    result = combine.extract_output(combine.add_input(
+        combine.create_accumulator(), (keys, labels, candidate, baseline)))
+    kept = np.argsort(keys)[:500]
+    assert set(result) == set(metrics.PAIRED_METRICS)
+    for metric in (metrics.LOG_LOSS, metrics.BRIER_SCORE):
+      entry = result[metric]
+      direct = metrics.paired_mean(labels[kept], candidate[kept], baseline[kept], metric)
+      assert (entry['rows'], entry['sampled_rows'], entry['sampled_positives']) == (
+          2000, 500, int(labels[kept].sum()))
+      assert entry['difference'] == pytest.approx(direct['difference'], abs=1e-15)
+      assert entry['lower_bound'] == pytest.approx(
+          direct['difference'] - metrics.Z_95 * math.sqrt(direct['variance']))
+      assert entry['ci_lower'] < entry['lower_bound'] < entry['difference'] < entry['upper_bound']
+    auc = result[metrics.AUC]  # the older AUC fields stay, equal to the generic ones
+    assert (auc['candidate_auc'], auc['baseline_auc'], auc['auc_difference']) == (
+        auc['candidate'], auc['baseline'], auc['difference'])
+    assert auc['sampled_rows'] == 500 and auc['ci_level'] == 0.95

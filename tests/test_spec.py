@@ -83,3 +83,40 @@ def test_the_schema_policy_has_defaults_for_real_data():
   assert (strict.new_values, strict.leakage, strict.max_dead_letter_fraction) == (
       'block', 'block', 0.0)
   assert strict.fingerprint() != policy.fingerprint()  # a policy change is a spec change
+
+
+class TestSplit:
+  """``split``: hash (the default, unchanged) or time (the latest rows by the timestamp)."""
+
+  def test_hash_is_the_default_and_leaves_the_fingerprint_as_it_was(self):
+    default = spec.from_dict(BASE).resolve(HEADER)
+    assert default.split == spec.SPLIT_HASH and 'split' not in default.to_dict()
+    explicit = spec.from_dict({**BASE, 'split': 'hash'}).resolve(HEADER)
+    assert explicit.fingerprint() == default.fingerprint()
+    timed = spec.from_dict({**BASE, 'split': 'time'}).resolve(HEADER)
+    assert timed.to_dict()['split'] == 'time' and timed.fingerprint() != default.fingerprint()
+
+  def test_the_mapping_form_carries_the_fraction(self):
+    timed = spec.from_dict({**BASE, 'split': {'by': 'time', 'eval_fraction': 0.1}})
+    assert (timed.split, timed.eval_fraction) == ('time', 0.1)
+    assert spec.from_dict({**BASE, 'split': {'by': 'time'}}).eval_fraction == 0.2
+
+  def test_a_time_split_without_a_timestamp_is_refused_clearly(self):
+    without = {k: v for k, v in BASE.items() if k != 'timestamp'}
+    with pytest.raises(SpecError, match="spec field 'split': a time split makes the eval split "
+                       "the latest rows by the spec's timestamp column, and this spec names none"):
+      spec.from_dict({**without, 'split': 'time'})
+    assert spec.from_dict(without).split == 'hash'
+
+  @pytest.mark.parametrize('value, match', [
+      ('random', "'split' must be one of \\['hash', 'time'\\]"),
+      ({'by': 'time', 'fraction': 0.1}, "'split' must map 'by'"),
+      ({'by': 'time', 'eval_fraction': 1.5}, "'eval_fraction' must be a number in \\(0, 1\\)"),
+  ])
+  def test_bad_values_name_the_field(self, value, match):
+    with pytest.raises(SpecError, match=match):
+      spec.from_dict({**BASE, 'split': value})
+
+  def test_the_fraction_is_given_once(self):
+    with pytest.raises(SpecError, match="'eval_fraction' and 'split.eval_fraction': give one"):
+      spec.from_dict({**BASE, 'eval_fraction': 0.3, 'split': {'by': 'time', 'eval_fraction': 0.1}})

@@ -210,23 +210,39 @@ class ModelMetrics(_ModelKeys, total=False):
 DELONG = 'DeLong'
 
 
-class AucComparison(TypedDict):
-  """The candidate against the baseline on the same rows (``ml.metrics.PairedAucCombineFn``):
-  exact AUCs on a bounded sample of the rows, their difference and DeLong's standard error of it.
-  Undefined values (one class only; fewer than 2 rows of a class for the error) are null."""
+class _ComparisonKeys(TypedDict):
 
   rows: int  # rows both models scored
   positives: int
-  sampled_rows: int  # rows of the sample the test used (all of them up to the bound)
+  sampled_rows: int  # rows of the sample the comparison used (all of them up to the bound)
   sampled_positives: int
-  candidate_auc: Optional[float]
-  baseline_auc: Optional[float]
-  auc_difference: Optional[float]  # candidate - baseline
-  standard_error: Optional[float]  # of auc_difference, paired (the models' errors correlate)
+  candidate: Optional[float]  # the metric of each model on the sample
+  baseline: Optional[float]
+  difference: Optional[float]  # candidate - baseline
+  standard_error: Optional[float]  # of difference, paired (the models' errors correlate)
   z: float  # 1.645: one-sided 95%
-  lower_bound: Optional[float]  # auc_difference - z x standard_error
-  upper_bound: Optional[float]  # auc_difference + z x standard_error
-  method: str  # DeLong
+  lower_bound: Optional[float]  # difference - z x standard_error
+  upper_bound: Optional[float]  # difference + z x standard_error
+  ci_level: float  # 0.95
+  ci_lower: Optional[float]  # two-sided ci_level confidence interval: difference -/+ 1.96 x SE
+  ci_upper: Optional[float]
+  method: str  # DeLong (auc) | paired mean (log_loss, brier_score)
+
+
+class MetricComparison(_ComparisonKeys, total=False):
+  """The candidate against the baseline on the same rows, one metric (``ml.metrics.
+  PairedMetricsCombineFn``): both models' values on a bounded sample of the rows, their difference
+  and its paired standard error (DeLong's for AUC; sd(per-row loss differences)/sqrt(n) for the
+  mean losses). Undefined values (one class only; fewer than 2 rows, or 2 of a class for AUC, for
+  the error) are null."""
+
+  data: str  # which rows: the eval split's files or the input pattern
+  candidate_auc: Optional[float]  # 'auc' only, as older records: = candidate
+  baseline_auc: Optional[float]  # = baseline
+  auc_difference: Optional[float]  # = difference
+
+
+AucComparison = MetricComparison  # the 'auc' entry (older name)
 
 
 class _MetricsKeys(TypedDict):
@@ -237,7 +253,7 @@ class _MetricsKeys(TypedDict):
 class MetricsDocument(_MetricsKeys, total=False):
   """``metrics.json``."""
 
-  comparison: Dict[str, AucComparison]  # with a baseline: 'auc' -> the paired comparison
+  comparison: Dict[str, MetricComparison]  # with a baseline: auc, log_loss, brier_score
 
 
 JsonNumber = Union[float, str, None]  # NaN and infinities are written as strings
@@ -259,10 +275,17 @@ class BlessingCheck(_CheckKeys, total=False):
   """One threshold checked on one metric (``ml.blessing.Check``); a change threshold judged
   within sampling noise also has the paired comparison's numbers."""
 
-  noise: str  # 'paired': diff and its standard error from the same rows
+  noise: str  # 'paired' | 'non_inferiority': diff and its standard error from the same rows
   standard_error: JsonNumber
   bound: JsonNumber  # the one-sided bound of diff compared with the thresholds
-  rows: int  # rows of the paired comparison
+  rows: int  # rows of the paired comparison (its sample)
+  # With a paired comparison of the metric (whatever the noise rule): what it was measured on
+  positives: int  # positives among those rows
+  total_rows: int  # rows both models scored (the sample is drawn from them)
+  data: str  # which rows: the eval split's files or the input pattern
+  ci_level: float  # 0.95
+  ci_lower: JsonNumber  # two-sided confidence interval of the paired difference
+  ci_upper: JsonNumber
 
 
 class _BlessingKeys(TypedDict):
@@ -278,7 +301,7 @@ class BlessingDocument(_BlessingKeys, total=False):
   candidate: str  # model directory
   baseline: Optional[str]
   thresholds: Dict[str, object]  # the rule (``BlessingRule.describe``)
-  comparison: Dict[str, AucComparison]  # the paired comparison, with a baseline
+  comparison: Dict[str, MetricComparison]  # the paired comparisons, with a baseline
 
 
 def split_dir(features_dir: str, split: str) -> str:
@@ -317,6 +340,7 @@ class FeaturesSummary(_SummaryKeys, total=False):
   reconciled: bool
   missing_columns: List[str]
   extra_columns: List[str]
+  split: Dict[str, object]  # a time split: its rule and cutoff (``features.TimeSplit``)
 
 
 def read_summary(features_dir: str) -> FeaturesSummary:

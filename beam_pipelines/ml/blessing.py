@@ -18,16 +18,18 @@ Semantics (TFMA's ``metrics_validator``, rule for rule):
   baseline is 0, and then the check fails, as in TFMA). HIGHER_IS_BETTER passes when
   ``diff >= absolute and relative >= relative_bound`` (unset bounds -inf); LOWER_IS_BETTER passes
   when ``diff <= absolute and relative <= relative_bound`` (unset bounds +inf).
-- change threshold within noise (ours, beyond TFMA; ``noise: paired``, AUC only): both models are
-  scored on the same eval rows, so their AUCs are compared row by row (``ml.metrics.delong``:
-  DeLong's variance of the difference of two correlated AUCs). The check then uses the exact AUCs
-  on those rows and the one-sided bound ``bound = diff + z x SE`` for HIGHER_IS_BETTER (``diff - z
-  x SE`` for LOWER_IS_BETTER; ``z`` = 1.645 at the default ``confidence: 0.95``) in diff's place:
-  HIGHER_IS_BETTER passes when ``bound >= absolute`` (and ``bound / baseline >= relative``), i.e.
-  the candidate fails only when it is worse than the threshold beyond sampling noise, and a
-  candidate equally good fails about 5 times in 100 at ``absolute`` ~ 0. Without a paired standard
-  error (no comparison; fewer than 2 rows of a class) it is TFMA's exact rule; ``noise: exact``
-  (the default when the field is absent) keeps TFMA's exact rule always.
+- change threshold on the same rows with confidence (ours, beyond TFMA; ``auc``, ``log_loss``,
+  ``brier_score``): both models are scored on the same eval rows, so each difference has a paired
+  standard error (``ml.metrics``: DeLong's for AUC; sd(per-row loss differences)/sqrt(n) for the
+  mean losses). The check then uses both models' values on those rows and a one-sided bound in
+  diff's place (``z`` = 1.645 at the default ``confidence: 0.95``):
+  ``noise: paired`` (benefit of the doubt) judges ``diff + z x SE`` (``diff - z x SE`` for
+  LOWER_IS_BETTER): the candidate fails only when worse than the threshold beyond noise; without
+  a standard error it is TFMA's exact rule. ``noise: non_inferiority`` (burden of proof) judges
+  ``diff - z x SE`` (``diff + z x SE`` for LOWER_IS_BETTER) against ``absolute``, the margin: it
+  passes only when shown no worse than the margin, and fails without a standard error.
+  ``noise: exact`` (the default when the field is absent) keeps TFMA's exact rule always. Every
+  change check of a compared metric records the two-sided 95% interval and the rows.
 - every thresholded metric must be present (and a number) for the candidate, and for the baseline
   when a change threshold is checked; a missing one fails with "metric not found".
 - no baseline: change thresholds are ignored and the candidate is judged ("rubber stamped") on its
@@ -52,7 +54,7 @@ import dataclasses
 import json
 import math
 from statistics import NormalDist
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union, cast
 
 import yaml
 
@@ -63,10 +65,15 @@ from beam_pipelines.store.errors import Refusal
 HIGHER_IS_BETTER, LOWER_IS_BETTER = 'HIGHER_IS_BETTER', 'LOWER_IS_BETTER'
 DIRECTIONS = (HIGHER_IS_BETTER, LOWER_IS_BETTER)
 VALUE, CHANGE, REGISTERED = 'value_threshold', 'change_threshold', 'registered_change'
-EXACT, PAIRED = 'exact', 'paired'  # a change threshold's ``noise``: point estimates, or paired test
-NOISES = (EXACT, PAIRED)
-PAIRED_METRICS = ('auc',)  # metrics with a paired comparison (``ml.metrics.PairedAucCombineFn``)
+# A change threshold's ``noise``: point estimates (TFMA), or a paired comparison's one-sided bound
+# in the candidate's favour (paired: fails only when worse beyond noise) or against it
+# (non_inferiority: passes only when shown no worse than the margin).
+EXACT, PAIRED, NON_INFERIORITY = 'exact', 'paired', 'non_inferiority'
+NOISES = (EXACT, PAIRED, NON_INFERIORITY)
+# Metrics with a paired comparison (``ml.metrics.PairedMetricsCombineFn``, ``PAIRED_METRICS``)
+PAIRED_METRICS = ('auc', 'log_loss', 'brier_score')
 DEFAULT_CONFIDENCE = 0.95
+CI_LEVEL = 0.95  # the two-sided interval of the difference every paired check reports
 
 DEFAULT_CONFIG: Mapping[str, object] = {
     'metrics': {
@@ -94,7 +101,7 @@ class ChangeThreshold:
   direction: str
   absolute: Optional[float] = None
   relative: Optional[float] = None
-  noise: str = EXACT  # PAIRED: judge the one-sided bound of the paired difference, when known
+  noise: str = EXACT  # PAIRED / NON_INFERIORITY: judge a one-sided bound of the paired difference
   confidence: float = DEFAULT_CONFIDENCE  # of that one-sided bound
 
   @property
@@ -120,10 +127,11 @@ class Check:
   baseline: Optional[float] = None
   diff: Optional[float] = None
   relative: Optional[float] = None
-  noise: Optional[str] = None  # PAIRED when judged with the paired standard error
+  noise: Optional[str] = None  # PAIRED / NON_INFERIORITY when judged with the paired error
   standard_error: Optional[float] = None
   bound: Optional[float] = None  # the one-sided bound of diff that was compared
-  rows: Optional[int] = None  # rows of the paired comparison
+  rows: Optional[int] = None  # rows of the paired comparison (its sample)
+  measured: Optional['Measured'] = None  # the paired comparison of this metric, when there is one
 
   def to_dict(self) -> artifacts.BlessingCheck:
     check = artifacts.BlessingCheck(
@@ -134,9 +142,79 @@ class Check:
       check['noise'] = self.noise
       check['standard_error'] = _json_number(self.standard_error)
       check['bound'] = _json_number(self.bound)
-      if self.rows is not None:
-        check['rows'] = self.rows
+    if self.measured is not None:
+      measured = self.measured
+      check['rows'], check['positives'] = measured.rows, measured.positives
+      check['total_rows'], check['ci_level'] = measured.total_rows, CI_LEVEL
+      check['ci_lower'] = _json_number(measured.ci_lower)
+      check['ci_upper'] = _json_number(measured.ci_upper)
+      if measured.data is not None:
+        check['data'] = measured.data
+    elif self.rows is not None:
+      check['rows'] = self.rows
     return check
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+  """A paired comparison of one metric (``artifacts.MetricComparison``, or an older AUC-only
+  record): both models' values on the same rows, the difference, its standard error and interval."""
+
+  candidate: float
+  baseline: float
+  diff: float
+  standard_error: float
+  rows: int  # rows of the sample the comparison used
+  positives: int
+  total_rows: int  # rows both models scored
+  data: Optional[str] = None  # which rows: the eval split's files or the input pattern
+
+  @property
+  def on(self) -> str:
+    """'the same 2,007 rows', or 'a sample of 200,000 of the same 900,000 rows'."""
+    if self.rows == self.total_rows:
+      return f'the same {self.rows:,} rows'
+    return f'a sample of {self.rows:,} of the same {self.total_rows:,} rows'
+
+  @property
+  def ci_lower(self) -> float:
+    return self.diff - _Z_CI * self.standard_error
+
+  @property
+  def ci_upper(self) -> float:
+    return self.diff + _Z_CI * self.standard_error
+
+  def describe(self, metric: str) -> str:
+    """'auc candidate - baseline on the same 2,007 rows (412 positives) of DATA: +0.0020, 95% CI
+    [-0.0110, +0.0150]'."""
+    where = f' of {self.data}' if self.data else ''
+    return (f'{metric} candidate - baseline on {self.on} ({self.positives:,} positives)'
+            f'{where}: {self.diff:+.4f}, {CI_LEVEL:.0%} CI [{self.ci_lower:+.4f}, '
+            f'{self.ci_upper:+.4f}]')
+
+
+_Z_CI = NormalDist().inv_cdf(0.5 + CI_LEVEL / 2)
+
+
+def measured(paired: Optional[Mapping[str, Any]]) -> Optional[Measured]:
+  """The comparison's numbers when both values, the difference and a finite standard error are
+  known (new records: ``candidate``/``baseline``/``difference``; older AUC records:
+  ``candidate_auc``/``baseline_auc``/``auc_difference``), else None."""
+  if not paired:
+    return None
+  def first(*names: str) -> Optional[float]:
+    return next((v for v in (_present(paired, n) for n in names) if v is not None), None)
+  values = (first('candidate', 'candidate_auc'), first('baseline', 'baseline_auc'),
+            first('difference', 'auc_difference'), _present(paired, 'standard_error'))
+  if any(v is None for v in values) or not math.isfinite(cast(float, values[3])):
+    return None
+  candidate, baseline, diff, error = cast(Tuple[float, float, float, float], values)
+  rows = int(paired.get('sampled_rows') or 0)
+  total = int(paired.get('rows') or rows)
+  positives = int(paired.get('sampled_positives', paired.get('positives')) or 0)
+  data = paired.get('data')
+  return Measured(candidate, baseline, diff, error, rows, positives, total,
+                  data if isinstance(data, str) else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,8 +271,8 @@ def parse_config(raw: Any) -> Dict[str, MetricThreshold]:
           _number(bounds.get('upper_bound', math.inf), f'{where}.{VALUE}.upper_bound'))
     if CHANGE in spec:
       change = _change_threshold(spec[CHANGE], f'{where}.{CHANGE}', noise=True)
-      if change.noise == PAIRED and metric not in PAIRED_METRICS:
-        raise BlessingConfigError(f'{where}.{CHANGE}.noise: {PAIRED!r} is available for '
+      if change.noise != EXACT and metric not in PAIRED_METRICS:
+        raise BlessingConfigError(f'{where}.{CHANGE}.noise: {change.noise!r} is available for '
                                   f'{", ".join(PAIRED_METRICS)} only, not {metric}')
     thresholds[metric] = MetricThreshold(value, change)
   return thresholds
@@ -279,33 +357,36 @@ def check_value(metric: str, value: float, threshold: ValueThreshold) -> Check:
   return Check(metric, VALUE, passed, message, candidate=value)
 
 
-def _paired_error(threshold: ChangeThreshold,
-                  paired: Optional[Mapping[str, Any]]) -> Optional[float]:
-  """The paired standard error to judge by: only with ``noise: paired`` and a known one."""
-  if threshold.noise != PAIRED or not paired:
-    return None
-  error = _present(paired, 'standard_error')
-  known = all(_present(paired, k) is not None
-              for k in ('candidate_auc', 'baseline_auc', 'auc_difference'))
-  return error if error is not None and math.isfinite(error) and known else None
-
-
 def check_change(metric: str, candidate: float, baseline: float, threshold: ChangeThreshold,
                  paired: Optional[Mapping[str, Any]] = None) -> Check:
   """TFMA GenericChangeThreshold: diff = candidate - baseline, relative = diff / baseline.
 
-  With ``noise: paired`` and a paired comparison that has a standard error (``paired``, an
-  ``artifacts.AucComparison``), the comparison's numbers are used (both models' exact AUCs on the
-  same rows) and ``bound = diff + z x SE`` (``diff - z x SE`` when lower is better) takes diff's
-  place against the absolute and relative thresholds: the candidate fails only when it is worse
-  beyond sampling noise. Without a standard error: TFMA's exact rule.
+  With a paired comparison of the metric that has a standard error (``paired``, an
+  ``artifacts.MetricComparison``), ``noise: paired`` and ``noise: non_inferiority`` use the
+  comparison's numbers (both models' values on the same rows) and a one-sided bound takes diff's
+  place against the absolute and relative thresholds:
+
+  - paired (benefit of the doubt): ``diff + z x SE`` (``diff - z x SE`` when lower is better), the
+    bound in the candidate's favour: it fails only when worse than the threshold beyond noise;
+  - non_inferiority (burden of proof): ``diff - z x SE`` (``diff + z x SE`` when lower is better),
+    the bound against it: it passes only when shown no worse than the threshold, the margin.
+
+  Without a standard error: TFMA's exact rule for paired; non_inferiority fails (nothing shown).
+  Whatever the rule, the check carries the comparison's interval and rows when there is one.
   """
   higher = threshold.direction == HIGHER_IS_BETTER
-  error = _paired_error(threshold, paired)
-  if paired and error is not None:
-    candidate, baseline = float(paired['candidate_auc']), float(paired['baseline_auc'])
-    diff = float(paired['auc_difference'])
-    bound = diff + threshold.z * error if higher else diff - threshold.z * error
+  compared = measured(paired)
+  judged = compared if threshold.noise != EXACT else None
+  if threshold.noise == NON_INFERIORITY and compared is None:
+    return Check(metric, CHANGE, False,
+                 f'{metric}: non-inferiority cannot be shown without a paired comparison of both '
+                 f'models on the same rows with a standard error (candidate {candidate:.6g} vs '
+                 f'baseline {baseline:.6g})', candidate=candidate, baseline=baseline,
+                 diff=candidate - baseline, noise=NON_INFERIORITY)
+  if judged is not None:
+    candidate, baseline, diff = judged.candidate, judged.baseline, judged.diff
+    towards = higher if threshold.noise == PAIRED else not higher  # the bound's side: + or -
+    bound = diff + threshold.z * judged.standard_error * (1 if towards else -1)
   else:
     diff = bound = candidate - baseline
   relative = math.nan if math.isclose(baseline, 0.0) else bound / baseline
@@ -317,7 +398,7 @@ def check_change(metric: str, candidate: float, baseline: float, threshold: Chan
   else:
     abs_ok, rel_ok = bound <= absolute, relative <= relative_bound
   word = '>=' if higher else '<='
-  what = 'diff' if error is None else 'bound'
+  what = 'diff' if judged is None else 'bound'
   reasons = []
   if not abs_ok:
     reasons.append(f'{what} {bound:+.6g} is not {word} absolute {absolute:g} '
@@ -329,29 +410,37 @@ def check_change(metric: str, candidate: float, baseline: float, threshold: Chan
       reasons.append(f'relative {relative:+.6g} is not {word} relative {relative_bound:g} '
                      f'(short by {abs(relative_bound - relative):.6g})')
   passed = abs_ok and rel_ok
-  if error is None or not paired:
+  if judged is None:
     head = (f'{metric}: candidate {candidate:.6g} vs baseline {baseline:.6g} '
             f'({threshold.direction})')
     message = f'{head}: ' + ('; '.join(reasons) if reasons else f'diff {diff:+.6g} ok')
     if threshold.noise == PAIRED:
       message += ' (no paired standard error: exact rule)'
+    elif compared is not None:
+      message += f' [{compared.describe(metric)}]'
     return Check(metric, CHANGE, passed, message, candidate=candidate, baseline=baseline,
-                 diff=diff, relative=relative)
-  rows, total = int(paired.get('sampled_rows') or 0), int(paired.get('rows') or 0)
-  on = f'{rows} rows' if rows == total else f'a sample of {rows} of {total} rows'
-  side = 'upper' if higher else 'lower'
+                 diff=diff, relative=relative, measured=compared)
+  side = 'upper' if bound > diff or (bound == diff and towards) else 'lower'
+  rule = 'paired' if threshold.noise == PAIRED else 'non-inferiority'
   head = (f'{metric}: candidate {candidate:.6f} vs baseline {baseline:.6f} '
-          f'({threshold.direction}; paired, exact AUCs on {on}): diff {diff:+.6f}, standard error '
-          f'{error:.2g}, one-sided {threshold.confidence:.0%} {side} bound {bound:+.6f}')
+          f'({threshold.direction}; {rule}, exact values on {judged.on}): diff {diff:+.6f}, '
+          f'{CI_LEVEL:.0%} CI [{judged.ci_lower:+.6f}, {judged.ci_upper:+.6f}], standard error '
+          f'{judged.standard_error:.2g}, one-sided {threshold.confidence:.0%} {side} bound '
+          f'{bound:+.6f}')
   if passed:
+    verdict = ('not worse beyond noise, ok' if threshold.noise == PAIRED
+               else 'shown no worse than the margin, ok')
     message = (f'{head} {word} absolute {absolute:g}'
                + (f', relative {relative:+.6g} {word} {relative_bound:g}'
                   if threshold.relative is not None else '')
-               + ': not worse beyond noise, ok')
+               + f': {verdict}')
   else:
-    message = f'{head}: worse beyond noise: ' + '; '.join(reasons)
+    verdict = ('worse beyond noise' if threshold.noise == PAIRED
+               else 'non-inferiority not shown')
+    message = f'{head}: {verdict}: ' + '; '.join(reasons)
   return Check(metric, CHANGE, passed, message, candidate=candidate, baseline=baseline, diff=diff,
-               relative=relative, noise=PAIRED, standard_error=error, bound=bound, rows=rows)
+               relative=relative, noise=threshold.noise, standard_error=judged.standard_error,
+               bound=bound, rows=judged.rows, measured=judged)
 
 
 def bless(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
@@ -361,8 +450,9 @@ def bless(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
           paired: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Blessing:
   """Judges a candidate's metrics (and a baseline's, or None for a first model) by the thresholds;
   with ``registered`` (production's metrics as registered), also by ``registered_thresholds``;
-  ``paired`` (metric -> ``artifacts.AucComparison`` of both models on the same rows) serves the
-  change thresholds judged within noise."""
+  ``paired`` (metric -> ``artifacts.MetricComparison`` of both models on the same rows) serves the
+  change thresholds judged with ``noise: paired`` or ``non_inferiority`` and gives every change
+  check of a compared metric its interval and rows."""
   checks: List[Check] = []
   for metric, change in sorted((registered_thresholds or {}).items()):
     if registered is None:
@@ -379,22 +469,29 @@ def bless(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
   for metric in sorted(thresholds):
     bounds = thresholds[metric]
     value = _present(candidate, metric)
+    compared = (paired or {}).get(metric)
+    # A change judged on the paired comparison needs only the comparison's values (a metric the
+    # slice combiners do not report, e.g. brier_score, can still be compared on the same rows).
+    on_pairs = (bounds.change is not None and bounds.change.noise != EXACT
+                and measured(compared) is not None)
     if value is None:
       kinds = [k for k, t in ((VALUE, bounds.value), (CHANGE, bounds.change))
-               if t and (k == VALUE or baseline is not None)]
+               if t and (k == VALUE or (baseline is not None and not on_pairs))]
       for kind in kinds:
         checks.append(Check(metric, kind, False, f'{metric}: metric not found for the candidate'))
-      continue
-    if bounds.value is not None:
+    elif bounds.value is not None:
       checks.append(check_value(metric, value, bounds.value))
-    if bounds.change is not None and baseline is not None:
-      base = _present(baseline, metric)
-      if base is None:
-        checks.append(Check(metric, CHANGE, False, f'{metric}: metric not found for the baseline',
-                            candidate=value))
-      else:
-        checks.append(check_change(metric, value, base, bounds.change,
-                                   (paired or {}).get(metric)))
+    if bounds.change is None or baseline is None or (value is None and not on_pairs):
+      continue
+    base = _present(baseline, metric)
+    if on_pairs:
+      pair = cast(Measured, measured(compared))
+      value, base = pair.candidate, pair.baseline
+    if base is None:
+      checks.append(Check(metric, CHANGE, False, f'{metric}: metric not found for the baseline',
+                          candidate=value))
+    else:
+      checks.append(check_change(metric, cast(float, value), base, bounds.change, compared))
   failed = [c for c in checks if not c.passed]
   rubber_stamped = baseline is None
   if failed:
@@ -441,7 +538,7 @@ class BlessingRule:
   def judge(self, candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
             paired: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Blessing:
     """The blessing of ``candidate`` against ``baseline`` (with ``paired``, the comparison of both
-    on the same rows, metric -> ``artifacts.AucComparison``)."""
+    on the same rows, metric -> ``artifacts.MetricComparison``)."""
     return bless(candidate, baseline, self.thresholds, self.registered_metrics,
                  self.registered_thresholds, paired)
 

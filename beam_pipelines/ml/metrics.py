@@ -21,7 +21,9 @@ per key (slice) with ``CombinePerKey``:
   (reliability) table, read from the same AUC histogram, for the report's charts.
 - ``PairedAucCombineFn``: two models scored on the same rows, ``(keys, labels, candidate,
   baseline)`` arrays -> their exact AUCs, the difference and DeLong's standard error of it
-  (``delong``), on a bounded, deterministic sample of the rows (at most 200,000 by default).
+  (``delong``), on a bounded, deterministic sample of the rows (at most 200,000 by default);
+  ``PairedMetricsCombineFn``: the same, and log loss and Brier score compared on the same sample
+  (``paired_mean``: the standard error of a difference of means is sd(per-row differences)/sqrt(n)).
 
 A metric that is undefined (AUC with a single class, anything on no examples) is NaN.
 """
@@ -35,7 +37,7 @@ from typing import Dict, List, Optional, Tuple, TypedDict, Union
 import apache_beam as beam
 import numpy as np
 
-from beam_pipelines.ml.artifacts import DELONG, AucComparison, Curves
+from beam_pipelines.ml.artifacts import DELONG, Curves, MetricComparison
 
 LabelAndScore = Tuple[int, float]
 Scored = Union[LabelAndScore, Tuple[np.ndarray, np.ndarray]]  # one example, or arrays of them
@@ -270,6 +272,10 @@ class BinaryMetricsCombineFn(beam.CombineFn):
 # Paired comparison of two models scored on the same rows: DeLong's test of the AUC difference.
 
 Z_95 = NormalDist().inv_cdf(0.95)  # one-sided 95%: 1.6449
+CI_LEVEL = 0.95  # the two-sided confidence interval every comparison reports
+Z_CI = NormalDist().inv_cdf(0.5 + CI_LEVEL / 2)  # 1.96
+PAIRED_MEAN = 'paired mean'  # the method of log_loss and brier_score comparisons
+BRIER_SCORE = 'brier_score'  # mean of (p - y)**2
 DEFAULT_PAIRED_ROWS = 200_000
 PairedRows = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # keys, labels, candidate, baseline
 
@@ -325,14 +331,53 @@ def delong(labels: np.ndarray, candidate: np.ndarray, baseline: np.ndarray) -> P
                    auc_difference=aucs[0] - aucs[1], variance=variance)
 
 
-class PairedAucCombineFn(beam.CombineFn):
-  """(keys, labels, candidate scores, baseline scores) arrays of the same rows -> the paired AUC
-  comparison (``artifacts.AucComparison``).
+class PairedLoss(TypedDict):
+  """Two models' mean per-row losses on the same rows, the difference and its paired variance."""
+  candidate: float
+  baseline: float
+  difference: float  # candidate - baseline
+  variance: float  # of the difference: var(per-row differences) / n; NaN with fewer than 2 rows
+
+
+def brier_losses(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+  """Per-row squared error ``(p - y)**2``: their mean is the Brier score."""
+  return (np.asarray(scores, np.float64) - np.asarray(labels, np.float64)) ** 2
+
+
+LOSSES = {LOG_LOSS: losses, BRIER_SCORE: brier_losses}  # the per-row losses of the paired means
+
+
+def paired_mean(labels: np.ndarray, candidate: np.ndarray, baseline: np.ndarray,
+                metric: str) -> PairedLoss:
+  """A mean-of-per-row-losses metric (``log_loss``, ``brier_score``) of two models on the same
+  rows, and the variance of the difference of the means.
+
+  Both means are over the same rows, so their difference is the mean of the per-row differences
+  ``d_i = loss(candidate_i) - loss(baseline_i)`` and its variance is ``var(d) / n`` (sample
+  variance, ``ddof=1``): the paired t-statistic's denominator, which counts the models'
+  correlated errors once instead of adding two independent variances.
+  """
+  loss = LOSSES[metric]
+  labels = np.asarray(labels).astype(bool).astype(np.int64)
+  if not labels.size:
+    return PairedLoss(candidate=math.nan, baseline=math.nan, difference=math.nan,
+                      variance=math.nan)
+  mine = loss(labels, np.asarray(candidate, np.float64))
+  theirs = loss(labels, np.asarray(baseline, np.float64))
+  differences = mine - theirs
+  variance = float(np.var(differences, ddof=1) / labels.size) if labels.size > 1 else math.nan
+  return PairedLoss(candidate=math.fsum(mine.tolist()) / labels.size,
+                    baseline=math.fsum(theirs.tolist()) / labels.size,
+                    difference=math.fsum(differences.tolist()) / labels.size, variance=variance)
+
+
+class _PairedSampleCombineFn(beam.CombineFn):
+  """(keys, labels, candidate scores, baseline scores) arrays of the same rows -> a bounded,
+  deterministic sample of them and the count of every row (what the paired comparisons use).
 
   Keeps the ``max_rows`` rows with the smallest keys (a bottom-k sample: keys are hashes of the
   rows, so it is a uniform sample, the same whatever the order, bundles or workers, and its memory
-  is bounded by ``max_rows``, not by the rows), counts every row, and computes DeLong's test on the
-  sample: the difference, its standard error and one-sided 95% bounds ``diff -/+ 1.645 SE``.
+  is bounded by ``max_rows``, not by the rows).
   """
 
   def __init__(self, max_rows: int = DEFAULT_PAIRED_ROWS):
@@ -368,20 +413,67 @@ class PairedAucCombineFn(beam.CombineFn):
               np.hstack([a[2] for a in accumulators]), np.concatenate([a[3] for a in accumulators])]
     return self._keep(merged, slack=2)
 
-  def extract_output(self, accumulator) -> AucComparison:
-    total, positives = accumulator[0], accumulator[1]
+  def _sample(self, accumulator) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, candidate, baseline) of the sample, in one fixed order."""
     rows, keys = accumulator[2], accumulator[3]
-    order = np.lexsort((rows[2], rows[1], rows[0], keys))[:self._max_rows]  # one fixed order
-    labels, candidate, baseline = rows[0][order], rows[1][order], rows[2][order]
-    paired = delong(labels, candidate, baseline)
-    error = math.sqrt(paired['variance']) if paired['variance'] >= 0 else math.nan
-    diff = paired['auc_difference']
-    return AucComparison(
-        rows=total, positives=positives, sampled_rows=int(labels.size),
-        sampled_positives=int(labels.sum()), candidate_auc=_defined(paired['candidate_auc']),
-        baseline_auc=_defined(paired['baseline_auc']), auc_difference=_defined(diff),
-        standard_error=_defined(error), z=Z_95, lower_bound=_defined(diff - Z_95 * error),
-        upper_bound=_defined(diff + Z_95 * error), method=DELONG)
+    order = np.lexsort((rows[2], rows[1], rows[0], keys))[:self._max_rows]
+    return rows[0][order], rows[1][order], rows[2][order]
+
+
+
+class PairedAucCombineFn(_PairedSampleCombineFn):
+  """Paired rows -> the AUC comparison on the sample (``artifacts.MetricComparison``, with the
+  older fields ``candidate_auc``, ``baseline_auc`` and ``auc_difference``): DeLong's test, the
+  difference, its standard error, one-sided 95% bounds ``diff -/+ 1.645 SE`` and the two-sided
+  95% confidence interval ``diff -/+ 1.96 SE``."""
+
+  def extract_output(self, accumulator) -> MetricComparison:
+    return _auc_comparison(accumulator, self._sample(accumulator))
+
+
+def _auc_comparison(accumulator, sample) -> MetricComparison:
+  labels, candidate, baseline = sample
+  paired = delong(labels, candidate, baseline)
+  comparison = _comparison(accumulator, labels, paired['candidate_auc'], paired['baseline_auc'],
+                           paired['auc_difference'], paired['variance'], DELONG)
+  comparison['candidate_auc'] = _defined(paired['candidate_auc'])
+  comparison['baseline_auc'] = _defined(paired['baseline_auc'])
+  comparison['auc_difference'] = _defined(paired['auc_difference'])
+  return comparison
+
+
+class PairedMetricsCombineFn(_PairedSampleCombineFn):
+  """As ``PairedAucCombineFn``, for every metric with a paired comparison, on the same sample:
+  ``{'auc': DeLong, 'log_loss': paired mean, 'brier_score': paired mean}`` (``PAIRED_METRICS``),
+  each an ``artifacts.MetricComparison``."""
+
+  def extract_output(self, accumulator) -> Dict[str, MetricComparison]:
+    sample = self._sample(accumulator)
+    compared = {AUC: _auc_comparison(accumulator, sample)}
+    for metric in LOSSES:
+      paired = paired_mean(*sample, metric)
+      compared[metric] = _comparison(accumulator, sample[0], paired['candidate'],
+                                     paired['baseline'], paired['difference'],
+                                     paired['variance'], PAIRED_MEAN)
+    return compared
+
+
+PAIRED_METRICS = (AUC, LOG_LOSS, BRIER_SCORE)
+
+
+def _comparison(accumulator, labels: np.ndarray, candidate: float, baseline: float,
+                difference: float, variance: float, method: str) -> MetricComparison:
+  """One metric's comparison record: counts, values, the difference, its standard error, the
+  one-sided 95% bounds and the two-sided 95% confidence interval."""
+  error = math.sqrt(variance) if variance >= 0 else math.nan
+  return MetricComparison(
+      rows=accumulator[0], positives=accumulator[1], sampled_rows=int(labels.size),
+      sampled_positives=int(np.asarray(labels).sum()), candidate=_defined(candidate),
+      baseline=_defined(baseline), difference=_defined(difference),
+      standard_error=_defined(error), z=Z_95, lower_bound=_defined(difference - Z_95 * error),
+      upper_bound=_defined(difference + Z_95 * error), ci_level=CI_LEVEL,
+      ci_lower=_defined(difference - Z_CI * error), ci_upper=_defined(difference + Z_CI * error),
+      method=method)
 
 
 def _defined(value: float) -> Optional[float]:

@@ -10,6 +10,9 @@ A spec is a small YAML or JSON file::
     categorical: [payment_type]    # a list, or "all"; at most one of numeric/categorical is "all"
     ignore: [notes]                # optional columns to drop
     eval_fraction: 0.2             # optional, default 0.2
+    split: hash                    # optional: hash (default: a stable hash of the key, else of the
+                                   # row) | time (eval = the latest eval_fraction of the rows by
+                                   # the timestamp column); also {by: time, eval_fraction: 0.2}
     thresholds:                    # optional, per feature
       payment_type: {drift: 0.05, skew: 0.05}  # L-infinity (categorical) / Jensen-Shannon (numeric)
     measures:                      # optional: the distance of a feature's drift/skew check
@@ -54,17 +57,18 @@ LEAKAGE_WARN, LEAKAGE_BLOCK, LEAKAGE_OFF = 'warn', 'block', 'off'
 DEFAULT_PRESENCE_TOLERANCE = 0.1
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.05
 DEFAULT_LEAKAGE_AUC = 0.98
+SPLIT_HASH, SPLIT_TIME = 'hash', 'time'  # how rows are assigned to the eval split
+SPLITS = (SPLIT_HASH, SPLIT_TIME)
 _FIELDS = ('name', 'label', 'key', 'timestamp', 'numeric', 'categorical', 'ignore',
            'eval_fraction', 'thresholds', 'measures', 'min_domain_mass', 'new_values',
-           'presence_tolerance', 'max_dead_letter_fraction', 'leakage', 'leakage_auc')
+           'presence_tolerance', 'max_dead_letter_fraction', 'leakage', 'leakage_auc', 'split')
 
 
 class SpecError(Refusal, ValueError):
   """The dataset spec is invalid; the message names the field."""
 
 
-class SpecDocument(TypedDict):
-  """A spec as JSON (``DatasetSpec.to_dict``): what its fingerprint hashes and outputs record."""
+class _SpecKeys(TypedDict):
   label: str
   numeric: Union[str, List[str]]  # "all" until resolved
   categorical: Union[str, List[str]]
@@ -81,6 +85,12 @@ class SpecDocument(TypedDict):
   max_dead_letter_fraction: float
   leakage: str
   leakage_auc: float
+
+
+class SpecDocument(_SpecKeys, total=False):
+  """A spec as JSON (``DatasetSpec.to_dict``): what its fingerprint hashes and outputs record.
+  ``split`` is there only when it is not the default hash (so older fingerprints stay)."""
+  split: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +113,7 @@ class DatasetSpec:
   max_dead_letter_fraction: float = DEFAULT_MAX_DEAD_LETTER_FRACTION
   leakage: str = LEAKAGE_WARN
   leakage_auc: float = DEFAULT_LEAKAGE_AUC
+  split: str = SPLIT_HASH  # SPLIT_TIME: the eval split is the latest rows by ``timestamp``
 
   def measure(self, feature: str) -> str:
     """The distance of a feature's drift/skew check: the spec's choice, else TFDV's usual one
@@ -160,8 +171,11 @@ class DatasetSpec:
       raise SpecError('spec has "all" columns: call resolve(header) first')
 
   def to_dict(self) -> SpecDocument:
-    return cast(SpecDocument, {f: (list(v) if isinstance(v, tuple) else v)
-                               for f, v in dataclasses.asdict(self).items()})
+    document = {f: (list(v) if isinstance(v, tuple) else v)
+                for f, v in dataclasses.asdict(self).items()}
+    if self.split == SPLIT_HASH:  # the default: absent, as before the field existed
+      del document['split']
+    return cast(SpecDocument, document)
 
   def fingerprint(self) -> str:
     """sha256 of the spec's canonical JSON: part of a cache key / lineage record."""
@@ -206,7 +220,11 @@ def from_dict(raw: Any) -> DatasetSpec:
   clashes = sorted({c for c in listed + singles if (listed + singles).count(c) > 1})
   if clashes:
     raise SpecError(f'spec names column(s) {clashes} in more than one field')
-  eval_fraction = raw.get('eval_fraction', 0.2)
+  split, eval_fraction = _split(raw)
+  if split == SPLIT_TIME and not raw.get('timestamp'):
+    raise SpecError("spec field 'split': a time split makes the eval split the latest rows by the "
+                    "spec's timestamp column, and this spec names none: add 'timestamp: "
+                    "<column>' or use 'split: hash'")
   if (isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float))
       or not 0 < eval_fraction < 1):
     raise SpecError(f"spec field 'eval_fraction' must be a number in (0, 1), got {eval_fraction!r}")
@@ -251,7 +269,27 @@ def from_dict(raw: Any) -> DatasetSpec:
       max_dead_letter_fraction=_fraction(raw, 'max_dead_letter_fraction',
                                          DEFAULT_MAX_DEAD_LETTER_FRACTION, True),
       leakage=_choice(raw, 'leakage', (LEAKAGE_WARN, LEAKAGE_BLOCK, LEAKAGE_OFF)),
-      leakage_auc=leakage_auc)
+      leakage_auc=leakage_auc, split=split)
+
+
+def _split(raw: Mapping[str, Any]) -> tuple:
+  """(split rule, eval fraction) of ``split: hash|time`` or ``split: {by: ..., eval_fraction}``
+  (the fraction may be given there or as the top-level ``eval_fraction``, not both)."""
+  value = raw.get('split', SPLIT_HASH)
+  fraction = raw.get('eval_fraction', 0.2)
+  if isinstance(value, dict):
+    unknown = sorted(set(value) - {'by', 'eval_fraction'})
+    if unknown or 'by' not in value:
+      raise SpecError(f"spec field 'split' must map 'by' (one of {list(SPLITS)}) and optionally "
+                      f"'eval_fraction', got {value!r}")
+    if 'eval_fraction' in value:
+      if 'eval_fraction' in raw:
+        raise SpecError("spec fields 'eval_fraction' and 'split.eval_fraction': give one")
+      fraction = value['eval_fraction']
+    value = value['by']
+  if value not in SPLITS:
+    raise SpecError(f"spec field 'split' must be one of {list(SPLITS)}, got {value!r}")
+  return value, fraction
 
 
 def _choice(raw: Mapping[str, object], field: str, choices: Sequence[str]) -> str:
