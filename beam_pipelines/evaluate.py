@@ -90,8 +90,8 @@ from beam_pipelines.ml import (
   model_io,
   tabular,
 )
-from beam_pipelines.ml.input_schema import InputSchema
 from beam_pipelines.ml import metrics as metrics_lib
+from beam_pipelines.ml.input_schema import InputSchema
 from beam_pipelines.ml.metrics import (
   DEFAULT_PAIRED_ROWS,
   BinaryMetricsCombineFn,

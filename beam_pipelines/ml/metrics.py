@@ -452,7 +452,7 @@ def roc_and_calibration(histogram: np.ndarray, thresholds: int = 101,
 def at_threshold(metrics: MetricsAndCurves, threshold: float) -> MetricsAndCurves:
   """``metrics`` with its decision metrics read again at ``threshold``, a bucket edge ``k / N``
   (the rule's threshold of another slice, e.g. the overall one)."""
-  histogram = metrics[HISTOGRAM]
+  histogram = metrics['histogram']
   edge = edge_of(threshold, histogram.shape[1])
   if edge is None:
     raise ValueError(f'threshold {threshold} is not an edge of the {histogram.shape[1]} buckets')

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 from beam_pipelines.ml.artifacts import (
   BlessingDocument,
+  Importance,
   MetricsDocument,
   ModelMetrics,
   SliceMetrics,
@@ -150,7 +151,8 @@ def _charts(models: Dict[str, ModelMetrics], threshold_rule: str) -> str:
         'Precision and recall of each model as the threshold moves from 0 (every row positive, '
         'right) to 1 (left); a dot: the decision threshold. AP: average precision (AUC-PR).'))
   candidate = models[CANDIDATE]
-  points = (candidate.get('curves') or {}).get('pr') or []
+  curves = candidate.get('curves')
+  points = (curves.get('pr') if curves else None) or []
   threshold = candidate['overall'].get('threshold')
   if points:
     by_threshold: Dict[str, List[charts.Point]] = {
@@ -185,7 +187,7 @@ def _confusion(models: Dict[str, ModelMetrics]) -> str:
               'rate', 'predicted negative', 'rate']
     rows = []
     for actual, cells in zip(('actual positive', 'actual negative'), CONFUSION):
-      counts = [int(overall.get(cell) or 0) for cell in cells]  # type: ignore[misc]
+      counts = [int(cast(int, overall.get(cell)) or 0) for cell in cells]
       total = sum(counts)
       row: List[object] = [f'{actual} ({total:,})']
       for cell, count in zip(cells, counts):
@@ -217,12 +219,17 @@ def _overall(models: Dict[str, ModelMetrics]) -> str:
 
 
 def _importance(models: Dict[str, ModelMetrics]) -> str:
-  found = {name: entry['importance'] for name, entry in models.items() if entry.get('importance')}
+  found: Dict[str, Importance] = {}
+  for name, entry in models.items():
+    found_importance = entry.get('importance')
+    if found_importance:
+      found[name] = found_importance
   if not found:
     return ''
   first = found.get(CANDIDATE) or next(iter(found.values()))
   features = [f['feature'] for f in first['features']]
-  drops = {name: {f['feature']: f for f in imp['features']} for name, imp in found.items()}
+  drops: Dict[str, Dict[str, Dict[str, Any]]] = {
+      name: {f['feature']: dict(f) for f in imp['features']} for name, imp in found.items()}
   chart = charts.horizontal_bar_chart(
       'importance', features,
       {name: [drops[name].get(f, {}).get('auc_drop') for f in features] for name in found},
