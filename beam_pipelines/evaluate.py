@@ -3,13 +3,16 @@
 ReadFromParquet(eval split), or every row of a CSV span (``--input``, parsed by the models' input
 schema, bad rows dead-lettered) -> RunInference with the sha256-checking scikit-learn handler (the
 candidate and, if given, the baseline, on the same frames, their scores joined per row) -> metric
-combiners per slice (overall and each value of one categorical feature) and, with a baseline, the
-paired comparison of both AUCs on the same rows (DeLong's standard error of the difference, on a
-bounded deterministic sample) -> metrics.json, blessing.json, a BLESSED / NOT_BLESSED marker and
-report.html (see ``beam_pipelines.ml.artifacts`` and ``beam_pipelines.ml.blessing``).
+combiners per slice (overall and each value of every slicing spec: a categorical feature or a cross
+of them) and, with a baseline, the paired comparison of both AUCs on the same rows (DeLong's
+standard error of the difference, on a bounded deterministic sample) and the permutation feature
+importance of each model on a bounded sample (``beam_pipelines.ml.importance``) -> metrics.json,
+blessing.json, a BLESSED / NOT_BLESSED marker and report.html (see ``beam_pipelines.ml.artifacts``
+and ``beam_pipelines.ml.blessing``).
 
     python -m beam_pipelines.evaluate (--features DIR | --input 'CSV_GLOB') --model MDIR \\
-        --output EDIR [--baseline_model BDIR] [--blessing_config PATH] [--slice_feature company]
+        --output EDIR [--baseline_model BDIR] [--blessing_config PATH] \\
+        [--slice_feature company] [--slice_feature payment_type,company] [--threshold 0.5]
 
 Data lacking a column a model reads (or the label) is refused before anything runs.
 
@@ -47,8 +50,16 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--baseline_record', default=None,
                       help="The baseline's registry record (version.json): its registered metrics "
                            'are checked against the config\'s registered_change thresholds.')
-  parser.add_argument('--slice_feature', default=None,
-                      help='Categorical feature to slice by (default: the first categorical one).')
+  parser.add_argument('--slice_feature', action='append', default=None,
+                      help='Categorical feature to slice by; repeat it for several slicings; '
+                           'A,B slices by the cross of A and B (default: the first categorical '
+                           'feature).')
+  parser.add_argument('--threshold', type=float, default=None,
+                      help='Decision threshold of precision, recall, F1 and the confusion matrix '
+                           '(p >= threshold is positive; default: the one maximising F1 on the '
+                           'eval rows, per model).')
+  parser.add_argument('--importance_rows', type=int, default=20_000,
+                      help='Rows of the permutation feature importance sample (0: none).')
   parser.add_argument('--output', required=True, help='Evaluation output directory.')
 
 
@@ -74,10 +85,12 @@ from beam_pipelines.ml import (
   blessing,
   counting,
   csv_io,
+  importance,
   inference,
   model_io,
   tabular,
 )
+from beam_pipelines.ml import metrics as metrics_lib
 from beam_pipelines.ml.input_schema import InputSchema
 from beam_pipelines.ml.metrics import (
   DEFAULT_PAIRED_ROWS,
@@ -111,7 +124,26 @@ class EvaluationError(Refusal, ValueError):
   """An evaluation that cannot run as asked (no data given, an unknown slice feature)."""
 
 
-SliceKey = Tuple[str, str, str]  # (model, slice feature or 'Overall', value)
+SliceKey = Tuple[str, str, str]  # (model, slicing spec name or 'Overall', value)
+SlicingSpec = Tuple[str, ...]  # a feature, or the features of a cross
+CROSS, VALUES = ' × ', ' | '  # how a cross's name and its slice values are joined
+
+
+def spec_name(spec: SlicingSpec) -> str:
+  return CROSS.join(spec)
+
+
+def parse_slicing(values: Union[None, str, Sequence[str]]) -> List[SlicingSpec]:
+  """--slice_feature values ('a', or 'a,b' for the cross of a and b) -> slicing specs, in order,
+  each once."""
+  if isinstance(values, str):
+    values = [values]
+  specs: List[SlicingSpec] = []
+  for value in values or ():
+    spec = tuple(part.strip() for part in value.split(',') if part.strip())
+    if spec and spec not in specs:
+      specs.append(spec)
+  return specs
 
 
 ScoredFrame = Tuple[pd.DataFrame, Dict[str, np.ndarray]]  # rows, {model: P(label = 1) per row}
@@ -139,21 +171,34 @@ class ScoreModel(beam.PTransform):
                 lambda keyed: (keyed[1].example, {**keyed[0], name: keyed[1].inference})))
 
 
-def to_slices(scored: ScoredFrame, label: str, feature: Optional[str]
+def slice_values(frame: pd.DataFrame, spec: SlicingSpec) -> np.ndarray:
+  """Each row's slice of ``spec``: its value (a cross: the values joined by ' | '), a missing
+  value as '<missing>'."""
+  keys = None
+  for feature in spec:
+    values = frame[feature]
+    text = values.astype(object).where(values.notna(), MISSING_VALUE).map(str)
+    keys = text if keys is None else keys + VALUES + text
+  return keys.to_numpy() if keys is not None else np.array([], dtype=object)
+
+
+def to_slices(scored: ScoredFrame, label: str,
+              slicing: Union[None, str, Sequence[SlicingSpec]]
               ) -> Iterable[Tuple[SliceKey, Tuple[np.ndarray, np.ndarray]]]:
-  """A scored frame -> ((model, slice feature, value), (labels, probabilities)) per model, overall
-  and per slice: arrays, which the metric combiners take whole."""
+  """A scored frame -> ((model, slicing spec name, value), (labels, probabilities)) per model,
+  overall and per slice of each spec: arrays, which the metric combiners take whole."""
   frame, scores = scored
   labels = frame[label].to_numpy(dtype=np.int64)
-  groups: Dict[str, np.ndarray] = {}
-  if feature:
-    values = frame[feature]
-    keys = values.astype(object).where(values.notna(), MISSING_VALUE).map(str).to_numpy()
-    groups = pd.Series(keys).groupby(keys, sort=False).indices
+  specs = parse_slicing(slicing) if slicing is None or isinstance(slicing, str) else slicing
+  groups: List[Tuple[str, Dict[str, np.ndarray]]] = []
+  for spec in specs:
+    keys = slice_values(frame, spec)
+    groups.append((spec_name(spec), pd.Series(keys).groupby(keys, sort=False).indices))
   for name, probabilities in scores.items():
     yield (name, OVERALL, ''), (labels, probabilities)
-    for value, rows in groups.items():
-      yield (name, feature or '', value), (labels[rows], probabilities[rows])
+    for spec_key, indices in groups:
+      for value, rows in indices.items():
+        yield (name, spec_key, value), (labels[rows], probabilities[rows])
 
 
 def row_keys(frame: pd.DataFrame) -> np.ndarray:
@@ -200,29 +245,66 @@ def _number(value: float) -> Optional[float]:
   return None if math.isnan(value) else value
 
 
+_COUNTS = ('example_count', 'positive_count', 'true_positives', 'false_positives',
+           'true_negatives', 'false_negatives')
+
+
 def _clean(metrics: MetricsAndCurves) -> artifacts.SliceMetrics:
-  """NaN (undefined) metrics become null in JSON, which the blessing treats as missing."""
-  return artifacts.SliceMetrics(
-      example_count=metrics['example_count'], positive_count=metrics['positive_count'],
-      auc=_number(metrics['auc']), auc_error_bound=_number(metrics['auc_error_bound']),
-      accuracy=_number(metrics['accuracy']), log_loss=_number(metrics['log_loss']))
+  """The metrics of ``metrics.METRIC_NAMES``; NaN (undefined) metrics become null in JSON, which
+  the blessing treats as missing."""
+  return cast(artifacts.SliceMetrics, {
+      name: int(metrics[name]) if name in _COUNTS else _number(float(metrics[name]))  # type: ignore
+      for name in metrics_lib.METRIC_NAMES if name in metrics})
+
+
+THRESHOLD_RULES = {
+    metrics_lib.MAX_F1: 'the threshold maximising F1 on the overall eval rows of each model, a '
+                        'score histogram edge k/10,000 (the middle of the tied ones); 0.5 without '
+                        'a positive row; every slice of the model uses it',
+    metrics_lib.FIXED: 'fixed by --threshold, for every model and slice',
+}
 
 
 def assemble(slice_metrics: List[Tuple[SliceKey, MetricsAndCurves]],
-             models: Dict[str, artifacts.ModelDescription], slice_feature: Optional[str],
-             comparison: Optional[Dict[str, artifacts.MetricComparison]] = None
-             ) -> artifacts.MetricsDocument:
-  """[(slice key, metrics)] (and the paired comparisons, with a baseline) -> metrics.json."""
+             models: Dict[str, artifacts.ModelDescription],
+             slicing: Union[None, str, Sequence[SlicingSpec]],
+             comparison: Optional[Dict[str, artifacts.MetricComparison]] = None,
+             importances: Optional[Dict[str, artifacts.Importance]] = None,
+             threshold: Optional[float] = None) -> artifacts.MetricsDocument:
+  """[(slice key, metrics)] (the paired comparisons, with a baseline; each model's permutation
+  importance) -> metrics.json. Without a fixed ``threshold``, every slice's decision metrics are
+  read at the threshold of its model's overall rows."""
+  specs = parse_slicing(slicing) if slicing is None or isinstance(slicing, str) else list(slicing)
+  thresholds: Dict[str, float] = {}
+  for (name, feature, _), metrics in slice_metrics:
+    if feature == OVERALL:
+      thresholds[name] = metrics['threshold'] if threshold is None else threshold
   entries = {name: artifacts.ModelMetrics(
-      **info, overall=artifacts.SliceMetrics(), slices={}) for name, info in models.items()}
+      **info, overall=artifacts.SliceMetrics(), slices={},
+      slicings=[artifacts.Slicing(name=spec_name(s), features=list(s), slices={}) for s in specs])
+      for name, info in models.items()}
+  names = [spec_name(s) for s in specs]
   for (name, feature, value), metrics in sorted(slice_metrics, key=lambda kv: kv[0]):
     entry = entries[name]
+    if threshold is None and name in thresholds:
+      metrics = metrics_lib.at_threshold(metrics, thresholds[name])
     if feature == OVERALL:
       entry['overall'] = _clean(metrics)
-      entry['curves'] = metrics['curves']  # ROC and calibration points of the report's charts
+      entry['curves'] = metrics['curves']  # ROC, PR and calibration points of the report's charts
     else:
-      entry['slices'][value] = _clean(metrics)
-  document = artifacts.MetricsDocument(slice_feature=slice_feature, models=entries)
+      entry['slicings'][names.index(feature)]['slices'][value] = _clean(metrics)
+  for name, entry in entries.items():
+    if specs:
+      entry['slices'] = entry['slicings'][0]['slices']
+    entry['importance'] = (importances or {}).get(name)
+  document = artifacts.MetricsDocument(
+      slice_feature=names[0] if names else None, models=entries,
+      slicing_specs=[artifacts.SlicingSpec(name=spec_name(s), features=list(s)) for s in specs],
+      threshold=artifacts.ThresholdChoice(
+          rule=metrics_lib.MAX_F1 if threshold is None else metrics_lib.FIXED,
+          description=THRESHOLD_RULES[metrics_lib.MAX_F1 if threshold is None
+                                      else metrics_lib.FIXED],
+          values=thresholds))
   if comparison is not None:
     document['comparison'] = comparison
   return document
@@ -316,16 +398,20 @@ class ReadLabelledCsv(beam.PTransform):
 
 def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
                    models: Dict[str, artifacts.ModelDescription], label: str,
-                   slice_feature: Optional[str],
+                   slicing: Union[None, str, Sequence[SlicingSpec]],
                    rule: blessing.BlessingRule, output: str, input_pattern: Optional[str] = None,
                    schema: Optional[InputSchema] = None,
-                   max_paired_rows: int = DEFAULT_PAIRED_ROWS):
-  """Adds read -> score (each model, the same frames) -> combine per slice (and, with a baseline,
-  the paired AUC comparison on at most ``max_paired_rows`` rows) -> write to ``pipeline``.
+                   max_paired_rows: int = DEFAULT_PAIRED_ROWS, threshold: Optional[float] = None,
+                   importance_rows: int = importance.DEFAULT_ROWS):
+  """Adds read -> score (each model, the same frames) -> combine per slice of each slicing spec
+  (a feature name, or a list of specs, each a tuple of features: one feature or a cross; and,
+  with a baseline, the paired AUC comparison on at most ``max_paired_rows`` rows; the permutation
+  importance on at most ``importance_rows`` rows, 0: none) -> write to ``pipeline``.
 
   Reads the eval split of ``features_dir``, or with ``input_pattern`` every row of those CSV
   files, typed by ``schema`` (the models' input schema).
   """
+  specs = parse_slicing(slicing) if slicing is None or isinstance(slicing, str) else list(slicing)
   if input_pattern:
     if schema is None:
       raise TypeError('build_pipeline() needs the schema that types input_pattern')
@@ -343,8 +429,8 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
         name, info['model_dir'], info.get('expected_sha256'))
   slice_to_metrics = (
       scored
-      | 'ToSlices' >> beam.FlatMap(to_slices, label, slice_feature)
-      | 'MetricsPerSlice' >> beam.CombinePerKey(BinaryMetricsCombineFn()))
+      | 'ToSlices' >> beam.FlatMap(to_slices, label, specs)
+      | 'MetricsPerSlice' >> beam.CombinePerKey(BinaryMetricsCombineFn(threshold=threshold)))
   comparison = None
   if BASELINE in models:  # both models scored the same rows: compare them row by row
     data = input_pattern or artifacts.split_pattern(cast(str, features_dir), artifacts.EVAL)
@@ -353,9 +439,15 @@ def build_pipeline(pipeline: beam.Pipeline, features_dir: Optional[str],
         | 'PairRows' >> beam.Map(paired_rows, label)
         | 'CompareOnSameRows' >> beam.CombineGlobally(PairedMetricsCombineFn(max_paired_rows))
         | 'NameTheRows' >> beam.Map(name_the_rows, data))
+  importances = None
+  if importance_rows > 0:
+    columns = [label] + sorted({f for info in models.values() for f in info['features']})
+    importances = beam.pvalue.AsSingleton(
+        rows | 'PermutationImportance' >> importance.PermutationImportance(
+            models, label, columns, row_keys, importance_rows))
   return (slice_to_metrics
           | 'Gather' >> beam.combiners.ToList()
-          | 'Assemble' >> beam.Map(assemble, models, slice_feature, comparison)
+          | 'Assemble' >> beam.Map(assemble, models, specs, comparison, importances, threshold)
           | 'WriteOutputs' >> beam.Map(write_outputs, rule, output))
 
 
@@ -392,12 +484,16 @@ def check_input(schema: InputSchema, features_dir: Optional[str],
 
 def evaluate(model: ModelRef, output: str, features: Optional[str] = None,
              input_pattern: Optional[str] = None, baseline: Optional[ModelRef] = None,
-             rule: Optional[blessing.BlessingRule] = None, slice_feature: Optional[str] = None,
-             beam_args: Sequence[str] = (), save_main_session: bool = False
-             ) -> Union[Evaluation, DryRun]:
+             rule: Optional[blessing.BlessingRule] = None,
+             slice_feature: Union[None, str, Sequence[str]] = None,
+             beam_args: Sequence[str] = (), save_main_session: bool = False,
+             threshold: Optional[float] = None,
+             importance_rows: int = importance.DEFAULT_ROWS) -> Union[Evaluation, DryRun]:
   """The core: scores ``model`` (and ``baseline``, on the same rows) on the eval split of
   ``features`` or on every row of ``input_pattern``, judges it by ``rule`` (default: the default
-  blessing config) and writes ``output``'s metrics, blessing, marker and report.
+  blessing config) and writes ``output``'s metrics, blessing, marker and report. ``slice_feature``:
+  one or more slicing specs ('a', or 'a,b' for a cross; default: the first categorical feature);
+  ``threshold``: the decision threshold (default: the rule max_f1).
 
   Raises ``EvaluationError``, ``ModelIntegrityError``, ``InputSchemaError`` or
   ``ReconciliationError`` (rows read != scored + dead-lettered).
@@ -420,16 +516,20 @@ def evaluate(model: ModelRef, output: str, features: Optional[str] = None,
   label = schema.label
   check_input(schema, features, input_pattern)
   categorical = [c for name in models for c in models[name]['categorical']]
-  slice_feature = slice_feature or next(iter(categorical), None)
-  if slice_feature and slice_feature not in categorical:
-    raise EvaluationError(f'--slice_feature {slice_feature} is not a categorical feature of the '
-                          f'model(s): {", ".join(sorted(set(categorical)))}')
+  specs = parse_slicing(slice_feature) or parse_slicing(next(iter(categorical), None))
+  for spec in specs:
+    for feature in spec:
+      if feature not in categorical:
+        raise EvaluationError(f'--slice_feature {feature} is not a categorical feature of the '
+                              f'model(s): {", ".join(sorted(set(categorical)))}')
+  if threshold is not None and not 0 <= threshold <= 1:
+    raise EvaluationError(f'--threshold {threshold} is not a probability between 0 and 1')
   progress(f'evaluate: {", ".join(models)} on {source}'
-           f', sliced by {slice_feature or "nothing"}'
+           f', sliced by {"; ".join(spec_name(s) for s in specs) or "nothing"}'
            + ('' if baseline else '; no baseline: value thresholds only (rubber stamp)'))
   pipeline = runtime.new_pipeline(options)
-  build_pipeline(pipeline, features, models, label, slice_feature, rule, output,
-                 input_pattern, schema)
+  build_pipeline(pipeline, features, models, label, specs, rule, output,
+                 input_pattern, schema, threshold=threshold, importance_rows=importance_rows)
   result = runtime.run_to_completion(pipeline, options, 'evaluate')
   if runtime.is_dry_run(options):
     return DRY_RUN
@@ -481,7 +581,8 @@ def run(argv: Optional[Sequence[str]] = None,
   return evaluate(ModelRef(known.model, known.model_sha256), known.output, known.features,
                   known.input, baseline, blessing.BlessingRule.load(known.blessing_config,
                                                                     registered),
-                  known.slice_feature, beam_args, save_main_session)
+                  known.slice_feature, beam_args, save_main_session, known.threshold,
+                  known.importance_rows)
 
 
 def _report(result, document: artifacts.MetricsDocument, record: artifacts.BlessingDocument,
@@ -502,13 +603,18 @@ def _report(result, document: artifacts.MetricsDocument, record: artifacts.Bless
   for name, entry in document['models'].items():
     overall = entry['overall']
     progress(f'evaluate: {name}: ' + ', '.join(
-        f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in overall.items()))
+        f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in overall.items()
+        if k in _REPORTED))
   for metric, comparison in sorted(document.get('comparison', {}).items()):
     compared = blessing.measured(comparison)
     if compared is not None:
       progress(f'evaluate: {compared.describe(metric)}')
   progress(f'evaluate: {record["message"]}')
   progress(f'evaluate: done: {record["status"]}; metrics, blessing and report.html in {output}')
+
+
+_REPORTED = ('example_count', 'positive_count', 'auc', 'average_precision', 'log_loss',
+             'brier_score', 'accuracy', 'threshold', 'precision', 'recall', 'f1')
 
 
 def exit_status(result: Union[Evaluation, DryRun]) -> int:

@@ -44,6 +44,7 @@ class PageView:
   failed_requests: List[str]
   console_errors: List[str]
   screenshot: pathlib.Path
+  widths: Dict[str, int] = dataclasses.field(default_factory=dict)  # body scrollWidth, window
 
   def chart(self, name: str) -> Dict:
     found = [c for c in self.charts if c['name'] == name]
@@ -111,13 +112,16 @@ class Browser:
         'mobile': False})
     driver.save_screenshot(str(screenshot))
     driver.execute_cdp_cmd('Emulation.clearDeviceMetricsOverride', {})
+    widths = driver.execute_script(
+        'return {body: document.body.scrollWidth, document: document.documentElement.scrollWidth,'
+        ' window: window.innerWidth}')
     return PageView(
         url=driver.current_url, title=driver.title,
         text=driver.execute_script('return document.body.innerText'),
         charts=driver.execute_script(_CHARTS_JS), values=driver.execute_script(_VALUES_JS),
         links=driver.execute_script(
             "return Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))"),
-        failed_requests=failed, console_errors=errors, screenshot=screenshot)
+        failed_requests=failed, console_errors=errors, screenshot=screenshot, widths=widths)
 
 
 def assert_clean(view: PageView, charts: List[str]) -> None:

@@ -8,14 +8,26 @@ import json
 import shutil
 
 import apache_beam as beam
+import numpy as np
 import pandas as pd
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+  accuracy_score,
+  average_precision_score,
+  brier_score_loss,
+  confusion_matrix,
+  f1_score,
+  log_loss,
+  precision_score,
+  recall_score,
+  roc_auc_score,
+)
 
 from beam_pipelines import evaluate, train
-from beam_pipelines.ml import artifacts, model_io, tabular
+from beam_pipelines.ml import artifacts, importance, model_io, tabular
 
 import mldata
 
@@ -156,6 +168,127 @@ def test_overall_metrics_equal_sklearn_on_the_eval_split(first_model, features_d
   assert overall['example_count'] == len(frame)
 
 
+def eval_scores(features_dir, model_dir):
+  """The eval split's labels and a plain scikit-learn computation of the model's scores."""
+  frame = pd.read_parquet(features_dir / 'eval')
+  model = model_io.load_model(str(model_dir))
+  scores = model.predict_proba(tabular.typed_frame(frame, mldata.NUMERIC, mldata.CATEGORICAL))[:, 1]
+  return frame, frame['big_tip'].to_numpy(), scores
+
+
+def assert_decision_metrics_equal_sklearn(metrics, labels, scores):
+  predicted = scores >= metrics['threshold']
+  tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
+  assert (metrics['true_positives'], metrics['false_positives'], metrics['true_negatives'],
+          metrics['false_negatives']) == (tp, fp, tn, fn)
+  assert metrics['precision'] == pytest.approx(precision_score(labels, predicted), rel=1e-12)
+  assert metrics['recall'] == pytest.approx(recall_score(labels, predicted), rel=1e-12)
+  assert metrics['f1'] == pytest.approx(f1_score(labels, predicted), rel=1e-12)
+
+
+def test_new_metrics_equal_sklearn_on_the_eval_split(first_model, features_dir, good_model_dir):
+  _, _, metrics = first_model
+  overall = metrics['models']['candidate']['overall']
+  _, labels, scores = eval_scores(features_dir, good_model_dir)
+  assert overall['brier_score'] == pytest.approx(brier_score_loss(labels, scores), rel=1e-12)
+  exact_ap = average_precision_score(labels, scores)
+  assert abs(overall['average_precision'] - exact_ap) <= overall['average_precision_error_bound'] + 1e-12
+  assert_decision_metrics_equal_sklearn(overall, labels, scores)
+  assert 0 <= overall['expected_calibration_error'] < 0.1
+
+
+def test_the_threshold_rule_and_value_are_recorded(first_model):
+  _, _, metrics = first_model
+  choice = metrics['threshold']
+  assert choice['rule'] == 'max_f1' and 'maximising F1' in choice['description']
+  threshold = metrics['models']['candidate']['overall']['threshold']
+  assert choice['values'] == {'candidate': threshold}
+  assert (threshold * 10_000) == int(threshold * 10_000)  # a histogram edge
+  slices = metrics['models']['candidate']['slices']
+  assert {s['threshold'] for s in slices.values()} == {threshold}  # every slice at the model's
+  curves = metrics['models']['candidate']['curves']
+  assert len(curves['pr']) >= 90 and all(len(point) == 4 for point in curves['pr'])
+
+
+def test_the_first_slicing_spec_is_also_the_old_fields(worse_vs_good):
+  _, _, metrics = worse_vs_good
+  assert metrics['slicing_specs'] == [{'name': 'payment_type', 'features': ['payment_type']}]
+  for entry in metrics['models'].values():
+    assert entry['slicings'] == [{'name': 'payment_type', 'features': ['payment_type'],
+                                  'slices': entry['slices']}]
+
+
+@pytest.fixture(scope='module')
+def crossed(features_dir, good_model_dir, tmp_path_factory):
+  """Two slicing specs, one a cross, and a fixed threshold: one run for several tests."""
+  output = tmp_path_factory.mktemp('crossed')
+  return run_evaluate(features_dir, good_model_dir, output, '--slice_feature', 'company',
+                      '--slice_feature', 'payment_type,company', '--threshold', '0.3')[1]
+
+
+def test_several_slicing_specs_and_a_cross(crossed, features_dir):
+  assert crossed['slice_feature'] == 'company'
+  assert [s['name'] for s in crossed['slicing_specs']] == ['company', 'payment_type × company']
+  company, cross = crossed['models']['candidate']['slicings']
+  assert company['slices'] == crossed['models']['candidate']['slices']
+  frame = pd.read_parquet(features_dir / 'eval')
+  keys = (frame['payment_type'].fillna('<missing>') + ' | ' + frame['company'].fillna('<missing>'))
+  assert {k: v['example_count'] for k, v in cross['slices'].items()} == keys.value_counts().to_dict()
+  assert sum(s['example_count'] for s in cross['slices'].values()) == 1500
+
+
+def test_a_fixed_threshold_applies_to_every_slice(crossed, features_dir, good_model_dir):
+  assert crossed['threshold']['rule'] == 'fixed' and crossed['threshold']['values'] == {
+      'candidate': 0.3}
+  frame, labels, scores = eval_scores(features_dir, good_model_dir)
+  entry = crossed['models']['candidate']
+  assert_decision_metrics_equal_sklearn(entry['overall'], labels, scores)
+  rows = (frame['company'] == 'Sun Taxi').to_numpy()
+  assert_decision_metrics_equal_sklearn(entry['slices']['Sun Taxi'], labels[rows], scores[rows])
+
+
+def test_importance_ranks_the_signal_first_and_noise_about_zero(worse_vs_good):
+  """mldata's label depends on payment type most; company and day of week carry nothing."""
+  _, _, metrics = worse_vs_good
+  good = metrics['models']['baseline']['importance']
+  assert (good['method'], good['rows'], good['repeats']) == ('permutation', 1500, 3)
+  ranked = [f['feature'] for f in good['features']]
+  assert ranked[0] == 'payment_type' and set(ranked) == set(mldata.NUMERIC + mldata.CATEGORICAL)
+  drops = {f['feature']: f['auc_drop'] for f in good['features']}
+  assert drops['payment_type'] > 0.2
+  assert abs(drops['company']) < 0.005 and abs(drops['trip_start_day_of_week']) < 0.005
+  bad = metrics['models']['candidate']['importance']  # trained on shuffled labels
+  assert max(f['auc_drop'] for f in bad['features']) < drops['payment_type'] / 2
+
+
+def test_importance_of_a_signal_and_a_noise_feature():
+  rng = np.random.default_rng(1)
+  frame = pd.DataFrame({'signal': rng.normal(size=4000), 'noise': rng.normal(size=4000)})
+  frame['y'] = (rng.random(4000) < 1 / (1 + np.exp(-2 * frame['signal']))).astype(int)
+  model = LogisticRegression().fit(frame[['signal', 'noise']], frame['y'])
+  result = importance.permutation_importance(model, frame, 'y', ['signal', 'noise'], [])
+  signal, noise = result['features']
+  assert signal['feature'] == 'signal' and signal['auc_drop'] > 0.2
+  assert abs(noise['auc_drop']) < 0.003 and abs(noise['log_loss_increase']) < 0.003
+  again = importance.permutation_importance(model, frame, 'y', ['signal', 'noise'], [])
+  assert again == result  # a fixed seed: the same permutations
+
+
+def test_the_importance_sample_is_bounded_and_the_same_in_any_order():
+  frame = mldata.taxi_frame(900, 5)
+  keys = evaluate.row_keys(frame)
+  combine = importance.BottomKRowsCombineFn(max_rows=100)
+  outputs = []
+  for parts in ([frame], [frame.iloc[:400], frame.iloc[400:]], [frame.iloc[i::3] for i in range(3)]):
+    accumulators = [combine.add_input(combine.create_accumulator(),
+                                      (evaluate.row_keys(p) if len(parts) == 1 else
+                                       keys[p.index.to_numpy()], p)) for p in parts[::-1]]
+    outputs.append(combine.extract_output(combine.merge_accumulators(accumulators)))
+  assert all(len(o) == 100 for o in outputs)
+  assert outputs[0].equals(outputs[1]) and outputs[0].equals(outputs[2])
+  assert sorted(outputs[0]['trip_id']) == sorted(frame.iloc[np.argsort(keys)[:100]]['trip_id'])
+
+
 def test_better_candidate_is_blessed(features_dir, good_model_dir, bad_model_dir, tmp_path):
   record, _ = run_evaluate(features_dir, good_model_dir, tmp_path,
                            '--baseline_model', str(bad_model_dir))
@@ -180,12 +313,12 @@ def test_config_thresholds_name_each_failing_or_missing_metric(features_dir, goo
   config = tmp_path / 'blessing.yaml'
   config.write_text('metrics:\n'
                     '  accuracy: {value_threshold: {lower_bound: 0.99}}\n'
-                    '  precision: {value_threshold: {lower_bound: 0.5}}\n')
+                    '  specificity: {value_threshold: {lower_bound: 0.5}}\n')
   record, _ = run_evaluate(features_dir, good_model_dir, tmp_path / 'e',
                            '--blessing_config', str(config))
   assert record['status'] == artifacts.NOT_BLESSED
   assert 'is below lower_bound 0.99' in record['message']
-  assert 'precision: metric not found for the candidate' in record['message']
+  assert 'specificity: metric not found for the candidate' in record['message']
 
 
 def test_rerun_replaces_the_stale_marker(features_dir, good_model_dir, bad_model_dir, tmp_path):

@@ -12,7 +12,20 @@ import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score, roc_curve
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+  accuracy_score,
+  average_precision_score,
+  brier_score_loss,
+  confusion_matrix,
+  f1_score,
+  log_loss,
+  precision_recall_curve,
+  precision_score,
+  recall_score,
+  roc_auc_score,
+  roc_curve,
+)
 
 from beam_pipelines.ml import metrics
 
@@ -34,7 +47,8 @@ def combine_globally(pairs, combine_fn):
       _ = (pipeline
            | beam.Create(pairs)
            | beam.CombineGlobally(combine_fn)
-           | beam.Map(json.dumps)
+           | beam.Map(lambda out: json.dumps(
+               {k: v for k, v in out.items() if k != metrics.HISTOGRAM}))
            | beam.io.WriteToText(prefix))
     (line,) = read_shards(prefix)
   return json.loads(line)
@@ -86,6 +100,130 @@ class TestAgainstSklearn:
       assert count == members.sum()
       assert observed == pytest.approx(labels[members].mean(), abs=1e-6)
       assert mean_p == pytest.approx(scores[members].mean(), abs=1e-4)  # bucket midpoints
+
+
+  def test_brier_score_equals_sklearn(self, combined):
+    assert combined['brier_score'] == pytest.approx(
+        brier_score_loss(self.LABELS, self.SCORES), rel=1e-12)
+
+  def test_decision_metrics_equal_sklearn_at_the_threshold(self, combined):
+    predicted = np.array(self.SCORES) >= combined['threshold']
+    assert combined['precision'] == pytest.approx(precision_score(self.LABELS, predicted), rel=1e-12)
+    assert combined['recall'] == pytest.approx(recall_score(self.LABELS, predicted), rel=1e-12)
+    assert combined['f1'] == pytest.approx(f1_score(self.LABELS, predicted), rel=1e-12)
+    tn, fp, fn, tp = confusion_matrix(self.LABELS, predicted).ravel()
+    assert [combined[k] for k in ('true_negatives', 'false_positives', 'false_negatives',
+                                  'true_positives')] == [tn, fp, fn, tp]
+
+  def test_the_threshold_maximises_f1_over_every_threshold(self, combined):
+    """sklearn's best F1 over all distinct scores: the rule's edge reaches it (the histogram's
+    edges split every pair of scores more than 1e-4 apart)."""
+    precision, recall, _ = precision_recall_curve(self.LABELS, self.SCORES)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-300)
+    assert combined['f1'] == pytest.approx(f1.max(), rel=1e-9)
+    assert combined['threshold'] * metrics.DEFAULT_BUCKETS == int(
+        combined['threshold'] * metrics.DEFAULT_BUCKETS)  # an edge k/10,000
+
+  def test_average_precision_equals_sklearn_within_the_reported_bound(self, combined):
+    exact = average_precision_score(self.LABELS, self.SCORES)
+    assert abs(combined['average_precision'] - exact) <= (
+        combined['average_precision_error_bound'] + 1e-12)
+    assert 0 < combined['average_precision_error_bound'] < 1e-3
+
+  def test_expected_calibration_error_equals_sklearns_calibration_curve(self, combined):
+    observed, predicted = calibration_curve(self.LABELS, self.SCORES, n_bins=10)
+    counts = np.histogram(self.SCORES, bins=np.linspace(0, 1, 11))[0]
+    counts = counts[counts > 0]
+    assert combined['expected_calibration_error'] == pytest.approx(
+        np.sum(counts * np.abs(observed - predicted)) / len(self.PAIRS), rel=1e-9)
+    assert [c for _, _, c in combined['curves']['calibration']] == counts.tolist()
+
+  def test_pr_points_equal_sklearn_at_their_thresholds(self, combined):
+    labels, scores = np.array(self.LABELS), np.array(self.SCORES)
+    points = combined['curves']['pr']
+    assert [t for t, *_ in points] == [t / 100 for t in range(100)]  # 1.0: no row predicted
+    assert points[0][1] == 1.0  # threshold 0: every row positive
+    for threshold, recall, precision, f1 in points:
+      predicted = scores >= threshold
+      assert recall == pytest.approx(recall_score(labels, predicted), abs=1e-6)
+      assert precision == pytest.approx(precision_score(labels, predicted), abs=1e-6)
+      assert f1 == pytest.approx(f1_score(labels, predicted), abs=1e-6)
+
+
+def test_a_fixed_threshold_is_counted_exactly_even_off_the_histogram_edges():
+  labels, scores = (np.array(a) for a in zip(*scored_pairs(2000, seed=8)))
+  threshold = 0.123456789
+  result = combine_globally([(labels, scores)], metrics.BinaryMetricsCombineFn(threshold=threshold))
+  tn, fp, fn, tp = confusion_matrix(labels, scores >= threshold).ravel()
+  assert result['threshold'] == threshold
+  assert (result['true_positives'], result['false_positives'], result['true_negatives'],
+          result['false_negatives']) == (tp, fp, tn, fn)
+  assert result['precision'] == pytest.approx(precision_score(labels, scores >= threshold))
+
+
+def test_a_score_on_a_bucket_edge_counts_as_at_the_threshold():
+  """p * 10,000 rounds below 2,035 for p = 0.2035 (2034.9999999999998): the bucket is corrected, so
+  the counts above the edge are those of p >= 0.2035."""
+  edge = 0.2035
+  assert int(edge * metrics.DEFAULT_BUCKETS) == 2034
+  assert metrics.bucket_of(np.array([edge, np.nextafter(edge, 0)]), metrics.DEFAULT_BUCKETS
+                           ).tolist() == [2035, 2034]
+  fn = metrics.BinaryMetricsCombineFn()
+  accumulator = fn.add_input(fn.create_accumulator(), (np.array([1, 0, 1]),
+                                                        np.array([edge, 0.2, 0.9])))
+  assert metrics.at_threshold(fn.extract_output(accumulator), edge)['true_positives'] == 2
+
+
+def test_average_precision_bound_is_zero_when_no_bucket_mixes_the_classes():
+  pairs = [(1, 0.9), (0, 0.8), (1, 0.7), (0, 0.3), (1, 0.2), (0, 0.1)]
+  result = combine_globally(pairs, metrics.BinaryMetricsCombineFn())
+  assert result['average_precision_error_bound'] == 0
+  assert result['average_precision'] == pytest.approx(average_precision_score(*zip(*pairs)))
+
+
+def test_the_threshold_falls_back_to_one_half_without_positives():
+  result = combine_globally([(0, 0.2), (0, 0.7)], metrics.BinaryMetricsCombineFn())
+  assert result['threshold'] == 0.5 and result['false_positives'] == 1
+  assert math.isnan(result['average_precision']) and result['curves']['pr'] == []
+
+
+class TestMergeInvariance:
+  """The metrics of 1 shard and of 3 shards (each combined apart, then merged) are identical."""
+  PAIRS = scored_pairs(3000, seed=12)
+  ARRAYS = tuple(np.array(a) for a in zip(*PAIRS))
+
+  @staticmethod
+  def summary(result):
+    curves = result['curves']
+    return tuple(sorted((k, v) for k, v in result.items() if k not in ('curves', 'histogram'))) + (
+        json.dumps(curves, sort_keys=True),)
+
+  def test_one_shard_and_three_shards_in_beam(self):
+    labels, scores = self.ARRAYS
+    shards = [(labels[i::3], scores[i::3]) for i in range(3)]
+    fn = metrics.BinaryMetricsCombineFn()
+    expected = self.summary(fn.extract_output(fn.add_input(fn.create_accumulator(),
+                                                           (labels, scores))))
+    with TestPipeline() as pipeline:
+      one = (pipeline | 'One' >> beam.Create([('all', (labels, scores))])
+             | 'CombineOne' >> beam.CombinePerKey(metrics.BinaryMetricsCombineFn())
+             | 'SummaryOne' >> beam.Map(lambda kv: self.summary(kv[1])))
+      three = (pipeline | 'Three' >> beam.Create([('all', shard) for shard in shards])
+               | 'Reshuffle' >> beam.Reshuffle()
+               | 'CombineThree' >> beam.CombinePerKey(metrics.BinaryMetricsCombineFn())
+               | 'SummaryThree' >> beam.Map(lambda kv: self.summary(kv[1])))
+      assert_that(one, equal_to([expected]), label='OneShard')
+      assert_that(three, equal_to([expected]), label='ThreeShards')
+
+  def test_three_accumulators_merged_in_any_order(self):
+    labels, scores = self.ARRAYS
+    fn = metrics.BinaryMetricsCombineFn()
+    parts = [fn.add_input(fn.create_accumulator(), (labels[i::3], scores[i::3])) for i in range(3)]
+    whole = self.summary(fn.extract_output(fn.add_input(fn.create_accumulator(), (labels, scores))))
+    for order in ((0, 1, 2), (2, 0, 1)):
+      merged = fn.merge_accumulators([fn.merge_accumulators([parts[order[0]], parts[order[1]]]),
+                                      parts[order[2]]])
+      assert self.summary(fn.extract_output(merged)) == whole
 
 
 def test_auc_is_exact_when_scores_fall_in_distinct_buckets():
@@ -150,7 +288,9 @@ def test_a_batch_of_arrays_gives_exactly_the_metrics_of_its_pairs():
   batches = [fn.add_input(fn.create_accumulator(), (labels[i:i + 700], scores[i:i + 700]))
              for i in range(0, len(pairs), 700)]
   expected = fn.extract_output(one_by_one)
-  assert fn.extract_output(fn.merge_accumulators(batches[::-1])) == expected  # exact
+  merged = fn.extract_output(fn.merge_accumulators(batches[::-1]))
+  assert np.array_equal(merged.pop(metrics.HISTOGRAM), expected.pop(metrics.HISTOGRAM))
+  assert merged == expected  # exact
   assert expected['log_loss'] == pytest.approx(log_loss(labels, scores), rel=1e-12)
 
 

@@ -97,6 +97,40 @@ def test_evaluation_report_overlays_roc_and_calibration_and_equals_metrics_json(
     auc = slice_metrics['auc']
     assert shown == ('n/a' if auc is None else f'{auc:.4f}')
   assert 'small slice' in view.text or 'one class only' in view.text
+  assert_evaluation_page_equals_metrics_json(view, metrics,
+                                             json.loads((directory / 'blessing.json').read_text()))
+
+
+def assert_evaluation_page_equals_metrics_json(view, metrics, record):
+  """Every chart drawn, the page no wider than the window, and the numbers shown (headline,
+  confusion matrix, new metrics, importance, every slicing spec) equal to metrics.json."""
+  assert_clean(view, ['roc', 'pr', 'threshold', 'calibration', 'importance'])
+  assert view.widths['body'] <= view.widths['window'], view.widths
+  assert view.widths['document'] <= view.widths['window'], view.widths
+  models = metrics['models']
+  comparison = metrics['comparison']['auc']
+  word = 'Blessed' if record['status'] == 'BLESSED' else 'Not blessed'
+  assert f'{word}: candidate AUC ' in view.text
+  assert view.values['headline.candidate_auc'] == f'{comparison["candidate_auc"]:.3f}'
+  assert view.values['headline.baseline_auc'] == f'{comparison["baseline_auc"]:.3f}'
+  assert view.values['headline.rows'] == f'{comparison["sampled_rows"]:,}'
+  for name, entry in models.items():
+    overall = entry['overall']
+    for cell in ('true_positives', 'false_positives', 'true_negatives', 'false_negatives'):
+      assert view.values[f'{name}.{cell}'] == f'{overall[cell]:,}'
+    for metric in ('average_precision', 'brier_score', 'expected_calibration_error', 'threshold',
+                   'precision', 'recall', 'f1'):
+      assert view.values[f'{name}.{metric}'] == page.number(overall[metric])
+    for item in entry['importance']['features']:
+      assert view.values[f'importance.{name}.{item["feature"]}.auc_drop'] == page.number(
+          item['auc_drop'])
+  rows = sum(c for _, _, c in models['candidate']['curves']['calibration'])
+  assert rows == models['candidate']['overall']['example_count']  # the counts drawn cover every row
+  for index, slicing in enumerate(models['candidate']['slicings']):
+    prefix = 'slice.' if index == 0 else f'slice.{slicing["name"]}.'
+    assert f'Slices by {slicing["name"]}' in view.text
+    for value, slice_metrics in slicing['slices'].items():
+      assert view.values[f'{prefix}{value}.example_count'] == f'{slice_metrics["example_count"]:,}'
 
 
 def test_site_index_shows_runs_and_links_that_resolve(demo_bucket, chromium):

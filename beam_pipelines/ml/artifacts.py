@@ -174,13 +174,29 @@ class SliceMetrics(TypedDict, total=False):
   auc_error_bound: Optional[float]
   accuracy: Optional[float]
   log_loss: Optional[float]
+  brier_score: Optional[float]  # mean (p - y)^2
+  expected_calibration_error: Optional[float]  # 10 equal-width bins, count-weighted
+  average_precision: Optional[float]  # AUC-PR, from the score histogram
+  average_precision_error_bound: Optional[float]  # bound on |average_precision - exact|
+  threshold: Optional[float]  # the decision threshold of the model (MetricsDocument.threshold)
+  precision: Optional[float]  # at the threshold (p >= threshold is positive)
+  recall: Optional[float]
+  f1: Optional[float]
+  true_positives: int
+  false_positives: int
+  true_negatives: int
+  false_negatives: int
 
 
-class Curves(TypedDict):
-  """Chart points of a model on the eval rows (``ml.metrics.roc_and_calibration``)."""
-
+class _CurveKeys(TypedDict):
   roc: List[List[float]]  # [false positive rate, true positive rate]
   calibration: List[List[float]]  # [mean predicted probability, observed positive rate, count]
+
+
+class Curves(_CurveKeys, total=False):
+  """Chart points of a model on the eval rows (``ml.metrics.roc_and_calibration``)."""
+
+  pr: List[List[float]]  # [threshold, recall, precision, f1] at 101 thresholds
 
 
 class ModelDescription(TypedDict):
@@ -205,6 +221,52 @@ class ModelMetrics(_ModelKeys, total=False):
   """One model's entry in ``metrics.json``: what it is, then its metrics and chart points."""
 
   curves: Optional[Curves]
+  slicings: List['Slicing']  # every slicing spec's slices (the first one is also ``slices``)
+  importance: Optional['Importance']  # permutation feature importance (``ml.importance``)
+
+
+class Slicing(TypedDict):
+  """One slicing spec of a model: a feature, or a cross of features, and its slices."""
+
+  name: str  # the feature, or the crossed features joined by ' × '
+  features: List[str]
+  slices: Dict[str, SliceMetrics]  # value (crossed values joined by ' | ') -> metrics
+
+
+class FeatureImportance(TypedDict):
+  """The drop of a model's metrics on the sample when one feature's values are permuted."""
+
+  feature: str
+  auc_drop: Optional[float]  # mean over the repeats of AUC(sample) - AUC(permuted)
+  auc_drop_std: Optional[float]
+  log_loss_increase: float  # mean of log loss(permuted) - log loss(sample)
+  log_loss_increase_std: float
+
+
+class Importance(TypedDict):
+  """Permutation feature importance of a model on a sample of the eval rows."""
+
+  method: str  # permutation
+  rows: int  # rows of the sample
+  positives: int
+  repeats: int  # permutations per feature
+  seed: int
+  auc: Optional[float]  # exact, on the sample, nothing permuted
+  log_loss: float
+  features: List[FeatureImportance]  # most important (largest auc_drop) first
+
+
+class ThresholdChoice(TypedDict):
+  """How each model's decision threshold was chosen (``ml.metrics``)."""
+
+  rule: str  # max_f1 | fixed
+  description: str
+  values: Dict[str, float]  # model -> its threshold
+
+
+class SlicingSpec(TypedDict):
+  name: str
+  features: List[str]
 
 
 DELONG = 'DeLong'
@@ -254,6 +316,8 @@ class MetricsDocument(_MetricsKeys, total=False):
   """``metrics.json``."""
 
   comparison: Dict[str, MetricComparison]  # with a baseline: auc, log_loss, brier_score
+  slicing_specs: List[SlicingSpec]  # every spec, in order; ``slice_feature`` names the first
+  threshold: ThresholdChoice
 
 
 JsonNumber = Union[float, str, None]  # NaN and infinities are written as strings

@@ -11,19 +11,42 @@ per key (slice) with ``CombinePerKey``:
 - ``LogLossCombineFn``: mean of ``-(y log p + (1 - y) log(1 - p))``, ``p`` clipped to
   ``[eps, 1 - eps]`` with float64's machine epsilon, as scikit-learn's ``log_loss``; the sum is
   kept exactly, so the result is the same whatever the order or the number of workers.
+- ``BrierScoreCombineFn``: mean of ``(p - y)**2`` (scikit-learn's ``brier_score_loss``), summed
+  exactly like the log loss.
 - ``AucCombineFn``: ROC AUC from a histogram of scores in ``num_buckets`` equal-width buckets over
   [0, 1] (default 10,000, like TFMA's default thresholds): pairs (positive, negative) in different
   buckets are ordered exactly; pairs sharing a bucket count as ties (1/2). The result carries
   ``auc_error_bound`` = 1/2 x (pairs sharing a bucket) / (all pairs), an upper bound on
-  |histogram AUC - exact AUC|; on well-spread scores it is of the order of 1e-4 or less.
-- ``BinaryMetricsCombineFn``: all of the above in one pass, returning a metrics dict, plus
-  ``curves`` (``roc_and_calibration``): the ROC curve at 101 thresholds and a 10-bin calibration
-  (reliability) table, read from the same AUC histogram, for the report's charts.
+  |histogram AUC - exact AUC|; on well-spread scores it is of the order of 1e-4 or less. A score
+  ``p`` falls in bucket ``k`` exactly when ``k/N <= p < (k+1)/N`` (``bucket_of``), so counts
+  above a bucket edge are the exact counts of ``p >= k/N``.
+- ``ProbabilitySumsCombineFn``: the exact sum of ``p`` in each of the 10 calibration bins.
+- ``ConfusionCountsCombineFn``: TP, FP, TN, FN of ``p >= threshold`` at one fixed threshold.
+- ``BinaryMetricsCombineFn``: all of the above in one pass, returning a metrics dict (plus
+  precision, recall, F1 and the confusion matrix at a decision threshold, average precision,
+  the expected calibration error) and ``curves`` (``roc_and_calibration``, ``pr_curve``): ROC and
+  precision/recall at 101 thresholds and a 10-bin calibration (reliability) table with counts.
 - ``PairedAucCombineFn``: two models scored on the same rows, ``(keys, labels, candidate,
   baseline)`` arrays -> their exact AUCs, the difference and DeLong's standard error of it
   (``delong``), on a bounded, deterministic sample of the rows (at most 200,000 by default);
   ``PairedMetricsCombineFn``: the same, and log loss and Brier score compared on the same sample
   (``paired_mean``: the standard error of a difference of means is sd(per-row differences)/sqrt(n)).
+
+The decision threshold: fixed (``threshold=``), or by the rule ``max_f1``: the bucket edge
+``k/10,000`` maximising F1 on these rows, read from the histogram (ties: the middle edge of the
+first run of edges with the highest F1, i.e. the middle of the gap between two scores); with no
+positive row, 0.5. The counts at an edge are exact (not an approximation), so precision, recall,
+F1 and the confusion matrix equal scikit-learn's at that threshold.
+
+Average precision (AUC-PR) is read from the same histogram: buckets are swept from the top, each
+bucket adding (its positives / all positives) x the precision with the whole bucket included, as
+scikit-learn's ``average_precision_score`` does for tied scores. Only buckets holding both classes
+can differ from the exact value: ``average_precision_error_bound`` sums, over them, the bucket's
+weight times how far its precision can move whatever the order inside it; it is 0 when no bucket
+mixes the classes.
+
+Expected calibration error: the 10 equal-width score bins of the calibration table, ``sum over
+bins of (bin count / all) x |mean p of the bin - positive rate of the bin|``, with the exact mean.
 
 A metric that is undefined (AUC with a single class, anything on no examples) is NaN.
 """
@@ -44,9 +67,22 @@ Scored = Union[LabelAndScore, Tuple[np.ndarray, np.ndarray]]  # one example, or 
 
 EXAMPLE_COUNT, POSITIVE_COUNT = 'example_count', 'positive_count'
 AUC, AUC_ERROR_BOUND, ACCURACY, LOG_LOSS = 'auc', 'auc_error_bound', 'accuracy', 'log_loss'
-METRIC_NAMES = (EXAMPLE_COUNT, POSITIVE_COUNT, AUC, AUC_ERROR_BOUND, ACCURACY, LOG_LOSS)
-CURVES = 'curves'  # not a metric: the ROC and calibration points of the report's charts
+BRIER_SCORE, EXPECTED_CALIBRATION_ERROR = 'brier_score', 'expected_calibration_error'
+AVERAGE_PRECISION, AVERAGE_PRECISION_ERROR_BOUND = (
+    'average_precision', 'average_precision_error_bound')
+THRESHOLD, PRECISION, RECALL, F1 = 'threshold', 'precision', 'recall', 'f1'
+TRUE_POSITIVES, FALSE_POSITIVES = 'true_positives', 'false_positives'
+TRUE_NEGATIVES, FALSE_NEGATIVES = 'true_negatives', 'false_negatives'
+METRIC_NAMES = (EXAMPLE_COUNT, POSITIVE_COUNT, AUC, AUC_ERROR_BOUND, ACCURACY, LOG_LOSS,
+                BRIER_SCORE, EXPECTED_CALIBRATION_ERROR, AVERAGE_PRECISION,
+                AVERAGE_PRECISION_ERROR_BOUND, THRESHOLD, PRECISION, RECALL, F1, TRUE_POSITIVES,
+                FALSE_POSITIVES, TRUE_NEGATIVES, FALSE_NEGATIVES)
+CURVES = 'curves'  # not a metric: the ROC, PR and calibration points of the report's charts
+HISTOGRAM = 'histogram'  # not a metric: the score histogram, to re-read at another threshold
 DEFAULT_BUCKETS = 10_000
+CALIBRATION_BINS = 10
+MAX_F1, FIXED = 'max_f1', 'fixed'  # threshold rules
+FALLBACK_THRESHOLD = 0.5  # max_f1 without a positive row
 _EPS = float(np.finfo(np.float64).eps)
 
 
@@ -57,11 +93,30 @@ def as_arrays(element: Scored) -> Tuple[np.ndarray, np.ndarray]:
           np.atleast_1d(np.asarray(scores, dtype=np.float64)))
 
 
-class ExampleCountCombineFn(beam.CombineFn):
-  """(label, p) or arrays -> {example_count, positive_count}."""
+def bucket_of(scores: np.ndarray, num_buckets: int) -> np.ndarray:
+  """The bucket of each score: ``k`` with ``k/N <= p < (k+1)/N`` (the edges ``k/N`` as float64
+  divisions, the last bucket closed, below 0 and above 1 clipped), so ``bucket >= k`` exactly
+  when ``p >= k/N``; ``p * N`` alone can round across an edge."""
+  buckets = np.clip((scores * num_buckets).astype(np.int64), 0, num_buckets - 1)
+  buckets -= ((scores < buckets / num_buckets) & (buckets > 0)).astype(np.int64)
+  buckets += ((scores >= (buckets + 1) / num_buckets) & (buckets < num_buckets - 1)).astype(np.int64)
+  return buckets
+
+
+class _CountsCombineFn(beam.CombineFn):
+  """A list of Python integers, summed element-wise when merged."""
+
+  _SIZE = 2
 
   def create_accumulator(self):
-    return [0, 0]
+    return [0] * self._SIZE
+
+  def merge_accumulators(self, accumulators):
+    return [sum(values) for values in zip(*accumulators)]
+
+
+class ExampleCountCombineFn(_CountsCombineFn):
+  """(label, p) or arrays -> {example_count, positive_count}."""
 
   def add_input(self, accumulator, element: Scored):
     labels, _ = as_arrays(element)
@@ -69,23 +124,16 @@ class ExampleCountCombineFn(beam.CombineFn):
     accumulator[1] += int(labels.sum())
     return accumulator
 
-  def merge_accumulators(self, accumulators):
-    accumulators = list(accumulators)
-    return [sum(a[0] for a in accumulators), sum(a[1] for a in accumulators)]
-
   def extract_output(self, accumulator) -> Dict[str, int]:
     return {EXAMPLE_COUNT: accumulator[0], POSITIVE_COUNT: accumulator[1]}
 
 
-class AccuracyCombineFn(beam.CombineFn):
+class AccuracyCombineFn(_CountsCombineFn):
   """(label, p) or arrays -> {accuracy} with the decision threshold 0.5."""
 
   def __init__(self, threshold: float = 0.5):
     super().__init__()
     self._threshold = threshold
-
-  def create_accumulator(self):
-    return [0, 0]  # correct, total
 
   def add_input(self, accumulator, element: Scored):
     labels, scores = as_arrays(element)
@@ -93,13 +141,30 @@ class AccuracyCombineFn(beam.CombineFn):
     accumulator[1] += int(labels.size)
     return accumulator
 
-  def merge_accumulators(self, accumulators):
-    accumulators = list(accumulators)
-    return [sum(a[0] for a in accumulators), sum(a[1] for a in accumulators)]
-
   def extract_output(self, accumulator) -> Dict[str, float]:
     correct, total = accumulator
     return {ACCURACY: correct / total if total else math.nan}
+
+
+class ConfusionCountsCombineFn(_CountsCombineFn):
+  """(label, p) or arrays -> [TP, FP, TN, FN] of ``p >= threshold``, exactly."""
+
+  _SIZE = 4
+
+  def __init__(self, threshold: float):
+    super().__init__()
+    self._threshold = threshold
+
+  def add_input(self, accumulator, element: Scored):
+    labels, scores = as_arrays(element)
+    predicted, positive = scores >= self._threshold, labels.astype(bool)
+    for i, cell in enumerate((predicted & positive, predicted & ~positive,
+                              ~predicted & ~positive, ~predicted & positive)):
+      accumulator[i] += int(np.count_nonzero(cell))
+    return accumulator
+
+  def extract_output(self, accumulator) -> List[int]:
+    return list(accumulator)
 
 
 _UNIT_EXPONENT = 1074  # every finite float64 is an integer multiple of 2**-1074
@@ -128,6 +193,12 @@ def exact_sum(values: np.ndarray) -> int:
   return total
 
 
+def exact_mean(units: int, count: int) -> float:
+  """An exact sum (``exact_sum``) divided by ``count``: int / int is correctly rounded, as
+  math.fsum is (the exact sum rounded once, then the mean); NaN without values."""
+  return (units / (1 << _UNIT_EXPONENT)) / count if count else math.nan
+
+
 def losses(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
   """Per-example binary cross-entropy with ``math.log``/``math.log1p`` (libm, as scikit-learn's
   reference and as the per-element combiner always did: numpy's SIMD log may differ in the last
@@ -140,11 +211,8 @@ def losses(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
   return -out
 
 
-class LogLossCombineFn(beam.CombineFn):
+class LogLossCombineFn(_CountsCombineFn):
   """(label, p) or arrays -> {log_loss}, mean binary cross-entropy (natural log), summed exactly."""
-
-  def create_accumulator(self):
-    return [0, 0]  # exact sum of the losses in units of 2**-1074, total
 
   def add_input(self, accumulator, element: Scored):
     labels, scores = as_arrays(element)
@@ -152,14 +220,41 @@ class LogLossCombineFn(beam.CombineFn):
     accumulator[1] += int(labels.size)
     return accumulator
 
-  def merge_accumulators(self, accumulators):
-    accumulators = list(accumulators)
-    return [sum(a[0] for a in accumulators), sum(a[1] for a in accumulators)]
+  def extract_output(self, accumulator) -> Dict[str, float]:
+    return {LOG_LOSS: exact_mean(*accumulator)}
+
+
+class BrierScoreCombineFn(_CountsCombineFn):
+  """(label, p) or arrays -> {brier_score}, the mean of ``(p - y)**2``, summed exactly."""
+
+  def add_input(self, accumulator, element: Scored):
+    labels, scores = as_arrays(element)
+    accumulator[0] += exact_sum((scores - labels) ** 2)
+    accumulator[1] += int(labels.size)
+    return accumulator
 
   def extract_output(self, accumulator) -> Dict[str, float]:
-    units, total = accumulator
-    # int / int is correctly rounded, as math.fsum is: the exact sum rounded once, then the mean.
-    return {LOG_LOSS: (units / (1 << _UNIT_EXPONENT)) / total if total else math.nan}
+    return {BRIER_SCORE: exact_mean(*accumulator)}
+
+
+class ProbabilitySumsCombineFn(_CountsCombineFn):
+  """(label, p) or arrays -> the exact sum of ``p`` per calibration bin (bins of the histogram's
+  buckets, ``bucket_of``), in units of 2**-1074."""
+
+  def __init__(self, num_buckets: int = DEFAULT_BUCKETS, bins: int = CALIBRATION_BINS):
+    super().__init__()
+    self._buckets, self._bins, self._SIZE = num_buckets, bins, bins
+
+  def add_input(self, accumulator, element: Scored):
+    _, scores = as_arrays(element)
+    bins = np.minimum(bucket_of(scores, self._buckets) // (self._buckets // self._bins),
+                      self._bins - 1)
+    for b in np.unique(bins):
+      accumulator[int(b)] += exact_sum(scores[bins == b])
+    return accumulator
+
+  def extract_output(self, accumulator) -> List[int]:
+    return list(accumulator)
 
 
 class AucCombineFn(beam.CombineFn):
@@ -174,8 +269,7 @@ class AucCombineFn(beam.CombineFn):
 
   def add_input(self, accumulator, element: Scored):
     labels, scores = as_arrays(element)
-    buckets = np.clip((scores * self._buckets).astype(np.int64), 0, self._buckets - 1)
-    np.add.at(accumulator, (labels, buckets), 1)
+    np.add.at(accumulator, (labels, bucket_of(scores, self._buckets)), 1)
     return accumulator
 
   def merge_accumulators(self, accumulators):
@@ -197,8 +291,7 @@ class AucCombineFn(beam.CombineFn):
     return {AUC: (wins + 0.5 * ties) / pairs, AUC_ERROR_BOUND: 0.5 * ties / pairs}
 
 
-class MetricsAndCurves(TypedDict):
-  """Every metric of one slice (NaN when undefined) and its chart points."""
+class _MetricsKeys(TypedDict):
   example_count: int
   positive_count: int
   accuracy: float
@@ -208,13 +301,137 @@ class MetricsAndCurves(TypedDict):
   curves: Curves
 
 
+class MetricsAndCurves(_MetricsKeys, total=False):
+  """Every metric of one slice (NaN when undefined), its chart points and its histogram."""
+  brier_score: float
+  expected_calibration_error: float
+  average_precision: float
+  average_precision_error_bound: float
+  threshold: float
+  precision: float
+  recall: float
+  f1: float
+  true_positives: int
+  false_positives: int
+  true_negatives: int
+  false_negatives: int
+  histogram: np.ndarray  # AucCombineFn's accumulator: for at_threshold, not written out
+
+
+def _above(histogram: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """(negatives, positives) with a score in bucket >= k, for k = 0 .. N (the last is 0)."""
+  tail = np.cumsum(histogram[:, ::-1], axis=1)[:, ::-1]
+  return (np.append(tail[0], 0).astype(np.int64), np.append(tail[1], 0).astype(np.int64))
+
+
+def confusion_at(histogram: np.ndarray, edge: int) -> List[int]:
+  """[TP, FP, TN, FN] of ``p >= edge / N``, exact (``bucket_of``)."""
+  negatives, positives = histogram[0], histogram[1]
+  tp, fp = int(positives[edge:].sum()), int(negatives[edge:].sum())
+  return [tp, fp, int(negatives.sum()) - fp, int(positives.sum()) - tp]
+
+
+def max_f1_edge(histogram: np.ndarray) -> Optional[int]:
+  """The bucket edge ``k`` (threshold ``k / N``, k < N) with the highest F1: the middle of the
+  first run of consecutive edges reaching it; None without a positive row."""
+  fp, tp = _above(histogram)
+  total_pos = int(histogram[1].sum())
+  if not total_pos:
+    return None
+  f1 = 2.0 * tp[:-1] / (tp[:-1] + fp[:-1] + total_pos)  # 2TP / (2TP + FP + FN), FN = P - TP
+  best = np.flatnonzero(f1 == f1.max())
+  run = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)[0]
+  return int(run[len(run) // 2])
+
+
+def edge_of(threshold: float, num_buckets: int) -> Optional[int]:
+  """The bucket edge ``k`` with ``k / N == threshold``, or None when the threshold is no edge."""
+  edge = int(round(threshold * num_buckets))
+  return edge if 0 <= edge < num_buckets and edge / num_buckets == threshold else None
+
+
+def decision_metrics(threshold: float, counts: List[int]) -> Dict[str, float]:
+  """Threshold, precision, recall, F1 and the confusion matrix from [TP, FP, TN, FN]."""
+  tp, fp, tn, fn = counts
+  return {THRESHOLD: threshold, PRECISION: tp / (tp + fp) if tp + fp else math.nan,
+          RECALL: tp / (tp + fn) if tp + fn else math.nan,
+          F1: 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan,
+          TRUE_POSITIVES: tp, FALSE_POSITIVES: fp, TRUE_NEGATIVES: tn, FALSE_NEGATIVES: fn}
+
+
+def average_precision(histogram: np.ndarray) -> Tuple[float, float]:
+  """(average precision, its error bound) from the histogram; NaN without a positive row."""
+  negatives = histogram[0, ::-1].astype(np.float64)  # from the top bucket down
+  positives = histogram[1, ::-1].astype(np.float64)
+  total_pos = positives.sum()
+  if not total_pos:
+    return math.nan, math.nan
+  tp, fp = np.cumsum(positives), np.cumsum(negatives)  # including the bucket
+  tp0, fp0 = tp - positives, fp - negatives  # above the bucket
+  has = positives > 0
+  precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=has)
+  value = float(np.dot(positives, precision) / total_pos)
+  mixed = has & (negatives > 0)  # only there can the order inside the bucket matter
+  low = (tp0 + 1) / (tp0 + 1 + fp0 + negatives)  # its first positive after all its negatives
+  high = np.divide(tp, tp + fp0, out=np.zeros_like(tp), where=mixed)  # all positives first
+  spread = np.maximum(precision - low, high - precision)
+  bound = float(np.dot(positives[mixed], spread[mixed]) / total_pos)
+  return value, bound
+
+
+def pr_curve(histogram: np.ndarray, thresholds: int = 101) -> List[List[float]]:
+  """[threshold, recall, precision, F1] at ``thresholds`` equally spaced thresholds (``p >=
+  threshold`` is positive), thresholds where no row is predicted positive left out."""
+  num_buckets = histogram.shape[1]
+  fp, tp = _above(histogram)
+  total_pos = int(histogram[1].sum())
+  points: List[List[float]] = []
+  if not total_pos:
+    return points
+  for t in range(thresholds):
+    edge = min(int(round(t * num_buckets / (thresholds - 1))), num_buckets)
+    if tp[edge] + fp[edge]:
+      points.append([round(edge / num_buckets, 6), round(tp[edge] / total_pos, 6),
+                     round(tp[edge] / (tp[edge] + fp[edge]), 6),
+                     round(2 * tp[edge] / (tp[edge] + fp[edge] + total_pos), 6)])
+  return points
+
+
+def calibration_bins(histogram: np.ndarray, sums: Optional[List[int]] = None,
+                     bins: int = CALIBRATION_BINS) -> List[Tuple[float, float, int]]:
+  """Per equal-width score bin with rows: (mean predicted probability, positive rate, count); the
+  exact mean with ``sums`` (``ProbabilitySumsCombineFn``), else from the buckets' midpoints."""
+  negatives, positives = histogram[0].astype(np.float64), histogram[1].astype(np.float64)
+  buckets = len(negatives)
+  midpoints = (np.arange(buckets) + 0.5) / buckets
+  per_bin = buckets // bins
+  out = []
+  for b in range(bins):
+    part = slice(b * per_bin, (b + 1) * per_bin if b < bins - 1 else buckets)
+    count = int(negatives[part].sum() + positives[part].sum())
+    if count:
+      mean_p = (exact_mean(sums[b], count) if sums is not None else
+                float(np.dot(negatives[part] + positives[part], midpoints[part]) / count))
+      out.append((mean_p, float(positives[part].sum()) / count, count))
+  return out
+
+
+def expected_calibration_error(bins: List[Tuple[float, float, int]]) -> float:
+  """Count-weighted mean of |mean p - positive rate| over the calibration bins."""
+  total = sum(count for _, _, count in bins)
+  if not total:
+    return math.nan
+  return math.fsum(count * abs(mean_p - rate) for mean_p, rate, count in bins) / total
+
+
 def roc_and_calibration(histogram: np.ndarray, thresholds: int = 101,
-                        bins: int = 10) -> Curves:
+                        bins: int = CALIBRATION_BINS, sums: Optional[List[int]] = None) -> Curves:
   """An AUC accumulator (row 0 negatives, row 1 positives per score bucket) -> chart points.
 
   ``roc``: [false positive rate, true positive rate] at ``thresholds`` equally spaced score
   thresholds (score >= threshold is positive), from (1, 1) down to (0, 0). ``calibration``: per
   equal-width score bin with examples, [mean predicted probability, observed positive rate, count].
+  ``pr``: ``pr_curve``.
   """
   negatives, positives = histogram[0].astype(np.float64), histogram[1].astype(np.float64)
   buckets = len(negatives)
@@ -228,26 +445,37 @@ def roc_and_calibration(histogram: np.ndarray, thresholds: int = 101,
       fpr = float(neg_above[i] / total_neg) if i < buckets else 0.0
       tpr = float(pos_above[i] / total_pos) if i < buckets else 0.0
       roc.append([round(fpr, 6), round(tpr, 6)])
-  midpoints = (np.arange(buckets) + 0.5) / buckets
-  calibration: List[List[float]] = []
-  per_bin = buckets // bins
-  for b in range(bins):
-    part = slice(b * per_bin, (b + 1) * per_bin if b < bins - 1 else buckets)
-    count = float(negatives[part].sum() + positives[part].sum())
-    if count:
-      mean_p = float(np.dot(negatives[part] + positives[part], midpoints[part]) / count)
-      calibration.append([round(mean_p, 6), round(float(positives[part].sum()) / count, 6),
-                          int(count)])
-  return {'roc': roc, 'calibration': calibration}
+  calibration: List[List[float]] = [
+      [round(mean_p, 6), round(rate, 6), count]
+      for mean_p, rate, count in calibration_bins(histogram, sums, bins)]
+  return {'roc': roc, 'calibration': calibration, 'pr': pr_curve(histogram, thresholds)}
+
+
+def at_threshold(metrics: MetricsAndCurves, threshold: float) -> MetricsAndCurves:
+  """``metrics`` with its decision metrics read again at ``threshold``, a bucket edge ``k / N``
+  (the rule's threshold of another slice, e.g. the overall one)."""
+  histogram = metrics['histogram']
+  edge = edge_of(threshold, histogram.shape[1])
+  if edge is None:
+    raise ValueError(f'threshold {threshold} is not an edge of the {histogram.shape[1]} buckets')
+  return {**metrics, **decision_metrics(threshold, confusion_at(histogram, edge))}  # type: ignore
 
 
 class BinaryMetricsCombineFn(beam.CombineFn):
-  """(label, p) -> one dict with every metric of this module, in a single pass."""
+  """(label, p) -> one dict with every metric of this module, in a single pass.
 
-  def __init__(self, num_buckets: int = DEFAULT_BUCKETS):
+  The decision metrics are at ``threshold`` (counted exactly, whatever the threshold) or, without
+  one, at the rule ``max_f1``'s threshold on these rows (``at_threshold`` reads them at another).
+  """
+
+  def __init__(self, num_buckets: int = DEFAULT_BUCKETS, threshold: Optional[float] = None):
     super().__init__()
+    self._threshold = threshold
     self._combiners: List[beam.CombineFn] = [
-        ExampleCountCombineFn(), AccuracyCombineFn(), LogLossCombineFn(), AucCombineFn(num_buckets)]
+        ExampleCountCombineFn(), AccuracyCombineFn(), LogLossCombineFn(), AucCombineFn(num_buckets),
+        BrierScoreCombineFn(), ProbabilitySumsCombineFn(num_buckets)]
+    if threshold is not None:
+      self._combiners.append(ConfusionCountsCombineFn(threshold))
 
   def create_accumulator(self):
     return [c.create_accumulator() for c in self._combiners]
@@ -261,12 +489,28 @@ class BinaryMetricsCombineFn(beam.CombineFn):
             for i, c in enumerate(self._combiners)]
 
   def extract_output(self, accumulator) -> MetricsAndCurves:
-    counts, accuracy, loss, auc = (
-        c.extract_output(a) for c, a in zip(self._combiners, accumulator))
-    return MetricsAndCurves(
+    outputs = [c.extract_output(a) for c, a in zip(self._combiners, accumulator)]
+    counts, accuracy, loss, auc, brier, sums = outputs[:6]
+    histogram = accumulator[3]
+    if self._threshold is not None:
+      decision = decision_metrics(self._threshold, outputs[6])
+    else:
+      edge = max_f1_edge(histogram)
+      threshold = FALLBACK_THRESHOLD if edge is None else edge / histogram.shape[1]
+      edge = edge_of(threshold, histogram.shape[1])
+      assert edge is not None
+      decision = decision_metrics(threshold, confusion_at(histogram, edge))
+    ap, ap_bound = average_precision(histogram)
+    curves = roc_and_calibration(histogram, sums=sums)
+    metrics = MetricsAndCurves(
         example_count=counts[EXAMPLE_COUNT], positive_count=counts[POSITIVE_COUNT],
         accuracy=accuracy[ACCURACY], log_loss=loss[LOG_LOSS], auc=auc[AUC],
-        auc_error_bound=auc[AUC_ERROR_BOUND], curves=roc_and_calibration(accumulator[-1]))
+        auc_error_bound=auc[AUC_ERROR_BOUND], curves=curves, brier_score=brier[BRIER_SCORE],
+        expected_calibration_error=expected_calibration_error(
+            [(p, rate, count) for p, rate, count in calibration_bins(histogram, sums)]),
+        average_precision=ap, average_precision_error_bound=ap_bound, histogram=histogram)
+    metrics.update(decision)  # type: ignore[typeddict-item]
+    return metrics
 
 
 # Paired comparison of two models scored on the same rows: DeLong's test of the AUC difference.

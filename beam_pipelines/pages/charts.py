@@ -256,3 +256,130 @@ def flow_graph(name: str, columns: Sequence[Sequence[Tuple[str, str, Optional[st
             f'fill="#888"/></marker></defs>')
   return (_open(name, width, int(height), title or 'lineage') + marker + ''.join(arrows)
           + ''.join(boxes) + '</svg>')
+
+
+def calibration_chart(name: str, series: Mapping[str, Sequence[Tuple[float, float, int]]],
+                      width: int = 420, height: int = 420, title: str = '') -> str:
+  """A reliability diagram whose points weigh their rows, over a histogram of the rows per bin.
+
+  ``series``: per model, (mean predicted probability, observed positive rate, rows) per score bin.
+  A point's area is proportional to its rows (a bin of 2 rows is a dot, one of 3,464 a disc);
+  below, one bar per bin and model, its height the rows of the bin, on a square-root scale so
+  that small bins stay visible, its count written above it.
+  """
+  left, right, top = 52, 16, 14
+  legend_height = 14 * len(series)
+  strip_h, gap = 90, 34
+  plot_w = width - left - right
+  plot_h = height - top - gap - strip_h - 30 - legend_height
+  counts = [c for points in series.values() for _, _, c in points]
+  largest = max(counts + [1])
+
+  def sx(x: float) -> float:
+    return left + min(max(x, 0.0), 1.0) * plot_w
+
+  def sy(y: float) -> float:
+    return top + plot_h - min(max(y, 0.0), 1.0) * plot_h
+
+  out = [_open(name, width, height, title or 'calibration with rows per bin'),
+         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#bbb"/>',
+         f'<line x1="{sx(0):.1f}" y1="{sy(0):.1f}" x2="{sx(1):.1f}" y2="{sy(1):.1f}" stroke="#999" '
+         f'stroke-dasharray="4 4"/>']
+  for t in _ticks(0.0, 1.0):
+    out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" '
+               f'stroke="#eee"/><text x="{left - 4}" y="{sy(t) + 4:.1f}" text-anchor="end">'
+               f'{_tick_label(t)}</text><text x="{sx(t):.1f}" y="{top + plot_h + 14}" '
+               f'text-anchor="middle">{_tick_label(t)}</text>')
+  out.append(f'<text transform="translate(12 {top + plot_h / 2}) rotate(-90)" '
+             f'text-anchor="middle">observed positive rate</text>')
+  for i, (label, points) in enumerate(series.items()):
+    colour = PALETTE[i % len(PALETTE)]
+    dash = ' stroke-dasharray="6 3"' if i else ''
+    if len(points) > 1:
+      coords = ' '.join(f'{sx(p):.1f},{sy(o):.1f}' for p, o, _ in points)
+      out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5"'
+                 f'{dash} opacity="0.7"/>')
+    for p, o, count in points:
+      radius = 2.0 + 9.0 * (count / largest) ** 0.5
+      out.append(f'<circle class="mark" data-count="{count}" cx="{sx(p):.1f}" cy="{sy(o):.1f}" '
+                 f'r="{radius:.1f}" fill="{colour}" fill-opacity="0.55" stroke="{colour}">'
+                 f'<title>{html.escape(label)}: predicted {p:.3f}, observed {o:.3f}, '
+                 f'{count:,} rows</title></circle>')
+  strip_top = top + plot_h + gap
+  out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{strip_top + strip_h}" '
+             f'y2="{strip_top + strip_h}" stroke="#999"/><text transform="translate(12 '
+             f'{strip_top + strip_h / 2}) rotate(-90)" text-anchor="middle">rows</text>')
+  bins = 10
+  bar = plot_w / bins * 0.8 / max(len(series), 1)
+  for i, (label, points) in enumerate(series.items()):
+    colour = PALETTE[i % len(PALETTE)]
+    for p, _, count in points:
+      b = min(int(p * bins), bins - 1)
+      h = max((count / largest) ** 0.5 * (strip_h - 30), 1.0)
+      x = left + b * plot_w / bins + plot_w / bins * 0.1 + i * bar
+      out.append(f'<rect class="mark" data-count="{count}" x="{x:.1f}" '
+                 f'y="{strip_top + strip_h - h:.1f}" width="{max(bar - 1, 1):.1f}" height="{h:.1f}" '
+                 f'fill="{colour}"><title>{html.escape(label)}: {count:,} rows with a score in '
+                 f'[{b / bins:.1f}, {(b + 1) / bins:.1f})</title></rect>')
+      tx, ty = x + bar / 2 + 3, strip_top + strip_h - h - 2
+      out.append(f'<text x="{tx:.1f}" y="{ty:.1f}" font-size="8" transform="rotate(-90 {tx:.1f} '
+                 f'{ty:.1f})">{count:,}</text>')
+  out.append(f'<text x="{left + plot_w / 2}" y="{strip_top + strip_h + 14}" '
+             f'text-anchor="middle">mean predicted probability (bins of 0.1)</text>')
+  out.append(_legend(list(series), left + 6, height - legend_height + 2, [False] + [True] * 8))
+  out.append('</svg>')
+  return ''.join(out)
+
+
+def horizontal_bar_chart(name: str, categories: Sequence[str],
+                         series: Mapping[str, Sequence[Optional[float]]], x_label: str,
+                         errors: Optional[Mapping[str, Sequence[Optional[float]]]] = None,
+                         width: int = 520, title: str = '') -> str:
+  """One row per category (e.g. a feature), one bar per series (e.g. a model), from a zero line
+  (values may be negative); ``errors`` draws a whisker of +/- that much (e.g. a std)."""
+  left, right, top, row_h = 150, 20, 10, 8 + 12 * max(len(series), 1)
+  legend_height = 14 * len(series)
+  height = top + row_h * max(len(categories), 1) + 36 + legend_height
+  plot_w = width - left - right
+  values = [v for vs in series.values() for v in vs if v is not None]
+  spreads = [e for es in (errors or {}).values() for e in es if e is not None]
+  high = max(values + [0.0]) + max(spreads + [0.0])
+  low = min(values + [0.0]) - max(spreads + [0.0])
+  if high <= low:
+    high = low + 1.0
+
+  def sx(x: float) -> float:
+    return left + (x - low) / (high - low) * plot_w
+
+  out = [_open(name, width, int(height), title or x_label)]
+  for t in _ticks(low, high, 4):
+    out.append(f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top}" '
+               f'y2="{top + row_h * len(categories)}" stroke="#eee"/><text x="{sx(t):.1f}" '
+               f'y="{top + row_h * len(categories) + 14}" text-anchor="middle">'
+               f'{t:.3f}</text>')
+  out.append(f'<line x1="{sx(0):.1f}" x2="{sx(0):.1f}" y1="{top}" '
+             f'y2="{top + row_h * len(categories)}" stroke="#666"/>')
+  for c, category in enumerate(categories):
+    y0 = top + c * row_h + 4
+    text = category if len(category) <= 22 else category[:21] + '…'
+    out.append(f'<text x="{left - 6}" y="{y0 + row_h / 2:.1f}" text-anchor="end">'
+               f'{html.escape(text)}</text>')
+    for s, (label, vs) in enumerate(series.items()):
+      value = vs[c]
+      if value is None:
+        continue
+      colour = PALETTE[s % len(PALETTE)]
+      x0, x1 = sorted((sx(0), sx(value)))
+      y = y0 + s * 12
+      out.append(f'<rect class="mark" x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 1.5):.1f}" '
+                 f'height="10" fill="{colour}"><title>{html.escape(label)} '
+                 f'{html.escape(category)}: {value:.4f}</title></rect>')
+      error = (errors or {}).get(label, [None] * len(categories))[c]
+      if error:
+        out.append(f'<line x1="{sx(value - error):.1f}" x2="{sx(value + error):.1f}" '
+                   f'y1="{y + 5:.1f}" y2="{y + 5:.1f}" stroke="#333"/>')
+  out.append(f'<text x="{left + plot_w / 2}" y="{top + row_h * len(categories) + 28}" '
+             f'text-anchor="middle">{html.escape(x_label)}</text>')
+  out.append(_legend(list(series), left + 6, height - legend_height + 2))
+  out.append('</svg>')
+  return ''.join(out)
