@@ -602,7 +602,7 @@ def _side(name: str, number: int, record: VersionRecord, run: Optional[LineageRe
   held = _evaluated_model(holdout.get('evaluation')) if holdout else None
 
   def roc(model: Optional[ModelMetrics]) -> Optional[List[List[float]]]:
-    curves = (model or {}).get('curves')
+    curves = model.get('curves') if model else None
     return curves.get('roc') if curves else None
 
   return compare.Side(
