@@ -276,6 +276,26 @@ RUN_STATUS_CLASS = {'pushed': 'ok', 'registered': 'ok', 'not_blessed': 'fail', '
                     'failed': 'fail', 'running': 'warn', 'no_trigger': 'muted'}
 
 
+ANOMALIES_LISTED = 3
+
+
+def verdict_details(validation: Dict[str, object]) -> List[str]:
+  """What validation found, for people: the missing columns, the first anomalies (feature:
+  description, each once) and the features drifted above threshold."""
+  missing = cast(List[str], validation.get('missing_columns') or [])
+  anomalies = cast(List[Dict[str, object]], validation.get('anomalies') or [])
+  drifted = cast(List[str], validation.get('drifted_features') or [])
+  seen = list(dict.fromkeys(f'{a.get("feature") or "dataset"}: {a.get("description")}'
+                            for a in anomalies))
+  parts = [f'missing column(s) {", ".join(missing)}'] if missing else []
+  parts += seen[:ANOMALIES_LISTED]
+  if len(seen) > ANOMALIES_LISTED:
+    parts.append(f'{len(seen) - ANOMALIES_LISTED:,} more anomalies in the validation report')
+  if drifted:
+    parts.append(f'drift above threshold: {", ".join(drifted)}')
+  return parts
+
+
 def run_reason(run: LineageRecord) -> str:
   """Why a CT run ended as it did, from its lineage record: the exception of a failed run, the
   reason (and validation's message) of a stopped one, the blessing decision of a trained one."""
@@ -286,8 +306,8 @@ def run_reason(run: LineageRecord) -> str:
   if run.get('error'):
     return str(run.get('error'))
   if status == 'stopped':
-    parts = [run.get('reason'), validation.get('message')]
-    return ': '.join(str(p) for p in parts if p) or 'stopped at validation'
+    details = '; '.join(verdict_details(validation))
+    return ': '.join(str(p) for p in (run.get('reason'), details) if p) or 'stopped at validation'
   if run.get('reason'):
     return str(run.get('reason'))
   decision = str(evaluation.get('message') or '')
