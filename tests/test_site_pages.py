@@ -200,7 +200,7 @@ def test_compare_page_shows_the_parameter_diff_and_metrics_of_the_records(built,
   for key, a, b in changed:
     assert view.values[f'param.{key}.left'] == compare.parameter_text(a)
     assert view.values[f'param.{key}.right'] == compare.parameter_text(b)
-  assert 'train.max_iter' in dict(equal) and f'param.train.max_iter.left' not in view.values
+  assert 'train.max_iter' in dict(equal) and 'param.train.max_iter.left' not in view.values
   for metric in ('auc', 'accuracy', 'log_loss', 'example_count'):
     a, b = built.versions[3]['metrics'][metric], built.versions[4]['metrics'][metric]
     assert view.values[f'metric.{metric}.left'] == page.number(a)

@@ -197,9 +197,9 @@ def to_html(card: ModelCard, markdown: Optional[str] = None, nav: str = '') -> s
     body.append(f'<h2>{html.escape(title)}</h2>')
     for block in blocks:
       if isinstance(block, Facts):
-        body.append(page.table(['', ''], [[f'<td class="text">{html.escape(label)}</td>',
-                                          f'<td class="text" data-key="{html.escape(key)}">'
-                                          f'{page.esc(value)}</td>'] for label, value, key in block.rows]))
+        body.append('<table class="facts">' + ''.join(
+            f'<tr><th>{html.escape(label)}</th><td class="text" data-key="{html.escape(key)}">'
+            f'{page.esc(value)}</td></tr>' for label, value, key in block.rows) + '</table>')
       elif isinstance(block, Table):
         body.append(page.table(block.header, [[_cell(v, k) for v, k in row] for row in block.rows]))
       else:
@@ -208,7 +208,8 @@ def to_html(card: ModelCard, markdown: Optional[str] = None, nav: str = '') -> s
         shown = block.text or NOT_STATED
         cls = '' if block.text else ' class="muted"'
         body.append(f'<p data-key="{html.escape(block.key)}"{cls}>{html.escape(shown)}</p>')
-  wrap = '<style>td { overflow-wrap: anywhere; }</style>'  # paths and hashes wrap in their cell
+  wrap = ('<style>td { overflow-wrap: anywhere; }'  # paths and hashes wrap in their cell
+          ' table.facts th { white-space: nowrap; font-weight: normal; }</style>')
   return page.shell(f'Model card: {card.name} v{card.version}', '\n'.join(body) + wrap, nav)
 
 
