@@ -150,8 +150,10 @@ def test_site_model_page_charts_metrics_across_versions_and_lineage(demo_bucket,
   versions = {int(p.parent.name): json.loads(p.read_text())
               for p in (bucket / 'prod' / 'registry' / 'taxi' / 'versions').glob('*/version.json')}
   view = chromium.open(model_page, 'site-model')
-  assert_clean(view, ['metric-by-version'] + [f'lineage-v{n}' for n in versions])
-  assert view.chart('metric-by-version')['marks'] >= len(versions)
+  assert_clean(view, ['metric-by-version-auc', 'metric-by-version-accuracy']
+               + [f'lineage-v{n}' for n in versions])
+  for metric in ('auc', 'accuracy'):  # one chart per metric, a point per version
+    assert view.chart(f'metric-by-version-{metric}')['marks'] >= len(versions)
   for number, record in versions.items():
     assert view.values[f'v{number}.auc'] == f'{record["metrics"]["auc"]:.4f}'
     assert view.values[f'v{number}.blessing'] == record['blessing']['status']

@@ -10,6 +10,12 @@ A folder holds ``pipeline.yaml`` and the files it names (relative to the folder)
     blessing: {metrics: ..., registered_change: ...}   # inline (beam_pipelines.ml.blessing), a
                                   # path, or absent (the default rule)
     policy: {retrain: every_span | on_drift, on_drift: retrain | block}
+    model_card:                   # optional text of each version's model card (the site's
+      overview: ...               # model-card-<name>-v<N>.html/.md); a key left out reads
+      intended_use: ...           # "not stated" there. Keys: MODEL_CARD_FIELDS
+      users: ...
+      limitations: ...
+      ethical_considerations: ...
 
 The pipeline's name is its folder's name; it names its registry and its CT prefixes in the bucket.
 ``load_definition`` also takes the path of a ``pipeline.yaml`` elsewhere (any bucket URL).
@@ -35,7 +41,10 @@ DEFINITION_FILE = 'pipeline.yaml'
 SCHEMA_FILE = 'schema.pbtxt'
 RETRAIN_EVERY_SPAN, RETRAIN_ON_DRIFT = 'every_span', 'on_drift'
 ON_DRIFT_RETRAIN, ON_DRIFT_BLOCK = 'retrain', 'block'
-_FIELDS = ('spec', 'integration', 'schema', 'train', 'window', 'blessing', 'policy')
+_FIELDS = ('spec', 'integration', 'schema', 'train', 'window', 'blessing', 'policy', 'model_card')
+# The model card's considerations a pipeline folder states (Model Card Toolkit's ``overview`` and
+# ``considerations``), in the order a card shows them; not parameters: no cache key holds them.
+MODEL_CARD_FIELDS = ('overview', 'intended_use', 'users', 'limitations', 'ethical_considerations')
 
 
 class DefinitionError(Refusal):
@@ -76,6 +85,7 @@ class PipelineDefinition:
   window: int = 1
   blessing: Optional[Mapping[str, object]] = None  # the config document; None: the default rule
   policy: Policy = Policy()
+  model_card: Mapping[str, str] = dataclasses.field(default_factory=dict)  # MODEL_CARD_FIELDS
 
   @property
   def blessing_config(self) -> Mapping[str, object]:
@@ -178,6 +188,19 @@ def _blessing(raw: Any, path: str) -> Optional[Mapping[str, object]]:
   return raw
 
 
+def _model_card(raw: Any, path: str) -> Dict[str, str]:
+  if raw is None:
+    return {}
+  if not isinstance(raw, dict) or not set(raw) <= set(MODEL_CARD_FIELDS):
+    raise DefinitionError(f'{path}: model_card must map some of {", ".join(MODEL_CARD_FIELDS)}, '
+                          f'got {raw!r}')
+  texts = {key: value.strip() for key, value in raw.items() if isinstance(value, str)}
+  if len(texts) != len(raw):
+    raise DefinitionError(f'{path}: model_card: each field is a text, got '
+                          f'{sorted(k for k in raw if k not in texts)} of another type')
+  return {key: value for key, value in texts.items() if value}
+
+
 def _read_yaml(path: str, what: str) -> Any:
   try:
     return yaml.safe_load(bucket.read_bytes(path, what).decode('utf-8'))
@@ -208,4 +231,5 @@ def load_definition(name_or_path: Optional[str] = None) -> PipelineDefinition:
   return PipelineDefinition(
       name=name, path=path, spec_path=_beside(path, raw['spec']), train=dict(raw.get('train') or {}),
       integration_path=_beside(path, raw.get('integration')), schema_path=schema, window=window,
-      blessing=_blessing(raw.get('blessing'), path), policy=_policy(raw.get('policy'), path))
+      blessing=_blessing(raw.get('blessing'), path), policy=_policy(raw.get('policy'), path),
+      model_card=_model_card(raw.get('model_card'), path))

@@ -3,8 +3,14 @@
     site/index.html            deployments (test, prod), deploy history (rollbacks, approvals,
                                overrides), test results per build, continuous-training runs per
                                span with links to their validation and evaluation reports
-    site/model-<name>.html     per ML pipeline (registry): aliases and their history, the metric
-                               across versions, each version's metrics, blessing and lineage graph
+    site/model-<name>.html     per ML pipeline (registry): aliases and their history, one chart
+                               per metric across versions, each version's metrics, blessing and
+                               lineage graph, every CT run with its reason, a version chooser
+    site/model-card-<name>-v<N>.html, .md
+                               per registered version: its model card (``pages.model_card``)
+    site/compare-<name>-v<N>-v<M>.html
+                               two versions side by side (``pages.compare``): every pair up to 20
+                               versions, else consecutive pairs and each against production
 
 Built from the typed records only (``store.records``, ``harness.results``, ``ct.registry``,
 ``ct.lineage``); written through ``store.bucket``; every link is relative, so the same files work
@@ -18,6 +24,12 @@ import html
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple, TypedDict, cast
 
+from beam_pipelines.ct.definition import (
+  MODEL_CARD_FIELDS,
+  declared_pipelines,
+  definition_path,
+  load_definition,
+)
 from beam_pipelines.ct.paths import CT_DIR, LINEAGE_FILE, REGISTRY_DIR, RUNS, CtPaths
 from beam_pipelines.ct.registry import ALIASES, Registry
 from beam_pipelines.harness.deploy import approval_required, history
@@ -25,14 +37,15 @@ from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.ml_check import VAR_OVERRIDE
 from beam_pipelines.harness.results import read_report
 from beam_pipelines.ml import artifacts
-from beam_pipelines.ml.artifacts import SliceMetrics
-from beam_pipelines.pages import charts, page
+from beam_pipelines.ml.artifacts import MetricsDocument, ModelMetrics, SliceMetrics
+from beam_pipelines.pages import charts, compare, model_card, page, sortable, versions
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.errors import Refusal
 
 SITE_DIR = 'site'
 INDEX = 'index.html'
 METRIC_CHARTED = ('auc', 'accuracy')
+METRIC_LABELS = {'auc': 'AUC', 'accuracy': 'accuracy at 0.5', 'log_loss': 'log loss'}
 
 
 # What the site reads of the continuous-training records (``ct.lineage``, ``ct.registry``): every
@@ -46,14 +59,26 @@ class StepRecord(TypedDict, total=False):
   result: Dict[str, object]  # what the step returned, e.g. validation's verdict
 
 
+class FileRecord(TypedDict, total=False):
+  path: str
+  sha256: str
+  size: int
+
+
 class DataRecord(TypedDict, total=False):
   span: str
   sha256: str
+  window: List[str]  # the spans trained on
+  files: List[FileRecord]
 
 
 class CodeRecord(TypedDict, total=False):
+  version: str
+  source: str
+  fingerprint: str
   build_id: Optional[str]
   git_commit: Optional[str]
+  git_dirty: Optional[bool]
   wheel_sha256: Optional[str]
 
 
@@ -72,12 +97,18 @@ class LineageRecord(TypedDict, total=False):
   """A CT run's ``lineage.json``."""
 
   run_id: str
-  status: str
+  started_at: str
+  finished_at: str
+  status: str  # running | pushed | registered | not_blessed | stopped | no_trigger | failed
+  trigger: List[str]
   data: DataRecord
   code: CodeRecord
   parameters: ParametersRecord
   steps: Dict[str, StepRecord]
   model: RunModel
+  reason: str  # stopped: why; readmitted: the person's reason
+  error: str  # failed: the exception
+  report: str  # stopped: the validation report
 
 
 class BlessingRecord(TypedDict, total=False):
@@ -85,10 +116,22 @@ class BlessingRecord(TypedDict, total=False):
   message: str
 
 
+class HoldoutRecord(TypedDict, total=False):
+  """A version scored on its pipeline's fixed holdout: the same rows for every version."""
+
+  sha256: str  # of the holdout data
+  rows: int
+  metrics: SliceMetrics
+  evaluation: str  # the evaluation directory (metrics.json with curves)
+
+
 class VersionRecord(TypedDict, total=False):
   """A registered model version's ``version.json``."""
 
   version: int
+  model_sha256: str
+  registered_at: str
+  holdout: HoldoutRecord
   run_id: str
   lineage: str  # the path of the run's lineage record
   metrics: SliceMetrics
@@ -229,7 +272,71 @@ def _tests(bucket_url: str) -> str:
                      'failures'], rows, classes)
 
 
-def _ct_table(bucket_url: str, runs: List[LineageRecord]) -> str:
+RUN_STATUS_CLASS = {'pushed': 'ok', 'registered': 'ok', 'not_blessed': 'fail', 'stopped': 'fail',
+                    'failed': 'fail', 'running': 'warn', 'no_trigger': 'muted'}
+
+
+ANOMALIES_LISTED = 3
+
+
+def verdict_details(validation: Dict[str, object]) -> List[str]:
+  """What validation found, for people: the missing columns, the first anomalies (feature:
+  description, each once) and the features drifted above threshold."""
+  missing = cast(List[str], validation.get('missing_columns') or [])
+  anomalies = cast(List[Dict[str, object]], validation.get('anomalies') or [])
+  drifted = cast(List[str], validation.get('drifted_features') or [])
+  seen = list(dict.fromkeys(f'{a.get("feature") or "dataset"}: {a.get("description")}'
+                            for a in anomalies))
+  parts = [f'missing column(s) {", ".join(missing)}'] if missing else []
+  parts += seen[:ANOMALIES_LISTED]
+  if len(seen) > ANOMALIES_LISTED:
+    parts.append(f'{len(seen) - ANOMALIES_LISTED:,} more anomalies in the validation report')
+  if drifted:
+    parts.append(f'drift above threshold: {", ".join(drifted)}')
+  return parts
+
+
+def run_reason(run: LineageRecord) -> str:
+  """Why a CT run ended as it did, from its lineage record: the exception of a failed run, the
+  reason (and validation's message) of a stopped one, the blessing decision of a trained one."""
+  status = run.get('status') or 'unknown'
+  steps = run.get('steps') or {}
+  validation = (steps.get('validation') or {}).get('result') or {}
+  evaluation = (steps.get('evaluation') or {}).get('result') or {}
+  if run.get('error'):
+    return str(run.get('error'))
+  if status == 'stopped':
+    details = '; '.join(verdict_details(validation))
+    return ': '.join(str(p) for p in (run.get('reason'), details) if p) or 'stopped at validation'
+  if run.get('reason'):
+    return str(run.get('reason'))
+  decision = str(evaluation.get('message') or '')
+  if status == 'registered':
+    pushed = cast(Dict[str, object], run.get('parameters') or {}).get('push', True)
+    why = ('--no_push' if pushed is False else
+           'production serves a model of a newer span, so it stays')
+    return f'registered as candidate, not production ({why}); {decision}'.rstrip('; ')
+  if decision:
+    return decision
+  if status == 'no_trigger':
+    return (f'no trigger: the span validated ({validation.get("status") or "n/a"}) and the '
+            f'policy did not call for training; production unchanged')
+  if status == 'running':
+    done = [name for name, step in steps.items() if step.get('status')]
+    return (f'running, or killed before it finished (last step recorded: '
+            f'{done[-1] if done else "none"})')
+  return ''
+
+
+def _when(at: Optional[str]) -> str:
+  """An ISO time as people read it in a table: ``2026-11-02 14:28 UTC``."""
+  if not at or len(at) < 16 or at[10] != 'T':
+    return at or ''
+  return f'{at[:10]} {at[11:16]}' + (' UTC' if at.endswith(('+00:00', 'Z')) else '')
+
+
+def _ct_table(bucket_url: str, runs: List[LineageRecord], name: str = '') -> str:
+  """Every CT run, newest first, with its status and reason; sortable by each column."""
   rows, classes = [], []
   for run in reversed(runs):
     links = _report_links(bucket_url, run)
@@ -237,15 +344,30 @@ def _ct_table(bucket_url: str, runs: List[LineageRecord]) -> str:
     verdict = ((steps.get('validation') or {}).get('result') or {}).get('status')
     model = run.get('model') or {}
     span = (run.get('data') or {}).get('span') or ''
-    rows.append([run.get('run_id'), span.rsplit('/', 1)[-1], run.get('status'),
-                 verdict or 'n/a', f'v{model["version"]}' if model.get('version') else '',
-                 model.get('blessing') or '',
-                 _td_link('validation', links['validation']) if links['validation'] else '',
-                 _td_link('evaluation', links['evaluation']) if links['evaluation'] else ''])
-    classes.append('fail' if verdict == artifacts.VERDICT_ANOMALOUS else
+    run_id = run.get('run_id') or '?'
+    status = run.get('status') or 'unknown'
+    lineage = relative(bucket_url, layout.join(CtPaths(bucket_url, name).run(run_id), LINEAGE_FILE)
+                       ) if name and run.get('run_id') else None
+    number = model.get('version')
+    card = model_card.card_names(name, number)[0] if name and number else None
+    reports = ' · '.join(_link(step, links[step]) for step in ('validation', 'evaluation')
+                         if links[step]) or 'none'
+    rows.append([
+        sortable.td(_when(run.get('started_at')) or run_id[:15],
+                    sort=run.get('started_at') or run_id),
+        sortable.td(_link(run_id, lineage), sort=run_id, raw=True, cls='text'),
+        sortable.td(span.rsplit('/', 1)[-1], cls='text'),
+        sortable.td(status, key=f'run.{run_id}.status', cls=RUN_STATUS_CLASS.get(status, '')),
+        sortable.td(verdict or 'n/a', cls='text'),
+        sortable.td(run_reason(run), key=f'run.{run_id}.reason', cls='reason'),
+        sortable.td(_link(f'v{number}', card) if number else '', sort=number or 0, raw=True,
+                    cls='text'),
+        sortable.td(reports, raw=True, cls='text')])
+    classes.append('fail' if status in ('failed', 'stopped', 'not_blessed') else
                    'warn' if verdict == artifacts.VERDICT_DRIFT else '')
-  return page.table(['run', 'span', 'outcome', 'validation verdict', 'model', 'blessing',
-                     'validation report', 'evaluation report'], rows, classes)
+  return sortable.table(f'ct-runs-{name}', ['started', 'run', 'span', 'status',
+                                            'validation verdict', 'reason', 'model',
+                                            'reports'], rows, classes)
 
 
 def index_page(bucket_url: str, names: Sequence[str], runs: Dict[str, List[LineageRecord]]) -> str:
@@ -258,8 +380,9 @@ def index_page(bucket_url: str, names: Sequence[str], runs: Dict[str, List[Linea
                             for n in names) + '</ul>') if names else
           '<p class="muted">No model registered yet (run `invoke ct`).</p>',
           ] + [f'<h2>Continuous-training runs of {html.escape(name)} (newest first)</h2>'
-               + _ct_table(bucket_url, runs[name]) for name in names]
-  return page.shell('beam-pipelines: bucket overview', '\n'.join(body), _nav(names))
+               + _ct_table(bucket_url, runs[name], name) for name in names]
+  return page.shell('beam-pipelines: bucket overview', '\n'.join(body) + sortable.SCRIPT,
+                    _nav(names))
 
 
 def _facts(record: VersionRecord,
@@ -296,19 +419,42 @@ def _lineage_graph(bucket_url: str, number: int, record: VersionRecord,
                            width=900, title=f'lineage of v{number}')
 
 
-def _metric_chart(records_by_number: Dict[int, VersionRecord], spans: Dict[int, str]) -> str:
+def _metric_charts(records_by_number: Dict[int, VersionRecord], spans: Dict[int, str]) -> str:
+  """One chart per metric (its own honest axis), each point labelled with its version and span;
+  the fixed holdout's values, when versions carry them, as a separate series."""
   numbers = sorted(records_by_number)
-  series = {}
+  order = [(n, spans.get(n, '')) for n in numbers]
+  figures = []
   for metric in METRIC_CHARTED:
-    values = [(i, (records_by_number[n].get('metrics') or {}).get(metric))
-              for i, n in enumerate(numbers)]
-    points = [(i, value) for i, value in values if isinstance(value, float)]
-    if points:
-      series[metric] = points
-  names = [f'v{n} {spans.get(n, "")[-10:]}' for n in numbers]
-  return charts.line_chart('metric-by-version', series, 'version (span)', 'metric on eval split',
-                           (-0.3, max(len(numbers) - 0.7, 0.7)), None, markers=True,
-                           x_names=names, width=620, height=300, title='metrics across versions')
+    own = [versions.VersionPoint(n, float(value), _blessed(records_by_number[n]))
+           for n in numbers
+           for value in [(records_by_number[n].get('metrics') or {}).get(metric)]
+           if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    holdouts = {n: (held.get('sha256') or '', held.get('rows') or 0,
+                    (held.get('metrics') or {}).get(metric))
+                for n in numbers for held in [records_by_number[n].get('holdout')] if held}
+    sha, rows, same_rows = versions.holdout_series(holdouts)
+    series = {'own eval split (rows differ by span)': own} if own else {}
+    if same_rows:
+      series[f'fixed holdout ({page.number(rows)} rows, sha256 {sha[:8] if sha else "n/a"})'] = [
+          versions.VersionPoint(n, float(v), _blessed(records_by_number[n]))
+          for n, v in same_rows]
+    if not series:
+      continue
+    values = [point.value for points in series.values() for point in points]
+    label = METRIC_LABELS.get(metric, metric)
+    figures.append(page.figure(
+        versions.metric_by_version(f'metric-by-version-{metric}', metric, label, series, order),
+        f'{label} of each version on its own span\'s eval split'
+        + (' and on the fixed holdout (the same rows for each version)' if same_rows else
+           ' (versions trained on different spans are measured on different rows)')
+        + f'; the y axis starts at {versions.human_number(versions.axis(metric, values)[0])}.'))
+  return '<div class="charts">' + ''.join(figures) + '</div>' if figures else \
+      '<p class="muted">No metric recorded.</p>'
+
+
+def _blessed(record: VersionRecord) -> bool:
+  return (record.get('blessing') or {}).get('status') in (None, 'BLESSED')
 
 
 def registry_page(bucket_url: str, name: str, names: Sequence[str],
@@ -324,10 +470,8 @@ def registry_page(bucket_url: str, name: str, names: Sequence[str],
                                                if a in aliases else 'none') for a in ALIASES)
           + '</p>']
   body.append('<h2>Metrics across versions</h2>')
-  body.append(page.figure(_metric_chart(by_number, spans),
-                          'Each version\'s metrics on its own span\'s eval split (versions '
-                          'trained on different spans are compared on different rows).')
-              if by_number else '<p class="muted">No version.</p>')
+  body.append(_metric_charts(by_number, spans) if by_number else
+              '<p class="muted">No version.</p>')
   body.append('<h2>Versions (newest first)</h2>')
   rows, classes = [], []
   for number in sorted(by_number, reverse=True):
@@ -337,7 +481,10 @@ def registry_page(bucket_url: str, name: str, names: Sequence[str],
     status = (record.get('blessing') or {}).get('status')
     data, code, _ = facts[number]
     held = [a for a, v in aliases.items() if v == number]
-    rows.append([f'v{number}' + (f' ({", ".join(held)})' if held else ''),
+    card = model_card.card_names(name, number)[0]
+    previous = max((n for n in by_number if n < number), default=None)
+    rows.append([f'<td class="text" data-sort="{number}">{_link(f"v{number}", card)}'
+                 + (f' ({html.escape(", ".join(held))})' if held else '') + '</td>',
                  page.cell(status, f'v{number}.blessing', status or ''),
                  page.cell(metrics.get('auc'), f'v{number}.auc'),
                  page.cell(metrics.get('accuracy'), f'v{number}.accuracy'),
@@ -345,12 +492,19 @@ def registry_page(bucket_url: str, name: str, names: Sequence[str],
                  page.cell(metrics.get('example_count'), f'v{number}.example_count'),
                  spans.get(number), _short(data.get('sha256')),
                  code.get('build_id') or f'source {(code.get("git_commit") or "")[:10]}',
-                 _td_link('validation', links.get('validation')) if links.get('validation') else '',
-                 _td_link('evaluation', links.get('evaluation')) if links.get('evaluation') else ''])
+                 '<td class="text">' + (' · '.join(_link(step, links[step])
+                                                    for step in ('validation', 'evaluation')
+                                                    if links.get(step)) or 'none') + '</td>',
+                 _td_link(f'vs v{previous}', compare.compare_page_name(name, previous, number))
+                 if previous is not None else ''])
     classes.append('' if status == 'BLESSED' else 'fail')
-  body.append(page.table(['version', 'blessing', 'AUC', 'accuracy', 'log loss', 'eval rows',
-                          'span', 'data sha256', 'build', 'validation', 'evaluation'],
-                         rows, classes))
+  body.append(sortable.table(f'versions-{name}',
+                             ['version (model card)', 'blessing', 'AUC', 'accuracy', 'log loss',
+                              'eval rows', 'span', 'data sha256', 'build', 'reports', 'compare'],
+                             rows, classes))
+  body.append('<h2>Compare two versions</h2>')
+  body.append(compare.chooser(name, sorted(by_number),
+                              compare.pairs(sorted(by_number), aliases.get('production'))))
   body.append('<h2>Alias history (newest first)</h2>')
   events = list(reversed(reg.history()))
   body.append(page.table(
@@ -360,6 +514,8 @@ def registry_page(bucket_url: str, name: str, names: Sequence[str],
                   for a, m in (e.get('moves') or {}).items()),
         e.get('by'), e.get('reason')] for e in events],
       ['warn' if e.get('event') in ('promote', 'rollback') else '' for e in events]))
+  body.append('<h2>Continuous-training runs (newest first; click a header to sort)</h2>')
+  body.append(_ct_table(bucket_url, runs, name))
   body.append('<h2>Lineage of each version</h2>')
   for number in sorted(by_number, reverse=True):
     record = by_number[number]
@@ -368,7 +524,146 @@ def registry_page(bucket_url: str, name: str, names: Sequence[str],
     body.append(_lineage_graph(bucket_url, number, record, run_by_id.get(record.get('run_id'))))
     body.append(f'<p class="small muted">data sha256 {html.escape(str(data.get("sha256")))}; '
                 f'training parameters {html.escape(json.dumps(parameters.get("train") or {}, sort_keys=True))}</p>')
-  return page.shell(f'Model registry: {name}', '\n'.join(body), _nav(names))
+  return page.shell(f'Model registry: {name}', '\n'.join(body) + sortable.SCRIPT, _nav(names))
+
+
+def _evaluated_model(directory: Optional[str]) -> Optional[ModelMetrics]:
+  """The candidate's entry of an evaluation's ``metrics.json`` (the only model when it scored one);
+  None when the directory or file is missing or unreadable."""
+  path = layout.join(directory, artifacts.METRICS_FILE) if directory else None
+  if not path or not bucket.exists(path):
+    return None
+  try:
+    document = cast(MetricsDocument, bucket.read_json(path, 'evaluation metrics'))
+  except Refusal:
+    return None
+  models = document.get('models') or {}
+  model = models.get('candidate') or (next(iter(models.values())) if len(models) == 1 else None)
+  if model is not None and document.get('slice_feature'):
+    model = cast(ModelMetrics, dict(model, slice_feature=document.get('slice_feature')))
+  return model
+
+
+def _evaluation_dir(run: Optional[LineageRecord]) -> Optional[str]:
+  return (((run or {}).get('steps') or {}).get('evaluation') or {}).get('outputs')
+
+
+def _considerations(name: str, run: Optional[LineageRecord],
+                    loaded: Dict[str, Tuple[Dict[str, str], str]]) -> Tuple[Dict[str, str], Optional[str]]:
+  """The model card text of the pipeline.yaml that trained a version (its lineage's
+  ``definition``), else of this build's declared pipeline of that name; ({}, None) when neither
+  is readable."""
+  recorded = cast(Dict[str, object], (run or {}).get('parameters') or {}).get('definition')
+  candidates = [str(recorded)] if recorded else []
+  if name in declared_pipelines():
+    candidates.append(definition_path(name))
+  for path in candidates:
+    if path in loaded:
+      return loaded[path]
+    if not bucket.exists(path):
+      continue
+    try:
+      text = dict(load_definition(path).model_card)
+    except Refusal:
+      continue
+    source = path if path == candidates[0] else (
+        f'{path} (this build\'s definition: the one that trained it is not readable)')
+    loaded[path] = (text, source)
+    return loaded[path]
+  return {}, None
+
+
+def _card(bucket_url: str, name: str, number: int, record: VersionRecord,
+          run: Optional[LineageRecord], aliases: Dict[str, int],
+          loaded: Dict[str, Tuple[Dict[str, str], str]]) -> model_card.ModelCard:
+  """A version's model card, from its version.json, its run's lineage.json, the evaluation's
+  metrics.json and the pipeline definition's ``model_card``."""
+  data, code, parameters = _facts(record, run)
+  train = dict(parameters.get('train') or {})
+  evaluated = _evaluated_model(_evaluation_dir(run)) or cast(ModelMetrics, {})
+  features_result = ((run or {}).get('steps') or {}).get('features', {}).get('result') or {}
+  rows = cast(Dict[str, int], features_result.get('rows_written') or {})
+  text, source = _considerations(name, run, loaded)
+  holdout = record.get('holdout')
+  blessing = record.get('blessing') or {}
+  code_facts = [(what, value) for what, value in cast(Dict[str, object], code).items()
+                if value is not None]
+  return model_card.ModelCard(
+      name=name, version=number, model_sha256=record.get('model_sha256'),
+      registered_at=record.get('registered_at'),
+      aliases=[a for a, v in sorted(aliases.items()) if v == number],
+      blessing=blessing.get('status'), blessing_message=blessing.get('message'),
+      run_id=record.get('run_id') or (run or {}).get('run_id'),
+      classifier=cast(Optional[str], train.pop('classifier', None)), hyperparameters=train,
+      code=code_facts, label=evaluated.get('label'), features=evaluated.get('features') or (),
+      categorical=evaluated.get('categorical') or (),
+      span=(data.get('span') or '').rsplit('/', 1)[-1] or None,
+      window=[w.rstrip('/').rsplit('/', 1)[-1] for w in data.get('window') or []],
+      files=[model_card.DataFile(f.get('path') or '', f.get('sha256') or '', f.get('size'))
+             for f in data.get('files') or []],
+      data_sha256=data.get('sha256'), rows=rows, metrics=record.get('metrics') or {},
+      slice_feature=cast(Optional[str], cast(Dict[str, object], evaluated).get('slice_feature')),
+      slices=evaluated.get('slices') or {},
+      holdout=model_card.Holdout(holdout.get('sha256'), holdout.get('rows'),
+                                 holdout.get('metrics') or {}) if holdout else None,
+      considerations=[(field, text.get(field)) for field in MODEL_CARD_FIELDS],
+      considerations_source=source)
+
+
+def _side(name: str, number: int, record: VersionRecord, run: Optional[LineageRecord],
+          aliases: Dict[str, int]) -> compare.Side:
+  """A version as the compare page shows it: its lineage parameters, its own evaluation and,
+  when recorded, its evaluation on the pipeline's fixed holdout."""
+  data, _, parameters = _facts(record, run)
+  span = (data.get('span') or '').rsplit('/', 1)[-1] or 'unknown span'
+  metrics = record.get('metrics') or {}
+  own = _evaluated_model(_evaluation_dir(run))
+  holdout = record.get('holdout') or HoldoutRecord()
+  held = _evaluated_model(holdout.get('evaluation')) if holdout else None
+
+  def roc(model: Optional[ModelMetrics]) -> Optional[List[List[float]]]:
+    curves = model.get('curves') if model else None
+    return curves.get('roc') if curves else None
+
+  return compare.Side(
+      version=number, span=span, blessing=(record.get('blessing') or {}).get('status'),
+      aliases=[a for a, v in sorted(aliases.items()) if v == number],
+      registered_at=record.get('registered_at'), parameters=cast(Dict[str, object], parameters),
+      own=compare.Scored(metrics, roc(own),
+                         metrics.get('example_count'), f'eval split of {span}'),
+      holdout=compare.Scored(holdout.get('metrics') or {},
+                             roc(held), holdout.get('rows'),
+                             'fixed holdout') if holdout else None,
+      holdout_sha256=holdout.get('sha256'), card=model_card.card_names(name, number)[0])
+
+
+def write_version_pages(bucket_url: str, name: str, names: Sequence[str],
+                        runs: List[LineageRecord]) -> List[str]:
+  """Writes each version's model card (HTML and Markdown) and the compare pages of
+  ``compare.pairs``; returns the files written (names under ``site/``)."""
+  reg = Registry(CtPaths(bucket_url, name).registry)
+  aliases = reg.aliases()
+  by_number = {r['version']: r for r in cast(List[VersionRecord], reg.versions())}
+  run_by_id = {r.get('run_id'): r for r in runs}
+  site = layout.join(bucket_url, SITE_DIR)
+  written, loaded = [], {}  # type: ignore[var-annotated]
+  for number, record in sorted(by_number.items()):
+    card = _card(bucket_url, name, number, record, run_by_id.get(record.get('run_id')), aliases,
+                 loaded)
+    html_name, md_name = model_card.card_names(name, number)
+    bucket.write_bytes(layout.join(site, html_name),
+                       model_card.to_html(card, md_name, _nav(names)).encode('utf-8'))
+    bucket.write_bytes(layout.join(site, md_name), model_card.to_markdown(card).encode('utf-8'))
+    written += [html_name, md_name]
+  sides = {n: _side(name, n, r, run_by_id.get(r.get('run_id')), aliases)
+           for n, r in by_number.items()}
+  for low, high in compare.pairs(sorted(by_number), aliases.get('production')):
+    file_name = compare.compare_page_name(name, low, high)
+    bucket.write_bytes(layout.join(site, file_name),
+                       compare.compare_page(name, sides[low], sides[high], _nav(names)
+                                            ).encode('utf-8'))
+    written.append(file_name)
+  return written
 
 
 def build_site(bucket_url: str, pipeline: Optional[str] = None) -> str:
@@ -383,6 +678,7 @@ def build_site(bucket_url: str, pipeline: Optional[str] = None) -> str:
   for name in names:
     bucket.write_bytes(layout.join(site, model_page(name)),
                        registry_page(bucket_url, name, names, runs[name]).encode('utf-8'))
+    write_version_pages(bucket_url, name, names, runs[name])
   index = layout.join(site, INDEX)
   bucket.write_bytes(index, index_page(bucket_url, names, runs).encode('utf-8'))
   return index
