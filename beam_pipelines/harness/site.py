@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple, TypedDict, cast
 
 from beam_pipelines.ct.paths import CT_DIR, LINEAGE_FILE, REGISTRY_DIR, RUNS, CtPaths
@@ -439,14 +440,26 @@ def drift_by_span(runs: Sequence[LineageRecord]) -> Dict[str, Dict[str, Dict[str
   return {s: latest[s] for s in sorted(latest)}
 
 
+def readable_range(values: Sequence[float], cap: Optional[float] = None) -> Tuple[float, float]:
+  """A y range whose 5 ticks fall on multiples of 0.01 (labels of two decimals never repeat),
+  covering ``values`` and not above ``cap`` (1 for an AUC)."""
+  low, high = math.floor(min(values) * 100) / 100, math.ceil(max(values) * 100) / 100
+  high = low + 0.04 * max(1, math.ceil(round((high - low) / 0.04, 9)))
+  if cap is not None and high > cap:
+    low, high = max(0.0, cap - (high - low)), cap
+  return low, high
+
+
 def _forward_chart(points: Sequence[ForwardPoint], metric: str, label: str) -> str:
   series = {f'production {label}': [(float(i), float(p['metrics'][metric]))
                                     for i, p in enumerate(points)
                                     if p['metrics'].get(metric) is not None]}
   names = [f'{p["span"]} v{p["version"]}' for p in points]
+  values = [y for points_ in series.values() for _, y in points_]
   return charts.line_chart(f'forward-{metric.replace("_", "-")}', series,
                            'span (production version that scored it)', f'{label} on the span',
-                           (-0.3, max(len(points) - 0.7, 0.7)), None, markers=True,
+                           (-0.3, max(len(points) - 0.7, 0.7)),
+                           readable_range(values, 1.0 if metric == 'auc' else None), markers=True,
                            x_names=names, width=max(420, 150 * len(points)), height=280,
                            title=f'production {label} on each new span, before training')
 
