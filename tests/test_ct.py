@@ -77,7 +77,8 @@ def test_a_run_killed_mid_push_leaves_no_version_and_no_alias(runs):
   assert (runs.bucket / 'prod' / 'registry' / 'taxi' / 'versions' / '1' / 'model.joblib').exists()
   killed_run = json.loads((runs.after_kill.runs[0] / 'lineage.json').read_text())
   assert killed_run['status'] == 'running'  # how far it got: every step done, push not
-  assert set(killed_run['steps']) == {'features', 'validation', 'training', 'evaluation'}
+  assert set(killed_run['steps']) == {'features', 'validation', 'training', 'evaluation',
+                                      'holdout_evaluation'}
 
 
 def test_the_next_run_completes_reusing_every_step(runs):
@@ -86,7 +87,7 @@ def test_the_next_run_completes_reusing_every_step(runs):
   record = lineage_of(runs.bucket, runs.resumed.out)
   assert {name: step['status'] for name, step in record['steps'].items()} == {
       'features': 'cached', 'validation': 'cached', 'training': 'cached', 'evaluation': 'cached',
-      'push': 'pushed'}
+      'holdout_evaluation': 'cached', 'push': 'pushed'}  # no production yet: no forward step
   assert runs.reg.numbers() == [1]
   assert runs.reg.record(1)['blessing']['rubber_stamped'] is True
   assert runs.reg.aliases() == {'production': 1, 'candidate': 1}
@@ -106,7 +107,8 @@ def test_force_retrains_from_the_cache_and_registers_nothing_new(runs):
   assert all(record['steps'][s]['status'] == 'cached' for s in ('features', 'validation', 'training'))
   # evaluation's inputs changed: its baseline is now the production model (this very model)
   assert record['steps']['evaluation']['status'] == 'ran'
-  assert 'diff +0 ok' in record['steps']['evaluation']['summary']
+  # production's level is judged on the fixed holdout: this very model, the same rows, diff 0
+  assert 'diff +0 ok' in record['steps']['holdout_evaluation']['summary']
   assert 'already registered: v1' in runs.forced.out
   assert runs.reg.numbers() == [1] and len(runs.reg.history()) == 1
 

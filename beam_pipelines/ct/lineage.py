@@ -8,12 +8,16 @@ after every step so a killed run still says how far it got::
      "code": {"source": "deployed-wheel", "build_id", "wheel_sha256", "version", "fingerprint"}
           or {"source": "source-tree", "version", "git_commit", "git_dirty", "fingerprint"},
      "data": {"span", "files": [{"path", "sha256", "size"}], "sha256"},
-     "parameters": {...}, "steps": {"features": {"status", "outputs", "key", ...}, ...},
+     "parameters": {...},
+     "steps": {"features": {"status", "outputs", "summary", "result", "started_at",
+                            "finished_at"}, ...,
+               "forward_evaluation": {..., "model_version"}, "holdout_evaluation": {..., "judged"}},
      "model": {"version", "sha256", "blessing"}}
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import pathlib
 from typing import Dict, List, Optional, Sequence, cast
@@ -38,7 +42,14 @@ class LineageError(Refusal):
   """A lineage record that would be wrong (e.g. code not from the wheel it claims)."""
 
 CODE_SUFFIXES = ('.py', '.yaml', '.json', '.csv', '.txt', '.pbtxt')
-STEP_ORDER = ('features', 'validation', 'training', 'evaluation', 'push', 'predict')
+STEP_ORDER = ('features', 'validation', 'forward_evaluation', 'training', 'evaluation',
+              'holdout_evaluation', 'push', 'predict')
+
+
+def step_time() -> str:
+  """ISO-8601 UTC time to the millisecond: a step's ``started_at`` / ``finished_at`` (steps of
+  one run often start within the same second)."""
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds')
 
 
 def file_entries(paths: Sequence[str]) -> List[FileEntry]:
@@ -103,7 +114,10 @@ class RunRecord:
     self.save()
 
   def step(self, name: str, status: str, **info: object) -> None:
-    self.record['steps'][name] = cast(StepEntry, dict(info, status=status))
+    """Records a step (``finished_at``: now); the JSON sorts keys, so the steps' order is in
+    their ``started_at`` / ``finished_at``."""
+    self.record['steps'][name] = cast(StepEntry, dict(info, status=status,
+                                                      finished_at=step_time()))
     self.save()
 
   def finish(self, status: str, model: Optional[ModelEntry] = None, report: Optional[str] = None,
@@ -146,6 +160,6 @@ def render(record: LineageDocument) -> List[str]:
   order = [s for s in STEP_ORDER if s in steps] + sorted(set(steps) - set(STEP_ORDER))
   for name, step in ((n, steps[n]) for n in order):
     outputs = step.get('outputs')
-    lines.append(f'  step {name:10s} {step.get("status"):8s} {step.get("summary", "")}'
+    lines.append(f'  step {name:18s} {step.get("status"):8s} {step.get("summary", "")}'
                  + (f'  -> {outputs}' if outputs else ''))
   return lines

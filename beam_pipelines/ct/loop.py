@@ -57,7 +57,15 @@ from beam_pipelines.ct.paths import (
   SPAN_FILES,
   CtPaths,
 )
-from beam_pipelines.ct.records import Readmission, SpanRecord, VersionRecord
+from beam_pipelines.ct.records import (
+  BlessingSummary,
+  HoldoutModel,
+  HoldoutRecord,
+  JudgementSummary,
+  Readmission,
+  SpanRecord,
+  VersionRecord,
+)
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml.csv_io import match_files
 from beam_pipelines.ml.results import ModelRef, PredictionResult, Verdict
@@ -358,7 +366,7 @@ class ContinuousTraining:
     progress(f'ct: baseline: production model v{record["version"]} (sha256 verified; '
              f'registered auc {number(record.get("metrics", {}).get("auc"))})')
     return steps.Baseline(directory, record['model_sha256'],
-                          self.registry.record_path(record['version']))
+                          self.registry.record_path(record['version']), record['version'])
 
   def _train_if(self, run: lineage.RunRecord, force: bool, first_model: bool):
     """The policy as a predicate on validation's verdict: train or stop after validation."""
@@ -387,14 +395,27 @@ class ContinuousTraining:
     def on_step(done: steps.StepRun) -> None:
       reused = ' (inputs unchanged: outputs reused)' if done.status == CACHED else ''
       progress(f'ct: step {done.name}: {done.status}{reused}  -> {done.directory}')
-      run.step(done.name, done.status, outputs=done.directory,
-               summary=steps.describe(done.result)[:300], result=to_json(done.result))
+      extra: Dict[str, object] = {}
+      summary = steps.describe(done.result)
+      if done.name == steps.FORWARD and baseline is not None:
+        extra['model_version'] = baseline.version
+        summary = steps.describe_forward(done.result, baseline.version, span_name(span))
+      elif done.name == steps.HOLDOUT:
+        extra['judged'] = steps.holdout_judged(self.definition)
+      run.step(done.name, done.status, outputs=done.directory, summary=summary[:300],
+               result=to_json(done.result), started_at=done.started_at, **extra)
 
+    def forward_evaluation(verdict: Verdict) -> None:
+      if baseline is not None:
+        self._forward(run, span, sha256, baseline, on_step)
+
+    holdout = self.definition.integration_path
     done = steps.run_steps(
         self.definition, [span_pattern(s) for s in window], run.record['data']['sha256'],
         self.code['fingerprint'], self.cache, on_step, baseline=baseline, schema=self.schema,
         previous=previous.statistics if previous else None,
-        train_if=self._train_if(run, force, baseline is None), beam_args=self.options.beam_args)
+        train_if=self._train_if(run, force, baseline is None), beam_args=self.options.beam_args,
+        after_validation=forward_evaluation, registered_on_holdout=bool(holdout))
     verdict = done.validation.result
     report = verdict.report or layout.join(done.validation.directory, artifacts.REPORT_FILE)
     statistics = verdict.statistics.get(artifacts.TRAIN)
@@ -424,22 +445,26 @@ class ContinuousTraining:
       return outcome
     evaluation = done.evaluation.result
     trained = done.training.result
+    scored = self._holdout(holdout, trained, baseline, on_step) if holdout else None
+    decision = self._decision(evaluation, scored[0] if scored else None)
     record, created = self.registry.push(
         done.training.directory, trained.model_sha256, metrics=evaluation.metrics,
-        run_id=run.record['run_id'], lineage=run.path,
-        blessing={'status': evaluation.status, 'message': evaluation.message,
-                  'rubber_stamped': evaluation.rubber_stamped})  # data, code, parameters: in
-    # the run's lineage record, which the version refers to (its one source)
+        run_id=run.record['run_id'], lineage=run.path, blessing=decision,
+        **({'holdout': self._holdout_record(scored, baseline, run)} if scored else {}))
+    # data, code, parameters: in the run's lineage record, which the version refers to (its one
+    # source)
     version = record['version']
     crash_point('ct-registered')
+    if scored:
+      self._record_holdouts(version, created, scored, baseline, run)
     progress(f'ct: model {"registered as" if created else "already registered:"} v{version} '
-             f'({evaluation.status}): {evaluation.message}')
+             f'({decision["status"]}): {decision["message"]}')
     status = NOT_BLESSED
-    if evaluation.blessed:
+    if decision['status'] == artifacts.BLESSED:
       moves = {registry.CANDIDATE: version}
       if self.push and not self._newer_in_production(span, version):
         moves[registry.PRODUCTION] = version
-      event = self.registry.move(moves, registry.EVENT_PUSH, evaluation.message,
+      event = self.registry.move(moves, registry.EVENT_PUSH, decision['message'],
                                  run_id=run.record['run_id'])
       status = PUSHED if registry.PRODUCTION in moves else REGISTERED
       if event:
@@ -447,12 +472,99 @@ class ContinuousTraining:
     run.step('push', status, version=version, created=created)
     if self.predict:
       self._predict(run, span)
+    failed = decision.get('failed') or []
     run.finish(status, model={'version': version, 'sha256': record['model_sha256'],
-                              'blessing': evaluation.status})
+                              'blessing': decision['status']},
+               reason=(f'not blessed by the {" and the ".join(f.replace("_", " ") for f in failed)}'
+                       f' judgement: {decision["message"]}') if failed else None)
     self._record_span(record_path, outcome, status, statistics, version)
     return dataclasses.replace(outcome, outcome=status, version=version,
-                               blessing=evaluation.status,
+                               blessing=decision['status'],
                                production=self.registry.aliases().get(registry.PRODUCTION))
+
+  def _forward(self, run: lineage.RunRecord, span: str, sha256: str, production: steps.Baseline,
+               on_step: steps.StepHook) -> None:
+    """Production's forward evaluation on the new span, before training: recorded in the
+    lineage (step ``forward_evaluation``); data that cannot be scored (a column production reads
+    is missing, rows that do not reconcile) is recorded as skipped, never fails the run."""
+    started = lineage.step_time()
+    try:
+      done = steps.forward_evaluation(span_pattern(span), sha256, production,
+                                      self.code['fingerprint'], self.cache, on_step,
+                                      self.options.beam_args)
+    except Refusal as error:
+      why = f'production v{production.version} cannot score span {span_name(span)}: {error}'
+      progress(f'ct: forward evaluation skipped: {why}')
+      run.step(steps.FORWARD, 'skipped', summary=why[:300], model_version=production.version,
+               started_at=started)
+      return
+    progress(f'ct: {steps.describe_forward(done.result, production.version, span_name(span))}')
+
+  def _holdout(self, holdout: str, trained, production: Optional[steps.Baseline],
+               on_step: steps.StepHook) -> Tuple[steps.StepRun, str]:
+    """The candidate (and production) on the pipeline's fixed holdout: its integration CSV."""
+    sha256 = lineage.data_sha256(lineage.file_entries(span_files(holdout)))
+    done = steps.holdout_evaluation(
+        self.definition, span_pattern(holdout), sha256, trained,
+        production, self.code['fingerprint'], self.cache, on_step, self.options.beam_args)
+    result = done.result
+    against = (f' vs production v{production.version} AUC '
+               f'{number((result.baseline_metrics or {}).get("auc"))}' if production else '')
+    progress(f'ct: holdout {holdout}: candidate AUC {number(result.metrics.get("auc"))}{against} '
+             f'on the same {result.rows_scored or 0:,} labelled rows'
+             + (f': {result.status}' if steps.holdout_judged(self.definition) else ''))
+    return done, sha256
+
+  def _decision(self, evaluation, holdout: Optional[steps.StepRun]) -> BlessingSummary:
+    """The blessing of a CT run: the eval split's judgement and, with a judged holdout, the
+    holdout's; BLESSED only when each is."""
+    decision = BlessingSummary(status=evaluation.status, message=evaluation.message,
+                               rubber_stamped=evaluation.rubber_stamped)
+    if holdout is None or not steps.holdout_judged(self.definition):
+      return decision
+    judged = {'eval_split': evaluation, 'holdout': holdout.result}
+    failed = [name for name, result in judged.items() if not result.blessed]
+    status = artifacts.NOT_BLESSED if failed else artifacts.BLESSED
+    message = '; '.join(f'{name.replace("_", " ")}: {result.message}'
+                        for name, result in judged.items()
+                        if not failed or name in failed)
+    return BlessingSummary(
+        status=status, message=f'{status}: {message}',
+        rubber_stamped=evaluation.rubber_stamped and holdout.result.rubber_stamped,
+        eval_split=JudgementSummary(status=evaluation.status, message=evaluation.message),
+        holdout=JudgementSummary(status=holdout.result.status, message=holdout.result.message),
+        failed=failed)
+
+  @staticmethod
+  def _holdout_record(scored: Tuple[steps.StepRun, str], production: Optional[steps.Baseline],
+                      run: lineage.RunRecord) -> HoldoutRecord:
+    """The candidate's holdout metrics for its version record (production's beside them)."""
+    holdout, sha256 = scored
+    result = holdout.result
+    record = HoldoutRecord(sha256=sha256, rows=result.rows_scored or 0,
+                           metrics=result.metrics, evaluation=holdout.directory,
+                           run_id=run.record['run_id'])
+    if production is not None:
+      record['production'] = HoldoutModel(version=production.version,
+                                          metrics=result.baseline_metrics or {})
+    if result.auc_comparison is not None:
+      record['comparison'] = to_json(result.auc_comparison)
+    return record
+
+  def _record_holdouts(self, version: int, created: bool, scored: Tuple[steps.StepRun, str],
+                       production: Optional[steps.Baseline], run: lineage.RunRecord) -> None:
+    """Holdout metrics on the version records: the candidate's when it was registered before
+    (the same model), production's when its record lacks this holdout's."""
+    if not created:
+      self.registry.record_holdout(version, self._holdout_record(scored, production, run))
+    if production is not None and production.version is not None \
+        and production.version != version:
+      holdout, sha256 = scored
+      result = holdout.result
+      self.registry.record_holdout(production.version, HoldoutRecord(
+          sha256=sha256, rows=result.rows_scored or 0,
+          metrics=result.baseline_metrics or {}, evaluation=holdout.directory,
+          run_id=run.record['run_id']))
 
   def _newer_in_production(self, span: str, version: int) -> bool:
     """Whether production serves a model of a span newer than ``span`` (then it stays: a run on

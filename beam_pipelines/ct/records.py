@@ -53,7 +53,10 @@ class StepEntry(TypedDict, total=False):
   result: Dict[str, object]  # the step's typed result as JSON (``ml.results``)
   version: int  # push: the registry version
   created: bool
-  model_version: int  # predict: the production version that scored
+  model_version: int  # predict, forward_evaluation: the production version that scored
+  started_at: str  # when the step started (ran, or was looked up in the step cache)
+  finished_at: str  # when it was recorded
+  judged: bool  # holdout_evaluation: its blessing judged registered_change (else only scored)
 
 
 class ModelEntry(TypedDict):
@@ -83,11 +86,45 @@ class LineageDocument(_LineageKeys, total=False):
   error: str  # failed: the exception
 
 
-class BlessingSummary(TypedDict):
-  """A version's blessing, as its evaluation judged it."""
+class _BlessingKeys(TypedDict):
   status: str  # BLESSED | NOT_BLESSED
   message: str
   rubber_stamped: bool
+
+
+class JudgementSummary(TypedDict):
+  """One judgement of a continuous-training decision: the eval split's or the holdout's."""
+  status: str  # BLESSED | NOT_BLESSED
+  message: str
+
+
+class BlessingSummary(_BlessingKeys, total=False):
+  """A version's blessing, as its evaluation judged it; in continuous training with a holdout,
+  BLESSED only when both the eval split's and the holdout's judgements are, ``failed`` naming
+  those that are not (``eval_split``, ``holdout``)."""
+  eval_split: JudgementSummary
+  holdout: JudgementSummary
+  failed: List[str]
+
+
+class HoldoutModel(TypedDict):
+  """Production's scores on the same holdout rows as the candidate's."""
+  version: Optional[int]
+  metrics: Dict[str, Number]
+
+
+class _HoldoutKeys(TypedDict):
+  sha256: str  # of the holdout's files (``lineage.data_sha256``): the same rows for every version
+  rows: int  # labelled rows scored
+  metrics: Dict[str, Number]
+  evaluation: str  # the holdout evaluation's directory
+
+
+class HoldoutRecord(_HoldoutKeys, total=False):
+  """A version's metrics on its pipeline's fixed holdout (the integration CSV)."""
+  run_id: Optional[str]
+  production: HoldoutModel  # the candidate's record: production on the same rows, that run
+  comparison: Dict[str, object]  # the paired AUC comparison (``artifacts.AucComparison``)
 
 
 class EvaluationEntry(TypedDict, total=False):
@@ -117,6 +154,7 @@ class VersionRecord(_VersionKeys, total=False):
   metrics: Dict[str, Number]
   blessing: BlessingSummary
   evaluations: List[EvaluationEntry]
+  holdout: HoldoutRecord  # its metrics on the pipeline's fixed holdout (same rows every version)
   run_id: str
   lineage: str  # the run's lineage.json: the one source of the data, code and parameters
   data: RunData

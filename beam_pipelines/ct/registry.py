@@ -4,9 +4,10 @@ Layout under a registry root (``<bucket>/prod/registry/<model name>``, see ``bea
 
     versions/<N>/model.joblib, model.json   the model's files, copied and sha256-checked
     versions/<N>/version.json               the commit marker, written LAST: each file's sha256,
-                                            metrics, blessing, lineage (run id, record path);
-                                            rewritten (under the lock) only to add a
-                                            re-evaluation that changed the blessing
+                                            metrics, blessing, lineage (run id, record path),
+                                            holdout metrics; rewritten (under the lock) only to
+                                            add a re-evaluation that changed the blessing, or
+                                            its metrics on a holdout it was not scored on yet
     aliases.json                            {"aliases": {"production": N, "candidate": M},
                                              "event": the move that wrote it}
     history/<event_id>.json                 one object per alias move (who, when, why, from/to)
@@ -30,7 +31,7 @@ import re
 import time
 from typing import Dict, List, Optional, Tuple, Union, cast
 
-from beam_pipelines.ct.records import AliasEvent, EvaluationEntry, VersionRecord
+from beam_pipelines.ct.records import AliasEvent, EvaluationEntry, HoldoutRecord, VersionRecord
 from beam_pipelines.ml import artifacts, model_io
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import progress
@@ -260,6 +261,18 @@ class Registry:
              f'{blessing_status(record) or "not evaluated"} -> {blessing.get("status")} '
              f'(recorded in its {VERSION_FILE})')
     return updated
+
+  def record_holdout(self, number: int, holdout: HoldoutRecord) -> bool:
+    """Records a version's metrics on its pipeline's fixed holdout in its ``version.json`` (under
+    the lock), unless it holds them already for the same holdout (sha256); True when written."""
+    with self._locked('registry holdout'):
+      record = self.record(number)
+      held = record.get('holdout')
+      if held and held.get('sha256') == holdout['sha256']:
+        return False
+      bucket.write_json(self.record_path(number), cast(VersionRecord, dict(record,
+                                                                           holdout=holdout)))
+      return True
 
   def move(self, moves: Dict[str, int], event: str, reason: str = '',
            **facts: object) -> Optional[AliasEvent]:

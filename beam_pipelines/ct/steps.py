@@ -8,6 +8,12 @@ features -> validation -> training -> evaluation, with the pipeline definition o
     train.fit(features, dir, parameters, spec, verdict)      -> TrainedModel
     evaluate.evaluate(model, dir, features, baseline, rule)  -> Evaluation
 
+and, in continuous training, two evaluations beside them: ``forward_evaluation`` (production on
+the new span's labelled rows, before training: ``evaluate.evaluate(production, dir,
+input_pattern=span)``) and ``holdout_evaluation`` (the candidate and production on the
+pipeline's fixed holdout, its integration CSV, judged by the blessing's ``registered_change``
+thresholds on those same rows).
+
 Each step's cache key is made of the keys/hashes of its inputs, the code fingerprint and its
 parameters (``ct.cache``), so an unchanged step is skipped and its typed result reused. Used by
 the continuous training runs (``beam_pipelines.ct``) and by the level-2 check of ``invoke test``.
@@ -16,13 +22,15 @@ the continuous training runs (``beam_pipelines.ct``) and by the level-2 check of
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Callable, Generic, Iterator, Optional, Sequence, TypeVar, Union
 
 from beam_pipelines import evaluate, features, train, validate
+from beam_pipelines.ct import forward, lineage
 from beam_pipelines.ct.cache import StepCache, step_key
 from beam_pipelines.ct.definition import PipelineDefinition
 from beam_pipelines.ml import artifacts
-from beam_pipelines.ml.blessing import BlessingRule
+from beam_pipelines.ml.blessing import CHANGE, REGISTERED, BlessingRule
 from beam_pipelines.ml.results import (
   DryRun,
   Evaluation,
@@ -32,9 +40,11 @@ from beam_pipelines.ml.results import (
   Verdict,
 )
 from beam_pipelines.store import bucket, layout
-from beam_pipelines.store.console import counts, ticking
+from beam_pipelines.store.console import counts, number, ticking
 
 FEATURES, VALIDATION, TRAINING, EVALUATION = 'features', 'validation', 'training', 'evaluation'
+FORWARD, HOLDOUT = 'forward_evaluation', 'holdout_evaluation'
+EXACT_AUC_TOLERANCE = 1e-6  # a histogram AUC whose error bound exceeds this is recomputed exactly
 STEPS = (FEATURES, VALIDATION, TRAINING, EVALUATION)
 StepResult = Union[FeaturesResult, Verdict, TrainedModel, Evaluation]
 R = TypeVar('R', FeaturesResult, Verdict, TrainedModel, Evaluation)
@@ -51,6 +61,7 @@ class Baseline:
   model_dir: str
   model_sha256: str
   record_path: Optional[str] = None
+  version: Optional[int] = None  # its registry version (production's)
 
   @property
   def ref(self) -> ModelRef:
@@ -65,6 +76,7 @@ class StepRun(Generic[R]):
   status: str  # cache.RAN | cache.CACHED
   directory: str
   key: str
+  started_at: str = ''  # when the step started (ran or was looked up in the cache)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,13 +132,33 @@ def blessing_rule(definition: PipelineDefinition, baseline: Optional[Baseline]) 
   return BlessingRule.from_config(definition.blessing_config, registered)
 
 
+def cached_step(cache: StepCache, on_step: StepHook, name: str, kind: type, fn: Callable[[str], R],
+                code: str, verify=None, **inputs) -> StepRun[R]:
+  """Runs ``fn(directory)`` as step ``name`` unless the cache holds its result for these inputs
+  (key: ``name``, ``code`` and ``inputs``); tells ``on_step``."""
+  key = step_key(name, code=code, **inputs)
+  started = lineage.step_time()
+  with ticking(f'ct: step {name}', delay=1.0):
+    result, status, directory = cache.run(name, key, fn, kind, verify)
+  done: StepRun[R] = StepRun(name, result, status, directory, key, started)
+  on_step(done)
+  return done
+
+
 def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha256: str,
               code: str, cache: StepCache, on_step: StepHook, baseline: Optional[Baseline] = None,
               schema: Optional[str] = None, previous: Optional[str] = None,
               train_if: Callable[[Verdict], bool] = lambda verdict: True,
-              beam_args: Sequence[str] = ()) -> StepRuns:
+              beam_args: Sequence[str] = (),
+              after_validation: Optional[Callable[[Verdict], None]] = None,
+              registered_on_holdout: bool = False) -> StepRuns:
   """Runs (or reuses) each step; stops after validation when it says "anomalous" or when
   ``train_if(verdict)`` is False (the pipeline's policy).
+
+  ``after_validation(verdict)`` runs between validation and that decision, whatever it is
+  (continuous training's forward evaluation). ``registered_on_holdout``: the blessing's
+  ``registered_change`` thresholds are judged on the fixed holdout (``holdout_evaluation``), so
+  the eval split's blessing leaves production's registered metrics out.
 
   ``patterns`` are the CSV globs of the spans trained on (the training window). The trained model
   is loaded (evaluation) or registered only as the bytes whose sha256 the training step recorded.
@@ -137,12 +169,7 @@ def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha2
   hyperparameters = train.parameters(definition.train)  # checked before anything runs
 
   def step(name: str, kind: type, fn: Callable[[str], R], verify=None, **inputs) -> StepRun[R]:
-    key = step_key(name, code=code, **inputs)
-    with ticking(f'ct: step {name}', delay=1.0):
-      result, status, directory = cache.run(name, key, fn, kind, verify)
-    done: StepRun[R] = StepRun(name, result, status, directory, key)
-    on_step(done)
-    return done
+    return cached_step(cache, on_step, name, kind, fn, code, verify, **inputs)
 
   extracted = step(
       FEATURES, FeaturesResult,
@@ -155,6 +182,8 @@ def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha2
       lambda d: _real(validate.validate(extracted.directory, d, schema, previous,
                                         beam_args=beam_args), VALIDATION),
       features=extracted.key, schema=schema_sha, previous=previous_sha)
+  if after_validation is not None:
+    after_validation(validated.result)
   if validated.result.anomalous or not train_if(validated.result):
     return StepRuns(extracted, validated)
   trained = step(
@@ -168,11 +197,13 @@ def run_steps(definition: PipelineDefinition, patterns: Sequence[str], data_sha2
       lambda d: _real(evaluate.evaluate(
           trained.result.ref, d, features=extracted.directory,
           baseline=baseline.ref if baseline else None,
-          rule=blessing_rule(definition, baseline), beam_args=beam_args), EVALUATION),
+          rule=blessing_rule(definition, None if registered_on_holdout else baseline),
+          beam_args=beam_args), EVALUATION),
       features=extracted.key, model=trained.result.model_sha256,
       baseline=baseline.model_sha256 if baseline else None,
-      registered=bucket.sha256_of(baseline.record_path) if baseline and baseline.record_path
-      else None, blessing=params['blessing_sha256'])
+      registered=bucket.sha256_of(baseline.record_path)
+      if baseline and baseline.record_path and not registered_on_holdout else None,
+      blessing=params['blessing_sha256'])
   return StepRuns(extracted, validated, trained, evaluated)
 
 
@@ -186,3 +217,82 @@ def describe(result: StepResult) -> str:
     return f'{result.rows:,} rows; model sha256 {result.model_sha256[:12]}…'
   return result.message
 
+
+
+def forward_evaluation(pattern: str, span_sha256: str, production: Baseline, code: str,
+                       cache: StepCache, on_step: StepHook,
+                       beam_args: Sequence[str] = ()) -> StepRun[Evaluation]:
+  """Production scored on a new span's labelled rows (every row of ``pattern``; unlabelled rows
+  are dead-lettered, never scored), with no baseline: its live performance on data it has not
+  seen. Cached by the span's sha256, production's model sha256 and the code.
+
+  The AUC recorded is exact: when the evaluator's histogram AUC has an ``auc_error_bound`` above
+  ``EXACT_AUC_TOLERANCE``, it is recomputed from the ranks of the scores (``ct.forward``) on the
+  same rows; ``metrics.auc`` is then that value, ``auc_error_bound`` 0 and ``histogram_auc`` the
+  evaluator's (which ``metrics.json`` of the step's directory keeps). A span without labelled
+  rows gives ``rows_scored`` 0 and no metric."""
+
+  def run(directory: str) -> Evaluation:
+    done = _real(evaluate.evaluate(production.ref, directory, input_pattern=pattern,
+                                   beam_args=beam_args), FORWARD)
+    bound, auc = done.metrics.get('auc_error_bound'), done.metrics.get('auc')
+    if auc is None or bound is None or bound <= EXACT_AUC_TOLERANCE:
+      return done
+    exact = forward.exact_auc(production.ref, pattern, layout.join(directory, 'exact_auc'),
+                              beam_args)
+    if exact['candidate_auc'] is None or exact['sampled_rows'] != exact['rows']:
+      return done  # a sample's AUC is no more exact than the histogram's
+    return dataclasses.replace(done, metrics={
+        **done.metrics, 'auc': exact['candidate_auc'], 'auc_error_bound': 0.0,
+        'histogram_auc': auc})
+
+  return cached_step(cache, on_step, FORWARD, Evaluation, run, code, data=span_sha256,
+                     model=production.model_sha256)
+
+
+def holdout_rule(definition: PipelineDefinition) -> Optional[BlessingRule]:
+  """The blessing's ``registered_change`` thresholds as change thresholds of the candidate against
+  production on the same holdout rows; None when the blessing has none (the holdout is then
+  scored, not judged)."""
+  registered = definition.blessing_config.get(REGISTERED)
+  if not isinstance(registered, dict) or not registered:
+    return None
+  return BlessingRule.from_config(
+      {'metrics': {metric: {CHANGE: dict(threshold)} for metric, threshold in registered.items()}})
+
+
+def holdout_evaluation(definition: PipelineDefinition, pattern: str, holdout_sha256: str,
+                       candidate: TrainedModel, production: Optional[Baseline], code: str,
+                       cache: StepCache, on_step: StepHook,
+                       beam_args: Sequence[str] = ()) -> StepRun[Evaluation]:
+  """The candidate and production (when there is one) scored on the same rows of the pipeline's
+  fixed holdout (``pattern``: its integration CSV), judged by ``holdout_rule`` (no production:
+  rubber stamp). Cached by the holdout's sha256, both models' sha256, the rule and the code."""
+  rule = holdout_rule(definition)
+  return cached_step(
+      cache, on_step, HOLDOUT, Evaluation,
+      lambda d: _real(evaluate.evaluate(
+          candidate.ref, d, input_pattern=pattern,
+          baseline=production.ref if production else None, rule=rule, beam_args=beam_args),
+          HOLDOUT),
+      code, data=holdout_sha256, model=candidate.model_sha256,
+      baseline=production.model_sha256 if production else None,
+      rule=json.dumps(rule.describe(), sort_keys=True, default=str) if rule else None)
+
+
+def holdout_judged(definition: PipelineDefinition) -> bool:
+  """Whether the holdout evaluation's blessing is a judgement (the rule has registered_change
+  thresholds), rather than the default rule's record of a score."""
+  return holdout_rule(definition) is not None
+
+
+def describe_forward(result: Evaluation, version: Optional[int], span: str) -> str:
+  """Forward evaluation in one line: production vN on span S before training: AUC, log loss,
+  labelled rows."""
+  head = f'production v{version} on {span} before training'
+  if not result.rows_scored:
+    return (f'{head}: no labelled rows ({result.rows_read or 0:,} row(s) read, none with a label): '
+            f'nothing to score')
+  metrics = result.metrics
+  return (f'{head}: AUC {number(metrics.get("auc"), 3)}, log loss '
+          f'{number(metrics.get("log_loss"), 3)} on {result.rows_scored:,} labelled rows')

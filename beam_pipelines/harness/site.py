@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple, TypedDict, cast
 
 from beam_pipelines.ct.definition import (
@@ -472,6 +473,7 @@ def registry_page(bucket_url: str, name: str, names: Sequence[str],
   body.append('<h2>Metrics across versions</h2>')
   body.append(_metric_charts(by_number, spans) if by_number else
               '<p class="muted">No version.</p>')
+  body.append(trend_section(runs))
   body.append('<h2>Versions (newest first)</h2>')
   rows, classes = [], []
   for number in sorted(by_number, reverse=True):
@@ -682,3 +684,127 @@ def build_site(bucket_url: str, pipeline: Optional[str] = None) -> str:
   index = layout.join(site, INDEX)
   bucket.write_bytes(index, index_page(bucket_url, names, runs).encode('utf-8'))
   return index
+
+
+# Performance and drift over spans: production's forward evaluation (``forward_evaluation`` step
+# of each CT run: production scored on the new span before training) and the validation step's
+# drift distances, from the same lineage records.
+
+FORWARD_STEP, VALIDATION_STEP = 'forward_evaluation', 'validation'
+FORWARD_METRICS = (('auc', 'AUC'), ('log_loss', 'log loss'))
+MEASURES = {'L_INFTY': 'L-infinity', 'JENSEN_SHANNON_DIVERGENCE': 'Jensen-Shannon',
+            'NORMALIZED_ABSOLUTE_DIFFERENCE': 'normalized abs. difference'}
+
+
+class ForwardPoint(TypedDict):
+  """One span's forward evaluation: the production version that scored it and its metrics."""
+  span: str
+  version: Optional[int]
+  rows: int
+  metrics: Dict[str, float]
+
+
+def forward_points(runs: Sequence[LineageRecord]) -> List[ForwardPoint]:
+  """Production's forward metrics per span (the latest run's, when a span ran more than once),
+  in span order (span names sort in time); spans without labelled rows are left out."""
+  latest: Dict[str, ForwardPoint] = {}
+  for run in runs:  # oldest first
+    step = cast(Dict[str, Any], (run.get('steps') or {}).get(FORWARD_STEP) or {})
+    result = cast(Dict[str, Any], step.get('result') or {})
+    metrics = {k: v for k, v in (result.get('metrics') or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if not result.get('rows_scored') or metrics.get('auc') is None:
+      continue
+    span = ((run.get('data') or {}).get('span') or '').rstrip('/').rsplit('/', 1)[-1]
+    latest[span] = ForwardPoint(span=span, version=step.get('model_version'),
+                                rows=int(result['rows_scored']), metrics=metrics)
+  return [latest[s] for s in sorted(latest)]
+
+
+def drift_by_span(runs: Sequence[LineageRecord]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+  """span -> feature -> its drift distance against the previous span ({value, threshold,
+  exceeded, measure}), from each span's latest validation step, in span order."""
+  latest: Dict[str, Dict[str, Dict[str, Any]]] = {}
+  for run in runs:
+    result = cast(Dict[str, Any],
+                  ((run.get('steps') or {}).get(VALIDATION_STEP) or {}).get('result') or {})
+    drift = result.get('drift') or []
+    if not drift:
+      continue
+    span = ((run.get('data') or {}).get('span') or '').rstrip('/').rsplit('/', 1)[-1]
+    latest[span] = {d['feature']: d for d in drift if isinstance(d, dict) and 'feature' in d}
+  return {s: latest[s] for s in sorted(latest)}
+
+
+def readable_range(values: Sequence[float], cap: Optional[float] = None) -> Tuple[float, float]:
+  """A y range whose 5 ticks fall on multiples of 0.01 (labels of two decimals never repeat),
+  covering ``values`` and not above ``cap`` (1 for an AUC)."""
+  low, high = math.floor(min(values) * 100) / 100, math.ceil(max(values) * 100) / 100
+  high = low + 0.04 * max(1, math.ceil(round((high - low) / 0.04, 9)))
+  if cap is not None and high > cap:
+    low, high = max(0.0, cap - (high - low)), cap
+  return low, high
+
+
+def _forward_chart(points: Sequence[ForwardPoint], metric: str, label: str) -> str:
+  series = {f'production {label}': [(float(i), float(p['metrics'][metric]))
+                                    for i, p in enumerate(points)
+                                    if p['metrics'].get(metric) is not None]}
+  names = [f'{p["span"]} v{p["version"]}' for p in points]
+  values = [y for points_ in series.values() for _, y in points_]
+  return charts.line_chart(f'forward-{metric.replace("_", "-")}', series,
+                           'span (production version that scored it)', f'{label} on the span',
+                           (-0.3, max(len(points) - 0.7, 0.7)),
+                           readable_range(values, 1.0 if metric == 'auc' else None), markers=True,
+                           x_names=names, width=max(420, 150 * len(points)), height=280,
+                           title=f'production {label} on each new span, before training')
+
+
+def trend_section(runs: Sequence[LineageRecord]) -> str:
+  """The per-pipeline page's trend: production's forward AUC and log loss over spans (charts and
+  a table of the same numbers), and each feature's drift distance per span (a table)."""
+  points = forward_points(runs)
+  out = ['<h2>Production on each new span (forward evaluation)</h2>']
+  if not points:
+    out.append('<p class="muted">No forward evaluation yet: production is scored on each new '
+               'span before training, once there is a production model.</p>')
+  else:
+    out.append('<div class="charts">' + ''.join(
+        page.figure(_forward_chart(points, metric, label),
+                    f'Production\'s {label} on each span\'s labelled rows, scored before '
+                    f'training on it (x: span and the production version that scored it).')
+        for metric, label in FORWARD_METRICS) + '</div>')
+    out.append(page.table(
+        ['span', 'production', 'labelled rows', 'AUC', 'log loss', 'accuracy'],
+        [[p['span'], f'v{p["version"]}', p['rows'],
+          page.cell(p['metrics'].get('auc'), f'forward.{p["span"]}.auc'),
+          page.cell(p['metrics'].get('log_loss'), f'forward.{p["span"]}.log_loss'),
+          page.cell(p['metrics'].get('accuracy'), f'forward.{p["span"]}.accuracy')]
+         for p in points]))
+  drift = drift_by_span(runs)
+  out.append('<h2>Drift of each feature per span (against the span before it)</h2>')
+  if not drift:
+    out.append('<p class="muted">No drift measured yet (the first span has no span before '
+               'it).</p>')
+    return '\n'.join(out)
+  spans = list(drift)
+  features = sorted({f for per_span in drift.values() for f in per_span})
+  rows = []
+  measures = {f: d.get('measure') for per_span in drift.values() for f, d in per_span.items()}
+  for feature in features:
+    cells: List[object] = [feature, MEASURES.get(str(measures.get(feature)),
+                                                 str(measures.get(feature) or ''))]
+    for span in spans:
+      distance = drift[span].get(feature)
+      if distance is None:
+        cells.append('')
+        continue
+      exceeded = bool(distance.get('exceeded'))
+      cells.append(page.cell(distance.get('value'), f'drift.{span}.{feature}',
+                             'fail' if exceeded else ''))
+    rows.append(cells)
+  out.append(page.table(['feature', 'measure'] + spans, rows))
+  out.append('<p class="small muted">Distance of each feature\'s distribution from the span '
+             'before it in time, as the validation step of that span\'s run measured it; red: '
+             'above its threshold.</p>')
+  return '\n'.join(out)
