@@ -125,3 +125,19 @@ def test_keyed_run_inference_gives_probabilities_per_key(good_model_dir):
         | RunInference(handler)
         | beam.MapTuple(lambda key, result: (key, 0.0 <= result.inference <= 1.0)))
     assert_that(key_to_probability, equal_to([('k0', True), ('k1', True), ('k2', True)]))
+
+
+def test_the_same_model_gives_the_same_bytes_whatever_shares_its_strings(tmp_path):
+  """Pickle writes an equal string once when both are one object: which are depends on the
+  process (a model loaded before, interned constants). Saved models do not."""
+  from sklearn.compose import ColumnTransformer
+  shared = ColumnTransformer([('passthrough_x', 'passthrough', ['x'])], remainder='passthrough')
+  apart = ColumnTransformer([('passthrough_x', ''.join(['pass', 'through']), ['x'])],
+                            remainder='passthrough')
+  saved = []
+  for name, model in (('shared', shared), ('apart', apart)):
+    saved.append(model_io.save_model(
+        model, str(tmp_path / name), numeric=['x'], categorical=[], label='y',
+        spec_fingerprint='f', data={'fingerprint': 'd'}, hyperparameters={})['model_sha256'])
+  assert saved[0] == saved[1]
+  assert model_io.canonical(apart).transformers[0][1] is model_io.canonical(shared).remainder

@@ -449,7 +449,7 @@ def _metric_charts(records_by_number: Dict[int, VersionRecord], spans: Dict[int,
         f'{label} of each version on its own span\'s eval split'
         + (' and on the fixed holdout (the same rows for each version)' if same_rows else
            ' (versions trained on different spans are measured on different rows)')
-        + f'; the y axis starts at {versions.human_number(versions.axis(metric, values)[0])}.'))
+        + f'; the y axis starts at {charts.human_number(versions.axis(metric, values)[0])}.'))
   return '<div class="charts">' + ''.join(figures) + '</div>' if figures else \
       '<p class="muted">No metric recorded.</p>'
 

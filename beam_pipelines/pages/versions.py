@@ -29,11 +29,6 @@ class VersionPoint:
   blessed: bool = True
 
 
-def human_number(value: float) -> str:
-  """A tick label for people (switch to ``charts.human_number`` once it exists)."""
-  return page.number(round(value, 4) if abs(value) < 100 else int(round(value)), 2)
-
-
 def axis(metric: str, values: Sequence[float]) -> Tuple[float, float]:
   """The y range: from the metric's floor (or 0) to 1 for metrics in [0, 1], else to the top value
   with headroom; a value below the floor lowers it (an AUC under 0.5 is shown, not cut)."""
@@ -76,7 +71,7 @@ def metric_by_version(name: str, metric: str, label: str,
   for t in _ticks(y0, y1):
     out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" '
                f'stroke="#eee"/><text x="{left - 4}" y="{sy(t) + 4:.1f}" text-anchor="end">'
-               f'{html.escape(human_number(t))}</text>')
+               f'{html.escape(charts.human_number(t))}</text>')
   every = max(1, math.ceil(len(versions) / LABEL_EVERY_AT_MOST))
   for i, (number, span) in enumerate(versions):
     if i % every and i != len(versions) - 1:
