@@ -78,7 +78,7 @@ LOCK_FILE = 'lock.txt'  # requirements/lock.txt, shipped with each build's artif
 LOCK_SOURCE = 'requirements/lock.txt'
 REPORT_FILE = 'report.json'
 RECORD_LOCK_FILE = 'record.lock'  # serialises writers of a build's test report
-LOCK_FILE = 'deploy.lock'
+DEPLOY_LOCK_FILE = 'deploy.lock'  # the prod deploy/rollback lock
 SETTINGS_FILE = 'settings.json'
 CT = 'ct'  # <env>/ct/ (continuous training) and <env>/inputs/ct/ (its landing area)
 REGISTRY = 'registry'  # <env>/registry/<model>/
@@ -259,7 +259,7 @@ class Env:
 
   @property
   def lock(self) -> str:
-    return self.path(LOCK_FILE)
+    return self.path(DEPLOY_LOCK_FILE)
 
   @property
   def settings(self) -> str:
