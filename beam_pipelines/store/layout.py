@@ -130,6 +130,9 @@ BUILD_ID_PATTERN = re.compile(r'[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7}-[0-9a-f]{6}')
 NO_COMMIT = '0000000'
 
 
+BUILD_ID_RE = re.compile(r'[0-9]{8}T[0-9]{6}Z-[0-9a-z]{7}-[0-9a-f]{6}')  # what new_build_id makes
+
+
 def new_build_id(commit: Optional[str], now: Optional[datetime.datetime] = None) -> str:
   """A fresh build id such as ``20261126T153000Z-5bea069-3f9a1c``."""
   now = now or datetime.datetime.now(datetime.timezone.utc)
