@@ -266,7 +266,7 @@ def image_build_id(beam_args: Sequence[str]) -> Optional[str]:
   when the tag is a build id (``container_image``: Cloud Build tags each image with its build)."""
   images = flag_values(beam_args, CONTAINER_FLAG)
   tag = images[-1].rsplit('/', 1)[-1].partition(':')[2] if images else ''
-  return tag if layout.BUILD_ID_RE.fullmatch(tag) else None
+  return tag if layout.BUILD_ID_PATTERN.fullmatch(tag) else None
 
 
 def name_and_label(pipeline: str, beam_args: Sequence[str], build_id: Optional[str]) -> List[str]:

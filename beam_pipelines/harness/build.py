@@ -246,6 +246,9 @@ def build(repo: pathlib.Path, checks: bool = True) -> records.Manifest:
       json.loads(definition.read_text(encoding='utf-8'))  # must be valid JSON to be shipped
       (out_dir / layout.WORKFLOWS).mkdir(exist_ok=True)
       shutil.copy2(definition, out_dir / layout.WORKFLOWS / definition.name)
+    for dag_file in sorted((source / layout.DAGS_SOURCE_DIR).glob('*.py')):  # Composer's files
+      (out_dir / layout.DAGS).mkdir(exist_ok=True)
+      shutil.copy2(dag_file, out_dir / layout.DAGS / dag_file.name)
     shutil.copy2(source / layout.LOCK_SOURCE, out_dir / layout.LOCK_FILE)  # pins every install
     manifest = make_manifest(out_dir, build_id, commit, dirty, epoch)
     (out_dir / layout.MANIFEST_FILE).write_text(

@@ -6,9 +6,12 @@ Each environment (``test``, ``prod``) is a prefix of it, the tutorial's buckets:
     <bucket>/<env>/artifacts/<build_id>/<wheel>            the deployable artifact (never rebuilt)
     <bucket>/<env>/artifacts/<build_id>/<sdist>
     <bucket>/<env>/artifacts/<build_id>/workflows/<name>.json   workflow definitions of the build
+    <bucket>/<env>/artifacts/<build_id>/dags/<file>.py     the build's Composer DAG files
     <bucket>/<env>/artifacts/<build_id>/manifest.json      build manifest (sha256 of each file)
     <bucket>/<env>/workflows/<build_id>/<name>.json        deployed workflow definitions ("DAGs")
     <bucket>/<env>/variables.json                          deployment variables (Composer variables)
+    <bucket>/test/variables/<build_id>.json                each tested build's own variables: what
+                                                           a test DAG run asked for that build reads
     <bucket>/<env>/inputs/<pipeline>/...                   workflow inputs
     <bucket>/<env>/references/<pipeline>/...               golden references (test)
     <bucket>/<env>/results/<build_id>/<pipeline>/...       test outputs; report.json per build (test)
@@ -52,6 +55,7 @@ UNIT_TESTS_ENV_VAR = 'BEAM_PIPELINES_UNIT_TESTS'  # pytest paths of the unit-tes
 # Local build outputs (repository-relative)
 DIST_DIR = 'dist'
 WORKFLOWS_SOURCE_DIR = 'build/workflows'
+DAGS_SOURCE_DIR = 'build/dags'  # the Composer DAG files, shipped in each build as dags/<file>
 SUPPORT_FILES_DIR = 'build/support-files'
 # Files staged into the test environment before the test workflow runs: bucket path <- repo path.
 TEST_FIXTURES = {
@@ -64,6 +68,7 @@ PROD_SEED_INPUTS = {'inputs/wordcount/input.txt': 'inputs/wordcount/input.txt'}
 # Object names inside an environment
 ARTIFACTS = 'artifacts'
 WORKFLOWS = 'workflows'
+DAGS = 'dags'  # <env>/artifacts/<build_id>/dags/<file>.py: the build's Composer DAG files
 INPUTS = 'inputs'
 REFERENCES = 'references'
 RESULTS = 'results'
@@ -73,6 +78,7 @@ TEMP = 'temp'
 PASSED = 'passed'
 HISTORY = 'history'
 VARIABLES_FILE = 'variables.json'
+BUILD_VARIABLES = 'variables'  # <env>/variables/<build_id>.json
 MANIFEST_FILE = 'manifest.json'
 LOCK_FILE = 'lock.txt'  # requirements/lock.txt, shipped with each build's artifacts
 LOCK_SOURCE = 'requirements/lock.txt'
@@ -128,9 +134,6 @@ WHEEL_NAME_PATTERN = re.compile(r'[A-Za-z0-9_.+-]+\.whl')  # a plain file name, 
 # Build ids: UTC time, short commit, random suffix. Sortable by time; unique; path-safe.
 BUILD_ID_PATTERN = re.compile(r'[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7}-[0-9a-f]{6}')
 NO_COMMIT = '0000000'
-
-
-BUILD_ID_RE = re.compile(r'[0-9]{8}T[0-9]{6}Z-[0-9a-z]{7}-[0-9a-f]{6}')  # what new_build_id makes
 
 
 def new_build_id(commit: Optional[str], now: Optional[datetime.datetime] = None) -> str:
@@ -216,6 +219,11 @@ class Env:
   @property
   def variables(self) -> str:
     return self.path(VARIABLES_FILE)
+
+  def build_variables(self, build_id: str) -> str:
+    """The variables one build was tested with, kept after a later build replaced
+    ``variables.json``: a test DAG run triggered for that build reads these."""
+    return self.path(BUILD_VARIABLES, f'{validate_build_id(build_id)}.json')
 
   @property
   def inputs(self) -> str:
