@@ -34,6 +34,7 @@ from beam_pipelines.ct.definition import choose_pipeline, declared_pipelines
 from beam_pipelines.ct.paths import model_registry
 from beam_pipelines.ct.registry import VERSION_NUMBER, describe_moves
 from beam_pipelines.harness import build as build_step
+from beam_pipelines.harness import dags as dag_files
 from beam_pipelines.harness import deploy as deploy_step
 from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.harness.run import run_pipeline as run_deployed
@@ -217,6 +218,22 @@ def report(c, pipeline=None, bucket=None):
   with refusals():
     index = build_site(_bucket(bucket), pipeline)
     _say(f'report: site written; open {index}')
+
+
+@task
+def dags(c, env=layout.TEST, out=None, build_id=None, bucket=None):
+  """Stage the Composer DAG files of the build an environment runs, for `composer_dags.sh import`.
+
+  :param env: test (the test DAG of the tested build) or prod (the prod and CT DAGs of the deployed build).
+  :param out: folder to write them to (default: dags-<env>/ here); its .py files are replaced.
+  :param build_id: test only: the DAG files of this tested build, not of the latest one.
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  """
+  with refusals():
+    target = pathlib.Path(out or REPO / f'dags-{env}')
+    staged_build, staged = dag_files.stage_build(_bucket(bucket), env, target, build_id)
+    _say(f'dags: build {staged_build}: {len(staged)} file(s) for {env} in {target}: '
+         f'{", ".join(sorted(staged))}')
 
 
 @task

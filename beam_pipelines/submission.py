@@ -28,6 +28,7 @@ only when a bucket is read), so the harness and ``--help`` stay fast.
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import os
 import re
@@ -254,8 +255,34 @@ def prepare_argv(pipeline: str, argv: Optional[Sequence[str]] = None) -> List[st
   staged = has_flag(args, *STAGING_FLAGS, CONTAINER_FLAG)  # code on the workers already
   if not is_dataflow(args) or (staged and has_flag(args, '--job_name')):
     return args
-  wheel, build_id = (None, None) if staged else current_build()
+  if staged:
+    return name_and_label(pipeline, args, image_build_id(args))
+  wheel, build_id = current_build()
   return dataflow_args(pipeline, args, wheel=wheel, build_id=build_id)
+
+
+def image_build_id(beam_args: Sequence[str]) -> Optional[str]:
+  """The build id of the project's SDK container named by ``--sdk_container_image``: its tag,
+  when the tag is a build id (``container_image``: Cloud Build tags each image with its build)."""
+  images = flag_values(beam_args, CONTAINER_FLAG)
+  tag = images[-1].rsplit('/', 1)[-1].partition(':')[2] if images else ''
+  return tag if layout.BUILD_ID_PATTERN.fullmatch(tag) else None
+
+
+def name_and_label(pipeline: str, beam_args: Sequence[str], build_id: Optional[str]) -> List[str]:
+  """``beam_args`` plus a job name and labels, when the code is staged by the caller: named and
+  labelled by ``build_id`` when known, else named ``<pipeline>-run-<UTC time>`` so that two runs
+  of one pipeline never share a name (Dataflow refuses a second running job of the same name)."""
+  args = list(beam_args)
+  if not has_flag(args, '--job_name'):
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dt%H%M%S%fz')
+    args += ['--job_name', job_name(pipeline, build_id or f'run-{stamp}')]
+  label_keys = {label.split('=', 1)[0] for label in flag_values(args, '--labels')}
+  if build_id and BUILD_ID_LABEL not in label_keys:
+    args += ['--labels', f'{BUILD_ID_LABEL}={label_value(build_id)}']
+  if PIPELINE_LABEL not in label_keys:
+    args += ['--labels', f'{PIPELINE_LABEL}={label_value(pipeline)}']
+  return args
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,11 @@
 # then .venv-airflow (Airflow, only to validate build/dags/; it cannot share .venv with TFDV), and
 # Debian's chromium + chromium-driver when missing (the browser tests of the HTML reports).
 # Usage: scripts/install.sh            # idempotent: re-running only installs what changed
+#        BEAM_PIPELINES_INSTALL=core scripts/install.sh   # .venv only (a Cloud Build step that
+#                                     # needs neither the browser nor Airflow)
 set -euo pipefail
+ONLY=${BEAM_PIPELINES_INSTALL:-all}
+case "$ONLY" in all|core) ;; *) echo "BEAM_PIPELINES_INSTALL must be all or core, got $ONLY" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
@@ -15,7 +19,7 @@ if sys.version_info[:2] != (3, 11):
 PY
 
 # Headless Chromium for the browser tests of the HTML reports (Debian's packages; root or sudo).
-if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
+if [ "$ONLY" = all ] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=$([ "$(id -u)" = 0 ] && echo || echo sudo)
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
@@ -32,4 +36,6 @@ export VIRTUAL_ENV="$PWD/$VENV"
 "$VENV/bin/uv" pip install --quiet --compile-bytecode -r requirements/lock.txt
 "$VENV/bin/uv" pip install --quiet --no-deps --compile-bytecode -e .
 echo "beam-pipelines installed in $VENV ($("$VENV/bin/python" -c 'import beam_pipelines; print(beam_pipelines.__version__)'))"
-scripts/install-airflow.sh
+if [ "$ONLY" = all ]; then
+  scripts/install-airflow.sh
+fi

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
 import subprocess
 import types
+from typing import Optional
 
 import pytest
 
@@ -21,7 +23,7 @@ from beam_pipelines.harness import evidence, results
 from beam_pipelines.store import layout, signing
 
 from conftest import REPO
-from harness.support import invoke, make_project, prod_variables
+from harness.support import commit_all, invoke, make_project, prod_variables
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -69,9 +71,10 @@ def signed(tmp_path_factory):
                         **{signing.SIGNING_KEY_ENV_VAR: 'ci-secret-of-the-test'})
 
 
-def dags_test(composer, dag_id: str) -> str:
-  """`airflow dags test DAG_ID`; returns the run's final state."""
-  done = subprocess.run([str(AIRFLOW), 'dags', 'test', dag_id], env=composer.env,
+def dags_test(composer, dag_id: str, conf: Optional[dict] = None) -> str:
+  """`airflow dags test DAG_ID` (with ``conf`` as the run's conf); returns the run's final state."""
+  extra = ['-c', json.dumps(conf)] if conf else []
+  done = subprocess.run([str(AIRFLOW), 'dags', 'test', *extra, dag_id], env=composer.env,
                         capture_output=True, text=True, timeout=1500)
   finished = FINISHED.findall(done.stdout + done.stderr)
   assert finished, (done.stdout + done.stderr)[-4000:]
@@ -148,3 +151,52 @@ def test_with_signing_on_a_failed_dag_run_still_blocks_the_deploy(signed):
   said = refused.stderr + refused.stdout
   assert refused.returncode == 2 and 'did not pass test: the run composer:beam_pipelines_test/' in said
   assert 'Nothing was changed' in said
+
+
+def test_a_queued_run_tests_and_records_on_the_build_that_triggered_it(tmp_path_factory):
+  """Build X is tested and triggers the test DAG; build Y (another commit) is tested before X's
+  run starts (Composer runs one at a time). The run, given X's id as conf, runs X's wheel and
+  records its evidence on X only; with Dataflow evidence required, Y cannot be deployed and X can."""
+  composer = start_composer(tmp_path_factory.mktemp('queued'))
+  first = composer.build_id
+  first_sha = results.read_passed(str(composer.bucket), first).sha256
+  package = composer.project / 'beam_pipelines' / '__init__.py'
+  package.write_text(package.read_text() + '# a later commit\n')
+  commit_all(composer.project, 'a later commit')
+  tested = invoke(composer.project, composer.bucket, 'build', '--no-checks', 'test')
+  assert tested.returncode == 0, tested.stderr[-3000:]
+  second = json.loads((composer.project / 'dist' / 'manifest.json').read_text())['build_id']
+  second_sha = results.read_passed(str(composer.bucket), second).sha256
+  assert second != first and second_sha != first_sha
+  assert json.loads((composer.bucket / 'test' / 'variables.json').read_text())['build_id'] == second
+
+  assert dags_test(composer, 'beam_pipelines_test', conf={'build_id': first}) == 'success'
+  (run,) = evidence.read_evidence(str(composer.bucket), first)
+  assert run.passed and run.build_id == first and run.sha256 == first_sha
+  assert evidence.read_evidence(str(composer.bucket), second) == []
+
+  required = {evidence.REQUIRE_ENV_VAR: '1'}
+  refused = invoke(composer.project, composer.bucket, 'deploy', '--build-id', second, **required)
+  assert refused.returncode == 2 and 'no passing test run' in refused.stderr + refused.stdout
+  deployed = invoke(composer.project, composer.bucket, 'deploy', '--build-id', first, **required)
+  assert deployed.returncode == 0, deployed.stderr[-3000:]
+  assert prod_variables(composer.bucket)['build_id'] == first
+
+
+def test_a_run_conf_naming_another_build_than_its_variables_is_refused(composer):
+  """The per-build variables must name the build asked for (a renamed copy is refused)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      'support_under_test', composer.project / 'build' / 'dags' / 'beam_pipelines_support.py')
+  support = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(support)
+  env = layout.Env(str(composer.bucket), layout.TEST)
+  other = '20260101T000000Z-0000000-000000'
+  copy = pathlib.Path(env.build_variables(other))
+  copy.write_bytes(pathlib.Path(env.build_variables(composer.build_id)).read_bytes())
+  with pytest.raises(ValueError, match='not ' + other):
+    support.read_variables(str(composer.bucket), 'test', other)
+  with pytest.raises(ValueError, match='expected a build id'):
+    support.read_variables(str(composer.bucket), 'test', '../prod')
+  assert support.read_variables(str(composer.bucket), 'test', composer.build_id)['build_id'] == (
+      composer.build_id)

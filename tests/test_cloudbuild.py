@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pathlib
 import re
 import shlex
 import shutil
@@ -19,9 +20,12 @@ from conftest import REPO
 AIRFLOW_PYTHON = REPO / '.venv-airflow' / 'bin' / 'python'
 
 CONFIGS = {
-    'build/cloudbuild.yaml': ['build', 'test'],  # `invoke build test`
-    'build/cloudbuild-prod.yaml': ['deploy', 'status'],  # `invoke deploy` (+ what it left)
+    'build/cloudbuild.yaml': ['build', 'test', 'dags'],  # `invoke build test`, its test DAG
+    'build/cloudbuild-prod.yaml': ['deploy', 'status', 'dags'],  # `invoke deploy`, its prod DAGs
 }
+# The DAGs each build imports (its own environment's only) and the folder `invoke dags` stages.
+IMPORTED = {'build/cloudbuild.yaml': ('test', {'beam_pipelines_test'}),
+            'build/cloudbuild-prod.yaml': ('prod', {'beam_pipelines_prod', 'beam_pipelines_ct'})}
 TOP_LEVEL_KEYS = {'steps', 'substitutions', 'options', 'timeout', 'images', 'artifacts', 'tags',
                   'availableSecrets', 'logsBucket', 'serviceAccount', 'queueTtl'}
 STEP_KEYS = {'id', 'name', 'args', 'entrypoint', 'env', 'dir', 'waitFor', 'secretEnv', 'timeout',
@@ -124,8 +128,12 @@ def test_steps_mirror_the_invoke_tasks(path):
   assert [command[0] for command in commands] == CONFIGS[path]
   for command in commands:
     assert command[0] in known, f'invoke {command[0]} is not a task of tasks.py'
-    if command[0] in ('test', 'deploy', 'status'):
+    if command[0] in ('test', 'deploy', 'status', 'dags'):
       assert command[command.index('--bucket') + 1] == 'gs://${_BUCKET}'
+    if command[0] == 'dags':
+      env, _ = IMPORTED[path]
+      assert command[command.index('--env') + 1] == env
+      assert command[command.index('--out') + 1] == f'dags-{env}'
 
 
 @pytest.mark.parametrize('path', sorted(CONFIGS))
@@ -142,37 +150,67 @@ def test_prod_deploy_is_explicitly_approved_and_the_gate_is_documented():
   assert '--require-approval' in text and 'APPROVAL GATE' in text
 
 
-def test_dag_steps_validate_import_and_trigger_the_dags_that_exist():
+def test_the_test_build_validates_imports_and_triggers_only_the_test_dag_for_itself():
   config = _load('build/cloudbuild.yaml')
   steps = {step['id']: step for step in config['steps']}
-  assert steps['validate-dags']['args'] == ['scripts/check_dags.py', 'build/dags']
+  assert steps['validate-dags']['args'] == ['scripts/check_dags.py', 'dags-test']
   assert (REPO / 'scripts' / 'check_dags.py').exists()
-  assert steps['import-dags']['args'] == ['scripts/composer_dags.sh', 'import']
-  dag_ids = set(re.findall(r"^DAG_ID = '([^']+)'", '\n'.join(
-      p.read_text() for p in (REPO / 'build' / 'dags').glob('*_dag.py')), re.M))
+  assert steps['import-dags']['args'] == ['scripts/composer_dags.sh', 'import', 'dags-test']
   script = steps['trigger-test-dag']['args'][1]
   (triggered,) = re.findall(r'composer_dags.sh trigger (\S+)', script)
-  assert triggered in dag_ids
-  assert set(re.findall(r'composer_dags.sh ready (\S+)', script)) == dag_ids - {triggered}
-  # The build id namespace is the harness's; the DAG run id only carries Cloud Build's.
+  assert triggered == 'beam_pipelines_test'
+  assert 'composer_dags.sh ready' not in script  # no other DAG is touched, least of all prod's
+  # The run id carries Cloud Build's id; the conf names the harness build it tests.
   assert 'cloudbuild-${BUILD_ID}' in script
+  assert '"build_id"' in script and '$${build_id}' in script
+  assert 'beam_pipelines_prod' not in (REPO / 'build' / 'cloudbuild.yaml').read_text()
 
 
-def _dag_folder_after_import(config_path: str, destination) -> list:
+def test_the_prod_build_deploys_a_named_build_with_its_evidence_and_its_own_dags():
+  config = _load('build/cloudbuild-prod.yaml')
+  steps = {step['id']: step for step in config['steps']}
+  script = steps['deploy']['args'][1]
+  assert 'exit 2' in script.split('.venv/bin/invoke deploy')[0]  # no build id: nothing deployed
+  assert 'BEAM_PIPELINES_REQUIRE_EVIDENCE=1' in script
+  assert config['substitutions']['_REQUIRE_COMPOSER_EVIDENCE'] == 'true'
+  assert steps['import-dags']['args'] == ['scripts/composer_dags.sh', 'import', 'dags-prod']
+  readied = re.findall(r'composer_dags.sh ready (\S+)', steps['unpause-prod-dags']['args'][1])
+  assert set(readied) == IMPORTED['build/cloudbuild-prod.yaml'][1]
+
+
+@pytest.mark.parametrize('path', sorted(CONFIGS))
+def test_the_signing_key_comes_from_secret_manager(path):
+  config = _load(path)
+  (secret,) = config['availableSecrets']['secretManager']
+  assert secret['env'] == 'BEAM_PIPELINES_SIGNING_KEY'
+  assert secret['versionName'] == (
+      'projects/${PROJECT_ID}/secrets/${_SIGNING_SECRET}/versions/latest')
+  users = [s['id'] for s in config['steps'] if 'BEAM_PIPELINES_SIGNING_KEY' in s.get('secretEnv', [])]
+  assert users == (['test'] if path == 'build/cloudbuild.yaml' else ['deploy'])
+
+
+@pytest.mark.parametrize('path', sorted(CONFIGS))
+def test_builds_install_only_what_they_use(path):
+  (install,) = [s for s in _load(path)['steps'] if s['id'] == 'install']
+  assert install['env'] == ['BEAM_PIPELINES_INSTALL=core']  # no Chromium, no Airflow venv
+
+
+def _dag_folder_after_import(config_path: str, destination, staged_root) -> list:
   """The Composer DAG folder as the import step leaves it, by `gcloud composer environments storage
-  dags import`'s rule: a file --source lands at the root, a folder --source as that folder."""
+  dags import`'s rule: a file --source lands at the root, a folder --source as that folder. The
+  staged folder is what `invoke dags` writes (``harness.dags.stage`` of the build's files)."""
+  from beam_pipelines.harness import dags
   (step,) = [s for s in _load(config_path)['steps'] if s['id'] == 'import-dags']
-  if step['args'] == ['scripts/composer_dags.sh', 'import']:
-    listed = subprocess.run(['bash', 'scripts/composer_dags.sh', 'sources'], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout.split()
-  else:
-    listed = [step['args'][step['args'].index('--source') + 1]]
-  for source in listed:
-    source = REPO / source
-    if source.is_dir():
-      shutil.copytree(source, destination / source.name)
-    else:
-      shutil.copy2(source, destination / source.name)
+  env, _ = IMPORTED[config_path]
+  folder = staged_root / step['args'][2]
+  folder.mkdir(parents=True)
+  source = {p.name: p.read_bytes() for p in (REPO / 'build' / 'dags').glob('*.py')}
+  for name, data in dags.stage(source, env).items():
+    (folder / name).write_bytes(data)
+  listed = subprocess.run(['bash', 'scripts/composer_dags.sh', 'sources', str(folder)], cwd=REPO,
+                          check=True, capture_output=True, text=True).stdout.split()
+  for path in listed:
+    shutil.copy2(path, destination / pathlib.Path(path).name)
   return listed
 
 
@@ -180,14 +218,15 @@ def _dag_folder_after_import(config_path: str, destination) -> list:
 @pytest.mark.parametrize('path', sorted(CONFIGS))
 def test_dag_files_land_at_the_dag_folder_root_and_import(path, tmp_path):
   """Composer puts only the DAG folder's root on sys.path: dags/dags/ breaks the helper imports."""
-  listed = _dag_folder_after_import(path, tmp_path)
-  assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-      p.name for p in (REPO / 'build' / 'dags').glob('*.py')), listed
+  destination = tmp_path / 'dags'
+  destination.mkdir()
+  listed = _dag_folder_after_import(path, destination, tmp_path / 'staged')
+  assert sorted(p.name for p in destination.iterdir()) == sorted(
+      pathlib.Path(p).name for p in listed)
   done = subprocess.run([str(AIRFLOW_PYTHON), str(REPO / 'scripts' / 'check_dags.py'),
-                         str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=REPO)
+                         str(destination)], capture_output=True, text=True, timeout=300, cwd=REPO)
   report = json.loads(done.stdout)
-  assert report['import_errors'] == {} and set(report['dags']) == {
-      'beam_pipelines_test', 'beam_pipelines_prod'}
+  assert report['import_errors'] == {} and set(report['dags']) == IMPORTED[path][1]
 
 
 @pytest.mark.integration
@@ -204,7 +243,8 @@ def test_a_dag_is_triggered_only_once_parsed_and_unpaused(tmp_path):
   early = run(['bash', 'scripts/composer_dags.sh', 'trigger', 'beam_pipelines_test', 'cb-1'])
   assert early.returncode == 1 and 'not parsed' in early.stderr
   assert run([airflow, 'dags', 'reserialize']).returncode == 0  # what Composer's processor does
-  done = run(['bash', 'scripts/composer_dags.sh', 'trigger', 'beam_pipelines_test', 'cb-1'])
+  done = run(['bash', 'scripts/composer_dags.sh', 'trigger', 'beam_pipelines_test', 'cb-1',
+              '{"build_id": "20261126T153000Z-5bea069-3f9a1c"}'])
   assert done.returncode == 0, done.stderr[-2000:]
   listed = json.loads(run([airflow, 'dags', 'list', '-o', 'json']).stdout.strip().splitlines()[-1])
   paused = {d['dag_id']: str(d['is_paused']) for d in listed}

@@ -31,10 +31,11 @@ from conftest import REPO, SUPPORT_FILES, read_shards
 
 DAGS = REPO / 'build' / 'dags'
 AIRFLOW_PYTHON = REPO / '.venv-airflow' / 'bin' / 'python'
-EXPECTED_DAGS = {
+WORKFLOW_DAGS = {  # DAGs that run deployed workflow definitions, and their environment
     'beam_pipelines_test': 'test',
     'beam_pipelines_prod': 'prod',
 }
+EXPECTED_DAGS = {**WORKFLOW_DAGS, 'beam_pipelines_ct': 'prod'}
 BEAM_OPERATOR = 'BeamRunPythonPipelineOperator'
 
 
@@ -73,7 +74,10 @@ def test_every_task_has_an_owner_and_retries(dag_report):
     assert dag['default_args'].get('owner') not in (None, '', 'airflow'), dag_id
     for task_id, task in dag['tasks'].items():
       assert task['owner'] not in ('', 'airflow'), f'{dag_id}.{task_id}: owner not set'
-      assert task['retries'] >= 1, f'{dag_id}.{task_id}: retries not set'
+      if task_id.startswith('ct_'):  # a second ct run would skip the spans the first recorded
+        assert task['retries'] == 0, f'{dag_id}.{task_id}: a CT run is not retried'
+      else:
+        assert task['retries'] >= 1, f'{dag_id}.{task_id}: retries not set'
 
 
 @pytest.mark.integration
@@ -82,12 +86,12 @@ def test_dag_files_parse_well_within_the_import_timeout(dag_report):
   limit = dag_report['import_timeout_seconds'] / 3
   slow = {f: s for f, s in dag_report['file_parse_seconds'].items() if s > limit}
   assert not slow, f'DAG files parsing slower than {limit:.0f} s: {slow}'
-  assert {'beam_pipelines_test_dag.py', 'beam_pipelines_prod_dag.py'} <= set(
-      dag_report['file_parse_seconds'])
+  assert {'beam_pipelines_test_dag.py', 'beam_pipelines_prod_dag.py',
+          'beam_pipelines_ct_dag.py'} <= set(dag_report['file_parse_seconds'])
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize('dag_id', sorted(EXPECTED_DAGS))
+@pytest.mark.parametrize('dag_id', sorted(WORKFLOW_DAGS))
 def test_beam_tasks_run_the_submission_module_from_the_staged_wheel(dag_report, dag_id):
   beam_tasks = {t: task for t, task in dag_report['dags'][dag_id]['tasks'].items()
                 if BEAM_OPERATOR in task['bases']}
@@ -102,7 +106,7 @@ def test_beam_tasks_run_the_submission_module_from_the_staged_wheel(dag_report, 
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize('dag_id', sorted(EXPECTED_DAGS))
+@pytest.mark.parametrize('dag_id', sorted(WORKFLOW_DAGS))
 def test_dags_run_deployed_workflows_of_their_environment(dag_report, dag_id):
   env = EXPECTED_DAGS[dag_id]
   tasks = dag_report['dags'][dag_id]['tasks']
@@ -123,13 +127,15 @@ def test_test_dag_records_passed_only_after_every_check(dag_report):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize('dag_id', sorted(EXPECTED_DAGS))
+@pytest.mark.parametrize('dag_id', sorted(WORKFLOW_DAGS))
 def test_templates_render_to_what_the_operators_need(dag_report, dag_id):
   """Rendered with stub XComs/variables (native Jinja): dicts stay dicts, lists stay lists."""
   stub, rendered = dag_report['stub'], dag_report['rendered'][dag_id]
   env = EXPECTED_DAGS[dag_id]
+  # The test DAG reads the build its run conf names (none here: ''), the prod DAG what prod runs.
   assert rendered['read_variables']['op_kwargs'] == {
-      'bucket': stub['variables']['beam_pipelines_bucket'], 'env': env}
+      'bucket': stub['variables']['beam_pipelines_bucket'], 'env': env,
+      'build_id': '' if env == 'test' else None}
   assert rendered['stage_wheel']['op_kwargs']['variables'] == stub['xcoms']['read_variables']
   for task_id, fields in rendered.items():
     if not task_id.startswith('run_'):
@@ -152,6 +158,24 @@ def test_templates_render_to_what_the_operators_need(dag_report, dag_id):
     assert record['workflows'] == [c[len('check_'):] for c in checks]
     assert record['code'] == stub['xcoms']['stage_wheel']
     assert record['tested_by'] == f'composer:{dag_id}/{stub["run_id"]}'
+
+
+@pytest.mark.integration
+def test_the_ct_dag_runs_the_deployed_builds_ct_for_each_declared_pipeline(dag_report):
+  from beam_pipelines.ct.definition import declared_pipelines
+  dag = dag_report['dags']['beam_pipelines_ct']
+  runs = {t: task for t, task in dag['tasks'].items() if t.startswith('ct_')}
+  assert set(runs) == {f'ct_{name}' for name in declared_pipelines()}
+  for task_id, task in runs.items():
+    assert task['py_file'] == 'beam_pipelines.ct' and task['py_options'] == ['-m']
+    assert task['runner'] == 'DirectRunner'  # the launcher; the steps' runner is ct's own flag
+    assert {'read_variables', 'stage_wheel', f'prepare_{task_id}'} <= _ancestors(
+        dag['tasks'], task_id)
+  rendered = dag_report['rendered']['beam_pipelines_ct']
+  assert rendered['read_variables']['op_kwargs']['env'] == 'prod'
+  prepare = rendered['prepare_ct_taxi']['op_kwargs']
+  assert prepare['runner'] == 'DataflowRunner' and prepare['pipeline'] == 'taxi'
+  assert 'beam_pipelines_container_repo' in prepare['settings']
 
 
 def _ancestors(tasks: dict, task_id: str) -> set:
@@ -185,8 +209,9 @@ def test_support_mirrors_the_harness_contract(support):
   # The DAGs require nothing the harness does not guarantee to write.
   assert set(support.REQUIRED_VARIABLES) <= set(layout.REQUIRED_VARIABLES)
   assert (support.TEST, support.PROD, support.VARIABLES_FILE, support.PASSED,
-          support.STATUS_PASSED) == (layout.TEST, layout.PROD, layout.VARIABLES_FILE,
-                                     layout.PASSED, layout.STATUS_PASSED)
+          support.STATUS_PASSED, support.BUILD_VARIABLES) == (
+              layout.TEST, layout.PROD, layout.VARIABLES_FILE, layout.PASSED,
+              layout.STATUS_PASSED, layout.BUILD_VARIABLES)
 
 
 @pytest.mark.parametrize('expected, actual', [
@@ -338,6 +363,41 @@ def test_dataflow_settings_become_the_jobs_options(support, test_bucket):
   assert workers.subnetwork == settings['dataflow_subnetwork'] and workers.use_public_ips is False
   assert workers.worker_zone == 'us-central1-b' and workers.max_num_workers == 4
   assert workers.sdk_container_image == f'us-central1-docker.pkg.dev/p/r/sdk:{BUILD_ID}'
+
+
+def test_ct_runs_the_deployed_build_with_its_ml_extra_and_dataflow_in_its_container(
+    support, test_bucket, tmp_path):
+  from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+    WorkerOptions,
+  )
+  variables = support.read_variables(str(test_bucket), 'test')
+  wheel = support.stage_wheel(variables, str(tmp_path / 'wheels'))
+  lock = str(tmp_path / 'wheels' / BUILD_ID / 'lock.txt')
+  assert support.ct_requirements(wheel) == ['-c', lock, f'beam-pipelines[ml] @ file://{wheel}']
+  settings = {'dataflow_service_account': 'dataflow-worker@p.iam.gserviceaccount.com',
+              'beam_pipelines_container_repo': 'us-central1-docker.pkg.dev/p/r/sdk'}
+  options = support.ct_options(variables, 'taxi', 'gs://b', 'DataflowRunner', 'p', 'us-central1',
+                               settings)
+  assert {k: options[k] for k in ('bucket', 'env', 'pipeline', 'build_id', 'wheel_sha256')} == {
+      'bucket': 'gs://b', 'env': 'prod', 'pipeline': 'taxi', 'build_id': BUILD_ID,
+      'wheel_sha256': variables['sha256']}
+  # What ct's steps get, after the provider's own --runner (the launcher's, DirectRunner).
+  argv = ['--runner=DirectRunner'] + [f'--{k}={v}' for k, v in options.items()
+                                      if k not in ('bucket', 'env', 'pipeline', 'build_id',
+                                                   'wheel_sha256')]
+  parsed = PipelineOptions(argv)
+  assert parsed.view_as(StandardOptions).runner == 'DataflowRunner'
+  assert parsed.view_as(GoogleCloudOptions).service_account_email == settings[
+      'dataflow_service_account']
+  assert parsed.view_as(WorkerOptions).sdk_container_image == (
+      f'us-central1-docker.pkg.dev/p/r/sdk:{BUILD_ID}')
+  with pytest.raises(ValueError, match='beam_pipelines_container_repo'):
+    support.ct_options(variables, 'taxi', 'gs://b', 'DataflowRunner', 'p', 'us-central1', {})
+  local = support.ct_options(variables, 'taxi', 'gs://b', 'DirectRunner')
+  assert local['runner'] == 'DirectRunner' and 'sdk_container_image' not in local
 
 
 @pytest.mark.integration

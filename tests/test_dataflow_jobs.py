@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import inspect
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -432,3 +433,22 @@ def test_cli_dry_run_builds_the_job_and_writes_nothing(built_wheel, tmp_path, ca
   assert module.main(argv) == 0
   assert 'cli-' + name in capsys.readouterr().err
   assert sorted(p.name for p in output.iterdir()) == ['keep.txt']
+
+
+@pytest.mark.integration
+def test_ct_check_on_a_dry_run_builds_the_features_job_and_writes_nothing(built_wheel, tmp_path):
+  """``ct --check`` with Dataflow's ``--dry_run``: the features job is built, the steps that read
+  its outputs are said not to be, exit 0, no traceback, nothing written; a CT run is refused."""
+  base = [sys.executable, '-m', 'beam_pipelines.ct']
+  dataflow = DATAFLOW_OFFLINE + ['--extra_package', str(built_wheel)]
+  check = subprocess.run(base + ['--check', '--output', str(tmp_path / 'out')] + dataflow,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+  assert check.returncode == 0, check.stderr[-2000:]
+  said = check.stdout + check.stderr
+  assert re.search(r'Dataflow job features-run-[0-9t]+z built, not submitted', said), said
+  assert 'only a real run builds theirs' in said and 'Traceback' not in said
+  assert not (tmp_path / 'out').exists()
+  run = subprocess.run(base + ['--bucket', str(tmp_path / 'bucket')] + dataflow, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+  assert run.returncode == 2 and 'give it to `ct --check`' in run.stderr
+  assert not (tmp_path / 'bucket').exists()

@@ -74,44 +74,124 @@ def _flag(command: list, name: str) -> str:
 
 
 def _grants(commands: list) -> dict:
-  """{service account: {(scope, role)}} of every IAM binding the script adds."""
+  """{service account: {(scope, role[, condition title])}} of every IAM binding the script adds."""
   grants = collections.defaultdict(set)
   for command in commands:
     if 'add-iam-policy-binding' not in command:
       continue
     member = _flag(command, '--member').split(':', 1)[1]
     scope = command[1] if command[1] != 'iam' else 'service-account'
-    grants[member.split('@')[0]].add((scope, _flag(command, '--role')))
+    grant = (scope, _flag(command, '--role'))
+    if '--condition' in command and _flag(command, '--condition') != 'None':
+      grant += (_flag(command, '--condition').rsplit(',title=', 1)[1],)
+    grants[member.split('@')[0]].add(grant)
   return grants
+
+
+def _writable_prefixes(commands: list, bucket: str = 'my-project-beam') -> dict:
+  """{service account: [object-name prefixes it may write in ``bucket``]}, from the conditions."""
+  prefixes = collections.defaultdict(list)
+  for command in commands:
+    if 'add-iam-policy-binding' in command and command[4] == f'gs://{bucket}' and (
+        _flag(command, '--role') == 'roles/storage.objectUser'):
+      member = _flag(command, '--member').split(':', 1)[1].split('@')[0]
+      expression = _flag(command, '--condition').split('expression=', 1)[1]
+      prefixes[member] += re.findall(rf'startsWith\("projects/_/buckets/{bucket}/objects/([^"]*)"\)',
+                                     expression)
+  return prefixes
 
 
 def test_each_actor_gets_only_its_roles(infra_commands):
   assert _grants(infra_commands) == {
-      'beam-pipelines-build': {('storage', 'roles/storage.objectAdmin'),
+      'beam-pipelines-build': {('storage', 'roles/storage.objectViewer'),
+                               ('storage', 'roles/storage.objectUser', 'test-area'),
+                               ('storage', 'roles/storage.objectUser', 'test-dags'),
                                ('artifacts', 'roles/artifactregistry.writer'),
                                ('projects', 'roles/composer.user'),
-                               ('projects', 'roles/logging.logWriter')},
-      'beam-pipelines-deploy': {('storage', 'roles/storage.objectAdmin'),
+                               ('projects', 'roles/logging.logWriter'),
+                               ('secrets', 'roles/secretmanager.secretAccessor')},
+      'beam-pipelines-deploy': {('storage', 'roles/storage.objectViewer'),
+                                ('storage', 'roles/storage.objectUser', 'prod-area'),
+                                ('storage', 'roles/storage.objectUser', 'prod-dags'),
                                 ('projects', 'roles/composer.user'),
-                                ('projects', 'roles/logging.logWriter')},
+                                ('projects', 'roles/logging.logWriter'),
+                                ('secrets', 'roles/secretmanager.secretAccessor')},
       'beam-pipelines-composer': {('projects', 'roles/composer.worker'),
                                   ('projects', 'roles/dataflow.developer'),
                                   ('service-account', 'roles/iam.serviceAccountUser'),
-                                  ('storage', 'roles/storage.objectAdmin')},
+                                  ('storage', 'roles/storage.objectViewer'),
+                                  ('storage', 'roles/storage.objectUser', 'dag-outputs')},
       'beam-pipelines-dataflow': {('projects', 'roles/dataflow.worker'),
-                                  ('storage', 'roles/storage.objectAdmin'),
+                                  ('storage', 'roles/storage.objectViewer'),
+                                  ('storage', 'roles/storage.objectUser', 'job-outputs'),
                                   ('artifacts', 'roles/artifactregistry.reader')},
   }
   for command in infra_commands:
     if command[1] == 'storage' and 'add-iam-policy-binding' in command:
       assert command[4] == 'gs://my-project-beam' or command[4].startswith('gs://COMPOSER')
+    if 'add-iam-policy-binding' in command and _flag(command, '--role') in (
+        'roles/storage.objectAdmin', 'roles/storage.admin'):
+      pytest.fail(f'a bucket-wide write role: {command}')
+
+
+@pytest.mark.parametrize('name, writers', [
+    ('prod/variables.json', {'beam-pipelines-deploy'}),
+    ('prod/artifacts/B/beam_pipelines-0.1.0-py3-none-any.whl', {'beam-pipelines-deploy'}),
+    ('prod/history/e.json', {'beam-pipelines-deploy'}),
+    ('test/passed/B.json', {'beam-pipelines-build'}),
+    ('test/variables.json', {'beam-pipelines-build'}),
+    ('test/evidence/B/run.json', {'beam-pipelines-build', 'beam-pipelines-composer'}),
+    ('prod/registry/taxi/aliases.json', {'beam-pipelines-deploy', 'beam-pipelines-composer'}),
+    ('prod/temp/x', {'beam-pipelines-deploy', 'beam-pipelines-composer',
+                     'beam-pipelines-dataflow'}),
+])
+def test_only_the_owner_of_a_prefix_can_write_it(infra_commands, name, writers):
+  """The test build, the DAGs and Dataflow workers cannot write what prod runs or a verdict."""
+  prefixes = _writable_prefixes(infra_commands)
+  assert {sa for sa, owned in prefixes.items() if any(name.startswith(p) for p in owned)} == writers
+
+
+def test_each_build_imports_only_its_own_dag_files(infra_commands):
+  dag_files = _writable_prefixes(infra_commands, 'COMPOSER_BUCKET')
+  assert dag_files == {'beam-pipelines-build': ['dags/beam_pipelines_test_'],
+                       'beam-pipelines-deploy': ['dags/beam_pipelines_prod_',
+                                                 'dags/beam_pipelines_ct_']}
 
 
 def test_the_bucket_is_private_and_versioned(infra_commands):
   (create,) = [c for c in infra_commands if c[1:4] == ['storage', 'buckets', 'create']]
   assert '--uniform-bucket-level-access' in create and '--public-access-prevention' in create
-  assert ['gcloud', 'storage', 'buckets', 'update', 'gs://my-project-beam', '--versioning'] in (
-      infra_commands)
+  (update,) = [c for c in infra_commands if c[1:4] == ['storage', 'buckets', 'update']]
+  assert '--versioning' in update and _flag(update, '--lifecycle-file') == 'infra/lifecycle.json'
+
+
+def test_lifecycle_rules_clean_temp_files_and_old_versions():
+  import json
+  rules = json.loads((REPO / 'infra' / 'lifecycle.json').read_text())['rule']
+  temp = [r for r in rules if 'matchesPrefix' in r['condition']]
+  assert temp and set(temp[0]['condition']['matchesPrefix']) == {
+      'test/temp/', 'test/staging/', 'prod/temp/', 'prod/staging/'}
+  assert any(r['condition'].get('daysSinceNoncurrentTime') and r['condition'].get('isLive') is False
+             for r in rules)
+  assert all(r['action'] == {'type': 'Delete'} for r in rules)
+
+
+def test_composer_runs_the_airflow_major_ci_tests_the_dags_on(infra_commands):
+  (create,) = [c for c in infra_commands if c[1:4] == ['composer', 'environments', 'create']]
+  airflow = re.search(r'^apache-airflow==(\d+)\.', (REPO / 'requirements' / 'airflow-lock.txt')
+                      .read_text(), re.M).group(1)
+  assert _flag(create, '--image-version') == f'composer-3-airflow-{airflow}'
+
+
+def test_check_mode_describes_each_resource_it_compares():
+  done = subprocess.run(['bash', 'infra/gcp.sh', 'check'], cwd=REPO, capture_output=True,
+                        text=True, env=dict(os.environ, **INFRA_ENV), timeout=60)
+  assert done.returncode == 0, done.stderr
+  described = [shlex.split(line[2:]) for line in done.stdout.splitlines() if line.startswith('+ ')]
+  assert not [c for c in described if 'create' in c or 'add-iam-policy-binding' in c]
+  formats = {_flag(c, '--format') for c in described if '--format' in c}
+  assert {'value(config.softwareConfig.imageVersion)', 'value(approvalConfig.approvalRequired)',
+          'value(github.push.branch)', 'value(serviceAccount)'} <= formats
 
 
 def test_dataflow_gets_a_private_subnetwork(infra_commands):
@@ -121,15 +201,18 @@ def test_dataflow_gets_a_private_subnetwork(infra_commands):
   assert _flag(firewall, '--rules') == 'tcp:12345-12346'
 
 
-def test_prod_is_deployed_only_after_an_approval(infra_commands):
-  triggers = {_flag(c, '--name'): c for c in infra_commands if c[1:4] == ['builds', 'triggers',
-                                                                          'create']}
+def test_prod_is_deployed_only_after_an_approval_of_a_named_build(infra_commands):
+  triggers = {_flag(c, '--name'): c for c in infra_commands if c[1:3] == ['builds', 'triggers']
+              and 'create' in c}
   prod, test = triggers['beam-pipelines-prod'], triggers['beam-pipelines-test']
+  assert prod[4] == 'manual' and test[4] == 'github'  # prod runs by hand, never on a push
+  assert '--branch-pattern' not in prod
   assert '--require-approval' in prod and '--require-approval' not in test
   assert _flag(prod, '--build-config') == 'build/cloudbuild-prod.yaml'
   assert _flag(test, '--build-config') == 'build/cloudbuild.yaml'
   assert 'beam-pipelines-deploy@' in _flag(prod, '--service-account')
   assert 'beam-pipelines-build@' in _flag(test, '--service-account')
+  assert '_DEPLOY_BUILD_ID=' in _flag(prod, '--substitutions').split(',')
   # Every substitution a trigger passes is one its config declares.
   for trigger, path in ((prod, CLOUD_BUILD[1]), (test, CLOUD_BUILD[0])):
     given = {pair.split('=', 1)[0] for pair in _flag(trigger, '--substitutions').split(',')}
@@ -182,7 +265,9 @@ def test_cloud_build_sets_every_composer_variable_the_dags_read():
     sys.path.pop(0)
   script = _steps(CLOUD_BUILD[0])['set-composer-variables']['args'][1]
   set_names = set(re.findall(r'(?:^|\s)([a-z_]+)=', script))
-  assert set_names == set(support.AIRFLOW_VARIABLES) - {'beam_pipelines_wheel_dir'}
+  # Optional, with defaults: the wheel folder (Composer's bucket mount), CT's runner (Dataflow).
+  assert set_names == set(support.AIRFLOW_VARIABLES) - {'beam_pipelines_wheel_dir',
+                                                        'beam_pipelines_ct_runner'}
 
 
 def test_the_flex_template_parameters_are_the_word_counts_flags():

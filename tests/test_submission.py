@@ -265,6 +265,24 @@ def test_prepare_argv_stages_the_last_build_only_on_dataflow(tmp_path, monkeypat
   assert submission.prepare_argv('wordcount', args) == args  # idempotent: ready args pass through
 
 
+def test_a_job_started_with_the_projects_image_is_named_and_labelled_by_its_build():
+  image = 'us-central1-docker.pkg.dev/p/beam/sdk:20261126T153000Z-5bea069-3f9a1c'
+  args = submission.prepare_argv('validate', DATAFLOW + ['--sdk_container_image', image])
+  assert submission.flag_values(args, '--job_name') == ['validate-20261126t153000z-5bea069-3f9a1c']
+  assert 'build_id=20261126t153000z-5bea069-3f9a1c' in submission.flag_values(args, '--labels')
+  assert 'pipeline=validate' in submission.flag_values(args, '--labels')
+  assert submission.prepare_argv('validate', args) == args
+
+
+def test_two_runs_with_an_image_of_unknown_build_never_share_a_job_name():
+  image = ['--sdk_container_image', 'us-central1-docker.pkg.dev/p/beam/sdk:latest']
+  first, second = (submission.flag_values(submission.prepare_argv('validate', DATAFLOW + image),
+                                          '--job_name')[0] for _ in range(2))
+  assert first.startswith('validate-run-') and first != second
+  labels = submission.flag_values(submission.prepare_argv('validate', DATAFLOW + image), '--labels')
+  assert labels == ['pipeline=validate']  # no build id is claimed that is not known
+
+
 @pytest.mark.integration
 def test_cli_env_off_dataflow_points_to_invoke_run(tmp_path):
   completed = subprocess.run(

@@ -21,7 +21,7 @@ import pathlib
 import sys
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from beam_pipelines import runtime
+from beam_pipelines import runtime, submission
 from beam_pipelines.ct.outcomes import (
   CHECK_ANOMALOUS,
   CHECKED,
@@ -181,11 +181,21 @@ def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]
     CtOptions,
     check_all,
   )
+  from beam_pipelines.ct.steps import StepDidNotRun
+  dry_run = submission.is_dry_run(args.beam_args)
   if args.check:
     if not args.output:
       raise CtError('--check needs --output')
-    summary = check_all(args.output, read_baselines(args.baselines), args.cache,
-                        [args.pipeline] if args.pipeline else None, args.beam_args)
+    try:
+      summary = check_all(args.output, read_baselines(args.baselines), args.cache,
+                          [args.pipeline] if args.pipeline else None, args.beam_args)
+    except StepDidNotRun:
+      if not dry_run:
+        raise
+      progress('ct check: --dry_run: the features job was built, not submitted; validation, '
+               'training and evaluation read its outputs, so only a real run builds theirs. '
+               'Nothing was written.')
+      return [], {'mode': 'check', 'dry_run': True}
     return ([SpanOutcome(STOPPED if r.status == CHECK_ANOMALOUS else CHECKED, name,
                          report=r.report, blessing=r.status)
              for name, r in summary.pipelines.items()], {'mode': 'check'})
@@ -199,6 +209,10 @@ def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]
       return [], {'mode': 'write_schema', 'schema': target}
     target, changed = schemas.update_schema(args.pipeline, args.span[0], args.output or '')
     return [], {'mode': 'update_schema', 'schema': target, 'changes': changed}
+  if dry_run:
+    raise CtError('--dry_run builds Dataflow jobs without running them: give it to `ct --check` '
+                  '(the features job of each declared pipeline); a CT run records spans and '
+                  'models, so it needs real runs')
   if args.demo and not args.bucket:
     url = demo.fresh_demo_bucket()  # never the real bucket: the demo moves `production`
   else:
@@ -291,7 +305,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   facts: Dict[str, Any] = {}
   try:
     args = parse_args(argv)
-    bucket.refuse_unreachable(argv)  # a gs:// span, output or bucket: one line in seconds
+    submission.refuse_unreachable(argv)  # a gs:// span, output or bucket (none: --dry_run)
     # With --json, stdout carries only the final line: anything a step prints goes to stderr.
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
       outcomes, facts = execute(args)

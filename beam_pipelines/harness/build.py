@@ -3,8 +3,9 @@
 The gates (ruff, mypy, unit tests) run in the checkout, as Maven's do. The wheel is built from a snapshot
 of the source tree (tracked and untracked-but-not-ignored files, as git sees them) in a temporary
 directory, so no stale ``build/``/``*.egg-info`` output or ignored file leaks into it. Timestamps inside the wheel come
-from the commit (``SOURCE_DATE_EPOCH`` = commit time, as Maven's ``outputTimestamp``), so building
-the same commit twice gives byte-identical wheels. The build id is only in the manifest and in the
+from a fixed ``SOURCE_DATE_EPOCH`` (``identity.wheel_epoch``: 1980-01-01 unless the variable is set,
+as Maven's fixed ``outputTimestamp``), so building the same commit twice, with or without ``.git``
+(a checkout, a Cloud Build trigger, a ``gcloud builds submit`` upload), gives byte-identical wheels. The build id is only in the manifest and in the
 bucket path, never inside the wheel.
 """
 
@@ -30,7 +31,7 @@ from beam_pipelines.harness.errors import HarnessError
 from beam_pipelines.store import layout, records
 from beam_pipelines.store.bucket import sha256_bytes
 from beam_pipelines.store.console import LiveLine, progress
-from beam_pipelines.store.identity import git, git_info
+from beam_pipelines.store.identity import git, git_info, wheel_epoch
 
 UNIT_TEST_MARKERS = 'not integration and not slow'
 # What a passed gate stamp vouches for (part of the fingerprint: a new check invalidates old stamps).
@@ -224,7 +225,8 @@ def _replace_dir(new: pathlib.Path, target: pathlib.Path) -> None:
 
 def build(repo: pathlib.Path, checks: bool = True) -> records.Manifest:
   """Runs the build; returns the manifest, also written to ``dist/manifest.json``."""
-  commit, dirty, epoch = git_info(repo)
+  commit, dirty, _ = git_info(repo)
+  epoch = wheel_epoch()
   build_id = layout.new_build_id(commit)
   progress(f'build: {build_id} (commit {commit[:7] if commit else "none"}'
            f'{", dirty tree" if dirty else ""}; SOURCE_DATE_EPOCH={epoch})')
@@ -244,6 +246,9 @@ def build(repo: pathlib.Path, checks: bool = True) -> records.Manifest:
       json.loads(definition.read_text(encoding='utf-8'))  # must be valid JSON to be shipped
       (out_dir / layout.WORKFLOWS).mkdir(exist_ok=True)
       shutil.copy2(definition, out_dir / layout.WORKFLOWS / definition.name)
+    for dag_file in sorted((source / layout.DAGS_SOURCE_DIR).glob('*.py')):  # Composer's files
+      (out_dir / layout.DAGS).mkdir(exist_ok=True)
+      shutil.copy2(dag_file, out_dir / layout.DAGS / dag_file.name)
     shutil.copy2(source / layout.LOCK_SOURCE, out_dir / layout.LOCK_FILE)  # pins every install
     manifest = make_manifest(out_dir, build_id, commit, dirty, epoch)
     (out_dir / layout.MANIFEST_FILE).write_text(

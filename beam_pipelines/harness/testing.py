@@ -45,9 +45,11 @@ def run_test(repo: pathlib.Path, bucket_url: str) -> TestReport:
   progress(f'test: integration input and reference staged under {env.inputs}, {env.references}')
   baselines, sources = ml_check.resolve_baselines(bucket_url)
   progress(f'test: ML check baseline: {sources}')
-  bucket.write_json(env.variables, publish.deployment_variables(
-      env, manifest, event='test', **{ml_check.VAR_BASELINE_SOURCE: sources}))
-  progress(f'test: variables set: {env.variables}')
+  values = publish.deployment_variables(
+      env, manifest, event='test', **{ml_check.VAR_BASELINE_SOURCE: sources})
+  bucket.write_json(env.build_variables(build_id), values)  # a DAG run for this build reads them
+  bucket.write_json(env.variables, values)
+  progress(f'test: variables set: {env.variables} (and {env.build_variables(build_id)})')
 
   deployment = workflows.verified_deployment(env, checks.CHECKS)  # as the test DAG reads them
   variables = deployment.variables

@@ -21,6 +21,11 @@ from typing import Optional, Tuple
 INSTALLED_MARKER = '.installed-sha256'
 # Used when there is no git: the zip format's earliest time (1980-01-01).
 FALLBACK_EPOCH = 315532800
+# The time stamped on every file of a wheel (``SOURCE_DATE_EPOCH`` of ``python -m build``): fixed,
+# so one commit gives the same wheel bytes whether its tree has ``.git`` (a checkout, a trigger
+# with a clone) or not (``gcloud builds submit``, a trigger's source archive), where the commit
+# time cannot be known. ``$SOURCE_DATE_EPOCH``, when set, is used instead (reproducible-builds).
+WHEEL_EPOCH = FALLBACK_EPOCH
 SOURCE_VERSION_FILE = 'SOURCE_VERSION'
 COMMIT_ENV_VARS = ('COMMIT_SHA', 'SHORT_SHA')  # Cloud Build's substitutions, as step env
 _COMMIT = re.compile(r'[0-9a-f]{7,40}')
@@ -48,6 +53,14 @@ def git_info(repo: pathlib.Path) -> Tuple[Optional[str], bool, int]:
   status = git(repo, 'status', '--porcelain', '--untracked-files=normal') or ''
   epoch = int((git(repo, 'log', '-1', '--format=%ct') or str(FALLBACK_EPOCH)).strip())
   return commit.strip(), bool(status.strip()), max(epoch, FALLBACK_EPOCH)
+
+
+def wheel_epoch() -> int:
+  """The ``SOURCE_DATE_EPOCH`` of a build: ``$SOURCE_DATE_EPOCH`` when set, else ``WHEEL_EPOCH``."""
+  value = os.environ.get('SOURCE_DATE_EPOCH', '').strip()
+  if value and not value.isdigit():
+    raise ValueError(f'SOURCE_DATE_EPOCH must be epoch seconds, got {value!r}')
+  return max(int(value), FALLBACK_EPOCH) if value else WHEEL_EPOCH
 
 
 def uploaded_source_version(repo: pathlib.Path) -> Tuple[Optional[str], bool, int]:

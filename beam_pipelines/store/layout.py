@@ -6,9 +6,12 @@ Each environment (``test``, ``prod``) is a prefix of it, the tutorial's buckets:
     <bucket>/<env>/artifacts/<build_id>/<wheel>            the deployable artifact (never rebuilt)
     <bucket>/<env>/artifacts/<build_id>/<sdist>
     <bucket>/<env>/artifacts/<build_id>/workflows/<name>.json   workflow definitions of the build
+    <bucket>/<env>/artifacts/<build_id>/dags/<file>.py     the build's Composer DAG files
     <bucket>/<env>/artifacts/<build_id>/manifest.json      build manifest (sha256 of each file)
     <bucket>/<env>/workflows/<build_id>/<name>.json        deployed workflow definitions ("DAGs")
     <bucket>/<env>/variables.json                          deployment variables (Composer variables)
+    <bucket>/test/variables/<build_id>.json                each tested build's own variables: what
+                                                           a test DAG run asked for that build reads
     <bucket>/<env>/inputs/<pipeline>/...                   workflow inputs
     <bucket>/<env>/references/<pipeline>/...               golden references (test)
     <bucket>/<env>/results/<build_id>/<pipeline>/...       test outputs; report.json per build (test)
@@ -52,6 +55,7 @@ UNIT_TESTS_ENV_VAR = 'BEAM_PIPELINES_UNIT_TESTS'  # pytest paths of the unit-tes
 # Local build outputs (repository-relative)
 DIST_DIR = 'dist'
 WORKFLOWS_SOURCE_DIR = 'build/workflows'
+DAGS_SOURCE_DIR = 'build/dags'  # the Composer DAG files, shipped in each build as dags/<file>
 SUPPORT_FILES_DIR = 'build/support-files'
 # Files staged into the test environment before the test workflow runs: bucket path <- repo path.
 TEST_FIXTURES = {
@@ -64,6 +68,7 @@ PROD_SEED_INPUTS = {'inputs/wordcount/input.txt': 'inputs/wordcount/input.txt'}
 # Object names inside an environment
 ARTIFACTS = 'artifacts'
 WORKFLOWS = 'workflows'
+DAGS = 'dags'  # <env>/artifacts/<build_id>/dags/<file>.py: the build's Composer DAG files
 INPUTS = 'inputs'
 REFERENCES = 'references'
 RESULTS = 'results'
@@ -73,12 +78,13 @@ TEMP = 'temp'
 PASSED = 'passed'
 HISTORY = 'history'
 VARIABLES_FILE = 'variables.json'
+BUILD_VARIABLES = 'variables'  # <env>/variables/<build_id>.json
 MANIFEST_FILE = 'manifest.json'
 LOCK_FILE = 'lock.txt'  # requirements/lock.txt, shipped with each build's artifacts
 LOCK_SOURCE = 'requirements/lock.txt'
 REPORT_FILE = 'report.json'
 RECORD_LOCK_FILE = 'record.lock'  # serialises writers of a build's test report
-LOCK_FILE = 'deploy.lock'
+DEPLOY_LOCK_FILE = 'deploy.lock'  # the prod deploy/rollback lock
 SETTINGS_FILE = 'settings.json'
 CT = 'ct'  # <env>/ct/ (continuous training) and <env>/inputs/ct/ (its landing area)
 REGISTRY = 'registry'  # <env>/registry/<model>/
@@ -214,6 +220,11 @@ class Env:
   def variables(self) -> str:
     return self.path(VARIABLES_FILE)
 
+  def build_variables(self, build_id: str) -> str:
+    """The variables one build was tested with, kept after a later build replaced
+    ``variables.json``: a test DAG run triggered for that build reads these."""
+    return self.path(BUILD_VARIABLES, f'{validate_build_id(build_id)}.json')
+
   @property
   def inputs(self) -> str:
     return self.path(INPUTS)
@@ -259,7 +270,7 @@ class Env:
 
   @property
   def lock(self) -> str:
-    return self.path(LOCK_FILE)
+    return self.path(DEPLOY_LOCK_FILE)
 
   @property
   def settings(self) -> str:

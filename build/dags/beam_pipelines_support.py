@@ -7,6 +7,8 @@ the Apache Beam provider brings ``apache_beam``. The contract is the harness's
 
     <bucket>/<env>/variables.json                     build_id, wheel_file, sha256, workflows_dir,
                                                       input/output/reference/staging/temp locations
+    <bucket>/test/variables/<build_id>.json           the same, of one tested build: a test DAG
+                                                      run triggered with {"build_id": ...} reads it
     <workflows_dir>/<workflow>.json                   the deployed workflow definition: module, args
     <bucket>/test/passed/<build_id>.json              "test passed" record (what prod deploy consumes)
     <bucket>/test/evidence/<build_id>/<run>.json      a test DAG run's own evidence (deploy reads it)
@@ -28,6 +30,7 @@ from typing import Dict, List, Optional, Tuple
 # Mirrors of beam_pipelines.store.layout (checked equal by tests/test_dags.py).
 TEST, PROD = 'test', 'prod'
 VARIABLES_FILE = 'variables.json'
+BUILD_VARIABLES = 'variables'  # <env>/variables/<build_id>.json
 PASSED = 'passed'
 STATUS_PASSED = 'passed'
 REQUIRED_VARIABLES = ('build_id', 'wheel_file', 'sha256', 'manifest_file', 'workflows_dir')
@@ -53,6 +56,8 @@ AIRFLOW_VARIABLES = {
     'dataflow_subnetwork': 'regions/REGION/subnetworks/NAME: workers get no public IPs there',
     'dataflow_worker_zone': 'the workers\' zone, e.g. us-central1-b (default: Dataflow picks)',
     'dataflow_max_workers': 'the autoscaling cap of each job (default 10)',
+    'beam_pipelines_ct_runner': "the runner of continuous training's Beam steps (default "
+                                'DataflowRunner, in the build\'s SDK container)',
 }
 # Composer variable -> Dataflow pipeline option. A subnetwork also turns public IPs off.
 DATAFLOW_VARIABLES = {
@@ -95,13 +100,22 @@ def _write_bytes(path: str, data: bytes) -> None:
   os.replace(path + '.tmp', path)
 
 
-def read_variables(bucket: str, env: str) -> Dict[str, str]:
-  """``<bucket>/<env>/variables.json``, validated: the deployed build of an environment."""
+def read_variables(bucket: str, env: str, build_id: str = '') -> Dict[str, str]:
+  """``<bucket>/<env>/variables.json``, validated: the deployed build of an environment.
+
+  With ``build_id`` (a test DAG run's conf, as Cloud Build triggers it), that build's own
+  variables, ``<bucket>/test/variables/<build_id>.json``: the run tests the build that asked for
+  it, even when a later build has replaced ``variables.json`` since (a queued run).
+  """
   if not bucket:
     raise ValueError('Airflow variable beam_pipelines_bucket is not set (gs://BUCKET)')
   if env not in (TEST, PROD):
     raise ValueError(f'unknown environment {env!r}')
   path = _join(bucket, env, VARIABLES_FILE)
+  if build_id:
+    if env != TEST or not BUILD_ID_PATTERN.fullmatch(build_id):
+      raise ValueError(f'run conf build_id {build_id!r}: expected a build id, in the test DAG only')
+    path = _join(bucket, env, BUILD_VARIABLES, f'{build_id}.json')
   try:
     variables = json.loads(_read_bytes(path).decode('utf-8'))
   except ValueError as error:
@@ -111,6 +125,8 @@ def read_variables(bucket: str, env: str) -> Dict[str, str]:
   missing = [key for key in REQUIRED_VARIABLES if not variables.get(key)]
   if missing:
     raise ValueError(f'{path} lacks {", ".join(missing)}')
+  if build_id and variables['build_id'] != build_id:
+    raise ValueError(f'{path} names build {variables["build_id"]}, not {build_id}: refusing it')
   return check_pointers(bucket, env, variables, path)
 
 
@@ -183,6 +199,46 @@ def requirements(wheel: str) -> List[str]:
   """
   lock = os.path.join(os.path.dirname(wheel), LOCK_NAME)
   return ['-c', lock, wheel] if os.path.isfile(lock) else [wheel]
+
+
+def ct_requirements(wheel: str) -> List[str]:
+  """``pip install`` arguments of the CT task's venv: the wheel with its ``ml`` extra (TFDV,
+  scikit-learn: training and the schema run in the task), constrained by the build's lock."""
+  requirement = f'beam-pipelines[ml] @ file://{os.path.abspath(wheel)}'
+  lock = os.path.join(os.path.dirname(wheel), LOCK_NAME)
+  return ['-c', lock, requirement] if os.path.isfile(lock) else [requirement]
+
+
+def ct_options(variables: Dict[str, str], pipeline: str, bucket: str, runner: str,
+               project: str = '', region: str = '',
+               settings: Optional[Dict[str, str]] = None) -> Dict[str, object]:
+  """Flags of ``python -m beam_pipelines.ct`` for one declared pipeline of the deployed build.
+
+  ``--build_id``/``--wheel_sha256`` name the code in lineage; the Beam options go to its steps:
+  on Dataflow (``runner``) they run in the build's SDK container (``beam_pipelines_container_repo``
+  is required: the ML steps need TFDV and scikit-learn on the workers), named and labelled by the
+  build id, with the prod temp/staging locations and the workers' service account and network.
+  """
+  settings = settings or {}
+  options: Dict[str, object] = {
+      'bucket': bucket, 'env': PROD, 'pipeline': pipeline, 'build_id': variables['build_id'],
+      'wheel_sha256': variables['sha256'], 'runner': runner or 'DataflowRunner'}
+  if options['runner'] == 'DataflowRunner':
+    repository = settings.get('beam_pipelines_container_repo')
+    if not repository:
+      raise ValueError('continuous training on Dataflow needs beam_pipelines_container_repo: its '
+                       'steps run in the build\'s SDK container (TFDV, scikit-learn)')
+    extra = {'project': project, 'region': region,
+             'temp_location': variables.get('temp_location'),
+             'staging_location': variables.get('staging_location'),
+             'sdk_container_image': container_image(repository, variables['build_id'])}
+    for variable, option in DATAFLOW_VARIABLES.items():
+      extra[option] = settings.get(variable)
+    extra['max_num_workers'] = extra['max_num_workers'] or DEFAULT_MAX_WORKERS
+    options.update({key: value for key, value in extra.items() if value})
+    if settings.get('dataflow_subnetwork'):
+      options['no_use_public_ips'] = True
+  return options
 
 
 def container_image(repository: str, build_id: str) -> str:

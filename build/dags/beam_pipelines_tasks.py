@@ -48,6 +48,7 @@ WHEEL_DIR = "{{ var.value.get('beam_pipelines_wheel_dir', '%s') }}" % support.DE
 # The optional Composer variables of the Dataflow jobs (service account, network, zone, cap, image).
 SETTINGS = {name: "{{ var.value.get('%s', '') }}" % name
             for name in [*support.DATAFLOW_VARIABLES, 'beam_pipelines_container_repo']}
+CT_RUNNER = "{{ var.value.get('beam_pipelines_ct_runner', 'DataflowRunner') }}"
 
 
 class BeamRunWheelOperator(BeamRunPythonPipelineOperator):
@@ -92,10 +93,17 @@ def _record(bucket: str, variables: Dict[str, str], results: list, workflows: Li
     raise AirflowFailException(str(error)) from None
 
 
-def read_variables_task(env: str) -> PythonOperator:
+# The build a test DAG run was triggered for (``--conf '{"build_id": "..."}'``); empty: the build
+# variables.json names (a run started by hand).
+CONF_BUILD_ID = ("{{ dag_run.conf.get('build_id', '') if dag_run is defined and dag_run.conf "
+                 "else '' }}")
+
+
+def read_variables_task(env: str, *, by_conf: bool = False) -> PythonOperator:
+  """The environment's variables; with ``by_conf``, those of the build the run's conf names."""
   return PythonOperator(
       task_id='read_variables', python_callable=support.read_variables,
-      op_kwargs={'bucket': BUCKET, 'env': env})
+      op_kwargs={'bucket': BUCKET, 'env': env, 'build_id': CONF_BUILD_ID if by_conf else ''})
 
 
 def stage_wheel_task() -> PythonOperator:
@@ -145,3 +153,40 @@ def record_passed_task(workflows: List[str]) -> PythonOperator:
                  'results': results, 'workflows': list(workflows), 'runner': RUNNER,
                  'tested_by': 'composer:{{ dag.dag_id }}/{{ run_id }}',
                  'code': "{{ ti.xcom_pull(task_ids='stage_wheel') }}"})
+
+
+def _prepare_ct(variables: Dict[str, str], pipeline: str, wheel: str, bucket: str, runner: str,
+                project: str, region: str, settings: Dict[str, str]) -> Dict[str, object]:
+  return {'options': support.ct_options(variables, pipeline, bucket, runner, project, region,
+                                        settings),
+          'requirements': support.ct_requirements(wheel)}
+
+
+def ct_tasks(pipeline: str):
+  """prepare -> run continuous training of one declared pipeline; returns (first, last) task.
+
+  The run is the deployed build's ``python -m beam_pipelines.ct`` in a fresh venv (the provider's
+  operator is only its launcher: ``runner`` DirectRunner means "a local process" to it; the
+  steps' runner is ct's own ``--runner``, given last). Exit statuses as `invoke ct`: 1 (a span
+  stopped at validation) and 3 (NOT_BLESSED) fail the task for a person to look at; no retry:
+  a second run would skip the spans the first recorded.
+  """
+  prepare = PythonOperator(
+      task_id=f'prepare_ct_{pipeline}', python_callable=_prepare_ct,
+      op_kwargs={'variables': "{{ ti.xcom_pull(task_ids='read_variables') }}",
+                 'pipeline': pipeline, 'wheel': "{{ ti.xcom_pull(task_ids='stage_wheel') }}",
+                 'bucket': BUCKET, 'runner': CT_RUNNER, 'project': PROJECT, 'region': REGION,
+                 'settings': SETTINGS})
+  pulled = "{{ ti.xcom_pull(task_ids='prepare_ct_%s')" % pipeline
+  run = BeamRunWheelOperator(
+      task_id=f'ct_{pipeline}',
+      py_file='beam_pipelines.ct',
+      py_options=['-m'],
+      py_requirements=pulled + "['requirements'] }}",
+      py_system_site_packages=False,
+      runner='DirectRunner',  # the launcher of ct's process; its steps' runner is in the options
+      pipeline_options=pulled + "['options'] }}",
+      retries=0,
+      execution_timeout=datetime.timedelta(hours=6))
+  prepare >> run
+  return prepare, run

@@ -1,8 +1,11 @@
 """Test DAG (the tutorial's test_word_count): run the build under test on the test inputs, compare
 every output with its golden reference, and record the run's evidence for the prod deploy to check.
 
-Triggered by Cloud Build (build/cloudbuild.yaml) after `invoke test` has uploaded the build and
-written <bucket>/test/variables.json. Composer variables: see beam_pipelines_support.AIRFLOW_VARIABLES.
+Triggered by Cloud Build (build/cloudbuild.yaml) after `invoke test` has uploaded the build, with
+the build id as run conf ({"build_id": "..."}): the run tests that build, from its own
+<bucket>/test/variables/<build_id>.json, and records its verdict on it, even when it was queued
+behind another build's run. Started by hand without conf, it tests the build test/variables.json
+names. Composer variables: see beam_pipelines_support.AIRFLOW_VARIABLES.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ with DAG(
     render_template_as_native_obj=True,
     tags=['beam-pipelines', 'test'],
 ) as dag:
-  read_variables = tasks.read_variables_task('test')
+  read_variables = tasks.read_variables_task('test', by_conf=True)
   stage_wheel = tasks.stage_wheel_task()
   record_passed = tasks.record_passed_task(WORKFLOWS)
   read_variables >> stage_wheel
