@@ -234,13 +234,64 @@ def _lock_version(package: str) -> str:
   return match.group(1)
 
 
-def test_the_container_is_beams_image_of_the_locked_version_with_the_lock():
-  dockerfile = (REPO / 'build' / 'container' / 'Dockerfile').read_text()
-  assert re.search(r'^ARG BEAM_SDK_IMAGE=apache/beam_python3\.11_sdk:(\S+)$', dockerfile,
+def _stages(dockerfile: str) -> dict:
+  """{stage name: its instructions} of a multi-stage Dockerfile (the last, unnamed, as '')."""
+  stages, name = {}, None
+  for line in dockerfile.replace('\\\n', ' ').splitlines():
+    if line.startswith('FROM '):
+      words = line.split()
+      name = words[3] if len(words) > 3 and words[2].upper() == 'AS' else ''
+      stages[name] = [line]
+    elif name is not None and line.strip() and not line.startswith('#'):
+      stages[name].append(line)
+  return stages
+
+
+DOCKERFILE = (REPO / 'build' / 'container' / 'Dockerfile').read_text()
+
+
+def test_the_container_has_beams_boot_of_the_locked_version_and_only_the_locks_packages():
+  assert re.search(r'^ARG BEAM_SDK_IMAGE=apache/beam_python3\.11_sdk:(\S+)$', DOCKERFILE,
                    re.M).group(1) == _lock_version('apache-beam')
-  assert 'COPY requirements/lock.txt lock.txt' in dockerfile and 'COPY dist/*.whl ./' in dockerfile
-  assert re.search(r'pip install [^\n]*-c lock\.txt "\$\{wheel\}\[ml\]"', dockerfile)
-  assert 'pip check' in dockerfile
+  python = re.search(r'^ARG PYTHON_IMAGE=python:(3\.11\.\d+)-slim', DOCKERFILE, re.M)
+  assert python, 'a plain Python 3.11 base: nothing installed but the lock\'s packages'
+  sdk = _stages(DOCKERFILE)['sdk']
+  assert 'COPY --from=beam /opt/apache/beam /opt/apache/beam' in sdk
+
+
+def test_the_lock_layer_comes_before_the_wheel_so_builds_reuse_it():
+  sdk = _stages(DOCKERFILE)['sdk']
+  lock_install = next(i for i, line in enumerate(sdk) if '-r runtime.txt -c lock.txt' in line)
+  wheel_copy = sdk.index('COPY dist/*.whl ./')
+  assert lock_install < wheel_copy
+  assert 'pip check' in sdk[lock_install]  # the lock's resolution, checked on its own
+  wheel_install = sdk[wheel_copy + 1]
+  assert '--no-deps' in wheel_install and 'pip check' in wheel_install
+  # What the lock layer installs is the wheel's own requirements (setup.py, read not run).
+  sys.path.insert(0, str(REPO / 'build' / 'container'))
+  try:
+    import runtime_requirements
+  finally:
+    sys.path.pop(0)
+  source = (REPO / 'setup.py').read_text()
+  namespace: dict = {'__file__': str(REPO / 'setup.py')}  # setup.py's lists, run up to setup()
+  exec(compile(source.split('setuptools.setup(')[0], 'setup.py', 'exec'), namespace)
+  assert runtime_requirements.runtime_requirements(source) == [
+      *namespace['INSTALL_REQUIRES'], *namespace['EXTRAS_REQUIRE']['ml']]
+
+
+def test_one_image_serves_workers_and_the_flex_template_launcher():
+  """Google's contract for one image in both roles: Beam's boot is the ENTRYPOINT of every
+  stage that is pushed; the launcher binary and the template's main file are beside it."""
+  stages = _stages(DOCKERFILE)
+  for name in ('sdk', 'sdk-and-launcher'):
+    entrypoints = [line for line in stages[name] if line.startswith('ENTRYPOINT')]
+    assert entrypoints == ['ENTRYPOINT ["/opt/apache/beam/boot"]'], name
+  launcher = stages['sdk-and-launcher']
+  assert stages['sdk-and-launcher'][0] == 'FROM sdk AS sdk-and-launcher'
+  assert any('/opt/google/dataflow/python_template_launcher' in line for line in launcher)
+  assert 'ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py' in launcher
+  assert stages[''] == ['FROM sdk']  # the default target is the workers' image
 
 
 def test_the_container_step_tags_by_the_harness_build_id_before_the_test():
@@ -248,13 +299,15 @@ def test_the_container_step_tags_by_the_harness_build_id_before_the_test():
   order = list(steps)
   assert order.index('build') < order.index('container') < order.index('test')
   script = steps['container']['args'][1]
-  assert 'docker build -f build/container/Dockerfile -t "${_CONTAINER_REPO}/sdk:$${build_id}"' in (
-      script)
-  assert 'docker push "${_CONTAINER_REPO}/sdk:$${build_id}"' in script
+  assert '-t "$${image}:$${build_id}"' in script and 'image="${_CONTAINER_REPO}/sdk"' in script
+  assert 'docker push "$${image}:$${build_id}"' in script
+  assert '--cache-from "$${image}:latest"' in script  # the lock layer of the last build
+  assert 'target=sdk-and-launcher' in script
   assert 'dist/manifest.json' in script
-  # The DAGs' container repository is the one pushed to.
+  # The DAGs' container repository is the one pushed to; the Flex Template uses the same image.
   assert 'beam_pipelines_container_repo=${_CONTAINER_REPO}/sdk' in (
       steps['set-composer-variables']['args'][1])
+  assert '--image "${_CONTAINER_REPO}/sdk:$${build_id}"' in steps['flex-template']['args'][1]
 
 
 def test_cloud_build_sets_every_composer_variable_the_dags_read():
@@ -285,8 +338,7 @@ def test_the_flex_template_parameters_are_the_word_counts_flags():
       re.compile(regex)
   main = (REPO / 'build' / 'flex-template' / 'wordcount_main.py').read_text()
   assert 'wordcount.run()' in main
-  assert 'FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py' in (
-      REPO / 'build' / 'container' / 'Dockerfile').read_text()
+  assert 'FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py' in DOCKERFILE
   steps = _steps(CLOUD_BUILD[0])
   assert '--metadata-file build/flex-template/wordcount-metadata.json' in (
       steps['flex-template']['args'][1])
@@ -313,3 +365,12 @@ def test_submit_build_records_the_commit_for_an_upload_without_git(tmp_path):
   (project / '.git').rename(tmp_path / 'git-moved-away')  # what the upload holds
   commit, dirty, epoch = identity.git_info(project)
   assert (commit, dirty, str(epoch)) == (*head.split()[:1], False, head.split()[1])
+
+
+def test_the_locks_resolution_passes_pip_check():
+  """Why the container's `pip check` passes: it holds only packages of requirements/lock.txt (on a
+  plain Python image), one consistent resolution, which this venv, built from the same lock,
+  shows: pip finds every requirement of every installed package satisfied."""
+  done = subprocess.run([sys.executable, '-m', 'pip', 'check'], capture_output=True, text=True,
+                        timeout=120)
+  assert done.returncode == 0, done.stdout + done.stderr
