@@ -27,7 +27,7 @@ from invoke import Collection, Exit, Program
 from invoke import task as invoke_task
 
 from beam_pipelines import runtime
-from beam_pipelines.ct import views
+from beam_pipelines.ct import vertex, views
 from beam_pipelines.ct.cli import json_line
 from beam_pipelines.ct.cli import read_result as read_ct_result
 from beam_pipelines.ct.definition import choose_pipeline, declared_pipelines
@@ -413,6 +413,7 @@ def model_promote(c, version=None, reason='', override_blessing=None, pipeline=N
     event = reg.promote(int(version), reason, override_blessing)
     _say(f'model-promote: production is v{reg.aliases()["production"]}'
          + ('' if event else ' (already)'))
+    vertex.mirror_after(reg, _pipeline(pipeline))  # opt-in: $BEAM_PIPELINES_VERTEX_REGISTRY
 
 
 @task(name='model-rollback')
@@ -428,6 +429,7 @@ def model_rollback(c, reason='', override_blessing=None, pipeline=None, bucket=N
     reg = _registry(_bucket(bucket), pipeline)
     event = reg.rollback(reason, override_blessing)
     _say(f'model-rollback: {describe_moves(event["moves"])}')
+    vertex.mirror_after(reg, _pipeline(pipeline))  # opt-in: $BEAM_PIPELINES_VERTEX_REGISTRY
 
 
 @task

@@ -174,7 +174,10 @@ def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
 
 def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]]:
   """Runs parsed flags; returns (the outcome of each span, what the JSON line says besides)."""
-  from beam_pipelines.ct import demo  # imports Beam and the pipelines: only when a command runs
+  from beam_pipelines.ct import (
+    demo,  # imports Beam and the pipelines: only when a command runs
+    vertex,
+  )
   from beam_pipelines.ct.loop import (  # imports Beam, TFDV, the pipelines: only when run
     ContinuousTraining,
     CtError,
@@ -233,6 +236,7 @@ def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]
     return [ct.readmit(args.readmit, args.reason)], dict(_where(ct), mode='readmit')
   outcomes = ct.run(args.span, args.force)
   summarise(ct, outcomes)
+  vertex.mirror_after(ct.registry, ct.definition.name)  # opt-in: $BEAM_PIPELINES_VERTEX_REGISTRY
   return outcomes, dict(_where(ct), mode='run')
 
 
