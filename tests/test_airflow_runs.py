@@ -200,3 +200,47 @@ def test_a_run_conf_naming_another_build_than_its_variables_is_refused(composer)
     support.read_variables(str(composer.bucket), 'test', '../prod')
   assert support.read_variables(str(composer.bucket), 'test', composer.build_id)['build_id'] == (
       composer.build_id)
+
+
+def test_the_ct_dag_runs_the_deployed_builds_ct_on_a_span_landed_on_gcs(tmp_path_factory):
+  """The prod build's DAG files (`invoke dags --env prod`) in a local Airflow, the bucket on a
+  local GCS server: the CT DAG stages the deployed wheel, installs it with its `ml` extra under the
+  build's lock in the task's venv, and runs its `ct` on the landed span (steps on the
+  DirectRunner here, the Composer variable beam_pipelines_ct_runner): the model is pushed, and its
+  lineage names the deployed build."""
+  from beam_pipelines.ct import demo, registry
+  from beam_pipelines.ct.paths import CtPaths
+  from beam_pipelines.store import bucket as bucket_io
+
+  from gcs import EMULATOR_ENV_VAR, storage_emulator
+  if not AIRFLOW.exists():
+    pytest.fail(f'{AIRFLOW} is missing: run scripts/install.sh')
+  root = tmp_path_factory.mktemp('ct-dag')
+  project = make_project(root / 'project')
+  with storage_emulator() as gcs, pytest.MonkeyPatch.context() as patch:
+    patch.setenv(EMULATOR_ENV_VAR, gcs.url)
+    url, extra = gcs.path(), {EMULATOR_ENV_VAR: gcs.url}
+    deployed = invoke(project, url, 'build', '--no-checks', 'test', 'deploy', **extra)
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    build_id = bucket_io.read_json(layout.Env(url, layout.PROD).variables)['build_id']
+    staged = invoke(project, url, 'dags', '--env', 'prod', '--out', str(root / 'dags'), **extra)
+    assert staged.returncode == 0, staged.stderr[-3000:]
+    span = demo.land(CtPaths(url, 'taxi').landing, demo.DEMO_SPANS[0])
+    path = f'{AIRFLOW.parent}{os.pathsep}{os.environ.get("PATH", "")}'
+    env = dict(os.environ, PATH=path, AIRFLOW_HOME=str(root / 'airflow'),
+               AIRFLOW__CORE__DAGS_FOLDER=str(root / 'dags'),
+               AIRFLOW__CORE__LOAD_EXAMPLES='False', AIRFLOW_VAR_BEAM_PIPELINES_BUCKET=url,
+               AIRFLOW_VAR_BEAM_PIPELINES_CT_RUNNER='DirectRunner',
+               AIRFLOW_VAR_BEAM_PIPELINES_WHEEL_DIR=str(root / 'wheels'), **extra)
+    for name in ('PYTHONPATH', signing.SIGNING_KEY_ENV_VAR):
+      env.pop(name, None)
+    migrated = subprocess.run([str(AIRFLOW), 'db', 'migrate'], env=env, capture_output=True,
+                              text=True, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    composer = types.SimpleNamespace(env=env)
+    assert dags_test(composer, 'beam_pipelines_ct') == 'success'
+    reg = registry.Registry(CtPaths(url, 'taxi').registry)
+    assert reg.numbers() == [1] and reg.aliases()['production'] == 1
+    lineage = bucket_io.read_json(reg.record(1)['lineage'])
+    assert lineage['code']['build_id'] == build_id and lineage['code']['source'] == 'deployed-wheel'
+    assert lineage['data']['span'].rstrip('/').endswith(span.rstrip('/').rsplit('/', 1)[-1])
