@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import importlib.metadata
+import json
 import pathlib
+import urllib.parse
 from typing import Dict, List, Optional, Sequence, cast
 
 import beam_pipelines
@@ -78,12 +81,28 @@ def code_fingerprint(package: Optional[pathlib.Path] = None) -> str:
   return digest.hexdigest()
 
 
+def installed_wheel_sha256() -> Optional[str]:
+  """The sha256 of the wheel file this package was installed from, when pip or uv installed it
+  from a local wheel (its ``direct_url.json``, PEP 610, names the file, as a Composer task's venv
+  does): None for a source tree, an editable install, or a wheel file no longer there."""
+  try:
+    direct = importlib.metadata.distribution('beam-pipelines').read_text('direct_url.json')
+  except importlib.metadata.PackageNotFoundError:
+    return None
+  url = (json.loads(direct) or {}).get('url', '') if direct else ''
+  if not url.startswith('file://') or not url.endswith('.whl'):
+    return None
+  path = pathlib.Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+  return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def code_identity(build_id: Optional[str] = None,
                   wheel_sha256: Optional[str] = None) -> CodeIdentity:
   """Which code runs: the deployed wheel (build id + wheel sha256) or the source tree (git commit).
 
   A process started from an installed deployed wheel (``harness.install``) finds the wheel's
-  sha256 in the install directory's marker; a ``wheel_sha256`` given that disagrees is refused.
+  sha256 in the install directory's marker, one installed by pip or uv from a wheel file (a
+  Composer task's venv) in that file; a ``wheel_sha256`` given that disagrees is refused.
   """
   package = _package_dir()
   version, fingerprint = beam_pipelines.__version__, code_fingerprint(package)
@@ -95,6 +114,13 @@ def code_identity(build_id: Optional[str] = None,
                          f'refusing to record a wrong lineage')
     return CodeIdentity(version=version, fingerprint=fingerprint, source='deployed-wheel',
                         build_id=build_id, wheel_sha256=installed)
+  from_wheel = installed_wheel_sha256()
+  if from_wheel:
+    if wheel_sha256 and wheel_sha256 != from_wheel:
+      raise LineageError(f'this code was installed from wheel {from_wheel}, not {wheel_sha256}: '
+                         f'refusing to record a wrong lineage')
+    return CodeIdentity(version=version, fingerprint=fingerprint, source='deployed-wheel',
+                        build_id=build_id, wheel_sha256=from_wheel)
   repo = package.parent
   commit, dirty, _ = git_info(repo)
   return CodeIdentity(version=version, fingerprint=fingerprint, source='source-tree',
