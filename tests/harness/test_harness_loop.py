@@ -54,8 +54,10 @@ def test_manifest_has_every_field(loop):
     assert field in manifest
   assert manifest['name'] == 'beam-pipelines' and manifest['git_dirty'] is False
   assert manifest['source_date_epoch'] == 315532800  # 1980-01-01: the same with or without .git
-  assert set(manifest['files']) >= {manifest['wheel'], manifest['sdist'],
-                                    'workflows/wordcount.json', 'workflows/wordcount_test.json'}
+  assert set(manifest['files']) >= {manifest['wheel'], manifest['sdist'], 'lock.txt',
+                                    'workflows/wordcount.json', 'workflows/wordcount_test.json',
+                                    'dags/beam_pipelines_test_dag.py'}
+  assert 'deploy.lock' not in manifest['files']  # the lock ships under its own name
 
 
 def test_test_step_ran_the_uploaded_wheel_not_the_source_tree(loop, project):
