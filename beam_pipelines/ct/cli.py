@@ -174,8 +174,8 @@ def run(argv: Optional[Sequence[str]] = None) -> List[SpanOutcome]:
 
 def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]]:
   """Runs parsed flags; returns (the outcome of each span, what the JSON line says besides)."""
-  from beam_pipelines.ct import (
-    demo,  # imports Beam and the pipelines: only when a command runs
+  from beam_pipelines.ct import (  # Beam, the pipelines, Vertex AI's SDK: only when a command runs
+    demo,
     vertex,
   )
   from beam_pipelines.ct.loop import (  # imports Beam, TFDV, the pipelines: only when run
@@ -184,7 +184,7 @@ def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]
     CtOptions,
     check_all,
   )
-  from beam_pipelines.ct.steps import StepDidNotRun
+  from beam_pipelines.ct.steps import StepDidNotRun  # imports Beam: only when a command runs
   dry_run = submission.is_dry_run(args.beam_args)
   if args.check:
     if not args.output:
