@@ -109,16 +109,22 @@ def test_the_second_span_trains_on_a_window_of_two(team):
 def test_a_corrupted_span_is_not_blessed_and_production_stays(team):
   done = team.done['ct_corrupted']
   assert done.returncode == 3, out(done)[-4000:]
-  assert "vs production's registered" in out(done)
+  assert 'not blessed by the holdout judgement' in out(done)
   assert team.after_corrupted['production'] == team.after_february['production']
 
 
-def test_only_the_bound_on_the_registered_metric_sees_the_corruption(team):
+def test_only_the_fixed_holdout_sees_the_corruption(team):
   """On the corrupted eval split production does no better than the candidate: TFMA's same-data
-  comparison passes; the drop from production's registered AUC is what refuses the model."""
+  comparison passes; scored on the pipeline's fixed holdout, the candidate falls below production
+  on the same rows, and that refuses the model."""
   lineage = json.loads(open(team.registry.record(3)['lineage']).read())
   evaluation = pathlib.Path(lineage['steps']['evaluation']['outputs'])
   checks = json.loads((evaluation / 'blessing.json').read_text())['checks']
-  assert [c['kind'] for c in checks if not c['passed']] == ['registered_change']
+  assert [c for c in checks if not c['passed']] == []
+  holdout = pathlib.Path(lineage['steps']['holdout_evaluation']['outputs'])
+  held = json.loads((holdout / 'blessing.json').read_text())
+  assert held['status'] == 'NOT_BLESSED'
+  assert [(c['kind'], c['metric']) for c in held['checks'] if not c['passed']] == [
+      ('change_threshold', 'auc')]
   same_data = next(c for c in checks if c['kind'] == 'change_threshold')
   assert same_data['passed'] and same_data['candidate'] >= same_data['baseline']

@@ -48,6 +48,7 @@ from beam_pipelines.ct.outcomes import (
   CheckSummary,
   PipelineCheck,
   SpanOutcome,
+  combined_decision,
 )
 from beam_pipelines.ct.paths import (
   CACHE,
@@ -522,14 +523,11 @@ class ContinuousTraining:
                                rubber_stamped=evaluation.rubber_stamped)
     if holdout is None or not steps.holdout_judged(self.definition):
       return decision
-    judged = {'eval_split': evaluation, 'holdout': holdout.result}
-    failed = [name for name, result in judged.items() if not result.blessed]
-    status = artifacts.NOT_BLESSED if failed else artifacts.BLESSED
-    message = '; '.join(f'{name.replace("_", " ")}: {result.message}'
-                        for name, result in judged.items()
-                        if not failed or name in failed)
+    status, message, failed = combined_decision({
+        'eval_split': (evaluation.status, evaluation.message),
+        'holdout': (holdout.result.status, holdout.result.message)})
     return BlessingSummary(
-        status=status, message=f'{status}: {message}',
+        status=status, message=message,
         rubber_stamped=evaluation.rubber_stamped and holdout.result.rubber_stamped,
         eval_split=JudgementSummary(status=evaluation.status, message=evaluation.message),
         holdout=JudgementSummary(status=holdout.result.status, message=holdout.result.message),

@@ -6,7 +6,7 @@ Nothing here imports Beam: the harness reads these records without loading the p
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 from beam_pipelines.ml.results import Number
 from beam_pipelines.store import bucket
@@ -20,6 +20,20 @@ FAILED, READMITTED = 'failed', 'readmitted'
 REFUSED = (STOPPED, FAILED, NOT_BLESSED)  # out of training windows and drift baselines
 RERUN_ON_CHANGE = (STOPPED, FAILED)  # run again once the schema, spec or code changed
 CHECKED = 'checked'  # the level-2 check of `invoke test` evaluated a model (nothing pushed)
+
+
+BLESSED_STATUS, NOT_BLESSED_STATUS = 'BLESSED', 'NOT_BLESSED'
+
+
+def combined_decision(judged: Dict[str, Tuple[str, str]]) -> Tuple[str, str, List[str]]:
+  """The blessing of a CT run from each judgement's (status, message), in order (the eval split,
+  then the fixed holdout): (BLESSED only when each is, the message naming the failed judgements,
+  or every one when none failed, the failed judgements' names)."""
+  failed = [name for name, (status, _) in judged.items() if status != BLESSED_STATUS]
+  status = NOT_BLESSED_STATUS if failed else BLESSED_STATUS
+  message = '; '.join(f'{name.replace("_", " ")}: {text}' for name, (_, text) in judged.items()
+                      if not failed or name in failed)
+  return status, f'{status}: {message}', failed
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,7 @@ from beam_pipelines.ct.definition import (
   definition_path,
   load_definition,
 )
+from beam_pipelines.ct.outcomes import combined_decision
 from beam_pipelines.ct.paths import CT_DIR, LINEAGE_FILE, REGISTRY_DIR, RUNS, CtPaths
 from beam_pipelines.ct.registry import ALIASES, Registry
 from beam_pipelines.harness.deploy import approval_required, history
@@ -312,6 +313,11 @@ def run_reason(run: LineageRecord) -> str:
   if run.get('reason'):
     return str(run.get('reason'))
   decision = str(evaluation.get('message') or '')
+  holdout = steps.get('holdout_evaluation') or {}
+  if decision and holdout.get('judged') and (holdout.get('result') or {}).get('message'):
+    decision = combined_decision({
+        'eval_split': (str(evaluation.get('status')), decision),
+        'holdout': (str(holdout['result'].get('status')), str(holdout['result']['message']))})[1]
   if status == 'registered':
     pushed = cast(Dict[str, object], run.get('parameters') or {}).get('push', True)
     why = ('--no_push' if pushed is False else

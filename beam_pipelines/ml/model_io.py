@@ -20,7 +20,6 @@ import json
 import logging
 import pickle
 import platform
-import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, TypedDict, cast
 
 from beam_pipelines.ml import artifacts
@@ -85,46 +84,29 @@ def model_paths(model_dir: str):
           layout.join(model_dir, artifacts.MODEL_METADATA_FILE))
 
 
-class _InterningUnpickler(pickle._Unpickler):
-  """Python's own unpickler, with every string it creates interned (``sys.intern``)."""
-
-  dispatch = dict(pickle._Unpickler.dispatch)
-
-
-def _interning(load):
-  def load_interned(self):
-    load(self)
-    self.stack[-1] = sys.intern(self.stack[-1])
-  return load_interned
-
-
-for _opcode in (pickle.SHORT_BINUNICODE, pickle.BINUNICODE, pickle.BINUNICODE8, pickle.UNICODE):
-  _InterningUnpickler.dispatch[_opcode[0]] = _interning(_InterningUnpickler.dispatch[_opcode[0]])
-
-
-def canonical(model: Any) -> Any:
-  """The same model with every equal string one object, so that its pickle depends only on its
-  content. Pickle writes a string a second time as a reference to the first only when both are
-  the same object; which equal strings are shared depends on the process's history (a model
-  loaded earlier, interned constants), so the same fit could give different bytes, hence a
-  different sha256 and a new registry version. A round trip through an unpickler that interns
-  every string makes the sharing canonical."""
-  return _InterningUnpickler(io.BytesIO(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))).load()
+def model_bytes(model: Any) -> bytes:
+  """The pickle of ``model`` written without pickle's memo (``Pickler.fast``): every object in
+  full where it occurs, so the bytes depend only on the model's content. With the memo, an equal
+  string or tuple met twice is written once when both are one object, which depends on the
+  process's history (a model loaded before, modules imported): the same fit gave different
+  bytes, hence another sha256 and a new registry version. ``joblib.load`` reads these bytes."""
+  buffer = io.BytesIO()
+  pickler = pickle.Pickler(buffer, protocol=4)
+  pickler.fast = True  # no memo: nothing depends on which equal objects are one object
+  pickler.dump(model)
+  return buffer.getvalue()
 
 
 def save_model(model: Any, model_dir: str, *, numeric: Sequence[str], categorical: Sequence[str],
                label: str, spec_fingerprint: str, data: TrainingData,
                hyperparameters: Mapping[str, object],
                extra: Optional[Mapping[str, object]] = None) -> ModelMetadata:
-  """Pickles ``model`` with joblib (in its ``canonical`` form: the same fit gives the same bytes in
-  any process) and writes it and its metadata atomically; returns the metadata.
+  """Pickles ``model`` (``model_bytes``: the same fit gives the same bytes in any process; read
+  with joblib) and writes it and its metadata atomically; returns the metadata.
 
   ``data`` describes the training data: at least ``fingerprint`` (sha256 of the shards).
   """
-  import joblib
-  buffer = io.BytesIO()
-  joblib.dump(canonical(model), buffer)
-  payload = buffer.getvalue()
+  payload = model_bytes(model)
   model_path, metadata_path = model_paths(model_dir)
   metadata = cast(ModelMetadata, {
       'format_version': FORMAT_VERSION,

@@ -127,8 +127,8 @@ def _metrics_table(left: Side, right: Side, a: Scored, b: Scored) -> str:
     rows.append([metric, page.cell(va, f'metric.{metric}.left'),
                  page.cell(vb, f'metric.{metric}.right'),
                  page.cell(_difference(metric, va, vb), f'metric.{metric}.difference')])
-  return page.table(['metric', f'v{left.version}', f'v{right.version}',
-                     f'difference (v{right.version} - v{left.version})'], rows)
+  return page.scroll(page.table(['metric', f'v{left.version}', f'v{right.version}',
+                                f'difference (v{right.version} - v{left.version})'], rows))
 
 
 def _roc(name: str, left: Side, right: Side, a: Scored, b: Scored) -> str:
@@ -150,24 +150,26 @@ def _summary(left: Side, right: Side) -> str:
     rows.append([f'<td class="text" data-key="side.v{side.version}">{version}</td>', side.span,
                  page.cell(side.blessing, f'v{side.version}.blessing', side.blessing or ''),
                  ', '.join(side.aliases) or 'none', side.registered_at or 'n/a'])
-  return page.table(['version', 'span', 'blessing', 'aliases now', 'registered at'], rows)
+  return page.scroll(page.table(['version', 'span', 'blessing', 'aliases now', 'registered at'],
+                                rows))
 
 
 def _parameters(left: Side, right: Side) -> str:
   changed, equal = parameter_diff(left.parameters, right.parameters)
   out = []
   if changed:
-    out.append(page.table(
+    out.append(page.scroll(page.table(
         ['parameter', f'v{left.version}', f'v{right.version}'],
         [[f'<td class="text" data-key="param.{html.escape(k)}">{html.escape(k)}</td>',
           page.cell(parameter_text(a), f'param.{k}.left'),
           page.cell(parameter_text(b), f'param.{k}.right')]
-         for k, a, b in changed]))
+         for k, a, b in changed])))
   else:
     out.append('<p data-key="params.same">Same parameters.</p>')
   if equal:
     out.append(f'<details><summary>{len(equal):,} parameter(s) equal in both</summary>'
-               + page.table(['parameter', 'value'], [[k, parameter_text(v)] for k, v in equal])
+               + page.scroll(page.table(['parameter', 'value'],
+                                        [[k, parameter_text(v)] for k, v in equal]))
                + '</details>')
   return ''.join(out)
 
