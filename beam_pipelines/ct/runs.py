@@ -301,8 +301,17 @@ def interval_text(interval: Optional[Mapping[str, Any]]) -> str:
   return f'{interval["difference"]:+.4f}{bounds}'
 
 
+def param_text(value: Any) -> str:
+  """A parameter as pipeline.yaml writes it: 0.05 not 0.0500, 1000 not 1,000, true."""
+  if isinstance(value, bool):
+    return 'true' if value else 'false'
+  if isinstance(value, float):
+    return f'{value:g}'
+  return 'null' if value is None else str(value)
+
+
 def params_text(params: Mapping[str, Any]) -> str:
-  return ', '.join(f'{k}={number(v, 6)}' for k, v in params.items()) or 'none'
+  return ', '.join(f'{k}={param_text(v)}' for k, v in params.items())
 
 
 def runs_lines(runs: Sequence[RunDocument], metric: str) -> List[str]:
@@ -313,7 +322,7 @@ def runs_lines(runs: Sequence[RunDocument], metric: str) -> List[str]:
            f'{"vs baseline [95% CI]":27s} params'
   lines = [header]
   for i, run in enumerate(ranked(runs, metric), 1):
-    shown = run.get('overrides') or run.get('params') or {}
+    shown = run.get('overrides') or run.get('params') or {}  # a variant: what it changed
     lines.append(f'{i:>2}  {run["run_id"]:34s} {run["kind"]:10s} {run["status"]:12s} '
                  f'{number(metric_value(run, metric)):>8s}  '
                  f'{interval_text((run.get("comparison") or {}).get(metric)):27s} '
