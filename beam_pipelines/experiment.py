@@ -256,7 +256,8 @@ def experiment(definition: PipelineDefinition, bucket_url: str, env: str,
            f'{data_sha256[:12]}); baseline: '
            f'{f"production v{baseline.version}" if baseline else "none (no production yet)"}')
   cache = StepCache(paths.cache)
-  done_runs, production = [], None
+  done_runs: List[runs.RunDocument] = []
+  production: Optional[Dict[str, Any]] = None
   for index, (override, params) in enumerate(zip(overrides, checked), 1):
     run_id = f'{experiment_id}-{index:02d}'
     started = layout.now_utc()
@@ -273,7 +274,7 @@ def experiment(definition: PipelineDefinition, bucket_url: str, env: str,
                             f'{verdict.message}; report {verdict.report}')
     evaluation = done.evaluation.result
     eval_sha256, rows = runs.eval_rows(done.features.directory)
-    record = runs.RunDocument(
+    run = runs.RunDocument(
         run_id=run_id, kind=runs.EXPERIMENT, pipeline=definition.name, status=runs.EVALUATED,
         started_at=started, finished_at=layout.now_utc(), experiment_id=experiment_id,
         experiment_run=None, params=params, overrides=override, metric=metric,
@@ -289,9 +290,9 @@ def experiment(definition: PipelineDefinition, bucket_url: str, env: str,
             model_sha256=done.training.result.model_sha256,
             evaluation_dir=done.evaluation.directory, lineage=None),
         model_version=None, reason=None, error=None)
-    bucket.write_json(runs.run_path(paths, run_id, runs.EXPERIMENT), record)
-    done_runs.append(record)
-    production = dict(record['baseline']) if record.get('baseline') else None
+    bucket.write_json(runs.run_path(paths, run_id, runs.EXPERIMENT), run)
+    done_runs.append(run)
+    production = dict(run['baseline'] or {}) if run.get('baseline') else None
   return Experiment(experiment_id, definition.name, metric, runs.ranked(done_runs, metric),
                     production)
 

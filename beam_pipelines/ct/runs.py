@@ -192,8 +192,8 @@ def from_lineage(document: LineageDocument, pipeline: str, lineage_path: str,
   trained = cast(Dict[str, Any], training.get('result') or {})
   evaluated = cast(Dict[str, Any], evaluation.get('result') or {})
   eval_sha256, rows = eval_rows(features.get('outputs'))
-  data = document.get('data') or {}
-  model = document.get('model') or {}
+  data = cast(Dict[str, Any], document.get('data') or {})
+  model = cast(Dict[str, Any], document.get('model') or {})
   forward = cast(Dict[str, Any], steps.get('forward_evaluation') or {})
   intervals = comparison(evaluation.get('outputs'))
   record = RunDocument(
