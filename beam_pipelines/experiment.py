@@ -231,8 +231,7 @@ def experiment(definition: PipelineDefinition, bucket_url: str, env: str,
                beam_args: Sequence[str] = ()) -> Experiment:
   """Trains and evaluates each variant (``overrides`` of the train section) on the same window,
   against production; writes a run record each (``ct.runs``). Production is only read."""
-  from beam_pipelines.ct import lineage, loop, registry, steps  # imports Beam (see above)
-  from beam_pipelines.ct.cache import StepCache
+  from beam_pipelines.ct import cache, lineage, loop, registry, steps  # imports Beam (see above)
   paths = CtPaths(bucket_url, definition.name, env)
   checked = [completed(definition.train, o) for o in overrides]  # all refused before any run
   window = window_of(paths, definition, spans)
@@ -255,7 +254,7 @@ def experiment(definition: PipelineDefinition, bucket_url: str, env: str,
            f'{", ".join(loop.span_name(s) for s in window)} ({len(entries)} file(s), data sha256 '
            f'{data_sha256[:12]}); baseline: '
            f'{f"production v{baseline.version}" if baseline else "none (no production yet)"}')
-  cache = StepCache(paths.cache)
+  step_cache = cache.StepCache(paths.cache)
   done_runs: List[runs.RunDocument] = []
   production: Optional[Dict[str, Any]] = None
   for index, (override, params) in enumerate(zip(overrides, checked), 1):
@@ -264,7 +263,7 @@ def experiment(definition: PipelineDefinition, bucket_url: str, env: str,
     progress(f'experiment: run {run_id}: {runs.params_text(override) or "pipeline.yaml as is"}')
     done = steps.run_steps(
         dataclasses.replace(definition, train=dict(definition.train, **override)),
-        [loop.span_pattern(s) for s in window], data_sha256, code['fingerprint'], cache,
+        [loop.span_pattern(s) for s in window], data_sha256, code['fingerprint'], step_cache,
         lambda step: progress(f'experiment: step {step.name}: {step.status} -> {step.directory}'),
         baseline=baseline, schema=schema, previous=previous.statistics if previous else None,
         beam_args=beam_args, registered_on_holdout=bool(definition.integration_path))
@@ -293,8 +292,9 @@ def experiment(definition: PipelineDefinition, bucket_url: str, env: str,
     bucket.write_json(runs.run_path(paths, run_id, runs.EXPERIMENT), run)
     done_runs.append(run)
     production = dict(run['baseline'] or {}) if run.get('baseline') else None
-  return Experiment(experiment_id, definition.name, metric, runs.ranked(done_runs, metric),
-                    production)
+  order = [r['run_id'] for r in runs.ranked(done_runs, metric)]
+  return Experiment(experiment_id, definition.name, metric,
+                    sorted(done_runs, key=lambda r: order.index(r['run_id'])), production)
 
 
 def table_lines(result: Experiment) -> List[str]:

@@ -34,7 +34,6 @@ when their ``data.eval_sha256`` are equal. Reading imports neither Beam nor any 
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, TypedDict, cast
 
@@ -44,6 +43,14 @@ from beam_pipelines.ml import artifacts
 from beam_pipelines.ml.blessing import DEFAULT_CONFIG
 from beam_pipelines.ml.results import Number, ParamValue
 from beam_pipelines.ml.tabular import data_fingerprint
+from beam_pipelines.pages.runs import (  # noqa: F401 (re-exported: the records' order and text)
+  LOWER_IS_BETTER,
+  interval_text,
+  metric_value,
+  param_text,
+  params_text,
+  ranked,
+)
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import number
 from beam_pipelines.store.errors import Refusal
@@ -52,7 +59,6 @@ RUN_FILE = 'run.json'
 EXPERIMENTS = 'experiments'
 EXPERIMENT, CT = 'experiment', 'ct'
 EVALUATED = 'evaluated'  # an experiment variant: trained and evaluated, never registered
-LOWER_IS_BETTER = ('log_loss', 'brier_score')
 RUN_ID = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,99}')  # a run id is one path segment
 INTERVAL_KEYS = ('candidate', 'baseline', 'difference', 'ci_lower', 'ci_upper', 'ci_level',
                  'rows', 'method')
@@ -273,46 +279,7 @@ def find_run(paths: CtPaths, run_id: str) -> RunDocument:
                  f'lists them)')
 
 
-def metric_value(run: Mapping[str, Any], metric: str) -> Optional[float]:
-  value = (run.get('metrics') or {}).get(metric)
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-    return None
-  return float(value)
-
-
-def ranked(runs: Sequence[RunDocument], metric: str) -> List[RunDocument]:
-  """Best first by ``metric`` (higher is better, losses lower); runs without it last, newest
-  first among equals."""
-  sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
-  newest = sorted(runs, key=lambda r: r.get('started_at') or '', reverse=True)
-  return sorted(newest, key=lambda r: (metric_value(r, metric) is None,
-                                       sign * (metric_value(r, metric) or 0.0)))
-
-
 # For people ------------------------------------------------------------------------------------
-
-def interval_text(interval: Optional[Mapping[str, Any]]) -> str:
-  """``+0.0123 [-0.0040, +0.0286]``: the difference against the baseline and its interval."""
-  if not interval or interval.get('difference') is None:
-    return 'n/a'
-  low, high = interval.get('ci_lower'), interval.get('ci_upper')
-  bounds = (f' [{low:+.4f}, {high:+.4f}]' if isinstance(low, (int, float))
-            and isinstance(high, (int, float)) else '')
-  return f'{interval["difference"]:+.4f}{bounds}'
-
-
-def param_text(value: Any) -> str:
-  """A parameter as pipeline.yaml writes it: 0.05 not 0.0500, 1000 not 1,000, true."""
-  if isinstance(value, bool):
-    return 'true' if value else 'false'
-  if isinstance(value, float):
-    return f'{value:g}'
-  return 'null' if value is None else str(value)
-
-
-def params_text(params: Mapping[str, Any]) -> str:
-  return ', '.join(f'{k}={param_text(v)}' for k, v in params.items())
-
 
 def runs_lines(runs: Sequence[RunDocument], metric: str) -> List[str]:
   """A ranked list of runs as a table for people."""

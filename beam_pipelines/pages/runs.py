@@ -9,13 +9,55 @@ baseline (production on the same rows) is shown with its 95% interval.
 from __future__ import annotations
 
 import html
+import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from beam_pipelines.ct import runs as run_records
 from beam_pipelines.pages import charts, compare, page, sortable
 
+LOWER_IS_BETTER = ('log_loss', 'brier_score')
+CT = 'ct'  # a run record's kind (``ct.runs``)
 ALL_PAIRS_UP_TO = 8  # variants of one experiment: every pair; above, consecutive pairs by rank
 Roc = Optional[List[List[float]]]
+
+
+def metric_value(run: Mapping[str, Any], metric: str) -> Optional[float]:
+  value = (run.get('metrics') or {}).get(metric)
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    return None
+  return float(value)
+
+
+def ranked(runs: Sequence[Mapping[str, Any]], metric: str) -> List[Mapping[str, Any]]:
+  """Best first by ``metric`` (higher is better, losses lower); runs without it last, newest
+  first among equals."""
+  sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+  newest = sorted(runs, key=lambda r: r.get('started_at') or '', reverse=True)
+  return sorted(newest, key=lambda r: (metric_value(r, metric) is None,
+                                       sign * (metric_value(r, metric) or 0.0)))
+
+
+def interval_text(interval: Optional[Mapping[str, Any]]) -> str:
+  """``+0.0123 [-0.0040, +0.0286]``: the difference against the baseline and its interval."""
+  if not interval or interval.get('difference') is None:
+    return 'n/a'
+  low, high = interval.get('ci_lower'), interval.get('ci_upper')
+  bounds = (f' [{low:+.4f}, {high:+.4f}]' if isinstance(low, (int, float))
+            and isinstance(high, (int, float)) else '')
+  return f'{interval["difference"]:+.4f}{bounds}'
+
+
+def param_text(value: Any) -> str:
+  """A parameter as pipeline.yaml writes it: 0.05 not 0.0500, 1000 not 1,000, true."""
+  if isinstance(value, bool):
+    return 'true' if value else 'false'
+  if isinstance(value, float):
+    return f'{value:g}'
+  return 'null' if value is None else str(value)
+
+
+def params_text(params: Mapping[str, Any]) -> str:
+  return ', '.join(f'{k}={param_text(v)}' for k, v in params.items())
+
 
 
 def runs_page_name(name: str) -> str:
@@ -37,10 +79,10 @@ def compare_pairs(runs: Sequence[Mapping[str, Any]], metric: str) -> List[Tuple[
     if run.get('experiment_id'):
       groups.setdefault(run['experiment_id'], []).append(run)
   evaluated_ct = [r for r in sorted(runs, key=lambda r: r.get('started_at') or '')
-                  if r.get('kind') == run_records.CT and r.get('metrics')]
+                  if r.get('kind') == CT and r.get('metrics')]
   by_model = {r.get('artifacts', {}).get('model_sha256'): r['run_id'] for r in evaluated_ct}
   for members in groups.values():
-    ids = [r['run_id'] for r in run_records.ranked(members, metric)]  # type: ignore[arg-type]
+    ids = [r['run_id'] for r in ranked(members, metric)]
     if len(ids) <= ALL_PAIRS_UP_TO:
       found |= {(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]}
     else:
@@ -49,11 +91,11 @@ def compare_pairs(runs: Sequence[Mapping[str, Any]], metric: str) -> List[Tuple[
     if production:
       found |= {(run_id, production) for run_id in ids}
   found |= {(a['run_id'], b['run_id']) for a, b in zip(evaluated_ct, evaluated_ct[1:])}
-  return sorted(tuple(sorted(pair)) for pair in found)  # type: ignore[misc]
+  return sorted(tuple(sorted(pair)) for pair in found)
 
 
 def _interval(run: Mapping[str, Any], metric: str) -> str:
-  return run_records.interval_text((run.get('comparison') or {}).get(metric))
+  return interval_text((run.get('comparison') or {}).get(metric))
 
 
 def runs_table(name: str, runs: Sequence[Mapping[str, Any]], metric: str,
@@ -64,9 +106,9 @@ def runs_table(name: str, runs: Sequence[Mapping[str, Any]], metric: str,
     linked.setdefault(a, []).append((b, compare_runs_name(name, a, b)))
     linked.setdefault(b, []).append((a, compare_runs_name(name, a, b)))
   rows = []
-  for rank, run in enumerate(run_records.ranked(list(runs), metric), 1):  # type: ignore[arg-type]
+  for rank, run in enumerate(ranked(list(runs), metric), 1):
     run_id = run['run_id']
-    value = run_records.metric_value(run, metric)
+    value = metric_value(run, metric)
     links = ' '.join(f'<a href="{html.escape(f)}">vs {html.escape(other[-9:])}</a>'
                      for other, f in sorted(linked.get(run_id, []))[:6])
     params = run.get('overrides') or run.get('params') or {}
@@ -81,7 +123,7 @@ def runs_table(name: str, runs: Sequence[Mapping[str, Any]], metric: str,
         sortable.td(_interval(run, metric), key=f'run.{run_id}.interval', cls='text',
                     sort=((run.get('comparison') or {}).get(metric) or {}).get('difference')),
         sortable.td((run.get('blessing') or {}).get('status') or 'n/a', cls='text'),
-        sortable.td(run_records.params_text(params), cls='reason', key=f'run.{run_id}.params'),
+        sortable.td(params_text(params), cls='reason', key=f'run.{run_id}.params'),
         sortable.td(str((run.get('data') or {}).get('eval_sha256') or '')[:12], cls='text'),
         sortable.td(run.get('started_at') or '', cls='text'),
         sortable.td(links or '', raw=True, cls='text')])
