@@ -6,6 +6,8 @@
     invoke status                 # what is deployed where, last test, history
     invoke ct                     # continuous training of the deployed build on new data spans
     invoke model-list             # the model registry; model-promote, model-rollback, lineage
+    invoke experiment --pipeline taxi --grid grid.yaml   # variants on the same data, vs production
+    invoke runs --pipeline taxi   # every experiment and CT run, ranked; experiment-adopt
 
 Every task that touches the bucket takes ``--bucket URL`` (default: $BEAM_PIPELINES_BUCKET, else
 ``bucket/`` here). The tasks only compose ``beam_pipelines.harness``; see docs/harness.md.
@@ -27,11 +29,12 @@ from invoke import Collection, Exit, Program
 from invoke import task as invoke_task
 
 from beam_pipelines import runtime
+from beam_pipelines.ct import runs as run_records
 from beam_pipelines.ct import vertex, views
 from beam_pipelines.ct.cli import json_line
 from beam_pipelines.ct.cli import read_result as read_ct_result
-from beam_pipelines.ct.definition import choose_pipeline, declared_pipelines
-from beam_pipelines.ct.paths import model_registry
+from beam_pipelines.ct.definition import choose_pipeline, declared_pipelines, load_definition
+from beam_pipelines.ct.paths import CtPaths, model_registry
 from beam_pipelines.ct.registry import VERSION_NUMBER, describe_moves
 from beam_pipelines.harness import build as build_step
 from beam_pipelines.harness import dags as dag_files
@@ -448,3 +451,67 @@ def lineage(c, model='production', pipeline=None, bucket=None, json_=False):
       _print_json(view)
     else:
       print('\n'.join(views.lineage_lines(view)))
+
+
+@task(iterable=['param', 'span'])
+def experiment(c, pipeline=None, param=None, grid=None, span=None, bucket=None, json_=False):
+  """Train and evaluate variants of a pipeline's training parameters on the same window of landed
+  spans, each against production on the same eval rows; production and the registry untouched.
+
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); needed when several are declared.
+  :param param: NAME=VALUE overriding pipeline.yaml's train section (repeat: `--param a=1 --param b=2`).
+  :param grid: YAML file {param: [values...]}: every combination is a variant.
+  :param span: a span directory of the window (repeat); default: the latest window of accepted spans.
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  :param json_: end with one JSON object on stdout: the experiment's runs, ranked.
+  """
+  from beam_pipelines import experiment as experiments  # imports Beam: only when run
+  url = _bucket(bucket)
+  with refusals():
+    flags = (['--bucket', url, '--pipeline', _pipeline(pipeline)]
+             + [a for p in param or [] for a in ('--param', p)]
+             + (['--grid', grid] if grid else []) + [a for s in span or [] for a in ('--span', s)]
+             + (['--json'] if json_ else []) + shlex.split(c.remainder or ''))
+  if experiments.main(flags):
+    raise Exit('[beam-pipelines] experiment failed', code=runtime.EXIT_ERROR)
+
+
+@task(name='experiment-adopt')
+def experiment_adopt(c, run=None, pipeline=None, bucket=None):
+  """Write an experiment run's parameters into its pipeline.yaml (train section, experiment_run):
+  the change to commit, so `invoke build test deploy` and `invoke ct` take it through the checks.
+
+  :param run: the experiment run id (see `invoke runs`).
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); needed when several are declared.
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  """
+  from beam_pipelines import experiment as experiments  # imports Beam: only when run
+  url = _bucket(bucket)
+  with refusals():
+    if not run:
+      raise HarnessError('--run RUN_ID is required (see `invoke runs`)')
+    flags = ['--bucket', url, '--pipeline', _pipeline(pipeline), '--adopt', run]
+  if experiments.main(flags):
+    raise Exit('[beam-pipelines] experiment-adopt failed', code=runtime.EXIT_ERROR)
+
+
+@task
+def runs(c, pipeline=None, experiment=None, metric=None, bucket=None, json_=False):
+  """Every tracked run of a pipeline (experiment variants and CT runs), best first by a metric.
+
+  :param pipeline: a declared pipeline (a folder of beam_pipelines/pipelines/); needed when several are declared.
+  :param experiment: only the variants of this experiment id.
+  :param metric: rank by this metric (default: the first metric of the pipeline's blessing).
+  :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
+  :param json_: print one JSON object instead: {pipeline, metric, runs (ranked), skipped}.
+  """
+  with refusals():
+    url, name = _bucket(bucket), _pipeline(pipeline)
+    metric = metric or run_records.ranking_metric(load_definition(name).blessing_config)
+    found, skipped = run_records.list_runs(CtPaths(url, name), experiment)
+    ordered = run_records.ranked(found, metric)
+    if json_:
+      _print_json({'pipeline': name, 'metric': metric, 'runs': ordered, 'skipped': skipped})
+    else:
+      print('\n'.join(run_records.runs_lines(ordered, metric)
+                      + [f'  SKIPPED an unreadable record: {s}' for s in skipped]))

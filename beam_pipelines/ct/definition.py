@@ -16,6 +16,8 @@ A folder holds ``pipeline.yaml`` and the files it names (relative to the folder)
       users: ...
       limitations: ...
       ethical_considerations: ...
+    experiment_run: RUN_ID        # optional: the experiment run whose train section this is
+                                  # (written by `python -m beam_pipelines.experiment --adopt`)
 
 The pipeline's name is its folder's name; it names its registry and its CT prefixes in the bucket.
 ``load_definition`` also takes the path of a ``pipeline.yaml`` elsewhere (any bucket URL).
@@ -41,7 +43,8 @@ DEFINITION_FILE = 'pipeline.yaml'
 SCHEMA_FILE = 'schema.pbtxt'
 RETRAIN_EVERY_SPAN, RETRAIN_ON_DRIFT = 'every_span', 'on_drift'
 ON_DRIFT_RETRAIN, ON_DRIFT_BLOCK = 'retrain', 'block'
-_FIELDS = ('spec', 'integration', 'schema', 'train', 'window', 'blessing', 'policy', 'model_card')
+_FIELDS = ('spec', 'integration', 'schema', 'train', 'window', 'blessing', 'policy', 'model_card',
+           'experiment_run')
 # The model card's considerations a pipeline folder states (Model Card Toolkit's ``overview`` and
 # ``considerations``), in the order a card shows them; not parameters: no cache key holds them.
 MODEL_CARD_FIELDS = ('overview', 'intended_use', 'users', 'limitations', 'ethical_considerations')
@@ -58,8 +61,7 @@ class Policy:
   on_drift: str = ON_DRIFT_RETRAIN
 
 
-class PipelineParameters(TypedDict):
-  """A pipeline's parameters as lineage records and cache keys hold them."""
+class _ParameterKeys(TypedDict):
   pipeline: str
   definition: str  # its pipeline.yaml
   spec: str
@@ -70,6 +72,11 @@ class PipelineParameters(TypedDict):
   blessing_sha256: str
   schema_sha256: Optional[str]
   policy: Dict[str, str]
+
+
+class PipelineParameters(_ParameterKeys, total=False):
+  """A pipeline's parameters as lineage records and cache keys hold them."""
+  experiment_run: str  # the experiment run its train section was adopted from, when it was
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +93,7 @@ class PipelineDefinition:
   blessing: Optional[Mapping[str, object]] = None  # the config document; None: the default rule
   policy: Policy = Policy()
   model_card: Mapping[str, str] = dataclasses.field(default_factory=dict)  # MODEL_CARD_FIELDS
+  experiment_run: Optional[str] = None  # the experiment run its train section came from
 
   @property
   def blessing_config(self) -> Mapping[str, object]:
@@ -94,13 +102,16 @@ class PipelineDefinition:
   def parameters(self) -> PipelineParameters:
     """The pipeline's parameters as lineage and cache keys record them."""
     schema = bucket.sha256_of(self.schema_path) if self.schema_path else None
-    return PipelineParameters(
+    parameters = PipelineParameters(
         pipeline=self.name, definition=self.path, spec=self.spec_path,
         spec_fingerprint=spec_lib.load(self.spec_path).fingerprint(),
         train=dict(self.train), window=self.window, blessing=self.blessing_config,
         blessing_sha256=bucket.sha256_bytes(
             json.dumps(self.blessing_config, sort_keys=True).encode('utf-8')),
         schema_sha256=schema, policy=dataclasses.asdict(self.policy))
+    if self.experiment_run:
+      parameters['experiment_run'] = self.experiment_run
+    return parameters
 
 
 def pipelines_root() -> pathlib.Path:
@@ -228,8 +239,12 @@ def load_definition(name_or_path: Optional[str] = None) -> PipelineDefinition:
     candidate = _beside(path, SCHEMA_FILE)
     schema = candidate if bucket.exists(candidate) else None
   name = pathlib.PurePosixPath(path.split('://', 1)[-1]).parent.name
+  experiment_run = raw.get('experiment_run')
+  if experiment_run is not None and not isinstance(experiment_run, str):
+    raise DefinitionError(f'pipeline definition {path}: experiment_run must be a run id, got '
+                          f'{experiment_run!r}')
   return PipelineDefinition(
       name=name, path=path, spec_path=_beside(path, raw['spec']), train=dict(raw.get('train') or {}),
       integration_path=_beside(path, raw.get('integration')), schema_path=schema, window=window,
       blessing=_blessing(raw.get('blessing'), path), policy=_policy(raw.get('policy'), path),
-      model_card=_model_card(raw.get('model_card'), path))
+      model_card=_model_card(raw.get('model_card'), path), experiment_run=experiment_run)

@@ -8,7 +8,7 @@ previous span is recorded as a trigger (``drift``). With no trigger it says so a
 Anomalies, or a spec column missing from any file of the training window, stop the run with the
 validation report's path; production is unchanged. A span stopped, failed or NOT_BLESSED is
 refused: in no later training window and no drift baseline until a person re-admits it
-(``readmit``). Every run writes a lineage record; unchanged steps are reused from the step cache
+(``readmit``). Every run writes a lineage record and a run record (``ct.runs``); unchanged steps are reused from the step cache
 (``--no_cache`` forces them). The bucket layout is ``beam_pipelines.ct.paths``.
 """
 
@@ -21,7 +21,7 @@ import secrets
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from beam_pipelines import predict
-from beam_pipelines.ct import lineage, registry, steps
+from beam_pipelines.ct import lineage, registry, runs, steps
 from beam_pipelines.ct.cache import CACHED, StepCache
 from beam_pipelines.ct.definition import (
   ON_DRIFT_BLOCK,
@@ -301,13 +301,26 @@ class ContinuousTraining:
         parameters=dict(self.definition.parameters(), push=self.push,
                         cache=self.cache.enabled, predict=self.predict))
     try:
-      return self._train_span(run, span, window, sha256, record_path, force)
+      outcome = self._train_span(run, span, window, sha256, record_path, force)
     except Exception as error:
       message = f'{type(error).__name__}: {error}'
       run.finish(FAILED, error=message)
       self._record_failed(record_path, SpanOutcome(FAILED, span, sha256=sha256, run_id=run_id,
                                                    lineage=run.path), message)
+      self._record_run(run)
       raise
+    self._record_run(run)
+    return outcome
+
+  def _record_run(self, run: lineage.RunRecord) -> None:
+    """The run's record in the format every run shares (``ct.runs``), from its lineage; one
+    that cannot be written is said, never put in place of the run's outcome."""
+    try:
+      runs.record_ct_run(run.record, self.definition.name, run.path,
+                         runs.ranking_metric(self.definition.blessing_config))
+    except Exception as recording:  # noqa: BLE001 - the lineage record stays the source
+      progress(f'ct: could not write the run record of {run.record["run_id"]}: '
+               f'{type(recording).__name__}: {recording}')
 
   def _record_failed(self, path: str, outcome: SpanOutcome, error: str) -> None:
     """Records a span whose run raised (later runs skip it); a record that cannot be written is

@@ -11,6 +11,11 @@
     site/compare-<name>-v<N>-v<M>.html
                                two versions side by side (``pages.compare``): every pair up to 20
                                versions, else consecutive pairs and each against production
+    site/runs-<name>.html      per ML pipeline: every run (experiment variants, CT runs; their
+                               ``run.json``, ``ct.runs``) ranked by the blessing metric, sortable
+    site/compare-runs-<name>-<A>-<B>.html
+                               two runs side by side (``pages.runs``): the variants of each
+                               experiment, each with production's CT run, consecutive CT runs
 
 Built from the typed records only (``store.records``, ``harness.results``, ``ct.registry``,
 ``ct.lineage``); written through ``store.bucket``; every link is relative, so the same files work
@@ -25,6 +30,7 @@ import json
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple, TypedDict, cast
 
+from beam_pipelines.ct import runs as run_records
 from beam_pipelines.ct.definition import (
   MODEL_CARD_FIELDS,
   declared_pipelines,
@@ -41,6 +47,7 @@ from beam_pipelines.harness.results import read_report
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml.artifacts import MetricsDocument, ModelMetrics, SliceMetrics
 from beam_pipelines.pages import charts, compare, model_card, page, sortable, versions
+from beam_pipelines.pages import runs as runs_pages
 from beam_pipelines.store import bucket, layout, records
 from beam_pipelines.store.errors import Refusal
 
@@ -181,7 +188,8 @@ def pipelines(bucket_url: str) -> Dict[str, List[int]]:
   runs = prod.path(CT_DIR)
   for path in bucket.list_tree(runs) if bucket.exists(runs) else []:
     parts = path[len(runs) + 1:].split('/')
-    if len(parts) == 4 and parts[1] == RUNS and parts[3] == LINEAGE_FILE:
+    if len(parts) == 4 and parts[1] in (RUNS, run_records.EXPERIMENTS) and parts[3] in (
+        LINEAGE_FILE, run_records.RUN_FILE):
       found.setdefault(parts[0], set())
   return {name: sorted(numbers) for name, numbers in sorted(found.items())}
 
@@ -213,7 +221,8 @@ def _report_links(bucket_url: str, run: LineageRecord) -> Dict[str, Optional[str
 def _nav(names: Sequence[str]) -> str:
   return ('<nav><a href="index.html">Overview</a>'
           + ''.join(f'<a href="{html.escape(model_page(n))}">Model {html.escape(n)}</a>'
-                    for n in names) + '</nav>')
+                    f'<a href="{html.escape(runs_pages.runs_page_name(n))}">Runs '
+                    f'{html.escape(n)}</a>' for n in names) + '</nav>')
 
 
 def _deployments(bucket_url: str) -> str:
@@ -674,6 +683,35 @@ def write_version_pages(bucket_url: str, name: str, names: Sequence[str],
   return written
 
 
+def _roc_of(run: run_records.RunDocument) -> Optional[List[List[float]]]:
+  model = _evaluated_model((run.get('artifacts') or {}).get('evaluation_dir'))
+  curves = model.get('curves') if model else None
+  return curves.get('roc') if curves else None
+
+
+def write_run_pages(bucket_url: str, name: str, names: Sequence[str]) -> List[str]:
+  """Writes the runs page of a pipeline and the compare pages of ``runs_pages.compare_pairs``;
+  returns the files written (names under ``site/``)."""
+  found, skipped = run_records.list_runs(CtPaths(bucket_url, name))
+  by_id = {run['run_id']: run for run in found}
+  try:
+    metric = run_records.ranking_metric(load_definition(name).blessing_config)
+  except Refusal:  # a pipeline this build does not declare: the records say how they ranked
+    metric = next((str(r['metric']) for r in found if r.get('metric')), 'auc')
+  pairs = runs_pages.compare_pairs(found, metric)
+  site = layout.join(bucket_url, SITE_DIR)
+  written = [runs_pages.runs_page_name(name)]
+  bucket.write_bytes(layout.join(site, written[0]), runs_pages.runs_page(
+      name, found, metric, pairs, _nav(names), skipped).encode('utf-8'))
+  for left, right in pairs:
+    file_name = runs_pages.compare_runs_name(name, left, right)
+    bucket.write_bytes(layout.join(site, file_name), runs_pages.compare_runs_page(
+        name, by_id[left], by_id[right], metric, _roc_of(by_id[left]), _roc_of(by_id[right]),
+        _nav(names)).encode('utf-8'))
+    written.append(file_name)
+  return written
+
+
 def build_site(bucket_url: str, pipeline: Optional[str] = None) -> str:
   """Writes ``<bucket>/site/index.html`` and one page per ML pipeline; returns the index's path."""
   found = pipelines(bucket_url)
@@ -687,6 +725,7 @@ def build_site(bucket_url: str, pipeline: Optional[str] = None) -> str:
     bucket.write_bytes(layout.join(site, model_page(name)),
                        registry_page(bucket_url, name, names, runs[name]).encode('utf-8'))
     write_version_pages(bucket_url, name, names, runs[name])
+    write_run_pages(bucket_url, name, names)
   index = layout.join(site, INDEX)
   bucket.write_bytes(index, index_page(bucket_url, names, runs).encode('utf-8'))
   return index

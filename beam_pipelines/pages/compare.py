@@ -111,7 +111,8 @@ def parameter_text(value: Any) -> str:
   return page.number(value)
 
 
-def _difference(metric: str, a: Any, b: Any) -> str:
+def difference(metric: str, a: Any, b: Any) -> str:
+  """``b - a`` for people: counts as ``+1,234``, tiny differences in scientific notation."""
   if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or isinstance(a, bool):
     return 'n/a'
   diff = b - a
@@ -126,7 +127,7 @@ def _metrics_table(left: Side, right: Side, a: Scored, b: Scored) -> str:
     va, vb = a.metrics.get(metric), b.metrics.get(metric)
     rows.append([metric, page.cell(va, f'metric.{metric}.left'),
                  page.cell(vb, f'metric.{metric}.right'),
-                 page.cell(_difference(metric, va, vb), f'metric.{metric}.difference')])
+                 page.cell(difference(metric, va, vb), f'metric.{metric}.difference')])
   return page.scroll(page.table(['metric', f'v{left.version}', f'v{right.version}',
                                 f'difference (v{right.version} - v{left.version})'], rows))
 
