@@ -245,3 +245,11 @@ def test_a_transport_that_fails_is_said_once_and_the_run_goes_on(tmp_path, monke
   assert len(said) == 1 and 'events NOT sent to http://127.0.0.1:9/api/v1/lineage' in said[0]
   assert run.record['status'] == 'failed'
   assert len((tmp_path / 'events.jsonl').read_text().splitlines()) == 6  # the file still has all
+
+
+def test_a_url_that_is_not_http_is_said_and_sends_nothing(tmp_path, monkeypatch, capsys):
+  monkeypatch.setenv(ol.URL_ENV_VAR, 'marquez:5000')
+  monkeypatch.delenv(ol.FILE_ENV_VAR, raising=False)
+  assert ol.listeners(load_definition('taxi'), Registry(str(tmp_path))) == []
+  assert 'openlineage: no events sent over HTTP: $OPENLINEAGE_URL must be an http(s) URL' in (
+      capsys.readouterr().err)

@@ -148,6 +148,8 @@ def run_params(record: Mapping[str, Any]) -> Dict[str, str]:
   """A CT run's parameters as MLflow params (strings)."""
   params = {}
   for key, value in flatten(record.get('parameters') or {}):
+    if value is None:
+      continue
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     params[_key(key)] = text[:PARAM_MAX]
   return params

@@ -119,8 +119,11 @@ def configured_transports() -> List[Transport]:
   transports: List[Transport] = []
   url = os.environ.get(URL_ENV_VAR, '').strip()
   if url:
-    transports.append(HttpTransport(url, os.environ.get(ENDPOINT_ENV_VAR) or DEFAULT_ENDPOINT,
-                                    os.environ.get(API_KEY_ENV_VAR) or None))
+    try:
+      transports.append(HttpTransport(url, os.environ.get(ENDPOINT_ENV_VAR) or DEFAULT_ENDPOINT,
+                                      os.environ.get(API_KEY_ENV_VAR) or None))
+    except ValueError as error:  # said, never a reason to stop a CT run
+      progress(f'openlineage: no events sent over HTTP: {error}')
   path = os.environ.get(FILE_ENV_VAR, '').strip()
   if path:
     transports.append(FileTransport(path))
