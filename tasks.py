@@ -49,6 +49,7 @@ from beam_pipelines.store import layout, lock, text_lines
 from beam_pipelines.store.bucket import resolve_bucket
 from beam_pipelines.store.console import progress
 from beam_pipelines.store.errors import Refusal
+from beam_pipelines.tracking import mlflow_mirror
 
 REPO = pathlib.Path(__file__).resolve().parent
 ANY_STATUS = range(-255, 256)  # a process's exit status, or minus the signal that killed it
@@ -412,11 +413,13 @@ def model_promote(c, version=None, reason='', override_blessing=None, pipeline=N
     if version is None or not VERSION_NUMBER.fullmatch(str(version)):
       raise HarnessError('--version must be a registered version number (see `invoke '
                          'model-list`), got ' + ('nothing' if version is None else repr(version)))
-    reg = _registry(_bucket(bucket), pipeline)
+    url = _bucket(bucket)
+    reg = _registry(url, pipeline)
     event = reg.promote(int(version), reason, override_blessing)
     _say(f'model-promote: production is v{reg.aliases()["production"]}'
          + ('' if event else ' (already)'))
     vertex.mirror_after(reg, _pipeline(pipeline))  # opt-in: $BEAM_PIPELINES_VERTEX_REGISTRY
+    mlflow_mirror.mirror_after(CtPaths(url, _pipeline(pipeline)))  # opt-in: $MLFLOW_TRACKING_URI
 
 
 @task(name='model-rollback')
@@ -429,10 +432,12 @@ def model_rollback(c, reason='', override_blessing=None, pipeline=None, bucket=N
   :param bucket: bucket URL (local dir or gs://); default $BEAM_PIPELINES_BUCKET or ./bucket.
   """
   with refusals():
-    reg = _registry(_bucket(bucket), pipeline)
+    url = _bucket(bucket)
+    reg = _registry(url, pipeline)
     event = reg.rollback(reason, override_blessing)
     _say(f'model-rollback: {describe_moves(event["moves"])}')
     vertex.mirror_after(reg, _pipeline(pipeline))  # opt-in: $BEAM_PIPELINES_VERTEX_REGISTRY
+    mlflow_mirror.mirror_after(CtPaths(url, _pipeline(pipeline)))  # opt-in: $MLFLOW_TRACKING_URI
 
 
 @task

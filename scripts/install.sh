@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.11) and installs the pinned dependency set plus this project (editable),
-# then .venv-airflow (Airflow, only to validate build/dags/; it cannot share .venv with TFDV), and
+# then .venv-airflow (Airflow, only to validate build/dags/; it cannot share .venv with TFDV),
+# .venv-mlflow (MLflow, only for the tests of the opt-in MLflow mirror; likewise), and
 # Debian's chromium + chromium-driver when missing (the browser tests of the HTML reports).
 # Usage: scripts/install.sh            # idempotent: re-running only installs what changed
 #        BEAM_PIPELINES_INSTALL=core scripts/install.sh   # .venv only (a Cloud Build step that
-#                                     # needs neither the browser nor Airflow)
+#                                     # needs neither the browser, Airflow nor MLflow)
 set -euo pipefail
 ONLY=${BEAM_PIPELINES_INSTALL:-all}
 case "$ONLY" in all|core) ;; *) echo "BEAM_PIPELINES_INSTALL must be all or core, got $ONLY" >&2; exit 2 ;; esac
@@ -38,4 +39,5 @@ export VIRTUAL_ENV="$PWD/$VENV"
 echo "beam-pipelines installed in $VENV ($("$VENV/bin/python" -c 'import beam_pipelines; print(beam_pipelines.__version__)'))"
 if [ "$ONLY" = all ]; then
   scripts/install-airflow.sh
+  scripts/install-mlflow.sh
 fi

@@ -185,6 +185,7 @@ def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]
     check_all,
   )
   from beam_pipelines.ct.steps import StepDidNotRun  # imports Beam: only when a command runs
+  from beam_pipelines.tracking import mlflow_mirror  # only when a command runs
   dry_run = submission.is_dry_run(args.beam_args)
   if args.check:
     if not args.output:
@@ -229,12 +230,16 @@ def execute(args: argparse.Namespace) -> Tuple[List[SpanOutcome], Dict[str, Any]
   if args.demo:
     shown = demo.run_demo(ct)  # it prints what happened to each span; a stopped span 3 is the design
     summarise(ct, [])
+    mlflow_mirror.mirror_after(ct.paths)  # opt-in: $MLFLOW_TRACKING_URI
     return shown, dict(_where(ct), mode='demo')
   if args.readmit:
     if args.span or args.force:
       raise CtError('--readmit takes a span of its own: no --span, no --force')
     return [ct.readmit(args.readmit, args.reason)], dict(_where(ct), mode='readmit')
-  outcomes = ct.run(args.span, args.force)
+  try:
+    outcomes = ct.run(args.span, args.force)
+  finally:  # a failed run is tracked too
+    mlflow_mirror.mirror_after(ct.paths)  # opt-in: $MLFLOW_TRACKING_URI
   summarise(ct, outcomes)
   vertex.mirror_after(ct.registry, ct.definition.name)  # opt-in: $BEAM_PIPELINES_VERTEX_REGISTRY
   return outcomes, dict(_where(ct), mode='run')

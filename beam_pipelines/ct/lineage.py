@@ -23,7 +23,7 @@ import importlib.metadata
 import json
 import pathlib
 import urllib.parse
-from typing import Dict, List, Optional, Sequence, cast
+from typing import Dict, List, Optional, Protocol, Sequence, cast
 
 import beam_pipelines
 from beam_pipelines.ct.records import (
@@ -36,7 +36,7 @@ from beam_pipelines.ct.records import (
 )
 from beam_pipelines.ml.tabular import data_fingerprint
 from beam_pipelines.store import bucket, layout
-from beam_pipelines.store.console import fields
+from beam_pipelines.store.console import fields, progress
 from beam_pipelines.store.errors import Refusal
 from beam_pipelines.store.identity import INSTALLED_MARKER, git_info
 
@@ -128,16 +128,40 @@ def code_identity(build_id: Optional[str] = None,
                       git_dirty=dirty)
 
 
+class RunListener(Protocol):
+  """Told of a run as its record changes (``beam_pipelines.tracking``: OpenLineage events); a
+  listener that raises is said in one line and never stops the run."""
+
+  def run_started(self, run: 'RunRecord') -> None:
+    """The record was created."""
+
+  def step_started(self, run: 'RunRecord', name: str) -> None:
+    """Step ``name`` starts (before its cache lookup)."""
+
+  def step_recorded(self, run: 'RunRecord', name: str) -> None:
+    """Step ``name`` was recorded in ``run.record['steps']``."""
+
+  def run_finished(self, run: 'RunRecord') -> None:
+    """The record has its final status."""
+
+
 class RunRecord:
-  """A run's lineage record, saved after every change."""
+  """A run's lineage record, saved after every change; ``listeners`` are told of each change."""
 
   def __init__(self, path: str, run_id: str, trigger: List[str], code: CodeIdentity,
-               data: RunData, parameters: Dict[str, object]):
+               data: RunData, parameters: Dict[str, object],
+               listeners: Sequence[RunListener] = ()):
     self.path = path
+    self.listeners = list(listeners)
     self.record = LineageDocument(
         run_id=run_id, started_at=layout.now_utc(), status='running', steps={},
         trigger=trigger, code=code, data=data, parameters=parameters)
     self.save()
+    self._tell('run_started')
+
+  def started(self, name: str) -> None:
+    """Step ``name`` starts: only the listeners are told (the record has finished steps)."""
+    self._tell('step_started', name)
 
   def step(self, name: str, status: str, **info: object) -> None:
     """Records a step (``finished_at``: now); the JSON sorts keys, so the steps' order is in
@@ -145,6 +169,15 @@ class RunRecord:
     self.record['steps'][name] = cast(StepEntry, dict(info, status=status,
                                                       finished_at=step_time()))
     self.save()
+    self._tell('step_recorded', name)
+
+  def _tell(self, event: str, *args: str) -> None:
+    for listener in self.listeners:
+      try:
+        getattr(listener, event)(self, *args)
+      except Exception as error:  # noqa: BLE001 - a listener is best effort; the record is the truth
+        progress(f'lineage: {type(listener).__name__} failed on {event} '
+                 f'({type(error).__name__}: {error}); the run goes on')
 
   def finish(self, status: str, model: Optional[ModelEntry] = None, report: Optional[str] = None,
              reason: Optional[str] = None, error: Optional[str] = None) -> LineageDocument:
@@ -158,6 +191,7 @@ class RunRecord:
     if error is not None:
       self.record['error'] = error
     self.save()
+    self._tell('run_finished')
     return self.record
 
   def save(self) -> None:

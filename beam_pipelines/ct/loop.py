@@ -77,6 +77,7 @@ from beam_pipelines.store.errors import Refusal
 from beam_pipelines.store.identity import actor
 from beam_pipelines.store.lock import BucketLock
 from beam_pipelines.store.typed_json import from_json, to_json
+from beam_pipelines.tracking import openlineage_events
 
 
 class CtError(Refusal):
@@ -299,7 +300,8 @@ class ContinuousTraining:
         data={'span': span, 'window': window, 'files': entries,
               'sha256': lineage.data_sha256(entries), 'span_sha256': sha256},
         parameters=dict(self.definition.parameters(), push=self.push,
-                        cache=self.cache.enabled, predict=self.predict))
+                        cache=self.cache.enabled, predict=self.predict),
+        listeners=openlineage_events.listeners(self.definition, self.registry))
     try:
       outcome = self._train_span(run, span, window, sha256, record_path, force)
     except Exception as error:
@@ -419,14 +421,16 @@ class ContinuousTraining:
       run.step(done.name, done.status, outputs=done.directory, summary=summary[:300],
                result=to_json(done.result), started_at=done.started_at, **extra)
 
+    hooks = steps.Announced(on_step, run.started)  # each step's start told to run's listeners
+
     def forward_evaluation(verdict: Verdict) -> None:
       if baseline is not None:
-        self._forward(run, span, sha256, baseline, on_step)
+        self._forward(run, span, sha256, baseline, hooks)
 
     holdout = self.definition.integration_path
     done = steps.run_steps(
         self.definition, [span_pattern(s) for s in window], run.record['data']['sha256'],
-        self.code['fingerprint'], self.cache, on_step, baseline=baseline, schema=self.schema,
+        self.code['fingerprint'], self.cache, hooks, baseline=baseline, schema=self.schema,
         previous=previous.statistics if previous else None,
         train_if=self._train_if(run, force, baseline is None), beam_args=self.options.beam_args,
         after_validation=forward_evaluation, registered_on_holdout=bool(holdout))
@@ -459,7 +463,7 @@ class ContinuousTraining:
       return outcome
     evaluation = done.evaluation.result
     trained = done.training.result
-    scored = self._holdout(holdout, trained, baseline, on_step) if holdout else None
+    scored = self._holdout(holdout, trained, baseline, hooks) if holdout else None
     decision = self._decision(evaluation, scored[0] if scored else None)
     record, created = self.registry.push(
         done.training.directory, trained.model_sha256, metrics=evaluation.metrics,

@@ -95,6 +95,17 @@ class StepRuns:
 StepHook = Callable[[StepRun], None]
 
 
+@dataclasses.dataclass(frozen=True)
+class Announced:
+  """A step hook that is also told when each step starts (``started(name)``, before its cache
+  lookup): continuous training's run record, whose listeners emit the step's START event."""
+  done: StepHook
+  started: Callable[[str], None]
+
+  def __call__(self, run: StepRun) -> None:
+    self.done(run)
+
+
 def _real(result: Union[R, DryRun], step: str) -> R:
   if isinstance(result, DryRun):
     raise StepDidNotRun(f'step {step}: the pipeline was only built (--dry_run): no outputs')
@@ -137,6 +148,8 @@ def cached_step(cache: StepCache, on_step: StepHook, name: str, kind: type, fn: 
   """Runs ``fn(directory)`` as step ``name`` unless the cache holds its result for these inputs
   (key: ``name``, ``code`` and ``inputs``); tells ``on_step``."""
   key = step_key(name, code=code, **inputs)
+  if isinstance(on_step, Announced):
+    on_step.started(name)
   started = lineage.step_time()
   with ticking(f'ct: step {name}', delay=1.0):
     result, status, directory = cache.run(name, key, fn, kind, verify)
