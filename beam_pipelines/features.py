@@ -80,6 +80,23 @@ def eval_hash(token: str) -> float:
   return int.from_bytes(digest[:8], 'big') / _HASH_SCALE
 
 
+def eval_hashes(tokens: Union[pa.Array, pa.ChunkedArray]) -> np.ndarray:
+  """``eval_hash`` of each (valid UTF-8) string of an Arrow column, read from its buffers: the
+  first 8 bytes of each sha256, big-endian, as float64 over 2**64 (as ``eval_hash`` rounds)."""
+  column = tokens.combine_chunks() if isinstance(tokens, pa.ChunkedArray) else tokens
+  if pa.types.is_large_string(column.type) or pa.types.is_large_binary(column.type):
+    column = column.cast(pa.string())
+  if not len(column):
+    return np.zeros(0)
+  offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[
+      column.offset:column.offset + len(column) + 1].tolist()
+  data = column.buffers()[2].to_pybytes() if column.buffers()[2] is not None else b''
+  sha256 = hashlib.sha256
+  prefixes = b''.join([sha256(data[start:end]).digest()[:8]
+                       for start, end in zip(offsets, offsets[1:])])
+  return np.frombuffer(prefixes, dtype='>u8').astype(np.float64) / _HASH_SCALE
+
+
 def assign_split(token: str, eval_fraction: float) -> str:
   """'eval' for a stable ``eval_fraction`` of keys, else 'train'."""
   return artifacts.EVAL if eval_hash(token) < eval_fraction else artifacts.TRAIN
@@ -267,11 +284,8 @@ class ExtractRangeFeaturesFn(ExtractFeaturesFn, csv_io.ParseCsvRangeFn):
     table = block.table
     if table.schema != self.schema:
       table = table.cast(self.schema)
-    tokens = (table.column(str(self.spec.key)) if self.spec.key else block.tokens)
-    fraction, sha256 = self.spec.eval_fraction, hashlib.sha256
-    late = np.fromiter(
-        (int.from_bytes(sha256(token.encode('utf-8')).digest()[:8], 'big') / _HASH_SCALE
-         < fraction for token in cast(Any, tokens).to_pylist()), dtype=bool, count=table.num_rows)
+    tokens = table.column(str(self.spec.key)) if self.spec.key else block.tokens
+    late = eval_hashes(cast(Any, tokens)) < self.spec.eval_fraction
     for split, mask in ((artifacts.EVAL, late), (artifacts.TRAIN, ~late)):
       part = table.filter(pa.array(mask)) if not mask.all() else table
       for start in range(0, part.num_rows, self.batch_size):
