@@ -26,8 +26,19 @@ import io
 import json
 import re
 import sys
-from typing import (Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple,
-                    TypedDict, Union)
+from typing import (
+  Any,
+  Dict,
+  Iterable,
+  Iterator,
+  List,
+  NamedTuple,
+  Optional,
+  Sequence,
+  Tuple,
+  TypedDict,
+  Union,
+)
 
 import apache_beam as beam
 import numpy as np
