@@ -713,7 +713,8 @@ class _InvalidUtf8Positions:
   def __init__(self):
     self.positions: List[int] = []
 
-  def __call__(self, error: UnicodeDecodeError):
+  def __call__(self, error: UnicodeError) -> Tuple[str, int]:
+    assert isinstance(error, UnicodeDecodeError)
     self.positions.append(error.start)
     return '', error.end
 
