@@ -30,6 +30,12 @@ def add_features_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--output', default='outputs/features', help='Output directory.')
   parser.add_argument('--batch_size', type=runtime.count(1), default=50000,
                       help='Rows per Arrow batch handed to the Parquet writer.')
+  parser.add_argument('--row_path', action='store_true',
+                      help='Parse every record with Python\'s csv (the reference the Arrow path '
+                      'must equal; slower).')
+  parser.add_argument('--split_bytes', type=runtime.count(1), default=32 << 20,
+                      help='Large files are shared by workers in byte ranges of about this size, '
+                      'cut at record boundaries.')
 
 
 # Answers --help before importing Beam (~2 s).
@@ -42,6 +48,7 @@ import logging
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, TypedDict, Union, cast
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
@@ -71,6 +78,23 @@ def eval_hash(token: str) -> float:
   """A row's stable position in [0, 1): sha256 of its key (or row), independent of process."""
   digest = hashlib.sha256(token.encode('utf-8', 'surrogateescape')).digest()
   return int.from_bytes(digest[:8], 'big') / _HASH_SCALE
+
+
+def eval_hashes(tokens: Union[pa.Array, pa.ChunkedArray]) -> np.ndarray:
+  """``eval_hash`` of each (valid UTF-8) string of an Arrow column, read from its buffers: the
+  first 8 bytes of each sha256, big-endian, as float64 over 2**64 (as ``eval_hash`` rounds)."""
+  column = tokens.combine_chunks() if isinstance(tokens, pa.ChunkedArray) else tokens
+  if pa.types.is_large_string(column.type) or pa.types.is_large_binary(column.type):
+    column = column.cast(pa.string())
+  if not len(column):
+    return np.zeros(0)
+  offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[
+      column.offset:column.offset + len(column) + 1].tolist()
+  data = column.buffers()[2].to_pybytes() if column.buffers()[2] is not None else b''
+  sha256 = hashlib.sha256
+  prefixes = b''.join([sha256(data[start:end]).digest()[:8]
+                       for start, end in zip(offsets, offsets[1:])])
+  return np.frombuffer(prefixes, dtype='>u8').astype(np.float64) / _HASH_SCALE
 
 
 def assign_split(token: str, eval_fraction: float) -> str:
@@ -246,17 +270,51 @@ class ExtractFeaturesFn(csv_io.ParseCsvFileFn):
         gc.enable()
 
 
-class ExtractFeatures(beam.PTransform):
-  """Pipeline root -> tagged Arrow tables 'train'/'eval', 'dead_letter' and 'files'."""
+class ExtractRangeFeaturesFn(ExtractFeaturesFn, csv_io.ParseCsvRangeFn):
+  """A ``csv_io.ByteRange`` -> as ``ExtractFeaturesFn`` gives for its records (hash split): Arrow
+  blocks are split column-wise, the records left to ``RowParser`` as ``ExtractFeaturesFn`` does."""
 
-  def __init__(self, file_pattern: csv_io.Patterns, spec: spec_lib.DatasetSpec, batch_size: int = 50000):
+  def __init__(self, spec: spec_lib.DatasetSpec, batch_size: int = 50000,
+               block_bytes: int = csv_io.BLOCK_BYTES):
+    super().__init__(spec, batch_size)
+    self.block_bytes = block_bytes
+    self.tokens = spec.key is None
+
+  def emit_block(self, block: csv_io.ArrowBlock) -> Iterable[Any]:
+    table = block.table
+    if table.schema != self.schema:
+      table = table.cast(self.schema)
+    tokens = table.column(str(self.spec.key)) if self.spec.key else block.tokens
+    late = eval_hashes(cast(Any, tokens)) < self.spec.eval_fraction
+    for split, mask in ((artifacts.EVAL, late), (artifacts.TRAIN, ~late)):
+      part = table.filter(pa.array(mask)) if not mask.all() else table
+      for start in range(0, part.num_rows, self.batch_size):
+        yield TaggedOutput(split, part.slice(start, self.batch_size))
+
+
+class ExtractFeatures(beam.PTransform):
+  """Pipeline root -> tagged Arrow tables 'train'/'eval', 'dead_letter' and 'files'.
+
+  Hash split: files are read in byte ranges by Arrow (``ExtractRangeFeaturesFn``), unless
+  ``row_path`` (every record by Python's csv, the reference). Time split: the row path."""
+
+  def __init__(self, file_pattern: csv_io.Patterns, spec: spec_lib.DatasetSpec,
+               batch_size: int = 50000, row_path: bool = False,
+               split_bytes: int = csv_io.SPLIT_BYTES, block_bytes: int = csv_io.BLOCK_BYTES):
     super().__init__()
     self.file_pattern = file_pattern
     self.spec = csv_io.resolve_spec(spec, file_pattern)
     self.batch_size = batch_size
+    self.row_path = row_path
+    self.split_bytes = split_bytes
+    self.block_bytes = block_bytes
 
   def expand(self, root):
     tags = (csv_io.DEAD_LETTER, csv_io.FILES) + artifacts.SPLITS
+    if self.spec.split != spec_lib.SPLIT_TIME and not self.row_path:
+      return root | 'ReadCsv' >> csv_io.ReadCsvRanges(
+          self.file_pattern, ExtractRangeFeaturesFn(self.spec, self.batch_size, self.block_bytes),
+          tags, self.split_bytes)
     if self.spec.split != spec_lib.SPLIT_TIME:
       return root | 'ReadCsv' >> csv_io.ReadCsvFiles(
           self.file_pattern, ExtractFeaturesFn(self.spec, self.batch_size), tags)
@@ -277,7 +335,7 @@ def make_summary(_, files, written, dead, input_pattern, spec,
                  output, split: Optional[TimeSplit] = None) -> artifacts.FeaturesSummary:
   """The run's counts, per file and in total; ``reconciled`` says whether they add up; with a
   time split, its rule and cutoff."""
-  files = sorted(files, key=lambda f: f['source'])
+  files = csv_io.merge_file_records(files)  # a file read in ranges has one record per range
   rows_read = sum(f['rows_read'] for f in files)
   rows_written = {split: int(written.get(split, 0)) for split in artifacts.SPLITS}
   summary: artifacts.FeaturesSummary = {
@@ -324,10 +382,11 @@ class WriteSummary(beam.PTransform):
 
 
 def build_pipeline(pipeline: beam.Pipeline, input_pattern: csv_io.Patterns,
-                   spec: spec_lib.DatasetSpec,
-                   output: str, batch_size: int = 50000) -> spec_lib.DatasetSpec:
+                   spec: spec_lib.DatasetSpec, output: str, batch_size: int = 50000,
+                   row_path: bool = False, split_bytes: int = csv_io.SPLIT_BYTES,
+                   block_bytes: int = csv_io.BLOCK_BYTES) -> spec_lib.DatasetSpec:
   """Adds read -> split -> write Parquet/dead letter/summary; returns the resolved spec."""
-  extract = ExtractFeatures(input_pattern, spec, batch_size)
+  extract = ExtractFeatures(input_pattern, spec, batch_size, row_path, split_bytes, block_bytes)
   extracted = pipeline | 'ExtractFeatures' >> extract
   schema = feature_schema(extract.spec)
   for split in artifacts.SPLITS:
@@ -358,8 +417,8 @@ def clear_outputs(output: str) -> None:
 
 
 def extract(inputs: Sequence[str], spec_path: str, output: str, beam_args: Sequence[str] = (),
-            batch_size: int = 50000, save_main_session: bool = False
-            ) -> Union[FeaturesResult, DryRun]:
+            batch_size: int = 50000, save_main_session: bool = False, row_path: bool = False,
+            split_bytes: int = csv_io.SPLIT_BYTES) -> Union[FeaturesResult, DryRun]:
   """The core: CSV files matching ``inputs`` -> ``output``'s splits, dead letter and summary.
 
   Raises ``NoInputError`` when a pattern matches nothing, ``SpecError`` for a bad spec and
@@ -377,7 +436,7 @@ def extract(inputs: Sequence[str], spec_path: str, output: str, beam_args: Seque
   if not runtime.is_dry_run(options):  # a dry run writes nothing, so it removes nothing either
     clear_outputs(output)
   pipeline = runtime.new_pipeline(options)
-  build_pipeline(pipeline, input_pattern, spec, output, batch_size)
+  build_pipeline(pipeline, input_pattern, spec, output, batch_size, row_path, split_bytes)
   runtime.run_to_completion(pipeline, options, 'features')
   if runtime.is_dry_run(options):
     return DRY_RUN
@@ -413,7 +472,7 @@ def run(argv: Optional[Sequence[str]] = None,
   known, beam_args = runtime.parse_arguments('features', argv, add_features_arguments)
   return extract(known.input or [spec_lib.default_sample_path()],
                  known.spec or spec_lib.default_spec_path(), known.output, beam_args,
-                 known.batch_size, save_main_session)
+                 known.batch_size, save_main_session, known.row_path, known.split_bytes)
 
 
 def _report(result: FeaturesResult, files: int) -> None:

@@ -280,3 +280,75 @@ def test_a_time_split_run_evaluates_on_exactly_the_latest_rows(tmp_path):
       'cutoff': cutoff.timestamp(), 'cutoff_utc': cutoff.isoformat(), 'rows_timed': 400,
       'rows_without_timestamp': 0}
   assert summary['spec']['split'] == 'time'
+
+
+HOSTILE_HEADER = 'id,x,c,y,extra\n'
+HOSTILE = {  # name -> bytes: every CSV oddity the readers meet, each in its own file
+    'clean.csv': HOSTILE_HEADER + 'a,1.5,red,1,e\nb,,,0,\nc, 2 ,  ,true,\nd,1e-3,x y,no,z\n',
+    'quoted_newlines.csv': HOSTILE_HEADER + 'a,1,"two\nlines, comma",0,\nb,2,"x, y",1,"q\n"\n'
+                           'c,3,"",0,""\n',
+    'ragged.csv': HOSTILE_HEADER + 'a,1,red\nb,2,red,0,,,\nc,3,"multi\nline",1,1,1\nd,4,ok,1,\n',
+    'bad_utf8.csv': (HOSTILE_HEADER + 'a,1,r\xe9d,1,\n').encode() + b'b,2,\xff\xfe,0,\n'
+                    b'c,3,ok,1,\xff\nd,4,ok,0,\n',
+    'empty_cells.csv': HOSTILE_HEADER + ',,,,\na,,,1,\nb, ,\t,0,\nc,\xa0,\u2003,1,\n',
+    'bom_crlf.csv': ('\ufeff' + HOSTILE_HEADER + 'a,1,red,1,\nb,2,"x\r\ny",0,\n').replace(
+        '\n', '\r\n').replace('\r\r\n', '\r\n'),
+    'lone_cr.csv': HOSTILE_HEADER + 'a,1,red\r,1,\nb,2,blue,0,\n',
+    'huge_fields.csv': HOSTILE_HEADER + 'a,1,' + 'r' * 1500 + ',1,\nb,2,"' + 's' * 3000
+                       + '",0,\nc,3,ok,1,\n',
+    'header_only.csv': HOSTILE_HEADER,
+    'empty.csv': '',
+    'missing_feature.csv': 'id,y,x\na,1,2\nb,0,\n',
+    'missing_label.csv': 'id,x,c\na,1,red\n',
+    'repeated_column.csv': 'id,x,x,c,y\na,1,2,red,1\n',
+    'numbers.csv': HOSTILE_HEADER + 'a,+4,r,1,\nb,1_000,r,0,\nc,nan,r,1,\nd,inf,r,1,\ne,1e400,r,0,\n'
+                   'f,0x10,r,1,\ng,.5,r,1,\nh,2.,r,0,\ni,-0,r,1,\nj,0.30000000000000004,r,0,\n',
+    'labels.csv': HOSTILE_HEADER + 'a,1,r, 1 ,\nb,1,r,TRUE,\nc,1,r,maybe,\nd,1,r,,\ne,1,r,Y,\n',
+    'doubled_quotes.csv': HOSTILE_HEADER + 'a,1,"say ""hi""",1,\nb,2,red,0,\n',
+    'stray_quote.csv': HOSTILE_HEADER + 'a,1,re"d,1,\nb,2,"x"y,0,\nc,3,blue,1,\n',
+    'unterminated.csv': HOSTILE_HEADER + 'a,1,red,1,\nb,2,"open,0,\nc,3,x,1,\n',
+    'blank_lines.csv': HOSTILE_HEADER + '\na,1,red,1,\n\r\n\nb,2,blue,0,\n \n',
+    'no_final_newline.csv': HOSTILE_HEADER + 'a,1,red,1,\nb,2,"blue\nsky",0,',
+    'leading_blank.csv': '\n' + HOSTILE_HEADER + 'a,1,red,1,\n',
+    'nul.csv': HOSTILE_HEADER + 'a,1,r\0d,1,\nb,2,x,0,\n',
+}
+HOSTILE_SPECS = {
+    'key': from_dict({'label': 'y', 'key': 'id', 'numeric': ['x'], 'categorical': ['c'],
+                      'eval_fraction': 0.5}),
+    'no_key': from_dict({'label': 'y', 'numeric': ['x'], 'categorical': ['c'],
+                         'eval_fraction': 0.5}),
+}
+
+
+def _extract(pattern, spec, output, **options):
+  with TestPipeline() as pipeline:
+    features.build_pipeline(pipeline, pattern, spec, str(output), batch_size=3, **options)
+  tables = {}
+  for split in artifacts.SPLITS:
+    rows = [row for shard in sorted((output / split).glob('part-*'))
+            for row in pq.read_table(str(shard)).to_pylist()]
+    tables[split] = sorted(rows, key=lambda row: json.dumps(row, sort_keys=True))
+  dead = sorted(line for shard in (output / artifacts.DEAD_LETTER_DIR).glob('part-*')
+                for line in shard.read_text().splitlines())
+  summary = artifacts.read_summary(str(output))
+  return tables, dead, {k: v for k, v in summary.items() if k != 'output'}
+
+
+@pytest.mark.parametrize('spec_name', sorted(HOSTILE_SPECS))
+def test_the_arrow_path_gives_the_rows_and_dead_letters_of_the_row_path(
+    tmp_path, monkeypatch, spec_name):
+  """Every hostile CSV, read by Arrow in byte ranges (whole files, then ranges of a few records
+  and blocks of a few bytes) gives the Parquet rows, dead letters and counts of the row path."""
+  monkeypatch.setenv('BEAM_PIPELINES_MAX_RECORD_BYTES', '2000')
+  data = tmp_path / 'in'
+  data.mkdir()
+  for name, text in HOSTILE.items():
+    (data / name).write_bytes(text.encode() if isinstance(text, str) else text)
+  pattern, spec = str(data / '*.csv'), HOSTILE_SPECS[spec_name]
+  reference = _extract(pattern, spec, tmp_path / 'rows', row_path=True)
+  assert sum(len(rows) for rows in reference[0].values()) > 40 and len(reference[1]) > 15
+  for label, options in (('whole', {}), ('ranges', {'split_bytes': 20, 'block_bytes': 16})):
+    tables, dead, summary = _extract(pattern, spec, tmp_path / label, **options)
+    assert tables == reference[0], label
+    assert dead == reference[1], label
+    assert summary == reference[2], label

@@ -26,7 +26,19 @@ import io
 import json
 import re
 import sys
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypedDict, Union
+from typing import (
+  Any,
+  Dict,
+  Iterable,
+  Iterator,
+  List,
+  NamedTuple,
+  Optional,
+  Sequence,
+  Tuple,
+  TypedDict,
+  Union,
+)
 
 import apache_beam as beam
 import numpy as np
@@ -295,34 +307,69 @@ class ParseCsvFileFn(beam.DoFn):
 
   def process(self, readable_file) -> Iterator[Any]:
     path = readable_file.metadata.path
-    records = dead = 0
-    parser = None
-    header: List[str] = []
+    tally = _Tally()
     with readable_file.open(mime_type='application/octet-stream') as handle:
-      for line_number, raw, fields, error in iter_records(bounded_lines(handle)):
-        if parser is None:  # the first record is the header
-          header = list(fields or [])
-          parser = RowParser(self.spec, header, self.require_label, self.require_features)
-          if error is None:
-            continue
-        records += 1
-        if error is None:
-          assert fields is not None  # iter_records: fields are None only with an error
-          try:
-            values = parser.parse(fields, check_utf8=_UNDECODABLE.search(raw) is not None)
-            yield from self.emit(values, fields)
-            continue
-          except RowError as row_error:
-            error = str(row_error)
-        dead += 1
-        yield TaggedOutput(DEAD_LETTER, dead_letter_record(path, line_number, raw, error))
+      yield from self.parse_records(path, iter_records(bounded_lines(handle)), tally)
     yield from self.flush()
-    self.rows_read.inc(records)
-    self.rows_dead.inc(dead)
+    yield from self.file_record(path, tally)
+
+  def parse_records(self, path: str, records, tally: '_Tally', line_offset: int = 0
+                    ) -> Iterator[Any]:
+    """Rows and dead letters of ``iter_records`` output; without ``tally.parser`` the first
+    record is the header. Line numbers are moved by ``line_offset``."""
+    for line_number, raw, fields, error in records:
+      line_number += line_offset
+      if tally.parser is None:  # the first record is the header
+        tally.header = list(fields or [])
+        tally.parser = RowParser(self.spec, tally.header, self.require_label,
+                                 self.require_features)
+        if error is None:
+          continue
+      tally.records += 1
+      if error is None:
+        assert fields is not None  # iter_records: fields are None only with an error
+        try:
+          values = tally.parser.parse(fields, check_utf8=_UNDECODABLE.search(raw) is not None)
+          yield from self.emit(values, fields)
+          continue
+        except RowError as row_error:
+          error = str(row_error)
+      tally.dead += 1
+      yield TaggedOutput(DEAD_LETTER, dead_letter_record(path, line_number, raw, error))
+
+  def file_record(self, path: str, tally: '_Tally') -> Iterator[Any]:
+    """The ``files`` record of a file (or of a range of it: ``merge_file_records`` adds them)."""
+    self.rows_read.inc(tally.records)
+    self.rows_dead.inc(tally.dead)
+    parser = tally.parser
     yield TaggedOutput(FILES, {
-        'source': path, 'header': header, 'rows_read': records, 'rows_dead_lettered': dead,
+        'source': path, 'header': tally.header, 'rows_read': tally.records,
+        'rows_dead_lettered': tally.dead,
         'missing_columns': parser.missing_columns if parser else [],
         'extra_columns': parser.extra_columns if parser else []})
+
+
+class _Tally:
+  """What a parse has seen of one file: its header, parser and counts."""
+
+  def __init__(self, header: Optional[List[str]] = None, parser: Optional[RowParser] = None):
+    self.header: List[str] = header or []
+    self.parser = parser
+    self.records = 0
+    self.dead = 0
+
+
+def merge_file_records(files: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
+  """One ``files`` record per source: the counts of its ranges added, sorted by source."""
+  merged: Dict[str, Dict[str, Any]] = {}
+  for record in files:
+    known = merged.get(record['source'])
+    if known is None:
+      merged[record['source']] = dict(record)
+    else:
+      known['rows_read'] += record['rows_read']
+      known['rows_dead_lettered'] += record['rows_dead_lettered']
+  return [merged[source] for source in sorted(merged)]
 
 
 class ParseCsvBatchesFn(ParseCsvFileFn):
@@ -530,3 +577,471 @@ class WriteDeadLetter(beam.PTransform):
         | 'WriteJsonLines' >> beam.io.WriteToText(
             FileSystems.join(self.directory, artifacts.SHARD_PREFIX),
             file_name_suffix=artifacts.DEAD_LETTER_SUFFIX, num_shards=self.num_shards))
+
+
+# --- Arrow path: byte ranges of a file, record blocks typed column-wise ---------------------------
+#
+# A file is cut at record boundaries into byte ranges (``plan_ranges``), so several workers share
+# a large file; each range is read in blocks of whole records, tokenised by Arrow's CSV reader and
+# typed column by column (``arrow_block``); a record Arrow cannot vouch for (wrong field count,
+# invalid UTF-8, a cell the spec's rules refuse or that only Python's ``float`` reads) goes through
+# ``RowParser`` alone, so the rows and the dead letters are those of the record parser.
+#
+# Boundaries are newlines outside quotes: a newline is inside a quoted field exactly when an odd
+# number of quotes precede it, provided every quote opens a field (after a comma, a newline or at
+# the start) or closes one (before a comma or a line end), alternately. The scan checks that; from
+# the first quote that does neither (a quote inside a field, a doubled quote), or a line longer
+# than ``max_record_chars()``, the rest of the file is parsed record by record as before.
+
+SCAN_BYTES = 32 << 20  # bytes scanned at a time
+SPLIT_BYTES = 32 << 20  # a range's size: large files are shared by workers in ranges this size
+BLOCK_BYTES = 8 << 20  # bytes of records typed at a time by Arrow (memory: a few times this)
+_QUOTE, _NEWLINE, _COMMA, _CR = 34, 10, 44, 13
+
+
+class ByteRange(NamedTuple):
+  """Part of a file: whole records from ``start`` to ``end`` (bytes); ``line`` is the line number
+  of its first byte; ``arrow`` False parses it record by record (see ``plan_ranges``)."""
+  path: str
+  start: int
+  end: int
+  line: int
+  arrow: bool
+
+
+def plan_ranges(path: str, size: int, split_bytes: int = SPLIT_BYTES,
+                scan_bytes: int = SCAN_BYTES) -> List[ByteRange]:
+  """A file's ranges: cut at the first newline outside quotes at or after every ``split_bytes``.
+
+  A compressed or empty file is one range, parsed record by record. The ranges after the first
+  anomaly (a quote that neither opens nor closes a field, a line longer than
+  ``max_record_chars()`` bytes, a blank first line) are one range parsed record by record.
+  """
+  if size == 0 or CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
+    return [ByteRange(path, 0, size, 1, False)]
+  max_line = max_record_chars()
+  cuts = [(0, 1)]  # (offset, line number)
+  anomaly: Optional[int] = None
+  offset = parity = lines = 0
+  last_newline, previous = -1, _NEWLINE
+  target = split_bytes
+  with FileSystems.open(path, mime_type='application/octet-stream',
+                        compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    chunk = handle.read(scan_bytes)
+    if chunk[:1] in (b'\n', b'\r'):
+      anomaly = 0
+    while chunk and anomaly is None:
+      following = handle.read(scan_bytes)
+      data = np.frombuffer(chunk, dtype=np.uint8)
+      quotes = np.flatnonzero(data == _QUOTE)
+      newlines = np.flatnonzero(data == _NEWLINE)
+      if len(quotes):
+        before = np.where(quotes > 0, data[quotes - 1], previous)
+        after_index = np.minimum(quotes + 1, len(data) - 1)
+        after = np.where(quotes + 1 < len(data), data[after_index],
+                         following[0] if following else _NEWLINE)
+        opening = (np.arange(len(quotes)) + parity) % 2 == 0
+        good = np.where(opening, (before == _COMMA) | (before == _NEWLINE),
+                        (after == _COMMA) | (after == _NEWLINE) | (after == _CR))
+        if not good.all():
+          anomaly = offset + int(quotes[np.argmin(good)])
+      ends = np.concatenate((newlines, [len(data)] if not following else []))
+      lengths = np.diff(ends, prepend=last_newline - offset) - 1
+      if len(lengths) and lengths.max() > max_line:
+        long_line = int(np.argmax(lengths > max_line))
+        start = offset + (int(ends[long_line - 1]) + 1 if long_line else last_newline + 1 - offset)
+        anomaly = start if anomaly is None else min(anomaly, start)
+      outside = (np.searchsorted(quotes, newlines) + parity) % 2 == 0
+      for index in np.flatnonzero(outside):
+        cut = offset + int(newlines[index]) + 1
+        if anomaly is not None and cut > anomaly:
+          break
+        if cut >= target and cut < size:
+          cuts.append((cut, lines + int(index) + 2))
+          target = cut + split_bytes
+      parity = (parity + len(quotes)) % 2
+      lines += len(newlines)
+      if len(newlines):
+        last_newline = offset + int(newlines[-1])
+      previous = int(data[-1])
+      offset += len(chunk)
+      chunk = following
+  if parity and anomaly is None:
+    anomaly = size  # an unterminated quote: the last range goes record by record
+  if anomaly is not None:
+    cuts = [cut for cut in cuts if cut[0] <= anomaly]
+  ranges = [ByteRange(path, start, end, line, True)
+            for (start, line), (end, _) in zip(cuts, cuts[1:] + [(size, 0)])]
+  if anomaly is not None:
+    ranges[-1] = ranges[-1]._replace(arrow=False)
+  return ranges
+
+
+class PlanRangesFn(beam.DoFn):
+  """File metadata -> its ``ByteRange``s (``plan_ranges``)."""
+
+  def __init__(self, split_bytes: int = SPLIT_BYTES):
+    super().__init__()
+    self.split_bytes = split_bytes
+
+  def process(self, metadata) -> Iterator[ByteRange]:
+    yield from plan_ranges(metadata.path, metadata.size_in_bytes, self.split_bytes)
+
+
+class _LimitedReader:
+  """The bytes of a binary stream from its position up to ``limit`` bytes, after ``prefix``."""
+
+  def __init__(self, handle, limit: int, prefix: bytes = b''):
+    self.handle = handle
+    self.left = limit
+    self.prefix = prefix
+
+  def read(self, size: int = -1) -> bytes:
+    if self.prefix:
+      data, self.prefix = self.prefix, b''
+      return data
+    if self.left <= 0:
+      return b''
+    data = self.handle.read(self.left if size < 0 else min(size, self.left))
+    self.left -= len(data)
+    return data
+
+
+class _InvalidUtf8Positions:
+  """A codec error handler that records where undecodable bytes are."""
+
+  def __init__(self):
+    self.positions: List[int] = []
+
+  def __call__(self, error: UnicodeError) -> Tuple[str, int]:
+    assert isinstance(error, UnicodeDecodeError)
+    self.positions.append(error.start)
+    return '', error.end
+
+
+_UTF8_POSITIONS = _InvalidUtf8Positions()
+codecs.register_error('beam_pipelines_utf8_positions', _UTF8_POSITIONS)
+
+_PLAIN_NUMBER = r'^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$'
+# Characters for which Python's str.isspace() may be true (a superset; each match is checked).
+_MAYBE_SPACE = (r'^[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}'
+                r'\x{2029}\x{202f}\x{205f}\x{3000}]*$')
+
+
+class ArrowBlock(NamedTuple):
+  """``arrow_block``'s result: typed rows, the records left to ``RowParser`` and the count."""
+  table: pa.Table  # good rows, columns in spec order, typed as ``RowParser`` types them
+  tokens: Optional[pa.Array]  # without a key: each row's fields joined by '\x1f' (else None)
+  by_record: List[Tuple[int, bytes]]  # (line number, raw bytes) of each record left to RowParser
+  records: int  # records in the block (blank lines are not records)
+
+
+def record_bounds(data: bytes) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(starts, ends, newline positions) of the records in ``data``: whole records, starting
+  outside quotes; an end is a newline outside quotes or the end of ``data``."""
+  array = np.frombuffer(data, dtype=np.uint8)
+  newlines = np.flatnonzero(array == _NEWLINE)
+  if b'"' in data:
+    quotes = np.flatnonzero(array == _QUOTE)
+    ends = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
+  else:
+    ends = newlines
+  if not data.endswith(b'\n'):
+    ends = np.append(ends, len(data))
+  starts = np.concatenate(([0], ends[:-1] + 1)) if len(ends) else np.zeros(0, dtype=np.int64)
+  return starts, ends, newlines
+
+
+def block_cut(data: bytes) -> int:
+  """Where the last whole record of ``data`` ends (after its newline), 0 if none does."""
+  end = len(data)
+  while True:
+    end = data.rfind(b'\n', 0, end)
+    if end < 0:
+      return 0
+    if data.count(b'"', 0, end) % 2 == 0:
+      return end + 1
+
+
+def arrow_block(data: bytes, first_line: int, header: Sequence[str], parser: RowParser,
+                tokens: bool = False) -> Optional[ArrowBlock]:
+  """Whole records of one file (``data``, from a record start, the first on line ``first_line``)
+  typed column-wise; None when Arrow cannot take the block (a carriage return alone, a NUL byte,
+  a field Arrow reads otherwise), which is then parsed record by record.
+  ``tokens``: also each good row's fields joined by '\\x1f' (the split token without a key)."""
+  if data.count(b'\r') != data.count(b'\r\n') or b'\0' in data or not data:
+    return None
+  starts, ends, newlines = record_bounds(data)
+  lengths = ends - starts
+  blank = (lengths == 0) | ((lengths == 1) & (np.frombuffer(data, np.uint8)[
+      np.minimum(starts, max(len(data) - 1, 0))] == _CR))
+  starts, ends = starts[~blank], ends[~blank]
+  array = np.frombuffer(data, dtype=np.uint8)
+  commas = np.flatnonzero(array == _COMMA)
+  if b'"' in data:
+    commas = commas[np.searchsorted(np.flatnonzero(array == _QUOTE), commas) % 2 == 0]
+  widths = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+  arrow_rows = widths == parser.width
+  by_record = ~arrow_rows
+  try:
+    data.decode('utf-8')
+  except UnicodeDecodeError:
+    _UTF8_POSITIONS.positions = []
+    data.decode('utf-8', 'beam_pipelines_utf8_positions')
+    bad = np.searchsorted(ends, np.array(_UTF8_POSITIONS.positions))
+    by_record[np.unique(bad[bad < len(ends)])] = True
+  body = pa.py_buffer(data)
+  try:
+    table = pa_csv.read_csv(
+        pa.BufferReader(body),
+        read_options=pa_csv.ReadOptions(use_threads=False, column_names=list(header),
+                                        block_size=max(1 << 20, min(len(data) + 1, 64 << 20))),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=b'"' in data,
+                                          invalid_row_handler=lambda row: 'skip'),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={c: pa.string() for c in header}, strings_can_be_null=False,
+            quoted_strings_can_be_null=False, check_utf8=False,
+            include_columns=None if tokens else [header[i] for _, i, _ in parser.plan
+                                                 if i is not None]))
+  except pa.ArrowInvalid:
+    return None
+  if table.num_rows != int(arrow_rows.sum()):
+    return None
+  keep = ~by_record[arrow_rows]
+  if not keep.all():
+    table = table.filter(pa.array(keep))
+  good = np.ones(table.num_rows, dtype=bool)
+  columns: List[pa.Array] = []
+  for name, index, role in parser.plan:
+    if index is None:
+      columns.append(pa.nulls(table.num_rows, type=_ARROW_TYPES[role]))
+      continue
+    column = table.column(header[index]).combine_chunks()
+    if role == NUMERIC:
+      values, refused = _typed_numbers(column)
+    elif role in (CATEGORICAL, TIMESTAMP):
+      values, refused = _typed_strings(column), None
+    elif role == KEY:
+      blank_keys = _blank(column)
+      values, refused = column, blank_keys
+    else:
+      values, refused = _typed_labels(column, parser, name)
+    if refused is not None:
+      good &= ~refused
+    columns.append(values)
+  typed = pa.Table.from_arrays(columns, names=[name for name, _, _ in parser.plan])
+  joined = None
+  if tokens:
+    joined = pc.binary_join_element_wise(*[table.column(c).combine_chunks() for c in header],
+                                         '\x1f') if header else pa.array([''] * table.num_rows)
+  if not good.all():
+    typed = typed.filter(pa.array(good))
+    joined = joined.filter(pa.array(good)) if joined is not None else None
+    refused_rows = np.flatnonzero(~by_record)[~good]  # records of the rows the typing refused
+    by_record[refused_rows] = True
+  line_of = np.searchsorted(newlines, starts) + first_line
+  left = [(int(line_of[i]), data[starts[i]:ends[i]]) for i in np.flatnonzero(by_record)]
+  return ArrowBlock(typed, joined, left, len(starts))
+
+
+def _typed_numbers(column: pa.Array) -> Tuple[pa.Array, Optional[np.ndarray]]:
+  """float64 values (None for a blank cell) and the rows ``RowParser`` refuses (not a finite
+  number). Arrow casts the plain decimal cells (correctly rounded, as ``float``); any other cell
+  is read by ``float`` as ``RowParser`` reads it."""
+  plain = pc.fill_null(pc.match_substring_regex(column, _PLAIN_NUMBER), False)
+  numbers: Optional[pa.Array] = None
+  refused: Optional[np.ndarray] = None
+  if len(column) == 0 or pc.all(plain).as_py():
+    try:
+      numbers = pc.cast(column, pa.float64())
+    except pa.ArrowInvalid:
+      plain = pa.array(np.zeros(len(column), dtype=bool))
+  if numbers is None:
+    plain_mask = plain.to_numpy(zero_copy_only=False)
+    values = np.zeros(len(column), dtype=np.float64)
+    valid = np.ones(len(column), dtype=bool)
+    try:
+      values[plain_mask] = pc.cast(pc.filter(column, plain), pa.float64()).to_numpy()
+    except pa.ArrowInvalid:
+      plain_mask = np.zeros(len(column), dtype=bool)
+    refused = np.zeros(len(column), dtype=bool)
+    others = np.flatnonzero(~plain_mask)
+    for index, text in zip(others, pc.take(column, pa.array(others)).to_pylist()):
+      try:
+        values[index] = float(text)
+      except ValueError:
+        valid[index] = False
+        refused[index] = bool(text.strip())
+    numbers = pa.array(values, mask=~valid)
+  finite = pc.fill_null(pc.is_finite(numbers), True).to_numpy(zero_copy_only=False)
+  if not finite.all():
+    refused = ~finite if refused is None else refused | ~finite
+  return numbers, refused
+
+
+def _blank(column: pa.Array) -> Optional[np.ndarray]:
+  """Cells Python's ``not text or text.isspace()`` calls blank (None when there is none)."""
+  maybe = pc.fill_null(pc.match_substring_regex(column, _MAYBE_SPACE), False)
+  if not pc.any(maybe).as_py():
+    return None
+  mask = maybe.to_numpy(zero_copy_only=False).copy()
+  candidates = np.flatnonzero(mask)
+  for index, text in zip(candidates, pc.take(column, pa.array(candidates)).to_pylist()):
+    mask[index] = not text or text.isspace()
+  return mask if mask.any() else None
+
+
+def _typed_strings(column: pa.Array) -> pa.Array:
+  blank = _blank(column)
+  if blank is None:
+    return column
+  return pc.if_else(pa.array(blank), pa.scalar(None, pa.string()), column)
+
+
+def _typed_labels(column: pa.Array, parser: RowParser, name: str
+                  ) -> Tuple[pa.Array, Optional[np.ndarray]]:
+  """int64 labels by ``_LABELS`` (exact spellings), any other cell by ``RowParser._label``."""
+  spellings = pa.array(list(_LABELS))
+  index = pc.index_in(column, value_set=spellings)
+  values = pc.take(pa.array(list(_LABELS.values()), pa.int64()), index)
+  unknown = pc.is_null(index).to_numpy(zero_copy_only=False)
+  if not unknown.any():
+    return values, None
+  numbers = values.to_numpy(zero_copy_only=False).astype(object)
+  refused = np.zeros(len(column), dtype=bool)
+  rows = np.flatnonzero(unknown)
+  for row, text in zip(rows, pc.take(column, pa.array(rows)).to_pylist()):
+    try:
+      numbers[row] = parser._label(name, text)
+    except RowError:
+      refused[row] = True
+      numbers[row] = None
+  return pa.array(numbers.tolist(), pa.int64()), refused if refused.any() else None
+
+
+_ARROW_TYPES = {NUMERIC: pa.float64(), LABEL: pa.int64(), CATEGORICAL: pa.string(),
+                KEY: pa.string(), TIMESTAMP: pa.string()}
+
+
+class ParseCsvRangeFn(ParseCsvFileFn):
+  """A ``ByteRange`` -> as ``ParseCsvFileFn`` gives for the records in it: good rows through
+  ``emit_block`` (Arrow blocks) or ``emit`` (records ``RowParser`` parsed), dead letters, and one
+  ``files`` record per range. ``block_bytes``: bytes of records typed at a time."""
+
+  def __init__(self, spec: DatasetSpec, require_label: bool = True,
+               require_features: bool = False, block_bytes: int = BLOCK_BYTES,
+               tokens: bool = False):
+    super().__init__(spec, require_label, require_features)
+    self.block_bytes = block_bytes
+    self.tokens = tokens
+
+  def emit_block(self, block: ArrowBlock) -> Iterable[Any]:
+    """Good rows of one Arrow block (default: each as ``emit`` gets it)."""
+    for row in block.table.to_pylist():
+      values = [row[c] for c in self.spec.columns]
+      yield from self.emit(values, [])
+
+  def process(self, byte_range: ByteRange) -> Iterator[Any]:
+    path = byte_range.path
+    with FileSystems.open(path, mime_type='application/octet-stream',
+                          compression_type=CompressionTypes.UNCOMPRESSED
+                          if byte_range.arrow or byte_range.start else CompressionTypes.AUTO
+                          ) as handle:
+      tally = _Tally()
+      if byte_range.start:
+        tally.header = _file_header(path) or []
+        tally.parser = RowParser(self.spec, tally.header, self.require_label,
+                                 self.require_features)
+        handle.seek(byte_range.start)
+      arrow = byte_range.arrow and not (tally.parser and tally.parser.header_error)
+      if arrow:
+        yield from self._arrow(path, handle, byte_range, tally)
+      else:
+        length = byte_range.end - byte_range.start if byte_range.start or byte_range.arrow else -1
+        stream = _LimitedReader(handle, length if length >= 0 else 1 << 62,
+                                b'\n' if byte_range.start else b'')
+        yield from self.parse_records(path, iter_records(bounded_lines(stream)), tally,
+                                      byte_range.line - 1 - (1 if byte_range.start else 0))
+    yield from self.flush()
+    yield from self.file_record(path, tally)
+
+  def _arrow(self, path: str, handle, byte_range: ByteRange, tally: _Tally) -> Iterator[Any]:
+    left = byte_range.end - byte_range.start
+    line = byte_range.line
+    data = b''
+    while True:
+      chunk = handle.read(min(self.block_bytes, left)) if left > 0 else b''
+      left -= len(chunk)
+      data += chunk
+      final = not chunk
+      cut = len(data) if final else block_cut(data)
+      if not cut and not final:
+        continue
+      block, data = data[:cut], data[cut:]
+      if tally.parser is None:  # the range holds the header: its first record
+        header_end = _first_record_end(block)
+        records = list(iter_records(bounded_lines(io.BytesIO(block[:header_end]))))
+        parser = RowParser(self.spec, list(records[0][2] or []) if records else [],
+                           self.require_label, self.require_features)
+        if not records or records[0][3] is not None or parser.header_error:
+          # the row parser judges every record (the header's error, the header's dead letters)
+          rest = _LimitedReader(handle, left, block + data)
+          yield from self.parse_records(path, iter_records(bounded_lines(rest)), tally,
+                                        line - 1)
+          return
+        tally.header, tally.parser = list(records[0][2] or []), parser
+        line += block.count(b'\n', 0, header_end)
+        block = block[header_end:]
+      yield from self._block(path, block, line, tally)
+      line += block.count(b'\n')
+      if final:
+        return
+
+  def _block(self, path: str, block: bytes, line: int, tally: _Tally) -> Iterator[Any]:
+    if not block:
+      return
+    assert tally.parser is not None
+    typed = arrow_block(block, line, tally.header, tally.parser, self.tokens)
+    if typed is None:
+      yield from self.parse_records(path, iter_records(bounded_lines(_LimitedReader(
+          io.BytesIO(block), len(block), b'\n'))), tally, line - 2)
+      return
+    tally.records += typed.records - len(typed.by_record)
+    if typed.table.num_rows:
+      yield from self.emit_block(typed)
+    for record_line, raw in typed.by_record:
+      yield from self.parse_records(path, iter_records(bounded_lines(io.BytesIO(b'\n' + raw))),
+                                    tally, record_line - 2)
+
+
+def _first_record_end(data: bytes) -> int:
+  """The end of the first record of ``data`` (after its newline), or ``len(data)``."""
+  end = -1
+  while True:
+    end = data.find(b'\n', end + 1)
+    if end < 0:
+      return len(data)
+    if data.count(b'"', 0, end) % 2 == 0:
+      return end + 1
+
+
+class ReadCsvRanges(beam.PTransform):
+  """Pipeline root -> the ``ByteRange``s of the files matching a pattern, parsed by ``parse_fn``
+  (a ``ParseCsvRangeFn``) after a ``Reshuffle`` that spreads the ranges over workers."""
+
+  def __init__(self, file_pattern: Patterns, parse_fn: ParseCsvRangeFn, tags: Sequence[str],
+               split_bytes: int = SPLIT_BYTES):
+    super().__init__()
+    self.file_pattern = file_pattern
+    self.parse_fn = parse_fn
+    self.tags = tuple(tags)
+    self.split_bytes = split_bytes
+
+  def expand(self, root):
+    return (
+        root
+        | 'Patterns' >> beam.Create(patterns_of(self.file_pattern))
+        | 'MatchFiles' >> fileio.MatchAll()
+        | 'PlanRanges' >> beam.ParDo(PlanRangesFn(self.split_bytes))
+        | 'Reshuffle' >> beam.Reshuffle()  # spread ranges over workers
+        | 'ParseRanges' >> beam.ParDo(self.parse_fn).with_outputs(*self.tags, main=ROWS))
