@@ -71,11 +71,13 @@ def signed(tmp_path_factory):
                         **{signing.SIGNING_KEY_ENV_VAR: 'ci-secret-of-the-test'})
 
 
-def dags_test(composer, dag_id: str, conf: Optional[dict] = None) -> str:
-  """`airflow dags test DAG_ID` (with ``conf`` as the run's conf); returns the run's final state."""
+def dags_test(composer, dag_id: str, conf: Optional[dict] = None,
+              cwd: Optional[pathlib.Path] = None) -> str:
+  """`airflow dags test DAG_ID` (with ``conf`` as the run's conf) in ``cwd``; returns the run's
+  final state."""
   extra = ['-c', json.dumps(conf)] if conf else []
   done = subprocess.run([str(AIRFLOW), 'dags', 'test', *extra, dag_id], env=composer.env,
-                        capture_output=True, text=True, timeout=1500)
+                        capture_output=True, text=True, timeout=1500, cwd=cwd)
   finished = FINISHED.findall(done.stdout + done.stderr)
   assert finished, (done.stdout + done.stderr)[-4000:]
   assert finished[-1][0] == dag_id
@@ -238,7 +240,9 @@ def test_the_ct_dag_runs_the_deployed_builds_ct_on_a_span_landed_on_gcs(tmp_path
                               text=True, timeout=300)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
     composer = types.SimpleNamespace(env=env)
-    assert dags_test(composer, 'beam_pipelines_ct') == 'success'
+    # In Airflow's own folder, as on a Composer worker: `python -m` puts the working directory
+    # first on sys.path, and a source checkout there would shadow the installed wheel.
+    assert dags_test(composer, 'beam_pipelines_ct', cwd=root / 'airflow') == 'success'
     reg = registry.Registry(CtPaths(url, 'taxi').registry)
     assert reg.numbers() == [1] and reg.aliases()['production'] == 1
     lineage = bucket_io.read_json(reg.record(1)['lineage'])

@@ -26,7 +26,7 @@ FLOORS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ('pipelines', ('beam_pipelines.wordcount', 'beam_pipelines.features', 'beam_pipelines.validate',
                    'beam_pipelines.train', 'beam_pipelines.evaluate', 'beam_pipelines.predict',
                    'beam_pipelines.taxi_data')),
-    ('ct', ('beam_pipelines.ct', 'beam_pipelines.experiment')),
+    ('ct', ('beam_pipelines.ct', 'beam_pipelines.experiment', 'beam_pipelines.tracking')),
     ('harness', ('beam_pipelines.harness',)),
     ('tasks', ('tasks',)),
 )
