@@ -249,3 +249,48 @@ def test_arrow_cast_numbers_equal_pythons_float_and_refused_columns_fall_back(mo
   refused = csv_io._numbers_of(pa.chunked_array([pa.array([' 3', '1_000', '+4'])]))
   assert list(refused) == [3.0, 1000.0, 4.0]  # what float() reads, cell by cell
   assert csv_io._numbers_of(pa.chunked_array([pa.array(['1', 'inf'])])) is None
+
+
+def _reference_cuts(data: bytes, split_bytes: int):
+  """The cuts ``plan_ranges`` must give for well-formed quoting: walking byte by byte, the first
+  newline outside quotes at or after every ``split_bytes`` (with the line number after it)."""
+  cuts, inside, line, target = [(0, 1)], False, 1, split_bytes
+  for offset, byte in enumerate(data):
+    if byte == ord('"'):
+      inside = not inside
+    elif byte == ord('\n'):
+      line += 1
+      cut = offset + 1
+      if not inside and cut >= target and cut < len(data):
+        cuts.append((cut, line))
+        target = cut + split_bytes
+  return cuts
+
+
+@pytest.mark.parametrize('scan_bytes', [7, 64, 1 << 20])
+@pytest.mark.parametrize('split_bytes', [1, 30, 200])
+def test_plan_ranges_cuts_at_the_newlines_outside_quotes(tmp_path, scan_bytes, split_bytes):
+  """Ranges start at the first record boundary after every ``split_bytes`` (a quoted newline is
+  never one), whatever the scan's chunk size, and cover the file without gaps."""
+  records = [HEADER]
+  for i in range(120):
+    cell = f'"line {i}\nstill {i}, quoted"' if i % 3 == 0 else f'plain{i}'
+    records.append(f'k{i},{i * 0.5},{cell},{i % 2}\n')
+  data = ''.join(records).encode()
+  path = _write(tmp_path, 'quoted.csv', data)
+  ranges = csv_io.plan_ranges(path, len(data), split_bytes, scan_bytes)
+  assert [(r.start, r.line) for r in ranges] == _reference_cuts(data, split_bytes)
+  assert all(r.arrow for r in ranges)
+  assert [r.end for r in ranges[:-1]] == [r.start for r in ranges[1:]]
+  assert ranges[-1].end == len(data)
+
+
+def test_plan_ranges_parses_from_a_stray_quote_on_record_by_record(tmp_path):
+  """A quote inside a field makes the rest of the file one range, parsed record by record."""
+  good = ''.join(f'k{i},{i},c{i},1\n' for i in range(50))
+  data = (HEADER + good + 'k50,1,ab"c,1\n' + good).encode()
+  path = _write(tmp_path, 'stray.csv', data)
+  ranges = csv_io.plan_ranges(path, len(data), 40, 16)
+  stray = data.index(b'ab"c')
+  assert all(r.arrow and r.end <= stray + 1 for r in ranges[:-1])
+  assert not ranges[-1].arrow and ranges[-1].start <= stray < ranges[-1].end == len(data)

@@ -651,14 +651,16 @@ def plan_ranges(path: str, size: int, split_bytes: int = SPLIT_BYTES,
         long_line = int(np.argmax(lengths > max_line))
         start = offset + (int(ends[long_line - 1]) + 1 if long_line else last_newline + 1 - offset)
         anomaly = start if anomaly is None else min(anomaly, start)
-      outside = (np.searchsorted(quotes, newlines) + parity) % 2 == 0
-      for index in np.flatnonzero(outside):
-        cut = offset + int(newlines[index]) + 1
-        if anomaly is not None and cut > anomaly:
+      outside = np.flatnonzero((np.searchsorted(quotes, newlines) + parity) % 2 == 0)
+      candidates = offset + newlines[outside] + 1  # the cuts this chunk allows, ascending
+      limit = size if anomaly is None else min(size, anomaly + 1)
+      while True:  # a few cuts per chunk: look each one up instead of walking every newline
+        index = int(np.searchsorted(candidates, target))
+        if index == len(candidates) or candidates[index] >= limit:
           break
-        if cut >= target and cut < size:
-          cuts.append((cut, lines + int(index) + 2))
-          target = cut + split_bytes
+        cut = int(candidates[index])
+        cuts.append((cut, lines + int(outside[index]) + 2))
+        target = cut + split_bytes
       parity = (parity + len(quotes)) % 2
       lines += len(newlines)
       if len(newlines):
