@@ -16,7 +16,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from beam_pipelines.ml import artifacts
-from beam_pipelines.ml.tabular import FeaturesError, read_split
+from beam_pipelines.ml.tabular import FeaturesError, read_head
 
 MAX_ROWS = 200_000  # of each split: enough to tell 0.98 from 0.93
 MIN_EACH_CLASS = 10  # fewer positives or negatives in the eval split: no judgement. With 10 of
@@ -52,8 +52,9 @@ def single_feature_aucs(features_dir: str, label: str, numeric: Sequence[str],
   """Feature -> the AUC of that feature alone on the eval split (None when the eval split has
   too few rows of either class to judge)."""
   try:
-    train = read_split(features_dir, artifacts.TRAIN).frame.head(MAX_ROWS)
-    evaluation = read_split(features_dir, artifacts.EVAL).frame.head(MAX_ROWS)
+    columns = [label, *numeric, *categorical]
+    train = read_head(features_dir, artifacts.TRAIN, MAX_ROWS, columns)
+    evaluation = read_head(features_dir, artifacts.EVAL, MAX_ROWS, columns)
   except FeaturesError:
     return {}
   if label not in evaluation or label not in train:

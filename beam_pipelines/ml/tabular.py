@@ -49,6 +49,36 @@ def read_split(features_dir: str, split: str) -> Split:
   return Split(frame, shards, data_fingerprint(shards))
 
 
+def read_head(features_dir: str, split: str, max_rows: int,
+              columns: Optional[Sequence[str]] = None):
+  """The first ``max_rows`` rows of a split (shards in name order, as ``read_split`` orders them)
+  as a pandas frame, read batch by batch: memory follows ``max_rows``, not the split. Only
+  ``columns`` (those present) when given; raises FeaturesError when nothing matches."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  from apache_beam.io.filesystems import FileSystems
+  pattern = artifacts.split_pattern(features_dir, split)
+  matched = FileSystems.match([pattern])[0].metadata_list
+  if not matched:
+    raise FeaturesError(f'no {split} features: nothing matches {pattern}')
+  tables: List[Any] = []
+  rows = 0
+  for path in sorted(m.path for m in matched):
+    with FileSystems.open(path) as handle:
+      shard = pq.ParquetFile(handle)
+      names = [c for c in columns if c in shard.schema_arrow.names] if columns else None
+      batches = [shard.schema_arrow.empty_table().select(names or shard.schema_arrow.names)]
+      for batch in shard.iter_batches(batch_size=65_536, columns=names):
+        batches.append(pa.Table.from_batches([batch.slice(0, max_rows - rows)]))
+        rows += batches[-1].num_rows
+        if rows >= max_rows:
+          break
+    tables.append(pa.concat_tables(batches))
+    if rows >= max_rows:
+      break
+  return pa.concat_tables(tables, promote=True).to_pandas()
+
+
 def split_column_types(features_dir: str, split: str) -> Dict[str, Dict[str, Optional[str]]]:
   """{shard path: {column: "numeric" | "categorical" | None (all null) | arrow type}} of a split,
   read from each Parquet shard's footer (no rows are read); raises FeaturesError if none."""
