@@ -7,18 +7,9 @@
 # Usage: scripts/install-mlflow.sh    # idempotent: re-running only installs what changed
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-"$PYTHON" - <<'PY'
-import sys
-if sys.version_info[:2] != (3, 11):
-    sys.exit(f"requirements/mlflow-lock.txt is for Python 3.11; found {sys.version.split()[0]}. "
-             "Set PYTHON=/path/to/python3.11.")
-PY
+# shellcheck source=scripts/lib/pinned-venv.sh
+source scripts/lib/pinned-venv.sh
 
 VENV=${MLFLOW_VENV:-.venv-mlflow}
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'uv==0.13.9'
-export VIRTUAL_ENV="$PWD/$VENV"
-"$VENV/bin/uv" pip install --quiet --compile-bytecode -r requirements/mlflow-lock.txt
+pinned_venv "$VENV" requirements/mlflow-lock.txt
 echo "MLflow installed in $VENV ($("$VENV/bin/python" -c 'from importlib.metadata import version as v; print("mlflow", v("mlflow"))'))"

@@ -11,13 +11,8 @@ ONLY=${BEAM_PIPELINES_INSTALL:-all}
 case "$ONLY" in all|core) ;; *) echo "BEAM_PIPELINES_INSTALL must be all or core, got $ONLY" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-"$PYTHON" - <<'PY'
-import sys
-if sys.version_info[:2] != (3, 11):
-    sys.exit(f"beam-pipelines' lock is for Python 3.11; found {sys.version.split()[0]}. "
-             "Set PYTHON=/path/to/python3.11.")
-PY
+# shellcheck source=scripts/lib/pinned-venv.sh
+source scripts/lib/pinned-venv.sh
 
 # Headless Chromium for the browser tests of the HTML reports (Debian's packages; root or sudo).
 if [ "$ONLY" = all ] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
@@ -30,12 +25,8 @@ if [ "$ONLY" = all ] && ! { command -v chromium && command -v chromedriver; } >/
 fi
 
 VENV=${VENV:-.venv}
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-# uv installs the ~640-line lock in under a minute (pip takes ~2-3); it is itself pinned.
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'uv==0.13.9'
-export VIRTUAL_ENV="$PWD/$VENV"
-"$VENV/bin/uv" pip install --quiet --compile-bytecode -r requirements/lock.txt
-"$VENV/bin/uv" pip install --quiet --no-deps --compile-bytecode -e .
+pinned_venv "$VENV" requirements/lock.txt
+VIRTUAL_ENV="$PWD/$VENV" "$VENV/bin/uv" pip install --quiet --no-deps --compile-bytecode -e .
 echo "beam-pipelines installed in $VENV ($("$VENV/bin/python" -c 'import beam_pipelines; print(beam_pipelines.__version__)'))"
 if [ "$ONLY" = all ]; then
   scripts/install-airflow.sh

@@ -205,3 +205,12 @@ def test_data_that_does_not_match_the_spec_is_a_one_line_error(tmp_path):
   assert 'Traceback' not in done.out
   error_lines = [line for line in done.out.splitlines() if 'ct: error:' in line]
   assert len(error_lines) == 1 and "'big_tip'" in error_lines[0]
+
+
+def test_each_step_that_ran_records_its_own_peak_memory_and_reused_steps_none(runs):
+  killed_run = json.loads((runs.after_kill.runs[0] / 'lineage.json').read_text())
+  peaks = {name: step.get('peak_rss_bytes') for name, step in killed_run['steps'].items()}
+  assert all(isinstance(p, int) and 50 * 2 ** 20 < p < 16 * 2 ** 30 for p in peaks.values()), peaks
+  assert re.search(r'ct: step features: ran \(peak RSS \d+\.\d\d GiB\)', runs.killed.out)
+  record = lineage_of(runs.bucket, runs.resumed.out)
+  assert not any('peak_rss_bytes' in step for step in record['steps'].values())

@@ -23,7 +23,7 @@ from harness.support import make_project
 BIN = pathlib.Path(sys.executable).parent
 CLOUD_BUILD = ['build/cloudbuild.yaml', 'build/cloudbuild-prod.yaml']
 SCRIPTS = ['infra/gcp.sh', 'scripts/composer_dags.sh', 'scripts/submit_build.sh',
-           'scripts/install-mlflow.sh',
+           'scripts/install-mlflow.sh', 'scripts/lib/pinned-venv.sh',
            'scripts/install.sh', 'scripts/install-airflow.sh', '.ci/run']
 INFRA_ENV = {'PROJECT_ID': 'my-project', 'BUCKET': 'my-project-beam', 'GITHUB_OWNER': 'me',
              'GITHUB_REPO': 'beam-pipelines', 'DRY_RUN': '1'}

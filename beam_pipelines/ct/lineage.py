@@ -10,7 +10,7 @@ after every step so a killed run still says how far it got::
      "data": {"span", "files": [{"path", "sha256", "size"}], "sha256"},
      "parameters": {...},
      "steps": {"features": {"status", "outputs", "summary", "result", "started_at",
-                            "finished_at"}, ...,
+                            "finished_at", "peak_rss_bytes"}, ...,
                "forward_evaluation": {..., "model_version"}, "holdout_evaluation": {..., "judged"}},
      "model": {"version", "sha256", "blessing"}}
 """

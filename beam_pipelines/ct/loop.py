@@ -410,7 +410,9 @@ class ContinuousTraining:
 
     def on_step(done: steps.StepRun) -> None:
       reused = ' (inputs unchanged: outputs reused)' if done.status == CACHED else ''
-      progress(f'ct: step {done.name}: {done.status}{reused}  -> {done.directory}')
+      peak = (f' (peak RSS {done.peak_rss_bytes / 2 ** 30:.2f} GiB)'
+              if done.peak_rss_bytes is not None else '')
+      progress(f'ct: step {done.name}: {done.status}{reused}{peak}  -> {done.directory}')
       extra: Dict[str, object] = {}
       summary = steps.describe(done.result)
       if done.name == steps.FORWARD and baseline is not None:
@@ -418,6 +420,8 @@ class ContinuousTraining:
         summary = steps.describe_forward(done.result, baseline.version, span_name(span))
       elif done.name == steps.HOLDOUT:
         extra['judged'] = steps.holdout_judged(self.definition)
+      if done.peak_rss_bytes is not None:
+        extra['peak_rss_bytes'] = done.peak_rss_bytes
       run.step(done.name, done.status, outputs=done.directory, summary=summary[:300],
                result=to_json(done.result), started_at=done.started_at, **extra)
 

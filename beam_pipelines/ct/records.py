@@ -57,6 +57,8 @@ class StepEntry(TypedDict, total=False):
   started_at: str  # when the step started (ran, or was looked up in the step cache)
   finished_at: str  # when it was recorded
   judged: bool  # holdout_evaluation: its blessing judged registered_change (else only scored)
+  peak_rss_bytes: int  # this process's peak resident memory while the step ran (Linux; absent
+  # when the step was reused or the system cannot tell)
 
 
 class ModelEntry(TypedDict):

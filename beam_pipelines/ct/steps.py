@@ -27,7 +27,7 @@ from typing import Callable, Generic, Iterator, Optional, Sequence, TypeVar, Uni
 
 from beam_pipelines import evaluate, features, train, validate
 from beam_pipelines.ct import forward, lineage
-from beam_pipelines.ct.cache import StepCache, step_key
+from beam_pipelines.ct.cache import RAN, StepCache, step_key
 from beam_pipelines.ct.definition import PipelineDefinition
 from beam_pipelines.ml import artifacts
 from beam_pipelines.ml.blessing import CHANGE, REGISTERED, BlessingRule
@@ -39,7 +39,7 @@ from beam_pipelines.ml.results import (
   TrainedModel,
   Verdict,
 )
-from beam_pipelines.store import bucket, layout
+from beam_pipelines.store import bucket, layout, memory
 from beam_pipelines.store.console import counts, number, ticking
 
 FEATURES, VALIDATION, TRAINING, EVALUATION = 'features', 'validation', 'training', 'evaluation'
@@ -77,6 +77,8 @@ class StepRun(Generic[R]):
   directory: str
   key: str
   started_at: str = ''  # when the step started (ran or was looked up in the cache)
+  peak_rss_bytes: Optional[int] = None  # this process's peak while the step ran (None: reused,
+  # or not measurable here; see ``store.memory``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,9 +153,11 @@ def cached_step(cache: StepCache, on_step: StepHook, name: str, kind: type, fn: 
   if isinstance(on_step, Announced):
     on_step.started(name)
   started = lineage.step_time()
+  measured = memory.reset_peak()
   with ticking(f'ct: step {name}', delay=1.0):
     result, status, directory = cache.run(name, key, fn, kind, verify)
-  done: StepRun[R] = StepRun(name, result, status, directory, key, started)
+  peak = memory.peak_rss_bytes() if measured and status == RAN else None
+  done: StepRun[R] = StepRun(name, result, status, directory, key, started, peak)
   on_step(done)
   return done
 

@@ -1044,6 +1044,7 @@ class ReadCsvRanges(beam.PTransform):
         root
         | 'Patterns' >> beam.Create(patterns_of(self.file_pattern))
         | 'MatchFiles' >> fileio.MatchAll()
+        | 'SpreadFiles' >> beam.Reshuffle()  # each file's scan for cuts on any worker
         | 'PlanRanges' >> beam.ParDo(PlanRangesFn(self.split_bytes))
         | 'Reshuffle' >> beam.Reshuffle()  # spread ranges over workers
         | 'ParseRanges' >> beam.ParDo(self.parse_fn).with_outputs(*self.tags, main=ROWS))

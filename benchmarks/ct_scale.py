@@ -1,0 +1,188 @@
+"""Benchmark: a large span through continuous training on this machine, and the same steps'
+Dataflow jobs built offline with worker settings for a span 100x larger.
+
+    python benchmarks/ct_scale.py [--rows 10000000] [--first_rows 200000] [--workdir DIR]
+                                  [--skip dataflow]
+
+1. A fresh local bucket; a first span of ``--first_rows`` synthetic trips goes through
+   ``invoke ct --source`` (production v1), then a span of ``--rows`` (the new span: every step,
+   forward evaluation of production included). Each ``invoke ct`` is its own process. Prints, from
+   the run's lineage, each step's wall time and peak RSS (``peak_rss_bytes``: the process's
+   high-water mark reset at the step's start, see ``beam_pipelines/store/memory.py``), the run's
+   wall time and its whole-process peak RSS (``getrusage`` of the child), with the load average.
+2. Builds the features, validation and evaluation Dataflow jobs offline (``--dry_run True``, no
+   network) with the worker settings docs/performance.md gives for a span 100x larger, and prints
+   the settings as each job carries them (worker pool, autoscaling), so the figures in the docs are
+   those a submitted job would get.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO)]
+GIB = 1024 ** 3
+FIRST, NEW = datetime.date(2026, 11, 1), datetime.date(2026, 11, 2)
+OFFLINE = ['--runner', 'DataflowRunner', '--project', 'beam-pipelines-ci', '--region', 'us-central1',
+           '--temp_location', 'gs://beam-pipelines-offline-check/tmp', '--dry_run', 'True',
+           '--no_auth']
+# A span 100x the benchmark's (1e9 rows, ~86 GB of CSV): docs/performance.md says why.
+WORKERS_100X: Dict[str, List[str]] = {
+    'features': ['--machine_type', 'n2-standard-4', '--num_workers', '8', '--max_num_workers', '64',
+                 '--autoscaling_algorithm', 'THROUGHPUT_BASED', '--disk_size_gb', '50'],
+    'validate': ['--machine_type', 'n2-standard-4', '--num_workers', '8', '--max_num_workers', '64',
+                 '--autoscaling_algorithm', 'THROUGHPUT_BASED', '--disk_size_gb', '50'],
+    'evaluate': ['--machine_type', 'n2-standard-4', '--num_workers', '4', '--max_num_workers', '32',
+                 '--autoscaling_algorithm', 'THROUGHPUT_BASED', '--disk_size_gb', '50'],
+}
+
+
+def generated_span(workdir: pathlib.Path, date: datetime.date, rows: int) -> pathlib.Path:
+  """The span's directory of CSV files, generated once per (rows, date) and kept for re-runs."""
+  from beam_pipelines import taxi_data
+  root = workdir / 'data' / f'{rows}'
+  directory = pathlib.Path(taxi_data.span_dir(str(root), date))
+  if not directory.is_dir():
+    started = time.perf_counter()
+    taxi_data.write_span(str(root), date, rows, seed=date.day)
+    print(f'generated {rows:,} rows in {time.perf_counter() - started:.0f} s: {directory}',
+          flush=True)
+  return directory
+
+
+def land(span: pathlib.Path, landing: pathlib.Path) -> pathlib.Path:
+  """Lands a span (hard links: the large file is not copied)."""
+  target = landing / span.name
+  target.mkdir(parents=True)
+  for path in span.iterdir():
+    try:
+      os.link(path, target / path.name)
+    except OSError:
+      shutil.copy2(path, target / path.name)
+  return target
+
+
+def ct(bucket: pathlib.Path, span: pathlib.Path) -> dict:
+  """``invoke ct --source`` on one span in its own process: wall time, peak RSS, its lineage."""
+  before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+  started = time.perf_counter()
+  done = subprocess.run(
+      [sys.executable, '-m', 'invoke', 'ct', '--source', '--bucket', str(bucket), '--span',
+       str(span), '--json'], cwd=REPO, capture_output=True, text=True,
+      env=dict(os.environ, PYTHONPATH=str(REPO)))
+  seconds = time.perf_counter() - started
+  peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+  if done.returncode not in (0, 3):
+    raise SystemExit(f'invoke ct exited {done.returncode}:\n{done.stderr[-4000:]}')
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  (outcome,) = result['outcomes']
+  lineage = json.loads(pathlib.Path(outcome['lineage']).read_text())
+  return {'seconds': seconds, 'peak_rss': peak * 1024 if peak > before else None,
+          'outcome': outcome, 'lineage': lineage, 'load': os.getloadavg()[0]}
+
+
+def _seconds(step: dict) -> float:
+  parse = datetime.datetime.fromisoformat
+  return (parse(step['finished_at'].replace('Z', '+00:00'))
+          - parse(step['started_at'].replace('Z', '+00:00'))).total_seconds()
+
+
+def print_run(label: str, run: dict) -> None:
+  outcome = run['outcome']
+  peak = f'{run["peak_rss"] / GIB:.2f} GiB' if run['peak_rss'] else 'not above the first run'
+  print(f'{label}: {run["seconds"]:.1f} s, peak RSS {peak} (load {run["load"]:.1f}); outcome '
+        f'{outcome["outcome"]}, model v{outcome.get("version")}', flush=True)
+  steps = sorted(run['lineage']['steps'].items(), key=lambda item: item[1].get('started_at', ''))
+  for name, step in steps:
+    if 'started_at' not in step:
+      print(f'  {name:20s} {step["status"]}')
+      continue
+    rss = step.get('peak_rss_bytes')
+    print(f'  {name:20s} {step["status"]:7s} {_seconds(step):7.1f} s  peak RSS '
+          f'{rss / GIB if rss else float("nan"):.2f} GiB  {step.get("summary", "")[:90]}')
+
+
+def dataflow_jobs(workdir: pathlib.Path, features_dir: str, model_dir: str) -> None:
+  """Each step's job built offline with the 100x worker settings; prints what the job carries."""
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
+
+  from beam_pipelines import evaluate, features, submission, validate
+  from beam_pipelines.ml import blessing
+  from beam_pipelines.ml import spec as spec_lib
+  source = workdir / 'wheel' / 'src'
+  shutil.rmtree(workdir / 'wheel', ignore_errors=True)
+  source.mkdir(parents=True)
+  for name in ('setup.py', 'pyproject.toml', 'README.md'):
+    shutil.copy2(REPO / name, source / name)
+  shutil.copytree(REPO / 'beam_pipelines', source / 'beam_pipelines',
+                  ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+  subprocess.run([sys.executable, '-m', 'build', '--no-isolation', '--wheel', '--outdir',
+                  str(workdir / 'wheel' / 'dist'), str(source)], check=True, capture_output=True)
+  (wheel,) = (workdir / 'wheel' / 'dist').glob('*.whl')
+  spec = spec_lib.load(spec_lib.default_spec_path())
+  models = {evaluate.CANDIDATE: evaluate.describe_model(model_dir)}
+  out = 'gs://beam-pipelines-offline-check/ct-scale'
+  constructs = {
+      'features': lambda p: features.build_pipeline(p, f'{out}/landing/*.csv', spec,
+                                                    f'{out}/features'),
+      'validate': lambda p: validate.build_pipeline(p, features_dir, spec, f'{out}/validation'),
+      'evaluate': lambda p: evaluate.build_pipeline(
+          p, features_dir, models, models[evaluate.CANDIDATE]['label'], None,
+          blessing.BlessingRule.load(), f'{out}/evaluation'),
+  }
+  print('Dataflow jobs built offline with the settings for a span 100x larger:', flush=True)
+  for name, construct in constructs.items():
+    argv = submission.submission_args(name, OFFLINE + WORKERS_100X[name], wheel=str(wheel),
+                                      build_id='ct-scale')
+    pipeline = beam.Pipeline(options=PipelineOptions(argv))
+    construct(pipeline)
+    job = pipeline.run().job
+    pool = job.proto.environment.workerPools[0]
+    print(f'  {name:9s} job {job.proto.name}: {pool.machineType}, {pool.numWorkers} workers '
+          f'scaling to {pool.autoscalingSettings.maxNumWorkers} '
+          f'({pool.autoscalingSettings.algorithm}), disk {pool.diskSizeGb} GB', flush=True)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--rows', type=int, default=10_000_000)
+  parser.add_argument('--first_rows', type=int, default=200_000)
+  parser.add_argument('--workdir', default='outputs/benchmarks/ct_scale')
+  parser.add_argument('--skip', default='', help='Comma-separated: ct, dataflow.')
+  args = parser.parse_args(argv)
+  skip = set(filter(None, args.skip.split(',')))
+  workdir = pathlib.Path(args.workdir).resolve()
+  print(f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} '
+        f'cores, load average {os.getloadavg()[0]:.1f}', flush=True)
+  first, new = generated_span(workdir, FIRST, args.first_rows), generated_span(workdir, NEW, args.rows)
+  with tempfile.TemporaryDirectory(prefix='ct-scale-', dir=workdir) as tmp:
+    bucket = pathlib.Path(tmp) / 'bucket'
+    landing = bucket / 'prod' / 'inputs' / 'ct' / 'taxi'
+    if 'ct' not in skip:
+      print_run(f'ct, first span ({args.first_rows:,} rows)', ct(bucket, land(first, landing)))
+      large = ct(bucket, land(new, landing))
+      print_run(f'ct, new span ({args.rows:,} rows)', large)
+      steps = large['lineage']['steps']
+      features_dir, model_dir = steps['features']['outputs'], steps['training']['outputs']
+    if 'dataflow' not in skip:
+      if 'ct' in skip:
+        raise SystemExit('--skip ct: the Dataflow jobs are built on the CT run\'s outputs')
+      dataflow_jobs(pathlib.Path(tmp), features_dir, model_dir)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
