@@ -118,6 +118,7 @@ def dataflow_jobs(workdir: pathlib.Path, features_dir: str, model_dir: str) -> N
   """Each step's job built offline with the 100x worker settings; prints what the job carries."""
   import apache_beam as beam
   from apache_beam.options.pipeline_options import PipelineOptions
+  from apache_beam.runners.dataflow.internal import apiclient
 
   from beam_pipelines import evaluate, features, submission, validate
   from beam_pipelines.ml import blessing
@@ -150,7 +151,12 @@ def dataflow_jobs(workdir: pathlib.Path, features_dir: str, model_dir: str) -> N
     pipeline = beam.Pipeline(options=PipelineOptions(argv))
     construct(pipeline)
     job = pipeline.run().job
-    pool = job.proto.environment.workerPools[0]
+    # A dry run stops before the job's environment is made; made here as a submission makes it
+    # (Beam's own ``apiclient.Environment``, from the job's options), nothing staged.
+    environment = apiclient.Environment(
+        packages=[], options=job.options, environment_version=apiclient._FNAPI_ENVIRONMENT_MAJOR_VERSION,
+        proto_pipeline_staged_url='(dry run: not staged)', proto_pipeline=job.proto_pipeline)
+    pool = environment.proto.workerPools[0]
     print(f'  {name:9s} job {job.proto.name}: {pool.machineType}, {pool.numWorkers} workers '
           f'scaling to {pool.autoscalingSettings.maxNumWorkers} '
           f'({pool.autoscalingSettings.algorithm}), disk {pool.diskSizeGb} GB', flush=True)

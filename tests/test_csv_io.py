@@ -25,12 +25,14 @@ def _write(tmp_path, name, text, encoding='utf-8'):
   return str(path)
 
 
-def _read(pattern, spec=SPEC, require_label=True, batch_size=0):
+def _read(pattern, spec=SPEC, require_label=True, batch_size=0, require_features=False,
+          **ranges):
   """Runs ReadCsvRows; returns (rows, dead letters, files) as lists, read back from JSON files
   (with ``batch_size``, the rows of each frame)."""
   out = pathlib.Path(tempfile.mkdtemp())
   with TestPipeline() as pipeline:
-    parsed = pipeline | csv_io.ReadCsvRows(pattern, spec, require_label, batch_size=batch_size)
+    parsed = pipeline | csv_io.ReadCsvRows(pattern, spec, require_label, require_features,
+                                           batch_size=batch_size, **ranges)
     result = {tag: parsed[tag] for tag in (csv_io.DEAD_LETTER, csv_io.FILES)}
     result[csv_io.ROWS] = parsed[csv_io.ROWS] | 'FrameRows' >> beam.FlatMap(
         lambda frame: frame.to_dict('records')) if batch_size else parsed[csv_io.ROWS]
@@ -211,44 +213,53 @@ class TestFramesAreTheRowsOfTheRowParser:
       'header_only.csv': HEADER,
       'lone_cr.csv': HEADER + 'a,1,red\r,1\n',
   }
-  TOKENISED_BY_ARROW = {'clean.csv', 'crlf.csv', 'header_only.csv'}
 
   @pytest.mark.parametrize('name', sorted(FILES))
   def test_same_rows_dead_letters_and_files(self, tmp_path, name):
     path = _write(tmp_path, name, self.FILES[name])
-    typed = csv_io.ParseCsvBatchesFn(SPEC, 2)._typed_columns(self.FILES[name].encode())
-    assert (typed is not None) == (name in self.TOKENISED_BY_ARROW)
     by_record = _read(path)
-    by_frame = _read(path, batch_size=2)
     key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
-    assert sorted(by_frame[0], key=key) == sorted(by_record[0], key=key)
-    assert by_frame[1:] == by_record[1:]
+    for ranges in ({}, {'split_bytes': 9, 'block_bytes': 8}):  # whole file; ranges of a few records
+      by_frame = _read(path, batch_size=2, **ranges)
+      assert sorted(by_frame[0], key=key) == sorted(by_record[0], key=key), ranges
+      assert by_frame[1] == by_record[1], ranges
+      assert csv_io.merge_file_records(by_frame[2]) == by_record[2], ranges
+
+  def test_frames_hold_the_python_values_of_row_dicts(self, tmp_path):
+    path = _write(tmp_path, 'clean.csv', self.FILES['clean.csv'])
+    rows = _read(path, batch_size=2)[0]
+    assert {type(row[c]).__name__ for row in rows for c in ('x', 'y') if row[c] is not None} == {
+        'float', 'int'}
+    assert {'id': 'b', 'x': None, 'c': None, 'y': 0} in rows
+
+  def test_a_feature_missing_from_the_header_dead_letters_every_record_when_required(
+      self, tmp_path):
+    path = _write(tmp_path, 'no_c.csv', 'id,x,y\na,1,1\nb,2,0\n')
+    for batch_size in (0, 2):
+      rows, dead, _ = _read(path, require_features=True, batch_size=batch_size)
+      assert rows == [] and [d['line_number'] for d in dead] == [2, 3], batch_size
 
   def test_a_record_over_the_maximum_is_left_to_the_record_parser(self, tmp_path, monkeypatch):
     monkeypatch.setenv(csv_io.MAX_RECORD_ENV_VAR, '64')
     text = HEADER + 'a,1,red,1\nb,2,' + 'r' * 100 + ',0\n'
-    assert csv_io.ParseCsvBatchesFn(SPEC, 2)._typed_columns(text.encode()) is None
     path = _write(tmp_path, 'long.csv', text)
     by_record, by_frame = _read(path), _read(path, batch_size=2)
     assert by_frame == by_record and len(by_record[1]) == 1  # one dead letter, the long record
 
 
-def test_arrow_cast_numbers_equal_pythons_float_and_refused_columns_fall_back(monkeypatch):
+def test_arrow_cast_numbers_equal_pythons_float_and_other_cells_are_read_by_float():
   import pyarrow as pa
   texts = ['0.1', '1e-7', '123456789.123456789', '-0', '.5', '2.', '007', '', '2.2250738585072014e-308',
            '0.30000000000000004', '1e22', '9007199254740993', '-1.7976931348623157e308']
-  arrow = pa.chunked_array([pa.array(texts)])
-  fallback = csv_io._numbers
-  with monkeypatch.context() as patched:  # Arrow must take this column itself
-    patched.setattr(csv_io, '_numbers', lambda texts: pytest.fail('fell back to float()'))
-    values = csv_io._numbers_of(arrow)
-  assert [v if v is None else float.hex(v) for v in values] == [
+  values, refused = csv_io._typed_numbers(pa.array(texts))
+  assert refused is None or not refused.any()
+  assert [v if v is None else float.hex(v) for v in values.to_pylist()] == [
       None if t == '' else float.hex(float(t)) for t in texts]
-  assert [float.hex(v) for v in values if v is not None] == [
-      float.hex(v) for v in fallback(arrow.to_numpy()) if v is not None]
-  refused = csv_io._numbers_of(pa.chunked_array([pa.array([' 3', '1_000', '+4'])]))
-  assert list(refused) == [3.0, 1000.0, 4.0]  # what float() reads, cell by cell
-  assert csv_io._numbers_of(pa.chunked_array([pa.array(['1', 'inf'])])) is None
+  values, refused = csv_io._typed_numbers(pa.array([' 3', '1_000', '+4', 'x', ' ']))
+  assert values.to_pylist() == [3.0, 1000.0, 4.0, None, None]  # what float() reads, cell by cell
+  assert refused.tolist() == [False, False, False, True, False]  # a blank cell is a missing value
+  _, refused = csv_io._typed_numbers(pa.array(['1', 'inf']))
+  assert refused.tolist() == [False, True]  # not finite: the record parser refuses it
 
 
 def _reference_cuts(data: bytes, split_bytes: int):

@@ -69,7 +69,6 @@ from beam_pipelines.store.text_lines import (  # noqa: F401 (MAX_RECORD_ENV_VAR:
 
 ROWS, DEAD_LETTER, FILES = 'rows', 'dead_letter', 'files'
 METRICS_NAMESPACE = 'csv_io'
-WHOLE_FILE_MAX_BYTES = 256 << 20  # larger files are parsed record by record (ParseCsvBatchesFn)
 KEY, TIMESTAMP, NUMERIC, CATEGORICAL, LABEL = 'key', 'timestamp', 'numeric', 'categorical', 'label'
 _TRUE = frozenset(('1', '1.0', 'true', 'yes', 't', 'y'))
 _FALSE = frozenset(('0', '0.0', 'false', 'no', 'f', 'n'))
@@ -77,6 +76,11 @@ _LABELS = {**{t: 1 for t in _TRUE}, **{t: 0 for t in _FALSE}}  # the exact-spell
 _UNDECODABLE = re.compile('[\udc80-\udcff]')  # what errors='surrogateescape' makes of bad bytes
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long quoted field is data, not an error
+
+
+SCAN_BYTES = 32 << 20  # bytes scanned at a time
+SPLIT_BYTES = 32 << 20  # a range's size: large files are shared by workers in ranges this size
+BLOCK_BYTES = 8 << 20  # bytes of records typed at a time by Arrow (memory: a few times this)
 
 
 class RowError(ValueError):
@@ -372,139 +376,6 @@ def merge_file_records(files: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
   return [merged[source] for source in sorted(merged)]
 
 
-class ParseCsvBatchesFn(ParseCsvFileFn):
-  """As ``ParseCsvFileFn``, but good rows leave as frames of up to ``batch_size`` rows: pandas
-  DataFrames with the spec's columns, object dtype, each cell the value a row dict would hold.
-
-  An uncompressed file of at most ``WHOLE_FILE_MAX_BYTES`` with no quote character, no record
-  longer than ``max_record_chars()`` and only ``\\n`` or ``\\r\\n`` line ends is first tokenised
-  whole by Arrow's CSV reader (every column as text) and typed column by column with the same
-  rules as ``RowParser``; at the first cell those rules would refuse (a dead letter), a wrong
-  field count or bad UTF-8, the file is parsed again record by record by ``ParseCsvFileFn``, which
-  says which records are bad and why. So the rows and dead letters are the same either way.
-  """
-
-  def __init__(self, spec: DatasetSpec, batch_size: int, require_label: bool = True,
-               require_features: bool = False):
-    super().__init__(spec, require_label, require_features)
-    self.batch_size = batch_size
-    self._buffer: List[List[Any]] = []
-
-  def emit(self, values: List[Any], fields: List[str]) -> Iterable[Any]:
-    self._buffer.append(values)
-    if len(self._buffer) >= self.batch_size:
-      yield from self.flush()
-
-  def flush(self) -> Iterable[Any]:
-    if self._buffer:
-      cells = np.empty((len(self._buffer), len(self.spec.columns)), dtype=object)
-      cells[:] = self._buffer
-      self._buffer = []
-      yield pd.DataFrame(cells, columns=list(self.spec.columns))
-
-  def process(self, readable_file) -> Iterator[Any]:
-    metadata = readable_file.metadata
-    typed = None
-    if (metadata.size_in_bytes <= WHOLE_FILE_MAX_BYTES and CompressionTypes.detect_compression_type(
-        metadata.path) == CompressionTypes.UNCOMPRESSED):  # else memory is bounded per record
-      with readable_file.open(mime_type='application/octet-stream') as handle:
-        typed = self._typed_columns(handle.read())
-    if typed is None:
-      yield from super().process(readable_file)
-      return
-    header, parser, cells = typed
-    for start in range(0, len(cells), self.batch_size):
-      yield pd.DataFrame(cells[start:start + self.batch_size], columns=list(self.spec.columns))
-    self.rows_read.inc(len(cells))
-    yield TaggedOutput(FILES, {
-        'source': readable_file.metadata.path, 'header': header, 'rows_read': len(cells),
-        'rows_dead_lettered': 0, 'missing_columns': parser.missing_columns,
-        'extra_columns': parser.extra_columns})
-
-  def _typed_columns(self, data: bytes) -> Optional[Tuple[List[str], RowParser, np.ndarray]]:
-    """(header, parser, object cells) of a file every record of which types cleanly, else None."""
-    if b'"' in data or data.count(b'\r') != data.count(b'\r\n'):
-      return None
-    line_ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord('\n'))
-    if np.diff(line_ends, prepend=-1, append=len(data)).max(initial=0) > max_record_chars():
-      return None  # an oversized record: the record parser dead-letters it
-    data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
-    try:
-      header = data.split(b'\n', 1)[0].decode('utf-8').rstrip('\r').split(',')
-      parser = RowParser(self.spec, header, self.require_label, self.require_features)
-      if parser.header_error or parser.missing_columns or not data.strip():
-        return None
-      table = pa_csv.read_csv(
-          io.BytesIO(data), read_options=pa_csv.ReadOptions(use_threads=False),
-          parse_options=pa_csv.ParseOptions(quote_char=False),
-          convert_options=pa_csv.ConvertOptions(
-              column_types={c: pa.string() for c in header}, strings_can_be_null=False,
-              include_columns=[c for c, i, _ in parser.plan if i is not None]))
-      cells = np.empty((table.num_rows, len(parser.plan)), dtype=object)
-      typing = [(parser.numeric, lambda column, _: _numbers_of(column)),
-                (parser.strings, lambda column, _: _strings(column.to_numpy())),
-                (parser.keys, lambda column, _: _keys(column.to_numpy())),
-                (parser.labels, lambda column, name: [parser._label(name, t)
-                                                      for t in column.to_numpy().tolist()])]
-      for columns, to_values in typing:
-        for position, index, name in columns:
-          values = to_values(table.column(header[index]), name)
-          if values is None:
-            return None
-          column = np.empty(len(values), dtype=object)
-          column[:] = values
-          cells[:, position] = column
-      return header, parser, cells
-    except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):  # RowError is a ValueError
-      return None
-
-
-def _numbers_of(column: pa.ChunkedArray) -> Optional[np.ndarray]:
-  """``_numbers`` of a text column, cast by Arrow when it takes every cell: Arrow's text to
-  float64 and Python's ``float`` both round correctly, so the values are the same; a column Arrow
-  refuses (a cell with spaces, ``1_000``, a word) goes through ``_numbers``."""
-  present = pc.not_equal(column, '')
-  try:
-    numbers = pc.cast(pc.filter(column, present), pa.float64()).to_numpy()
-  except pa.ArrowInvalid:
-    return _numbers(column.to_numpy())
-  return _boxed(present.to_numpy(), numbers)
-
-
-def _numbers(texts: np.ndarray) -> Optional[np.ndarray]:
-  """``RowParser``'s numbers (a blank cell: None) or None when a cell is not a finite number.
-
-  numpy's cast of ``str`` objects to float64 calls Python's ``float`` on each, so the values are
-  those of ``RowParser``; a cell it refuses (blank with spaces, or not a number) is looked at one
-  by one.
-  """
-  present = texts != ''
-  try:
-    numbers = texts[present].astype(np.float64)
-  except ValueError:
-    present = np.array([bool(text.strip()) for text in texts.tolist()], dtype=bool)
-    numbers = np.array([float(text) for text in texts[present].tolist()], dtype=np.float64)
-  return _boxed(present, numbers)
-
-
-def _boxed(present: np.ndarray, numbers: np.ndarray) -> Optional[np.ndarray]:
-  """The numbers in the cells ``present`` marks, None in the others; None if one is not finite."""
-  if not np.isfinite(numbers).all():
-    return None
-  values = np.full(len(present), None, dtype=object)
-  values[present] = numbers
-  return values
-
-
-def _strings(texts: np.ndarray) -> List[Optional[str]]:
-  return [text if text and not text.isspace() else None for text in texts.tolist()]
-
-
-def _keys(texts: np.ndarray) -> Optional[List[str]]:
-  keys = texts.tolist()
-  return None if any(not key or key.isspace() for key in keys) else keys
-
-
 def count_rows(elements) -> int:
   """Rows in a PCollection's element: a frame's length, else 1 (a row dict)."""
   return len(elements) if isinstance(elements, pd.DataFrame) else 1
@@ -541,25 +412,31 @@ class ReadCsvRows(beam.PTransform):
   ``require_label=False`` reads data without (or with unusable) labels, e.g. for inference.
   ``require_features=True`` dead-letters every record of a file whose header lacks a feature
   column (scoring: a model's input is never imputed for a whole file).
-  ``batch_size > 0``: ``rows`` are frames of up to that many rows (``ParseCsvBatchesFn``).
+  ``batch_size > 0``: ``rows`` are frames of up to that many rows, read in byte ranges by Arrow
+  (``ParseCsvRangeBatchesFn``; ``split_bytes`` and ``block_bytes`` as ``ReadCsvRanges`` takes
+  them), each cell the value a row dict holds.
   """
 
   def __init__(self, file_pattern: Patterns, spec: DatasetSpec, require_label: bool = True,
-               require_features: bool = False, batch_size: int = 0):
+               require_features: bool = False, batch_size: int = 0,
+               split_bytes: int = SPLIT_BYTES, block_bytes: int = BLOCK_BYTES):
     super().__init__()
     self.file_pattern = file_pattern
     self.spec = resolve_spec(spec, file_pattern)
     self.require_label = require_label
     self.require_features = require_features
     self.batch_size = batch_size
+    self.split_bytes = split_bytes
+    self.block_bytes = block_bytes
 
   def expand(self, root):
+    tags = (DEAD_LETTER, FILES)
     if self.batch_size > 0:
-      parse = ParseCsvBatchesFn(self.spec, self.batch_size, self.require_label,
-                                self.require_features)
-    else:
-      parse = ParseCsvFileFn(self.spec, self.require_label, self.require_features)
-    return root | 'ReadCsv' >> ReadCsvFiles(self.file_pattern, parse, (DEAD_LETTER, FILES))
+      return root | 'ReadCsv' >> ReadCsvRanges(self.file_pattern, ParseCsvRangeBatchesFn(
+          self.spec, self.batch_size, self.require_label, self.require_features,
+          self.block_bytes), tags, self.split_bytes)
+    parse = ParseCsvFileFn(self.spec, self.require_label, self.require_features)
+    return root | 'ReadCsv' >> ReadCsvFiles(self.file_pattern, parse, tags)
 
 
 class WriteDeadLetter(beam.PTransform):
@@ -593,9 +470,6 @@ class WriteDeadLetter(beam.PTransform):
 # the first quote that does neither (a quote inside a field, a doubled quote), or a line longer
 # than ``max_record_chars()``, the rest of the file is parsed record by record as before.
 
-SCAN_BYTES = 32 << 20  # bytes scanned at a time
-SPLIT_BYTES = 32 << 20  # a range's size: large files are shared by workers in ranges this size
-BLOCK_BYTES = 8 << 20  # bytes of records typed at a time by Arrow (memory: a few times this)
 _QUOTE, _NEWLINE, _COMMA, _CR = 34, 10, 44, 13
 
 
@@ -1014,6 +888,53 @@ class ParseCsvRangeFn(ParseCsvFileFn):
     for record_line, raw in typed.by_record:
       yield from self.parse_records(path, iter_records(bounded_lines(io.BytesIO(b'\n' + raw))),
                                     tally, record_line - 2)
+
+
+class ParseCsvRangeBatchesFn(ParseCsvRangeFn):
+  """A ``ByteRange`` -> its good rows as pandas frames of up to ``batch_size`` rows (the spec's
+  columns, object dtype, each cell the value ``RowParser`` gives: float, int, str or None), dead
+  letters and its ``files`` record, as ``ParseCsvFileFn`` gives them for the same records."""
+
+  def __init__(self, spec: DatasetSpec, batch_size: int, require_label: bool = True,
+               require_features: bool = False, block_bytes: int = BLOCK_BYTES):
+    super().__init__(spec, require_label, require_features, block_bytes)
+    self.batch_size = batch_size
+    self._buffer: List[List[Any]] = []
+
+  def emit(self, values: List[Any], fields: List[str]) -> Iterable[Any]:
+    self._buffer.append(values)
+    if len(self._buffer) >= self.batch_size:
+      yield from self.flush()
+
+  def flush(self) -> Iterable[Any]:
+    if self._buffer:
+      cells = np.empty((len(self._buffer), len(self.spec.columns)), dtype=object)
+      cells[:] = self._buffer
+      self._buffer = []
+      yield pd.DataFrame(cells, columns=list(self.spec.columns))
+
+  def emit_block(self, block: ArrowBlock) -> Iterable[Any]:
+    columns = list(self.spec.columns)
+    for start in range(0, block.table.num_rows, self.batch_size):
+      part = block.table.slice(start, self.batch_size)
+      cells = np.empty((part.num_rows, len(columns)), dtype=object)
+      for position, name in enumerate(columns):
+        cells[:, position] = _object_cells(part.column(name).combine_chunks())
+      yield pd.DataFrame(cells, columns=columns)
+
+
+def _object_cells(column: pa.Array) -> np.ndarray:
+  """An Arrow column as Python values, as ``RowParser`` types them (None for a missing cell)."""
+  if pa.types.is_floating(column.type) or (pa.types.is_integer(column.type)
+                                           and not column.null_count):
+    cells = column.to_numpy(zero_copy_only=False).astype(object)
+    if column.null_count:
+      cells[pc.is_null(column).to_numpy(zero_copy_only=False)] = None
+    return cells
+  cells = np.empty(len(column), dtype=object)
+  cells[:] = column.to_pylist() if not pa.types.is_string(column.type) else column.to_numpy(
+      zero_copy_only=False)
+  return cells
 
 
 def _first_record_end(data: bytes) -> int:
