@@ -114,3 +114,19 @@ def test_a_span_without_labelled_rows_is_recorded_not_failed(good_model_dir, tmp
   assert steps.describe_forward(done.result, 3, 'span-x') == (
       'production v3 on span-x before training: no labelled rows (200 row(s) read, none with a '
       'label): nothing to score')
+
+
+@pytest.mark.integration
+def test_a_span_beyond_the_exact_rows_keeps_the_histogram_auc_in_one_pass(
+    good_model_dir, tmp_path, monkeypatch):
+  """Over ``MAX_EXACT_ROWS`` labelled rows the midrank AUC would be a sample's: the second pass
+  is not run, and the histogram AUC is recorded with its error bound."""
+  frame = taxi_frame(1_200, seed=31)
+  csv = tmp_path / 'trips.csv'
+  frame.to_csv(csv, index=False)
+  monkeypatch.setattr(forward, 'MAX_EXACT_ROWS', 1_000)
+  done = steps.forward_evaluation(str(csv), 'sha', production(good_model_dir), 'code',
+                                  StepCache(str(tmp_path / 'cache')), lambda step: None)
+  assert done.result.rows_scored == 1_200
+  assert 'histogram_auc' not in done.result.metrics and done.result.metrics['auc_error_bound'] > 0
+  assert not list(tmp_path.rglob(forward.EXACT_AUC_FILE))

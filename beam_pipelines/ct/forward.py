@@ -29,6 +29,7 @@ from beam_pipelines.store import bucket, layout
 
 EXACT_AUC_FILE = 'exact_auc.json'
 MODEL = 'model'
+MAX_EXACT_ROWS = DEFAULT_PAIRED_ROWS  # beyond, the midrank AUC is a sample's: not computed
 
 
 def paired_with_itself(scored: evaluate.ScoredFrame, label: str) -> PairedRows:
@@ -43,7 +44,7 @@ class ExactAuc(beam.PTransform):
   """Frames scored by one model (``ScoreModel`` named ``model``) -> one ``AucComparison`` whose
   ``candidate_auc`` is the exact AUC (on at most ``max_rows`` rows, a uniform sample beyond)."""
 
-  def __init__(self, label: str, max_rows: int = DEFAULT_PAIRED_ROWS):
+  def __init__(self, label: str, max_rows: int = MAX_EXACT_ROWS):
     super().__init__()
     self._label = label
     self._max_rows = max_rows

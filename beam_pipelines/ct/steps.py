@@ -243,10 +243,11 @@ def forward_evaluation(pattern: str, span_sha256: str, production: Baseline, cod
   are dead-lettered, never scored), with no baseline: its live performance on data it has not
   seen. Cached by the span's sha256, production's model sha256 and the code.
 
-  The AUC recorded is exact: when the evaluator's histogram AUC has an ``auc_error_bound`` above
-  ``EXACT_AUC_TOLERANCE``, it is recomputed from the ranks of the scores (``ct.forward``) on the
-  same rows; ``metrics.auc`` is then that value, ``auc_error_bound`` 0 and ``histogram_auc`` the
-  evaluator's (which ``metrics.json`` of the step's directory keeps). A span without labelled
+  The AUC recorded is exact where it can be: when the evaluator's histogram AUC has an ``auc_error_bound`` above
+  ``EXACT_AUC_TOLERANCE`` and the span has at most ``forward.MAX_EXACT_ROWS`` labelled rows, it
+  is recomputed from the ranks of the scores (``ct.forward``) on the same rows (a second pass);
+  ``metrics.auc`` is then that value, ``auc_error_bound`` 0 and ``histogram_auc`` the evaluator's
+  (which ``metrics.json`` of the step's directory keeps). A span without labelled
   rows gives ``rows_scored`` 0 and no metric."""
 
   def run(directory: str) -> Evaluation:
@@ -255,6 +256,8 @@ def forward_evaluation(pattern: str, span_sha256: str, production: Baseline, cod
     bound, auc = done.metrics.get('auc_error_bound'), done.metrics.get('auc')
     if auc is None or bound is None or bound <= EXACT_AUC_TOLERANCE:
       return done
+    if (done.rows_scored or 0) > forward.MAX_EXACT_ROWS:
+      return done  # the midrank AUC would be a sample's: no more exact than the histogram's
     exact = forward.exact_auc(production.ref, pattern, layout.join(directory, 'exact_auc'),
                               beam_args)
     if exact['candidate_auc'] is None or exact['sampled_rows'] != exact['rows']:
