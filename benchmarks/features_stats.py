@@ -60,6 +60,17 @@ def child(kind: str, workdir: str, csv_pattern: str) -> dict:
         csv_pattern, output_path=f'{workdir}/tfdv_stats.tfrecord',
         stats_options=tfdv.StatsOptions(feature_allowlist=list(spec.features) + [spec.label]))
     result = {'rows': int(statistics.datasets[0].num_examples)}
+  elif kind == 'validate':  # validation alone of a features_1 output (peak RSS)
+    from beam_pipelines import validate
+    verdict = validate.run(['--features', f'{workdir}/features_1',
+                            '--output', f'{workdir}/validation'])
+    result = {'verdict': verdict.status}
+  elif kind == 'evaluate':  # two models on a features_1 output's eval split; csv_pattern: models
+    from beam_pipelines import evaluate
+    done = evaluate.run(['--features', f'{workdir}/features_1', '--model',
+                         f'{csv_pattern}/gbt', '--baseline_model', f'{csv_pattern}/logistic',
+                         '--output', f'{workdir}/evaluation'])
+    result = {'status': done.status, 'rows': done.metrics.get('example_count')}
   elif kind == 'pyarrow':  # the reference: Arrow's own read + Parquet write, one thread
     import glob
 
