@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import pathlib
 import tempfile
 
@@ -264,17 +265,20 @@ def test_arrow_cast_numbers_equal_pythons_float_and_other_cells_are_read_by_floa
 
 def _reference_cuts(data: bytes, split_bytes: int):
   """The cuts ``plan_ranges`` must give for well-formed quoting: walking byte by byte, the first
-  newline outside quotes at or after every ``split_bytes`` (with the line number after it)."""
-  cuts, inside, line, target = [(0, 1)], False, 1, split_bytes
+  newline outside quotes at or after each of the ``n - 1`` equal shares' starts, ``n`` the fewest
+  ranges of at most ``split_bytes`` (with the line number after it)."""
+  shares = math.ceil(len(data) / split_bytes)
+  starts = [k * len(data) / shares for k in range(1, shares)]
+  cuts, inside, line = [(0, 1)], False, 1
   for offset, byte in enumerate(data):
     if byte == ord('"'):
       inside = not inside
     elif byte == ord('\n'):
       line += 1
       cut = offset + 1
-      if not inside and cut >= target and cut < len(data):
+      if not inside and starts and cut >= starts[0] and cut < len(data):
         cuts.append((cut, line))
-        target = cut + split_bytes
+        starts = [start for start in starts if start > cut]
   return cuts
 
 
@@ -294,6 +298,9 @@ def test_plan_ranges_cuts_at_the_newlines_outside_quotes(tmp_path, scan_bytes, s
   assert all(r.arrow for r in ranges)
   assert [r.end for r in ranges[:-1]] == [r.start for r in ranges[1:]]
   assert ranges[-1].end == len(data)
+  if split_bytes == 200:  # ranges of equal shares: within one record of each other
+    sizes = [r.end - r.start for r in ranges]
+    assert max(sizes) - min(sizes) <= 2 * max(len(record) for record in records)
 
 
 def test_plan_ranges_parses_from_a_stray_quote_on_record_by_record(tmp_path):

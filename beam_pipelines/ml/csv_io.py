@@ -485,7 +485,8 @@ class ByteRange(NamedTuple):
 
 def plan_ranges(path: str, size: int, split_bytes: int = SPLIT_BYTES,
                 scan_bytes: int = SCAN_BYTES) -> List[ByteRange]:
-  """A file's ranges: cut at the first newline outside quotes at or after every ``split_bytes``.
+  """A file's ranges: the fewest of at most about ``split_bytes`` each, of equal size (workers
+  get equal shares): cut at the first newline outside quotes at or after every ``size / n``.
 
   A compressed or empty file is one range, parsed record by record. The ranges after the first
   anomaly (a quote that neither opens nor closes a field, a line longer than
@@ -498,7 +499,8 @@ def plan_ranges(path: str, size: int, split_bytes: int = SPLIT_BYTES,
   anomaly: Optional[int] = None
   offset = parity = lines = 0
   last_newline, previous = -1, _NEWLINE
-  target = split_bytes
+  step = size / max(1, -(-size // split_bytes))  # size / (the fewest ranges of <= split_bytes)
+  target = step
   with FileSystems.open(path, mime_type='application/octet-stream',
                         compression_type=CompressionTypes.UNCOMPRESSED) as handle:
     chunk = handle.read(scan_bytes)
@@ -534,7 +536,7 @@ def plan_ranges(path: str, size: int, split_bytes: int = SPLIT_BYTES,
           break
         cut = int(candidates[index])
         cuts.append((cut, lines + int(outside[index]) + 2))
-        target = cut + split_bytes
+        target = (cut // step + 1) * step  # the next equal share's start after this cut
       parity = (parity + len(quotes)) % 2
       lines += len(newlines)
       if len(newlines):
