@@ -33,9 +33,9 @@ def add_features_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--row_path', action='store_true',
                       help='Parse every record with Python\'s csv (the reference the Arrow path '
                       'must equal; slower).')
-  parser.add_argument('--split_bytes', type=runtime.count(1), default=32 << 20,
-                      help='Large files are shared by workers in byte ranges of about this size, '
-                      'cut at record boundaries.')
+  parser.add_argument('--split_bytes', type=runtime.count(1), default=16 << 20,  # csv_io.SPLIT_BYTES
+                      help='Files are shared by workers in equal byte ranges of at most about '
+                      'this size, cut at record boundaries.')
 
 
 # Answers --help before importing Beam (~2 s).

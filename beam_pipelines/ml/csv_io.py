@@ -79,7 +79,7 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long quoted field is data
 
 
 SCAN_BYTES = 32 << 20  # bytes scanned at a time
-SPLIT_BYTES = 32 << 20  # a range's size: large files are shared by workers in ranges this size
+SPLIT_BYTES = 16 << 20  # a range's largest size: files are shared by workers in equal ranges
 BLOCK_BYTES = 8 << 20  # bytes of records typed at a time by Arrow (memory: a few times this)
 
 
