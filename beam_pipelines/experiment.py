@@ -9,18 +9,22 @@ or the registry; then the chosen variant written into the pipeline's folder (``-
 ``--param NAME=VALUE`` overrides the ``train:`` section of pipeline.yaml (a flag of
 ``beam_pipelines.train``, without ``--``); ``--grid`` is a YAML mapping ``{param: [values...]}``
 whose every combination is a variant (with the ``--param`` values in each). The window is the
-``--span`` directories, else the latest window of spans continuous training accepted. Features and
-validation come from the CT step cache (the same keys as ``ct``: reused when CT ran on this
-window); each variant's training and evaluation are cached there too. Each variant writes its run
-record ``<env>/ct/<pipeline>/experiments/<run_id>/run.json`` (``ct.runs``) and the table ranks
-them by the blessing's first metric, with the 95% interval of the paired difference against
-production on the same rows and whether the pipeline's rule would bless it (on the eval split;
-CT also judges the fixed holdout).
+``--span`` directories, else the latest window of spans continuous training accepted. An
+experiment holds continuous training's lock of the pipeline (``ct.lock``) from start to end: it
+and a CT run never interleave. Its steps run in its own cache,
+``<env>/ct/<pipeline>/experiments/<experiment_id>/cache/``; CT's step cache is only read (its
+features and validation of the same window, same keys as ``ct``, are reused), never written. Each
+variant writes its run record ``<env>/ct/<pipeline>/experiments/<run_id>/run.json`` (``ct.runs``)
+and the table ranks them by the blessing's first metric, with the 95% interval of the paired
+difference against production on the same rows and whether the pipeline's rule would bless it
+(on the eval split; CT also judges the fixed holdout).
 
 ``--adopt RUN_ID`` rewrites the ``train:`` block of the pipeline's pipeline.yaml with that
-variant's parameters and records ``experiment_run: RUN_ID`` (other lines kept as they are): the
-change to commit, so ``invoke build test deploy`` and ``ct`` run the level-2 check on it and the
-lineage of each model trained from it names the experiment run.
+variant's classifier and the parameters where it differs from the defaults of
+``beam_pipelines.train`` (it reads back as exactly the run's parameters), and records
+``experiment_run: RUN_ID`` (other lines kept as they are): the change to commit, so ``invoke
+build test deploy`` and ``ct`` run the level-2 check on it and the lineage of each model trained
+from it names the experiment run.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.bucket import check_bucket_name, resolve_bucket
 from beam_pipelines.store.console import number, progress
 from beam_pipelines.store.errors import Refusal
+from beam_pipelines.store.lock import BucketLock
 
 Params = Dict[str, ParamValue]
 TRAIN_LINE = re.compile(r'^train:(?P<rest>.*)$')
@@ -138,8 +143,13 @@ def completed(base: Mapping[str, ParamValue], overrides: Mapping[str, ParamValue
 # Adopting a variant ----------------------------------------------------------------------------
 
 def settings_of(params: Mapping[str, ParamValue]) -> Params:
-  """What pipeline.yaml's train section holds for ``params``: every value but the unset ones."""
-  return {k: v for k, v in params.items() if v is not None}
+  """What pipeline.yaml's train section holds for ``params`` (completed hyperparameters): the
+  classifier, then each value that differs from ``beam_pipelines.train``'s default for that
+  classifier, in ``params``' order; ``train.parameters`` of it gives ``params`` back."""
+  from beam_pipelines import train  # imports Beam: only once the flags are parsed
+  defaults = train.parameters({'classifier': params['classifier']})
+  return {k: v for k, v in params.items()
+          if k == 'classifier' or k not in defaults or v != defaults[k]}
 
 
 def _block_end(lines: Sequence[str], start: int) -> int:
@@ -187,6 +197,9 @@ def adopt(run_id: str, pipeline: Optional[str], bucket_url: str, env: str) -> st
   if record['kind'] != runs.EXPERIMENT:
     raise ExperimentError(f'run {run_id} is a {record["kind"]} run: adopt an experiment run')
   wanted = dict(record.get('params') or {})
+  if 'classifier' not in wanted:
+    raise ExperimentError(f'run {run_id} records no classifier in its params: not a variant to '
+                          f'adopt')
   file = pathlib.Path(path)
   text = rewrite_train(file.read_text(encoding='utf-8'), settings_of(wanted), run_id)
   file.write_text(text, encoding='utf-8')
@@ -226,14 +239,28 @@ def window_of(paths: CtPaths, definition: PipelineDefinition,
   return loop.window_spans(accepted, accepted[-1], definition.window)
 
 
+def experiment_dir(paths: CtPaths, experiment_id: str) -> str:
+  """An experiment's working area: its step cache, and its schema when CT has inferred none."""
+  return runs.experiment_run_dir(paths, experiment_id)
+
+
 def experiment(definition: PipelineDefinition, bucket_url: str, env: str,
                spans: Optional[Sequence[str]], overrides: List[Params],
                beam_args: Sequence[str] = ()) -> Experiment:
   """Trains and evaluates each variant (``overrides`` of the train section) on the same window,
-  against production; writes a run record each (``ct.runs``). Production is only read."""
-  from beam_pipelines.ct import cache, lineage, loop, registry, steps  # imports Beam (see above)
+  against production; writes a run record each (``ct.runs``). Holds CT's lock of the pipeline
+  throughout; production, the registry and CT's step cache are only read."""
   paths = CtPaths(bucket_url, definition.name, env)
   checked = [completed(definition.train, o) for o in overrides]  # all refused before any run
+  with BucketLock(paths.lock, 'experiment', guards=f'continuous training of {paths.root}'):
+    return _experiment(definition, paths, spans, overrides, checked, beam_args)
+
+
+def _experiment(definition: PipelineDefinition, paths: CtPaths, spans: Optional[Sequence[str]],
+                overrides: List[Params], checked: List[Params],
+                beam_args: Sequence[str]) -> Experiment:
+  """``experiment``'s runs, under the lock."""
+  from beam_pipelines.ct import cache, lineage, loop, registry, steps  # imports Beam (see above)
   window = window_of(paths, definition, spans)
   entries = lineage.file_entries([f for s in window for f in loop.span_files(s)])
   data_sha256, code = lineage.data_sha256(entries), lineage.code_identity()
@@ -242,7 +269,7 @@ def experiment(definition: PipelineDefinition, bucket_url: str, env: str,
   experiment_id = loop.new_run_id()
   schema = definition.schema_path or paths.schema
   if not bucket.exists(schema):  # CT has inferred none yet: this experiment's own, not prod's
-    schema = layout.join(runs.experiment_run_dir(paths, experiment_id), 'schema.pbtxt')
+    schema = layout.join(experiment_dir(paths, experiment_id), 'schema.pbtxt')
   reg = registry.Registry(paths.registry)
   baseline = None
   if reg.aliases().get(registry.PRODUCTION) is not None:
@@ -254,7 +281,8 @@ def experiment(definition: PipelineDefinition, bucket_url: str, env: str,
            f'{", ".join(loop.span_name(s) for s in window)} ({len(entries)} file(s), data sha256 '
            f'{data_sha256[:12]}); baseline: '
            f'{f"production v{baseline.version}" if baseline else "none (no production yet)"}')
-  step_cache = cache.StepCache(paths.cache)
+  step_cache = cache.StepCache(layout.join(experiment_dir(paths, experiment_id), 'cache'),
+                               read_only=[paths.cache])
   done_runs: List[runs.RunDocument] = []
   production: Optional[Dict[str, Any]] = None
   for index, (override, params) in enumerate(zip(overrides, checked), 1):

@@ -16,7 +16,7 @@ import types
 import pytest
 from browser import assert_clean, browser
 
-from beam_pipelines import experiment
+from beam_pipelines import experiment, train
 from beam_pipelines.ct import demo, registry, runs, views
 from beam_pipelines.ct.definition import definition_path, load_definition
 from beam_pipelines.ct.loop import ContinuousTraining, CtOptions
@@ -24,6 +24,7 @@ from beam_pipelines.ct.paths import CtPaths
 from beam_pipelines.harness.site import build_site
 from beam_pipelines.pages import runs as runs_pages
 from beam_pipelines.store.console import number
+from beam_pipelines.store.lock import BucketLock
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 GRID = 'classifier: [gbt]\nmax_depth: [2, 4]\nlearning_rate: [0.05, 0.2]\n'
@@ -65,6 +66,17 @@ class TestVariants:
     assert experiment.completed({'classifier': 'logistic', 'C': 1.0},
                                 {'classifier': 'gbt', 'max_depth': 4})['max_depth'] == 4
 
+  def test_an_experiment_is_refused_while_ct_holds_the_pipelines_lock(self, tmp_path, capsys):
+    paths = CtPaths(str(tmp_path), 'taxi')
+    with BucketLock(paths.lock, 'continuous training run', guards='continuous training'):
+      status = experiment.main(['--bucket', str(tmp_path), '--pipeline', 'taxi',
+                                '--param', 'classifier=gbt'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert f'continuous training of {paths.root} is locked: {paths.lock}' in err[0]
+    assert 'continuous training run)' in err[0] and 'Nothing was changed' in err[0]
+    assert [p.name for p in tmp_path.rglob('*')] == ['prod', 'ct', 'taxi']  # nothing written
+
   def test_a_bad_param_is_refused_in_one_line_with_status_2(self, tmp_path, capsys):
     status = experiment.main(['--bucket', str(tmp_path), '--pipeline', 'taxi',
                               '--param', 'depth=4'])
@@ -78,11 +90,29 @@ class TestRewriteTrain:
   TEXT = ('# a comment\nspec: spec.yaml\ntrain:    # flags\n  classifier: logistic\n\n  C: 1.0\n'
           'window: 1  # kept\nexperiment_run: OLD\npolicy:\n  retrain: every_span\n')
 
-  def test_only_the_train_block_and_experiment_run_change(self):
-    out = experiment.rewrite_train(self.TEXT, {'classifier': 'gbt', 'max_depth': 4}, 'RUN-1')
+  def test_only_the_train_block_and_experiment_run_change(self, tmp_path):
+    params = experiment.completed({'classifier': 'logistic', 'C': 1.0},
+                                  {'classifier': 'gbt', 'max_depth': 4})
+    out = experiment.rewrite_train(self.TEXT, experiment.settings_of(params), 'RUN-1')
     assert out == ('# a comment\nspec: spec.yaml\ntrain:    # flags\n  classifier: gbt\n'
                    '  max_depth: 4\nexperiment_run: RUN-1  # the experiment run this train '
                    'section came from\nwindow: 1  # kept\npolicy:\n  retrain: every_span\n')
+    (tmp_path / 'spec.yaml').write_text('')
+    (tmp_path / 'pipeline.yaml').write_text(out)
+    assert train.parameters(load_definition(str(tmp_path / 'pipeline.yaml')).train) == params
+
+  def test_adopted_settings_are_the_classifier_and_what_differs_from_the_defaults(self):
+    params = train.parameters({'classifier': 'gbt', 'learning_rate': 0.05, 'max_depth': 2,
+                               'max_iter': 1000, 'random_state': 0, 'max_leaf_nodes': 31})
+    assert experiment.settings_of(params) == {'classifier': 'gbt', 'learning_rate': 0.05,
+                                              'max_iter': 1000, 'max_depth': 2}
+    assert experiment.settings_of(train.parameters({'classifier': 'logistic'})) == {
+        'classifier': 'logistic'}
+    for settings in ({'classifier': 'gbt', 'early_stopping': False, 'random_state': 7},
+                     {'classifier': 'logistic', 'C': 0.5, 'max_iter': 200}):
+      params = train.parameters(settings)
+      assert train.parameters(experiment.settings_of(params)) == params
+      assert experiment.settings_of(params) == settings
 
   def test_the_bundled_pipeline_reads_back_with_the_new_parameters(self, tmp_path):
     folder = shutil.copytree(pathlib.Path(definition_path('taxi')).parent, tmp_path / 'taxi')
@@ -125,11 +155,13 @@ def done(tmp_path_factory):
   reg_dir = bucket / 'prod' / 'registry' / 'taxi'
   before = tree_state(reg_dir)
   spans_before = tree_state(bucket / 'prod' / 'ct' / 'taxi' / 'spans')
+  cache_before = tree_state(bucket / 'prod' / 'ct' / 'taxi' / 'cache')
   grid = root / 'grid.yaml'
   grid.write_text(GRID)
   result = experiment.run(['--bucket', str(bucket), '--pipeline', 'taxi', '--grid', str(grid)])
   after = tree_state(reg_dir)
   spans_after = tree_state(bucket / 'prod' / 'ct' / 'taxi' / 'spans')
+  cache_after = tree_state(bucket / 'prod' / 'ct' / 'taxi' / 'cache')
   listed = subprocess.run([sys.executable, '-m', 'invoke', 'runs', '--pipeline', 'taxi',
                            '--bucket', str(bucket), '--experiment', result.experiment_id,
                            '--json'], cwd=REPO, capture_output=True, text=True, timeout=120,
@@ -169,8 +201,13 @@ class TestExperiment:
     assert len({r['data']['eval_sha256'] for r in records}) == 1  # the same eval rows
     assert len({json.dumps(r['baseline']['metrics'], sort_keys=True) for r in records}) == 1
 
-  def test_production_and_the_registry_are_untouched(self, done):
+  def test_production_the_registry_and_cts_cache_are_untouched(self, done):
     assert done.after == done.before and done.spans_after == done.spans_before
+    assert done.cache_after == done.cache_before and done.cache_before
+    own = done.bucket / 'prod' / 'ct' / 'taxi' / 'experiments' / done.result.experiment_id
+    for run in done.result.runs:
+      for name in ('model_dir', 'evaluation_dir'):
+        assert pathlib.Path(run['artifacts'][name]).is_relative_to(own / 'cache')
     assert done.first[0].outcome == 'pushed'
 
   def test_the_ct_run_has_a_run_record_in_the_same_format(self, done):

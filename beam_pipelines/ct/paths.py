@@ -5,9 +5,11 @@ bucket, and its model registry. Bucket layout, under the environment (``prod``):
     <env>/ct/<pipeline>/runs/<run_id>/lineage.json  lineage of each run (+ predictions/)
     <env>/ct/<pipeline>/spans/<sha256>.json    processed spans: run, outcome, statistics, version
     <env>/ct/<pipeline>/cache/<step>/<key>/    step outputs, done.json last
+    <env>/ct/<pipeline>/experiments/           experiments: run records, each one's own step
+                                               cache (``beam_pipelines.experiment``)
     <env>/ct/<pipeline>/schema.pbtxt           the schema inferred on first use (when the
                                                pipeline's folder has no reviewed schema.pbtxt)
-    <env>/ct/<pipeline>/ct.lock                one ct run of the pipeline at a time
+    <env>/ct/<pipeline>/ct.lock                one ct run or experiment of the pipeline at a time
     <env>/registry/<pipeline>/                 the model registry (``beam_pipelines.ct.registry``)
 
 Span directories sort chronologically by name (``span-2026-11-01``, ``2026-11``, ...): the

@@ -246,11 +246,13 @@ def read_run(path: str) -> RunDocument:
 
 
 def run_files(paths: CtPaths) -> List[str]:
-  """Every run.json of a pipeline: experiment variants and CT runs."""
+  """Every run.json of a pipeline: experiment variants and CT runs (``<root>/<run_id>/run.json``;
+  the files of an experiment's working area, deeper down, are not run records)."""
   found = []
   for root in (experiments_dir(paths), layout.join(paths.root, 'runs')):
     if bucket.exists(root):
-      found += [p for p in bucket.list_tree(root) if p.endswith('/' + RUN_FILE)]
+      found += [p for p in bucket.list_tree(root)
+                if p.endswith('/' + RUN_FILE) and p[len(root):].strip('/').count('/') == 1]
   return sorted(found)
 
 

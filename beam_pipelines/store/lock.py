@@ -1,6 +1,7 @@
 """A bucket lock: one object, created exclusively, that serialises the writers of one prefix.
 
-Prod's deploy/rollback, each model registry and continuous training each hold their own.
+Prod's deploy/rollback, each model registry and continuous training each hold their own (an
+experiment holds continuous training's lock of its pipeline).
 
 The lock object holds who took it (user, host, pid, the process's start time), since when, and for
 what. A second writer finds it and refuses with that explanation. A lock whose holder is provably
@@ -106,8 +107,9 @@ class BucketLock:
         return self
       holder = self._read_holder()
     who = describe(holder) if holder else 'an unreadable lock object'
+    running = (holder or {}).get('operation') or self.operation  # what holds it, not what waits
     raise LockedError(
-        f'{self.guards} is locked: {self.path} is held by {who}. Another {self.operation} is '
+        f'{self.guards} is locked: {self.path} is held by {who}. Another {running} is '
         f'running, or one died on another machine. Wait for it; if you are sure nobody is running '
         f'one, {self.unlock_hint} and retry. Nothing was changed.')
 

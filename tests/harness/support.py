@@ -37,13 +37,15 @@ def commit_all(project: pathlib.Path, message: str) -> None:
   subprocess.run(git + ['commit', '-q', '-m', message], cwd=project, check=True)
 
 
-def logged_runs(project: pathlib.Path, bucket: pathlib.Path, done: dict, logs: pathlib.Path):
-  """``run(name, *args)``: the real `invoke` CLI, its result kept in ``done[name]`` and its output
-  written to ``logs/<name>.log`` for a person to read."""
+def logged_runs(project: pathlib.Path, bucket: pathlib.Path, done: dict, logs: pathlib.Path,
+                **env_extra: str):
+  """``run(name, *args)``: the real `invoke` CLI (with ``env_extra`` in its environment), its
+  result kept in ``done[name]`` and its output written to ``logs/<name>.log`` for a person to
+  read."""
   logs.mkdir(parents=True, exist_ok=True)
 
   def run(name: str, *args: str):
-    done[name] = invoke(project, bucket, *args)
+    done[name] = invoke(project, bucket, *args, **env_extra)
     (logs / f'{name}.log').write_text(f'$ invoke {" ".join(args)}\n{done[name].stdout}'
                                       f'{done[name].stderr}(exit status {done[name].returncode})\n')
     return done[name]
