@@ -2,7 +2,7 @@
 reference measured in the same run.
 
     python benchmarks/run_all.py [--rows 200000] [--feature_rows 1000000] [--repeat 2]
-                                 [--skip features,harness,workers,large]
+                                 [--skip features,harness,workers,large,scale]
 
 | figure | reference (same run) | target |
 |---|---|---|
@@ -14,6 +14,7 @@ reference measured in the same run.
 | features, 2 processes, beyond start-up | each mode's start-up measured on 4,000 rows | (explains the line above) |
 | features, 2 processes, 5M rows in 8 files | 1 process (counts identical) | >= 1.6x |
 | ``invoke build test deploy``, a changed tree and after install | | <= 20 s |
+| scale (``features_scale.py``): features vs pyarrow, peak RSS of features, validation and evaluation at 1M/5M/10M rows, 2 processes at 5M rows in 1 and 8 files (3 runs each), a 10M-row span through ``invoke ct`` | pyarrow read + write of the same file; 1 process | <= 3x; <= 1.5 GiB; >= 1.6x every run |
 
 Each pipeline figure is the best of ``--repeat`` runs (the spread is printed): on a shared
 machine the best is the least disturbed. Beam is imported once before the scoring figures, so
@@ -220,6 +221,17 @@ def harness_figure(args) -> None:
         '<= 20 s', best['TOTAL'] <= 20)
 
 
+def scale_figures(args) -> None:
+  """``features_scale.py``'s figures (each printed as it is measured, with its load average)."""
+  import features_scale
+  status = features_scale.main(['--rows', args.scale_rows, '--repeat', str(max(args.repeat, 3)),
+                                '--workers_rows', args.scale_workers_rows,
+                                '--ct_rows', str(args.scale_ct_rows)])
+  row('scale: features vs pyarrow, peak RSS, 2 processes, CT on a large span',
+      'the lines above', 'pyarrow; 1 process', '', '<= 3x; <= 1.5 GiB; >= 1.6x every run',
+      status == 0)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--rows', type=int, default=200_000, help='Rows scored (evaluate, predict).')
@@ -227,7 +239,11 @@ def main(argv=None) -> int:
   parser.add_argument('--large_feature_rows', type=int, default=5_000_000,
                       help='Rows of the scaling run where start-up no longer dominates.')
   parser.add_argument('--repeat', type=int, default=2)
-  parser.add_argument('--skip', default='', help='Comma-separated: scoring, features, harness, workers, large.')
+  parser.add_argument('--scale_rows', default='1000000,5000000,10000000')
+  parser.add_argument('--scale_workers_rows', default='5000000')
+  parser.add_argument('--scale_ct_rows', type=int, default=10_000_000)
+  parser.add_argument('--skip', default='',
+                      help='Comma-separated: scoring, features, harness, workers, large, scale.')
   args = parser.parse_args(argv)
   args.skip = set(filter(None, args.skip.split(',')))
   load = os.getloadavg()
@@ -239,6 +255,8 @@ def main(argv=None) -> int:
       features_figures(args, root)
   if 'harness' not in args.skip:
     harness_figure(args)
+  if 'scale' not in args.skip:
+    scale_figures(args)
   now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
   print(f'\n{now}, {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}'
         f', load average {load[0]:.1f} at start / {os.getloadavg()[0]:.1f} at end\n')
