@@ -62,6 +62,10 @@ from beam_pipelines.store import bucket
 from beam_pipelines.store.console import counts, progress
 
 _HASH_SCALE = float(2 ** 64)
+try:  # CPython's own SHA-256: on short keys 20-40% faster than OpenSSL's (its per-call set-up)
+  from _sha256 import sha256 as _key_sha256  # Python 3.11
+except ImportError:  # pragma: no cover - other Pythons: hashlib's, the same digests
+  _key_sha256 = hashlib.sha256
 SPLIT = 'split'  # ExtractFeatures' output of a time split: its rule and cutoff (``TimeSplit``)
 
 
@@ -91,7 +95,7 @@ def eval_hashes(tokens: Union[pa.Array, pa.ChunkedArray]) -> np.ndarray:
   offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[
       column.offset:column.offset + len(column) + 1].tolist()
   data = column.buffers()[2].to_pybytes() if column.buffers()[2] is not None else b''
-  sha256 = hashlib.sha256
+  sha256 = _key_sha256
   prefixes = b''.join([sha256(data[start:end]).digest()[:8]
                        for start, end in zip(offsets, offsets[1:])])
   return np.frombuffer(prefixes, dtype='>u8').astype(np.float64) / _HASH_SCALE

@@ -352,3 +352,15 @@ def test_the_arrow_path_gives_the_rows_and_dead_letters_of_the_row_path(
     assert tables == reference[0], label
     assert dead == reference[1], label
     assert summary == reference[2], label
+
+
+def test_eval_hashes_of_an_arrow_column_equal_eval_hash_of_each_key():
+  """The column-wise split hash (from Arrow's buffers) is the row path's, key by key, for any
+  text, for a slice of a column and for a chunked column."""
+  import pyarrow as pa
+  keys = ['', 'a', 'trip-000001', 'Zürich ☕', 'x' * 300] + [f'{i:016x}' for i in range(500)]
+  expected = [features.eval_hash(key) for key in keys]
+  assert features.eval_hashes(pa.array(keys)).tolist() == expected
+  assert features.eval_hashes(pa.array(keys).slice(3, 100)).tolist() == expected[3:103]
+  chunked = pa.chunked_array([pa.array(keys[:7]), pa.array(keys[7:])])
+  assert features.eval_hashes(chunked).tolist() == expected
