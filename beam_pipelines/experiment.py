@@ -51,6 +51,7 @@ from beam_pipelines.store.bucket import check_bucket_name, resolve_bucket
 from beam_pipelines.store.console import number, progress
 from beam_pipelines.store.errors import Refusal
 from beam_pipelines.store.lock import BucketLock
+from beam_pipelines.store.typed_json import to_json
 
 Params = Dict[str, ParamValue]
 TRAIN_LINE = re.compile(r'^train:(?P<rest>.*)$')
@@ -312,6 +313,7 @@ def _experiment(definition: PipelineDefinition, paths: CtPaths, spans: Optional[
         blessing={'status': evaluation.status, 'message': evaluation.message},
         data=runs.RunDataEntry(span=window[-1], window=list(window), sha256=data_sha256,
                                eval_sha256=eval_sha256, eval_rows=rows),
+        training=runs.training_entry(to_json(done.training.result)),
         code=code, artifacts=runs.RunArtifacts(
             features_dir=done.features.directory, model_dir=done.training.directory,
             model_sha256=done.training.result.model_sha256,

@@ -145,13 +145,12 @@ def test_no_cache_runs_every_step_and_the_same_model_comes_out(runs):
 
 # The policy of a pipeline: drift as a trigger on its own, or as a block.
 
-def _policy_pipeline(root, name, policy):
+def _policy_pipeline(root, name, policy, train='classifier: logistic, C: 1.0, random_state: 0'):
   folder = root / name
   folder.mkdir(parents=True)
   taxi = load_definition('taxi')
   (folder / 'pipeline.yaml').write_text(
-      f'spec: {taxi.spec_path}\ntrain: {{classifier: logistic, C: 1.0, random_state: 0}}\n'
-      f'policy: {policy}\n')
+      f'spec: {taxi.spec_path}\ntrain: {{{train}}}\npolicy: {policy}\n')
   return str(folder / 'pipeline.yaml')
 
 
@@ -159,7 +158,8 @@ def _policy_pipeline(root, name, policy):
 def policies(tmp_path_factory):
   root = tmp_path_factory.mktemp('policies')
   on_drift = _policy_pipeline(root, 'ondrift', '{retrain: on_drift, on_drift: retrain}')
-  block = _policy_pipeline(root, 'blocking', '{on_drift: block}')
+  block = _policy_pipeline(root, 'blocking', '{on_drift: block}',  # trains on a sample, too
+                           'classifier: logistic, C: 1.0, random_state: 0, max_train_rows: 1000')
   s = types.SimpleNamespace(bucket=root / 'bucket', done={})
   spans = {n: demo.land(CtPaths(str(s.bucket), 'ondrift').landing, demo.DEMO_SPANS[i])
            for n, i in (('first', 0), ('same', 1), ('drifted', 3))}
@@ -214,3 +214,23 @@ def test_each_step_that_ran_records_its_own_peak_memory_and_reused_steps_none(ru
   assert re.search(r'ct: step features: ran \(peak RSS \d+\.\d\d GiB\)', runs.killed.out)
   record = lineage_of(runs.bucket, runs.resumed.out)
   assert not any('peak_rss_bytes' in step for step in record['steps'].values())
+
+
+def test_a_window_over_the_row_budget_trains_on_a_sample_the_records_name(policies):
+  """The blocking pipeline's train section sets max_train_rows 1000 (its span has about 2,400
+  train rows): the model, the lineage and the run record say which rows were fitted."""
+  record = policies.blocking.record(1)
+  lineage = json.loads(open(record['lineage']).read())
+  trained = lineage['steps']['training']
+  result = trained['result']
+  assert result['rows'] == 1000 and result['max_train_rows'] == 1000
+  assert result['rows_available'] > 1000 and result['sample'].startswith('stratified by label')
+  assert trained['summary'].startswith(
+      f'1,000 of {result["rows_available"]:,} rows (a stratified sample: max_train_rows 1,000)')
+  run = json.loads(open(os.path.join(os.path.dirname(record['lineage']), 'run.json')).read())
+  assert run['training'] == {'rows_used': 1000, 'rows_available': result['rows_available'],
+                             'max_train_rows': 1000, 'sample': result['sample']}
+  data = json.loads(open(os.path.join(trained['outputs'], 'model.json')).read())['data']
+  assert data['rows_used'] == 1000 and data['sample']['rule'] == result['sample']
+  assert 'over the budget of 1,000: a stratified sample of 1,000' in (
+      policies.done['block_first'].out)

@@ -189,6 +189,9 @@ class TestExperiment:
       assert stored == json.loads(json.dumps(run))
       assert stored['kind'] == 'experiment' and stored['status'] == 'evaluated'
       assert stored['params']['classifier'] == 'gbt'
+      training = stored['training']  # under the default budget: every row of the window
+      assert training['rows_used'] == training['rows_available'] > 0
+      assert training['max_train_rows'] == 2_000_000 and training['sample'] is None
       interval = stored['comparison']['auc']
       assert interval['ci_lower'] < interval['difference'] < interval['ci_upper']
       assert interval['difference'] == pytest.approx(interval['candidate'] - interval['baseline'])
@@ -214,6 +217,7 @@ class TestExperiment:
     record = runs.find_run(CtPaths(str(done.bucket), 'taxi'), done.first[0].run_id)
     assert record['kind'] == 'ct' and record['status'] == 'pushed' and record['model_version'] == 1
     assert record['params']['classifier'] == 'logistic'
+    assert record['training']['rows_used'] == done.result.runs[0]['training']['rows_used']
     assert record['data']['eval_sha256'] == done.result.runs[0]['data']['eval_sha256']
 
   def test_invoke_runs_lists_the_experiment_ranked_as_json(self, done):

@@ -46,7 +46,7 @@ def test_gbt_hyperparameters_are_recorded(features_dir, tmp_path):
   assert model.hyperparameters == metadata['hyperparameters'] == {
       'classifier': 'gbt', 'learning_rate': 0.2, 'max_iter': 5, 'max_depth': None,
       'max_leaf_nodes': 31, 'early_stopping': False, 'validation_fraction': 0.1,
-      'n_iter_no_change': 10, 'random_state': 0}
+      'n_iter_no_change': 10, 'random_state': 0, 'max_train_rows': 2_000_000}
   assert metadata['training']['iterations'] == 5
 
 

@@ -5,7 +5,8 @@ A folder holds ``pipeline.yaml`` and the files it names (relative to the folder)
     spec: spec.yaml               # the dataset spec (beam_pipelines.ml.spec)
     integration: integration.csv  # small CSV of the level-2 check of `invoke test`
     schema: schema.pbtxt          # optional; default: schema.pbtxt when the folder has one
-    train: {classifier: logistic, C: 1.0}   # flags of beam_pipelines.train
+    train: {classifier: logistic, C: 1.0}   # flags of beam_pipelines.train (max_train_rows:
+                                  # the rows fitted at most; a stratified sample beyond)
     window: 1                     # spans trained on: the new one and the window-1 before it
     blessing: {metrics: ..., registered_change: ...}   # inline (beam_pipelines.ml.blessing), a
                                   # path, or absent (the default rule)

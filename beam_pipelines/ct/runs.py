@@ -22,6 +22,8 @@ Bucket layout, under the environment (``prod``)::
      "baseline": {"version", "model_sha256", "metrics"},            # production, when one was
      "blessing": {"status", "message"},   # the pipeline's rule on the eval split
      "data": {"span", "window", "sha256", "eval_sha256", "eval_rows"},
+     "training": {"rows_used", "rows_available", "max_train_rows", "sample"},  # the rows fitted
+                                 # of the train split's; sample: the rule, null when all were
      "code": {...},              # lineage.code_identity
      "artifacts": {"features_dir", "model_dir", "model_sha256", "evaluation_dir", "lineage"},
      "model_version",            # ct: the registry version of its model
@@ -95,6 +97,14 @@ class RunDataEntry(TypedDict, total=False):
   eval_rows: Optional[int]
 
 
+class TrainingEntry(TypedDict, total=False):
+  """The rows the model was fitted on (``train --max_train_rows``); None in older records."""
+  rows_used: Optional[int]
+  rows_available: Optional[int]
+  max_train_rows: Optional[int]  # 0: no budget
+  sample: Optional[str]  # ``ml.sampling.RULE`` when a sample was fitted, else None
+
+
 class RunArtifacts(TypedDict, total=False):
   features_dir: Optional[str]
   model_dir: Optional[str]
@@ -124,6 +134,7 @@ class RunDocument(_RunKeys, total=False):
   baseline: Optional[BaselineEntry]
   blessing: Optional[Dict[str, str]]
   data: RunDataEntry
+  training: TrainingEntry
   code: CodeIdentity
   artifacts: RunArtifacts
   model_version: Optional[int]
@@ -186,6 +197,12 @@ def eval_rows(features_dir: Optional[str]) -> Tuple[Optional[str], Optional[int]
   return sha, rows
 
 
+def training_entry(trained: Mapping[str, Any]) -> TrainingEntry:
+  """The rows fitted, from a training step's result (``TrainedModel`` as JSON)."""
+  return TrainingEntry(rows_used=trained.get('rows'), rows_available=trained.get('rows_available'),
+                       max_train_rows=trained.get('max_train_rows'), sample=trained.get('sample'))
+
+
 # CT runs: the same facts, from the lineage record ----------------------------------------------
 
 def from_lineage(document: LineageDocument, pipeline: str, lineage_path: str,
@@ -216,6 +233,7 @@ def from_lineage(document: LineageDocument, pipeline: str, lineage_path: str,
       if evaluated.get('status') else None,
       data=RunDataEntry(span=data.get('span'), window=list(data.get('window') or []),
                         sha256=data.get('sha256', ''), eval_sha256=eval_sha256, eval_rows=rows),
+      training=training_entry(trained),
       code=document.get('code') or cast(CodeIdentity, {}),
       artifacts=RunArtifacts(features_dir=features.get('outputs'),
                              model_dir=training.get('outputs'),

@@ -231,6 +231,10 @@ def describe(result: StepResult) -> str:
     return (f'{result.rows_read:,} rows read = {written} + {result.rows_dead_lettered:,} '
             f'dead-lettered')
   if isinstance(result, TrainedModel):
+    if result.sample and result.rows_available is not None:
+      return (f'{result.rows:,} of {result.rows_available:,} rows (a stratified sample: '
+              f'max_train_rows {result.max_train_rows:,}); model sha256 '
+              f'{result.model_sha256[:12]}…')
     return f'{result.rows:,} rows; model sha256 {result.model_sha256[:12]}…'
   return result.message
 

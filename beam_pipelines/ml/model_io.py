@@ -30,14 +30,29 @@ from beam_pipelines.store.errors import Refusal
 FORMAT_VERSION = 1
 
 
-class TrainingData(TypedDict):
-  """What a model was trained on (``model.json``'s ``data``)."""
+class TrainingSample(TypedDict):
+  """The sample a model was fitted on when its split had more rows than the budget."""
+  rule: str  # ``ml.sampling.RULE``
+  classes: Dict[str, Dict[str, int]]  # label -> {"available": rows of the split, "used": kept}
+
+
+class _TrainingDataKeys(TypedDict):
   features_dir: str
   split: str
-  rows: int
-  positives: int
+  rows: int  # rows fitted (= rows_used)
+  positives: int  # of the rows fitted
   shards: List[Dict[str, str]]  # {"path", "sha256"} of each Parquet shard
   fingerprint: str
+
+
+class TrainingData(_TrainingDataKeys, total=False):
+  """What a model was trained on (``model.json``'s ``data``). A model saved before the row budget
+  existed lacks the last five keys (it was fitted on every row)."""
+  rows_available: int  # rows of the split
+  rows_used: int  # rows fitted: all of them, or the sample's
+  positives_available: int
+  max_train_rows: int  # the budget (0: none)
+  sample: Optional[TrainingSample]  # None: every row was fitted
 
 
 class _MetadataKeys(TypedDict):

@@ -139,13 +139,18 @@ class Verdict:
 
 @dataclasses.dataclass(frozen=True)
 class TrainedModel:
-  """A fitted, saved model: where, its file's sha256, what it was trained on and with."""
+  """A fitted, saved model: where, its file's sha256, what it was trained on and with. ``rows``
+  were fitted of the split's ``rows_available``; ``sample`` is the rule that chose them when the
+  split had more than ``max_train_rows`` (None: every row; all three None in older records)."""
   directory: str
   model_sha256: str
   rows: int
   positives: int
   data_fingerprint: str
   hyperparameters: Dict[str, ParamValue]
+  rows_available: Optional[int] = None
+  max_train_rows: Optional[int] = None  # 0: no budget
+  sample: Optional[str] = None  # ``ml.sampling.RULE`` when a sample was fitted
 
   @property
   def ref(self) -> ModelRef:

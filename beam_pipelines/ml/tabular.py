@@ -1,7 +1,8 @@
 """Feature splits as pandas frames: read a split's Parquet shards (hashing them) and type columns.
 
-Training reads the whole train split into memory (scikit-learn fits in memory); evaluation and
-inference never do: they stream rows through Beam and use ``rows_to_frame`` per batch.
+Training reads the train split into memory (scikit-learn fits in memory), all of it up to its row
+budget and a stratified sample beyond (``ml.sampling``); evaluation and inference never do: they
+stream rows through Beam and use ``rows_to_frame`` per batch.
 """
 
 from __future__ import annotations
@@ -30,21 +31,53 @@ class Split:
   fingerprint: str  # sha256 over the shards' (name, sha256) pairs
 
 
-def read_split(features_dir: str, split: str) -> Split:
-  """Reads ``features_dir/<split>/part-*.parquet`` (any Beam filesystem); raises FeaturesError."""
-  import pandas as pd
-  import pyarrow.parquet as pq
+@dataclasses.dataclass(frozen=True)
+class Footer:
+  """One shard of a split as its Parquet footer says: rows and column names (no row is read)."""
+
+  path: str
+  rows: int
+  columns: List[str]
+
+
+def split_paths(features_dir: str, split: str) -> List[str]:
+  """The split's shards, sorted (any Beam filesystem); raises FeaturesError when there is none."""
   from apache_beam.io.filesystems import FileSystems
   pattern = artifacts.split_pattern(features_dir, split)
   matched = FileSystems.match([pattern])[0].metadata_list
   if not matched:
     raise FeaturesError(f'no {split} features: nothing matches {pattern}')
+  return sorted(m.path for m in matched)
+
+
+def read_footers(features_dir: str, split: str) -> List[Footer]:
+  """Each shard's rows and columns, from its footer; raises FeaturesError when there is none."""
+  import pyarrow.parquet as pq
+  from apache_beam.io.filesystems import FileSystems
+  footers = []
+  for path in split_paths(features_dir, split):
+    with FileSystems.open(path) as handle:
+      parquet = pq.ParquetFile(handle)
+      footers.append(Footer(path, parquet.metadata.num_rows, list(parquet.schema_arrow.names)))
+  return footers
+
+
+def read_split(features_dir: str, split: str, columns: Optional[Sequence[str]] = None) -> Split:
+  """Reads ``features_dir/<split>/part-*.parquet`` (any Beam filesystem), every column or those of
+  ``columns`` a shard has (one without a column has it missing); raises FeaturesError."""
+  import pandas as pd
+  import pyarrow.parquet as pq
+  from apache_beam.io.filesystems import FileSystems
   frames, shards = [], []
-  for path in sorted(m.path for m in matched):
+  for path in split_paths(features_dir, split):
     with FileSystems.open(path) as handle:
       data = handle.read()
     shards.append({'path': path, 'sha256': bucket.sha256_bytes(data)})
-    frames.append(pq.read_table(io.BytesIO(data)).to_pandas())
+    chosen = None
+    if columns is not None:
+      names = pq.ParquetFile(io.BytesIO(data)).schema_arrow.names
+      chosen = [c for c in columns if c in names]
+    frames.append(pq.read_table(io.BytesIO(data), columns=chosen).to_pandas())
   frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
   return Split(frame, shards, data_fingerprint(shards))
 
