@@ -90,13 +90,9 @@ def read_head(features_dir: str, split: str, max_rows: int,
   import pyarrow as pa
   import pyarrow.parquet as pq
   from apache_beam.io.filesystems import FileSystems
-  pattern = artifacts.split_pattern(features_dir, split)
-  matched = FileSystems.match([pattern])[0].metadata_list
-  if not matched:
-    raise FeaturesError(f'no {split} features: nothing matches {pattern}')
   tables: List[Any] = []
   rows = 0
-  for path in sorted(m.path for m in matched):
+  for path in split_paths(features_dir, split):
     with FileSystems.open(path) as handle:
       shard = pq.ParquetFile(handle)
       names = [c for c in columns if c in shard.schema_arrow.names] if columns else None
