@@ -25,6 +25,10 @@ variant's classifier and the parameters where it differs from the defaults of
 ``experiment_run: RUN_ID`` (other lines kept as they are): the change to commit, so ``invoke
 build test deploy`` and ``ct`` run the level-2 check on it and the lineage of each model trained
 from it names the experiment run.
+
+With ``$MLFLOW_TRACKING_URI`` set, each variant recorded becomes a run of the pipeline's MLflow
+experiment after the experiment ends, failed or not (``beam_pipelines.tracking.mlflow_mirror``;
+a server that fails is said in one line and changes nothing).
 """
 
 from __future__ import annotations
@@ -250,11 +254,20 @@ def experiment(definition: PipelineDefinition, bucket_url: str, env: str,
                beam_args: Sequence[str] = ()) -> Experiment:
   """Trains and evaluates each variant (``overrides`` of the train section) on the same window,
   against production; writes a run record each (``ct.runs``). Holds CT's lock of the pipeline
-  throughout; production, the registry and CT's step cache are only read."""
+  throughout; production, the registry and CT's step cache are only read. Then, with
+  ``$MLFLOW_TRACKING_URI`` set, the variants recorded (also when a later one failed) are mirrored
+  to MLflow, best effort (``tracking.mlflow_mirror``)."""
+  from beam_pipelines.tracking import mlflow_mirror  # only when an experiment runs
   paths = CtPaths(bucket_url, definition.name, env)
   checked = [completed(definition.train, o) for o in overrides]  # all refused before any run
-  with BucketLock(paths.lock, 'experiment', guards=f'continuous training of {paths.root}'):
-    return _experiment(definition, paths, spans, overrides, checked, beam_args)
+  locked = False
+  try:
+    with BucketLock(paths.lock, 'experiment', guards=f'continuous training of {paths.root}'):
+      locked = True
+      return _experiment(definition, paths, spans, overrides, checked, beam_args)
+  finally:  # a refused experiment recorded nothing; one that ran is mirrored, failed or not
+    if locked:
+      mlflow_mirror.mirror_after(paths)  # opt-in: $MLFLOW_TRACKING_URI; never raises
 
 
 def _experiment(definition: PipelineDefinition, paths: CtPaths, spans: Optional[Sequence[str]],

@@ -1,8 +1,11 @@
 """The MLflow mirror against a real local MLflow tracking server (started from .venv-mlflow): real
-CT runs with ``$MLFLOW_TRACKING_URI`` set are read back through MLflow's own Python client (runs
-with their status, params, metrics and lineage artifact; registered versions with their identity
-tags; the ``production`` alias, moved by hand after the runs). A re-sync creates nothing, a lost
-mirror record makes no duplicate, an unreachable server is one line and the next sync resumes."""
+CT runs and a real experiment with ``$MLFLOW_TRACKING_URI`` set are read back through MLflow's own
+Python client (CT runs with their kind, status, params, metrics and lineage artifact; the variants
+of an experiment whose last variant failed, with their kind, experiment, params, metrics,
+comparison to production and run.json; registered versions with their identity tags; the
+``production`` alias, moved by hand after the runs). A re-sync creates nothing, a lost mirror
+record makes no duplicate, a CT run mirrored without its kind gets it, an unreachable server is
+one line and the next sync resumes."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pathlib
 import pytest
 from trackingdata import free_port, read_back, tracked  # noqa: F401 - tracked: a session fixture
 
-from beam_pipelines.ct import registry
+from beam_pipelines.ct import registry, runs
 from beam_pipelines.tracking import mlflow_mirror
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -27,6 +30,7 @@ runs = client.search_runs([experiment.experiment_id], max_results=1000)
 versions = client.search_model_versions(f"name='{name}'")
 production = client.get_model_version_by_alias(name, 'production')
 print(json.dumps({
+    'count': len(runs),
     'runs': {r.data.tags['beam_pipelines.run_id']: {
         'mlflow_run_id': r.info.run_id, 'name': r.info.run_name, 'status': r.info.status,
         'params': r.data.params, 'metrics': r.data.metrics, 'tags': r.data.tags,
@@ -44,19 +48,30 @@ def mlflow_view(tracked):  # noqa: F811
 
 
 def lineage_records(tracked):  # noqa: F811
-  runs = pathlib.Path(tracked.paths.root) / 'runs'
-  return {p.parent.name: json.loads(p.read_text()) for p in runs.glob('*/lineage.json')}
+  folder = pathlib.Path(tracked.paths.root) / 'runs'
+  return {p.parent.name: json.loads(p.read_text()) for p in folder.glob('*/lineage.json')}
+
+
+def variant_records(tracked):  # noqa: F811
+  folder = pathlib.Path(tracked.paths.root) / runs.EXPERIMENTS
+  return {p.parent.name: json.loads(p.read_text()) for p in folder.glob('*/run.json')}
+
+
+def of_kind(mlflow_view, kind):
+  return {run_id: run for run_id, run in mlflow_view['runs'].items()
+          if run['tags'].get('beam_pipelines.kind') == kind}
 
 
 def test_every_ct_run_is_an_mlflow_run_with_its_status(tracked, mlflow_view):  # noqa: F811
   records = lineage_records(tracked)
-  assert set(mlflow_view['runs']) == set(records)
+  assert set(of_kind(mlflow_view, 'ct')) == set(records)
+  assert set(mlflow_view['runs']) == set(records) | set(variant_records(tracked))
   statuses = {run_id: run['tags']['beam_pipelines.status']
-              for run_id, run in mlflow_view['runs'].items()}
+              for run_id, run in of_kind(mlflow_view, 'ct').items()}
   assert statuses == {run_id: record['status'] for run_id, record in records.items()}
   assert sorted(statuses.values())[:2] == ['failed', 'pushed']
   assert 'stopped' in statuses.values()
-  for run_id, run in mlflow_view['runs'].items():
+  for run_id, run in of_kind(mlflow_view, 'ct').items():
     assert run['name'] == run_id
     assert run['status'] == ('FAILED' if statuses[run_id] == 'failed' else 'FINISHED')
     assert 'lineage.json' in run['artifacts']
@@ -78,6 +93,46 @@ def test_a_run_carries_params_metrics_data_and_code_identity(tracked, mlflow_vie
   failed = next(r for r in mlflow_view['runs'].values()
                 if r['tags']['beam_pipelines.status'] == 'failed')
   assert failed['tags']['beam_pipelines.error'] == 'OSError: [Errno 28] No space left on device'
+
+
+def test_an_experiment_that_failed_has_its_recorded_variants_mirrored(tracked, mlflow_view):  # noqa: F811
+  done = tracked.done['experiment']
+  assert done.returncode != 0 and 'No space left on device' in done.stderr, done.stderr[-3000:]
+  records = variant_records(tracked)
+  assert sorted(r['params']['C'] for r in records.values()) == [0.5, 2.0]  # C=4.0 raised
+  assert len({r['experiment_id'] for r in records.values()}) == 1
+  variants = of_kind(mlflow_view, 'experiment')
+  assert set(variants) == set(records)
+  for run_id in records:
+    assert f'mlflow: experiment run {run_id} (evaluated)' in done.stderr
+
+
+def test_a_variant_carries_params_metrics_comparison_and_identity(tracked, mlflow_view):  # noqa: F811
+  for run_id, record in variant_records(tracked).items():
+    run = mlflow_view['runs'][run_id]
+    assert (run['name'], run['status']) == (run_id, 'FINISHED')
+    tags = run['tags']
+    assert tags['beam_pipelines.experiment_id'] == record['experiment_id']
+    assert tags['beam_pipelines.status'] == 'evaluated'
+    assert json.loads(tags['beam_pipelines.overrides']) == record['overrides']
+    params = {k: v for k, v in record['params'].items() if v is not None}  # None: not logged
+    assert set(run['params']) == {f'train.{k}' for k in params}
+    for key, value in params.items():  # text as is, the rest as JSON
+      got = run['params'][f'train.{key}']
+      assert (got if isinstance(value, str) else json.loads(got)) == value, key
+    metrics, interval = run['metrics'], record['comparison']['auc']
+    for key in ('difference', 'ci_lower', 'ci_upper', 'candidate', 'baseline'):
+      assert metrics[f'comparison.auc.{key}'] == pytest.approx(interval[key])
+    assert metrics['comparison.auc.ci_lower'] < metrics['comparison.auc.ci_upper']
+    assert metrics['evaluation.auc'] == pytest.approx(record['metrics']['auc'])
+    assert metrics['evaluation.production.auc'] == pytest.approx(
+        record['baseline']['metrics']['auc'])
+    assert tags['beam_pipelines.baseline_version'] == str(tracked.aliases[registry.PRODUCTION])
+    assert tags['beam_pipelines.data_sha256'] == record['data']['sha256']
+    assert tags['beam_pipelines.eval_sha256'] == record['data']['eval_sha256']
+    assert tags['beam_pipelines.code.fingerprint'] == record['code']['fingerprint']
+    assert tags['beam_pipelines.run_record'].endswith(f'/experiments/{run_id}/run.json')
+    assert 'run.json' in run['artifacts']
 
 
 def test_registered_versions_carry_their_identity_and_run(tracked, mlflow_view):  # noqa: F811
@@ -112,8 +167,29 @@ def test_a_resync_or_a_lost_record_creates_nothing(tracked, mlflow_view, monkeyp
   assert json.loads(record.read_text()) == before
   again = read_back(tracked.server.python, tracked.server.uri, READ, 'taxi')
   assert again['runs'].keys() == mlflow_view['runs'].keys()
+  assert again['count'] == mlflow_view['count'] == len(mlflow_view['runs'])  # no duplicate
+  assert {r['kind'] for r in before[tracked.server.uri]['runs'].values()} == {'ct', 'experiment'}
   assert {n: v['version'] for n, v in again['versions'].items()} == {
       n: v['version'] for n, v in mlflow_view['versions'].items()}
+
+
+def test_a_ct_run_mirrored_without_its_kind_gets_it(tracked, mlflow_view, monkeypatch):  # noqa: F811
+  monkeypatch.setenv(mlflow_mirror.TRACKING_ENV_VAR, tracked.server.uri)
+  path = pathlib.Path(tracked.paths.root) / mlflow_mirror.MIRROR_FILE
+  record = json.loads(path.read_text())
+  run_id = min(lineage_records(tracked))
+  mirrored = record[tracked.server.uri]['runs'][run_id]
+  del mirrored['kind']  # as a sync before runs carried their kind left it
+  path.write_text(json.dumps(record))
+  api = mlflow_mirror.MlflowRest(tracked.server.uri)
+  api.call('POST', 'runs/delete-tag', {'run_id': mirrored['run_id'], 'key': 'beam_pipelines.kind'})
+  assert 'beam_pipelines.kind' not in read_back(
+      tracked.server.python, tracked.server.uri, READ, 'taxi')['runs'][run_id]['tags']
+  mlflow_mirror.mirror_after(tracked.paths)
+  again = read_back(tracked.server.python, tracked.server.uri, READ, 'taxi')
+  assert again['runs'][run_id]['tags']['beam_pipelines.kind'] == 'ct'
+  assert again['count'] == mlflow_view['count']
+  assert json.loads(path.read_text())[tracked.server.uri]['runs'][run_id]['kind'] == 'ct'
 
 
 def test_an_unreachable_server_is_one_line_and_changes_nothing(tracked, monkeypatch, capsys):  # noqa: F811

@@ -7,7 +7,9 @@ The scenario, each step one ``python -m beam_pipelines.ct`` on a temporary bucke
 ``$MLFLOW_TRACKING_URI`` and ``$BEAM_PIPELINES_OPENLINEAGE_FILE`` set: spans 1 and 2 of the demo
 (v1 pushed, then v2), span 3 (a column missing: stopped at validation), span 5 whose training
 raises (a full disk: failed); then production is moved by hand (``model-rollback`` or
-``model-promote``) and mirrored.
+``model-promote``) and mirrored; then one ``python -m beam_pipelines.experiment`` on span 2, a grid
+of three logistic variants (``C``) whose third one's training raises: the experiment fails after
+recording two variants, which the mirror brings to MLflow all the same.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import pathlib
 import socket
 import subprocess
+import sys
 import time
 import types
 import urllib.request
@@ -28,6 +31,7 @@ from test_ct import ct
 
 from beam_pipelines.ct import demo, registry
 from beam_pipelines.ct.paths import CtPaths
+from beam_pipelines.store import layout
 from beam_pipelines.taxi_data import Knobs
 from beam_pipelines.tracking import mlflow_mirror, openlineage_events
 
@@ -43,6 +47,19 @@ def fit(*args, **kwargs):
 
 train.fit = fit
 """
+FAILING_VARIANT_HOOK = """
+from beam_pipelines import train
+
+_fit = train.fit
+
+def fit(features_dir, output, params, *args, **kwargs):
+  if params.get('C') == 4.0:
+    raise OSError(28, 'No space left on device')
+  return _fit(features_dir, output, params, *args, **kwargs)
+
+train.fit = fit
+"""
+EXPERIMENT_GRID = 'C: [0.5, 2.0, 4.0]\n'  # the third variant's training raises
 _CACHE: Dict[str, types.SimpleNamespace] = {}
 
 
@@ -107,12 +124,12 @@ def _scenario(factory) -> types.SimpleNamespace:
   env = {mlflow_mirror.TRACKING_ENV_VAR: server.uri,
          openlineage_events.FILE_ENV_VAR: str(s.events)}
   s.env = env
-  hook = root / 'hook'
-  hook.mkdir()
-  (hook / 'sitecustomize.py').write_text(FULL_DISK_HOOK)
+  hook, variant_hook = root / 'hook', root / 'variant-hook'
+  for folder, text in ((hook, FULL_DISK_HOOK), (variant_hook, FAILING_VARIANT_HOOK)):
+    folder.mkdir()
+    (folder / 'sitecustomize.py').write_text(text)
 
-  demo.land(s.paths.landing, demo.DEMO_SPANS[0])
-  demo.land(s.paths.landing, demo.DEMO_SPANS[1])
+  s.spans = [demo.land(s.paths.landing, span) for span in demo.DEMO_SPANS[:2]]
   s.done['first_two'] = ct(s.bucket, '--json', **env)
   s.missing = demo.land(s.paths.landing, MISSING)
   s.done['stopped'] = ct(s.bucket, '--json', '--span', s.missing, **env)
@@ -130,6 +147,14 @@ def _scenario(factory) -> types.SimpleNamespace:
   finally:
     os.environ.pop(mlflow_mirror.TRACKING_ENV_VAR)
   s.aliases = s.registry.aliases()
+  grid = root / 'grid.yaml'
+  grid.write_text(EXPERIMENT_GRID)
+  s.done['experiment'] = subprocess.run(
+      [sys.executable, '-m', 'beam_pipelines.experiment', '--bucket', str(s.bucket),
+       '--pipeline', 'taxi', '--span', s.spans[1], '--grid', str(grid)],
+      capture_output=True, text=True, timeout=600,
+      env=dict({k: v for k, v in os.environ.items() if k != layout.CRASH_ENV_VAR},
+               PYTHONPATH=f'{variant_hook}{os.pathsep}{REPO}', **env))
   return s
 
 

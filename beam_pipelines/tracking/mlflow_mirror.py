@@ -1,16 +1,28 @@
-"""An opt-in mirror of continuous training in an MLflow tracking server; the bucket stays the truth.
+"""An opt-in mirror of continuous training and experiments in an MLflow tracking server; the
+bucket stays the truth.
 
 With ``$MLFLOW_TRACKING_URI=http(s)://HOST[:PORT]`` set, continuous training (after each run,
-failed ones too) and ``invoke model-promote``/``model-rollback`` (after each move) bring MLflow in
-line with the bucket, through MLflow's REST API (this package never imports mlflow):
+failed ones too), experiments (after each, also one that failed: the variants it recorded) and
+``invoke model-promote``/``model-rollback`` (after each move) bring MLflow in line with the
+bucket, through MLflow's REST API (this package never imports mlflow):
 
 - each finished CT run of the pipeline (``<ct root>/runs/<run_id>/lineage.json``) becomes one run
   of the experiment named after the pipeline, named by its run id: its parameters (flattened:
   ``train.C``), the metrics of its steps (``evaluation.auc``, ``holdout_evaluation.auc``,
   ``forward_evaluation.auc``, ``evaluation.production.auc``, ``features.rows_read`` ...), tags
-  (``beam_pipelines.status``: pushed / registered / not_blessed / stopped / no_trigger / failed;
-  data sha256, code identity, the lineage path), ``lineage.json`` as an artifact when the server
-  stores artifacts itself (``mlflow-artifacts:``), and status FINISHED (FAILED for a failed run);
+  (``beam_pipelines.kind``: ``ct``; ``beam_pipelines.status``: pushed / registered / not_blessed /
+  stopped / no_trigger / failed; data sha256, code identity, the lineage path), ``lineage.json``
+  as an artifact when the server stores artifacts itself (``mlflow-artifacts:``), and status
+  FINISHED (FAILED for a failed run);
+- each experiment variant's run record (``<ct root>/experiments/<run_id>/run.json``, ``ct.runs``)
+  becomes a run of the same MLflow experiment, named by its run id: its hyperparameters (flattened
+  as a CT run's: ``train.C``), its metrics on the eval rows (``evaluation.auc``), production's on
+  the same rows (``evaluation.production.auc``), the paired comparison
+  (``comparison.auc.difference``, ``comparison.auc.ci_lower``, ``comparison.auc.ci_upper`` ...),
+  tags (``beam_pipelines.kind``: ``experiment``; ``beam_pipelines.experiment_id``, the overrides,
+  the would-be blessing, data and eval rows sha256, code identity, the record's path),
+  ``run.json`` as an artifact (as above), and status FINISHED (FAILED for a ``failed`` record; a
+  variant whose training raised writes no record, so it has no run);
 - each registry version becomes a version of the registered model named after the pipeline, its
   source the bucket's version folder (a local bucket's files are uploaded to its run instead: the
   server refuses local paths), tagged with its registry version, build id, data and model sha256;
@@ -18,7 +30,8 @@ line with the bucket, through MLflow's REST API (this package never imports mlfl
 
 Which MLflow ids mirror what is kept in ``<ct root>/mlflow.json``, per tracking server; a failed
 call leaves it as it was and the next sync resumes. Runs and versions are also found by their
-tags before one is created, so a lost record never makes a duplicate. MLflow is never read to
+tags before one is created, so a lost record never makes a duplicate; a CT run mirrored before
+runs carried ``beam_pipelines.kind`` gets the tag at the next sync. MLflow is never read to
 decide anything. ``$MLFLOW_TRACKING_TOKEN`` (bearer) or ``$MLFLOW_TRACKING_USERNAME`` /
 ``$MLFLOW_TRACKING_PASSWORD`` (basic) authenticate, as MLflow's client reads them.
 """
@@ -35,6 +48,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
+from beam_pipelines.ct import runs
 from beam_pipelines.ct.paths import LINEAGE_FILE, RUNS, CtPaths
 from beam_pipelines.ct.registry import ALIASES, Registry, blessing_status
 from beam_pipelines.store import bucket, layout
@@ -46,6 +60,7 @@ TOKEN_ENV_VAR, USER_ENV_VAR, PASSWORD_ENV_VAR = (
 MIRROR_FILE = 'mlflow.json'
 TAG = 'beam_pipelines'  # the prefix of the tags the mirror writes
 RUN_TAG, VERSION_TAG = f'{TAG}.run_id', 'registry_version'
+KIND_TAG = f'{TAG}.kind'  # ct | experiment (``ct.runs``' kinds)
 TAG_MAX, PARAM_MAX, KEY_MAX = 5000, 6000, 250
 RUNNING, FAILED = 'running', 'failed'
 ARTIFACTS_SCHEME = 'mlflow-artifacts:'
@@ -146,8 +161,13 @@ def _number(value: Any) -> bool:
 
 def run_params(record: Mapping[str, Any]) -> Dict[str, str]:
   """A CT run's parameters as MLflow params (strings)."""
+  return _params(record.get('parameters') or {})
+
+
+def _params(tree: Mapping[str, Any]) -> Dict[str, str]:
+  """Nested parameters as MLflow params: dotted keys, JSON text of what is not text."""
   params = {}
-  for key, value in flatten(record.get('parameters') or {}):
+  for key, value in flatten(tree):
     if value is None:
       continue
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
@@ -167,28 +187,76 @@ def run_metrics(record: Mapping[str, Any]) -> Dict[str, float]:
       name = {'metrics': step, 'baseline_metrics': f'{step}.production'}.get(key, f'{step}.{key}')
       if key == 'auc_comparison':
         continue
-      for leaf, number in flatten(value, name):
-        if _number(number):
-          metrics[_key(leaf)] = float(number)
+      metrics.update(_metrics(value, name))
   return metrics
+
+
+def _metrics(value: Any, prefix: str) -> Dict[str, float]:
+  """The finite numbers of ``value`` (nested mappings), by dotted key under ``prefix``."""
+  return {_key(leaf): float(number) for leaf, number in flatten(value, prefix) if _number(number)}
 
 
 def run_tags(record: Mapping[str, Any], pipeline: str, lineage_path: str) -> Dict[str, str]:
   """What a CT run is, as tags: status, trigger, data, code, model, the lineage record."""
   code, data = record.get('code') or {}, record.get('data') or {}
   model = record.get('model') or {}
-  tags = {RUN_TAG: record['run_id'], f'{TAG}.pipeline': pipeline,
+  tags = {RUN_TAG: record['run_id'], KIND_TAG: runs.CT, f'{TAG}.pipeline': pipeline,
           f'{TAG}.status': record.get('status'), f'{TAG}.lineage': lineage_path,
           f'{TAG}.trigger': ','.join(record.get('trigger') or []),
           f'{TAG}.span': data.get('span'), f'{TAG}.data_sha256': data.get('sha256'),
           f'{TAG}.span_sha256': data.get('span_sha256'),
           f'{TAG}.model_version': model.get('version'), f'{TAG}.blessing': model.get('blessing'),
           f'{TAG}.model_sha256': model.get('sha256'), f'{TAG}.reason': record.get('reason'),
-          f'{TAG}.error': record.get('error'), f'{TAG}.report': record.get('report'),
-          'mlflow.source.git.commit': code.get('git_commit')}
+          f'{TAG}.error': record.get('error'), f'{TAG}.report': record.get('report')}
+  return _tags(tags, code)
+
+
+def _tags(tags: Mapping[str, Any], code: Mapping[str, Any]) -> Dict[str, str]:
+  """``tags`` and the code identity (``beam_pipelines.code.*``, the git commit) as MLflow tags:
+  text, the ones without a value left out."""
+  tags = dict(tags, **{'mlflow.source.git.commit': code.get('git_commit')})
   tags.update({f'{TAG}.code.{key}': value for key, value in code.items()})
-  return {_key(k): (v if isinstance(v, str) else json.dumps(v))[:TAG_MAX]
+  return {_key(k): (v if isinstance(v, str) else json.dumps(v, sort_keys=True))[:TAG_MAX]
           for k, v in tags.items() if v is not None}
+
+
+def experiment_run_params(record: Mapping[str, Any]) -> Dict[str, str]:
+  """An experiment variant's hyperparameters as MLflow params, keyed as a CT run's
+  (``train.<param>``)."""
+  return _params({'train': record.get('params') or {}})
+
+
+def experiment_run_metrics(record: Mapping[str, Any]) -> Dict[str, float]:
+  """An experiment variant's numbers, named as a CT run's evaluation step's: its metrics on the
+  eval rows (``evaluation.<metric>``), production's on the same rows
+  (``evaluation.production.<metric>``), the paired comparison (``comparison.<metric>.difference``,
+  ``.ci_lower``, ``.ci_upper``, ``.candidate``, ``.baseline``, ``.ci_level``, ``.rows``) and
+  ``data.eval_rows``."""
+  baseline, data = record.get('baseline') or {}, record.get('data') or {}
+  return dict(**_metrics(record.get('metrics'), 'evaluation'),
+              **_metrics(baseline.get('metrics'), 'evaluation.production'),
+              **_metrics(record.get('comparison'), 'comparison'),
+              **_metrics(data.get('eval_rows'), 'data.eval_rows'))
+
+
+def experiment_run_tags(record: Mapping[str, Any], record_path: str) -> Dict[str, str]:
+  """What an experiment variant is, as tags: its experiment, what it changed, the would-be
+  blessing, its baseline, data, eval rows, model and code, the run record."""
+  data, baseline = record.get('data') or {}, record.get('baseline') or {}
+  tags = {RUN_TAG: record['run_id'], KIND_TAG: runs.EXPERIMENT,
+          f'{TAG}.experiment_id': record.get('experiment_id'),
+          f'{TAG}.pipeline': record.get('pipeline'), f'{TAG}.status': record.get('status'),
+          f'{TAG}.run_record': record_path, f'{TAG}.metric': record.get('metric'),
+          f'{TAG}.overrides': record.get('overrides'),
+          f'{TAG}.blessing': (record.get('blessing') or {}).get('status'),
+          f'{TAG}.baseline_version': baseline.get('version'),
+          f'{TAG}.baseline_model_sha256': baseline.get('model_sha256') or None,
+          f'{TAG}.span': data.get('span'),
+          f'{TAG}.window': ','.join(data.get('window') or []) or None,
+          f'{TAG}.data_sha256': data.get('sha256'), f'{TAG}.eval_sha256': data.get('eval_sha256'),
+          f'{TAG}.model_sha256': (record.get('artifacts') or {}).get('model_sha256'),
+          f'{TAG}.reason': record.get('reason'), f'{TAG}.error': record.get('error')}
+  return _tags(tags, record.get('code') or {})
 
 
 def _chunks(items: List[Dict[str, Any]]) -> Iterator[List[Dict[str, Any]]]:
@@ -197,7 +265,7 @@ def _chunks(items: List[Dict[str, Any]]) -> Iterator[List[Dict[str, Any]]]:
 
 
 class Mirror:
-  """One pipeline's CT runs and registry, mirrored to one tracking server."""
+  """One pipeline's CT runs, experiment runs and registry, mirrored to one tracking server."""
 
   def __init__(self, paths: CtPaths, api: MlflowRest, server: str):
     self.paths, self.api, self.server = paths, api, server
@@ -214,12 +282,15 @@ class Mirror:
                                    + '\n').encode())
 
   def sync(self) -> Dict[str, Any]:
-    """Runs, then versions, then aliases; returns this server's mirror record."""
+    """CT runs, then versions, then aliases, then experiment runs; returns this server's mirror
+    record (``runs``: {run id: {run_id, artifact_uri, kind}} of both kinds)."""
     self.experiment()
     for lineage_path in self.lineage_paths():
       self.sync_run(lineage_path)
     self.sync_versions()
     self.sync_aliases()
+    for record_path in self.experiment_run_paths():
+      self.sync_experiment_run(record_path)
     return self.state
 
   # Runs ---------------------------------------------------------------------------------------
@@ -254,31 +325,78 @@ class Mirror:
   def sync_run(self, lineage_path: str) -> None:
     record = bucket.read_json(lineage_path, 'lineage record')
     run_id = record.get('run_id')
-    if not run_id or run_id in self.state['runs'] or record.get('status') == RUNNING:
-      return  # mirrored, or not finished (a killed run stays "running": never mirrored)
-    info = self.find_run(run_id) or self.create_run(record, lineage_path)
-    self.state['runs'][run_id] = {'run_id': info['run_id'], 'artifact_uri': info['artifact_uri']}
-    self.save()
+    if not run_id or record.get('status') == RUNNING:
+      return  # not finished (a killed run stays "running": never mirrored)
+    mirrored = self.state['runs'].get(run_id)
+    if mirrored is not None:
+      if 'kind' not in mirrored:  # mirrored before runs carried their kind
+        self.tag_kind(mirrored, runs.CT)
+      return
+    info = self.find_run(run_id)
+    if info is not None:  # a lost record: the run is there, tagged with its kind or not
+      self.api.call('POST', 'runs/set-tag', {'run_id': info['run_id'], 'key': KIND_TAG,
+                                             'value': runs.CT})
+    else:
+      info = self.create_run(record, run_tags(record, self.name, lineage_path),
+                             run_params(record), run_metrics(record), LINEAGE_FILE, lineage_path)
+    self.remember(run_id, info, runs.CT)
     progress(f'mlflow: run {run_id} ({record.get("status")}) mirrored as run {info["run_id"]} '
              f'of experiment {self.name}')
 
-  def create_run(self, record: Mapping[str, Any], lineage_path: str) -> Dict[str, Any]:
-    """A new MLflow run with everything logged, then closed (FINISHED, or FAILED)."""
-    tags = run_tags(record, self.name, lineage_path)
+  def tag_kind(self, mirrored: Dict[str, Any], kind: str) -> None:
+    self.api.call('POST', 'runs/set-tag', {'run_id': mirrored['run_id'], 'key': KIND_TAG,
+                                           'value': kind})
+    mirrored['kind'] = kind
+    self.save()
+
+  def remember(self, run_id: str, info: Mapping[str, Any], kind: str) -> None:
+    self.state['runs'][run_id] = {'run_id': info['run_id'], 'artifact_uri': info['artifact_uri'],
+                                  'kind': kind}
+    self.save()
+
+  def experiment_run_paths(self) -> List[str]:
+    """The run records of the pipeline's experiment variants."""
+    root = runs.experiments_dir(self.paths) + '/'
+    return [p for p in runs.run_files(self.paths) if p.startswith(root)]
+
+  def sync_experiment_run(self, record_path: str) -> None:
+    run_id = record_path.rsplit('/', 2)[-2]  # <experiments>/<run_id>/run.json
+    if run_id in self.state['runs']:
+      return  # mirrored: its record is not read again
+    try:
+      record = runs.read_run(record_path)
+    except runs.RunError as error:  # one unreadable record never stops the others
+      progress(f'mlflow: {error}; not mirrored')
+      return
+    if record['kind'] != runs.EXPERIMENT or record['run_id'] != run_id:
+      progress(f'mlflow: {record_path} is not the record of experiment run {run_id}; '
+               f'not mirrored')
+      return
+    info = self.find_run(run_id) or self.create_run(
+        record, experiment_run_tags(record, record_path), experiment_run_params(record),
+        experiment_run_metrics(record), runs.RUN_FILE, record_path)
+    self.remember(run_id, info, runs.EXPERIMENT)
+    progress(f'mlflow: experiment run {run_id} ({record["status"]}) mirrored as run '
+             f'{info["run_id"]} of experiment {self.name}')
+
+  def create_run(self, record: Mapping[str, Any], tags: Mapping[str, str],
+                 params: Mapping[str, str], metrics: Mapping[str, float], artifact: str,
+                 artifact_path: str) -> Dict[str, Any]:
+    """A new MLflow run named by ``record``'s run id, with everything logged (the bucket file
+    ``artifact_path`` as artifact ``artifact`` when the server stores artifacts), then closed:
+    FINISHED, or FAILED for a failed run."""
     info = self.api.call('POST', 'runs/create', {
         'experiment_id': self.state['experiment_id'], 'run_name': record['run_id'],
         'start_time': millis(record.get('started_at')),
         'tags': [{'key': k, 'value': v} for k, v in tags.items()]})['run']['info']
     stamp = millis(record.get('finished_at')) or millis(record.get('started_at'))
-    params = [{'key': k, 'value': v} for k, v in run_params(record).items()]
-    metrics = [{'key': k, 'value': v, 'timestamp': stamp, 'step': 0}
-               for k, v in run_metrics(record).items()]
-    for chunk in _chunks(params):
+    for chunk in _chunks([{'key': k, 'value': v} for k, v in params.items()]):
       self.api.call('POST', 'runs/log-batch', {'run_id': info['run_id'], 'params': chunk})
-    for chunk in _chunks(metrics):
+    for chunk in _chunks([{'key': k, 'value': v, 'timestamp': stamp, 'step': 0}
+                          for k, v in metrics.items()]):
       self.api.call('POST', 'runs/log-batch', {'run_id': info['run_id'], 'metrics': chunk})
     if info['artifact_uri'].startswith(ARTIFACTS_SCHEME):
-      self.api.upload(info['artifact_uri'], LINEAGE_FILE, bucket.read_bytes(lineage_path))
+      self.api.upload(info['artifact_uri'], artifact, bucket.read_bytes(artifact_path))
     self.api.call('POST', 'runs/update', {
         'run_id': info['run_id'], 'end_time': stamp,
         'status': 'FAILED' if record.get('status') == FAILED else 'FINISHED'})
