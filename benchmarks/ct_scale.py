@@ -9,7 +9,8 @@ Dataflow jobs built offline with worker settings for a span 100x larger.
    forward evaluation of production included). Each ``invoke ct`` is its own process. Prints, from
    the run's lineage, each step's wall time and peak RSS (``peak_rss_bytes``: the process's
    high-water mark reset at the step's start, see ``beam_pipelines/store/memory.py``), the run's
-   wall time and its whole-process peak RSS (``getrusage`` of the child), with the load average.
+   wall time and its whole-process peak RSS (the largest of the steps' and of the ``invoke``
+   process's own ``getrusage`` after the last step), with the load average.
 2. Builds the features, validation and evaluation Dataflow jobs offline (``--dry_run True``, no
    network) with the worker settings docs/performance.md gives for a span 100x larger, and prints
    the settings as each job carries them (worker pool, autoscaling), so the figures in the docs are
@@ -23,7 +24,6 @@ import datetime
 import json
 import os
 import pathlib
-import resource
 import shutil
 import subprocess
 import sys
@@ -38,6 +38,7 @@ FIRST, NEW = datetime.date(2026, 11, 1), datetime.date(2026, 11, 2)
 OFFLINE = ['--runner', 'DataflowRunner', '--project', 'beam-pipelines-ci', '--region', 'us-central1',
            '--temp_location', 'gs://beam-pipelines-offline-check/tmp', '--dry_run', 'True',
            '--no_auth']
+CONTAINER_REPO = 'us-central1-docker.pkg.dev/beam-pipelines-ci/beam-pipelines/sdk'  # never pulled
 # A span 100x the benchmark's (1e9 rows, ~86 GB of CSV): docs/performance.md says why.
 WORKERS_100X: Dict[str, List[str]] = {
     'features': ['--machine_type', 'n2-standard-4', '--num_workers', '8', '--max_num_workers', '64',
@@ -74,23 +75,35 @@ def land(span: pathlib.Path, landing: pathlib.Path) -> pathlib.Path:
   return target
 
 
+# ``invoke`` run in a process that then prints its own peak RSS (CT runs inside invoke's process).
+_WITH_PEAK = ('import resource, runpy, sys\n'
+              'sys.argv = ["invoke", *sys.argv[1:]]\n'
+              'try:\n'
+              '  runpy.run_module("invoke", run_name="__main__")\n'
+              'finally:\n'
+              '  print("peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,\n'
+              '        file=sys.stderr)\n')
+
+
 def ct(bucket: pathlib.Path, span: pathlib.Path) -> dict:
   """``invoke ct --source`` on one span in its own process: wall time, peak RSS, its lineage."""
-  before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
   started = time.perf_counter()
   done = subprocess.run(
-      [sys.executable, '-m', 'invoke', 'ct', '--source', '--bucket', str(bucket), '--span',
+      [sys.executable, '-c', _WITH_PEAK, 'ct', '--source', '--bucket', str(bucket), '--span',
        str(span), '--json'], cwd=REPO, capture_output=True, text=True,
       env=dict(os.environ, PYTHONPATH=str(REPO)))
   seconds = time.perf_counter() - started
-  peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
   if done.returncode not in (0, 3):
     raise SystemExit(f'invoke ct exited {done.returncode}:\n{done.stderr[-4000:]}')
+  peak = int(done.stderr.rsplit('peak_rss_kib', 1)[1].split()[0]) * 1024
   result = json.loads(done.stdout.strip().splitlines()[-1])
   (outcome,) = result['outcomes']
   lineage = json.loads(pathlib.Path(outcome['lineage']).read_text())
-  return {'seconds': seconds, 'peak_rss': peak * 1024 if peak > before else None,
-          'outcome': outcome, 'lineage': lineage, 'load': os.getloadavg()[0]}
+  # Each step resets the kernel's high-water mark (ru_maxrss with it): the run's peak is the
+  # largest of the steps' and of what followed the last reset.
+  steps = [s.get('peak_rss_bytes') or 0 for s in lineage['steps'].values()]
+  return {'seconds': seconds, 'peak_rss': max([peak, *steps]), 'outcome': outcome,
+          'lineage': lineage, 'load': os.getloadavg()[0]}
 
 
 def _seconds(step: dict) -> float:
@@ -101,7 +114,7 @@ def _seconds(step: dict) -> float:
 
 def print_run(label: str, run: dict) -> None:
   outcome = run['outcome']
-  peak = f'{run["peak_rss"] / GIB:.2f} GiB' if run['peak_rss'] else 'not above the first run'
+  peak = f'{run["peak_rss"] / GIB:.2f} GiB'
   print(f'{label}: {run["seconds"]:.1f} s, peak RSS {peak} (load {run["load"]:.1f}); outcome '
         f'{outcome["outcome"]}, model v{outcome.get("version")}', flush=True)
   steps = sorted(run['lineage']['steps'].items(), key=lambda item: item[1].get('started_at', ''))
@@ -147,7 +160,7 @@ def dataflow_jobs(workdir: pathlib.Path, features_dir: str, model_dir: str) -> N
   print('Dataflow jobs built offline with the settings for a span 100x larger:', flush=True)
   for name, construct in constructs.items():
     argv = submission.submission_args(name, OFFLINE + WORKERS_100X[name], wheel=str(wheel),
-                                      build_id='ct-scale')
+                                      build_id='ct-scale', image=f'{CONTAINER_REPO}:ct-scale')
     pipeline = beam.Pipeline(options=PipelineOptions(argv))
     construct(pipeline)
     job = pipeline.run().job
@@ -159,7 +172,9 @@ def dataflow_jobs(workdir: pathlib.Path, features_dir: str, model_dir: str) -> N
     pool = environment.proto.workerPools[0]
     print(f'  {name:9s} job {job.proto.name}: {pool.machineType}, {pool.numWorkers} workers '
           f'scaling to {pool.autoscalingSettings.maxNumWorkers} '
-          f'({pool.autoscalingSettings.algorithm}), disk {pool.diskSizeGb} GB', flush=True)
+          f'({pool.autoscalingSettings.algorithm}: throughput-based), disk {pool.diskSizeGb} GB, '
+          f'image {environment.proto.workerPools[0].workerHarnessContainerImage or "-"}',
+          flush=True)
 
 
 def main(argv=None) -> int:

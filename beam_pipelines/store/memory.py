@@ -4,7 +4,8 @@
 ``/proc/self/clear_refs``); ``peak_rss_bytes()`` reads it. Together they give the peak of one step
 of a long process (a continuous-training run runs its steps in one process). Elsewhere, or where
 the reset is not allowed, both say so (False / None) rather than report the process's lifetime
-peak as a step's.
+peak as a step's. The reset also restarts ``getrusage``'s ``ru_maxrss`` of the process (the
+kernel keeps one high-water mark): after it, the process's peak is the largest step's.
 """
 
 from __future__ import annotations
