@@ -14,8 +14,8 @@ experiment holds continuous training's lock of the pipeline (``ct.lock``) from s
 and a CT run never interleave. Its steps run in its own cache,
 ``<env>/ct/<pipeline>/experiments/<experiment_id>/cache/``; CT's step cache is only read (its
 features and validation of the same window, same keys as ``ct``, are reused), never written. Each
-variant writes its run record ``<env>/ct/<pipeline>/experiments/<run_id>/run.json`` (``ct.runs``)
-and the table ranks them by the blessing's first metric, with the 95% interval of the paired
+variant writes its run record ``<env>/ct/<pipeline>/experiments/<run_id>/run.json`` (``ct.runs``;
+a variant that raises is recorded ``failed`` with its error, and the experiment stops) and the table ranks them by the blessing's first metric, with the 95% interval of the paired
 difference against production on the same rows and whether the pipeline's rule would bless it
 (on the eval split; CT also judges the fixed holdout).
 
@@ -27,7 +27,7 @@ build test deploy`` and ``ct`` run the level-2 check on it and the lineage of ea
 from it names the experiment run.
 
 With ``$MLFLOW_TRACKING_URI`` set, each variant recorded becomes a run of the pipeline's MLflow
-experiment after the experiment ends, failed or not (``beam_pipelines.tracking.mlflow_mirror``;
+experiment after the experiment ends (a failed variant as a FAILED run) (``beam_pipelines.tracking.mlflow_mirror``;
 a server that fails is said in one line and changes nothing).
 """
 
@@ -201,6 +201,9 @@ def adopt(run_id: str, pipeline: Optional[str], bucket_url: str, env: str) -> st
   record = runs.find_run(CtPaths(bucket_url, definition.name, env), run_id)
   if record['kind'] != runs.EXPERIMENT:
     raise ExperimentError(f'run {run_id} is a {record["kind"]} run: adopt an experiment run')
+  if record['status'] != runs.EVALUATED:
+    raise ExperimentError(f'run {run_id} is {record["status"]} ({record.get("error")}): adopt a '
+                          f'variant that was trained and evaluated')
   wanted = dict(record.get('params') or {})
   if 'classifier' not in wanted:
     raise ExperimentError(f'run {run_id} records no classifier in its params: not a variant to '
@@ -303,35 +306,46 @@ def _experiment(definition: PipelineDefinition, paths: CtPaths, spans: Optional[
     run_id = f'{experiment_id}-{index:02d}'
     started = layout.now_utc()
     progress(f'experiment: run {run_id}: {runs.params_text(override) or "pipeline.yaml as is"}')
-    done = steps.run_steps(
-        dataclasses.replace(definition, train=dict(definition.train, **override)),
-        [loop.span_pattern(s) for s in window], data_sha256, code['fingerprint'], step_cache,
-        lambda step: progress(f'experiment: step {step.name}: {step.status} -> {step.directory}'),
-        baseline=baseline, schema=schema, previous=previous.statistics if previous else None,
-        beam_args=beam_args, registered_on_holdout=bool(definition.integration_path))
-    if done.training is None or done.evaluation is None:
-      verdict = done.validation.result
-      raise ExperimentError(f'the window stopped at validation ({verdict.status}): '
-                            f'{verdict.message}; report {verdict.report}')
-    evaluation = done.evaluation.result
-    eval_sha256, rows = runs.eval_rows(done.features.directory)
-    run = runs.RunDocument(
-        run_id=run_id, kind=runs.EXPERIMENT, pipeline=definition.name, status=runs.EVALUATED,
-        started_at=started, finished_at=layout.now_utc(), experiment_id=experiment_id,
-        experiment_run=None, params=params, overrides=override, metric=metric,
-        metrics=dict(evaluation.metrics), comparison=runs.comparison(done.evaluation.directory),
-        baseline=runs.BaselineEntry(version=baseline.version, model_sha256=baseline.model_sha256,
-                                    metrics=dict(evaluation.baseline_metrics or {}))
-        if baseline else None,
-        blessing={'status': evaluation.status, 'message': evaluation.message},
-        data=runs.RunDataEntry(span=window[-1], window=list(window), sha256=data_sha256,
-                               eval_sha256=eval_sha256, eval_rows=rows),
-        training=runs.training_entry(to_json(done.training.result)),
-        code=code, artifacts=runs.RunArtifacts(
-            features_dir=done.features.directory, model_dir=done.training.directory,
-            model_sha256=done.training.result.model_sha256,
-            evaluation_dir=done.evaluation.directory, lineage=None),
-        model_version=None, reason=None, error=None)
+    data = runs.RunDataEntry(span=window[-1], window=list(window), sha256=data_sha256)
+    try:
+      done = steps.run_steps(
+          dataclasses.replace(definition, train=dict(definition.train, **override)),
+          [loop.span_pattern(s) for s in window], data_sha256, code['fingerprint'], step_cache,
+          lambda step: progress(f'experiment: step {step.name}: {step.status} -> {step.directory}'),
+          baseline=baseline, schema=schema, previous=previous.statistics if previous else None,
+          beam_args=beam_args, registered_on_holdout=bool(definition.integration_path))
+      if done.training is None or done.evaluation is None:
+        verdict = done.validation.result
+        raise ExperimentError(f'the window stopped at validation ({verdict.status}): '
+                              f'{verdict.message}; report {verdict.report}')
+      evaluation = done.evaluation.result
+      eval_sha256, rows = runs.eval_rows(done.features.directory)
+      run = runs.RunDocument(
+          run_id=run_id, kind=runs.EXPERIMENT, pipeline=definition.name, status=runs.EVALUATED,
+          started_at=started, finished_at=layout.now_utc(), experiment_id=experiment_id,
+          experiment_run=None, params=params, overrides=override, metric=metric,
+          metrics=dict(evaluation.metrics), comparison=runs.comparison(done.evaluation.directory),
+          baseline=runs.BaselineEntry(version=baseline.version, model_sha256=baseline.model_sha256,
+                                      metrics=dict(evaluation.baseline_metrics or {}))
+          if baseline else None,
+          blessing={'status': evaluation.status, 'message': evaluation.message},
+          data=runs.RunDataEntry(span=window[-1], window=list(window), sha256=data_sha256,
+                                 eval_sha256=eval_sha256, eval_rows=rows),
+          training=runs.training_entry(to_json(done.training.result)),
+          code=code, artifacts=runs.RunArtifacts(
+              features_dir=done.features.directory, model_dir=done.training.directory,
+              model_sha256=done.training.result.model_sha256,
+              evaluation_dir=done.evaluation.directory, lineage=None),
+          model_version=None, reason=None, error=None)
+    except Exception as error:  # recorded as a failed variant (MLflow: FAILED), then raised
+      bucket.write_json(runs.run_path(paths, run_id, runs.EXPERIMENT), runs.RunDocument(
+          run_id=run_id, kind=runs.EXPERIMENT, pipeline=definition.name, status=runs.FAILED,
+          started_at=started, finished_at=layout.now_utc(), experiment_id=experiment_id,
+          experiment_run=None, params=params, overrides=override, metric=metric, metrics={},
+          comparison={}, baseline=None, blessing=None, data=data, code=code,
+          artifacts=runs.RunArtifacts(), model_version=None, reason=None,
+          error=f'{type(error).__name__}: {error}'))
+      raise
     bucket.write_json(runs.run_path(paths, run_id, runs.EXPERIMENT), run)
     done_runs.append(run)
     production = dict(run['baseline'] or {}) if run.get('baseline') else None

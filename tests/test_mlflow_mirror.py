@@ -2,7 +2,8 @@
 CT runs and a real experiment with ``$MLFLOW_TRACKING_URI`` set are read back through MLflow's own
 Python client (CT runs with their kind, status, params, metrics and lineage artifact; the variants
 of an experiment whose last variant failed, with their kind, experiment, params, metrics,
-comparison to production and run.json; registered versions with their identity tags; the
+comparison to production and run.json, the failed one as a FAILED run with its error, which
+``--adopt`` refuses; registered versions with their identity tags; the
 ``production`` alias, moved by hand after the runs). A re-sync creates nothing, a lost mirror
 record makes no duplicate, a CT run mirrored without its kind gets it, an unreachable server is
 one line and the next sync resumes."""
@@ -10,12 +11,17 @@ one line and the next sync resumes."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import shutil
+import subprocess
+import sys
 
 import pytest
-from trackingdata import free_port, read_back, tracked  # noqa: F401 - tracked: a session fixture
+from trackingdata import REPO, free_port, read_back, tracked  # noqa: F401 - tracked: a session fixture
 
 from beam_pipelines.ct import registry, runs
+from beam_pipelines.ct.definition import definition_path
 from beam_pipelines.tracking import mlflow_mirror
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -90,25 +96,70 @@ def test_a_run_carries_params_metrics_data_and_code_identity(tracked, mlflow_vie
   assert tags['beam_pipelines.code.fingerprint'] == record['code']['fingerprint']
   assert tags['mlflow.source.git.commit'] == record['code']['git_commit']
   assert tags['beam_pipelines.lineage'].endswith(f'/runs/{first}/lineage.json')
-  failed = next(r for r in mlflow_view['runs'].values()
+  failed = next(r for r in of_kind(mlflow_view, 'ct').values()
                 if r['tags']['beam_pipelines.status'] == 'failed')
   assert failed['tags']['beam_pipelines.error'] == 'OSError: [Errno 28] No space left on device'
+
+
+def test_a_ct_run_against_production_carries_the_comparison_as_a_variant_does(tracked,  # noqa: F811
+                                                                              mlflow_view):
+  records = lineage_records(tracked)
+  compared = {run_id: runs.comparison(r['steps']['evaluation']['outputs'])
+              for run_id, r in records.items() if 'evaluation' in r.get('steps', {})}
+  compared = {run_id: c for run_id, c in compared.items() if c}  # the runs with a production
+  assert compared, 'no CT run of the scenario was compared with production'
+  for run_id, comparison in compared.items():
+    metrics = mlflow_view['runs'][run_id]['metrics']
+    for key in ('difference', 'ci_lower', 'ci_upper', 'candidate', 'baseline'):
+      assert metrics[f'comparison.auc.{key}'] == pytest.approx(comparison['auc'][key]), key
+  first = min(records)  # v1: no production to compare with
+  assert not any(k.startswith('comparison.') for k in mlflow_view['runs'][first]['metrics'])
 
 
 def test_an_experiment_that_failed_has_its_recorded_variants_mirrored(tracked, mlflow_view):  # noqa: F811
   done = tracked.done['experiment']
   assert done.returncode != 0 and 'No space left on device' in done.stderr, done.stderr[-3000:]
   records = variant_records(tracked)
-  assert sorted(r['params']['C'] for r in records.values()) == [0.5, 2.0]  # C=4.0 raised
+  assert sorted((r['params']['C'], r['status']) for r in records.values()) == [
+      (0.5, 'evaluated'), (2.0, 'evaluated'), (4.0, 'failed')]  # C=4.0's training raised
   assert len({r['experiment_id'] for r in records.values()}) == 1
   variants = of_kind(mlflow_view, 'experiment')
   assert set(variants) == set(records)
-  for run_id in records:
-    assert f'mlflow: experiment run {run_id} (evaluated)' in done.stderr
+  for run_id, record in records.items():
+    assert f'mlflow: experiment run {run_id} ({record["status"]})' in done.stderr
+
+
+def test_a_variant_that_raised_is_a_failed_mlflow_run_with_its_params_and_error(tracked,  # noqa: F811
+                                                                                 mlflow_view):
+  run_id, record = next((k, r) for k, r in variant_records(tracked).items()
+                        if r['status'] == 'failed')
+  assert record['error'] == 'OSError: [Errno 28] No space left on device'
+  assert record['data']['sha256'] and not record['metrics']
+  run = mlflow_view['runs'][run_id]
+  assert (run['name'], run['status']) == (run_id, 'FAILED')
+  assert run['tags']['beam_pipelines.error'] == record['error']
+  assert run['tags']['beam_pipelines.data_sha256'] == record['data']['sha256']
+  assert json.loads(run['params']['train.C']) == 4.0
+  assert not any(k.startswith(('evaluation.', 'comparison.')) for k in run['metrics'])
+
+
+def test_a_failed_variant_cannot_be_adopted(tracked, tmp_path):  # noqa: F811
+  run_id = next(k for k, r in variant_records(tracked).items() if r['status'] == 'failed')
+  folder = shutil.copytree(pathlib.Path(definition_path('taxi')).parent, tmp_path / 'taxi')
+  before = (folder / 'pipeline.yaml').read_bytes()
+  done = subprocess.run(
+      [sys.executable, '-m', 'beam_pipelines.experiment', '--bucket', str(tracked.bucket),
+       '--pipeline', str(folder / 'pipeline.yaml'), '--adopt', run_id],
+      capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+  assert done.returncode == 2, done.stderr[-2000:]
+  assert f'run {run_id} is failed (OSError' in done.stderr
+  assert (folder / 'pipeline.yaml').read_bytes() == before
 
 
 def test_a_variant_carries_params_metrics_comparison_and_identity(tracked, mlflow_view):  # noqa: F811
-  for run_id, record in variant_records(tracked).items():
+  evaluated = {k: r for k, r in variant_records(tracked).items() if r['status'] == 'evaluated'}
+  assert len(evaluated) == 2
+  for run_id, record in evaluated.items():
     run = mlflow_view['runs'][run_id]
     assert (run['name'], run['status']) == (run_id, 'FINISHED')
     tags = run['tags']

@@ -9,7 +9,8 @@ The scenario, each step one ``python -m beam_pipelines.ct`` on a temporary bucke
 raises (a full disk: failed); then production is moved by hand (``model-rollback`` or
 ``model-promote``) and mirrored; then one ``python -m beam_pipelines.experiment`` on span 2, a grid
 of three logistic variants (``C``) whose third one's training raises: the experiment fails after
-recording two variants, which the mirror brings to MLflow all the same.
+recording two variants evaluated and the third failed, which the mirror brings to MLflow all the
+same (the third as a FAILED run).
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ Bucket layout, under the environment (``prod``)::
      "model_version",            # ct: the registry version of its model
      "reason", "error"}
 
-Status: ``evaluated`` (an experiment variant), or the CT outcome (``pushed``, ``registered``,
-``not_blessed``, ``stopped``, ``no_trigger``, ``failed``). Two runs were scored on the same rows
+Status: ``evaluated`` (an experiment variant) or ``failed`` (a variant that raised: its params,
+data and ``error``, no metrics; the experiment stops there), or the CT outcome (``pushed``,
+``registered``, ``not_blessed``, ``stopped``, ``no_trigger``, ``failed``). Two runs were scored on the same rows
 when their ``data.eval_sha256`` are equal. Reading imports neither Beam nor any pipeline.
 """
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, TypedDict, cast
 
+from beam_pipelines.ct.outcomes import FAILED  # noqa: F401 (re-exported: a run that raised)
 from beam_pipelines.ct.paths import CtPaths
 from beam_pipelines.ct.records import CodeIdentity, LineageDocument
 from beam_pipelines.ml import artifacts

@@ -9,7 +9,9 @@ bucket, through MLflow's REST API (this package never imports mlflow):
 - each finished CT run of the pipeline (``<ct root>/runs/<run_id>/lineage.json``) becomes one run
   of the experiment named after the pipeline, named by its run id: its parameters (flattened:
   ``train.C``), the metrics of its steps (``evaluation.auc``, ``holdout_evaluation.auc``,
-  ``forward_evaluation.auc``, ``evaluation.production.auc``, ``features.rows_read`` ...), tags
+  ``forward_evaluation.auc``, ``evaluation.production.auc``, ``features.rows_read`` ...), the
+  evaluation's paired comparison with production as a variant's (``comparison.auc.difference``,
+  ``.ci_lower``, ``.ci_upper`` ...: CT runs and variants share those columns), tags
   (``beam_pipelines.kind``: ``ct``; ``beam_pipelines.status``: pushed / registered / not_blessed /
   stopped / no_trigger / failed; data sha256, code identity, the lineage path), ``lineage.json``
   as an artifact when the server stores artifacts itself (``mlflow-artifacts:``), and status
@@ -21,8 +23,8 @@ bucket, through MLflow's REST API (this package never imports mlflow):
   (``comparison.auc.difference``, ``comparison.auc.ci_lower``, ``comparison.auc.ci_upper`` ...),
   tags (``beam_pipelines.kind``: ``experiment``; ``beam_pipelines.experiment_id``, the overrides,
   the would-be blessing, data and eval rows sha256, code identity, the record's path),
-  ``run.json`` as an artifact (as above), and status FINISHED (FAILED for a ``failed`` record; a
-  variant whose training raised writes no record, so it has no run);
+  ``run.json`` as an artifact (as above), and status FINISHED (FAILED for a variant whose steps
+  raised: its record is ``failed``, with its params, data and error, and no metrics);
 - each registry version becomes a version of the registered model named after the pipeline, its
   source the bucket's version folder (a local bucket's files are uploaded to its run instead: the
   server refuses local paths), tagged with its registry version, build id, data and model sha256;
@@ -337,8 +339,11 @@ class Mirror:
       self.api.call('POST', 'runs/set-tag', {'run_id': info['run_id'], 'key': KIND_TAG,
                                              'value': runs.CT})
     else:
+      evaluation = (record.get('steps') or {}).get('evaluation') or {}
+      metrics = dict(run_metrics(record),  # and the paired comparison, named as a variant's
+                     **_metrics(runs.comparison(evaluation.get('outputs')), 'comparison'))
       info = self.create_run(record, run_tags(record, self.name, lineage_path),
-                             run_params(record), run_metrics(record), LINEAGE_FILE, lineage_path)
+                             run_params(record), metrics, LINEAGE_FILE, lineage_path)
     self.remember(run_id, info, runs.CT)
     progress(f'mlflow: run {run_id} ({record.get("status")}) mirrored as run {info["run_id"]} '
              f'of experiment {self.name}')
