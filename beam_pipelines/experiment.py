@@ -15,9 +15,11 @@ and a CT run never interleave. Its steps run in its own cache,
 ``<env>/ct/<pipeline>/experiments/<experiment_id>/cache/``; CT's step cache is only read (its
 features and validation of the same window, same keys as ``ct``, are reused), never written. Each
 variant writes its run record ``<env>/ct/<pipeline>/experiments/<run_id>/run.json`` (``ct.runs``;
-a variant that raises is recorded ``failed`` with its error, and the experiment stops) and the table ranks them by the blessing's first metric, with the 95% interval of the paired
-difference against production on the same rows and whether the pipeline's rule would bless it
-(on the eval split; CT also judges the fixed holdout).
+a variant whose steps raise is recorded ``failed`` with its error, and the experiment stops; a
+window that validation stops refuses the experiment, recording nothing) and the table ranks them
+by the blessing's first metric, with the 95% interval of the paired difference against
+production on the same rows and whether the pipeline's rule would bless it (on the eval split;
+CT also judges the fixed holdout).
 
 ``--adopt RUN_ID`` rewrites the ``train:`` block of the pipeline's pipeline.yaml with that
 variant's classifier and the parameters where it differs from the defaults of
@@ -314,31 +316,8 @@ def _experiment(definition: PipelineDefinition, paths: CtPaths, spans: Optional[
           lambda step: progress(f'experiment: step {step.name}: {step.status} -> {step.directory}'),
           baseline=baseline, schema=schema, previous=previous.statistics if previous else None,
           beam_args=beam_args, registered_on_holdout=bool(definition.integration_path))
-      if done.training is None or done.evaluation is None:
-        verdict = done.validation.result
-        raise ExperimentError(f'the window stopped at validation ({verdict.status}): '
-                              f'{verdict.message}; report {verdict.report}')
-      evaluation = done.evaluation.result
-      eval_sha256, rows = runs.eval_rows(done.features.directory)
-      run = runs.RunDocument(
-          run_id=run_id, kind=runs.EXPERIMENT, pipeline=definition.name, status=runs.EVALUATED,
-          started_at=started, finished_at=layout.now_utc(), experiment_id=experiment_id,
-          experiment_run=None, params=params, overrides=override, metric=metric,
-          metrics=dict(evaluation.metrics), comparison=runs.comparison(done.evaluation.directory),
-          baseline=runs.BaselineEntry(version=baseline.version, model_sha256=baseline.model_sha256,
-                                      metrics=dict(evaluation.baseline_metrics or {}))
-          if baseline else None,
-          blessing={'status': evaluation.status, 'message': evaluation.message},
-          data=runs.RunDataEntry(span=window[-1], window=list(window), sha256=data_sha256,
-                                 eval_sha256=eval_sha256, eval_rows=rows),
-          training=runs.training_entry(to_json(done.training.result)),
-          code=code, artifacts=runs.RunArtifacts(
-              features_dir=done.features.directory, model_dir=done.training.directory,
-              model_sha256=done.training.result.model_sha256,
-              evaluation_dir=done.evaluation.directory, lineage=None),
-          model_version=None, reason=None, error=None)
     except Exception as error:  # recorded as a failed variant (MLflow: FAILED), then raised
-      bucket.write_json(runs.run_path(paths, run_id, runs.EXPERIMENT), runs.RunDocument(
+      _record_failed(paths, runs.RunDocument(
           run_id=run_id, kind=runs.EXPERIMENT, pipeline=definition.name, status=runs.FAILED,
           started_at=started, finished_at=layout.now_utc(), experiment_id=experiment_id,
           experiment_run=None, params=params, overrides=override, metric=metric, metrics={},
@@ -346,12 +325,45 @@ def _experiment(definition: PipelineDefinition, paths: CtPaths, spans: Optional[
           artifacts=runs.RunArtifacts(), model_version=None, reason=None,
           error=f'{type(error).__name__}: {error}'))
       raise
+    if done.training is None or done.evaluation is None:
+      verdict = done.validation.result
+      raise ExperimentError(f'the window stopped at validation ({verdict.status}): '
+                            f'{verdict.message}; report {verdict.report}')
+    evaluation = done.evaluation.result
+    eval_sha256, rows = runs.eval_rows(done.features.directory)
+    run = runs.RunDocument(
+        run_id=run_id, kind=runs.EXPERIMENT, pipeline=definition.name, status=runs.EVALUATED,
+        started_at=started, finished_at=layout.now_utc(), experiment_id=experiment_id,
+        experiment_run=None, params=params, overrides=override, metric=metric,
+        metrics=dict(evaluation.metrics), comparison=runs.comparison(done.evaluation.directory),
+        baseline=runs.BaselineEntry(version=baseline.version, model_sha256=baseline.model_sha256,
+                                    metrics=dict(evaluation.baseline_metrics or {}))
+        if baseline else None,
+        blessing={'status': evaluation.status, 'message': evaluation.message},
+        data=runs.RunDataEntry(span=window[-1], window=list(window), sha256=data_sha256,
+                               eval_sha256=eval_sha256, eval_rows=rows),
+        training=runs.training_entry(to_json(done.training.result)),
+        code=code, artifacts=runs.RunArtifacts(
+            features_dir=done.features.directory, model_dir=done.training.directory,
+            model_sha256=done.training.result.model_sha256,
+            evaluation_dir=done.evaluation.directory, lineage=None),
+        model_version=None, reason=None, error=None)
     bucket.write_json(runs.run_path(paths, run_id, runs.EXPERIMENT), run)
     done_runs.append(run)
     production = dict(run['baseline'] or {}) if run.get('baseline') else None
   order = [r['run_id'] for r in runs.ranked(done_runs, metric)]
   return Experiment(experiment_id, definition.name, metric,
                     sorted(done_runs, key=lambda r: order.index(r['run_id'])), production)
+
+
+def _record_failed(paths: CtPaths, record: runs.RunDocument) -> None:
+  """Writes a failed variant's run record; one that cannot be written is said, never put in
+  place of the variant's own error."""
+  try:
+    bucket.write_json(runs.run_path(paths, record['run_id'], runs.EXPERIMENT), record)
+  except Exception as error:  # noqa: BLE001 - the variant's error is the one raised
+    progress(f'experiment: run {record["run_id"]} could not be recorded as failed: '
+             f'{type(error).__name__}: {error}')
 
 
 def table_lines(result: Experiment) -> List[str]:

@@ -75,14 +75,16 @@ def land(span: pathlib.Path, landing: pathlib.Path) -> pathlib.Path:
   return target
 
 
-# ``invoke`` run in a process that then prints its own peak RSS (CT runs inside invoke's process).
-_WITH_PEAK = ('import resource, runpy, sys\n'
+# ``invoke`` run in a process that then prints its own peak RSS since the last step's reset
+# (CT runs inside invoke's process): ``VmHWM``, not ``ru_maxrss``, which also counts this
+# benchmark's resident set at the fork (Linux carries it across exec).
+_WITH_PEAK = ('import runpy, sys\n'
+              'from beam_pipelines.store.memory import peak_rss_bytes\n'
               'sys.argv = ["invoke", *sys.argv[1:]]\n'
               'try:\n'
               '  runpy.run_module("invoke", run_name="__main__")\n'
               'finally:\n'
-              '  print("peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,\n'
-              '        file=sys.stderr)\n')
+              '  print("peak_rss_kib", (peak_rss_bytes() or 0) // 1024, file=sys.stderr)\n')
 
 
 def ct(bucket: pathlib.Path, span: pathlib.Path) -> dict:
@@ -99,8 +101,8 @@ def ct(bucket: pathlib.Path, span: pathlib.Path) -> dict:
   result = json.loads(done.stdout.strip().splitlines()[-1])
   (outcome,) = result['outcomes']
   lineage = json.loads(pathlib.Path(outcome['lineage']).read_text())
-  # Each step resets the kernel's high-water mark (ru_maxrss with it): the run's peak is the
-  # largest of the steps' and of what followed the last reset.
+  # Each step resets the kernel's high-water mark: the run's peak is the largest of the steps'
+  # and of what followed the last reset.
   steps = [s.get('peak_rss_bytes') or 0 for s in lineage['steps'].values()]
   return {'seconds': seconds, 'peak_rss': max([peak, *steps]), 'outcome': outcome,
           'lineage': lineage, 'load': os.getloadavg()[0]}

@@ -31,8 +31,11 @@ DATE = datetime.date(2026, 11, 1)
 
 
 def _peak_rss() -> dict:
-  """Peak RSS in bytes of this process and of its largest finished child (Linux: KiB units)."""
-  return {'self': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+  """Peak RSS in bytes of this process (``VmHWM``: this interpreter's own; ``ru_maxrss`` would
+  also count the resident set of the process that started it, which Linux carries across
+  exec) and of its largest finished child (``ru_maxrss``: with that carried part)."""
+  from beam_pipelines.store.memory import peak_rss_bytes
+  return {'self': peak_rss_bytes() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
           'children': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}
 
 

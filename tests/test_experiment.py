@@ -85,6 +85,19 @@ class TestVariants:
     assert err == ['[beam-pipelines] experiment: error: unknown training parameter(s) '
                    '--depth 4'], err
 
+  def test_a_failed_variant_that_cannot_be_recorded_is_said_and_its_error_kept(self, tmp_path,
+                                                                               capsys):
+    paths = CtPaths(str(tmp_path), 'taxi')
+    blocker = pathlib.Path(runs.experiments_dir(paths))
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text('a file where the experiments folder goes')  # no record can be written
+    record = runs.RunDocument(run_id='E-01', kind=runs.EXPERIMENT, pipeline='taxi',
+                              status=runs.FAILED, error='OSError: the variant\'s own error')
+    experiment._record_failed(paths, record)  # returns: the caller raises the variant's error
+    err = capsys.readouterr().err
+    assert 'experiment: run E-01 could not be recorded as failed: ' in err, err
+    assert blocker.read_text() == 'a file where the experiments folder goes'
+
 
 class TestRewriteTrain:
   TEXT = ('# a comment\nspec: spec.yaml\ntrain:    # flags\n  classifier: logistic\n\n  C: 1.0\n'
@@ -133,7 +146,7 @@ class TestRewriteTrain:
 class TestRanking:
   RUNS = [{'run_id': 'a', 'metrics': {'auc': 0.8, 'log_loss': 0.3}, 'started_at': '1'},
           {'run_id': 'b', 'metrics': {'auc': 0.9, 'log_loss': 0.4}, 'started_at': '2'},
-          {'run_id': 'c', 'metrics': {}, 'started_at': '3'}]
+          {'run_id': 'c', 'metrics': {'accuracy': 0.7}, 'started_at': '3'}]
 
   def test_higher_is_better_and_losses_lower_and_runs_without_the_metric_last(self):
     assert [r['run_id'] for r in runs.ranked(self.RUNS, 'auc')] == ['b', 'a', 'c']
@@ -141,6 +154,12 @@ class TestRanking:
 
   def test_the_variants_of_an_experiment_get_every_pair(self):
     members = [dict(r, experiment_id='E', kind='experiment') for r in self.RUNS]
+    assert runs_pages.compare_pairs(members, 'auc') == [('a', 'b'), ('a', 'c'), ('b', 'c')]
+
+  def test_a_failed_variant_gets_no_compare_page(self):
+    failed = {'run_id': 'd', 'status': runs.FAILED, 'metrics': {}, 'started_at': '4',
+              'error': 'OSError: [Errno 28] No space left on device'}
+    members = [dict(r, experiment_id='E', kind='experiment') for r in [*self.RUNS, failed]]
     assert runs_pages.compare_pairs(members, 'auc') == [('a', 'b'), ('a', 'c'), ('b', 'c')]
 
 

@@ -82,7 +82,7 @@ def compare_pairs(runs: Sequence[Mapping[str, Any]], metric: str) -> List[Tuple[
                   if r.get('kind') == CT and r.get('metrics')]
   by_model = {r.get('artifacts', {}).get('model_sha256'): r['run_id'] for r in evaluated_ct}
   for members in groups.values():
-    ids = [r['run_id'] for r in ranked(members, metric)]
+    ids = [r['run_id'] for r in ranked(members, metric) if r.get('metrics')]  # not failed ones
     if len(ids) <= ALL_PAIRS_UP_TO:
       found |= {(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]}
     else:

@@ -4,8 +4,10 @@
 ``/proc/self/clear_refs``); ``peak_rss_bytes()`` reads it. Together they give the peak of one step
 of a long process (a continuous-training run runs its steps in one process). Elsewhere, or where
 the reset is not allowed, both say so (False / None) rather than report the process's lifetime
-peak as a step's. The reset also restarts ``getrusage``'s ``ru_maxrss`` of the process (the
-kernel keeps one high-water mark): after it, the process's peak is the largest step's.
+peak as a step's. The reset restarts ``getrusage``'s ``ru_maxrss`` too, but that one also keeps
+the high-water mark of the image before exec (the copy of the parent that forked), which no
+reset lowers: a process started by a large one (a benchmark that generated its data in memory)
+reports the parent's resident set as its own peak. ``VmHWM`` is this image's alone.
 """
 
 from __future__ import annotations

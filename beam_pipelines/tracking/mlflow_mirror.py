@@ -11,7 +11,8 @@ bucket, through MLflow's REST API (this package never imports mlflow):
   ``train.C``), the metrics of its steps (``evaluation.auc``, ``holdout_evaluation.auc``,
   ``forward_evaluation.auc``, ``evaluation.production.auc``, ``features.rows_read`` ...), the
   evaluation's paired comparison with production as a variant's (``comparison.auc.difference``,
-  ``.ci_lower``, ``.ci_upper`` ...: CT runs and variants share those columns), tags
+  ``.ci_lower``, ``.ci_upper`` ...: CT runs and variants share those columns; a CT run mirrored
+  before they were added keeps the metrics it was created with), tags
   (``beam_pipelines.kind``: ``ct``; ``beam_pipelines.status``: pushed / registered / not_blessed /
   stopped / no_trigger / failed; data sha256, code identity, the lineage path), ``lineage.json``
   as an artifact when the server stores artifacts itself (``mlflow-artifacts:``), and status
@@ -55,6 +56,7 @@ from beam_pipelines.ct.paths import LINEAGE_FILE, RUNS, CtPaths
 from beam_pipelines.ct.registry import ALIASES, Registry, blessing_status
 from beam_pipelines.store import bucket, layout
 from beam_pipelines.store.console import progress
+from beam_pipelines.store.errors import Refusal
 
 TRACKING_ENV_VAR = 'MLFLOW_TRACKING_URI'
 TOKEN_ENV_VAR, USER_ENV_VAR, PASSWORD_ENV_VAR = (
@@ -339,14 +341,23 @@ class Mirror:
       self.api.call('POST', 'runs/set-tag', {'run_id': info['run_id'], 'key': KIND_TAG,
                                              'value': runs.CT})
     else:
-      evaluation = (record.get('steps') or {}).get('evaluation') or {}
-      metrics = dict(run_metrics(record),  # and the paired comparison, named as a variant's
-                     **_metrics(runs.comparison(evaluation.get('outputs')), 'comparison'))
       info = self.create_run(record, run_tags(record, self.name, lineage_path),
-                             run_params(record), metrics, LINEAGE_FILE, lineage_path)
+                             run_params(record), self.ct_metrics(record, run_id), LINEAGE_FILE,
+                             lineage_path)
     self.remember(run_id, info, runs.CT)
     progress(f'mlflow: run {run_id} ({record.get("status")}) mirrored as run {info["run_id"]} '
              f'of experiment {self.name}')
+
+  def ct_metrics(self, record: Mapping[str, Any], run_id: str) -> Dict[str, float]:
+    """``run_metrics`` and the evaluation's paired comparison with production, named as a
+    variant's (``comparison.<metric>.*``); an unreadable metrics.json is said and left out."""
+    evaluation = (record.get('steps') or {}).get('evaluation') or {}
+    try:
+      comparison = runs.comparison(evaluation.get('outputs'))
+    except Refusal as error:
+      progress(f'mlflow: run {run_id}: comparison not mirrored ({error})')
+      comparison = {}
+    return dict(run_metrics(record), **_metrics(comparison, 'comparison'))
 
   def tag_kind(self, mirrored: Dict[str, Any], kind: str) -> None:
     self.api.call('POST', 'runs/set-tag', {'run_id': mirrored['run_id'], 'key': KIND_TAG,
